@@ -1,0 +1,229 @@
+package log
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Version is a site's local transaction counter: 1, 2, 3, ... with no gaps.
+type Version uint64
+
+// Seq is a node's own arrival counter over its log (the "local seq"): the position a tail of
+// the changeset stream resumes from. It is assigned when a version becomes complete.
+type Seq uint64
+
+// SentinelCID is the cid of a row's sentinel change (row created, deleted or resurrected).
+const SentinelCID = "-1"
+
+// Kind says what a changeset carries. Wire enums are append-only.
+type Kind uint8
+
+const (
+	// KindData is an ordinary transaction's changes.
+	KindData Kind = 0
+	// KindEmpty is a version whose changes were all superseded (compacted, as Corrosion
+	// "clears" versions): it keeps its place in the vector but carries no changes.
+	KindEmpty Kind = 1
+	// KindSchema is reserved for replicated schema changes.
+	KindSchema Kind = 2
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindData:
+		return "data"
+	case KindEmpty:
+		return "empty"
+	case KindSchema:
+		return "schema"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// ParseKind is the inverse of Kind.String.
+func ParseKind(s string) (Kind, error) {
+	switch s {
+	case "", "data":
+		return KindData, nil
+	case "empty":
+		return KindEmpty, nil
+	case "schema":
+		return KindSchema, nil
+	}
+	return 0, invalidf("unknown changeset kind %q", s)
+}
+
+// Change is one cell write. The origin site and version come from the changeset holding it.
+type Change struct {
+	Table      string
+	PK         PK
+	CID        string // a column name, or SentinelCID
+	Val        Value  // NULL for the sentinel
+	ColVersion uint64
+	CL         uint64 // causal length of the row: odd live, even deleted
+	Seq        uint64 // position within its version, 0..LastSeq
+}
+
+// IsSentinel reports whether c is a row sentinel change.
+func (c *Change) IsSentinel() bool { return c.CID == SentinelCID }
+
+// SeqRange is an inclusive range of change seqs within one version.
+type SeqRange struct {
+	First, Last uint64
+}
+
+// Changeset is all changes of one transaction of one site, or a part of them (a slice by seq
+// range) when the transaction is large. It is the unit of storage, gossip and sync.
+type Changeset struct {
+	Site    SiteID
+	Version Version
+	TS      Timestamp // HLC of the origin's commit; diagnostics only, never merged on
+	Seqs    SeqRange  // the seqs this changeset (or part) holds
+	LastSeq uint64    // the last seq of the whole version
+	Kind    Kind
+	Changes []Change
+	// Seq is this node's local arrival seq of the version; 0 when not read from a log.
+	// It is not part of the changeset's identity.
+	Seq Seq
+}
+
+// IsPart reports whether cs holds only some of its version's seqs.
+func (cs *Changeset) IsPart() bool { return cs.Seqs.First != 0 || cs.Seqs.Last != cs.LastSeq }
+
+// NumChanges counts the changes (cells) in cs.
+func (cs *Changeset) NumChanges() int { return len(cs.Changes) }
+
+// Validate checks the shape of a changeset and returns an error wrapping ErrInvalid that
+// names the problem. A data changeset holds exactly the seqs Seqs.First..Seqs.Last, in order.
+func (cs *Changeset) Validate() error {
+	if cs.Site.IsZero() {
+		return invalidf("changeset: zero site id")
+	}
+	if cs.Version == 0 {
+		return invalidf("changeset %v: version 0 (versions start at 1)", cs.Site)
+	}
+	if cs.Seqs.First > cs.Seqs.Last {
+		return invalidf("changeset %v/%d: seq range [%d, %d] is reversed", cs.Site, cs.Version, cs.Seqs.First, cs.Seqs.Last)
+	}
+	if cs.Seqs.Last > cs.LastSeq {
+		return invalidf("changeset %v/%d: seq range [%d, %d] outside last_seq %d", cs.Site, cs.Version, cs.Seqs.First, cs.Seqs.Last, cs.LastSeq)
+	}
+	switch cs.Kind {
+	case KindData:
+	case KindEmpty, KindSchema:
+		if len(cs.Changes) != 0 {
+			return invalidf("changeset %v/%d: kind %v carries %d changes", cs.Site, cs.Version, cs.Kind, len(cs.Changes))
+		}
+		return nil
+	default:
+		return invalidf("changeset %v/%d: unknown kind %d", cs.Site, cs.Version, uint8(cs.Kind))
+	}
+	if want := cs.Seqs.Last - cs.Seqs.First + 1; uint64(len(cs.Changes)) != want {
+		return invalidf("changeset %v/%d: %d changes for seq range [%d, %d]", cs.Site, cs.Version, len(cs.Changes), cs.Seqs.First, cs.Seqs.Last)
+	}
+	for i := range cs.Changes {
+		c := &cs.Changes[i]
+		if want := cs.Seqs.First + uint64(i); c.Seq != want {
+			return invalidf("changeset %v/%d: change %d has seq %d, want %d", cs.Site, cs.Version, i, c.Seq, want)
+		}
+		if err := c.Validate(); err != nil {
+			return fmt.Errorf("changeset %v/%d: change seq %d: %w", cs.Site, cs.Version, c.Seq, err)
+		}
+	}
+	return nil
+}
+
+// Validate checks one change's shape.
+func (c *Change) Validate() error {
+	if c.Table == "" {
+		return invalidf("empty table name")
+	}
+	if c.CID == "" {
+		return invalidf("table %q: empty cid", c.Table)
+	}
+	if _, err := UnpackPK(c.PK); err != nil {
+		return invalidf("table %q: pk: %v", c.Table, err)
+	}
+	if err := c.Val.Validate(); err != nil {
+		return fmt.Errorf("table %q: %w", c.Table, err)
+	}
+	if c.CL == 0 {
+		return invalidf("table %q: cl 0", c.Table)
+	}
+	if c.IsSentinel() && !c.Val.IsNull() {
+		return invalidf("table %q: sentinel with a value", c.Table)
+	}
+	return nil
+}
+
+// changesetJSON is the JSON form of DESIGN.md section 7.
+type changesetJSON struct {
+	Seq     Seq          `json:"seq"`
+	Site    SiteID       `json:"site"`
+	Version Version      `json:"version"`
+	TS      Timestamp    `json:"ts"`
+	Seqs    [2]uint64    `json:"seqs"`
+	LastSeq uint64       `json:"last_seq"`
+	Kind    string       `json:"kind,omitempty"`
+	Changes []changeJSON `json:"changes"`
+}
+
+type changeJSON struct {
+	Table      string  `json:"table"`
+	PK         []Value `json:"pk"`
+	CID        string  `json:"cid"`
+	Val        Value   `json:"val"`
+	ColVersion uint64  `json:"col_version"`
+	CL         uint64  `json:"cl"`
+	Seq        uint64  `json:"seq"`
+}
+
+// MarshalJSON writes the DESIGN.md section 7 form, with the pk as an array of values.
+func (cs *Changeset) MarshalJSON() ([]byte, error) {
+	j := changesetJSON{
+		Seq: cs.Seq, Site: cs.Site, Version: cs.Version, TS: cs.TS,
+		Seqs: [2]uint64{cs.Seqs.First, cs.Seqs.Last}, LastSeq: cs.LastSeq,
+		Changes: make([]changeJSON, len(cs.Changes)),
+	}
+	if cs.Kind != KindData {
+		j.Kind = cs.Kind.String()
+	}
+	for i := range cs.Changes {
+		c := &cs.Changes[i]
+		pk, err := UnpackPK(c.PK)
+		if err != nil {
+			return nil, fmt.Errorf("changeset %v/%d: %w", cs.Site, cs.Version, err)
+		}
+		j.Changes[i] = changeJSON{Table: c.Table, PK: pk, CID: c.CID, Val: c.Val, ColVersion: c.ColVersion, CL: c.CL, Seq: c.Seq}
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads the JSON form and validates the result.
+func (cs *Changeset) UnmarshalJSON(b []byte) error {
+	var j changesetJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return invalidf("changeset json: %v", err)
+	}
+	kind, err := ParseKind(j.Kind)
+	if err != nil {
+		return err
+	}
+	out := Changeset{
+		Seq: j.Seq, Site: j.Site, Version: j.Version, TS: j.TS,
+		Seqs: SeqRange{First: j.Seqs[0], Last: j.Seqs[1]}, LastSeq: j.LastSeq, Kind: kind,
+		Changes: make([]Change, len(j.Changes)),
+	}
+	for i, c := range j.Changes {
+		pk, err := PackPK(c.PK...)
+		if err != nil {
+			return fmt.Errorf("changeset json: change %d: %w", i, err)
+		}
+		out.Changes[i] = Change{Table: c.Table, PK: pk, CID: c.CID, Val: c.Val, ColVersion: c.ColVersion, CL: c.CL, Seq: c.Seq}
+	}
+	if err := out.Validate(); err != nil {
+		return err
+	}
+	*cs = out
+	return nil
+}

@@ -1,0 +1,392 @@
+package log
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
+)
+
+// FormatV1 is the leading format version byte of every encoded changeset and vector.
+// A new layout gets a new byte; decoders keep reading the old ones.
+const FormatV1 byte = 1
+
+// Changeset wire layout (format 1), after the version byte, one msgpack array:
+//
+//	[site bin16, version uint, ts uint, first uint, last uint, last_seq uint, kind uint,
+//	 changes [[table str, pk bin, cid str, val, col_version uint, cl uint, seq uint], ...],
+//	 local_seq uint]
+//
+// val is msgpack nil, int, float64, str or bin for NULL, INTEGER, REAL, TEXT and BLOB, so the
+// storage class travels exactly. Decoders ignore extra trailing array elements, so fields can
+// be appended without a new format byte.
+
+var encPool = sync.Pool{New: func() any {
+	e := msgpack.NewEncoder(nil)
+	e.UseCompactInts(true)
+	return e
+}}
+
+type byteWriter struct{ b []byte }
+
+func (w *byteWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+
+func (w *byteWriter) WriteByte(c byte) error { w.b = append(w.b, c); return nil }
+
+func (w *byteWriter) WriteString(s string) (int, error) { w.b = append(w.b, s...); return len(s), nil }
+
+// EncodeChangeset returns the binary (msgpack) form of cs.
+func EncodeChangeset(cs *Changeset) ([]byte, error) { return AppendChangeset(nil, cs) }
+
+// AppendChangeset appends the binary form of cs to b.
+func AppendChangeset(b []byte, cs *Changeset) ([]byte, error) {
+	w := &byteWriter{b: append(b, FormatV1)}
+	e := encPool.Get().(*msgpack.Encoder)
+	e.Reset(w)
+	err := encodeChangeset(e, cs)
+	e.Reset(nil)
+	encPool.Put(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode changeset: %w", err)
+	}
+	return w.b, nil
+}
+
+// MustEncode is EncodeChangeset for tests; it panics on error.
+func (cs *Changeset) MustEncode() []byte {
+	b, err := EncodeChangeset(cs)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func encodeChangeset(e *msgpack.Encoder, cs *Changeset) error {
+	e.EncodeArrayLen(9)
+	e.EncodeBytes(cs.Site[:])
+	e.EncodeUint(uint64(cs.Version))
+	e.EncodeUint(uint64(cs.TS))
+	e.EncodeUint(cs.Seqs.First)
+	e.EncodeUint(cs.Seqs.Last)
+	e.EncodeUint(cs.LastSeq)
+	e.EncodeUint(uint64(cs.Kind))
+	e.EncodeArrayLen(len(cs.Changes))
+	for i := range cs.Changes {
+		c := &cs.Changes[i]
+		e.EncodeArrayLen(7)
+		e.EncodeString(c.Table)
+		e.EncodeBytes(c.PK)
+		e.EncodeString(c.CID)
+		if err := encodeValue(e, c.Val); err != nil {
+			return err
+		}
+		e.EncodeUint(c.ColVersion)
+		e.EncodeUint(c.CL)
+		e.EncodeUint(c.Seq)
+	}
+	// The byteWriter never fails, so only the last error matters.
+	return e.EncodeUint(uint64(cs.Seq))
+}
+
+func encodeValue(e *msgpack.Encoder, v Value) error {
+	switch v.Type {
+	case TypeNull:
+		return e.EncodeNil()
+	case TypeInteger:
+		return e.EncodeInt(v.Int)
+	case TypeReal:
+		return e.EncodeFloat64(v.Real)
+	case TypeText:
+		return e.EncodeString(v.Text)
+	case TypeBlob:
+		if v.Blob == nil {
+			return e.EncodeBytes([]byte{})
+		}
+		return e.EncodeBytes(v.Blob)
+	}
+	return invalidf("value: unknown type %d", v.Type)
+}
+
+// decoder wraps msgpack.Decoder over a bytes.Reader so that every length read from the
+// input is checked against the bytes that remain before anything is allocated.
+type decoder struct {
+	r    *bytes.Reader
+	d    *msgpack.Decoder
+	size int64
+	what string
+}
+
+func newDecoder(what string, b []byte) *decoder {
+	r := bytes.NewReader(b)
+	return &decoder{r: r, d: msgpack.NewDecoder(r), size: int64(len(b)), what: what}
+}
+
+func (d *decoder) off() int64 { return d.size - int64(d.r.Len()) }
+
+func (d *decoder) fail(err error) error {
+	return &DecodeError{What: d.what, Off: d.off(), Err: err}
+}
+
+var errTooLong = errors.New("length exceeds input")
+
+func (d *decoder) arrayLen() (int, error) {
+	n, err := d.d.DecodeArrayLen()
+	if err != nil {
+		return 0, d.fail(err)
+	}
+	if n < 0 {
+		return 0, d.fail(errors.New("nil array"))
+	}
+	if n > d.r.Len() {
+		return 0, d.fail(errTooLong)
+	}
+	return n, nil
+}
+
+// rawBytes reads a str or bin payload without the library's up-front allocation.
+func (d *decoder) rawBytes() ([]byte, error) {
+	n, err := d.d.DecodeBytesLen()
+	if err != nil {
+		return nil, d.fail(err)
+	}
+	if n < 0 {
+		return nil, d.fail(errors.New("nil where bytes expected"))
+	}
+	if n > d.r.Len() {
+		return nil, d.fail(errTooLong)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(d.r, b); err != nil {
+		return nil, d.fail(err)
+	}
+	return b, nil
+}
+
+func (d *decoder) str() (string, error) {
+	c, err := d.d.PeekCode()
+	if err != nil {
+		return "", d.fail(err)
+	}
+	if !msgpcode.IsString(c) {
+		return "", d.fail(fmt.Errorf("code %#x: want a string", c))
+	}
+	b, err := d.rawBytes()
+	return string(b), err
+}
+
+func (d *decoder) bin() ([]byte, error) {
+	c, err := d.d.PeekCode()
+	if err != nil {
+		return nil, d.fail(err)
+	}
+	if !msgpcode.IsBin(c) {
+		return nil, d.fail(fmt.Errorf("code %#x: want bytes", c))
+	}
+	return d.rawBytes()
+}
+
+func (d *decoder) uint() (uint64, error) {
+	c, err := d.d.PeekCode()
+	if err != nil {
+		return 0, d.fail(err)
+	}
+	if c == msgpcode.Uint64 {
+		n, err := d.d.DecodeUint64()
+		if err != nil {
+			return 0, d.fail(err)
+		}
+		return n, nil
+	}
+	if !isInt(c) {
+		return 0, d.fail(fmt.Errorf("code %#x: want an unsigned integer", c))
+	}
+	n, err := d.d.DecodeInt64()
+	if err != nil {
+		return 0, d.fail(err)
+	}
+	if n < 0 {
+		return 0, d.fail(fmt.Errorf("negative %d where unsigned expected", n))
+	}
+	return uint64(n), nil
+}
+
+func isInt(c byte) bool {
+	return msgpcode.IsFixedNum(c) || (c >= msgpcode.Uint8 && c <= msgpcode.Int64)
+}
+
+func (d *decoder) value() (Value, error) {
+	c, err := d.d.PeekCode()
+	if err != nil {
+		return Value{}, d.fail(err)
+	}
+	switch {
+	case c == msgpcode.Nil:
+		_ = d.d.DecodeNil()
+		return Null(), nil
+	case c == msgpcode.Uint64:
+		n, err := d.d.DecodeUint64()
+		if err != nil {
+			return Value{}, d.fail(err)
+		}
+		if n > 1<<63-1 {
+			return Value{}, d.fail(errors.New("integer out of int64 range"))
+		}
+		return Integer(int64(n)), nil
+	case isInt(c):
+		n, err := d.d.DecodeInt64()
+		if err != nil {
+			return Value{}, d.fail(err)
+		}
+		return Integer(n), nil
+	case c == msgpcode.Float || c == msgpcode.Double:
+		f, err := d.d.DecodeFloat64()
+		if err != nil {
+			return Value{}, d.fail(err)
+		}
+		v := Real(f)
+		if err := v.Validate(); err != nil {
+			return Value{}, d.fail(err)
+		}
+		return v, nil
+	case msgpcode.IsString(c):
+		b, err := d.rawBytes()
+		if err != nil {
+			return Value{}, err
+		}
+		return Text(string(b)), nil
+	case msgpcode.IsBin(c):
+		b, err := d.rawBytes()
+		if err != nil {
+			return Value{}, err
+		}
+		return Blob(b), nil
+	}
+	return Value{}, d.fail(fmt.Errorf("code %#x is not a SQLite value", c))
+}
+
+// skipExtra skips array elements a newer writer appended.
+func (d *decoder) skipExtra(n int) error {
+	for ; n > 0; n-- {
+		if err := d.d.Skip(); err != nil {
+			return d.fail(err)
+		}
+	}
+	return nil
+}
+
+// DecodeChangeset decodes the binary form and validates the result. It returns an error,
+// never panics, on any malformed input; a changeset it returns is always valid.
+func DecodeChangeset(b []byte) (*Changeset, error) {
+	if len(b) == 0 {
+		return nil, &DecodeError{What: "changeset", Err: io.ErrUnexpectedEOF}
+	}
+	if b[0] != FormatV1 {
+		return nil, &DecodeError{What: "changeset", Err: fmt.Errorf("unknown format version %d", b[0])}
+	}
+	d := newDecoder("changeset", b[1:])
+	cs, err := d.changeset()
+	if err != nil {
+		return nil, err
+	}
+	if d.r.Len() != 0 {
+		return nil, d.fail(errors.New("trailing bytes"))
+	}
+	if err := cs.Validate(); err != nil {
+		return nil, &DecodeError{What: "changeset", Off: d.off(), Err: err}
+	}
+	return cs, nil
+}
+
+func (d *decoder) changeset() (*Changeset, error) {
+	n, err := d.arrayLen()
+	if err != nil {
+		return nil, err
+	}
+	if n < 8 {
+		return nil, d.fail(fmt.Errorf("changeset array of %d fields, want at least 8", n))
+	}
+	cs := &Changeset{}
+	site, err := d.bin()
+	if err != nil {
+		return nil, err
+	}
+	if len(site) != len(cs.Site) {
+		return nil, d.fail(fmt.Errorf("site id of %d bytes", len(site)))
+	}
+	copy(cs.Site[:], site)
+	var u [6]uint64
+	for i := range u {
+		if u[i], err = d.uint(); err != nil {
+			return nil, err
+		}
+	}
+	if u[5] > 255 {
+		return nil, d.fail(fmt.Errorf("kind %d", u[5]))
+	}
+	cs.Version, cs.TS = Version(u[0]), Timestamp(u[1])
+	cs.Seqs, cs.LastSeq, cs.Kind = SeqRange{u[2], u[3]}, u[4], Kind(u[5])
+	nc, err := d.arrayLen()
+	if err != nil {
+		return nil, err
+	}
+	cs.Changes = make([]Change, nc)
+	var lastTable, lastCID string
+	for i := range cs.Changes {
+		c := &cs.Changes[i]
+		fields, err := d.arrayLen()
+		if err != nil {
+			return nil, err
+		}
+		if fields < 7 {
+			return nil, d.fail(fmt.Errorf("change array of %d fields, want at least 7", fields))
+		}
+		if c.Table, err = d.str(); err != nil {
+			return nil, err
+		}
+		if c.Table == lastTable { // share one string per table, as most changesets touch one
+			c.Table = lastTable
+		}
+		lastTable = c.Table
+		if c.PK, err = d.bin(); err != nil {
+			return nil, err
+		}
+		if c.CID, err = d.str(); err != nil {
+			return nil, err
+		}
+		if c.CID == lastCID {
+			c.CID = lastCID
+		}
+		lastCID = c.CID
+		if c.Val, err = d.value(); err != nil {
+			return nil, err
+		}
+		if c.ColVersion, err = d.uint(); err != nil {
+			return nil, err
+		}
+		if c.CL, err = d.uint(); err != nil {
+			return nil, err
+		}
+		if c.Seq, err = d.uint(); err != nil {
+			return nil, err
+		}
+		if err := d.skipExtra(fields - 7); err != nil {
+			return nil, err
+		}
+	}
+	if n >= 9 {
+		seq, err := d.uint()
+		if err != nil {
+			return nil, err
+		}
+		cs.Seq = Seq(seq)
+		n--
+	}
+	if err := d.skipExtra(n - 8); err != nil {
+		return nil, err
+	}
+	return cs, nil
+}

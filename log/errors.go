@@ -1,0 +1,40 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors of the log package. Callers compare with errors.Is.
+var (
+	// ErrClosed is returned by every Store method after Close.
+	ErrClosed = errors.New("log: closed")
+	// ErrNotFound means the requested version (or part) is not held.
+	ErrNotFound = errors.New("log: not found")
+	// ErrIncomplete means a version is only partially held: some of its parts are missing.
+	ErrIncomplete = errors.New("log: version incomplete")
+	// ErrSiteMismatch means a data directory belongs to another site than the one asked for.
+	ErrSiteMismatch = errors.New("log: site id mismatch")
+	// ErrInvalid wraps every validation failure of a changeset, value, pk or vector.
+	ErrInvalid = errors.New("invalid")
+	// ErrSeqBeyondLog means a tail was asked to start after a seq the log has not reached.
+	ErrSeqBeyondLog = errors.New("log: seq beyond end of log")
+)
+
+// DecodeError is returned by every decoder of bytes from disk or network. Off is the byte
+// offset at which decoding failed (best effort), Err the cause.
+type DecodeError struct {
+	What string
+	Off  int64
+	Err  error
+}
+
+func (e *DecodeError) Error() string {
+	return fmt.Sprintf("decode %s at %d: %v", e.What, e.Off, e.Err)
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
