@@ -1,0 +1,317 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer"
+)
+
+// Transactor runs local write transactions. Transact blocks until the transaction is durable
+// in the log and visible in the view, or failed; concurrent calls are safe.
+type Transactor interface {
+	Transact(ctx context.Context, stmts []materializer.Statement) (materializer.TxResult, error)
+}
+
+// Querier runs read-only statements. The Rows it returns belong to the caller, who must Close
+// them; concurrent calls are safe.
+type Querier interface {
+	Query(ctx context.Context, st materializer.Statement) (materializer.Rows, error)
+}
+
+// Applier folds changesets made elsewhere. Apply blocks until every complete version among
+// them is visible in the view; it does not keep the slice.
+type Applier interface {
+	Apply(ctx context.Context, css []*log.Changeset) ([]bool, error)
+}
+
+// Migrator applies schema statements; it blocks on the writer loop.
+type Migrator interface {
+	Migrate(ctx context.Context, stmts []string) (materializer.MigrateResult, error)
+}
+
+// Inspector answers questions about the view; all methods are safe for concurrent use and do
+// not block on the writer.
+type Inspector interface {
+	TableStats(ctx context.Context, tables []string) ([]materializer.TableStat, []string, error)
+	Tables() []string
+	FoldPosition() log.Seq
+}
+
+// Notifier publishes commit notices (used by subscriptions); see materializer.Notify.
+type Notifier interface {
+	Notify(buf int) (<-chan materializer.Notice, func())
+}
+
+// View is everything the API needs of the materializer. *materializer.Materializer
+// satisfies it.
+type View interface {
+	Transactor
+	Querier
+	Applier
+	Migrator
+	Inspector
+	Notifier
+}
+
+// ChangeLog is what the API reads of the log. *log.Store satisfies it. Read and LastSeq never
+// block; Wait blocks until the log grows past after or ctx ends. Changesets returned by Read
+// belong to the caller.
+type ChangeLog interface {
+	SiteID() log.SiteID
+	Read(after log.Seq, max int) ([]*log.Changeset, error)
+	Wait(ctx context.Context, after log.Seq) error
+	LastSeq() log.Seq
+	Vector() *log.Vector
+	Stats() log.Stats
+}
+
+// Member is one cluster member as GET /v1/members shows it.
+type Member struct {
+	Name       string
+	SiteID     log.SiteID
+	State      string // alive, suspect, dead or left
+	GossipAddr string
+	QUICAddr   string
+	APIAddr    string
+	RTT        time.Duration // 0 when unknown (and for this node)
+	Self       bool          // this node
+}
+
+// Cluster is the membership view of the gossip component. Members must not block for long;
+// it is called for every /v1/members and /v1/health request. The gossip component may also
+// implement LagReporter.
+type Cluster interface {
+	Members() []Member
+}
+
+// LagReporter is implemented by a Cluster that measures replication lag (write at the origin
+// to visible here); /v1/health reports it as p99_lag.
+type LagReporter interface {
+	P99Lag() time.Duration
+}
+
+// Config configures a Server.
+type Config struct {
+	// Addr is the listen address, e.g. 127.0.0.1:8080, used when Listener is nil.
+	Addr string
+	// Listener, when set, is served instead of listening on Addr (the agent listens first so
+	// that gossip can advertise the bound address). The Server closes it.
+	Listener net.Listener
+
+	// View and Log are the node's materializer and log; both are required. Handlers of other
+	// files in this package (subscriptions.go) reach them as s.cfg.View and s.cfg.Log.
+	View View
+	Log  ChangeLog
+	// Cluster is nil on a node without gossip: /v1/members then lists this node alone.
+	Cluster Cluster
+
+	// BearerToken, when not empty, is required as "Authorization: Bearer <token>" on every
+	// endpoint but /v1/health and /metrics (Corrosion's api.authz.bearer_token).
+	BearerToken string
+	// MaxConcurrency is the most data requests (transactions, queries, changes, migrations,
+	// table stats) served at once; more are shed with 503 instead of queueing without bound.
+	MaxConcurrency int
+	// MaxStreams is the most long-lived streams (changes with follow=true, subscriptions)
+	// open at once; they do not count against MaxConcurrency.
+	MaxStreams int
+	// MaxBodyBytes is the largest request body accepted; more is 413.
+	MaxBodyBytes int64
+	// ShutdownTimeout bounds how long Close waits for requests in flight.
+	ShutdownTimeout time.Duration
+
+	// Registry is where the API registers its metrics and what /metrics serves; nil makes a
+	// private one. The agent shares one registry between its components.
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+}
+
+// DefaultConfig returns the defaults: 127.0.0.1:8080, 256 concurrent data requests, 1024
+// streams, 64 MiB bodies.
+func DefaultConfig() Config {
+	return Config{
+		Addr:            "127.0.0.1:8080",
+		MaxConcurrency:  256,
+		MaxStreams:      1024,
+		MaxBodyBytes:    64 << 20,
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+// Validate checks the config.
+func (c *Config) Validate() error {
+	switch {
+	case c.View == nil:
+		return errors.New("api config: no view")
+	case c.Log == nil:
+		return errors.New("api config: no log")
+	case c.Listener == nil && c.Addr == "":
+		return errors.New("api config: no listen address")
+	case c.MaxConcurrency <= 0:
+		return fmt.Errorf("api config: max concurrency %d, want > 0", c.MaxConcurrency)
+	case c.MaxStreams <= 0:
+		return fmt.Errorf("api config: max streams %d, want > 0", c.MaxStreams)
+	case c.MaxBodyBytes <= 0:
+		return fmt.Errorf("api config: max body bytes %d, want > 0", c.MaxBodyBytes)
+	}
+	return nil
+}
+
+// Server serves the HTTP API of one node.
+type Server struct {
+	cfg     Config
+	logger  *slog.Logger
+	metrics *metrics
+	handler http.Handler
+
+	slots   chan struct{} // data request slots (MaxConcurrency)
+	streams chan struct{} // stream slots (MaxStreams)
+
+	// streamCtx ends when the server shuts down, so that endless streams (follow, subscriptions)
+	// end and Shutdown does not wait for them. See streamContext.
+	streamCtx    context.Context
+	cancelStream context.CancelFunc
+	closing      atomic.Bool
+
+	// methods lists the methods registered per path, for 405 answers (see route).
+	methods map[string][]string
+	// closers run in reverse order when Close has stopped the HTTP server; routes of other
+	// files (subscriptions.go) append to it while the routes are built, in New.
+	closers []func() error
+
+	srv       *http.Server
+	ln        net.Listener
+	serveDone chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New returns a server; it does no I/O. cfg must be valid (see Validate).
+func New(cfg Config) *Server {
+	d := DefaultConfig()
+	if cfg.MaxConcurrency == 0 {
+		cfg.MaxConcurrency = d.MaxConcurrency
+	}
+	if cfg.MaxStreams == 0 {
+		cfg.MaxStreams = d.MaxStreams
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = d.MaxBodyBytes
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = d.ShutdownTimeout
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{
+		cfg:       cfg,
+		logger:    logger.With(attrComponent, "api"),
+		slots:     make(chan struct{}, max(cfg.MaxConcurrency, 1)),
+		streams:   make(chan struct{}, max(cfg.MaxStreams, 1)),
+		serveDone: make(chan struct{}),
+		methods:   map[string][]string{},
+	}
+	s.streamCtx, s.cancelStream = context.WithCancel(context.Background())
+	s.metrics = newMetrics(s)
+	s.handler = s.routes()
+	return s
+}
+
+// Handler returns the API's handler, for tests that serve it themselves.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Open validates the config, registers the metrics, listens and starts serving. ctx covers
+// start-up only.
+func (s *Server) Open(ctx context.Context) error {
+	if err := s.cfg.Validate(); err != nil {
+		return err
+	}
+	if err := s.metrics.register(s.cfg.Registry); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	ln := s.cfg.Listener
+	if ln == nil {
+		var lc net.ListenConfig
+		var err error
+		if ln, err = lc.Listen(ctx, "tcp", s.cfg.Addr); err != nil {
+			return fmt.Errorf("listen api: %w", err)
+		}
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+	}
+	s.srv.RegisterOnShutdown(s.cancelStream)
+	go func() {
+		defer close(s.serveDone)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("api server stopped", attrErr, err)
+		}
+	}()
+	s.logger.Info("api listening", attrAddr, ln.Addr().String())
+	return nil
+}
+
+// Addr is the address the server listens on (useful with port 0); nil before Open.
+func (s *Server) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Close stops accepting requests, ends streams, waits up to ShutdownTimeout for requests in
+// flight (a transaction in flight completes and is answered), then closes the rest.
+// Idempotent.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.closing.Store(true)
+		s.cancelStream()
+		var errs []error
+		if s.srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+			defer cancel()
+			if err := s.srv.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("shutdown api: %w", err))
+				s.srv.Close()
+			}
+			<-s.serveDone
+		}
+		for i := len(s.closers) - 1; i >= 0; i-- {
+			errs = append(errs, s.closers[i]())
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// streamContext returns the context a long-lived stream runs under: it ends when the client
+// goes away or when the server shuts down. Call the cancel func when the stream ends.
+func (s *Server) streamContext(r *http.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(r.Context())
+	stop := context.AfterFunc(s.streamCtx, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// The node's real components satisfy the interfaces; this catches drift at compile time.
+var (
+	_ View      = (*materializer.Materializer)(nil)
+	_ ChangeLog = (*log.Store)(nil)
+)

@@ -1,0 +1,266 @@
+package api
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/patinadb/patina/log"
+)
+
+// Wire form of the changeset stream and ingest (decisions in docs/decisions/api.md):
+//
+//   - NDJSON (default): one changeset per line in DESIGN.md's JSON form, "seq" being this
+//     node's arrival seq; a failure after the stream started is a final {"error": "..."} line.
+//   - msgpack (Accept or Content-Type application/msgpack): frames of a 4-byte big-endian
+//     length and that many bytes; a frame starting with log.FormatV1 is a changeset as
+//     log.EncodeChangeset writes it (its local_seq field is the arrival seq), a frame
+//     starting with '{' is a JSON {"error": "..."} event.
+const (
+	contentMsgpack = "application/msgpack"
+	// readBatch is how many changesets one read of the log returns; a batch is written
+	// without a flush between its events, then flushed.
+	readBatch = 256
+	// applyBatch is how many ingested changesets go to one Apply call.
+	applyBatch = 1024
+	// maxFrame bounds one msgpack frame of an ingest body (besides MaxBodyBytes).
+	maxFrame = 256 << 20
+)
+
+func wantsMsgpack(h string) bool {
+	return strings.Contains(h, contentMsgpack) || strings.Contains(h, "application/x-msgpack")
+}
+
+// handleChangesGet streams the log in arrival order from ?since=SEQ (exclusive; 0 is the
+// start). Without follow it ends at the log's end as of the request; with follow=true it
+// stays open and streams new changesets as they land, until the client or the server goes.
+func (s *Server) handleChangesGet(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	var since uint64
+	if raw := q.Get("since"); raw != "" {
+		var err error
+		if since, err = strconv.ParseUint(raw, 10, 64); err != nil {
+			return badRequestf("since=%q: want a local seq (an integer >= 0)", raw)
+		}
+	}
+	follow := false
+	if raw := q.Get("follow"); raw != "" {
+		var err error
+		if follow, err = strconv.ParseBool(raw); err != nil {
+			return badRequestf("follow=%q: want true or false", raw)
+		}
+	}
+	end := s.cfg.Log.LastSeq()
+	if log.Seq(since) > end {
+		return fmt.Errorf("%w: since=%d is beyond the end of this node's log (last seq %d)", log.ErrSeqBeyondLog, since, end)
+	}
+	kind := kindData
+	if follow {
+		kind = kindStream
+	}
+	release, err := s.acquire(kind)
+	if err != nil {
+		return err
+	}
+	defer release()
+	ctx, cancel := s.streamContext(r)
+	defer cancel()
+
+	msgpack := wantsMsgpack(r.Header.Get("Accept"))
+	if msgpack {
+		w.Header().Set("Content-Type", contentMsgpack)
+	} else {
+		w.Header().Set("Content-Type", ndjson)
+	}
+	w.WriteHeader(http.StatusOK)
+	ev := newEventWriter(w)
+	if err := ev.rc.Flush(); err != nil { // a follower learns at once that the stream is open
+		return nil
+	}
+	fail := func(err error) {
+		if msgpack {
+			b, _ := json.Marshal(errorBody{Error: err.Error()})
+			ev.write(binary.BigEndian.AppendUint32(ev.buf[:0], uint32(len(b))))
+			ev.write(b)
+			return
+		}
+		ev.writeError(err)
+	}
+	after := log.Seq(since)
+	for follow || after < end {
+		batch, err := s.cfg.Log.Read(after, readBatch)
+		if err != nil {
+			fail(fmt.Errorf("read log after seq %d: %w", after, err))
+			return nil
+		}
+		if len(batch) == 0 {
+			if !follow {
+				break // the log ends before end: cannot happen, but never spin
+			}
+			if err := s.cfg.Log.Wait(ctx, after); err != nil {
+				if ctx.Err() == nil {
+					fail(fmt.Errorf("wait for the log: %w", err))
+				}
+				return nil
+			}
+			continue
+		}
+		done := false
+		for _, cs := range batch {
+			if !follow && cs.Seq > end {
+				done = true
+				break
+			}
+			b, err := appendEvent(ev.buf[:0], cs, msgpack)
+			if err != nil {
+				fail(err)
+				return nil
+			}
+			if err := ev.writeNoFlush(b); err != nil {
+				return nil
+			}
+			after = cs.Seq
+			s.metrics.streamed.Inc()
+		}
+		if err := ev.rc.Flush(); err != nil {
+			return nil
+		}
+		if done || (!follow && after >= end) {
+			break
+		}
+	}
+	return nil
+}
+
+// appendEvent appends one changeset event in the stream's form.
+func appendEvent(b []byte, cs *log.Changeset, msgpack bool) ([]byte, error) {
+	if msgpack {
+		start := len(b)
+		b = append(b, 0, 0, 0, 0)
+		b, err := log.AppendChangeset(b, cs)
+		if err != nil {
+			return nil, err
+		}
+		binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
+		return b, nil
+	}
+	j, err := json.Marshal(cs)
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, j...)
+	return append(b, '\n'), nil
+}
+
+// ingestResponse is the answer of POST /v1/changes.
+type ingestResponse struct {
+	Changesets int `json:"changesets"` // received
+	New        int `json:"new"`        // not held before (the rest were duplicates)
+}
+
+// handleChangesPost ingests changesets made elsewhere. Every changeset of the body is decoded
+// and validated before any is applied, so a bad body changes nothing; the answer comes once
+// they are folded into the view, so a read right after sees them. Ingest is idempotent.
+func (s *Server) handleChangesPost(w http.ResponseWriter, r *http.Request) error {
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	var css []*log.Changeset
+	if wantsMsgpack(r.Header.Get("Content-Type")) {
+		css, err = decodeFrames(body)
+	} else {
+		css, err = decodeNDJSON(body)
+	}
+	if err != nil {
+		return err
+	}
+	if len(css) == 0 {
+		return badRequestf("no changesets in the body")
+	}
+	out := ingestResponse{Changesets: len(css)}
+	start := time.Now()
+	for i := 0; i < len(css); i += applyBatch {
+		chunk := css[i:min(i+applyBatch, len(css))]
+		news, err := s.cfg.View.Apply(r.Context(), chunk)
+		if err != nil {
+			return fmt.Errorf("apply changesets %d..%d: %w", i, i+len(chunk)-1, err)
+		}
+		for _, isNew := range news {
+			if isNew {
+				out.New++
+			}
+		}
+	}
+	s.metrics.applyDuration.Observe(time.Since(start).Seconds())
+	s.metrics.ingested.WithLabelValues("true").Add(float64(out.New))
+	s.metrics.ingested.WithLabelValues("false").Add(float64(out.Changesets - out.New))
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// decodeNDJSON reads changesets in JSON form: one per line, or a JSON array of them.
+// log.Changeset's UnmarshalJSON validates each.
+func decodeNDJSON(body []byte) ([]*log.Changeset, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) > 0 && body[0] == '[' {
+		var css []*log.Changeset
+		if err := json.Unmarshal(body, &css); err != nil {
+			return nil, badRequestf("changesets: %v", unwrapJSON(err))
+		}
+		for i, cs := range css {
+			if cs == nil {
+				return nil, badRequestf("changeset %d: null", i)
+			}
+		}
+		return css, nil
+	}
+	var css []*log.Changeset
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for i := 0; ; i++ {
+		var cs log.Changeset
+		err := dec.Decode(&cs)
+		if errors.Is(err, io.EOF) {
+			return css, nil
+		}
+		if err != nil {
+			return nil, badRequestf("changeset %d: %v", i, unwrapJSON(err))
+		}
+		css = append(css, &cs)
+	}
+}
+
+// decodeFrames reads length-prefixed msgpack changesets; log.DecodeChangeset validates each.
+func decodeFrames(body []byte) ([]*log.Changeset, error) {
+	var css []*log.Changeset
+	r := bytes.NewReader(body)
+	for i := 0; ; i++ {
+		var hdr [4]byte
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return css, nil
+			}
+			return nil, badRequestf("changeset frame %d: truncated length", i)
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		if n > maxFrame || int64(n) > int64(r.Len()) {
+			return nil, badRequestf("changeset frame %d: length %d is larger than the body", i, n)
+		}
+		frame := make([]byte, n)
+		if _, err := io.ReadFull(r, frame); err != nil {
+			return nil, badRequestf("changeset frame %d: truncated (want %d bytes)", i, n)
+		}
+		cs, err := log.DecodeChangeset(frame)
+		if err != nil {
+			return nil, badRequestf("changeset frame %d: %v", i, err)
+		}
+		css = append(css, cs)
+	}
+}

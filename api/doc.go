@@ -1,0 +1,22 @@
+// Package api is Patina's HTTP API: Corrosion's endpoint shapes (transactions, queries,
+// subscriptions, table stats, health, migrations) and Patina's own (the changeset stream,
+// changeset ingest, sync state, members, metrics). DESIGN.md section 7 is its contract.
+//
+// It owns request parsing, the JSON forms of statements and results, the mapping of errors to
+// status codes, authentication, load shedding, body limits and the /metrics registry. It
+// consumes the materializer and the log through the small interfaces declared in api.go, so
+// tests and the agent can hand it anything that satisfies them.
+//
+// It must not import gossip, cmd or bench. Package api/client is its Go client and must not
+// import api (so that a program embedding the client does not pull in SQLite).
+//
+// Invariants:
+//   - every error answer is a JSON object with an "error" string and a precise status
+//     (400 bad input, 401 token, 404 unknown, 408 timeout, 409 schema conflict, 413 body too
+//     large, 503 overload or shutting down, 500 only for real internal faults);
+//   - streams (queries, the changeset stream) never hold a whole result in memory and flush
+//     every event as soon as it is known; a failure after the first byte of a stream is sent
+//     as a final {"error":...} event, since the status line is already gone;
+//   - nothing is acknowledged before it is durable: a transaction or ingest answers after the
+//     materializer returned, and the materializer returns after the log's fsync.
+package api

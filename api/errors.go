@@ -1,0 +1,120 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer"
+)
+
+// slog attribute keys of this package.
+const (
+	attrComponent = "component"
+	attrErr       = "err"
+	attrAddr      = "addr"
+	attrPath      = "path"
+	attrStatus    = "status"
+)
+
+// Errors of the API itself (the materializer's and the log's are mapped by statusOf).
+var (
+	// errBadRequest wraps malformed request bodies and parameters (400).
+	errBadRequest = errors.New("bad request")
+	// errUnauthorized: a missing or wrong bearer token (401).
+	errUnauthorized = errors.New("missing or wrong bearer token")
+	// errOverloaded: the concurrency limit is reached (503).
+	errOverloaded = errors.New("overloaded: too many requests in flight, retry later")
+	// errShuttingDown: the server is closing (503).
+	errShuttingDown = errors.New("shutting down")
+	// errTooLarge: the body passed MaxBodyBytes (413).
+	errTooLarge = errors.New("request body too large")
+	// errTimeout: a statement ran past the request's ?timeout (408).
+	errTimeout = errors.New("timed out")
+	// errNotFound: an unknown id or path (404).
+	errNotFound = errors.New("not found")
+	// errNotImplemented: an endpoint this node does not serve (501).
+	errNotImplemented = errors.New("not implemented")
+)
+
+// badRequest is a 400 whose message needs no "bad request" prefix.
+type badRequest struct{ msg string }
+
+func (e *badRequest) Error() string        { return e.msg }
+func (e *badRequest) Is(target error) bool { return target == errBadRequest }
+
+func badRequestf(format string, args ...any) error {
+	return &badRequest{msg: fmt.Sprintf(format, args...)}
+}
+
+// statusOf maps an error to its HTTP status (DESIGN.md section 7).
+func statusOf(err error) int {
+	var maxBytes *http.MaxBytesError
+	switch {
+	case err == nil:
+		return http.StatusOK
+	case errors.As(err, &maxBytes), errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, errOverloaded), errors.Is(err, errShuttingDown),
+		errors.Is(err, materializer.ErrClosed), errors.Is(err, log.ErrClosed):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, errTimeout), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusRequestTimeout
+	case errors.Is(err, materializer.ErrSchemaConflict):
+		return http.StatusConflict
+	case errors.Is(err, errBadRequest),
+		errors.Is(err, materializer.ErrBadStatement),
+		errors.Is(err, materializer.ErrReadOnly),
+		errors.Is(err, materializer.ErrInternalTable),
+		errors.Is(err, materializer.ErrSchema),
+		errors.Is(err, materializer.ErrConstraint),
+		errors.Is(err, log.ErrInvalid),
+		errors.Is(err, log.ErrSeqBeyondLog):
+		return http.StatusBadRequest
+	case errors.Is(err, errNotFound), errors.Is(err, log.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, errNotImplemented):
+		return http.StatusNotImplemented
+	}
+	return http.StatusInternalServerError
+}
+
+// errorBody is the JSON body of every error answer.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// writeError answers err with its status and {"error": "..."}. Internal faults (500) are
+// logged, since the client cannot act on them; other errors are the client's and are not.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status := statusOf(err)
+	if status == http.StatusInternalServerError {
+		s.logger.Error("internal error", attrPath, r.URL.Path, attrErr, err)
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="patina"`)
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, errorBody{Error: err.Error()})
+}
+
+// writeJSON answers v as JSON with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(errorBody{Error: "encode answer: " + err.Error()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}

@@ -1,0 +1,181 @@
+package api
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// routeKind says which guards a route passes through.
+type routeKind int
+
+const (
+	// kindPublic: no token, no limit (health, metrics).
+	kindPublic routeKind = iota
+	// kindAdmin: token; cheap answers that need no slot (sync state, members).
+	kindAdmin
+	// kindData: token and one of MaxConcurrency slots, shed with 503 when none is free.
+	kindData
+	// kindStream: token; the handler takes a slot itself with s.acquire, a stream slot for a
+	// long-lived stream (see handleChangesGet), so that idle followers do not starve data
+	// requests.
+	kindStream
+)
+
+// handlerFunc is a handler that returns its error instead of writing it: the wrapper in
+// route writes it as {"error": ...} with its status if nothing was written yet. A streaming
+// handler that already started its answer writes its own final error event and returns nil.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	s.route(mux, "POST /v1/transactions", kindData, s.handleTransactions)
+	s.route(mux, "POST /v1/queries", kindData, s.handleQueries)
+	s.route(mux, "POST /v1/table_stats", kindData, s.handleTableStats)
+	s.route(mux, "POST /v1/migrations", kindData, s.handleMigrations)
+	s.route(mux, "GET /v1/changes", kindStream, s.handleChangesGet)
+	s.route(mux, "POST /v1/changes", kindData, s.handleChangesPost)
+	s.route(mux, "GET /v1/sync/state", kindAdmin, s.handleSyncState)
+	s.route(mux, "GET /v1/members", kindAdmin, s.handleMembers)
+	s.route(mux, "GET /v1/health", kindPublic, s.handleHealth)
+	metricsHandler := promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})
+	s.route(mux, "GET /metrics", kindPublic, func(w http.ResponseWriter, r *http.Request) error {
+		metricsHandler.ServeHTTP(w, r)
+		return nil
+	})
+	s.routeSubscriptions(mux)
+	// JSON answers for what the patterns above do not match, instead of the mux's plain text.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, fmt.Errorf("%w: no endpoint %s %s", errNotFound, r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// route registers h for pattern ("METHOD /path") behind the guards of kind, with request
+// metrics labelled by the path. Another method on the same path is answered 405 in JSON.
+func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, h handlerFunc) {
+	method, path, _ := strings.Cut(pattern, " ")
+	s.methods[path] = append(s.methods[path], method)
+	if len(s.methods[path]) == 1 {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", strings.Join(s.methods[path], ", "))
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, path, strings.Join(s.methods[path], ", "))})
+		})
+	}
+	label := strings.ReplaceAll(path, "{", "")
+	label = strings.ReplaceAll(label, "}", "")
+	reqs := s.metrics.requests.MustCurryWith(map[string]string{"route": method + " " + label})
+	dur := s.metrics.requestDuration.WithLabelValues(method + " " + label)
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			reqs.WithLabelValues(strconv.Itoa(sw.status())).Inc()
+			dur.Observe(time.Since(start).Seconds())
+		}()
+		if err := s.guard(r, kind); err != nil {
+			s.writeError(sw, r, err)
+			return
+		}
+		if kind == kindData {
+			release, err := s.acquire(kindData)
+			if err != nil {
+				s.writeError(sw, r, err)
+				return
+			}
+			defer release()
+		}
+		if err := h(sw, r); err != nil {
+			if sw.wrote {
+				s.logger.Debug("error after the answer started", attrPath, r.URL.Path, attrErr, err)
+				return
+			}
+			s.writeError(sw, r, err)
+		}
+	})
+}
+
+// guard checks shutdown and the bearer token.
+func (s *Server) guard(r *http.Request, kind routeKind) error {
+	if kind == kindPublic {
+		return nil
+	}
+	if s.closing.Load() {
+		return errShuttingDown
+	}
+	if s.cfg.BearerToken == "" {
+		return nil
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.cfg.BearerToken)) != 1 {
+		return errUnauthorized
+	}
+	return nil
+}
+
+// acquire takes a data slot (kindData) or a stream slot (kindStream) without waiting: when
+// none is free the request is shed with errOverloaded (503), so that a burst beyond capacity
+// is refused at once rather than queued without bound. Call release when done.
+func (s *Server) acquire(kind routeKind) (release func(), err error) {
+	slots := s.slots
+	if kind == kindStream {
+		slots = s.streams
+	}
+	select {
+	case slots <- struct{}{}:
+		if kind == kindStream {
+			s.metrics.streamsOpen.Inc()
+			return func() { s.metrics.streamsOpen.Dec(); <-slots }, nil
+		}
+		return func() { <-slots }, nil
+	default:
+		s.metrics.shed.Inc()
+		if kind == kindStream {
+			return nil, fmt.Errorf("%w (%d streams open)", errOverloaded, cap(slots))
+		}
+		return nil, fmt.Errorf("%w (%d in flight)", errOverloaded, cap(slots))
+	}
+}
+
+// statusWriter records whether and with which status an answer was started. It keeps
+// http.Flusher working through http.ResponseController (Unwrap).
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.code, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.code, w.wrote = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if !w.wrote {
+		w.code, w.wrote = http.StatusOK, true
+	}
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) status() int {
+	if !w.wrote {
+		return http.StatusOK
+	}
+	return w.code
+}

@@ -1,0 +1,113 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer"
+)
+
+// txResponse is the answer of POST /v1/transactions (Corrosion's ExecResponse).
+type txResponse struct {
+	Results []stmtResult `json:"results"`
+	Time    float64      `json:"time"`
+	Version *uint64      `json:"version"`
+	ActorID log.SiteID   `json:"actor_id"`
+	// Error repeats the failing statement's error at the top, as every error body has one.
+	Error string `json:"error,omitempty"`
+}
+
+type stmtResult struct {
+	RowsAffected *int64  `json:"rows_affected,omitempty"`
+	Time         float64 `json:"time"`
+	Error        string  `json:"error,omitempty"`
+}
+
+func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel, timeout, err := requestTimeout(r)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	stmts, err := decodeStatements(body)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	res, err := s.cfg.View.Transact(ctx, stmts)
+	elapsed := time.Since(start)
+	if err != nil {
+		s.metrics.transactions.WithLabelValues("error").Inc()
+		err = timeoutError(ctx, timeout, err)
+		msg := err.Error()
+		var se *materializer.StmtError
+		if errors.As(err, &se) {
+			msg = fmt.Sprintf("statement %d: %v", se.Index, se.Err)
+		}
+		// Corrosion's shape: the failing statement's result carries the error; nothing was
+		// written, so the statements before it have no result to show.
+		writeJSON(w, statusOf(err), txResponse{
+			Results: []stmtResult{{Error: msg}},
+			Time:    elapsed.Seconds(),
+			ActorID: s.cfg.Log.SiteID(),
+			Error:   msg,
+		})
+		return nil
+	}
+	s.metrics.transactions.WithLabelValues("ok").Inc()
+	s.metrics.txDuration.Observe(elapsed.Seconds())
+	out := txResponse{
+		Results: make([]stmtResult, len(res.Results)),
+		Time:    res.Time.Seconds(),
+		ActorID: s.cfg.Log.SiteID(),
+	}
+	if out.Time == 0 {
+		out.Time = elapsed.Seconds()
+	}
+	for i, sr := range res.Results {
+		n := sr.RowsAffected
+		out.Results[i] = stmtResult{RowsAffected: &n, Time: sr.Time.Seconds()}
+		s.metrics.rowsWritten.Add(float64(n))
+	}
+	if res.Version != 0 {
+		v := uint64(res.Version)
+		out.Version = &v
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// requestTimeout reads ?timeout=S (seconds, fractions allowed) and returns the request's
+// context bounded by it; timeout is 0 when none was given.
+func requestTimeout(r *http.Request) (ctx context.Context, cancel context.CancelFunc, timeout time.Duration, err error) {
+	raw := r.URL.Query().Get("timeout")
+	if raw == "" {
+		ctx, cancel = context.WithCancel(r.Context())
+		return ctx, cancel, 0, nil
+	}
+	secs, perr := strconv.ParseFloat(raw, 64)
+	if perr != nil || secs <= 0 || secs > 1e6 {
+		return nil, nil, 0, badRequestf("timeout=%q: want a number of seconds > 0", raw)
+	}
+	timeout = time.Duration(secs * float64(time.Second))
+	ctx, cancel = context.WithTimeout(r.Context(), timeout)
+	return ctx, cancel, timeout, nil
+}
+
+// timeoutError turns whatever error a statement cut short by ?timeout returned (an
+// interrupted SQLite step, a context error) into errTimeout with a clear message.
+func timeoutError(ctx context.Context, timeout time.Duration, err error) error {
+	if timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: ran past timeout=%gs", errTimeout, timeout.Seconds())
+	}
+	return err
+}
