@@ -1,0 +1,385 @@
+// Package client is the Go client of Patina's HTTP API (package api; DESIGN.md section 7).
+// Streams are iterators that read the answer as it arrives.
+//
+// It imports only package log (for values and changesets), never api, so that a program that
+// embeds the client does not pull in SQLite.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/patinadb/patina/log"
+)
+
+// Error is an error answer of the API: its status code and its "error" message.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status)
+}
+
+// StatusOf returns the HTTP status of an API error, 0 for other errors (network, decoding).
+func StatusOf(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status
+	}
+	return 0
+}
+
+// Client talks to one agent's API. It is safe for concurrent use.
+type Client struct {
+	base  *url.URL
+	http  *http.Client
+	token string
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithToken sends "Authorization: Bearer token" with every request.
+func WithToken(token string) Option { return func(c *Client) { c.token = token } }
+
+// WithHTTPClient uses hc instead of a client with its own connection pool.
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = hc } }
+
+// New returns a client of the agent at addr: "host:port" or an http(s) URL.
+func New(addr string, opts ...Option) (*Client, error) {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("api address %q: want host:port or http://host:port", addr)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 128
+	c := &Client{base: u, http: &http.Client{Transport: tr}}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// URL returns the agent's base URL.
+func (c *Client) URL() string { return c.base.String() }
+
+func (c *Client) newRequest(ctx context.Context, method, path string, q url.Values, body io.Reader) (*http.Request, error) {
+	u := *c.base
+	u.Path += path
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, nil
+}
+
+// do sends req and returns the response when its status is 2xx, else the API's error.
+func (c *Client) do(req *http.Request) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	return nil, readError(resp)
+}
+
+func readError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var body struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(b, &body) != nil || body.Error == "" {
+		body.Error = strings.TrimSpace(string(b))
+		if body.Error == "" {
+			body.Error = http.StatusText(resp.StatusCode)
+		}
+	}
+	return &Error{Status: resp.StatusCode, Message: body.Error}
+}
+
+// getJSON / postJSON send a request and decode a JSON answer into out.
+func (c *Client) callJSON(ctx context.Context, method, path string, q url.Values, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := c.newRequest(ctx, method, path, q, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// Statement is one SQL statement with positional or named parameters (not both). Its JSON
+// form is the API's object form.
+type Statement struct {
+	SQL    string
+	Params []log.Value
+	Named  map[string]log.Value
+}
+
+// MarshalJSON writes {"query": ..., "params": [...]} or {"query": ..., "named_params": {...}}.
+func (st Statement) MarshalJSON() ([]byte, error) {
+	obj := struct {
+		Query  string               `json:"query"`
+		Params []log.Value          `json:"params,omitempty"`
+		Named  map[string]log.Value `json:"named_params,omitempty"`
+	}{st.SQL, st.Params, st.Named}
+	return json.Marshal(obj)
+}
+
+// Stmt returns a statement with positional parameters converted from Go values: nil, bool,
+// integers, floats, string, []byte or log.Value. It panics on other types (a programming
+// error); use Statement with log.Values to build one from untrusted types.
+func Stmt(sql string, params ...any) Statement {
+	st := Statement{SQL: sql}
+	for _, p := range params {
+		v, err := ToValue(p)
+		if err != nil {
+			panic(err)
+		}
+		st.Params = append(st.Params, v)
+	}
+	return st
+}
+
+// ToValue converts a Go value to a log.Value.
+func ToValue(x any) (log.Value, error) {
+	switch v := x.(type) {
+	case nil:
+		return log.Null(), nil
+	case log.Value:
+		return v, nil
+	case bool:
+		if v {
+			return log.Integer(1), nil
+		}
+		return log.Integer(0), nil
+	case int:
+		return log.Integer(int64(v)), nil
+	case int32:
+		return log.Integer(int64(v)), nil
+	case int64:
+		return log.Integer(v), nil
+	case uint32:
+		return log.Integer(int64(v)), nil
+	case float64:
+		return log.Real(v), nil
+	case float32:
+		return log.Real(float64(v)), nil
+	case string:
+		return log.Text(v), nil
+	case []byte:
+		return log.Blob(v), nil
+	}
+	return log.Value{}, fmt.Errorf("client: cannot use %T as a SQL value", x)
+}
+
+// ExecResult is the answer of a transaction.
+type ExecResult struct {
+	Results []StmtResult `json:"results"`
+	Time    float64      `json:"time"`
+	// Version is the transaction's version at this node's site; 0 when it changed nothing.
+	Version log.Version `json:"version"`
+	ActorID log.SiteID  `json:"actor_id"`
+}
+
+// StmtResult is one statement's outcome.
+type StmtResult struct {
+	RowsAffected int64   `json:"rows_affected"`
+	Time         float64 `json:"time"`
+	Error        string  `json:"error,omitempty"`
+}
+
+// Options of Exec and Query.
+type Options struct {
+	// Timeout is sent as ?timeout=S: the agent stops the statement after it (HTTP 408).
+	Timeout time.Duration
+}
+
+func (o Options) query() url.Values {
+	q := url.Values{}
+	if o.Timeout > 0 {
+		q.Set("timeout", strconv.FormatFloat(o.Timeout.Seconds(), 'f', -1, 64))
+	}
+	return q
+}
+
+// Exec runs statements as one transaction (all or nothing).
+func (c *Client) Exec(ctx context.Context, opts Options, stmts ...Statement) (*ExecResult, error) {
+	var out ExecResult
+	if err := c.callJSON(ctx, http.MethodPost, "/v1/transactions", opts.query(), stmts, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// TableStats counts the rows of tables (all user tables when none are named); unknown names
+// come back in invalid.
+func (c *Client) TableStats(ctx context.Context, tables ...string) (total int64, invalid []string, err error) {
+	var out struct {
+		TotalRowCount int64    `json:"total_row_count"`
+		InvalidTables []string `json:"invalid_tables"`
+	}
+	if tables == nil {
+		tables = []string{}
+	}
+	err = c.callJSON(ctx, http.MethodPost, "/v1/table_stats", nil, map[string][]string{"tables": tables}, &out)
+	return out.TotalRowCount, out.InvalidTables, err
+}
+
+// Health figures of an agent.
+type Health struct {
+	Gaps      uint64  `json:"gaps"`
+	Members   int     `json:"members"`
+	P99Lag    float64 `json:"p99_lag"`
+	QueueSize uint64  `json:"queue_size"`
+}
+
+// HealthThresholds make Health fail (HTTP 503) when a figure passes one; negative: unset.
+type HealthThresholds struct {
+	Gaps, MaxQueue int64
+	P99Lag         time.Duration
+}
+
+// Health returns the agent's health figures. With thresholds passed, the error is an *Error
+// with status 503 and the figures are still returned.
+func (c *Client) Health(ctx context.Context, th *HealthThresholds) (Health, error) {
+	q := url.Values{}
+	if th != nil {
+		if th.Gaps >= 0 {
+			q.Set("gaps", strconv.FormatInt(th.Gaps, 10))
+		}
+		if th.MaxQueue >= 0 {
+			q.Set("max_queue", strconv.FormatInt(th.MaxQueue, 10))
+		}
+		if th.P99Lag >= 0 {
+			q.Set("p99_lag", strconv.FormatFloat(th.P99Lag.Seconds(), 'f', -1, 64))
+		}
+	}
+	req, err := c.newRequest(ctx, http.MethodGet, "/v1/health", q, nil)
+	if err != nil {
+		return Health{}, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return Health{}, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Response Health `json:"response"`
+		Error    string `json:"error"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err := json.Unmarshal(b, &out); err != nil {
+		return Health{}, &Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return out.Response, &Error{Status: resp.StatusCode, Message: out.Error}
+	}
+	return out.Response, nil
+}
+
+// Migrate applies schema statements and returns those that changed the schema.
+func (c *Client) Migrate(ctx context.Context, stmts ...string) ([]string, error) {
+	var out struct {
+		Applied []string `json:"applied"`
+	}
+	if err := c.callJSON(ctx, http.MethodPost, "/v1/migrations", nil, stmts, &out); err != nil {
+		return nil, err
+	}
+	return out.Applied, nil
+}
+
+// SyncState is a node's vector as GET /v1/sync/state shows it. Ranges are inclusive.
+type SyncState struct {
+	ActorID     log.SiteID                                 `json:"actor_id"`
+	LastSeq     log.Seq                                    `json:"last_seq"`
+	Heads       map[log.SiteID]log.Version                 `json:"heads"`
+	Need        map[log.SiteID][][2]uint64                 `json:"need"`
+	PartialNeed map[log.SiteID]map[log.Version][][2]uint64 `json:"partial_need"`
+}
+
+// SyncState returns the agent's vector.
+func (c *Client) SyncState(ctx context.Context) (*SyncState, error) {
+	var out SyncState
+	if err := c.callJSON(ctx, http.MethodGet, "/v1/sync/state", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Member is one cluster member.
+type Member struct {
+	Name       string     `json:"name"`
+	SiteID     log.SiteID `json:"site_id"`
+	State      string     `json:"state"`
+	GossipAddr string     `json:"gossip_addr"`
+	QUICAddr   string     `json:"quic_addr"`
+	APIAddr    string     `json:"api_addr"`
+	RTT        *float64   `json:"rtt"` // seconds; nil when unknown
+	Self       bool       `json:"self"`
+}
+
+// Members lists the cluster's members as the agent sees them.
+func (c *Client) Members(ctx context.Context) ([]Member, error) {
+	var out struct {
+		Members []Member `json:"members"`
+	}
+	if err := c.callJSON(ctx, http.MethodGet, "/v1/members", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Members, nil
+}
+
+// Metrics returns the agent's /metrics page (Prometheus text format).
+func (c *Client) Metrics(ctx context.Context) (string, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, "/metrics", nil, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
