@@ -1,16 +1,19 @@
 package log
 
-// SKELETON: the API below is the contract other packages code against; the bodies are
-// being written (issue 3). Keep the signatures; add what is missing.
-
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"iter"
 	"log/slog"
-)
+	"math"
+	"sync"
+	"sync/atomic"
 
-var errTODO = errors.New("log: not implemented yet")
+	"github.com/cockroachdb/pebble/v2"
+)
 
 // Options configure a Store.
 type Options struct {
@@ -18,11 +21,15 @@ type Options struct {
 	// directory a non-zero SiteID that differs from the stored one is ErrSiteMismatch.
 	SiteID SiteID
 	// MaxPartChanges is the most changes one stored part holds; larger changesets are cut.
+	// Zero means DefaultMaxPartChanges.
 	MaxPartChanges int
 	// NoSync skips fsync (benchmarks of the CPU path only; never in production).
 	NoSync bool
 	Logger *slog.Logger
 }
+
+// DefaultMaxPartChanges is the default Options.MaxPartChanges.
+const DefaultMaxPartChanges = 4096
 
 // AppendResult says what Append did with one changeset (or part).
 type AppendResult struct {
@@ -44,70 +51,926 @@ type Stats struct {
 	Syncs     uint64 // group commits (fsyncs)
 }
 
-// Store is the append-only log of changesets on Pebble.
-type Store struct{}
+// Store is the append-only log of changesets on Pebble. All methods are safe for concurrent
+// use. Writes go through one committer goroutine that group-commits whatever callers queued
+// while the previous batch was being synced.
+type Store struct {
+	db      *pebble.DB
+	site    SiteID
+	maxPart int
+	wopts   *pebble.WriteOptions
+	logger  *slog.Logger
+	hlc     *HLC
+
+	reqs     chan *appendReq
+	quit     chan struct{} // closed by Close: the committer stops
+	done     chan struct{} // closed when the committer has stopped
+	closedCh chan struct{} // closed by Close: wakes waiters
+
+	// closeMu guards the db against Close while a reader or an enqueuer uses it.
+	closeMu sync.RWMutex
+	closed  bool
+
+	// localMu orders local appends: versions are reserved and queued in the same order.
+	localMu   sync.Mutex
+	nextLocal atomic.Uint64
+
+	// Committer-only state: the vector including what is being committed.
+	work *Vector
+
+	// mu guards the published (durable) state below.
+	mu      sync.RWMutex
+	vec     *Vector
+	lastSeq Seq
+	changes uint64
+	bytes   uint64
+	notify  chan struct{} // closed and replaced whenever lastSeq grows
+	failed  error         // a commit failed: the store refuses further writes
+
+	appends atomic.Uint64
+	syncs   atomic.Uint64
+}
+
+type appendReq struct {
+	items []item
+	local bool
+	res   []AppendResult
+	err   error
+	done  chan struct{}
+}
+
+// item is one part to store: cs is a part (a view of the caller's changeset), enc its
+// encoded bytes, idx the index of the caller's changeset it came from.
+type item struct {
+	cs  *Changeset
+	enc []byte
+	idx int
+}
 
 // Open opens or creates the log in dir.
-func Open(dir string, opts Options) (*Store, error) { return nil, errTODO }
+func Open(dir string, opts Options) (*Store, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("component", "log")
+	popts := &pebble.Options{Logger: pebbleLogger{logger}}
+	db, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("open log %s: %w", dir, err)
+	}
+	s := &Store{
+		db: db, maxPart: opts.MaxPartChanges, wopts: pebble.Sync, logger: logger, hlc: NewHLC(),
+		reqs: make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{}),
+		closedCh: make(chan struct{}), notify: make(chan struct{}),
+	}
+	if s.maxPart <= 0 {
+		s.maxPart = DefaultMaxPartChanges
+	}
+	if opts.NoSync {
+		s.wopts = pebble.NoSync
+	}
+	if err := s.load(opts.SiteID); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open log %s: %w", dir, err)
+	}
+	go s.commitLoop()
+	return s, nil
+}
 
-// Close closes the store; idempotent.
-func (s *Store) Close() error { return nil }
+// load reads (or, in a new directory, writes) the metadata and the persisted vector.
+func (s *Store) load(want SiteID) error {
+	raw, err := s.get(metaKey(metaSiteID))
+	if err != nil {
+		return err
+	}
+	if raw == nil {
+		s.site = want
+		if s.site.IsZero() {
+			s.site = NewSiteID()
+		}
+		b := s.db.NewBatch()
+		b.Set(metaKey(metaSiteID), s.site[:], nil)
+		b.Set(metaKey(metaFormat), []byte{FormatV1}, nil)
+		if err := b.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("write site id: %w", err)
+		}
+		s.logger.Debug("new log", "site", s.site)
+	} else {
+		if len(raw) != len(s.site) {
+			return &DecodeError{What: "site id", Err: fmt.Errorf("%d bytes", len(raw))}
+		}
+		copy(s.site[:], raw)
+		if !want.IsZero() && want != s.site {
+			return fmt.Errorf("%w: the directory belongs to site %v, not %v", ErrSiteMismatch, s.site, want)
+		}
+	}
+	if f, err := s.get(metaKey(metaFormat)); err != nil {
+		return err
+	} else if len(f) != 1 || f[0] != FormatV1 {
+		return fmt.Errorf("%w: unknown log format %x", ErrInvalid, f)
+	}
+	if st, err := s.get(metaKey(metaStats)); err != nil {
+		return err
+	} else if len(st) == 16 {
+		s.changes, s.bytes = binary.BigEndian.Uint64(st), binary.BigEndian.Uint64(st[8:])
+	}
+
+	vec := NewVector()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxVector}, UpperBound: []byte{pfxVector + 1}})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) != 17 {
+			it.Close()
+			return &DecodeError{What: "vector key", Err: fmt.Errorf("%d bytes", len(k))}
+		}
+		rs, err := decodeRangesValue("vector", it.Value(), false)
+		if err != nil {
+			it.Close()
+			return err
+		}
+		vec.site(SiteID(k[1:17])).Versions = rs
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	it, err = s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxPartial}, UpperBound: []byte{pfxPartial + 1}})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) != 25 {
+			it.Close()
+			return &DecodeError{What: "partial key", Err: fmt.Errorf("%d bytes", len(k))}
+		}
+		p, err := decodePartialValue(it.Value())
+		if err != nil {
+			it.Close()
+			return err
+		}
+		sv := vec.site(SiteID(k[1:17]))
+		ver := Version(binary.BigEndian.Uint64(k[17:]))
+		if err := checkPartial(sv, ver, p); err != nil {
+			it.Close()
+			return fmt.Errorf("stored partial: %w", err)
+		}
+		if sv.Partials == nil {
+			sv.Partials = map[Version]*Partial{}
+		}
+		sv.Partials[ver] = p
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	s.vec = vec
+	s.work = vec.Clone()
+
+	it, err = s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxArrival}, UpperBound: []byte{pfxArrival + 1}})
+	if err != nil {
+		return err
+	}
+	if it.Last() {
+		s.lastSeq = Seq(binary.BigEndian.Uint64(it.Key()[1:]))
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	var next uint64 = 1
+	if sv := vec.Sites[s.site]; sv != nil {
+		next = uint64(sv.Head()) + 1
+	}
+	s.nextLocal.Store(next)
+	return nil
+}
+
+func (s *Store) get(key []byte) ([]byte, error) {
+	v, c, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := bytes.Clone(v)
+	c.Close()
+	return out, nil
+}
+
+// Close closes the store; idempotent. Appends queued but not yet committed fail with
+// ErrClosed; tails and waiters end with ErrClosed.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.quit)
+	close(s.closedCh)
+	s.closeMu.Unlock()
+	<-s.done
+	// Readers hold closeMu.RLock while they use the db; Lock waits for them.
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	return s.db.Close()
+}
 
 // SiteID is this node's site id.
-func (s *Store) SiteID() SiteID { return SiteID{} }
+func (s *Store) SiteID() SiteID { return s.site }
 
-// Append stores changesets or parts made elsewhere. Idempotent; durable on return;
-// concurrent callers are group-committed.
+// rlock takes the read side of closeMu, failing after Close.
+func (s *Store) rlock() error {
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// Append stores changesets or parts made elsewhere. Idempotent: seqs already held are
+// skipped (a part that overlaps held seqs stores only the new ones). Durable on return;
+// concurrent callers are group-committed. Every changeset is validated first and an invalid
+// one fails the whole call before anything is stored. Once queued, a call waits for the
+// commit's outcome even if ctx ends, so that its answer is always true.
 func (s *Store) Append(ctx context.Context, css ...*Changeset) ([]AppendResult, error) {
-	return nil, errTODO
+	if len(css) == 0 {
+		return nil, nil
+	}
+	req := &appendReq{res: make([]AppendResult, len(css)), done: make(chan struct{})}
+	for i, cs := range css {
+		if cs == nil {
+			return nil, invalidf("append: changeset %d is nil", i)
+		}
+		if err := cs.Validate(); err != nil {
+			return nil, fmt.Errorf("append: %w", err)
+		}
+		var err error
+		if req.items, err = s.split(req.items, cs, i); err != nil {
+			return nil, fmt.Errorf("append: %w", err)
+		}
+	}
+	if err := s.enqueue(ctx, req); err != nil {
+		return nil, err
+	}
+	<-req.done
+	if req.err != nil {
+		return nil, req.err
+	}
+	return req.res, nil
+}
+
+// split cuts cs into parts of at most maxPart changes and encodes each.
+func (s *Store) split(items []item, cs *Changeset, idx int) ([]item, error) {
+	if len(cs.Changes) <= s.maxPart {
+		part := *cs
+		part.Seq = 0
+		enc, err := EncodeChangeset(&part)
+		if err != nil {
+			return nil, err
+		}
+		return append(items, item{cs: &part, enc: enc, idx: idx}), nil
+	}
+	for off := 0; off < len(cs.Changes); off += s.maxPart {
+		end := min(off+s.maxPart, len(cs.Changes))
+		part := *cs
+		part.Seq = 0
+		part.Changes = cs.Changes[off:end:end]
+		part.Seqs = SeqRange{part.Changes[0].Seq, part.Changes[len(part.Changes)-1].Seq}
+		enc, err := EncodeChangeset(&part)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, item{cs: &part, enc: enc, idx: idx})
+	}
+	return items, nil
+}
+
+func (s *Store) enqueue(ctx context.Context, req *appendReq) error {
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	defer s.closeMu.RUnlock()
+	s.appends.Add(1)
+	select {
+	case s.reqs <- req:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 // AppendLocal stores a changeset of this node under the next local version (it sets Site,
-// Version and Seqs/LastSeq from Changes) and returns the version and its arrival seq.
+// Version, Seqs/LastSeq and each change's Seq from Changes, and TS when zero) and returns the
+// version and its arrival seq. A data changeset needs at least one change.
 func (s *Store) AppendLocal(ctx context.Context, cs *Changeset) (Version, Seq, error) {
-	return 0, 0, errTODO
+	if cs == nil {
+		return 0, 0, invalidf("append local: nil changeset")
+	}
+	if cs.Kind == KindData && len(cs.Changes) == 0 {
+		return 0, 0, invalidf("append local: a data changeset without changes")
+	}
+	s.localMu.Lock()
+	ver := Version(s.nextLocal.Load())
+	cs.Site, cs.Version, cs.Seq = s.site, ver, 0
+	if cs.TS == 0 {
+		cs.TS = s.hlc.Now()
+	}
+	cs.LastSeq = 0
+	if n := len(cs.Changes); n > 0 {
+		cs.LastSeq = uint64(n - 1)
+	}
+	cs.Seqs = SeqRange{0, cs.LastSeq}
+	for i := range cs.Changes {
+		cs.Changes[i].Seq = uint64(i)
+	}
+	if err := cs.Validate(); err != nil {
+		s.localMu.Unlock()
+		return 0, 0, fmt.Errorf("append local: %w", err)
+	}
+	req := &appendReq{res: make([]AppendResult, 1), done: make(chan struct{}), local: true}
+	var err error
+	if req.items, err = s.split(nil, cs, 0); err != nil {
+		s.localMu.Unlock()
+		return 0, 0, fmt.Errorf("append local: %w", err)
+	}
+	if err := s.enqueue(ctx, req); err != nil {
+		s.localMu.Unlock()
+		return 0, 0, err
+	}
+	// Reserved only once queued: a refused call leaves no gap in the local versions.
+	s.nextLocal.CompareAndSwap(uint64(ver), uint64(ver)+1)
+	s.localMu.Unlock()
+	<-req.done
+	if req.err != nil {
+		return 0, 0, req.err
+	}
+	return ver, req.res[0].Seq, nil
 }
 
 // NextLocalVersion is the version AppendLocal would give next.
-func (s *Store) NextLocalVersion() Version { return 0 }
+func (s *Store) NextLocalVersion() Version { return Version(s.nextLocal.Load()) }
 
-// Get returns a whole version, its parts assembled. ErrNotFound, ErrIncomplete.
-func (s *Store) Get(site SiteID, v Version) (*Changeset, error) { return nil, errTODO }
+// maxBatchItems bounds one group commit, so that one huge queue does not make one huge batch.
+const maxBatchItems = 8192
+
+// commitLoop is the only writer of the db after Open.
+func (s *Store) commitLoop() {
+	defer close(s.done)
+	var batch []*appendReq
+	for {
+		select {
+		case <-s.quit:
+			s.drain(ErrClosed)
+			return
+		case req := <-s.reqs:
+			batch = append(batch[:0], req)
+		}
+		n := len(batch[0].items)
+	more:
+		for n < maxBatchItems {
+			select {
+			case req := <-s.reqs:
+				batch = append(batch, req)
+				n += len(req.items)
+			default:
+				break more
+			}
+		}
+		s.commit(batch)
+		for i := range batch {
+			close(batch[i].done)
+			batch[i] = nil
+		}
+	}
+}
+
+// drain fails every queued request; Close holds closeMu so no more can arrive.
+func (s *Store) drain(err error) {
+	for {
+		select {
+		case req := <-s.reqs:
+			req.err = err
+			close(req.done)
+		default:
+			return
+		}
+	}
+}
+
+// pubOp is one change to the published vector, applied once its batch is durable.
+type pubOp struct {
+	site        SiteID
+	ver         Version
+	lastSeq     uint64
+	first, last uint64
+}
+
+// commit writes one group of requests as one Pebble batch with one sync.
+func (s *Store) commit(reqs []*appendReq) {
+	s.mu.RLock()
+	failed := s.failed
+	lastSeq := s.lastSeq
+	s.mu.RUnlock()
+	if failed != nil {
+		for _, r := range reqs {
+			r.err = failed
+		}
+		return
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	var (
+		ops            []pubOp
+		changes, bytes uint64
+		dirtySites     = map[SiteID]struct{}{}
+		dirtyParts     = map[partKey]struct{}{}
+		key            []byte
+	)
+	for _, r := range reqs {
+		if err := s.check(r); err != nil {
+			r.err = err
+			continue
+		}
+		for _, it := range r.items {
+			cs := it.cs
+			res := &r.res[it.idx]
+			sv := s.work.site(cs.Site)
+			if sv.Versions.Contains(uint64(cs.Version)) {
+				res.Complete = true
+				continue
+			}
+			parts := []*Changeset{cs}
+			encs := [][]byte{it.enc}
+			if p := sv.Partials[cs.Version]; p != nil {
+				newSeqs := RangeSet{{cs.Seqs.First, cs.Seqs.Last}}.Subtract(p.Seqs)
+				if len(newSeqs) == 0 {
+					continue
+				}
+				if len(newSeqs) != 1 || newSeqs[0] != (Range{cs.Seqs.First, cs.Seqs.Last}) {
+					parts, encs = trim(cs, newSeqs)
+				}
+			}
+			for i, part := range parts {
+				key = dataKey(key[:0], part.Site, part.Version, part.Seqs.First)
+				b.Set(key, encs[i], nil)
+				changes += uint64(len(part.Changes))
+				bytes += uint64(len(encs[i]))
+				// Shape was checked by s.check, so AddPart cannot fail here.
+				_, complete, _ := s.work.AddPart(part.Site, part.Version, part.LastSeq, part.Seqs.First, part.Seqs.Last)
+				ops = append(ops, pubOp{part.Site, part.Version, part.LastSeq, part.Seqs.First, part.Seqs.Last})
+				res.New = true
+				pk := partKey{part.Site, part.Version}
+				if complete {
+					lastSeq++
+					res.Complete, res.Seq = true, lastSeq
+					b.Set(arrivalKey(lastSeq), arrivalValue(part.Site, part.Version), nil)
+					if part.IsPart() { // a partial key may be on disk from an earlier batch
+						b.Delete(partialKey(pk.site, pk.ver), nil)
+					}
+					delete(dirtyParts, pk)
+				} else {
+					dirtyParts[pk] = struct{}{}
+				}
+				dirtySites[part.Site] = struct{}{}
+			}
+		}
+	}
+	if len(ops) == 0 {
+		return
+	}
+	for site := range dirtySites {
+		b.Set(vectorKey(site), appendRanges(nil, s.work.Sites[site].Versions), nil)
+	}
+	for pk := range dirtyParts {
+		b.Set(partialKey(pk.site, pk.ver), encodePartialValue(s.work.Partial(pk.site, pk.ver)), nil)
+	}
+	s.mu.RLock()
+	totChanges, totBytes := s.changes+changes, s.bytes+bytes
+	s.mu.RUnlock()
+	var st [16]byte
+	binary.BigEndian.PutUint64(st[:], totChanges)
+	binary.BigEndian.PutUint64(st[8:], totBytes)
+	b.Set(metaKey(metaStats), st[:], nil)
+
+	err := b.Commit(s.wopts)
+	s.syncs.Add(1)
+	s.mu.Lock()
+	if err != nil {
+		// The committer's working vector is now ahead of the disk; rather than unwind it,
+		// refuse every later write. Reopening reads the truth back from disk.
+		s.failed = fmt.Errorf("log commit failed, reopen the store: %w", err)
+		s.mu.Unlock()
+		s.logger.Error("commit failed", "err", err)
+		for _, r := range reqs {
+			if r.err == nil {
+				r.err = s.failed
+			}
+		}
+		return
+	}
+	for _, op := range ops {
+		s.vec.AddPart(op.site, op.ver, op.lastSeq, op.first, op.last)
+	}
+	s.changes, s.bytes = totChanges, totBytes
+	if lastSeq > s.lastSeq {
+		s.lastSeq = lastSeq
+		close(s.notify)
+		s.notify = make(chan struct{})
+	}
+	s.mu.Unlock()
+}
+
+type partKey struct {
+	site SiteID
+	ver  Version
+}
+
+// check refuses a request whose parts disagree about last_seq with what is held or with each
+// other, before any of it is applied, and a local version that is somehow held already.
+func (s *Store) check(r *appendReq) error {
+	var seen map[partKey]uint64
+	for _, it := range r.items {
+		cs := it.cs
+		if r.local && s.work.ContainsSeqs(cs.Site, cs.Version, cs.Seqs.First, cs.Seqs.Last) {
+			return fmt.Errorf("%w: local version %d is already held", ErrInvalid, cs.Version)
+		}
+		if p := s.work.Partial(cs.Site, cs.Version); p != nil && p.LastSeq != cs.LastSeq {
+			return invalidf("append: %v/%d: last_seq %d, but a held part says %d", cs.Site, cs.Version, cs.LastSeq, p.LastSeq)
+		}
+		if !it.cs.IsPart() {
+			continue
+		}
+		if seen == nil {
+			seen = map[partKey]uint64{}
+		}
+		k := partKey{cs.Site, cs.Version}
+		if ls, ok := seen[k]; ok && ls != cs.LastSeq {
+			return invalidf("append: %v/%d: parts say last_seq %d and %d", cs.Site, cs.Version, ls, cs.LastSeq)
+		}
+		seen[k] = cs.LastSeq
+	}
+	if !r.local {
+		// Changesets of our own site (a restore) move the local counter past them.
+		for _, it := range r.items {
+			if it.cs.Site != s.site {
+				continue
+			}
+			for {
+				cur := s.nextLocal.Load()
+				if uint64(it.cs.Version) < cur || s.nextLocal.CompareAndSwap(cur, uint64(it.cs.Version)+1) {
+					break
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// trim cuts cs down to the seqs in keep (a subset of cs.Seqs), one part per range.
+func trim(cs *Changeset, keep RangeSet) ([]*Changeset, [][]byte) {
+	parts := make([]*Changeset, 0, len(keep))
+	encs := make([][]byte, 0, len(keep))
+	for _, r := range keep {
+		part := *cs
+		part.Seqs = SeqRange{r.First, r.Last}
+		if len(cs.Changes) > 0 {
+			lo, hi := r.First-cs.Seqs.First, r.Last-cs.Seqs.First+1
+			part.Changes = cs.Changes[lo:hi:hi]
+		}
+		enc, err := EncodeChangeset(&part)
+		if err != nil {
+			// The whole changeset encoded, so a slice of it does too.
+			panic(fmt.Sprintf("log: re-encode part: %v", err))
+		}
+		parts = append(parts, &part)
+		encs = append(encs, enc)
+	}
+	return parts, encs
+}
+
+// Get returns a whole version, its parts assembled, without its arrival Seq.
+// ErrNotFound, ErrIncomplete.
+func (s *Store) Get(site SiteID, v Version) (*Changeset, error) {
+	if err := s.rlock(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	s.mu.RLock()
+	complete := s.vec.Contains(site, v)
+	partial := s.vec.Partial(site, v) != nil
+	s.mu.RUnlock()
+	if !complete {
+		if partial {
+			return nil, fmt.Errorf("get %v/%d: %w", site, v, ErrIncomplete)
+		}
+		return nil, fmt.Errorf("get %v/%d: %w", site, v, ErrNotFound)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxData}, UpperBound: []byte{pfxData + 1}})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	return readVersion(it, site, v)
+}
+
+// readVersion reads and assembles the parts of a complete version with the data iterator.
+func readVersion(it *pebble.Iterator, site SiteID, v Version) (*Changeset, error) {
+	var prefix [25]byte
+	prefix[0] = pfxData
+	copy(prefix[1:], site[:])
+	binary.BigEndian.PutUint64(prefix[17:], uint64(v))
+	var out *Changeset
+	for ok := it.SeekGE(prefix[:]); ok && bytes.HasPrefix(it.Key(), prefix[:]); ok = it.Next() {
+		val, err := it.ValueAndErr()
+		if err != nil {
+			return nil, err
+		}
+		part, err := DecodeChangeset(val)
+		if err != nil {
+			return nil, fmt.Errorf("read %v/%d: %w", site, v, err)
+		}
+		if part.Site != site || part.Version != v {
+			return nil, fmt.Errorf("read %v/%d: %w", site, v, &DecodeError{What: "stored part", Err: fmt.Errorf("holds %v/%d", part.Site, part.Version)})
+		}
+		if out == nil {
+			out = part
+			continue
+		}
+		if part.Seqs.First != out.Seqs.Last+1 || part.LastSeq != out.LastSeq {
+			return nil, fmt.Errorf("read %v/%d: %w", site, v, &DecodeError{What: "stored part", Err: fmt.Errorf("seqs [%d, %d] after [%d, %d]", part.Seqs.First, part.Seqs.Last, out.Seqs.First, out.Seqs.Last)})
+		}
+		out.Seqs.Last = part.Seqs.Last
+		out.Changes = append(out.Changes, part.Changes...)
+	}
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	if out == nil || out.Seqs.First != 0 || out.Seqs.Last != out.LastSeq {
+		return nil, fmt.Errorf("read %v/%d: stored parts do not cover the version: %w", site, v, ErrIncomplete)
+	}
+	return out, nil
+}
+
+// scanChunk is how many parts Scan reads per visit to the db: it holds no iterator while
+// its caller works, so a slow consumer pins nothing and Close never waits on it.
+const scanChunk = 256
 
 // Scan yields the stored changesets and parts of site with from <= version <= to, in
 // (version, first seq) order, partially held versions included (for sync).
 func (s *Store) Scan(site SiteID, from, to Version) iter.Seq2[*Changeset, error] {
-	return func(yield func(*Changeset, error) bool) { yield(nil, errTODO) }
+	return func(yield func(*Changeset, error) bool) {
+		lower := dataKey(nil, site, from, 0)
+		var upper []byte
+		if to == math.MaxUint64 {
+			upper = append([]byte{pfxData}, site[:]...)
+			upper = incPrefix(upper)
+		} else {
+			upper = dataKey(nil, site, to+1, 0)
+		}
+		if from > to {
+			return
+		}
+		for {
+			chunk, next, err := s.scanChunk(lower, upper)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, cs := range chunk {
+				if !yield(cs, nil) {
+					return
+				}
+			}
+			if next == nil {
+				return
+			}
+			lower = next
+		}
+	}
+}
+
+func (s *Store) scanChunk(lower, upper []byte) ([]*Changeset, []byte, error) {
+	if err := s.rlock(); err != nil {
+		return nil, nil, err
+	}
+	defer s.closeMu.RUnlock()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer it.Close()
+	var out []*Changeset
+	for ok := it.First(); ok; ok = it.Next() {
+		if len(out) == scanChunk {
+			return out, bytes.Clone(it.Key()), nil
+		}
+		val, err := it.ValueAndErr()
+		if err != nil {
+			return nil, nil, err
+		}
+		cs, err := DecodeChangeset(val)
+		if err != nil {
+			return nil, nil, fmt.Errorf("scan: %w", err)
+		}
+		out = append(out, cs)
+	}
+	return out, nil, it.Error()
 }
 
 // Read returns up to max complete changesets with arrival seq > after, in arrival order,
 // without blocking. Each has its Seq set.
-func (s *Store) Read(after Seq, max int) ([]*Changeset, error) { return nil, errTODO }
-
-// Tail yields complete changesets with arrival seq > after in arrival order, blocking for
-// new ones until ctx ends. A slow reader never blocks appends. after > LastSeq is
-// ErrSeqBeyondLog.
-func (s *Store) Tail(ctx context.Context, after Seq) iter.Seq2[*Changeset, error] {
-	return func(yield func(*Changeset, error) bool) { yield(nil, errTODO) }
+func (s *Store) Read(after Seq, max int) ([]*Changeset, error) {
+	if err := s.rlock(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	last := s.LastSeq()
+	if after >= last || max <= 0 {
+		return nil, nil
+	}
+	end := last
+	if uint64(last-after) > uint64(max) {
+		end = after + Seq(max)
+	}
+	ait, err := s.db.NewIter(&pebble.IterOptions{LowerBound: arrivalKey(after + 1), UpperBound: arrivalKey(end + 1)})
+	if err != nil {
+		return nil, err
+	}
+	defer ait.Close()
+	dit, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxData}, UpperBound: []byte{pfxData + 1}})
+	if err != nil {
+		return nil, err
+	}
+	defer dit.Close()
+	out := make([]*Changeset, 0, end-after)
+	for ok := ait.First(); ok; ok = ait.Next() {
+		seq := Seq(binary.BigEndian.Uint64(ait.Key()[1:]))
+		val, err := ait.ValueAndErr()
+		if err != nil {
+			return nil, err
+		}
+		if len(val) != 24 {
+			return nil, &DecodeError{What: "arrival entry", Err: fmt.Errorf("seq %d: %d bytes", seq, len(val))}
+		}
+		cs, err := readVersion(dit, SiteID(val[:16]), Version(binary.BigEndian.Uint64(val[16:])))
+		if err != nil {
+			return nil, fmt.Errorf("read seq %d: %w", seq, err)
+		}
+		cs.Seq = seq
+		out = append(out, cs)
+	}
+	return out, ait.Error()
 }
 
-// Wait blocks until LastSeq() > after or ctx ends.
-func (s *Store) Wait(ctx context.Context, after Seq) error { return errTODO }
+// tailChunk is how many changesets Tail reads per visit to the db.
+const tailChunk = 256
+
+// Tail yields complete changesets with arrival seq > after in arrival order, blocking for
+// new ones until ctx ends. A slow reader never blocks appends: it reads in chunks and holds
+// nothing between them. When ctx ends it yields the context's error once and stops; after
+// Close it yields ErrClosed. after > LastSeq is ErrSeqBeyondLog.
+func (s *Store) Tail(ctx context.Context, after Seq) iter.Seq2[*Changeset, error] {
+	return func(yield func(*Changeset, error) bool) {
+		if last := s.LastSeq(); after > last {
+			yield(nil, fmt.Errorf("tail after %d, log ends at %d: %w", after, last, ErrSeqBeyondLog))
+			return
+		}
+		for {
+			chunk, err := s.Read(after, tailChunk)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, cs := range chunk {
+				if !yield(cs, nil) {
+					return
+				}
+				after = cs.Seq
+			}
+			if len(chunk) == 0 {
+				if err := s.Wait(ctx, after); err != nil {
+					yield(nil, err)
+					return
+				}
+			}
+		}
+	}
+}
+
+// Wait blocks until LastSeq() > after or ctx ends (the context's error) or the store
+// closes (ErrClosed).
+func (s *Store) Wait(ctx context.Context, after Seq) error {
+	for {
+		s.mu.RLock()
+		last, ch := s.lastSeq, s.notify
+		s.mu.RUnlock()
+		if last > after {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-s.closedCh:
+			return ErrClosed
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
 
 // LastSeq is the arrival seq of the newest complete version.
-func (s *Store) LastSeq() Seq { return 0 }
+func (s *Store) LastSeq() Seq {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.lastSeq
+}
 
-// Vector returns a copy of the vector.
-func (s *Store) Vector() *Vector { return NewVector() }
+// Vector returns a copy of the vector of durable versions.
+func (s *Store) Vector() *Vector {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.vec.Clone()
+}
+
+// Contains reports whether version v of site is held completely.
+func (s *Store) Contains(site SiteID, v Version) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.vec.Contains(site, v)
+}
 
 // Missing returns what this log holds that theirs lacks.
-func (s *Store) Missing(theirs *Vector) []SiteMissing { return nil }
+func (s *Store) Missing(theirs *Vector) []SiteMissing {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.vec.Missing(theirs)
+}
 
 // Stats returns counters for metrics.
-func (s *Store) Stats() Stats { return Stats{} }
+func (s *Store) Stats() Stats {
+	s.mu.RLock()
+	st := Stats{LastSeq: s.lastSeq, Changes: s.changes, Bytes: s.bytes, Sites: len(s.vec.Sites)}
+	st.Versions, st.Partials = s.vec.Counts()
+	s.mu.RUnlock()
+	st.Appends, st.Syncs = s.appends.Load(), s.syncs.Load()
+	if s.rlock() == nil {
+		st.DiskBytes = s.db.Metrics().DiskSpaceUsage()
+		s.closeMu.RUnlock()
+	}
+	return st
+}
 
 // Meta reads a metadata value (nil, nil when unset); SetMeta writes one durably.
-func (s *Store) Meta(key string) ([]byte, error) { return nil, errTODO }
+func (s *Store) Meta(key string) ([]byte, error) {
+	if err := s.rlock(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	v, err := s.get(userMetaKey(key))
+	if err != nil {
+		return nil, fmt.Errorf("meta %q: %w", key, err)
+	}
+	return v, nil
+}
 
-// SetMeta writes a metadata value durably.
-func (s *Store) SetMeta(key string, val []byte) error { return errTODO }
+// SetMeta writes a metadata value durably. A nil value deletes the key.
+func (s *Store) SetMeta(key string, val []byte) error {
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	defer s.closeMu.RUnlock()
+	var err error
+	if val == nil {
+		err = s.db.Delete(userMetaKey(key), pebble.Sync)
+	} else {
+		err = s.db.Set(userMetaKey(key), val, pebble.Sync)
+	}
+	if err != nil {
+		return fmt.Errorf("set meta %q: %w", key, err)
+	}
+	return nil
+}
+
+// pebbleLogger routes Pebble's own messages to slog at debug level (errors at warn), so the
+// store is quiet unless asked.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	if p.l.Enabled(context.Background(), slog.LevelDebug) {
+		p.l.Debug(fmt.Sprintf(format, args...), "source", "pebble")
+	}
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Warn(fmt.Sprintf(format, args...), "source", "pebble")
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "source", "pebble")
+	panic(msg) // Pebble's contract: Fatalf does not return.
+}
