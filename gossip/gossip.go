@@ -1,0 +1,445 @@
+package gossip
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/patinadb/patina/log"
+	"github.com/quic-go/quic-go"
+)
+
+// Applier takes changesets (or parts) received from peers. *materializer.Materializer
+// satisfies it. Apply may block (it appends durably); it is called concurrently from
+// several streams. It answers, per changeset, whether it was new to the log: only new ones
+// are forwarded, which is what makes broadcast storms impossible. Gossip does not keep or
+// modify css after Apply returns.
+type Applier interface {
+	Apply(ctx context.Context, css []*log.Changeset) ([]bool, error)
+}
+
+// Log is what gossip reads of the local log for sync. *log.Store satisfies it. Its methods
+// are called concurrently and must not block for long.
+type Log interface {
+	SiteID() log.SiteID
+	// Vector returns a copy of what the log holds.
+	Vector() *log.Vector
+	// Missing returns what the log holds that theirs lacks.
+	Missing(theirs *log.Vector) []log.SiteMissing
+	// Scan yields stored changesets and parts of site with from <= version <= to, in
+	// (version, first seq) order, partially held versions included.
+	Scan(site log.SiteID, from, to log.Version) iter.Seq2[*log.Changeset, error]
+}
+
+var (
+	_ Log = (*log.Store)(nil)
+)
+
+// Gossip is one node's membership, transport, broadcast and sync.
+type Gossip struct {
+	cfg    Config
+	log    Log
+	app    Applier
+	logger *slog.Logger
+	site   log.SiteID
+	name   string
+
+	m      *metrics
+	lags   *lagWindow
+	faults *faults
+
+	serverTLS, clientTLS *tls.Config
+	udp                  net.PacketConn
+	qt                   *quic.Transport
+	ln                   *quic.Listener
+	ml                   *memberlist.Memberlist
+	quicAddr             string // advertised
+	quicPort             int
+	gossipAddr           string // advertised
+
+	mu      sync.Mutex
+	peers   map[string]*peer       // live peers by node name (site id string)
+	known   map[string]*memberInfo // every member ever seen, for Members and reconnects
+	vectors map[string]*log.Vector // last vector learned from each peer (by name)
+	heads   map[log.SiteID]uint64  // highest version seen per site
+
+	served     atomic.Int32
+	syncRounds atomic.Uint64
+	drops      atomic.Uint64
+	queued     atomic.Int64
+	syncNow    chan struct{}
+	joined     chan struct{}
+	joinedOnce sync.Once
+
+	run    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+	opened bool
+	closed atomic.Bool
+	once   sync.Once
+	err    error
+}
+
+// New checks cfg and returns a node that does no I/O until Open.
+func New(cfg Config, l Log, app Applier) (*Gossip, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if l == nil || app == nil {
+		return nil, fmt.Errorf("%w: nil log or applier", ErrConfig)
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.Default()
+	}
+	g := &Gossip{
+		cfg:     cfg,
+		log:     l,
+		app:     app,
+		logger:  lg.With(attrComponent, "gossip"),
+		m:       newMetrics(),
+		lags:    newLagWindow(1024),
+		peers:   map[string]*peer{},
+		known:   map[string]*memberInfo{},
+		vectors: map[string]*log.Vector{},
+		heads:   map[log.SiteID]uint64{},
+		syncNow: make(chan struct{}, 1),
+		joined:  make(chan struct{}),
+	}
+	if cfg.Fault.Enabled {
+		g.faults = newFaults(cfg.Fault.Rules)
+	}
+	return g, nil
+}
+
+// Open starts the QUIC transport, memberlist and the background loops. ctx covers start-up
+// only. Joining the bootstrap addresses happens in the background, retried with backoff, so
+// that the first nodes of a cluster can start in any order.
+func (g *Gossip) Open(ctx context.Context) (err error) {
+	if g.opened {
+		return errors.New("gossip: already open")
+	}
+	g.opened = true
+	g.site = g.log.SiteID()
+	if g.site.IsZero() {
+		return fmt.Errorf("%w: log has a zero site id", ErrConfig)
+	}
+	g.name = g.site.String()
+	g.run, g.cancel = context.WithCancelCause(context.Background())
+	defer func() {
+		if err != nil {
+			g.shutdown()
+		}
+	}()
+	if g.cfg.Registerer != nil {
+		if err := g.m.register(g.cfg.Registerer); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	if err := g.openQUIC(); err != nil {
+		return err
+	}
+	if err := g.openMemberlist(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	g.goRun(g.acceptLoop)
+	g.goRun(g.joinLoop)
+	g.goRun(g.syncLoop)
+	g.logger.Info("gossip started", "gossip_addr", g.gossipAddr, "quic_addr", g.quicAddr,
+		attrSite, g.name, "cluster", g.cfg.ClusterID, "bootstrap", g.cfg.Bootstrap)
+	return nil
+}
+
+func (g *Gossip) goRun(f func()) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		f()
+	}()
+}
+
+// Close leaves the cluster gracefully (bounded by LeaveTimeout), then stops everything.
+// Idempotent; returns the first error.
+func (g *Gossip) Close() error {
+	g.once.Do(func() {
+		if !g.opened {
+			return
+		}
+		g.closed.Store(true)
+		if g.ml != nil {
+			if err := g.ml.Leave(g.cfg.LeaveTimeout); err != nil {
+				g.logger.Warn("graceful leave", attrErr, err)
+			}
+		}
+		g.err = g.shutdown()
+	})
+	return g.err
+}
+
+func (g *Gossip) shutdown() error {
+	g.closed.Store(true)
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if g.cancel != nil {
+		g.cancel(ErrClosed)
+	}
+	if g.ml != nil {
+		keep(g.ml.Shutdown())
+	}
+	g.mu.Lock()
+	for _, p := range g.peers {
+		p.stop()
+	}
+	g.peers = map[string]*peer{}
+	g.mu.Unlock()
+	if g.ln != nil {
+		keep(g.ln.Close())
+	}
+	if g.qt != nil {
+		keep(g.qt.Close())
+	}
+	if g.udp != nil {
+		_ = g.udp.Close() // closed by the transport already, normally
+	}
+	g.wg.Wait()
+	if g.cfg.Registerer != nil {
+		g.m.unregister(g.cfg.Registerer)
+	}
+	return first
+}
+
+// Broadcast sends a changeset newly appended to the local log to Fanout random live
+// members. It never blocks: full queues drop their oldest entries (sync repairs). Large
+// changesets travel as the parts the log stored. cs must not be modified afterwards.
+func (g *Gossip) Broadcast(cs *log.Changeset) {
+	if g.closed.Load() || !g.opened || cs == nil {
+		return
+	}
+	g.noteHead(cs.Site, cs.Version)
+	if len(cs.Changes) > g.cfg.PartChanges {
+		g.goRun(func() { g.broadcastLarge(cs) })
+		return
+	}
+	g.forward(cs, g.cfg.MaxHops, "")
+}
+
+// SetFaults replaces the fault rules at run time (FOR TESTING ONLY). The fault hook must
+// have been enabled in the config.
+func (g *Gossip) SetFaults(rules []FaultRule) error {
+	if g.faults == nil {
+		return ErrFaultDisabled
+	}
+	for i, r := range rules {
+		if err := r.validate(); err != nil {
+			return fmt.Errorf("%w: fault rule %d: %v", ErrConfig, i, err)
+		}
+	}
+	g.faults.set(rules)
+	return nil
+}
+
+// Stats is a snapshot for health checks and GET /v1/health.
+type Stats struct {
+	Members    int           // alive members, this node excluded
+	Suspect    int           // suspect members
+	Gaps       uint64        // versions known to exist that this node lacks, summed over sites
+	LagP50     time.Duration // replication lag of recent new changesets
+	LagP99     time.Duration
+	QueueSize  int    // changesets waiting in broadcast queues
+	Drops      uint64 // changesets dropped from full queues, ever
+	SyncRounds uint64 // sync sessions completed as client
+	SiteGaps   map[log.SiteID]uint64
+}
+
+// Stats computes a snapshot (it reads the log's vector).
+func (g *Gossip) Stats() Stats {
+	s := Stats{
+		LagP50:     g.lags.quantile(0.50),
+		LagP99:     g.lags.quantile(0.99),
+		QueueSize:  int(g.queued.Load()),
+		Drops:      g.drops.Load(),
+		SyncRounds: g.syncRounds.Load(),
+	}
+	for _, mb := range g.Members() {
+		if mb.Self {
+			continue
+		}
+		switch mb.State {
+		case StateAlive:
+			s.Members++
+		case StateSuspect:
+			s.Suspect++
+		}
+	}
+	s.SiteGaps = g.gaps()
+	for _, n := range s.SiteGaps {
+		s.Gaps += n
+	}
+	return s
+}
+
+// gaps computes, per site, the versions up to the highest known that this node lacks, and
+// updates the per-site gauge.
+func (g *Gossip) gaps() map[log.SiteID]uint64 {
+	ours := g.log.Vector()
+	high := map[log.SiteID]uint64{}
+	g.mu.Lock()
+	for s, h := range g.heads {
+		high[s] = h
+	}
+	for _, v := range g.vectors {
+		for s, sv := range v.Sites {
+			if sv != nil {
+				high[s] = max(high[s], uint64(sv.Head()))
+			}
+		}
+	}
+	g.mu.Unlock()
+	out := map[log.SiteID]uint64{}
+	for s, sv := range ours.Sites {
+		if sv != nil {
+			high[s] = max(high[s], uint64(sv.Head()))
+		}
+	}
+	for s, h := range high {
+		var have uint64
+		if sv := ours.Sites[s]; sv != nil {
+			have = sv.Versions.Count()
+		}
+		var n uint64
+		if h > have {
+			n = h - have
+		}
+		out[s] = n
+		g.m.siteGaps.WithLabelValues(s.String()).Set(float64(n))
+	}
+	return out
+}
+
+func (g *Gossip) noteHead(site log.SiteID, v log.Version) {
+	g.mu.Lock()
+	if uint64(v) > g.heads[site] {
+		g.heads[site] = uint64(v)
+	}
+	g.mu.Unlock()
+}
+
+// applyBatch hands received changesets to the Applier and records metrics; it returns which
+// were new.
+func (g *Gossip) applyBatch(css []*log.Changeset, path string) ([]bool, error) {
+	news, err := g.app.Apply(g.run, css)
+	if err != nil {
+		return nil, fmt.Errorf("apply %d changesets: %w", len(css), err)
+	}
+	if len(news) != len(css) {
+		return nil, fmt.Errorf("apply: %d answers for %d changesets", len(news), len(css))
+	}
+	now := time.Now()
+	nNew := 0
+	for i, cs := range css {
+		g.noteHead(cs.Site, cs.Version)
+		if !news[i] {
+			continue
+		}
+		nNew++
+		if cs.TS != 0 {
+			lag := max(now.Sub(cs.TS.Time()), 0)
+			g.m.lag.Observe(lag.Seconds())
+			g.lags.add(lag)
+		}
+	}
+	g.m.versionsRecv.WithLabelValues(path, "true").Add(float64(nNew))
+	g.m.versionsRecv.WithLabelValues(path, "false").Add(float64(len(css) - nNew))
+	return news, nil
+}
+
+// MemberState is a member's SWIM state.
+type MemberState string
+
+// Member states.
+const (
+	StateAlive   MemberState = "alive"
+	StateSuspect MemberState = "suspect"
+	StateDead    MemberState = "dead"
+	StateLeft    MemberState = "left"
+)
+
+// Member is one cluster member as GET /v1/members shows it.
+type Member struct {
+	Name       string      `json:"name"`
+	SiteID     log.SiteID  `json:"site_id"`
+	ClusterID  string      `json:"cluster_id"`
+	State      MemberState `json:"state"`
+	GossipAddr string      `json:"gossip_addr"`
+	QUICAddr   string      `json:"quic_addr"`
+	APIAddr    string      `json:"api_addr,omitempty"`
+	// RTT is the last measured memberlist probe round trip; 0 when unknown.
+	RTT  time.Duration `json:"rtt_ns"`
+	Self bool          `json:"self,omitempty"`
+}
+
+// Members lists this node and every member it knows of, sorted by name.
+func (g *Gossip) Members() []Member {
+	if g.ml == nil {
+		return nil
+	}
+	live := map[string]*memberlist.Node{}
+	for _, n := range g.ml.Members() {
+		live[n.Name] = n
+	}
+	g.mu.Lock()
+	out := make([]Member, 0, len(g.known)+1)
+	for name, info := range g.known {
+		mb := Member{Name: name, SiteID: info.meta.site, ClusterID: info.meta.Cluster, GossipAddr: info.addr,
+			QUICAddr: info.meta.QUIC, APIAddr: info.meta.API, RTT: info.rtt, State: info.state}
+		if n, ok := live[name]; ok {
+			mb.State = stateOf(n.State)
+		}
+		out = append(out, mb)
+	}
+	g.mu.Unlock()
+	out = append(out, Member{Name: g.name, SiteID: g.site, ClusterID: g.cfg.ClusterID, State: StateAlive,
+		GossipAddr: g.gossipAddr, QUICAddr: g.quicAddr, APIAddr: g.cfg.APIAddr, Self: true})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func stateOf(s memberlist.NodeStateType) MemberState {
+	switch s {
+	case memberlist.StateAlive:
+		return StateAlive
+	case memberlist.StateSuspect:
+		return StateSuspect
+	case memberlist.StateLeft:
+		return StateLeft
+	}
+	return StateDead
+}
+
+// GossipAddr and QUICAddr are the advertised addresses (known after Open).
+func (g *Gossip) GossipAddr() string { return g.gossipAddr }
+
+// QUICAddr is the advertised QUIC address (known after Open).
+func (g *Gossip) QUICAddr() string { return g.quicAddr }
+
+// SiteID is this node's site id (known after Open).
+func (g *Gossip) SiteID() log.SiteID { return g.site }
+
+func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }

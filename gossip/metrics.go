@@ -1,0 +1,107 @@
+package gossip
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the Prometheus collectors of one node. Path labels: "broadcast" or "sync".
+type metrics struct {
+	members        *prometheus.GaugeVec // by state
+	queueLen       prometheus.Gauge
+	drops          prometheus.Counter
+	syncRounds     *prometheus.CounterVec // by role (client, server) and result
+	versionsSent   *prometheus.CounterVec // by path
+	versionsRecv   *prometheus.CounterVec // by path and new (true/false)
+	bytesSent      *prometheus.CounterVec // by path
+	bytesRecv      *prometheus.CounterVec // by path
+	siteGaps       *prometheus.GaugeVec   // by site
+	lag            prometheus.Histogram
+	refusedCluster prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	const ns, sub = "patina", "gossip"
+	return &metrics{
+		members: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "members",
+			Help: "Cluster members by state (this node excluded)."}, []string{"state"}),
+		queueLen: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "broadcast_queue_length",
+			Help: "Changesets waiting in the per-peer broadcast queues, summed."}),
+		drops: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "broadcast_dropped_total",
+			Help: "Changesets dropped from full broadcast queues (oldest first; sync repairs)."}),
+		syncRounds: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "sync_rounds_total",
+			Help: "Sync sessions by role and result."}, []string{"role", "result"}),
+		versionsSent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "changesets_sent_total",
+			Help: "Changesets (or parts) sent, by path."}, []string{"path"}),
+		versionsRecv: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "changesets_received_total",
+			Help: "Changesets (or parts) received, by path and whether they were new to the log."}, []string{"path", "new"}),
+		bytesSent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "bytes_sent_total",
+			Help: "Frame bytes sent, by path."}, []string{"path"}),
+		bytesRecv: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "bytes_received_total",
+			Help: "Frame bytes received, by path."}, []string{"path"}),
+		siteGaps: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "site_gaps",
+			Help: "Versions of a site known to exist (up to the highest seen) that this node lacks."}, []string{"site"}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "replication_lag_seconds",
+			Help:    "Time from a changeset's origin commit (ts) to its append here, for changesets new to this node.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}),
+		refusedCluster: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "refused_peers_total",
+			Help: "Peers refused because they belong to another cluster id."}),
+	}
+}
+
+func (m *metrics) register(r prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
+		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster} {
+		if err := r.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *metrics) unregister(r prometheus.Registerer) {
+	for _, c := range []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
+		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster} {
+		r.Unregister(c)
+	}
+}
+
+// lagWindow keeps the most recent replication lags for a p99 without scraping Prometheus.
+type lagWindow struct {
+	mu   sync.Mutex
+	buf  []time.Duration
+	next int
+	full bool
+}
+
+func newLagWindow(n int) *lagWindow { return &lagWindow{buf: make([]time.Duration, n)} }
+
+func (w *lagWindow) add(d time.Duration) {
+	w.mu.Lock()
+	w.buf[w.next] = d
+	w.next++
+	if w.next == len(w.buf) {
+		w.next, w.full = 0, true
+	}
+	w.mu.Unlock()
+}
+
+// quantile returns the q-quantile of the window, 0 when empty.
+func (w *lagWindow) quantile(q float64) time.Duration {
+	w.mu.Lock()
+	n := w.next
+	if w.full {
+		n = len(w.buf)
+	}
+	s := append([]time.Duration(nil), w.buf[:n]...)
+	w.mu.Unlock()
+	if len(s) == 0 {
+		return 0
+	}
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(q * float64(len(s)-1))
+	return s[i]
+}

@@ -1,0 +1,165 @@
+package gossip
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/patinadb/patina/log"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Wire protocol (version 1). Every QUIC stream carries frames:
+//
+//	uvarint(n) | type byte | body (n-1 bytes)
+//
+// The first frame of every stream is a hello naming the sender's cluster, site and what
+// the stream is for. Broadcast streams (unidirectional, one long-lived per peer) then carry
+// changeset frames. Sync streams (bidirectional, one per session) carry, each way: a vector
+// frame (or busy), changeset frames oldest first, and a done frame.
+//
+// Frame types are append-only.
+const (
+	frameHello     byte = 1 // msgpack hello
+	frameChangeset byte = 2 // hops byte | log.EncodeChangeset bytes
+	frameVector    byte = 3 // msgpack vector (see encodeVector)
+	frameBusy      byte = 4 // empty: the peer serves too many syncs
+	frameDone      byte = 5 // msgpack doneMsg: the sender has sent all it had to send
+)
+
+// protoVersion is the hello's version; a peer with another major version is refused.
+const protoVersion = 1
+
+// maxFrame bounds a frame so that a corrupt length cannot make a reader allocate without
+// bound. A part of PartChanges changes must fit.
+const maxFrame = 64 << 20
+
+// Stream kinds named in the hello.
+const (
+	streamBroadcast uint8 = 1
+	streamSync      uint8 = 2
+)
+
+type hello struct {
+	V       int    `msgpack:"v"`
+	Cluster string `msgpack:"cluster"`
+	Site    []byte `msgpack:"site"`
+	Kind    uint8  `msgpack:"kind"`
+}
+
+type doneMsg struct {
+	Changesets uint64 `msgpack:"changesets"`
+	Changes    uint64 `msgpack:"changes"`
+}
+
+// appendFrame appends one frame to b.
+func appendFrame(b []byte, typ byte, body []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(body)+1))
+	b = append(b, typ)
+	return append(b, body...)
+}
+
+// changesetFrame encodes cs with its hop budget as one frame.
+func changesetFrame(cs *log.Changeset, hops int) ([]byte, error) {
+	if hops < 0 {
+		hops = 0
+	}
+	if hops > 255 {
+		hops = 255
+	}
+	body, err := log.AppendChangeset([]byte{byte(hops)}, cs)
+	if err != nil {
+		return nil, err
+	}
+	if len(body)+1 > maxFrame {
+		return nil, fmt.Errorf("changeset %v/%d: %d bytes exceeds the frame limit", cs.Site, cs.Version, len(body))
+	}
+	var hdr [binary.MaxVarintLen64 + 1]byte
+	n := binary.PutUvarint(hdr[:], uint64(len(body)+1))
+	hdr[n] = frameChangeset
+	return append(hdr[:n+1:n+1], body...), nil
+}
+
+func msgFrame(typ byte, v any) ([]byte, error) {
+	body, err := msgpack.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return appendFrame(nil, typ, body), nil
+}
+
+// frameReader reads frames from a stream.
+type frameReader struct {
+	r     *bufio.Reader
+	bytes uint64 // total bytes read, for metrics
+}
+
+func newFrameReader(r io.Reader) *frameReader {
+	return &frameReader{r: bufio.NewReaderSize(r, 64<<10)}
+}
+
+// buffered reports whether another frame's bytes are already at hand, so that a receiver
+// can batch what arrived together without waiting.
+func (fr *frameReader) buffered() bool { return fr.r.Buffered() > 0 }
+
+// next reads one frame. io.EOF only at a clean frame boundary.
+func (fr *frameReader) next() (typ byte, body []byte, err error) {
+	n, err := binary.ReadUvarint(fr.r)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return 0, nil, io.EOF
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return 0, nil, fmt.Errorf("%w: truncated frame header", ErrProtocol)
+		}
+		return 0, nil, fmt.Errorf("read frame: %w", err)
+	}
+	if n == 0 || n > maxFrame {
+		return 0, nil, fmt.Errorf("%w: frame length %d", ErrProtocol, n)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(fr.r, buf); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return 0, nil, fmt.Errorf("%w: truncated frame", ErrProtocol)
+		}
+		return 0, nil, err
+	}
+	fr.bytes += uint64(n) + uint64(uvarintLen(n))
+	return buf[0], buf[1:], nil
+}
+
+func uvarintLen(n uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], n)
+}
+
+// decodeChangesetFrame returns the hop budget and the changeset of a changeset frame body.
+func decodeChangesetFrame(body []byte) (int, *log.Changeset, error) {
+	if len(body) < 1 {
+		return 0, nil, fmt.Errorf("%w: empty changeset frame", ErrProtocol)
+	}
+	cs, err := log.DecodeChangeset(body[1:])
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	return int(body[0]), cs, nil
+}
+
+func decodeHello(typ byte, body []byte) (*hello, error) {
+	if typ != frameHello {
+		return nil, fmt.Errorf("%w: first frame is type %d, want hello", ErrProtocol, typ)
+	}
+	var h hello
+	if err := msgpack.Unmarshal(body, &h); err != nil {
+		return nil, fmt.Errorf("%w: hello: %v", ErrProtocol, err)
+	}
+	if h.V != protoVersion {
+		return nil, fmt.Errorf("%w: protocol version %d, want %d", ErrProtocol, h.V, protoVersion)
+	}
+	if len(h.Site) != 16 {
+		return nil, fmt.Errorf("%w: hello site id of %d bytes", ErrProtocol, len(h.Site))
+	}
+	return &h, nil
+}
