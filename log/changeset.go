@@ -3,6 +3,7 @@ package log
 import (
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Version is a site's local transaction counter: 1, 2, 3, ... with no gaps.
@@ -138,8 +139,16 @@ func (c *Change) Validate() error {
 	if c.Table == "" {
 		return invalidf("empty table name")
 	}
+	// Names are SQL identifiers: bytes that are not UTF-8 could not be shown, quoted or
+	// carried through the JSON form unchanged.
+	if !utf8.ValidString(c.Table) {
+		return invalidf("table name %q is not UTF-8", c.Table)
+	}
 	if c.CID == "" {
 		return invalidf("table %q: empty cid", c.Table)
+	}
+	if !utf8.ValidString(c.CID) {
+		return invalidf("table %q: cid %q is not UTF-8", c.Table, c.CID)
 	}
 	if _, err := UnpackPK(c.PK); err != nil {
 		return invalidf("table %q: pk: %v", c.Table, err)
@@ -162,7 +171,7 @@ type changesetJSON struct {
 	Site    SiteID       `json:"site"`
 	Version Version      `json:"version"`
 	TS      Timestamp    `json:"ts"`
-	Seqs    [2]uint64    `json:"seqs"`
+	Seqs    []uint64     `json:"seqs"`
 	LastSeq uint64       `json:"last_seq"`
 	Kind    string       `json:"kind,omitempty"`
 	Changes []changeJSON `json:"changes"`
@@ -182,7 +191,7 @@ type changeJSON struct {
 func (cs *Changeset) MarshalJSON() ([]byte, error) {
 	j := changesetJSON{
 		Seq: cs.Seq, Site: cs.Site, Version: cs.Version, TS: cs.TS,
-		Seqs: [2]uint64{cs.Seqs.First, cs.Seqs.Last}, LastSeq: cs.LastSeq,
+		Seqs: []uint64{cs.Seqs.First, cs.Seqs.Last}, LastSeq: cs.LastSeq,
 		Changes: make([]changeJSON, len(cs.Changes)),
 	}
 	if cs.Kind != KindData {
@@ -204,6 +213,10 @@ func (cs *Changeset) UnmarshalJSON(b []byte) error {
 	var j changesetJSON
 	if err := json.Unmarshal(b, &j); err != nil {
 		return invalidf("changeset json: %v", err)
+	}
+	// A fixed [2]uint64 would silently drop a third element and zero a missing one.
+	if len(j.Seqs) != 2 {
+		return invalidf("changeset json: seqs has %d elements, want [first, last]", len(j.Seqs))
 	}
 	kind, err := ParseKind(j.Kind)
 	if err != nil {

@@ -2,6 +2,8 @@ package log
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -15,25 +17,32 @@ type Timestamp uint64
 // Time returns the wall-clock part of t.
 func (t Timestamp) Time() time.Time { return time.Unix(0, int64(t)).UTC() }
 
-// String is RFC 3339 with nanoseconds, which reads back exactly.
-func (t Timestamp) String() string { return t.Time().Format(time.RFC3339Nano) }
+// String is RFC 3339 with nanoseconds, which reads back exactly. A reading beyond the
+// int64 nanoseconds time.Time can hold (after 2262) is written as its integer, so that every
+// Timestamp a decoder accepts also survives the JSON form.
+func (t Timestamp) String() string {
+	if t > math.MaxInt64 {
+		return strconv.FormatUint(uint64(t), 10)
+	}
+	return t.Time().Format(time.RFC3339Nano)
+}
 
 // MarshalText implements encoding.TextMarshaler.
 func (t Timestamp) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
 
 // UnmarshalText accepts the RFC 3339 form or a plain integer of nanoseconds.
 func (t *Timestamp) UnmarshalText(b []byte) error {
-	var n uint64
-	if _, err := fmt.Sscanf(string(b), "%d", &n); err == nil && fmt.Sprint(n) == string(b) {
+	if n, err := strconv.ParseUint(string(b), 10, 64); err == nil && strconv.FormatUint(n, 10) == string(b) {
 		*t = Timestamp(n)
 		return nil
 	}
 	tm, err := time.Parse(time.RFC3339Nano, string(b))
 	if err != nil {
-		return invalidf("timestamp %q: %v", b, err)
+		return invalidf("timestamp %q: %v", truncate(string(b), 40), err)
 	}
-	if tm.UnixNano() < 0 {
-		return invalidf("timestamp %q before 1970", b)
+	// UnixNano is undefined outside int64 nanoseconds: refuse rather than wrap.
+	if tm.Before(time.Unix(0, 0)) || tm.After(time.Unix(0, math.MaxInt64)) {
+		return invalidf("timestamp %q outside 1970..2262", b)
 	}
 	*t = Timestamp(tm.UnixNano())
 	return nil

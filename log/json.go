@@ -33,17 +33,26 @@ func ParseJSONValue(b []byte) (Value, error) {
 		}
 		return Text(s), nil
 	case '[':
-		var nums []json.Number
+		// json.Valid first: a Decoder stops after one value and would accept "[1]]".
+		if !json.Valid(b) {
+			return Value{}, invalidf("value: invalid JSON %q", truncate(string(b), 40))
+		}
+		var elems []any
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.UseNumber()
-		if err := dec.Decode(&nums); err != nil {
+		if err := dec.Decode(&elems); err != nil {
 			return Value{}, invalidf("value: a blob is an array of byte numbers: %v", err)
 		}
-		out := make([]byte, len(nums))
-		for i, n := range nums {
+		out := make([]byte, len(elems))
+		for i, e := range elems {
+			// Only a bare number: a json.Number target would also take the string "1".
+			n, ok := e.(json.Number)
+			if !ok {
+				return Value{}, invalidf("value: blob byte %d is not a number, want 0..255", i)
+			}
 			x, err := strconv.ParseUint(string(n), 10, 8)
 			if err != nil {
-				return Value{}, invalidf("value: blob byte %d is %s, want 0..255", i, n)
+				return Value{}, invalidf("value: blob byte %d is %s, want 0..255", i, truncate(string(n), 40))
 			}
 			out[i] = byte(x)
 		}

@@ -200,7 +200,7 @@ func TestStorePartsOutOfOrder(t *testing.T) {
 		complete bool
 	}{
 		{p3, true, false},
-		{p3, false, false},              // duplicate part
+		{p3, false, false},                  // duplicate part
 		{slicePart(cs, 8, 9), false, false}, // covered by held seqs
 		{p1, true, false},
 		{slicePart(cs, 2, 5), true, false}, // overlaps: only 4..5 are new
