@@ -84,7 +84,8 @@ type Gossip struct {
 	run    context.Context
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup
-	opened bool
+	opened bool        // Open was called (Open and Close are not concurrent)
+	ready  atomic.Bool // Open succeeded: Broadcast, Members and Stats may use the parts
 	closed atomic.Bool
 	once   sync.Once
 	err    error
@@ -158,6 +159,7 @@ func (g *Gossip) Open(ctx context.Context) (err error) {
 	g.goRun(g.acceptLoop)
 	g.goRun(g.joinLoop)
 	g.goRun(g.syncLoop)
+	g.ready.Store(true)
 	g.logger.Info("gossip started", "gossip_addr", g.gossipAddr, "quic_addr", g.quicAddr,
 		attrSite, g.name, "cluster", g.cfg.ClusterID, "bootstrap", g.cfg.Bootstrap)
 	return nil
@@ -229,7 +231,7 @@ func (g *Gossip) shutdown() error {
 // members. It never blocks: full queues drop their oldest entries (sync repairs). Large
 // changesets travel as the parts the log stored. cs must not be modified afterwards.
 func (g *Gossip) Broadcast(cs *log.Changeset) {
-	if g.closed.Load() || !g.opened || cs == nil {
+	if g.closed.Load() || !g.ready.Load() || cs == nil {
 		return
 	}
 	g.noteHead(cs.Site, cs.Version)
@@ -397,7 +399,7 @@ type Member struct {
 
 // Members lists this node and every member it knows of, sorted by name.
 func (g *Gossip) Members() []Member {
-	if g.ml == nil {
+	if !g.ready.Load() {
 		return nil
 	}
 	live := map[string]*memberlist.Node{}

@@ -18,6 +18,24 @@ import (
 // syncApplyBytes bounds the bytes of changesets handed to the Applier at once while syncing.
 const syncApplyBytes = 8 << 20
 
+// syncIdleTimeout bounds each wait of a sync session for the peer (its next frame, room to
+// write): a peer that stops making progress fails the session long before SyncTimeout, so
+// the next round can pick another peer.
+const syncIdleTimeout = 10 * time.Second
+
+// idleStream sets a fresh read or write deadline on a sync stream before each operation.
+type idleStream struct{ st *quic.Stream }
+
+func (s idleStream) Read(b []byte) (int, error) {
+	_ = s.st.SetReadDeadline(time.Now().Add(syncIdleTimeout))
+	return s.st.Read(b)
+}
+
+func (s idleStream) Write(b []byte) (int, error) {
+	_ = s.st.SetWriteDeadline(time.Now().Add(syncIdleTimeout))
+	return s.st.Write(b)
+}
+
 func (g *Gossip) triggerSync() {
 	select {
 	case g.syncNow <- struct{}{}:
@@ -101,7 +119,6 @@ func (g *Gossip) syncWith(p *peer) error {
 		return fmt.Errorf("open sync stream: %w", err)
 	}
 	defer st.CancelRead(0)
-	_ = st.SetDeadline(time.Now().Add(g.cfg.SyncTimeout))
 	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
 	defer stop()
 	ours := g.log.Vector()
@@ -110,10 +127,10 @@ func (g *Gossip) syncWith(p *peer) error {
 		return fmt.Errorf("encode vector: %w", err)
 	}
 	out := append(g.hello(streamSync), appendFrame(nil, frameVector, vb)...)
-	if _, err := st.Write(out); err != nil {
+	if _, err := (idleStream{st}).Write(out); err != nil {
 		return fmt.Errorf("send vector: %w", err)
 	}
-	fr := newFrameReader(st)
+	fr := newFrameReader(idleStream{st})
 	typ, body, err := fr.next()
 	if err != nil {
 		return fmt.Errorf("read vector: %w", err)
@@ -136,7 +153,7 @@ func (g *Gossip) syncWith(p *peer) error {
 // serveSync serves one session: refuse when busy, else swap vectors and exchange.
 func (g *Gossip) serveSync(conn *quic.Conn, st *quic.Stream) {
 	defer st.CancelRead(0)
-	fr := newFrameReader(st)
+	fr := newFrameReader(idleStream{st})
 	h, err := g.readHello(conn, fr, streamSync)
 	if err != nil {
 		st.CancelWrite(0)
@@ -153,8 +170,9 @@ func (g *Gossip) serveSync(conn *quic.Conn, st *quic.Stream) {
 		return
 	}
 	defer g.served.Add(-1)
-	_ = st.SetDeadline(time.Now().Add(g.cfg.SyncTimeout))
-	stop := context.AfterFunc(g.run, func() { st.CancelRead(0); st.CancelWrite(0) })
+	ctx, cancel := context.WithTimeout(g.run, g.cfg.SyncTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
 	defer stop()
 	typ, body, err := fr.next()
 	if err == nil && typ != frameVector {
@@ -176,7 +194,7 @@ func (g *Gossip) serveSync(conn *quic.Conn, st *quic.Stream) {
 		st.CancelWrite(0)
 		return
 	}
-	if _, err := st.Write(appendFrame(nil, frameVector, vb)); err != nil {
+	if _, err := (idleStream{st}).Write(appendFrame(nil, frameVector, vb)); err != nil {
 		return
 	}
 	if err := g.exchange(from.String(), st, fr, ours, theirs); err != nil {
@@ -222,7 +240,7 @@ func (g *Gossip) exchange(name string, st *quic.Stream, fr *frameReader, ours, t
 // sendMissing writes what theirs lacks, oldest version first per site, then a done frame.
 // QUIC flow control bounds what is in flight; the log is read as it goes.
 func (g *Gossip) sendMissing(st *quic.Stream, theirs *log.Vector) error {
-	w := bufio.NewWriterSize(st, 256<<10)
+	w := bufio.NewWriterSize(idleStream{st}, 256<<10)
 	var done doneMsg
 	var bytes uint64
 	write := func(cs *log.Changeset) error {
