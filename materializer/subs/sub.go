@@ -1,0 +1,672 @@
+package subs
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer"
+)
+
+// sub is one subscription: a statement, its current result keyed by row identity, and the
+// retained recent changes. Everything below mu is guarded by it; evaluations hold it, so a
+// subscription is evaluated by one goroutine at a time.
+type sub struct {
+	e    *Engine
+	id   string
+	hash string
+	st   materializer.Statement
+
+	mu        sync.Mutex
+	plan      *plan
+	columns   []string
+	rows      map[string]*row
+	order     []string                       // row keys in the order of the last full evaluation
+	byInst    []map[string]map[string]*row    // pk mode: instance -> packed pk -> rows
+	dirty     bool                            // rows changed since the last full evaluation
+	needFull  bool                            // the next evaluation must be a full one
+	queryTime float64                         // seconds, of the last full evaluation
+	nextRowID int64
+	changeID  uint64
+	changes   []retained // ids changeID-len+1 .. changeID
+	clients   map[*client]struct{}
+	idleSince time.Time
+	dropped   bool
+}
+
+type row struct {
+	key   string
+	rowid int64
+	cells []log.Value
+	pks   []string // pk mode: packed pk per FROM instance
+}
+
+// newRow is a row of an evaluation.
+type newRow struct {
+	key   string
+	cells []log.Value
+	pks   []string
+}
+
+func newSub(e *Engine, id, hash string, st materializer.Statement, p *plan) *sub {
+	s := &sub{e: e, id: id, hash: hash, st: st, plan: p, rows: map[string]*row{},
+		clients: map[*client]struct{}{}, idleSince: time.Now(), nextRowID: 1}
+	s.resetIndex()
+	return s
+}
+
+func (s *sub) resetIndex() {
+	s.byInst = make([]map[string]map[string]*row, len(s.plan.from))
+	for i := range s.byInst {
+		s.byInst[i] = map[string]map[string]*row{}
+	}
+}
+
+func (s *sub) index(r *row) {
+	for i, pk := range r.pks {
+		m := s.byInst[i][pk]
+		if m == nil {
+			m = map[string]*row{}
+			s.byInst[i][pk] = m
+		}
+		m[r.key] = r
+	}
+}
+
+func (s *sub) unindex(r *row) {
+	for i, pk := range r.pks {
+		if m := s.byInst[i][pk]; m != nil {
+			delete(m, r.key)
+			if len(m) == 0 {
+				delete(s.byInst[i], pk)
+			}
+		}
+	}
+}
+
+// restore loads a stored subscription; the loop re-evaluates it fully before anything else.
+func (s *sub) restore(p *persisted) {
+	s.columns = p.columns
+	s.changeID = p.changeID
+	s.nextRowID = p.nextRowID
+	// Keep only the contiguous tail ending at changeID.
+	want := p.changeID
+	var tail []retained
+	for i := len(p.changes) - 1; i >= 0 && p.changes[i].id == want && want > 0; i-- {
+		tail = append(tail, p.changes[i])
+		want--
+	}
+	for i, j := 0, len(tail)-1; i < j; i, j = i+1, j-1 {
+		tail[i], tail[j] = tail[j], tail[i]
+	}
+	s.changes = tail
+	for _, sr := range p.rows {
+		r := &row{key: sr.key, rowid: sr.rowid, cells: sr.cells, pks: s.plan.keyPKs(sr.key)}
+		s.rows[r.key] = r
+		s.order = append(s.order, r.key)
+		s.index(r)
+	}
+	s.dirty = true
+	s.needFull = true
+}
+
+// keyPKs recovers the per-instance packed pks from a pk-mode row key.
+func (p *plan) keyPKs(key string) []string {
+	if p.mode != modePK {
+		return nil
+	}
+	items, err := splitList([]byte(key))
+	if err != nil || len(items) != len(p.from) {
+		return nil
+	}
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = string(it)
+	}
+	return out
+}
+
+// eval runs sql (the plan's statement with hidden columns, maybe restricted) and returns the
+// user's columns and the rows with their identities.
+func (s *sub) eval(ctx context.Context, sql string) ([]string, []newRow, time.Duration, error) {
+	start := time.Now()
+	rows, err := s.e.src.Query(ctx, materializer.Statement{SQL: sql, Params: s.st.Params, Named: s.st.Named})
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	defer rows.Close()
+	elapsed := time.Since(start)
+	p := s.plan
+	all := rows.Columns()
+	ncols := len(all) - p.nhidden
+	if ncols < 0 {
+		return nil, nil, 0, fmt.Errorf("subscription %s: %d columns, want at least %d", s.id, len(all), p.nhidden)
+	}
+	cols := append([]string(nil), all[:ncols]...)
+	var out []newRow
+	seen := map[string]int{}
+	for rows.Next() {
+		vals := rows.Values()
+		if len(vals) != len(all) {
+			return nil, nil, 0, fmt.Errorf("subscription %s: row of %d values, want %d", s.id, len(vals), len(all))
+		}
+		cells := make([]log.Value, ncols)
+		copy(cells, vals[:ncols])
+		hidden := vals[ncols:]
+		nr := newRow{cells: cells}
+		switch p.mode {
+		case modePK:
+			nr.pks = make([]string, len(p.from))
+			items := make([][]byte, len(p.from))
+			for i, it := range p.from {
+				pk, err := log.PackPK(hidden[it.hidden : it.hidden+it.npk]...)
+				if err != nil {
+					return nil, nil, 0, fmt.Errorf("subscription %s: pk: %w", s.id, err)
+				}
+				nr.pks[i] = string(pk)
+				items[i] = pk
+			}
+			nr.key = string(appendList(nil, items...))
+		case modeGroup:
+			ks := make([]log.Value, len(hidden))
+			for i, v := range hidden {
+				if ref := p.groupRefs[i]; ref > 0 {
+					if ref > ncols {
+						return nil, nil, 0, fmt.Errorf("%w: GROUP BY term %d out of range", materializer.ErrBadStatement, ref)
+					}
+					v = cells[ref-1]
+				}
+				ks[i] = v
+			}
+			nr.key = string(encodeValues(ks))
+		case modeContent:
+			nr.key = string(encodeValues(cells))
+		case modeOrdinal:
+			nr.key = "#" + strconv.Itoa(len(out))
+		}
+		// Identities must be unique within a result; equal ones (duplicate rows in content
+		// mode) get an ordinal.
+		if n, dup := seen[nr.key]; dup {
+			seen[nr.key] = n + 1
+			nr.key += "\x00#" + strconv.Itoa(n+1)
+		} else {
+			seen[nr.key] = 0
+		}
+		out = append(out, nr)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, 0, err
+	}
+	return cols, out, elapsed, nil
+}
+
+// initLocked evaluates a new subscription for the first time and stores it.
+func (s *sub) initLocked(ctx context.Context) error {
+	cols, rows, elapsed, err := s.eval(ctx, s.plan.hiddenSQL)
+	if err != nil && s.plan.mode == modeGroup {
+		// The GROUP BY terms could not be selected (e.g. they name a result alias): fall
+		// back to content identity.
+		s.plan.mode, s.plan.hiddenSQL, s.plan.nhidden = modeContent, s.plan.sql, 0
+		cols, rows, elapsed, err = s.eval(ctx, s.plan.hiddenSQL)
+	}
+	if err != nil {
+		return err
+	}
+	s.columns = cols
+	s.queryTime = elapsed.Seconds()
+	p := &persisted{id: s.id, hash: s.hash, st: s.st, columns: cols}
+	for _, nr := range rows {
+		r := &row{key: nr.key, rowid: s.nextRowID, cells: nr.cells, pks: nr.pks}
+		s.nextRowID++
+		s.rows[r.key] = r
+		s.order = append(s.order, r.key)
+		s.index(r)
+		p.rows = append(p.rows, storedRow{key: r.key, rowid: r.rowid, cells: r.cells})
+	}
+	p.nextRowID = s.nextRowID
+	if s.e.store != nil {
+		if err := s.e.store.create(ctx, p); err != nil {
+			return fmt.Errorf("store subscription: %w", err)
+		}
+	}
+	return nil
+}
+
+// refreshLocked re-runs the whole statement and applies the difference.
+func (s *sub) refreshLocked(ctx context.Context) error {
+	start := time.Now()
+	cols, rows, elapsed, err := s.eval(ctx, s.plan.hiddenSQL)
+	s.e.metrics.match.Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.needFull = true
+		return err
+	}
+	s.columns = cols
+	s.queryTime = elapsed.Seconds()
+	scope := make(map[string]*row, len(s.rows))
+	for k, r := range s.rows {
+		scope[k] = r
+	}
+	if err := s.applyLocked(ctx, rows, scope); err != nil {
+		s.needFull = true
+		return err
+	}
+	s.order = s.order[:0]
+	for _, nr := range rows {
+		s.order = append(s.order, nr.key)
+	}
+	s.dirty = false
+	s.needFull = false
+	return nil
+}
+
+// rowCache holds the rows fetched by primary key during one batch of notices, shared by
+// every subscription the batch touches.
+type rowCache struct {
+	rows map[string]*fetched
+}
+
+type fetched struct {
+	err   error
+	found bool
+	vals  []log.Value
+}
+
+// fetch reads the current row of table with primary key pk.
+func (rc *rowCache) fetch(ctx context.Context, src Source, ti *tableInfo, pk log.PK) *fetched {
+	key := ti.Name + "\x00" + string(pk)
+	if f, ok := rc.rows[key]; ok {
+		return f
+	}
+	f := &fetched{}
+	rc.rows[key] = f
+	vals, err := log.UnpackPK(pk)
+	if err != nil || len(vals) != len(ti.PK) {
+		f.err = fmt.Errorf("pk %s does not match the table's key", pk)
+		return f
+	}
+	var b strings.Builder
+	b.WriteString("SELECT * FROM ")
+	b.WriteString(quoteIdent(ti.Name))
+	b.WriteString(" WHERE ")
+	for i, c := range ti.PK {
+		if i > 0 {
+			b.WriteString(" AND ")
+		}
+		b.WriteString(quoteIdent(c))
+		b.WriteString(" = ")
+		b.WriteString(vals[i].Quote())
+	}
+	rows, err := src.Query(ctx, materializer.Statement{SQL: b.String()})
+	if err != nil {
+		f.err = err
+		return f
+	}
+	defer rows.Close()
+	pkIdx := make([]int, len(ti.PK))
+	for i, c := range ti.PK {
+		pkIdx[i] = -1
+		for j, col := range ti.Columns {
+			if col == c {
+				pkIdx[i] = j
+			}
+		}
+	}
+	for rows.Next() {
+		v := rows.Values()
+		if len(v) != len(ti.Columns) {
+			f.err = fmt.Errorf("table %s changed shape", ti.Name)
+			return f
+		}
+		got := make([]log.Value, len(pkIdx))
+		for i, j := range pkIdx {
+			if j >= 0 {
+				got[i] = v[j]
+			}
+		}
+		// A collation may match other keys; keep only the exact one.
+		if p, err := log.PackPK(got...); err == nil && string(p) == string(pk) {
+			f.found = true
+			f.vals = append([]log.Value(nil), v...)
+		}
+	}
+	f.err = rows.Err()
+	return f
+}
+
+// update brings the subscription up to date with the rows a batch of commits changed.
+func (s *sub) update(ctx context.Context, changed map[string]map[string]log.PK, rc *rowCache) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dropped {
+		return
+	}
+	p := s.plan
+	full := s.needFull || p.mode != modePK
+	if !full {
+		for t := range changed {
+			if !p.tables[t] {
+				continue
+			}
+			if _, ok := p.restrict[t]; !ok {
+				full = true
+				break
+			}
+		}
+	}
+	if full {
+		if err := s.refreshLocked(ctx); err != nil {
+			s.e.logger.Warn("re-evaluate subscription", "id", s.id, "err", err)
+		}
+		return
+	}
+	for t, pks := range changed {
+		inst, ok := p.restrict[t]
+		if !ok {
+			continue
+		}
+		ti := s.e.tableInfo(t)
+		var sel [][]log.Value
+		keys := map[string]bool{}
+		for k, pk := range pks {
+			if len(s.byInst[inst][k]) == 0 && ti != nil && !s.mayMatch(ctx, rc, ti, inst, pk) {
+				continue
+			}
+			vals, err := log.UnpackPK(pk)
+			if err != nil {
+				continue
+			}
+			sel = append(sel, vals)
+			keys[k] = true
+		}
+		if len(sel) == 0 {
+			continue
+		}
+		start := time.Now()
+		_, rows, _, err := s.eval(ctx, p.restricted(inst, sel))
+		s.e.metrics.match.Observe(time.Since(start).Seconds())
+		if err != nil {
+			s.e.logger.Warn("re-evaluate subscription rows", "id", s.id, "err", err)
+			s.needFull = true
+			if err := s.refreshLocked(ctx); err != nil {
+				s.e.logger.Warn("re-evaluate subscription", "id", s.id, "err", err)
+			}
+			return
+		}
+		kept := rows[:0]
+		for _, nr := range rows {
+			if keys[nr.pks[inst]] {
+				kept = append(kept, nr)
+			}
+		}
+		scope := map[string]*row{}
+		for k := range keys {
+			for rk, r := range s.byInst[inst][k] {
+				scope[rk] = r
+			}
+		}
+		if err := s.applyLocked(ctx, kept, scope); err != nil {
+			s.e.logger.Warn("apply subscription changes", "id", s.id, "err", err)
+			s.needFull = true
+			return
+		}
+	}
+}
+
+// mayMatch reports whether the row of table (instance inst) with primary key pk may now be
+// part of the result: false only when it is certainly not (absent, or failing a
+// column = constant conjunct of the WHERE clause).
+func (s *sub) mayMatch(ctx context.Context, rc *rowCache, ti *tableInfo, inst int, pk log.PK) bool {
+	f := rc.fetch(ctx, s.e.src, ti, pk)
+	if f.err != nil {
+		return true
+	}
+	if !f.found {
+		return false
+	}
+	for _, pr := range s.plan.preds {
+		if pr.inst != inst || pr.col >= len(f.vals) {
+			continue
+		}
+		if !mayEqual(f.vals[pr.col], pr.val) {
+			return false
+		}
+	}
+	return true
+}
+
+// mayEqual reports whether SQLite's `a = b` may be true, whatever the column's affinity and
+// collation: it over-approximates (numbers compare by value across types and text, text
+// case-insensitively and ignoring trailing spaces).
+func mayEqual(a, b log.Value) bool {
+	if a.IsNull() || b.IsNull() {
+		return false
+	}
+	ka, kb := eqKeys(a), eqKeys(b)
+	for _, x := range ka {
+		for _, y := range kb {
+			if x == y {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func eqKeys(v log.Value) []string {
+	var out []string
+	num := func(f float64) {
+		out = append(out, "n"+strconv.FormatFloat(f, 'g', -1, 64))
+	}
+	text := func(s string) {
+		out = append(out, "t"+strings.ToLower(strings.TrimRight(s, " ")))
+		if f, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil {
+			num(f)
+		}
+	}
+	switch v.Type {
+	case log.TypeInteger:
+		num(float64(v.Int))
+		text(strconv.FormatInt(v.Int, 10))
+	case log.TypeReal:
+		num(v.Real)
+		text(strconv.FormatFloat(v.Real, 'g', -1, 64))
+	case log.TypeText:
+		text(v.Text)
+	case log.TypeBlob:
+		text(string(v.Blob))
+	}
+	return out
+}
+
+// applyLocked diffs rows (the new state of the rows in scope) against scope (the stored
+// rows they replace), persists the difference and sends it to the clients.
+func (s *sub) applyLocked(ctx context.Context, rows []newRow, scope map[string]*row) error {
+	type ev struct {
+		kind string
+		r    *row
+		old  *row // update: the stored row
+		cell []log.Value
+	}
+	var evs []ev
+	seen := make(map[string]bool, len(rows))
+	for _, nr := range rows {
+		seen[nr.key] = true
+		old, ok := scope[nr.key]
+		if !ok {
+			old, ok = s.rows[nr.key]
+		}
+		if ok {
+			if !equalCells(old.cells, nr.cells) {
+				evs = append(evs, ev{kind: "update", old: old, cell: nr.cells})
+			}
+			continue
+		}
+		evs = append(evs, ev{kind: "insert", r: &row{key: nr.key, cells: nr.cells, pks: nr.pks}})
+	}
+	var dels []ev
+	for k, r := range scope {
+		if !seen[k] {
+			dels = append(dels, ev{kind: "delete", old: r})
+		}
+	}
+	if len(dels) == 0 && len(evs) == 0 {
+		return nil
+	}
+	// Deletes first, in rowid order, so that the stream is deterministic.
+	slices.SortFunc(dels, func(a, b ev) int { return cmp.Compare(a.old.rowid, b.old.rowid) })
+	evs = append(dels, evs...)
+
+	nextRowID, changeID := s.nextRowID, s.changeID
+	ops := make([]rowOp, 0, len(evs))
+	lines := make([]retained, 0, len(evs))
+	for i := range evs {
+		e := &evs[i]
+		changeID++
+		switch e.kind {
+		case "insert":
+			e.r.rowid = nextRowID
+			nextRowID++
+			ops = append(ops, rowOp{key: e.r.key, rowid: e.r.rowid, cells: e.r.cells})
+			lines = append(lines, retained{id: changeID, line: changeLine("insert", e.r.rowid, e.r.cells, changeID)})
+		case "update":
+			ops = append(ops, rowOp{key: e.old.key, rowid: e.old.rowid, cells: e.cell})
+			lines = append(lines, retained{id: changeID, line: changeLine("update", e.old.rowid, e.cell, changeID)})
+		case "delete":
+			ops = append(ops, rowOp{key: e.old.key})
+			lines = append(lines, retained{id: changeID, line: changeLine("delete", e.old.rowid, e.old.cells, changeID)})
+		}
+	}
+	var prune uint64
+	if retain := uint64(s.e.cfg.RetainChanges); changeID > retain {
+		prune = changeID - retain + 1
+	}
+	if s.e.store != nil {
+		if err := s.e.store.apply(ctx, s.id, s.columns, ops, lines, prune, changeID, nextRowID); err != nil {
+			return fmt.Errorf("store changes: %w", err)
+		}
+	}
+	// Persisted: now change memory and tell the clients.
+	for i := range evs {
+		e := &evs[i]
+		switch e.kind {
+		case "insert":
+			s.rows[e.r.key] = e.r
+			s.index(e.r)
+		case "update":
+			e.old.cells = e.cell
+		case "delete":
+			delete(s.rows, e.old.key)
+			s.unindex(e.old)
+		}
+	}
+	s.nextRowID, s.changeID = nextRowID, changeID
+	s.changes = append(s.changes, lines...)
+	if over := len(s.changes) - s.e.cfg.RetainChanges; over > 0 {
+		s.changes = append(s.changes[:0:0], s.changes[over:]...)
+	}
+	s.dirty = true
+	for _, l := range lines {
+		s.broadcast(l.line)
+	}
+	s.e.metrics.events.Add(float64(len(lines)))
+	return nil
+}
+
+func equalCells(a, b []log.Value) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].Equal(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// broadcast sends a line to every client; one whose buffer is full is disconnected.
+func (s *sub) broadcast(line []byte) {
+	for c := range s.clients {
+		select {
+		case c.ch <- line:
+		default:
+			s.e.metrics.drops.Inc()
+			s.e.logger.Info("subscription client too slow, disconnected", "id", s.id)
+			s.detachLocked(c, ErrSlowClient)
+		}
+	}
+}
+
+func (s *sub) detachLocked(c *client, err error) {
+	if _, ok := s.clients[c]; !ok {
+		return
+	}
+	delete(s.clients, c)
+	c.fail(err)
+	s.e.metrics.clients.WithLabelValues("subscriptions").Dec()
+	if len(s.clients) == 0 {
+		s.idleSince = time.Now()
+	}
+}
+
+func (s *sub) closeClients(err error) {
+	for c := range s.clients {
+		s.detachLocked(c, err)
+	}
+}
+
+// attach registers a client: it gets the current result (or the retained changes after
+// opts.From) and then every change, with no gap and no duplicate, because both are taken
+// under the same lock that orders the changes.
+func (s *sub) attach(ctx context.Context, opts Options) (*Stream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dropped {
+		return nil, ErrDropped
+	}
+	st := &Stream{ID: s.id, Hash: s.hash, s: s}
+	if opts.From != nil {
+		from := *opts.From
+		oldest := s.changeID + 1 - uint64(len(s.changes)) // first retained id
+		switch {
+		case from > s.changeID:
+			return nil, fmt.Errorf("%w: from %d, latest change is %d", ErrFromAhead, from, s.changeID)
+		case from+1 < oldest:
+			return nil, fmt.Errorf("%w: from %d, oldest retained change is %d", ErrTooOld, from, oldest)
+		}
+		for _, c := range s.changes {
+			if c.id > from {
+				st.pending = append(st.pending, c.line)
+			}
+		}
+	} else {
+		if s.dirty || s.needFull {
+			// Re-run so that the rows come in the statement's ORDER BY; any difference is
+			// first sent as changes to the other clients.
+			if err := s.refreshLocked(ctx); err != nil {
+				return nil, err
+			}
+		}
+		st.pending = append(st.pending, columnsLine(s.columns))
+		if !opts.SkipRows {
+			for _, k := range s.order {
+				if r, ok := s.rows[k]; ok {
+					st.pending = append(st.pending, rowLine(r.rowid, r.cells))
+				}
+			}
+		}
+		st.pending = append(st.pending, eoqLine(s.queryTime, s.changeID))
+	}
+	c := &client{ch: make(chan []byte, s.e.cfg.ClientBuffer), done: make(chan struct{})}
+	s.clients[c] = struct{}{}
+	s.e.metrics.clients.WithLabelValues("subscriptions").Inc()
+	st.c = c
+	return st, nil
+}
