@@ -100,9 +100,9 @@ type Engine struct {
 	progSeq  log.Seq
 	advanced chan struct{}
 
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	once    sync.Once
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
 }
 
 // New returns an engine over src; it does no I/O.

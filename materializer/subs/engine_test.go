@@ -116,7 +116,7 @@ func eoqTime(tb testing.TB, st *Stream) string {
 	tb.Helper()
 	st.s.mu.Lock()
 	defer st.s.mu.Unlock()
-	return string(eoqLine(st.s.queryTime, 0)[len(`{"eoq":{"time":`):len(eoqLine(st.s.queryTime, 0))-len(`,"change_id":0}}`+"\n")])
+	return string(eoqLine(st.s.queryTime, 0)[len(`{"eoq":{"time":`) : len(eoqLine(st.s.queryTime, 0))-len(`,"change_id":0}}`+"\n")])
 }
 
 func TestSkipRowsAndSharing(t *testing.T) {

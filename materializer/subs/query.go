@@ -65,10 +65,10 @@ type plan struct {
 
 	// hiddenSQL is sql with the hidden identity columns appended to the select list; nhidden
 	// is how many there are (the last nhidden result columns).
-	hiddenSQL string
+	hiddenSQL  string
 	nhidden    int
 	hiddenCols []string
-	groupRefs []int // modeGroup: per GROUP BY term, the result column it names (1-based), or 0
+	groupRefs  []int // modeGroup: per GROUP BY term, the result column it names (1-based), or 0
 
 	// modePK only.
 	from        []fromItem

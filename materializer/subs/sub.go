@@ -27,11 +27,11 @@ type sub struct {
 	plan      *plan
 	columns   []string
 	rows      map[string]*row
-	order     []string                       // row keys in the order of the last full evaluation
-	byInst    []map[string]map[string]*row    // pk mode: instance -> packed pk -> rows
-	dirty     bool                            // rows changed since the last full evaluation
-	needFull  bool                            // the next evaluation must be a full one
-	queryTime float64                         // seconds, of the last full evaluation
+	order     []string                     // row keys in the order of the last full evaluation
+	byInst    []map[string]map[string]*row // pk mode: instance -> packed pk -> rows
+	dirty     bool                         // rows changed since the last full evaluation
+	needFull  bool                         // the next evaluation must be a full one
+	queryTime float64                      // seconds, of the last full evaluation
 	nextRowID int64
 	changeID  uint64
 	changes   []retained // ids changeID-len+1 .. changeID
