@@ -161,6 +161,7 @@ func TestPartitionHeals(t *testing.T) {
 			}
 		}
 	}
+	start := time.Now()
 	cut(a, b)
 	cut(b, a)
 	for i := range 20 {
@@ -183,13 +184,30 @@ func TestPartitionHeals(t *testing.T) {
 			t.Fatalf("node %v holds %d versions while partitioned; want 25 (its side only)", n.site, got)
 		}
 	}
+	t.Logf("partitioned sides converged apart after %v", time.Since(start))
+	// Hold the partition until membership has declared the other side dead, so that
+	// healing needs the reconnect loop: memberlist alone never rejoins dead members.
+	testutil.WaitFor(t, 60*time.Second, "each side to declare the other dead", func() bool {
+		for _, side := range [][]*testNode{a, b} {
+			for _, n := range side {
+				if len(n.g.alivePeers()) != len(side)-1 {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	t.Logf("membership split after %v", time.Since(start))
 	for _, n := range nodes {
 		if err := n.g.SetFaults(nil); err != nil {
 			t.Fatal(err)
 		}
 	}
+	healed := time.Now()
 	waitMembers(t, nodes)
+	t.Logf("members whole again %v after healing", time.Since(healed))
 	waitConverged(t, nodes, 45, 60*time.Second)
+	t.Logf("converged %v after healing", time.Since(healed))
 }
 
 // TestLossyLinks drops 10% of every packet on every link (QUIC and memberlist) while all

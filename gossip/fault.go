@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -188,4 +189,28 @@ func (t *faultTransport) DialAddressTimeout(a memberlist.Address, timeout time.D
 		return nil, fmt.Errorf("dial %s: blocked by the fault hook", a.Addr)
 	}
 	return t.NetTransport.DialAddressTimeout(a, timeout)
+}
+
+// The buffer methods let quic-go size the socket's buffers through the filter as it does
+// for a plain *net.UDPConn.
+
+func (c *faultPacketConn) SetReadBuffer(n int) error {
+	if u, ok := c.PacketConn.(interface{ SetReadBuffer(int) error }); ok {
+		return u.SetReadBuffer(n)
+	}
+	return errors.ErrUnsupported
+}
+
+func (c *faultPacketConn) SetWriteBuffer(n int) error {
+	if u, ok := c.PacketConn.(interface{ SetWriteBuffer(int) error }); ok {
+		return u.SetWriteBuffer(n)
+	}
+	return errors.ErrUnsupported
+}
+
+func (c *faultPacketConn) SyscallConn() (syscall.RawConn, error) {
+	if u, ok := c.PacketConn.(syscall.Conn); ok {
+		return u.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }

@@ -63,6 +63,7 @@ type Gossip struct {
 	qt                   *quic.Transport
 	ln                   *quic.Listener
 	ml                   *memberlist.Memberlist
+	delegate             *delegate
 	quicAddr             string // advertised
 	quicPort             int
 	gossipAddr           string // advertised
@@ -182,6 +183,12 @@ func (g *Gossip) Close() error {
 		}
 		g.closed.Store(true)
 		if g.ml != nil {
+			// Tell peers this is a leave, not a failure, then leave; each step is bounded.
+			if err := g.delegate.setMeta(true); err == nil {
+				if err := g.ml.UpdateNode(g.cfg.LeaveTimeout / 2); err != nil {
+					g.logger.Debug("announce leave", attrErr, err)
+				}
+			}
 			if err := g.ml.Leave(g.cfg.LeaveTimeout); err != nil {
 				g.logger.Warn("graceful leave", attrErr, err)
 			}

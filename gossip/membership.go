@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -19,6 +20,10 @@ type nodeMeta struct {
 	Cluster string `msgpack:"cluster"`
 	QUIC    string `msgpack:"quic"`
 	API     string `msgpack:"api,omitempty"`
+	// Leaving is set just before a graceful leave, so that peers record the node as left
+	// rather than dead and do not try to reconnect to it (memberlist's Node.State does not
+	// tell them apart).
+	Leaving bool `msgpack:"leaving,omitempty"`
 
 	site log.SiteID
 }
@@ -51,15 +56,28 @@ type memberInfo struct {
 // PingDelegate for one node. Its methods run on memberlist's goroutines and must not block.
 type delegate struct {
 	g    *Gossip
-	meta []byte
+	meta atomic.Pointer[[]byte]
 }
 
 func (d *delegate) NodeMeta(limit int) []byte {
-	if len(d.meta) > limit {
-		d.g.logger.Error("node metadata exceeds memberlist's limit", "size", len(d.meta), "limit", limit)
+	meta := *d.meta.Load()
+	if len(meta) > limit {
+		d.g.logger.Error("node metadata exceeds memberlist's limit", "size", len(meta), "limit", limit)
 		return nil
 	}
-	return d.meta
+	return meta
+}
+
+// setMeta (re)builds this node's metadata.
+func (d *delegate) setMeta(leaving bool) error {
+	g := d.g
+	meta, err := msgpack.Marshal(&nodeMeta{V: 1, Site: g.site[:], Cluster: g.cfg.ClusterID, QUIC: g.quicAddr,
+		API: g.cfg.APIAddr, Leaving: leaving})
+	if err != nil {
+		return fmt.Errorf("node metadata: %w", err)
+	}
+	d.meta.Store(&meta)
+	return nil
 }
 
 func (d *delegate) NotifyMsg([]byte)                           {}
@@ -159,9 +177,12 @@ func (g *Gossip) memberDown(n *memberlist.Node) {
 	if n.Name == g.name {
 		return
 	}
-	state := stateOf(n.State)
+	state := StateDead
 	g.mu.Lock()
 	if info := g.known[n.Name]; info != nil {
+		if info.meta != nil && info.meta.Leaving {
+			state = StateLeft
+		}
 		info.state, info.since = state, time.Now()
 	}
 	p := g.peers[n.Name]
@@ -240,12 +261,12 @@ func (g *Gossip) openMemberlist() error {
 	mc.DeadNodeReclaimTime = 2 * time.Second
 	mc.SecretKey = g.cfg.SecretKey
 	mc.Logger = stdLogger
-	meta, err := msgpack.Marshal(&nodeMeta{V: 1, Site: g.site[:], Cluster: g.cfg.ClusterID, QUIC: g.quicAddr, API: g.cfg.APIAddr})
-	if err != nil {
+	d := &delegate{g: g}
+	if err := d.setMeta(false); err != nil {
 		_ = nt.Shutdown()
-		return fmt.Errorf("node metadata: %w", err)
+		return err
 	}
-	d := &delegate{g: g, meta: meta}
+	g.delegate = d
 	mc.Delegate, mc.Events, mc.Alive, mc.Merge, mc.Ping = d, d, d, d, d
 	ml, err := memberlist.Create(mc)
 	if err != nil {
