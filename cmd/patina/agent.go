@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/patinadb/patina/api"
+	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer"
+)
+
+// metaClusterID is the log metadata key that pins a data dir to its cluster.
+const metaClusterID = "cluster_id"
+
+// clusterNode is what the agent needs of the gossip component (agent_gossip.go wires the
+// real one).
+type clusterNode interface {
+	api.Cluster
+	// Broadcast hands a local changeset, durable in the log, to gossip; it never blocks.
+	Broadcast(cs *log.Changeset)
+	// SetFaults replaces the testing-only fault rules.
+	SetFaults(FaultConfig) error
+	// Close leaves the cluster gracefully and stops.
+	Close() error
+}
+
+// openCluster opens the gossip component; agent_gossip.go sets it. nil runs the agent alone.
+var openCluster func(ctx context.Context, cfg *Config, store *log.Store, mat *materializer.Materializer, apiAddr string, reg prometheus.Registerer, logger *slog.Logger) (clusterNode, error)
+
+// Agent is one running node: the log, the materializer folding it into the view, gossip and
+// the HTTP API.
+type Agent struct {
+	cfg    Config
+	logger *slog.Logger
+	reg    *prometheus.Registry
+
+	store   *log.Store
+	mat     *materializer.Materializer
+	cluster clusterNode
+	srv     *api.Server
+
+	stopBroadcast context.CancelFunc
+	broadcastDone chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewAgent returns an agent for cfg; it does no I/O.
+func NewAgent(cfg Config, logger *slog.Logger) *Agent {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Agent{cfg: cfg, logger: logger}
+}
+
+// Open opens every component in dependency order. ctx covers start-up only. On error,
+// what was opened is closed again.
+func (a *Agent) Open(ctx context.Context) (err error) {
+	if err := a.cfg.Validate(); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	a.reg = prometheus.NewRegistry()
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if err := os.MkdirAll(a.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	var site log.SiteID
+	if a.cfg.SiteID != "" {
+		site, _ = parseSiteID(a.cfg.SiteID) // checked by Validate
+	}
+	a.store, err = log.Open(filepath.Join(a.cfg.DataDir, "log"), log.Options{SiteID: site, Logger: a.logger})
+	if err != nil {
+		if errors.Is(err, log.ErrSiteMismatch) {
+			return usagef("--site-id %s: the data dir %s belongs to another site (%v)", a.cfg.SiteID, a.cfg.DataDir, err)
+		}
+		return err
+	}
+	if err := a.checkClusterID(); err != nil {
+		return err
+	}
+	schema, err := readSchema(a.cfg.Schema)
+	if err != nil {
+		return err
+	}
+	mcfg := materializer.DefaultConfig(filepath.Join(a.cfg.DataDir, "views.db"))
+	mcfg.Schema = schema
+	mcfg.FoldBatch, mcfg.ReadConns = a.cfg.DB.FoldBatch, a.cfg.DB.ReadConns
+	mcfg.Logger = a.logger
+	a.mat = materializer.New(a.store, mcfg)
+	if err := a.mat.Open(ctx); err != nil {
+		if errors.Is(err, materializer.ErrSchema) || errors.Is(err, materializer.ErrSchemaConflict) {
+			return &usageError{fmt.Errorf("schema: %w", err)}
+		}
+		return fmt.Errorf("open view: %w", err)
+	}
+
+	// Listen before gossip starts so that it advertises the API address really bound.
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", a.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("listen api %s: %w", a.cfg.APIAddr, err)
+	}
+	if openCluster != nil {
+		if a.cluster, err = openCluster(ctx, &a.cfg, a.store, a.mat, ln.Addr().String(), a.reg, a.logger); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+
+	acfg := api.DefaultConfig()
+	acfg.Listener = ln
+	acfg.View, acfg.Log = a.mat, a.store
+	if a.cluster != nil {
+		acfg.Cluster = a.cluster
+	}
+	acfg.BearerToken = a.cfg.API.Authz.BearerToken
+	acfg.MaxConcurrency, acfg.MaxStreams, acfg.MaxBodyBytes = a.cfg.API.MaxConcurrency, a.cfg.API.MaxStreams, a.cfg.API.MaxBodyBytes
+	acfg.Registry, acfg.Logger = a.reg, a.logger
+	a.srv = api.New(acfg)
+	if err := a.srv.Open(ctx); err != nil {
+		ln.Close()
+		return &usageError{err}
+	}
+	if a.cluster != nil {
+		a.startBroadcast()
+	}
+	a.logger.Info("agent ready", "site", a.store.SiteID().String(), "api", a.srv.Addr().String(),
+		"data_dir", a.cfg.DataDir, "tables", len(a.mat.Tables()))
+	return nil
+}
+
+// startBroadcast hands every local changeset to gossip as soon as the log has it. It tails
+// the log from its end at start; local versions written before a crash that were never
+// broadcast reach the other nodes through sync.
+func (a *Agent) startBroadcast() {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stopBroadcast = cancel
+	a.broadcastDone = make(chan struct{})
+	self := a.store.SiteID()
+	from := a.store.LastSeq()
+	go func() {
+		defer close(a.broadcastDone)
+		for cs, err := range a.store.Tail(ctx, from) {
+			if err != nil {
+				if ctx.Err() == nil && !errors.Is(err, log.ErrClosed) {
+					a.logger.Error("broadcast: tail the log", "err", err)
+				}
+				return
+			}
+			if cs.Site == self {
+				a.cluster.Broadcast(cs)
+			}
+		}
+	}()
+}
+
+// checkClusterID pins a data dir to its cluster: a dir made for one cluster is refused in
+// another, so two fleets cannot be merged by a copied directory.
+func (a *Agent) checkClusterID() error {
+	stored, err := a.store.Meta(metaClusterID)
+	if err != nil {
+		return err
+	}
+	switch {
+	case stored == nil:
+		if a.cfg.ClusterID != "" {
+			return a.store.SetMeta(metaClusterID, []byte(a.cfg.ClusterID))
+		}
+	case a.cfg.ClusterID == "":
+		a.cfg.ClusterID = string(stored)
+	case string(stored) != a.cfg.ClusterID:
+		return usagef("--cluster-id %q: the data dir %s belongs to cluster %q", a.cfg.ClusterID, a.cfg.DataDir, stored)
+	}
+	return nil
+}
+
+// readSchema reads schema files: each path is a .sql file or a folder whose *.sql files are
+// read in name order. Each file is one entry (the materializer splits statements).
+func readSchema(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, usagef("schema: %v", err)
+		}
+		files := []string{p}
+		if st.IsDir() {
+			ents, err := os.ReadDir(p)
+			if err != nil {
+				return nil, usagef("schema: %v", err)
+			}
+			files = files[:0]
+			for _, e := range ents {
+				if !e.IsDir() && strings.HasSuffix(e.Name(), ".sql") {
+					files = append(files, filepath.Join(p, e.Name()))
+				}
+			}
+			slices.Sort(files)
+			if len(files) == 0 {
+				return nil, usagef("schema: folder %s has no .sql files", p)
+			}
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return nil, usagef("schema: %v", err)
+			}
+			out = append(out, string(b))
+		}
+	}
+	return out, nil
+}
+
+// APIAddr is the address the API listens on; empty before Open.
+func (a *Agent) APIAddr() string {
+	if a.srv == nil || a.srv.Addr() == nil {
+		return ""
+	}
+	return a.srv.Addr().String()
+}
+
+// SiteID is this node's site id (after Open).
+func (a *Agent) SiteID() log.SiteID { return a.store.SiteID() }
+
+// SetFaults replaces the testing-only fault rules of gossip.
+func (a *Agent) SetFaults(f FaultConfig) error {
+	if a.cluster == nil {
+		return errors.New("no gossip component")
+	}
+	return a.cluster.SetFaults(f)
+}
+
+// Close stops accepting requests (finishing those in flight), leaves the cluster, then
+// closes the view and the log: everything acknowledged is durable already, so nothing is
+// lost. Idempotent; the first error is kept.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		var errs []error
+		if a.srv != nil {
+			errs = append(errs, a.srv.Close())
+		}
+		if a.stopBroadcast != nil {
+			a.stopBroadcast()
+			<-a.broadcastDone
+		}
+		if a.cluster != nil {
+			errs = append(errs, a.cluster.Close())
+		}
+		if a.mat != nil {
+			errs = append(errs, a.mat.Close())
+		}
+		if a.store != nil {
+			errs = append(errs, a.store.Close())
+		}
+		for _, err := range errs {
+			if err != nil {
+				a.closeErr = err
+				break
+			}
+		}
+	})
+	return a.closeErr
+}

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/spf13/cobra"
+
+	"github.com/patinadb/patina/api"
+	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer"
+)
+
+// Config is the agent's configuration: the TOML file's shape. Every key also has a flag and a
+// PATINA_* environment variable (see options); flags win over env, env over the file.
+type Config struct {
+	DataDir       string   `toml:"data_dir"`
+	SiteID        string   `toml:"site_id"`
+	ClusterID     string   `toml:"cluster_id"`
+	Schema        []string `toml:"schema"`
+	APIAddr       string   `toml:"api_addr"`
+	GossipAddr    string   `toml:"gossip_addr"`
+	QUICAddr      string   `toml:"quic_addr"`
+	AdvertiseAddr string   `toml:"advertise_addr"`
+	Bootstrap     []string `toml:"bootstrap"`
+	LogLevel      string   `toml:"log_level"`
+	LogFormat     string   `toml:"log_format"`
+
+	API    APIConfig    `toml:"api"`
+	DB     DBConfig     `toml:"db"`
+	Gossip GossipConfig `toml:"gossip"`
+}
+
+// APIConfig is the [api] section.
+type APIConfig struct {
+	Authz struct {
+		BearerToken string `toml:"bearer_token"`
+	} `toml:"authz"`
+	MaxConcurrency int   `toml:"max_concurrency"`
+	MaxStreams     int   `toml:"max_streams"`
+	MaxBodyBytes   int64 `toml:"max_body_bytes"`
+}
+
+// DBConfig is the [db] section: the materializer's tuning.
+type DBConfig struct {
+	FoldBatch int `toml:"fold_batch"`
+	ReadConns int `toml:"read_conns"`
+}
+
+// GossipConfig is the [gossip] section.
+type GossipConfig struct {
+	// SecretKey is base64 of 16, 24 or 32 bytes; it encrypts memberlist traffic.
+	SecretKey    string        `toml:"secret_key"`
+	Fanout       int           `toml:"fanout"`
+	SyncInterval time.Duration `toml:"sync_interval"`
+	TLS          struct {
+		CAFile   string `toml:"ca_file"`
+		CertFile string `toml:"cert_file"`
+		KeyFile  string `toml:"key_file"`
+	} `toml:"tls"`
+	// Fault is FOR TESTING ONLY (see gossip.FaultConfig): it delays, drops or blocks this
+	// node's gossip traffic. The agent re-reads it from the config file on SIGHUP.
+	Fault FaultConfig `toml:"fault"`
+}
+
+// FaultConfig is the [gossip.fault] section, FOR TESTING ONLY.
+type FaultConfig struct {
+	Enabled bool        `toml:"enabled"`
+	Rules   []FaultRule `toml:"rules"`
+}
+
+// FaultRule is one [[gossip.fault.rules]] entry.
+type FaultRule struct {
+	Peers  []string      `toml:"peers"`
+	Block  bool          `toml:"block"`
+	Drop   float64       `toml:"drop"`
+	Delay  time.Duration `toml:"delay"`
+	Jitter time.Duration `toml:"jitter"`
+}
+
+// DefaultConfig is what `patina agent` runs on without a config: DESIGN.md section 8.
+func DefaultConfig() Config {
+	a := api.DefaultConfig()
+	m := materializer.DefaultConfig("")
+	c := Config{
+		DataDir:    "./patina-data",
+		APIAddr:    a.Addr,
+		GossipAddr: "127.0.0.1:8787",
+		QUICAddr:   "127.0.0.1:8788",
+		LogLevel:   "info",
+		LogFormat:  "text",
+	}
+	c.API.MaxConcurrency, c.API.MaxStreams, c.API.MaxBodyBytes = a.MaxConcurrency, a.MaxStreams, a.MaxBodyBytes
+	c.DB.FoldBatch, c.DB.ReadConns = m.FoldBatch, m.ReadConns
+	// gossip.DefaultConfig's values; agent_gossip.go starts from it and lays these over.
+	c.Gossip.Fanout, c.Gossip.SyncInterval = 3, time.Second
+	return c
+}
+
+// option is one configuration key: its TOML key, flag and environment variable, and where it
+// lives in Config. The environment variable is PATINA_ and the key upper-cased with dots as
+// underscores; the flag is the key with dots and underscores as dashes.
+type option struct {
+	key   string
+	usage string
+	field func(*Config) any // pointer to the field
+	// agentOnly options are flags of `patina agent` only; the others (api_addr, the token)
+	// are also flags of the client commands.
+	agentOnly bool
+}
+
+func (o option) flag() string {
+	return strings.NewReplacer(".", "-", "_", "-").Replace(o.key)
+}
+
+func (o option) env() string {
+	return "PATINA_" + strings.ToUpper(strings.ReplaceAll(o.key, ".", "_"))
+}
+
+var options = []option{
+	{key: "data_dir", usage: "data directory (log and view)", field: func(c *Config) any { return &c.DataDir }, agentOnly: true},
+	{key: "site_id", usage: "site id (UUID) of a NEW data dir; an error on one with another id", field: func(c *Config) any { return &c.SiteID }, agentOnly: true},
+	{key: "cluster_id", usage: "cluster name; nodes of other clusters are refused", field: func(c *Config) any { return &c.ClusterID }, agentOnly: true},
+	{key: "schema", usage: "schema file (.sql) or folder of them; repeatable", field: func(c *Config) any { return &c.Schema }, agentOnly: true},
+	{key: "api_addr", usage: "HTTP API address", field: func(c *Config) any { return &c.APIAddr }},
+	{key: "gossip_addr", usage: "gossip (memberlist, UDP and TCP) bind address", field: func(c *Config) any { return &c.GossipAddr }, agentOnly: true},
+	{key: "quic_addr", usage: "QUIC (UDP) bind address", field: func(c *Config) any { return &c.QUICAddr }, agentOnly: true},
+	{key: "advertise_addr", usage: "host (or host:port) other nodes reach this one at", field: func(c *Config) any { return &c.AdvertiseAddr }, agentOnly: true},
+	{key: "bootstrap", usage: "gossip address host:port of a node to join; repeatable", field: func(c *Config) any { return &c.Bootstrap }, agentOnly: true},
+	{key: "log_level", usage: "debug, info, warn or error", field: func(c *Config) any { return &c.LogLevel }, agentOnly: true},
+	{key: "log_format", usage: "text or json", field: func(c *Config) any { return &c.LogFormat }, agentOnly: true},
+	{key: "api.authz.bearer_token", usage: "bearer token the API requires (clients: the token to send)", field: func(c *Config) any { return &c.API.Authz.BearerToken }},
+	{key: "api.max_concurrency", usage: "data requests served at once; more are shed with 503", field: func(c *Config) any { return &c.API.MaxConcurrency }, agentOnly: true},
+	{key: "api.max_streams", usage: "long-lived streams open at once", field: func(c *Config) any { return &c.API.MaxStreams }, agentOnly: true},
+	{key: "api.max_body_bytes", usage: "largest request body; more is 413", field: func(c *Config) any { return &c.API.MaxBodyBytes }, agentOnly: true},
+	{key: "db.fold_batch", usage: "most changesets folded per SQLite transaction", field: func(c *Config) any { return &c.DB.FoldBatch }, agentOnly: true},
+	{key: "db.read_conns", usage: "read-only SQLite connections", field: func(c *Config) any { return &c.DB.ReadConns }, agentOnly: true},
+	{key: "gossip.secret_key", usage: "base64 key (16, 24 or 32 bytes) encrypting gossip", field: func(c *Config) any { return &c.Gossip.SecretKey }, agentOnly: true},
+	{key: "gossip.fanout", usage: "members each new changeset is sent to", field: func(c *Config) any { return &c.Gossip.Fanout }, agentOnly: true},
+	{key: "gossip.sync_interval", usage: "mean time between sync rounds", field: func(c *Config) any { return &c.Gossip.SyncInterval }, agentOnly: true},
+	{key: "gossip.tls.ca_file", usage: "CA certificate (PEM): mutual TLS between nodes", field: func(c *Config) any { return &c.Gossip.TLS.CAFile }, agentOnly: true},
+	{key: "gossip.tls.cert_file", usage: "node certificate (PEM)", field: func(c *Config) any { return &c.Gossip.TLS.CertFile }, agentOnly: true},
+	{key: "gossip.tls.key_file", usage: "node private key (PEM)", field: func(c *Config) any { return &c.Gossip.TLS.KeyFile }, agentOnly: true},
+	{key: "gossip.fault.enabled", usage: "FOR TESTING ONLY: enable the fault filter ([[gossip.fault.rules]] in the file)", field: func(c *Config) any { return &c.Gossip.Fault.Enabled }, agentOnly: true},
+}
+
+// configFlags holds the values flags were parsed into, to be laid over file and env.
+type configFlags struct {
+	path string // -c
+	cfg  Config
+}
+
+// addConfigFlags registers the options as flags of c: all of them for the agent, the
+// client-side ones (api_addr, token, logging) for client commands.
+func addConfigFlags(c *cobra.Command, agent bool) *configFlags {
+	cf := &configFlags{cfg: DefaultConfig()}
+	fs := c.Flags()
+	fs.StringVarP(&cf.path, "config", "c", "", "TOML config file (flags > PATINA_* env > file > defaults)")
+	for _, o := range options {
+		if o.agentOnly && !agent {
+			continue
+		}
+		usage := o.usage + " [" + o.env() + "]"
+		switch p := o.field(&cf.cfg).(type) {
+		case *string:
+			fs.StringVar(p, o.flag(), *p, usage)
+		case *[]string:
+			fs.StringArrayVar(p, o.flag(), *p, usage)
+		case *int:
+			fs.IntVar(p, o.flag(), *p, usage)
+		case *int64:
+			fs.Int64Var(p, o.flag(), *p, usage)
+		case *bool:
+			fs.BoolVar(p, o.flag(), *p, usage)
+		case *time.Duration:
+			fs.DurationVar(p, o.flag(), *p, usage)
+		default:
+			panic(fmt.Sprintf("option %s: unsupported type %T", o.key, p))
+		}
+	}
+	if !agent {
+		// The client's name for the token and the API address.
+		fs.Lookup("api-authz-bearer-token").Usage = "bearer token to send [PATINA_API_AUTHZ_BEARER_TOKEN]"
+		fs.Lookup("api-addr").Usage = "address of the agent's HTTP API [PATINA_API_ADDR]"
+		fs.StringVar(&cf.cfg.API.Authz.BearerToken, "token", "", "the same as --api-authz-bearer-token")
+	}
+	return cf
+}
+
+// load builds the configuration: defaults, then the file, then the environment, then the
+// flags that were given on the command line.
+func (cf *configFlags) load(c *cobra.Command, getenv func(string) string) (Config, error) {
+	cfg := DefaultConfig()
+	if cf.path != "" {
+		if err := loadFile(cf.path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	for _, o := range options {
+		raw := getenv(o.env())
+		if raw == "" {
+			continue
+		}
+		if err := setFromString(o.field(&cfg), raw); err != nil {
+			return cfg, usagef("%s=%q: %v", o.env(), raw, err)
+		}
+	}
+	fs := c.Flags()
+	for _, o := range options {
+		if f := fs.Lookup(o.flag()); f != nil && f.Changed {
+			reflect.ValueOf(o.field(&cfg)).Elem().Set(reflect.ValueOf(o.field(&cf.cfg)).Elem())
+		}
+	}
+	if f := fs.Lookup("token"); f != nil && f.Changed {
+		cfg.API.Authz.BearerToken = cf.cfg.API.Authz.BearerToken
+	}
+	return cfg, nil
+}
+
+// loadFile decodes a TOML file over cfg; unknown keys are an error (a typo must not be
+// silently ignored).
+func loadFile(path string, cfg *Config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return usagef("config: %v", err)
+	}
+	md, err := toml.Decode(string(b), cfg)
+	if err != nil {
+		return usagef("config %s: %v", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return usagef("config %s: unknown keys %s", path, strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// setFromString parses an environment variable into the field p points to. Lists are
+// comma-separated.
+func setFromString(p any, raw string) error {
+	switch p := p.(type) {
+	case *string:
+		*p = raw
+	case *[]string:
+		*p = nil
+		for _, s := range strings.Split(raw, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				*p = append(*p, s)
+			}
+		}
+	case *int:
+		n, err := strconv.Atoi(raw)
+		if err != nil {
+			return errors.New("want an integer")
+		}
+		*p = n
+	case *int64:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return errors.New("want an integer")
+		}
+		*p = n
+	case *bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return errors.New("want true or false")
+		}
+		*p = b
+	case *time.Duration:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return errors.New("want a duration such as 500ms or 2s")
+		}
+		*p = d
+	default:
+		return fmt.Errorf("unsupported type %T", p)
+	}
+	return nil
+}
+
+// Validate checks what the components do not check themselves, with the key's name in the
+// message.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return usagef("data_dir is empty")
+	}
+	if c.SiteID != "" {
+		if _, err := parseSiteID(c.SiteID); err != nil {
+			return usagef("site_id %q: %v", c.SiteID, err)
+		}
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return usagef("log_level: %v", err)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return usagef("log_format %q: want text or json", c.LogFormat)
+	}
+	if c.Gossip.SecretKey != "" {
+		if _, err := base64.StdEncoding.DecodeString(c.Gossip.SecretKey); err != nil {
+			return usagef("gossip.secret_key: not base64: %v", err)
+		}
+	}
+	return nil
+}
+
+// parseSiteID reads a site id as a UUID or 32 hex digits.
+func parseSiteID(s string) (log.SiteID, error) {
+	id, err := log.ParseSiteID(s)
+	if err != nil {
+		return id, errors.New("want a UUID such as 00000000-0000-0000-0000-000000000001 or 32 hex digits")
+	}
+	if id.IsZero() {
+		return id, errors.New("the zero site id is reserved")
+	}
+	return id, nil
+}
