@@ -13,8 +13,8 @@ func init() { register("", newMembersCmd) }
 func newMembersCmd(m *Main) *cobra.Command {
 	var output string
 	c := &cobra.Command{
-		Use:     "members",
-		Short:   "List the cluster's members as an agent sees them (GET /v1/members)",
+		Use:   "members",
+		Short: "List the cluster's members as an agent sees them (GET /v1/members)",
 		Example: `  patina members
   patina members --output json`,
 		Args: noArgs,

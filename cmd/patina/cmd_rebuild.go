@@ -113,4 +113,3 @@ func (b *progressBar) done() {
 		fmt.Fprintln(b.w)
 	}
 }
-
