@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -222,7 +223,11 @@ func (m *mirror) readUntil(tb testing.TB, st *Stream, want uint64) {
 func multiset(rows [][]log.Value) []string {
 	out := make([]string, len(rows))
 	for i, r := range rows {
-		out[i] = string(encodeValues(r))
+		q := make([]string, len(r))
+		for j, v := range r {
+			q[j] = v.Quote()
+		}
+		out[i] = "(" + strings.Join(q, ", ") + ")"
 	}
 	slices.Sort(out)
 	return out

@@ -232,9 +232,18 @@ func analyse(st materializer.Statement, isTable func(string) bool, schema schema
 		selEnd = at[cFrom]
 	}
 	aggregate := false
+	// Only aggregates of this SELECT count: one inside a subquery (a scalar count(*)) does
+	// not fold the outer rows into one.
 	hasAgg := func(from, to int) {
+		depth := 0
 		for i := from; i < to && i < len(toks); i++ {
-			if aggregates[toks[i].upper()] && i+1 < len(toks) && toks[i+1].Text == "(" {
+			switch toks[i].Text {
+			case "(":
+				depth++
+			case ")":
+				depth--
+			}
+			if depth == 0 && aggregates[toks[i].upper()] && i+1 < len(toks) && toks[i+1].Text == "(" {
 				aggregate = true
 			}
 		}
