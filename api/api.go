@@ -115,6 +115,10 @@ type Config struct {
 	Log  ChangeLog
 	// Cluster is nil on a node without gossip: /v1/members then lists this node alone.
 	Cluster Cluster
+	// Subscriptions serves /v1/subscriptions and /v1/updates (see subscriptions.go); nil
+	// makes the server run its own in-memory engine over View, which does not survive a
+	// restart.
+	Subscriptions Subscriber
 
 	// BearerToken, when not empty, is required as "Authorization: Bearer <token>" on every
 	// endpoint but /v1/health and /metrics (Corrosion's api.authz.bearer_token).
