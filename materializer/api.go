@@ -1,15 +1,15 @@
 package materializer
 
-// SKELETON: the API below is the contract the api package and the agent code against; the
-// bodies are being written (issue 4). Keep the signatures (add fields and methods freely).
+// The API below is the contract the api package, the agent and the subscription engine code
+// against; the bodies live in materializer.go, writer.go, fold.go and local.go.
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/patinadb/patina/log"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Sentinel errors. The api package maps them to HTTP status codes.
@@ -43,6 +43,17 @@ type Config struct {
 	// ReadConns is the size of the read-only connection pool.
 	ReadConns int
 	Logger    *slog.Logger
+	// OnCommit, when set, is called with each local transaction's changeset after it is
+	// durable in the log and committed to the view, in commit order, from one goroutine of
+	// its own: it never blocks the writer (a slow OnCommit only grows its queue). The agent
+	// uses it to broadcast local writes; received changesets are broadcast by gossip itself.
+	// The changesets must not be modified.
+	OnCommit func(css []*log.Changeset)
+	// Registerer receives the Prometheus metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// MaxGroup is the most queued local transactions committed together (one SQLite commit
+	// and one log sync); 0 means 64.
+	MaxGroup int
 }
 
 // DefaultConfig returns the defaults for path.
@@ -119,71 +130,8 @@ type TableStat struct {
 	Rows  int64
 }
 
-// Materializer folds a log into SQLite views.
-type Materializer struct{}
-
-// New returns a materializer over store; it does no I/O.
-func New(store *log.Store, cfg Config) *Materializer { return &Materializer{} }
-
-// Open opens or creates the view, applies the schema, refolds what the log holds beyond the
-// view's fold position, and starts the writer loop.
-func (m *Materializer) Open(ctx context.Context) error { return errors.New("TODO") }
-
-// Close stops the writer loop and closes the database; idempotent.
-func (m *Materializer) Close() error { return nil }
-
-// Transact runs statements as one local transaction (all or nothing) and appends its
-// changeset to the log durably before the commit becomes visible.
-func (m *Materializer) Transact(ctx context.Context, stmts []Statement) (TxResult, error) {
-	return TxResult{}, errors.New("TODO")
-}
-
-// Query runs one read-only statement on the read pool; a write is ErrReadOnly.
-func (m *Materializer) Query(ctx context.Context, st Statement) (Rows, error) {
-	return nil, errors.New("TODO")
-}
-
-// Apply appends remote changesets (or parts) to the log and returns once every complete
-// version among them is folded into the view, so a read right after sees them. It reports
-// per changeset whether it was new to the log. Invalid changesets are refused (ErrInvalid
-// from package log) before anything is written.
-func (m *Materializer) Apply(ctx context.Context, css []*log.Changeset) ([]bool, error) {
-	return nil, errors.New("TODO")
-}
-
-// Migrate applies schema statements (CREATE TABLE / CREATE INDEX / DROP INDEX).
-func (m *Materializer) Migrate(ctx context.Context, stmts []string) (MigrateResult, error) {
-	return MigrateResult{}, errors.New("TODO")
-}
-
-// Notify registers a listener for commit notices. A listener whose buffer is full misses
-// notices (a later notice has Lagged set) rather than blocking the writer.
-// cancel unregisters it.
-func (m *Materializer) Notify(buf int) (ch <-chan Notice, cancel func()) { return nil, func() {} }
-
-// FoldPosition is the last log seq folded into the view.
-func (m *Materializer) FoldPosition() log.Seq { return 0 }
-
-// TableStats counts rows of the named tables; unknown names are returned in invalid.
-func (m *Materializer) TableStats(ctx context.Context, tables []string) (stats []TableStat, invalid []string, err error) {
-	return nil, nil, errors.New("TODO")
-}
-
-// Tables lists the user tables.
-func (m *Materializer) Tables() []string { return nil }
-
-// DB path of the live view.
-func (m *Materializer) Path() string { return "" }
-
 // RebuildProgress reports rebuild progress.
 type RebuildProgress struct {
 	Done, Total uint64 // changesets
 	Cells       uint64
-}
-
-// Rebuild folds the whole log into a fresh file beside the live view and swaps it in
-// atomically. On a stopped node it is called on a Materializer that is not open; on a
-// running one, readers move to the new file.
-func (m *Materializer) Rebuild(ctx context.Context, progress func(RebuildProgress)) error {
-	return errors.New("TODO")
 }

@@ -1,0 +1,139 @@
+package materializer
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+
+	"github.com/patinadb/patina/log"
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// dbconn is one SQLite connection with its prepared statements.
+type dbconn struct {
+	c     *sql.Conn
+	stmts map[string]*sql.Stmt
+}
+
+func newDBConn(c *sql.Conn) *dbconn { return &dbconn{c: c, stmts: map[string]*sql.Stmt{}} }
+
+func (d *dbconn) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if s, ok := d.stmts[q]; ok {
+		return s, nil
+	}
+	s, err := d.c.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	d.stmts[q] = s
+	return s, nil
+}
+
+func (d *dbconn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	s, err := d.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return s.ExecContext(ctx, args...)
+}
+
+// resetStmts drops the prepared statements (after a schema change).
+func (d *dbconn) resetStmts() {
+	for _, s := range d.stmts {
+		s.Close()
+	}
+	clear(d.stmts)
+}
+
+func (d *dbconn) close() error {
+	if d == nil || d.c == nil {
+		return nil
+	}
+	d.resetStmts()
+	err := d.c.Close()
+	d.c = nil
+	return err
+}
+
+// dsn builds a modernc DSN for path with pragmas.
+func dsn(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	if readOnly {
+		q.Set("mode", "ro")
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+		// The log is the durable source of truth and a crash refolds from the stored fold
+		// position, so the view does not need an fsync per commit; WAL with NORMAL cannot
+		// corrupt on power loss.
+		q.Add("_pragma", "synchronous(NORMAL)")
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// scanValues reads the current row into type-exact values. The caller must select
+// expressions (e.g. +"col") rather than bare columns declared DATE, DATETIME or TIMESTAMP,
+// which the driver would turn into time.Time.
+func scanValues(rows *sql.Rows, dst []log.Value, tmp []any) error {
+	ptrs := make([]any, len(tmp))
+	for i := range tmp {
+		ptrs[i] = &tmp[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return err
+	}
+	for i := range tmp {
+		v, err := log.FromSQL(tmp[i])
+		if err != nil {
+			return err
+		}
+		dst[i] = v
+		tmp[i] = nil
+	}
+	return nil
+}
+
+func sqlArgs(vals []log.Value) []any {
+	out := make([]any, len(vals))
+	for i, v := range vals {
+		out[i] = v.SQL()
+	}
+	return out
+}
+
+// sqliteCode returns the primary SQLite result code of err, or 0.
+func sqliteCode(err error) int {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() & 0xff
+	}
+	return 0
+}
+
+// classify wraps a SQLite error from a user statement in the matching sentinel.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrClosed) || errors.Is(err, ErrInternalTable) || errors.Is(err, ErrReadOnly) ||
+		errors.Is(err, ErrBadStatement) || errors.Is(err, ErrConstraint) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	switch sqliteCode(err) {
+	case sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_TOOBIG:
+		return fmt.Errorf("%w: %v", ErrConstraint, err)
+	case sqlite3.SQLITE_READONLY:
+		return fmt.Errorf("%w: %v", ErrReadOnly, err)
+	case sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOMEM,
+		sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_NOTADB:
+		return err // a fault of the node, not of the statement
+	}
+	// Everything else a user statement can fail with (syntax, unknown table or column, wrong
+	// parameter count from database/sql) is the statement's fault.
+	return fmt.Errorf("%w: %v", ErrBadStatement, err)
+}

@@ -1,0 +1,22 @@
+// Package materializer folds the log into the SQLite view users read (<data>/views.db) with
+// cr-sqlite's merge rules (CRDT.md R1-R9, R12), and turns local SQL transactions into
+// changesets with cr-sqlite's local-write rules (L1-L8).
+//
+// It owns the view file: user tables, one clock table per user table
+// (__patina_clock_<table>: one row per table row, the row's cl and an encoded clock of
+// per-cell records col_version, origin site, origin version, seq), __patina_meta (site id,
+// fold position) and __patina_pending (changesets waiting for schema). It reads and appends
+// to package log; it must not import api, gossip, cmd, bench or materializer/subs.
+//
+// Invariants:
+//   - One writer goroutine owns the write connection and every append the materializer makes
+//     to the log; local transactions reach the log (durably) before their SQLite commit, and
+//     the fold position commits in the same SQLite transaction as the data it covers, so a
+//     crash at any point refolds from the log with exactly-once effect.
+//   - A row exists in a user table exactly when its clock says cl is odd.
+//   - Folding is idempotent and order-independent: the same changesets in any order, with
+//     duplicates, give the same tables and the same clock tables (origins included).
+//   - A version becomes visible only whole: it is folded in one SQLite transaction and only
+//     once the log holds all of its parts.
+//   - Readers use separate read-only connections and never wait for the writer.
+package materializer

@@ -1,0 +1,362 @@
+package materializer
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/patinadb/patina/log"
+)
+
+// foldState collects what one SQLite transaction of the writer changed.
+type foldState struct {
+	rows  []RowChange
+	cells int
+	buf   []byte
+	rc    rowClock
+}
+
+// foldChangeset merges one complete changeset into the view with CRDT.md's rules R1-R9 and
+// R12. Changes for tables or columns the schema does not have yet are skipped and the
+// changeset's seq is recorded in the pending table, to be refolded after a migration.
+func (m *Materializer) foldChangeset(ctx context.Context, cs *log.Changeset, st *foldState) error {
+	if cs.Kind != log.KindData {
+		return nil
+	}
+	pending := false
+	ch := cs.Changes
+	for i := 0; i < len(ch); {
+		j := i + 1
+		for j < len(ch) && ch[j].Table == ch[i].Table && bytes.Equal(ch[j].PK, ch[i].PK) {
+			j++
+		}
+		p, err := m.foldRow(ctx, cs, ch[i:j], st)
+		if err != nil {
+			return err
+		}
+		pending = pending || p
+		i = j
+	}
+	st.cells += len(ch)
+	if pending && cs.Seq != 0 {
+		if _, err := m.w.exec(ctx, "INSERT OR IGNORE INTO "+pendingTable+"(seq) VALUES (?)", int64(cs.Seq)); err != nil {
+			return fmt.Errorf("record pending: %w", err)
+		}
+	}
+	return nil
+}
+
+func (m *Materializer) lookupTable(name string) *table {
+	if t, ok := m.tables[name]; ok {
+		return t
+	}
+	return m.tables[lowerASCII(name)]
+}
+
+func (t *table) ordOf(cid string) (int, bool) {
+	if o, ok := t.ordByName[cid]; ok {
+		return o, true
+	}
+	o, ok := t.ordByName[lowerASCII(cid)]
+	return o, ok
+}
+
+// originAfter orders clock records on an exact tie (R12): the greater site id is recorded;
+// between records of one site the later version and seq, so that every replica's clock ends
+// identical whatever the delivery order.
+func originAfter(a, b *cellClock) bool {
+	if c := a.Site.Compare(b.Site); c != 0 {
+		return c > 0
+	}
+	if a.Version != b.Version {
+		return a.Version > b.Version
+	}
+	return a.Seq > b.Seq
+}
+
+// foldRow merges the changes of one row (consecutive in a changeset). It reports whether
+// some change was skipped for want of schema.
+func (m *Materializer) foldRow(ctx context.Context, cs *log.Changeset, ch []log.Change, st *foldState) (pending bool, err error) {
+	t := m.lookupTable(ch[0].Table)
+	if t == nil {
+		return true, nil
+	}
+	pkVals, err := log.UnpackPK(ch[0].PK)
+	if err != nil || len(pkVals) != len(t.PK) {
+		// Validated changesets always unpack; a key of the wrong width cannot be folded into
+		// this table. It stays in the log; say so loudly.
+		m.logger.Warn("change does not fit the table's primary key; skipped", "table", t.Name,
+			"site", cs.Site, "version", cs.Version, "pk", ch[0].PK.String())
+		return false, nil
+	}
+	pkArgs := make([]any, len(pkVals))
+	for i, v := range pkVals {
+		pkArgs[i] = v.SQL()
+	}
+	rc := &st.rc
+	found, err := m.loadClock(ctx, t, ch[0].PK, rc)
+	if err != nil {
+		return false, err
+	}
+	_ = found
+	nonPK := len(t.NonPK)
+	var (
+		written    []bool
+		newVals    []log.Value
+		nwritten   int
+		ensure     bool
+		needDelete bool
+		changed    bool
+		cur        []log.Value // the row's stored values, loaded on the first tie
+	)
+	resurrect := func(rec cellClock) {
+		rc.dropCols()
+		rc.Sentinel = rec
+		ensure = true
+		changed = true
+	}
+	for k := range ch {
+		c := &ch[k]
+		local := rc.CL()
+		if c.CL < local { // R1
+			continue
+		}
+		rec := cellClock{Present: true, ColVersion: c.ColVersion, Site: cs.Site, Version: cs.Version, Seq: c.Seq}
+		if c.CL%2 == 0 { // R2: a delete
+			if c.CL == local {
+				if s := &rc.Sentinel; s.Present && originAfter(&rec, s) {
+					rec.ColVersion = c.CL
+					*s = rec
+					changed = true
+				}
+				continue
+			}
+			rec.ColVersion = c.CL
+			rc.dropCols()
+			rc.Sentinel = rec
+			for i := range written {
+				written[i] = false
+			}
+			nwritten, ensure, needDelete, changed = 0, false, true, true
+			continue
+		}
+		if c.IsSentinel() { // R3
+			rec.ColVersion = c.CL
+			if c.CL == local {
+				if s := &rc.Sentinel; s.Present && originAfter(&rec, s) {
+					*s = rec
+					changed = true
+				}
+				continue
+			}
+			resurrect(rec)
+			continue
+		}
+		ord, ok := t.ordOf(c.CID)
+		if !ok {
+			pending = true
+			continue
+		}
+		win := false
+		val := c.Val
+		if c.CL > local { // R4: resurrect or create; the change wins outright
+			if local%2 == 1 || c.CL > 1 {
+				srec := rec
+				srec.ColVersion = c.CL
+				resurrect(srec)
+			}
+			win = true
+		} else { // R5, R6
+			var held cellClock
+			if ord < len(rc.Cols) {
+				held = rc.Cols[ord]
+			}
+			switch {
+			case !held.Present || c.ColVersion > held.ColVersion:
+				win = true
+			case c.ColVersion < held.ColVersion:
+			default:
+				in, err := m.aff.convert(ctx, m.w, t.nonPKCol(ord).aff, c.Val)
+				if err != nil {
+					return false, err
+				}
+				var lv log.Value
+				if written != nil && written[ord] {
+					if lv, err = m.aff.convert(ctx, m.w, t.nonPKCol(ord).aff, newVals[ord]); err != nil {
+						return false, err
+					}
+				} else {
+					if cur == nil {
+						if cur, err = m.readRow(ctx, t, pkArgs); err != nil {
+							return false, err
+						}
+					}
+					lv = cur[ord]
+				}
+				switch cmp := log.Compare(in, lv); {
+				case cmp > 0:
+					win, val = true, in
+				case cmp == 0 && originAfter(&rec, &held): // R12
+					*rc.col(ord) = rec
+					changed = true
+				}
+			}
+		}
+		if !win {
+			continue
+		}
+		*rc.col(ord) = rec
+		if written == nil {
+			written = make([]bool, nonPK)
+			newVals = make([]log.Value, nonPK)
+		}
+		if !written[ord] {
+			nwritten++
+		}
+		written[ord], newVals[ord] = true, val
+		ensure, changed = true, true
+	}
+	if !changed {
+		return pending, nil
+	}
+	cl := rc.CL()
+	if needDelete {
+		if _, err := m.w.exec(ctx, t.sqlDelete, pkArgs...); err != nil {
+			return false, fmt.Errorf("delete row of %s: %w", t.Name, err)
+		}
+	}
+	if cl%2 == 1 {
+		switch {
+		case nwritten > 0:
+			q, args := t.upsert(written, newVals, pkArgs)
+			if _, err := m.w.exec(ctx, q, args...); err != nil {
+				return false, fmt.Errorf("write row of %s: %w", t.Name, err)
+			}
+		case ensure:
+			if _, err := m.w.exec(ctx, t.sqlEnsure, pkArgs...); err != nil {
+				return false, fmt.Errorf("create row of %s: %w", t.Name, err)
+			}
+		}
+	}
+	if err := m.storeClock(ctx, t, ch[0].PK, rc, st); err != nil {
+		return false, err
+	}
+	st.rows = append(st.rows, RowChange{Table: t.Name, PK: ch[0].PK, CL: cl})
+	return pending, nil
+}
+
+func (m *Materializer) loadClock(ctx context.Context, t *table, pk log.PK, rc *rowClock) (bool, error) {
+	s, err := m.w.stmt(ctx, t.sqlClockGet)
+	if err != nil {
+		return false, err
+	}
+	var raw []byte
+	err = s.QueryRowContext(ctx, []byte(pk)).Scan(&raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		*rc = rowClock{Cols: rc.Cols[:0]}
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read clock of %s: %w", t.Name, err)
+	}
+	if err := decodeClock(raw, rc); err != nil {
+		return false, fmt.Errorf("clock of %s %v: %w", t.Name, pk, err)
+	}
+	return true, nil
+}
+
+func (m *Materializer) storeClock(ctx context.Context, t *table, pk log.PK, rc *rowClock, st *foldState) error {
+	st.buf = rc.encode(st.buf)
+	if _, err := m.w.exec(ctx, t.sqlClockPut, []byte(pk), int64(rc.CL()), st.buf); err != nil {
+		return fmt.Errorf("write clock of %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// readRow reads the stored non-pk values of a row (NULLs when it does not exist).
+func (m *Materializer) readRow(ctx context.Context, t *table, pkArgs []any) ([]log.Value, error) {
+	out := make([]log.Value, len(t.NonPK))
+	if len(t.NonPK) == 0 {
+		return out, nil
+	}
+	s, err := m.w.stmt(ctx, t.sqlReadRow)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.QueryContext(ctx, pkArgs...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if rows.Next() {
+		tmp := make([]any, len(t.NonPK))
+		if err := scanValues(rows, out, tmp); err != nil {
+			return nil, err
+		}
+	}
+	return out, rows.Err()
+}
+
+// affinityConv turns an incoming value into the value its column would store (CRDT.md R8),
+// so that R6 compares stored values. The common cases are decided in Go; text into numeric
+// columns and reals into text columns are converted by SQLite itself through a scratch row.
+type affinityConv struct{}
+
+func (affinityConv) convert(ctx context.Context, w *dbconn, aff affinity, v log.Value) (log.Value, error) {
+	switch {
+	case aff == affBlob, v.Type == log.TypeNull, v.Type == log.TypeBlob:
+		return v, nil
+	case aff == affText:
+		switch v.Type {
+		case log.TypeText:
+			return v, nil
+		case log.TypeInteger:
+			return log.Text(strconv.FormatInt(v.Int, 10)), nil
+		}
+	case aff == affReal:
+		switch v.Type {
+		case log.TypeReal:
+			return v, nil
+		case log.TypeInteger:
+			return log.Real(float64(v.Int)), nil
+		}
+	default: // INTEGER, NUMERIC
+		if v.Type == log.TypeInteger {
+			return v, nil
+		}
+	}
+	s, err := w.stmt(ctx, "UPDATE temp.__patina_aff SET t = ?1, n = ?1, r = ?1 RETURNING t, n, r")
+	if err != nil {
+		return v, err
+	}
+	var tv, nv, rv any
+	if err := s.QueryRowContext(ctx, v.SQL()).Scan(&tv, &nv, &rv); err != nil {
+		return v, fmt.Errorf("affinity: %w", err)
+	}
+	pick := nv
+	switch aff {
+	case affText:
+		pick = tv
+	case affReal:
+		pick = rv
+	}
+	return log.FromSQL(pick)
+}
+
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; c >= 'A' && c <= 'Z' {
+					b[j] = c + 32
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}

@@ -1,0 +1,439 @@
+package materializer
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/patinadb/patina/log"
+)
+
+// Internal tables of the view. Clock tables are __patina_clock_<table>.
+const (
+	metaTable    = "__patina_meta"
+	pendingTable = "__patina_pending"
+	captureTable = "temp.__patina_cap"
+	captureOn    = "temp.__patina_on"
+)
+
+var internalDDL = []string{
+	"CREATE TABLE IF NOT EXISTS " + metaTable + " (key TEXT PRIMARY KEY NOT NULL, value) WITHOUT ROWID",
+	// Seqs of changesets that held changes for tables or columns the schema lacked; they are
+	// refolded after each migration.
+	"CREATE TABLE IF NOT EXISTS " + pendingTable + " (seq INTEGER PRIMARY KEY NOT NULL)",
+}
+
+// setupCapture (re)creates the temp capture table and the capture triggers on the writer
+// connection. Triggers fire only while temp.__patina_on says so, that is while a local
+// transaction's statements run, never during a fold.
+func setupCapture(ctx context.Context, q querier, tables map[string]*table) error {
+	if err := dropCapture(ctx, q); err != nil {
+		return err
+	}
+	width := 2
+	for _, t := range tables {
+		width = max(width, 2*len(t.Cols))
+	}
+	cols := make([]string, width)
+	for i := range cols {
+		cols[i] = "c" + strconv.Itoa(i)
+	}
+	stmts := []string{
+		"CREATE TEMP TABLE IF NOT EXISTS __patina_on (v INTEGER NOT NULL)",
+		"DELETE FROM " + captureOn,
+		"INSERT INTO " + captureOn + " VALUES (0)",
+		"CREATE TEMP TABLE IF NOT EXISTS __patina_aff (t TEXT, n NUMERIC, r REAL)",
+		"DELETE FROM temp.__patina_aff",
+		"INSERT INTO temp.__patina_aff VALUES (NULL, NULL, NULL)",
+		"CREATE TEMP TABLE __patina_cap (id INTEGER PRIMARY KEY, tbl TEXT NOT NULL, op INTEGER NOT NULL, " + strings.Join(cols, ", ") + ")",
+	}
+	for _, t := range tables {
+		stmts = append(stmts, captureTriggers(t)...)
+	}
+	for _, s := range stmts {
+		if _, err := q.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	return nil
+}
+
+func dropCapture(ctx context.Context, q querier) error {
+	rows, err := q.QueryContext(ctx, "SELECT name FROM temp.sqlite_master WHERE type = 'trigger'")
+	if err != nil {
+		return err
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return err
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	for _, n := range names {
+		if _, err := q.ExecContext(ctx, "DROP TRIGGER temp."+quoteIdent(n)); err != nil {
+			return err
+		}
+	}
+	_, err = q.ExecContext(ctx, "DROP TABLE IF EXISTS "+captureTable)
+	return err
+}
+
+const (
+	opInsert = 1
+	opUpdate = 2
+	opDelete = 3
+)
+
+func captureTriggers(t *table) []string {
+	n := len(t.Cols)
+	cols := make([]string, 2*n)
+	for i := range cols {
+		cols[i] = "c" + strconv.Itoa(i)
+	}
+	vals := func(old, new bool) string {
+		parts := make([]string, 0, 2*n)
+		for _, c := range t.Cols {
+			if old {
+				parts = append(parts, "OLD."+quoteIdent(c.Name))
+			} else {
+				parts = append(parts, "NULL")
+			}
+		}
+		for _, c := range t.Cols {
+			if new {
+				parts = append(parts, "NEW."+quoteIdent(c.Name))
+			} else {
+				parts = append(parts, "NULL")
+			}
+		}
+		return strings.Join(parts, ", ")
+	}
+	lit := "'" + strings.ReplaceAll(t.Name, "'", "''") + "'"
+	mk := func(kind, event string, op int, old, new bool) string {
+		return fmt.Sprintf("CREATE TEMP TRIGGER %s AFTER %s ON main.%s WHEN (SELECT v FROM %s) BEGIN INSERT INTO %s (tbl, op, %s) VALUES (%s, %d, %s); END",
+			quoteIdent("__patina_"+kind+"_"+t.Name), event, t.quoted, captureOn, captureTable,
+			strings.Join(cols, ", "), lit, op, vals(old, new))
+	}
+	return []string{
+		mk("ins", "INSERT", opInsert, false, true),
+		mk("upd", "UPDATE", opUpdate, true, true),
+		mk("del", "DELETE", opDelete, true, false),
+	}
+}
+
+// localRow is the state of one row a local transaction touched.
+type localRow struct {
+	t           *table
+	pk          log.PK
+	rc          rowClock
+	sentTouched bool
+	touched     []bool      // by clock ordinal
+	vals        []log.Value // the row's current non-pk values, by clock ordinal
+}
+
+// runLocal runs one local transaction inside a savepoint of the writer's SQLite transaction
+// and turns what the capture triggers saw into a changeset with CRDT.md's rules L1-L8. The
+// changeset (nil when nothing changed) gets version; its clock records are written.
+func (m *Materializer) runLocal(ctx context.Context, stmts []Statement, version log.Version, st *foldState) (TxResult, *log.Changeset, error) {
+	w := m.w
+	if _, err := w.exec(ctx, "SAVEPOINT patina_tx"); err != nil {
+		return TxResult{}, nil, err
+	}
+	fail := func(err error) (TxResult, *log.Changeset, error) {
+		w.c.ExecContext(context.Background(), "ROLLBACK TO patina_tx")
+		w.c.ExecContext(context.Background(), "RELEASE patina_tx")
+		return TxResult{}, nil, err
+	}
+	if _, err := w.exec(ctx, "UPDATE "+captureOn+" SET v = 1"); err != nil {
+		return fail(err)
+	}
+	res := TxResult{Results: make([]StmtResult, len(stmts))}
+	for i := range stmts {
+		start := time.Now()
+		n, err := m.execUser(ctx, &stmts[i])
+		if err != nil {
+			return fail(&StmtError{Index: i, Err: classify(err)})
+		}
+		res.Results[i] = StmtResult{RowsAffected: n, Time: time.Since(start)}
+	}
+	if _, err := w.exec(ctx, "UPDATE "+captureOn+" SET v = 0"); err != nil {
+		return fail(err)
+	}
+	cs, err := m.captured(ctx, version, st)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := w.exec(ctx, "RELEASE patina_tx"); err != nil {
+		return fail(err)
+	}
+	return res, cs, nil
+}
+
+func (m *Materializer) execUser(ctx context.Context, st *Statement) (int64, error) {
+	if len(st.Params) > 0 && len(st.Named) > 0 {
+		return 0, fmt.Errorf("%w: positional and named parameters together", ErrBadStatement)
+	}
+	args := make([]any, 0, len(st.Params)+len(st.Named))
+	for _, v := range st.Params {
+		if err := v.Validate(); err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrBadStatement, err)
+		}
+		args = append(args, v.SQL())
+	}
+	for k, v := range st.Named {
+		if err := v.Validate(); err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrBadStatement, err)
+		}
+		args = append(args, sql.Named(strings.TrimLeft(k, ":@$"), v.SQL()))
+	}
+	if len(m.w.stmts) > 512 {
+		// Bound the statement cache; internal statements are re-prepared on demand.
+		m.w.resetStmts()
+	}
+	s, err := m.w.stmt(ctx, st.SQL)
+	if err != nil {
+		return 0, err
+	}
+	r, err := s.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return r.RowsAffected()
+}
+
+// captured reads and clears the capture table and applies L1-L8 in capture order.
+func (m *Materializer) captured(ctx context.Context, version log.Version, st *foldState) (*log.Changeset, error) {
+	w := m.w
+	rows, err := w.c.QueryContext(ctx, "SELECT * FROM "+captureTable+" ORDER BY id")
+	if err != nil {
+		return nil, err
+	}
+	cols, err := rows.Columns()
+	if err != nil {
+		rows.Close()
+		return nil, err
+	}
+	type event struct {
+		t    *table
+		op   int64
+		vals []log.Value
+	}
+	var events []event
+	tmp := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range tmp {
+		ptrs[i] = &tmp[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		name, _ := tmp[1].(string)
+		op, _ := tmp[2].(int64)
+		t := m.lookupTable(name)
+		if t == nil {
+			rows.Close()
+			return nil, fmt.Errorf("capture: unknown table %q", name)
+		}
+		vals := make([]log.Value, 2*len(t.Cols))
+		for i := range vals {
+			v, err := log.FromSQL(tmp[3+i])
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			vals[i] = v
+		}
+		events = append(events, event{t, op, vals})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(events) == 0 {
+		return nil, nil
+	}
+	if _, err := w.exec(ctx, "DELETE FROM "+captureTable); err != nil {
+		return nil, err
+	}
+
+	byKey := map[string]*localRow{}
+	var order []*localRow
+	get := func(t *table, rowVals []log.Value) (*localRow, error) {
+		pkv := make([]log.Value, len(t.PK))
+		for i, c := range t.PK {
+			pkv[i] = rowVals[c]
+		}
+		pk, err := log.PackPK(pkv...)
+		if err != nil {
+			return nil, fmt.Errorf("%w: table %s: primary key: %v", ErrConstraint, t.Name, err)
+		}
+		key := t.Name + "\x00" + string(pk)
+		if r, ok := byKey[key]; ok {
+			return r, nil
+		}
+		r := &localRow{t: t, pk: pk, touched: make([]bool, len(t.NonPK)), vals: make([]log.Value, len(t.NonPK))}
+		if _, err := m.loadClock(ctx, t, pk, &r.rc); err != nil {
+			return nil, err
+		}
+		r.rc = r.rc.clone()
+		byKey[key] = r
+		order = append(order, r)
+		return r, nil
+	}
+	setVals := func(r *localRow, rowVals []log.Value) {
+		for ord, ci := range r.t.NonPK {
+			r.vals[ord] = rowVals[ci]
+		}
+	}
+	del := func(r *localRow) { // L3
+		if s := &r.rc.Sentinel; s.Present {
+			s.ColVersion++
+		} else {
+			*s = cellClock{Present: true, ColVersion: 2}
+		}
+		r.rc.dropCols()
+		r.sentTouched = true
+		clear(r.touched)
+	}
+	bump := func(r *localRow, ord int) {
+		c := r.rc.col(ord)
+		if c.Present {
+			c.ColVersion++
+		} else {
+			*c = cellClock{Present: true, ColVersion: 1}
+		}
+		r.touched[ord] = true
+	}
+	for _, ev := range events {
+		t := ev.t
+		n := len(t.Cols)
+		oldV, newV := ev.vals[:n], ev.vals[n:]
+		switch ev.op {
+		case opInsert:
+			r, err := get(t, newV)
+			if err != nil {
+				return nil, err
+			}
+			switch cl := r.rc.CL(); {
+			case cl == 0: // L1
+				if len(t.NonPK) == 0 {
+					r.rc.Sentinel = cellClock{Present: true, ColVersion: 1}
+					r.sentTouched = true
+				}
+				for ord := range t.NonPK {
+					*r.rc.col(ord) = cellClock{Present: true, ColVersion: 1}
+					r.touched[ord] = true
+				}
+			case cl%2 == 0: // L4: a key with history and no live row
+				r.rc.Sentinel.ColVersion = cl + 1
+				r.sentTouched = true
+				for ord := range t.NonPK {
+					bump(r, ord)
+				}
+			default: // L5: REPLACE over a live row (its implicit delete fired no trigger)
+				if r.rc.Sentinel.Present {
+					r.rc.Sentinel.ColVersion += 2
+					r.sentTouched = true
+				}
+				for ord := range t.NonPK {
+					bump(r, ord)
+				}
+			}
+			setVals(r, newV)
+		case opUpdate:
+			ro, err := get(t, oldV)
+			if err != nil {
+				return nil, err
+			}
+			rn, err := get(t, newV)
+			if err != nil {
+				return nil, err
+			}
+			if ro == rn { // L2
+				for ord, ci := range t.NonPK {
+					if !oldV[ci].Equal(newV[ci]) {
+						bump(rn, ord)
+					}
+				}
+				setVals(rn, newV)
+				continue
+			}
+			// L7: a primary key update is a delete of the old key and a (re)insert of the new
+			// one that keeps the column versions.
+			moved := append([]cellClock(nil), ro.rc.Cols...)
+			del(ro)
+			switch cl := rn.rc.CL(); {
+			case cl == 0:
+				rn.rc.Sentinel = cellClock{Present: true, ColVersion: 1}
+			case cl%2 == 0:
+				rn.rc.Sentinel = cellClock{Present: true, ColVersion: cl + 1}
+			default:
+				rn.rc.Sentinel = cellClock{Present: true, ColVersion: cl + 2}
+			}
+			rn.sentTouched = true
+			rn.rc.dropCols()
+			for ord, ci := range t.NonPK {
+				c := rn.rc.col(ord)
+				if ord < len(moved) && moved[ord].Present && moved[ord].ColVersion > 0 {
+					*c = cellClock{Present: true, ColVersion: moved[ord].ColVersion}
+					if !oldV[ci].Equal(newV[ci]) {
+						c.ColVersion++
+					}
+				} else {
+					*c = cellClock{Present: true, ColVersion: 1}
+				}
+				rn.touched[ord] = true
+			}
+			setVals(rn, newV)
+		case opDelete:
+			r, err := get(t, oldV)
+			if err != nil {
+				return nil, err
+			}
+			del(r)
+		}
+	}
+
+	cs := &log.Changeset{Site: m.site, Version: version, TS: m.hlc.Now(), Kind: log.KindData}
+	for _, r := range order {
+		start := len(cs.Changes)
+		cl := r.rc.CL()
+		if r.sentTouched && r.rc.Sentinel.Present {
+			r.rc.Sentinel.Site, r.rc.Sentinel.Version, r.rc.Sentinel.Seq = m.site, version, uint64(len(cs.Changes))
+			cs.Changes = append(cs.Changes, log.Change{Table: r.t.Name, PK: r.pk, CID: log.SentinelCID,
+				ColVersion: r.rc.Sentinel.ColVersion, CL: cl, Seq: uint64(len(cs.Changes))})
+		}
+		for ord, touched := range r.touched {
+			if !touched || ord >= len(r.rc.Cols) || !r.rc.Cols[ord].Present {
+				continue
+			}
+			c := &r.rc.Cols[ord]
+			c.Site, c.Version, c.Seq = m.site, version, uint64(len(cs.Changes))
+			cs.Changes = append(cs.Changes, log.Change{Table: r.t.Name, PK: r.pk, CID: r.t.nonPKCol(ord).Name,
+				Val: r.vals[ord], ColVersion: c.ColVersion, CL: cl, Seq: uint64(len(cs.Changes))})
+		}
+		if len(cs.Changes) == start {
+			continue
+		}
+		if err := m.storeClock(ctx, r.t, r.pk, &r.rc, st); err != nil {
+			return nil, err
+		}
+		st.rows = append(st.rows, RowChange{Table: r.t.Name, PK: r.pk, CL: cl})
+	}
+	if len(cs.Changes) == 0 {
+		return nil, nil
+	}
+	cs.LastSeq = uint64(len(cs.Changes) - 1)
+	cs.Seqs = log.SeqRange{First: 0, Last: cs.LastSeq}
+	st.cells += len(cs.Changes)
+	return cs, nil
+}

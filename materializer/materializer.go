@@ -1,0 +1,480 @@
+package materializer
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/patinadb/patina/log"
+)
+
+// Validate checks a Config.
+func (c *Config) Validate() error {
+	if c.Path == "" {
+		return errors.New("materializer config: empty path")
+	}
+	if c.FoldBatch < 0 || c.ReadConns < 0 || c.MaxGroup < 0 || c.FoldDelay < 0 {
+		return errors.New("materializer config: negative size or delay")
+	}
+	return nil
+}
+
+// Materializer folds a log into SQLite views. Transact, Query, Apply, Migrate, Notify and the
+// accessors are safe for concurrent use; Open and Close are not concurrent with each other.
+type Materializer struct {
+	store  *log.Store
+	cfg    Config
+	logger *slog.Logger
+	site   log.SiteID
+	hlc    *log.HLC
+	met    *metrics
+
+	// Writer-owned state: only the writer goroutine (or Open before it starts) touches it.
+	wdb    *sql.DB
+	w      *dbconn
+	tables map[string]*table // lower-case name -> table
+	ahead  map[log.Seq]bool  // local seqs folded beyond a gap in the fold position
+	aff    *affinityConv
+
+	tablesSnap atomic.Pointer[[]string] // sorted user table names, for Tables()
+
+	rmu sync.RWMutex // guards rdb against a swap by Rebuild
+	rdb *sql.DB
+
+	reqs   chan *request
+	wake   chan struct{}
+	run    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+	opened bool
+	closed atomic.Bool
+
+	foldMu  sync.Mutex
+	foldPos log.Seq
+	foldCh  chan struct{} // closed and replaced when foldPos grows
+
+	notify notifier
+	commit *commitQueue
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New returns a materializer over store; it does no I/O.
+func New(store *log.Store, cfg Config) *Materializer {
+	if cfg.FoldBatch <= 0 {
+		cfg.FoldBatch = 512
+	}
+	if cfg.ReadConns <= 0 {
+		cfg.ReadConns = 4
+	}
+	if cfg.MaxGroup <= 0 {
+		cfg.MaxGroup = 64
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Materializer{
+		store: store, cfg: cfg, logger: logger.With("component", "materializer"),
+		hlc: log.NewHLC(), reqs: make(chan *request, 1024), wake: make(chan struct{}, 1),
+		foldCh: make(chan struct{}), ahead: map[log.Seq]bool{},
+	}
+}
+
+// Open opens or creates the view, applies the schema, refolds what the log holds beyond the
+// view's fold position, and starts the writer loop.
+func (m *Materializer) Open(ctx context.Context) error {
+	if err := m.cfg.Validate(); err != nil {
+		return err
+	}
+	if m.opened {
+		return errors.New("materializer: already opened")
+	}
+	m.site = m.store.SiteID()
+	met, err := newMetrics(m.cfg.Registerer)
+	if err != nil {
+		return fmt.Errorf("materializer metrics: %w", err)
+	}
+	m.met = met
+	if err := os.MkdirAll(filepath.Dir(m.cfg.Path), 0o755); err != nil {
+		return fmt.Errorf("open view: %w", err)
+	}
+	if err := m.openWriter(ctx, m.cfg.Path, m.cfg.Schema); err != nil {
+		m.closeConns()
+		return err
+	}
+	if err := m.openReaders(m.cfg.Path); err != nil {
+		m.closeConns()
+		return err
+	}
+	// Refold what the log holds beyond the stored fold position before serving: after a
+	// crash this replays the tail with exactly-once effect (merging is idempotent and the
+	// fold position commits with the data).
+	for m.store.LastSeq() > m.FoldPosition() {
+		if err := ctx.Err(); err != nil {
+			m.closeConns()
+			return fmt.Errorf("open view: refold: %w", err)
+		}
+		if _, err := m.iterate(ctx, nil); err != nil {
+			m.closeConns()
+			return fmt.Errorf("open view: refold: %w", err)
+		}
+	}
+	m.commit = newCommitQueue(m.cfg.OnCommit)
+	m.run, m.cancel = context.WithCancelCause(context.Background())
+	m.opened = true
+	m.wg.Add(2)
+	go m.writerLoop()
+	go m.watchLog()
+	m.logger.Debug("view open", "path", m.cfg.Path, "fold_pos", m.FoldPosition(), "tables", len(m.tables))
+	return nil
+}
+
+// openWriter opens the write connection on path, creates the internal tables, applies
+// schema and prepares capture.
+func (m *Materializer) openWriter(ctx context.Context, path string, schema []string) error {
+	db, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		return fmt.Errorf("open view %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	c, err := db.Conn(ctx)
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("open view %s: %w", path, err)
+	}
+	m.wdb, m.w = db, newDBConn(c)
+	if err := m.initDB(ctx, schema); err != nil {
+		return fmt.Errorf("open view %s: %w", path, err)
+	}
+	return nil
+}
+
+func (m *Materializer) initDB(ctx context.Context, schema []string) error {
+	w := m.w
+	var mode string
+	if err := w.c.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return err
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal mode is %s, want wal", mode)
+	}
+	if _, err := w.c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	err := func() error {
+		for _, q := range internalDDL {
+			if _, err := w.c.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		var raw []byte
+		err := w.c.QueryRowContext(ctx, "SELECT value FROM "+metaTable+" WHERE key = 'site'").Scan(&raw)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			if _, err := w.c.ExecContext(ctx, "INSERT INTO "+metaTable+"(key, value) VALUES ('site', ?), ('fold_pos', 0)", m.site[:]); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		case log.SiteID(raw) != m.site || len(raw) != 16:
+			return fmt.Errorf("the view belongs to site %x, the log to %v: rebuild the view", raw, m.site)
+		}
+		if _, err := applySchema(ctx, w.c, schema); err != nil {
+			return err
+		}
+		var pos int64
+		if err := w.c.QueryRowContext(ctx, "SELECT value FROM "+metaTable+" WHERE key = 'fold_pos'").Scan(&pos); err != nil {
+			return err
+		}
+		if log.Seq(pos) > m.store.LastSeq() {
+			return fmt.Errorf("the view was folded to seq %d but the log ends at %d: the view is newer than the log; rebuild it", pos, m.store.LastSeq())
+		}
+		m.setFoldPos(log.Seq(pos))
+		return nil
+	}()
+	if err != nil {
+		w.c.ExecContext(context.Background(), "ROLLBACK")
+		return err
+	}
+	if _, err := w.c.ExecContext(ctx, "COMMIT"); err != nil {
+		return err
+	}
+	return m.reloadSchema(ctx)
+}
+
+// reloadSchema reads the user tables and (re)creates capture triggers and statements.
+func (m *Materializer) reloadSchema(ctx context.Context) error {
+	m.w.resetStmts()
+	tables, err := loadTables(ctx, m.w.c)
+	if err != nil {
+		return err
+	}
+	m.tables = tables
+	names := make([]string, 0, len(tables))
+	for _, t := range tables {
+		names = append(names, t.Name)
+	}
+	sort.Strings(names)
+	m.tablesSnap.Store(&names)
+	if err := setupCapture(ctx, m.w.c, tables); err != nil {
+		return fmt.Errorf("capture triggers: %w", err)
+	}
+	m.aff = &affinityConv{}
+	return nil
+}
+
+func (m *Materializer) openReaders(path string) error {
+	db, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		return fmt.Errorf("open view readers: %w", err)
+	}
+	db.SetMaxOpenConns(m.cfg.ReadConns)
+	db.SetMaxIdleConns(m.cfg.ReadConns)
+	m.rmu.Lock()
+	m.rdb = db
+	m.rmu.Unlock()
+	return nil
+}
+
+func (m *Materializer) closeConns() error {
+	var first error
+	m.rmu.Lock()
+	if m.rdb != nil {
+		first = m.rdb.Close()
+		m.rdb = nil
+	}
+	m.rmu.Unlock()
+	if m.w != nil {
+		if err := m.w.close(); err != nil && first == nil {
+			first = err
+		}
+		m.w = nil
+	}
+	if m.wdb != nil {
+		if err := m.wdb.Close(); err != nil && first == nil {
+			first = err
+		}
+		m.wdb = nil
+	}
+	return first
+}
+
+// Close stops the writer loop and closes the database; idempotent. Queued requests fail
+// with ErrClosed; a transaction already committing finishes first.
+func (m *Materializer) Close() error {
+	m.closeOnce.Do(func() {
+		m.closed.Store(true)
+		if m.cancel != nil {
+			m.cancel(ErrClosed)
+			m.wg.Wait()
+		}
+		if m.commit != nil {
+			m.commit.close()
+		}
+		m.notify.closeAll()
+		m.closeErr = m.closeConns()
+	})
+	return m.closeErr
+}
+
+// FoldPosition is the last log seq folded into the view: every version with an arrival seq
+// up to it is visible.
+func (m *Materializer) FoldPosition() log.Seq {
+	m.foldMu.Lock()
+	defer m.foldMu.Unlock()
+	return m.foldPos
+}
+
+func (m *Materializer) setFoldPos(s log.Seq) {
+	m.foldMu.Lock()
+	if s > m.foldPos || s == 0 {
+		m.foldPos = s
+		close(m.foldCh)
+		m.foldCh = make(chan struct{})
+	}
+	m.foldMu.Unlock()
+}
+
+// waitFold blocks until the fold position reaches target.
+func (m *Materializer) waitFold(ctx context.Context, target log.Seq) error {
+	for {
+		m.foldMu.Lock()
+		pos, ch := m.foldPos, m.foldCh
+		m.foldMu.Unlock()
+		if pos >= target {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-m.run.Done():
+			return ErrClosed
+		}
+	}
+}
+
+// Tables lists the user tables, sorted.
+func (m *Materializer) Tables() []string {
+	p := m.tablesSnap.Load()
+	if p == nil {
+		return nil
+	}
+	return append([]string(nil), (*p)...)
+}
+
+// Path of the live view.
+func (m *Materializer) Path() string { return m.cfg.Path }
+
+// Apply appends remote changesets (or parts) to the log and returns once every complete
+// version among them is folded into the view, so a read right after sees them. It reports
+// per changeset whether it was new to the log. Invalid changesets are refused (ErrInvalid
+// from package log) before anything is written. Concurrent callers are group-committed by
+// the log; the writer folds whatever arrived since its last commit in one SQLite transaction.
+func (m *Materializer) Apply(ctx context.Context, css []*log.Changeset) ([]bool, error) {
+	if m.closed.Load() || !m.opened {
+		return nil, ErrClosed
+	}
+	res, err := m.store.Append(ctx, css...)
+	if err != nil {
+		if errors.Is(err, log.ErrClosed) {
+			return nil, ErrClosed
+		}
+		return nil, err
+	}
+	out := make([]bool, len(res))
+	for i, r := range res {
+		out[i] = r.New
+	}
+	// Wait for everything the log holds now, duplicates included: a duplicate may have been
+	// appended by a concurrent caller whose fold has not committed yet.
+	target := m.store.LastSeq()
+	m.poke()
+	if err := m.waitFold(ctx, target); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+func (m *Materializer) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// watchLog wakes the writer when the log grows, whoever appended.
+func (m *Materializer) watchLog() {
+	defer m.wg.Done()
+	after := m.store.LastSeq()
+	for {
+		if err := m.store.Wait(m.run, after); err != nil {
+			return
+		}
+		after = m.store.LastSeq()
+		m.poke()
+	}
+}
+
+// Transact runs statements as one local transaction (all or nothing) and appends its
+// changeset to the log durably before the commit becomes visible. A transaction that changes
+// nothing gets Version 0. A failing statement is reported as a *StmtError.
+func (m *Materializer) Transact(ctx context.Context, stmts []Statement) (TxResult, error) {
+	start := time.Now()
+	if len(stmts) == 0 {
+		return TxResult{}, fmt.Errorf("%w: no statements", ErrBadStatement)
+	}
+	for i := range stmts {
+		if err := checkWriteStatement(stmts[i].SQL); err != nil {
+			return TxResult{}, &StmtError{Index: i, Err: err}
+		}
+	}
+	r := &request{kind: reqTx, stmts: stmts, done: make(chan struct{})}
+	if err := m.send(ctx, r); err != nil {
+		return TxResult{}, err
+	}
+	// Once queued, wait for the outcome even if ctx ends: the answer must be true.
+	<-r.done
+	if r.err != nil {
+		return TxResult{}, r.err
+	}
+	r.tx.Time = time.Since(start)
+	m.met.txLatency.Observe(r.tx.Time.Seconds())
+	return r.tx, nil
+}
+
+// Migrate applies schema statements (CREATE TABLE / CREATE INDEX / DROP INDEX). Changes for
+// tables or columns the migration adds that the log already holds are folded before it
+// returns.
+func (m *Materializer) Migrate(ctx context.Context, stmts []string) (MigrateResult, error) {
+	r := &request{kind: reqMigrate, schema: stmts, done: make(chan struct{})}
+	if err := m.send(ctx, r); err != nil {
+		return MigrateResult{}, err
+	}
+	<-r.done
+	return r.migrate, r.err
+}
+
+// Replay refolds the log from seq after (exclusive) on: the path used after a crash or to
+// repair a view. Merging is idempotent, so replaying versions already folded changes nothing.
+func (m *Materializer) Replay(ctx context.Context, after log.Seq) error {
+	r := &request{kind: reqReplay, seq: after, done: make(chan struct{})}
+	if err := m.send(ctx, r); err != nil {
+		return err
+	}
+	<-r.done
+	return r.err
+}
+
+func (m *Materializer) send(ctx context.Context, r *request) error {
+	if m.closed.Load() || !m.opened {
+		return ErrClosed
+	}
+	select {
+	case m.reqs <- r:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-m.run.Done():
+		return ErrClosed
+	}
+}
+
+// TableStats counts rows of the named tables; unknown names are returned in invalid.
+func (m *Materializer) TableStats(ctx context.Context, tables []string) (stats []TableStat, invalid []string, err error) {
+	known := map[string]string{}
+	for _, n := range m.Tables() {
+		known[strings.ToLower(n)] = n
+	}
+	db, release, err := m.readDB()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer release()
+	for _, t := range tables {
+		name, ok := known[strings.ToLower(t)]
+		if !ok {
+			invalid = append(invalid, t)
+			continue
+		}
+		var n int64
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+quoteIdent(name)).Scan(&n); err != nil {
+			return nil, nil, fmt.Errorf("table stats %s: %w", name, err)
+		}
+		stats = append(stats, TableStat{Table: name, Rows: n})
+	}
+	return stats, invalid, nil
+}

@@ -1,0 +1,60 @@
+package materializer
+
+import (
+	"time"
+
+	"github.com/patinadb/patina/log"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	foldLag     prometheus.Gauge
+	queue       prometheus.Gauge
+	foldBatch   prometheus.Histogram
+	txGroup     prometheus.Histogram
+	txLatency   prometheus.Histogram
+	foldLatency prometheus.Histogram
+	cells       prometheus.Counter
+	commits     prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		foldLag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "patina_materializer_fold_lag",
+			Help: "Complete versions in the log not yet folded into the view."}),
+		queue: prometheus.NewGauge(prometheus.GaugeOpts{Name: "patina_materializer_queue_length",
+			Help: "Requests waiting for the writer loop."}),
+		foldBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "patina_materializer_fold_batch_changesets",
+			Help: "Changesets folded per SQLite transaction.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
+		txGroup: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "patina_materializer_tx_group_size",
+			Help: "Local transactions committed per SQLite commit and log sync.", Buckets: prometheus.ExponentialBuckets(1, 2, 8)}),
+		txLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "patina_materializer_tx_seconds",
+			Help: "Latency of local transactions, queueing included.", Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16)}),
+		foldLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "patina_materializer_commit_seconds",
+			Help: "Duration of writer transactions that folded remote changesets.", Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16)}),
+		cells: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_materializer_cells_total",
+			Help: "Cells (changes) folded or written locally."}),
+		commits: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_materializer_commits_total",
+			Help: "SQLite commits of the writer loop."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) observeCommit(folded, local, cells int, _ time.Duration, lag log.Seq) {
+	m.commits.Inc()
+	if folded > 0 {
+		m.foldBatch.Observe(float64(folded))
+	}
+	if local > 0 {
+		m.txGroup.Observe(float64(local))
+	}
+	m.cells.Add(float64(cells))
+	m.foldLag.Set(float64(lag))
+}

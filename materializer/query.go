@@ -1,0 +1,154 @@
+package materializer
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"github.com/patinadb/patina/log"
+)
+
+// readDB returns the read pool; release must be called once the query has started.
+func (m *Materializer) readDB() (*sql.DB, func(), error) {
+	m.rmu.RLock()
+	if m.rdb == nil || m.closed.Load() {
+		m.rmu.RUnlock()
+		return nil, nil, ErrClosed
+	}
+	return m.rdb, m.rmu.RUnlock, nil
+}
+
+// Query runs one read-only statement on the read pool; a write is ErrReadOnly. It never
+// waits for the writer (WAL readers see the last commit).
+func (m *Materializer) Query(ctx context.Context, st Statement) (Rows, error) {
+	if err := checkReadStatement(st.SQL); err != nil {
+		return nil, err
+	}
+	if len(st.Params) > 0 && len(st.Named) > 0 {
+		return nil, fmt.Errorf("%w: positional and named parameters together", ErrBadStatement)
+	}
+	args := make([]any, 0, len(st.Params)+len(st.Named))
+	for _, v := range st.Params {
+		if err := v.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadStatement, err)
+		}
+		args = append(args, v.SQL())
+	}
+	for k, v := range st.Named {
+		if err := v.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadStatement, err)
+		}
+		args = append(args, sql.Named(strings.TrimLeft(k, ":@$"), v.SQL()))
+	}
+	db, release, err := m.readDB()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, st.SQL, args...)
+	release()
+	if err != nil {
+		return nil, classify(err)
+	}
+	cols, err := rows.Columns()
+	if err != nil {
+		rows.Close()
+		return nil, classify(err)
+	}
+	return &sqlRows{rows: rows, cols: cols, vals: make([]log.Value, len(cols)), tmp: make([]any, len(cols))}, nil
+}
+
+type sqlRows struct {
+	rows *sql.Rows
+	cols []string
+	vals []log.Value
+	tmp  []any
+	err  error
+}
+
+func (r *sqlRows) Columns() []string { return r.cols }
+
+func (r *sqlRows) Next() bool {
+	if r.err != nil || !r.rows.Next() {
+		return false
+	}
+	if err := scanValues(r.rows, r.vals, r.tmp); err != nil {
+		r.err = err
+		return false
+	}
+	return true
+}
+
+func (r *sqlRows) Values() []log.Value { return r.vals }
+
+func (r *sqlRows) Err() error {
+	if r.err != nil {
+		return r.err
+	}
+	return classify(r.rows.Err())
+}
+
+func (r *sqlRows) Close() error { return r.rows.Close() }
+
+// oneStatement tokenizes sql, refuses several statements and returns the tokens.
+func oneStatement(q string) ([]token, error) {
+	parts, err := splitStatements(q)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadStatement, err)
+	}
+	switch len(parts) {
+	case 0:
+		return nil, fmt.Errorf("%w: empty statement", ErrBadStatement)
+	case 1:
+	default:
+		return nil, fmt.Errorf("%w: one statement per entry, got %d", ErrBadStatement, len(parts))
+	}
+	return tokenize(parts[0])
+}
+
+// checkWriteStatement lets through the statements a local transaction may run: DML (and
+// SELECT) on user tables. Schema changes go through Migrate; internal tables are never
+// written by users.
+func checkWriteStatement(q string) error {
+	toks, err := oneStatement(q)
+	if err != nil {
+		return err
+	}
+	for _, t := range toks {
+		if (t.kind == tokWord || t.kind == tokQuoted) && isInternalName(t.ident()) {
+			return fmt.Errorf("%w: %q", ErrInternalTable, t.ident())
+		}
+	}
+	switch first := toks[0]; {
+	case first.is("INSERT"), first.is("REPLACE"), first.is("UPDATE"), first.is("DELETE"),
+		first.is("WITH"), first.is("SELECT"), first.is("VALUES"):
+		return nil
+	case first.is("CREATE"), first.is("DROP"), first.is("ALTER"):
+		return fmt.Errorf("%w: schema changes go through migrations, not transactions", ErrBadStatement)
+	default:
+		return fmt.Errorf("%w: %s statements are not allowed in a transaction", ErrBadStatement, strings.ToUpper(first.text))
+	}
+}
+
+// checkReadStatement lets through what can only read. The read pool's connections are opened
+// read-only as well, so anything that slips past is refused by SQLite.
+func checkReadStatement(q string) error {
+	toks, err := oneStatement(q)
+	if err != nil {
+		return err
+	}
+	switch first := toks[0]; {
+	case first.is("SELECT"), first.is("WITH"), first.is("VALUES"), first.is("EXPLAIN"):
+		return nil
+	case first.is("PRAGMA"):
+		for _, t := range toks {
+			if t.kind == tokPunct && t.text == "=" {
+				return fmt.Errorf("%w: %s", ErrReadOnly, q)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrReadOnly, q)
+}
+
+func logSeq(s int64) log.Seq { return log.Seq(s) }

@@ -1,0 +1,210 @@
+package materializer
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/patinadb/patina/log"
+)
+
+// Rebuild folds the whole log into a fresh file beside the live view and swaps it in
+// atomically (rename). On a stopped node it is called on a Materializer that is not open; on
+// a running one it runs in the writer loop (writes wait meanwhile) and readers move to the
+// new file; queries already running finish on the old one. The rebuilt view holds the same
+// rows and the same clock rows as a view kept up to date incrementally.
+func (m *Materializer) Rebuild(ctx context.Context, progress func(RebuildProgress)) error {
+	if m.opened {
+		r := &request{kind: reqRebuild, progress: progress, done: make(chan struct{})}
+		if err := m.send(ctx, r); err != nil {
+			return err
+		}
+		<-r.done
+		return r.err
+	}
+	if err := m.cfg.Validate(); err != nil {
+		return err
+	}
+	m.site = m.store.SiteID()
+	schema, err := liveSchema(ctx, m.cfg.Path, true)
+	if err != nil {
+		return err
+	}
+	tmp, err := m.buildFresh(ctx, append(schema, m.cfg.Schema...), progress)
+	if err != nil {
+		return err
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Remove(m.cfg.Path + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("rebuild: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, m.cfg.Path); err != nil {
+		return fmt.Errorf("rebuild: swap: %w", err)
+	}
+	return nil
+}
+
+// liveSchema reads the CREATE statements of the user tables and indexes of the view at path,
+// in creation order. A missing file has no schema.
+func liveSchema(ctx context.Context, path string, mayBeMissing bool) ([]string, error) {
+	if _, err := os.Stat(path); err != nil {
+		if mayBeMissing && errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("rebuild: %w", err)
+	}
+	db, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		return nil, fmt.Errorf("rebuild: read schema: %w", err)
+	}
+	defer db.Close()
+	return schemaOf(ctx, db)
+}
+
+func schemaOf(ctx context.Context, q querier) ([]string, error) {
+	rows, err := q.QueryContext(ctx, "SELECT name, type, sql FROM main.sqlite_master WHERE type IN ('table', 'index') AND sql IS NOT NULL ORDER BY rowid")
+	if err != nil {
+		return nil, fmt.Errorf("rebuild: read schema: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var name, typ, s string
+		if err := rows.Scan(&name, &typ, &s); err != nil {
+			return nil, err
+		}
+		if isInternalName(name) {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// buildFresh folds the whole log into <path>.rebuild and returns its path, closed.
+func (m *Materializer) buildFresh(ctx context.Context, schema []string, progress func(RebuildProgress)) (string, error) {
+	tmp := m.cfg.Path + ".rebuild"
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Remove(tmp + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("rebuild: %w", err)
+		}
+	}
+	cfg := m.cfg
+	cfg.Path = tmp
+	cfg.FoldBatch = max(cfg.FoldBatch, 2048)
+	r := New(m.store, cfg)
+	r.site = m.site
+	met, _ := newMetrics(nil)
+	r.met = met
+	if err := r.openWriter(ctx, tmp, schema); err != nil {
+		r.closeConns()
+		return "", fmt.Errorf("rebuild: %w", err)
+	}
+	target := m.store.LastSeq()
+	var p RebuildProgress
+	p.Total = uint64(target)
+	for r.FoldPosition() < target {
+		if err := ctx.Err(); err != nil {
+			r.closeConns()
+			return "", fmt.Errorf("rebuild: %w", err)
+		}
+		before := r.met
+		_ = before
+		n, err := r.foldOnly(ctx)
+		if err != nil {
+			r.closeConns()
+			return "", fmt.Errorf("rebuild: %w", err)
+		}
+		p.Done = uint64(r.FoldPosition())
+		p.Cells += uint64(n)
+		if progress != nil {
+			progress(p)
+		}
+	}
+	if err := r.closeConns(); err != nil {
+		return "", fmt.Errorf("rebuild: close: %w", err)
+	}
+	return tmp, nil
+}
+
+// foldOnly is iterate without local transactions or notices, for rebuilds; it returns the
+// cells folded.
+func (m *Materializer) foldOnly(ctx context.Context) (int, error) {
+	w := m.w
+	if _, err := w.exec(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return 0, err
+	}
+	pos := m.FoldPosition()
+	css, err := m.store.Read(pos, m.cfg.FoldBatch)
+	if err != nil {
+		w.c.ExecContext(context.Background(), "ROLLBACK")
+		return 0, err
+	}
+	var st foldState
+	for _, cs := range css {
+		if err := m.foldChangeset(ctx, cs, &st); err != nil {
+			w.c.ExecContext(context.Background(), "ROLLBACK")
+			return 0, fmt.Errorf("fold %v/%d: %w", cs.Site, cs.Version, err)
+		}
+		pos = cs.Seq
+		st.rows = st.rows[:0]
+	}
+	if _, err := w.exec(ctx, "UPDATE "+metaTable+" SET value = ? WHERE key = 'fold_pos'", int64(pos)); err != nil {
+		w.c.ExecContext(context.Background(), "ROLLBACK")
+		return 0, err
+	}
+	if _, err := w.exec(ctx, "COMMIT"); err != nil {
+		w.c.ExecContext(context.Background(), "ROLLBACK")
+		return 0, err
+	}
+	m.setFoldPos(pos)
+	return st.cells, nil
+}
+
+// rebuildLive rebuilds a running view from the writer loop and swaps it in.
+func (m *Materializer) rebuildLive(ctx context.Context, progress func(RebuildProgress)) error {
+	schema, err := schemaOf(ctx, m.w.c)
+	if err != nil {
+		return err
+	}
+	tmp, err := m.buildFresh(ctx, schema, progress)
+	if err != nil {
+		return err
+	}
+	// Readers first: new queries wait on rmu while the files move.
+	m.rmu.Lock()
+	defer m.rmu.Unlock()
+	if m.rdb != nil {
+		m.rdb.Close()
+		m.rdb = nil
+	}
+	m.w.close()
+	m.wdb.Close()
+	m.w, m.wdb = nil, nil
+	if err := os.Rename(tmp, m.cfg.Path); err != nil {
+		return fmt.Errorf("rebuild: swap: %w", err)
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		os.Remove(m.cfg.Path + suffix)
+	}
+	m.foldMu.Lock()
+	m.foldPos = 0
+	m.foldMu.Unlock()
+	clear(m.ahead)
+	if err := m.openWriter(ctx, m.cfg.Path, nil); err != nil {
+		return fmt.Errorf("rebuild: reopen: %w", err)
+	}
+	db, err := sql.Open("sqlite", dsn(m.cfg.Path, true))
+	if err != nil {
+		return fmt.Errorf("rebuild: reopen readers: %w", err)
+	}
+	db.SetMaxOpenConns(m.cfg.ReadConns)
+	db.SetMaxIdleConns(m.cfg.ReadConns)
+	m.rdb = db
+	return nil
+}
+
+var _ = log.Seq(0)

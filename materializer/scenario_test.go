@@ -1,0 +1,181 @@
+package materializer
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/patinadb/patina/log"
+)
+
+// scenario is one recorded cr-sqlite case (format: ../../shared/testdata/crsqlite/README.md).
+type scenario struct {
+	Name   string   `json:"name"`
+	Schema []string `json:"schema"`
+	Tables map[string]struct {
+		Columns    []string `json:"columns"`
+		PrimaryKey []string `json:"primary_key"`
+	} `json:"tables"`
+	Replicas  int      `json:"replicas"`
+	SiteIDs   []string `json:"site_ids"`
+	Steps     []step   `json:"steps"`
+	FinalSync []struct {
+		From int `json:"from"`
+		To   int `json:"to"`
+	} `json:"final_sync"`
+	Final      map[string][][]string `json:"final"`
+	FinalClock [][]any               `json:"final_clock"`
+}
+
+type step struct {
+	Replica *int   `json:"replica"`
+	SQL     string `json:"sql"`
+	Error   bool   `json:"error"`
+	Sync    *struct {
+		From int `json:"from"`
+		To   int `json:"to"`
+	} `json:"sync"`
+	After map[string][][]string `json:"after"`
+}
+
+const scenarioDir = "../../shared/testdata/crsqlite"
+
+func loadScenarios(tb testing.TB, file string) []scenario {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(scenarioDir, file))
+	if err != nil {
+		tb.Skipf("scenarios not available: %v", err)
+	}
+	var out []scenario
+	if err := json.Unmarshal(b, &out); err != nil {
+		tb.Fatalf("parse %s: %v", file, err)
+	}
+	return out
+}
+
+func parseRows(tb testing.TB, rows [][]string) [][]log.Value {
+	tb.Helper()
+	out := make([][]log.Value, len(rows))
+	for i, r := range rows {
+		out[i] = make([]log.Value, len(r))
+		for j, s := range r {
+			v, err := log.ParseQuoted(s)
+			if err != nil {
+				tb.Fatalf("parse %q: %v", s, err)
+			}
+			out[i][j] = v
+		}
+	}
+	return out
+}
+
+// TestScenarios replays every recorded cr-sqlite scenario with one materializer per replica
+// and checks every step's state, the final state and the final clock exactly.
+func TestScenarios(t *testing.T) {
+	for _, sc := range loadScenarios(t, "edge.json") {
+		t.Run(sc.Name, func(t *testing.T) {
+			t.Parallel()
+			runScenario(t, sc)
+		})
+	}
+}
+
+func runScenario(t *testing.T, sc scenario) {
+	nodes := make([]*node, sc.Replicas)
+	for i := range nodes {
+		nodes[i] = newNode(t, siteFromHex(t, sc.SiteIDs[i]), sc.Schema)
+	}
+	check := func(what string, n *node, want map[string][][]string) {
+		t.Helper()
+		for table, rows := range want {
+			got := n.dumpTable(t, table)
+			if exp := parseRows(t, rows); !rowsEqual(got, exp) {
+				t.Fatalf("%s: table %s:\n got  %s\n want %s", what, table, fmtRows(got), fmtRows(exp))
+			}
+		}
+	}
+	for i, st := range sc.Steps {
+		switch {
+		case st.Replica != nil:
+			n := nodes[*st.Replica]
+			_, err := n.m.Transact(context.Background(), []Statement{{SQL: st.SQL}})
+			if st.Error && err == nil {
+				t.Fatalf("step %d: %q on replica %d: want an error, got none", i, st.SQL, *st.Replica)
+			}
+			if !st.Error && err != nil {
+				t.Fatalf("step %d: %q on replica %d: %v", i, st.SQL, *st.Replica, err)
+			}
+			check(stepName(i, st), n, st.After)
+		case st.Sync != nil:
+			nodes[st.Sync.From].syncTo(t, nodes[st.Sync.To])
+			check(stepName(i, st), nodes[st.Sync.To], st.After)
+		default:
+			t.Fatalf("step %d: neither a statement nor a sync", i)
+		}
+	}
+	for _, p := range sc.FinalSync {
+		nodes[p.From].syncTo(t, nodes[p.To])
+	}
+	var wantClock []clockRow
+	for _, r := range sc.FinalClock {
+		v, err := log.ParseQuoted(r[3].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantClock = append(wantClock, clockRow{Table: r[0].(string), PK: r[1].(string), CID: r[2].(string), Val: v,
+			CV: uint64(r[4].(float64)), CL: uint64(r[5].(float64))})
+	}
+	sort.SliceStable(wantClock, func(i, j int) bool {
+		a, b := wantClock[i], wantClock[j]
+		if a.Table != b.Table {
+			return a.Table < b.Table
+		}
+		if a.PK != b.PK {
+			return a.PK < b.PK
+		}
+		return a.CID < b.CID
+	})
+	var first []clockRow
+	for i, n := range nodes {
+		check("final", n, sc.Final)
+		got := n.dumpClock(t)
+		if !clockEqual(got, wantClock, false) {
+			t.Fatalf("replica %d final clock:\n got  %v\n want %v", i, got, wantClock)
+		}
+		if i == 0 {
+			first = got
+		} else if !clockEqual(got, first, true) {
+			t.Fatalf("replica %d clock origins differ from replica 0:\n got  %v\n want %v", i, got, first)
+		}
+	}
+}
+
+func stepName(i int, st step) string {
+	if st.Sync != nil {
+		return "step " + itoa(i) + " (sync " + itoa(st.Sync.From) + "->" + itoa(st.Sync.To) + ")"
+	}
+	return "step " + itoa(i) + " (" + st.SQL + ")"
+}
+
+func itoa(i int) string { return jsonNum(i) }
+
+func jsonNum(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+func clockEqual(a, b []clockRow, origins bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if x.Table != y.Table || x.PK != y.PK || x.CID != y.CID || !x.Val.Equal(y.Val) || x.CV != y.CV || x.CL != y.CL {
+			return false
+		}
+		if origins && x.Origin != y.Origin {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,604 @@
+package materializer
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/patinadb/patina/log"
+)
+
+// affinity is a column's SQLite type affinity (https://sqlite.org/datatype3.html 3.1).
+type affinity uint8
+
+const (
+	affBlob affinity = iota
+	affText
+	affNumeric
+	affInteger
+	affReal
+)
+
+func affinityOf(declType string) affinity {
+	t := strings.ToUpper(declType)
+	switch {
+	case strings.Contains(t, "INT"):
+		return affInteger
+	case strings.Contains(t, "CHAR"), strings.Contains(t, "CLOB"), strings.Contains(t, "TEXT"):
+		return affText
+	case t == "", strings.Contains(t, "BLOB"):
+		return affBlob
+	case strings.Contains(t, "REAL"), strings.Contains(t, "FLOA"), strings.Contains(t, "DOUB"):
+		return affReal
+	}
+	return affNumeric
+}
+
+// column is one column of a user table as SQLite reports it.
+type column struct {
+	Name    string
+	Type    string
+	NotNull bool
+	Default sql.NullString // the DEFAULT expression's text
+	PK      int            // 1-based position in the primary key, 0 if not in it
+	aff     affinity
+}
+
+// table is a user table and what the materializer derives from it.
+type table struct {
+	Name  string
+	Cols  []column
+	PK    []int // indexes into Cols, in primary key order
+	NonPK []int // indexes into Cols of the other columns, in declared order: the clock ordinal
+
+	ordByName map[string]int // lower-case column name -> non-pk ordinal
+	pkByName  map[string]int // lower-case column name -> position in PK
+
+	clock  string // quoted clock table name
+	quoted string // quoted table name
+
+	// Statements of the fold, built once per schema load.
+	sqlClockGet, sqlClockPut, sqlDelete, sqlEnsure, sqlReadRow string
+	upserts                                                    map[string]string // by written-column mask
+}
+
+func clockTableName(t string) string { return "__patina_clock_" + t }
+
+func (t *table) nonPKCol(ord int) *column { return &t.Cols[t.NonPK[ord]] }
+
+// pkWhere is `"a" = ? AND "b" = ?` over the pk columns.
+func (t *table) pkWhere() string {
+	parts := make([]string, len(t.PK))
+	for i, c := range t.PK {
+		parts[i] = quoteIdent(t.Cols[c].Name) + " = ?"
+	}
+	return strings.Join(parts, " AND ")
+}
+
+func (t *table) pkList() string {
+	parts := make([]string, len(t.PK))
+	for i, c := range t.PK {
+		parts[i] = quoteIdent(t.Cols[c].Name)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// loadTable reads a table's columns from SQLite (inside or outside a transaction).
+func loadTable(ctx context.Context, q querier, name string) (*table, error) {
+	rows, err := q.QueryContext(ctx, "SELECT name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?)", name)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	t := &table{Name: name, ordByName: map[string]int{}, pkByName: map[string]int{}}
+	for rows.Next() {
+		var c column
+		var notnull, pk, hidden int
+		if err := rows.Scan(&c.Name, &c.Type, &notnull, &c.Default, &pk, &hidden); err != nil {
+			return nil, err
+		}
+		if hidden != 0 {
+			return nil, fmt.Errorf("%w: table %q: generated or hidden column %q is not supported", ErrSchema, name, c.Name)
+		}
+		c.NotNull, c.PK, c.aff = notnull != 0, pk, affinityOf(c.Type)
+		t.Cols = append(t.Cols, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(t.Cols) == 0 {
+		return nil, fmt.Errorf("%w: no such table %q", ErrBadStatement, name)
+	}
+	t.finish()
+	return t, nil
+}
+
+func (t *table) finish() {
+	type pkc struct{ pos, idx int }
+	var pks []pkc
+	t.NonPK = t.NonPK[:0]
+	for i, c := range t.Cols {
+		if c.PK > 0 {
+			pks = append(pks, pkc{c.PK, i})
+		} else {
+			t.ordByName[strings.ToLower(c.Name)] = len(t.NonPK)
+			t.NonPK = append(t.NonPK, i)
+		}
+	}
+	slices.SortFunc(pks, func(a, b pkc) int { return a.pos - b.pos })
+	t.PK = t.PK[:0]
+	for i, p := range pks {
+		t.PK = append(t.PK, p.idx)
+		t.pkByName[strings.ToLower(t.Cols[p.idx].Name)] = i
+	}
+	t.clock = quoteIdent(clockTableName(t.Name))
+	t.quoted = quoteIdent(t.Name)
+	t.sqlClockGet = "SELECT clock FROM " + t.clock + " WHERE pk = ?"
+	t.sqlClockPut = "INSERT OR REPLACE INTO " + t.clock + " (pk, cl, clock) VALUES (?, ?, ?)"
+	t.sqlDelete = "DELETE FROM " + t.quoted + " WHERE " + t.pkWhere()
+	t.sqlEnsure = "INSERT OR IGNORE INTO " + t.quoted + " (" + t.pkList() + ") VALUES (" + placeholders(len(t.PK)) + ")"
+	sel := make([]string, len(t.NonPK))
+	for i, c := range t.NonPK {
+		// Unary + keeps the value and drops the declared type, so that the driver never turns
+		// a DATE column's text into a time.Time.
+		sel[i] = "+" + quoteIdent(t.Cols[c].Name)
+	}
+	if len(sel) > 0 {
+		t.sqlReadRow = "SELECT " + strings.Join(sel, ", ") + " FROM " + t.quoted + " WHERE " + t.pkWhere()
+	}
+	t.upserts = map[string]string{}
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// upsert returns the statement and arguments that write the columns marked in written
+// (CRDT.md R9: a new row gets its DEFAULTs for the other columns).
+func (t *table) upsert(written []bool, vals []log.Value, pkArgs []any) (string, []any) {
+	mask := make([]byte, len(written))
+	args := append([]any(nil), pkArgs...)
+	for i, w := range written {
+		if w {
+			mask[i] = 1
+			args = append(args, vals[i].SQL())
+		}
+	}
+	key := string(mask)
+	q, ok := t.upserts[key]
+	if !ok {
+		cols := []string{t.pkList()}
+		var set []string
+		for i, w := range written {
+			if w {
+				n := quoteIdent(t.Cols[t.NonPK[i]].Name)
+				cols = append(cols, n)
+				set = append(set, n+" = excluded."+n)
+			}
+		}
+		q = "INSERT INTO " + t.quoted + " (" + strings.Join(cols, ", ") + ") VALUES (" + placeholders(len(args)) +
+			") ON CONFLICT (" + t.pkList() + ") DO UPDATE SET " + strings.Join(set, ", ")
+		t.upserts[key] = q
+	}
+	return q, args
+}
+
+// checkTable applies the schema rules of DESIGN.md section 5 and CRDT.md to a table.
+func checkTable(ctx context.Context, q querier, t *table, toks []token) error {
+	if len(t.PK) == 0 {
+		return fmt.Errorf("%w: table %q has no PRIMARY KEY; every table needs one", ErrSchema, t.Name)
+	}
+	for _, i := range t.PK {
+		if !t.Cols[i].NotNull {
+			return fmt.Errorf("%w: table %q: primary key column %q must be NOT NULL", ErrSchema, t.Name, t.Cols[i].Name)
+		}
+	}
+	for _, i := range t.NonPK {
+		c := t.Cols[i]
+		if c.NotNull && (!c.Default.Valid || strings.EqualFold(c.Default.String, "NULL")) {
+			return fmt.Errorf("%w: table %q: NOT NULL column %q needs a DEFAULT (a row can arrive before its values)", ErrSchema, t.Name, c.Name)
+		}
+	}
+	for _, tk := range toks {
+		if tk.is("AUTOINCREMENT") {
+			return fmt.Errorf("%w: table %q: AUTOINCREMENT cannot hold across sites", ErrSchema, t.Name)
+		}
+	}
+	var n int
+	if err := q.QueryRowContext(ctx, "SELECT count(*) FROM pragma_index_list(?) WHERE origin = 'u' OR (\"unique\" AND origin <> 'pk')", t.Name).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("%w: table %q: UNIQUE constraints other than the primary key cannot hold under concurrent writes at several sites", ErrSchema, t.Name)
+	}
+	if err := q.QueryRowContext(ctx, "SELECT count(*) FROM pragma_foreign_key_list(?)", t.Name).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("%w: table %q: foreign keys cannot be checked across sites", ErrSchema, t.Name)
+	}
+	return nil
+}
+
+// schemaStmt is one parsed schema statement.
+type schemaStmt struct {
+	kind        string // "table", "index", "dropindex"
+	sql         string
+	name        string // table or index name
+	on          string // the table of an index
+	ifNotExists bool
+	unique      bool
+	colDefs     map[string]string // table: lower-case column name -> its definition text
+	toks        []token
+}
+
+// parseSchemaStmt recognises the statements a schema may hold.
+func parseSchemaStmt(stmt string) (*schemaStmt, error) {
+	toks, err := tokenize(stmt)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSchema, err)
+	}
+	s := &schemaStmt{sql: stmt, toks: toks}
+	p := 0
+	next := func() token {
+		if p < len(toks) {
+			p++
+			return toks[p-1]
+		}
+		return token{kind: tokPunct}
+	}
+	peek := func() token {
+		if p < len(toks) {
+			return toks[p]
+		}
+		return token{kind: tokPunct}
+	}
+	// name reads a possibly schema-qualified name; only main is accepted.
+	name := func() (string, error) {
+		t := next()
+		if t.kind != tokWord && t.kind != tokQuoted && t.kind != tokString {
+			return "", fmt.Errorf("%w: expected a name in %q", ErrSchema, stmt)
+		}
+		n := t.ident()
+		if peek().kind == tokPunct && peek().text == "." {
+			next()
+			if !strings.EqualFold(n, "main") {
+				return "", fmt.Errorf("%w: only the main schema is supported: %q", ErrSchema, stmt)
+			}
+			t = next()
+			n = t.ident()
+		}
+		return n, nil
+	}
+	first := next()
+	switch {
+	case first.is("CREATE"):
+		t := next()
+		if t.is("TEMP") || t.is("TEMPORARY") {
+			return nil, fmt.Errorf("%w: temporary objects are not replicated: %q", ErrSchema, stmt)
+		}
+		if t.is("VIRTUAL") {
+			return nil, fmt.Errorf("%w: virtual tables are not supported: %q", ErrSchema, stmt)
+		}
+		if t.is("UNIQUE") {
+			s.unique = true
+			t = next()
+		}
+		switch {
+		case t.is("TABLE") && !s.unique:
+			s.kind = "table"
+		case t.is("INDEX"):
+			s.kind = "index"
+		default:
+			return nil, fmt.Errorf("%w: only CREATE TABLE, CREATE INDEX and DROP INDEX are allowed: %q", ErrSchema, stmt)
+		}
+		if peek().is("IF") {
+			next()
+			if !next().is("NOT") || !next().is("EXISTS") {
+				return nil, fmt.Errorf("%w: bad IF NOT EXISTS in %q", ErrSchema, stmt)
+			}
+			s.ifNotExists = true
+		}
+		if s.name, err = name(); err != nil {
+			return nil, err
+		}
+		if s.kind == "index" {
+			if !next().is("ON") {
+				return nil, fmt.Errorf("%w: expected ON in %q", ErrSchema, stmt)
+			}
+			if s.on, err = name(); err != nil {
+				return nil, err
+			}
+			return s, nil
+		}
+		if peek().is("AS") {
+			return nil, fmt.Errorf("%w: CREATE TABLE ... AS SELECT is not supported (no primary key): %q", ErrSchema, stmt)
+		}
+		if t := next(); t.kind != tokPunct || t.text != "(" {
+			return nil, fmt.Errorf("%w: expected ( after the table name in %q", ErrSchema, stmt)
+		}
+		s.colDefs = map[string]string{}
+		depth, start := 0, p
+		for p < len(toks) {
+			t := toks[p]
+			if t.kind == tokPunct && t.text == "(" {
+				depth++
+			}
+			end := t.kind == tokPunct && (t.text == "," && depth == 0 || t.text == ")" && depth == 0)
+			if t.kind == tokPunct && t.text == ")" && depth > 0 {
+				depth--
+			}
+			if end {
+				if start < p {
+					def := toks[start:p]
+					h := def[0]
+					if !(h.is("CONSTRAINT") || h.is("PRIMARY") || h.is("UNIQUE") || h.is("CHECK") || h.is("FOREIGN")) {
+						s.colDefs[strings.ToLower(h.ident())] = strings.TrimSpace(stmt[h.start:t.start])
+					}
+				}
+				start = p + 1
+				if t.text == ")" {
+					break
+				}
+			}
+			p++
+		}
+		return s, nil
+	case first.is("DROP"):
+		t := next()
+		if t.is("INDEX") {
+			s.kind = "dropindex"
+			if peek().is("IF") {
+				next()
+				next()
+				s.ifNotExists = true
+			}
+			if s.name, err = name(); err != nil {
+				return nil, err
+			}
+			return s, nil
+		}
+		return nil, fmt.Errorf("%w: dropping a %s is destructive and is refused: %q", ErrSchemaConflict, strings.ToLower(t.text), stmt)
+	case first.is("ALTER"):
+		return nil, fmt.Errorf("%w: ALTER TABLE is refused; add columns by re-applying CREATE TABLE with the new columns (renames and drops are destructive): %q", ErrSchemaConflict, stmt)
+	}
+	return nil, fmt.Errorf("%w: only CREATE TABLE, CREATE INDEX and DROP INDEX are allowed: %q", ErrSchema, stmt)
+}
+
+// applySchema applies schema statements inside the open transaction on conn and returns the
+// statements that changed something. It refuses what DESIGN.md section 5 refuses.
+func applySchema(ctx context.Context, conn querier, stmts []string) ([]string, error) {
+	var applied []string
+	for _, raw := range stmts {
+		parts, err := splitStatements(raw)
+		if err != nil {
+			return applied, fmt.Errorf("%w: %v", ErrSchema, err)
+		}
+		for _, stmt := range parts {
+			changed, err := applyOne(ctx, conn, stmt)
+			if err != nil {
+				return applied, err
+			}
+			if changed {
+				applied = append(applied, stmt)
+			}
+		}
+	}
+	return applied, nil
+}
+
+func objectSQL(ctx context.Context, q querier, typ, name string) (string, bool, error) {
+	var s sql.NullString
+	err := q.QueryRowContext(ctx, "SELECT sql FROM sqlite_master WHERE type = ? AND name = ? COLLATE NOCASE", typ, name).Scan(&s)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	return s.String, err == nil, err
+}
+
+func applyOne(ctx context.Context, q querier, stmt string) (bool, error) {
+	s, err := parseSchemaStmt(stmt)
+	if err != nil {
+		return false, err
+	}
+	if isInternalName(s.name) {
+		return false, fmt.Errorf("%w: %q: names starting with __patina or sqlite_ are reserved", ErrSchema, s.name)
+	}
+	switch s.kind {
+	case "table":
+		return applyTable(ctx, q, s)
+	case "index":
+		if s.unique {
+			return false, fmt.Errorf("%w: unique index %q: UNIQUE constraints other than the primary key cannot hold under concurrent writes at several sites", ErrSchema, s.name)
+		}
+		if isInternalName(s.on) {
+			return false, fmt.Errorf("%w: index %q on internal table %q", ErrSchema, s.name, s.on)
+		}
+		if _, ok, err := objectSQL(ctx, q, "table", s.on); err != nil {
+			return false, err
+		} else if !ok {
+			return false, fmt.Errorf("%w: index %q: no such table %q", ErrSchema, s.name, s.on)
+		}
+		old, ok, err := objectSQL(ctx, q, "index", s.name)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			if normalizeSQL(old) == normalizeSQL(stmt) || s.ifNotExists {
+				return false, nil
+			}
+			// An index holds no data of its own, so a changed definition is rebuilt.
+			if _, err := q.ExecContext(ctx, "DROP INDEX "+quoteIdent(s.name)); err != nil {
+				return false, fmt.Errorf("%w: %v", ErrSchema, err)
+			}
+		}
+		if _, err := q.ExecContext(ctx, stmt); err != nil {
+			return false, fmt.Errorf("%w: %v", ErrSchema, err)
+		}
+		return true, nil
+	case "dropindex":
+		_, ok, err := objectSQL(ctx, q, "index", s.name)
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			if s.ifNotExists {
+				return false, nil
+			}
+			return false, fmt.Errorf("%w: no such index %q", ErrSchema, s.name)
+		}
+		if _, err := q.ExecContext(ctx, "DROP INDEX "+quoteIdent(s.name)); err != nil {
+			return false, fmt.Errorf("%w: %v", ErrSchema, err)
+		}
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: %q", ErrSchema, stmt)
+}
+
+// normalizeSQL makes two spellings of the same statement compare equal.
+func normalizeSQL(s string) string {
+	toks, err := tokenize(s)
+	if err != nil {
+		return s
+	}
+	var b strings.Builder
+	for _, t := range toks {
+		if t.kind == tokWord {
+			b.WriteString(strings.ToUpper(t.text))
+		} else if t.kind == tokQuoted {
+			b.WriteString(strings.ToUpper(t.ident()))
+		} else {
+			b.WriteString(t.text)
+		}
+		b.WriteByte(' ')
+	}
+	return b.String()
+}
+
+func applyTable(ctx context.Context, q querier, s *schemaStmt) (bool, error) {
+	_, exists, err := objectSQL(ctx, q, "table", s.name)
+	if err != nil {
+		return false, err
+	}
+	if !exists {
+		if _, err := q.ExecContext(ctx, s.sql); err != nil {
+			return false, fmt.Errorf("%w: %v", ErrSchema, err)
+		}
+		t, err := loadTable(ctx, q, s.name)
+		if err != nil {
+			return false, err
+		}
+		if err := checkTable(ctx, q, t, s.toks); err != nil {
+			return false, err
+		}
+		if _, err := q.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+t.clock+
+			" (pk BLOB NOT NULL PRIMARY KEY, cl INTEGER NOT NULL, clock BLOB NOT NULL) WITHOUT ROWID"); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
+	// The table exists: the new definition may only add columns at the end.
+	cur, err := loadTable(ctx, q, s.name)
+	if err != nil {
+		return false, err
+	}
+	if err := checkTable(ctx, q, cur, nil); err != nil {
+		return false, err
+	}
+	want, err := scratchTable(ctx, s)
+	if err != nil {
+		return false, err
+	}
+	for i, c := range cur.Cols {
+		if i >= len(want.Cols) {
+			return false, fmt.Errorf("%w: table %q: column %q is missing from the new definition (dropping or renaming a column is destructive)", ErrSchemaConflict, s.name, c.Name)
+		}
+		w := want.Cols[i]
+		if !strings.EqualFold(w.Name, c.Name) {
+			return false, fmt.Errorf("%w: table %q: column %d is %q, was %q (dropping, renaming or reordering columns is destructive)", ErrSchemaConflict, s.name, i+1, w.Name, c.Name)
+		}
+		if !strings.EqualFold(w.Type, c.Type) || w.NotNull != c.NotNull || w.Default != c.Default || w.PK != c.PK {
+			return false, fmt.Errorf("%w: table %q: column %q changes its type, constraints, default or key membership (refused)", ErrSchemaConflict, s.name, c.Name)
+		}
+	}
+	if len(want.Cols) == len(cur.Cols) {
+		return false, nil
+	}
+	for _, w := range want.Cols[len(cur.Cols):] {
+		if w.PK > 0 {
+			return false, fmt.Errorf("%w: table %q: new column %q changes the primary key (refused)", ErrSchemaConflict, s.name, w.Name)
+		}
+		def, ok := s.colDefs[strings.ToLower(w.Name)]
+		if !ok {
+			return false, fmt.Errorf("%w: table %q: cannot find the definition of new column %q", ErrSchema, s.name, w.Name)
+		}
+		if _, err := q.ExecContext(ctx, "ALTER TABLE "+quoteIdent(s.name)+" ADD COLUMN "+def); err != nil {
+			return false, fmt.Errorf("%w: table %q: add column %q: %v", ErrSchema, s.name, w.Name, err)
+		}
+	}
+	return true, nil
+}
+
+// scratchTable creates the table in a private in-memory database to read its definition,
+// and checks it against the rules.
+func scratchTable(ctx context.Context, s *schemaStmt) (*table, error) {
+	db, err := sql.Open("sqlite", ":memory:")
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, s.sql); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSchema, err)
+	}
+	t, err := loadTable(ctx, db, s.name)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTable(ctx, db, t, s.toks); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// querier is what *sql.DB, *sql.Conn and *sql.Tx share.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// loadTables reads every user table of the view.
+func loadTables(ctx context.Context, q querier) (map[string]*table, error) {
+	rows, err := q.QueryContext(ctx, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if !isInternalName(n) {
+			names = append(names, n)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := map[string]*table{}
+	for _, n := range names {
+		t, err := loadTable(ctx, q, n)
+		if err != nil {
+			return nil, err
+		}
+		out[strings.ToLower(n)] = t
+	}
+	return out, nil
+}

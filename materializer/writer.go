@@ -1,0 +1,272 @@
+package materializer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/patinadb/patina/log"
+)
+
+type reqKind uint8
+
+const (
+	reqTx reqKind = iota
+	reqMigrate
+	reqReplay
+	reqRebuild
+)
+
+// request is one unit of work queued to the writer loop.
+type request struct {
+	kind     reqKind
+	stmts    []Statement
+	schema   []string
+	seq      log.Seq
+	progress func(RebuildProgress)
+
+	tx      TxResult
+	migrate MigrateResult
+	cs      *log.Changeset // the committed local changeset, for OnCommit
+	err     error
+	done    chan struct{}
+}
+
+// writerLoop owns the write connection: it folds what the log holds beyond the fold position
+// and runs queued local transactions, several per SQLite commit and log sync.
+func (m *Materializer) writerLoop() {
+	defer m.wg.Done()
+	ctx := m.run
+	var batch []*request
+	for {
+		batch = batch[:0]
+		if m.store.LastSeq() <= m.FoldPosition() {
+			select {
+			case <-ctx.Done():
+				m.failQueued()
+				return
+			case r := <-m.reqs:
+				batch = append(batch, r)
+			case <-m.wake:
+				if d := m.cfg.FoldDelay; d > 0 && uint64(m.store.LastSeq()-m.FoldPosition()) < uint64(m.cfg.FoldBatch) {
+					// A short wait lets concurrent appends join this fold transaction.
+					t := time.NewTimer(d)
+					select {
+					case r := <-m.reqs:
+						batch = append(batch, r)
+					case <-t.C:
+					case <-ctx.Done():
+					}
+					t.Stop()
+				}
+			}
+		} else if ctx.Err() != nil {
+			m.failQueued()
+			return
+		}
+	more:
+		for len(batch) < m.cfg.MaxGroup {
+			select {
+			case r := <-m.reqs:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		m.met.queue.Set(float64(len(m.reqs)))
+		// Keep arrival order between transactions and schema work: runs of transactions are
+		// grouped, every other request runs on its own.
+		for len(batch) > 0 || m.store.LastSeq() > m.FoldPosition() {
+			n := 0
+			for n < len(batch) && batch[n].kind == reqTx {
+				n++
+			}
+			var txs []*request
+			if n > 0 {
+				txs = batch[:n]
+			}
+			if _, err := m.iterate(ctx, txs); err != nil && ctx.Err() == nil {
+				m.logger.Error("writer iteration failed", "err", err)
+			}
+			batch = batch[n:]
+			if len(batch) > 0 {
+				r := batch[0]
+				batch = batch[1:]
+				m.special(ctx, r)
+			}
+			if ctx.Err() != nil {
+				for _, r := range batch {
+					r.err = ErrClosed
+					close(r.done)
+				}
+				batch = batch[:0]
+				break
+			}
+		}
+	}
+}
+
+func (m *Materializer) failQueued() {
+	for {
+		select {
+		case r := <-m.reqs:
+			r.err = ErrClosed
+			close(r.done)
+		default:
+			return
+		}
+	}
+}
+
+func (m *Materializer) special(ctx context.Context, r *request) {
+	switch r.kind {
+	case reqMigrate:
+		r.migrate, r.err = m.migrate(ctx, r.schema)
+	case reqReplay:
+		r.err = m.replay(ctx, r.seq)
+	case reqRebuild:
+		r.err = m.rebuildLive(ctx, r.progress)
+	default:
+		r.err = fmt.Errorf("materializer: unknown request %d", r.kind)
+	}
+	close(r.done)
+}
+
+// iterate runs one SQLite transaction: fold up to FoldBatch changesets of the log backlog,
+// then run txs (each in a savepoint), append their changesets to the log in one durable
+// append, and commit with the new fold position. Every tx request is answered.
+func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int, err error) {
+	answered := false
+	defer func() {
+		if answered {
+			return
+		}
+		for _, r := range txs {
+			if r.err == nil && err != nil {
+				r.err = err
+			}
+			if r.err == nil {
+				r.err = errors.New("materializer: transaction not run")
+			}
+			close(r.done)
+		}
+	}()
+	w := m.w
+	if _, err := w.exec(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	rollback := func() { w.c.ExecContext(context.Background(), "ROLLBACK") }
+	start := time.Now()
+	pos := m.FoldPosition()
+	var st foldState
+	css, err := m.store.Read(pos, m.cfg.FoldBatch)
+	if err != nil {
+		rollback()
+		return 0, fmt.Errorf("read log: %w", err)
+	}
+	for _, cs := range css {
+		if m.ahead[cs.Seq] {
+			delete(m.ahead, cs.Seq)
+		} else if err := m.foldChangeset(ctx, cs, &st); err != nil {
+			rollback()
+			return 0, fmt.Errorf("fold %v/%d (seq %d): %w", cs.Site, cs.Version, cs.Seq, err)
+		}
+		pos = cs.Seq
+	}
+	foldedRows := len(st.rows)
+	// Local transactions, each in a savepoint so that one failing leaves the others intact.
+	var locals []*log.Changeset
+	var owners []*request
+	base := m.store.NextLocalVersion()
+	for _, r := range txs {
+		res, cs, err := m.runLocal(ctx, r.stmts, base+log.Version(len(locals)), &st)
+		if err != nil {
+			r.err = err
+			continue
+		}
+		r.tx = res
+		if cs != nil {
+			r.cs = cs
+			locals = append(locals, cs)
+			owners = append(owners, r)
+		}
+	}
+	var added []log.Seq
+	if len(locals) > 0 {
+		res, err := m.store.Append(ctx, locals...)
+		if err != nil {
+			rollback()
+			return 0, fmt.Errorf("append local changesets: %w", err)
+		}
+		for i, ar := range res {
+			if !ar.New || !ar.Complete {
+				rollback()
+				return 0, fmt.Errorf("append local version %d: the log already held it", locals[i].Version)
+			}
+			locals[i].Seq = ar.Seq
+			owners[i].tx.Version, owners[i].tx.Seq = locals[i].Version, ar.Seq
+			if ar.Seq == pos+1 {
+				pos = ar.Seq
+			} else {
+				// Someone appended between our read and our append: fold those first next
+				// time and skip ours then (merging is order-independent).
+				m.ahead[ar.Seq] = true
+				added = append(added, ar.Seq)
+			}
+		}
+		for m.ahead[pos+1] {
+			delete(m.ahead, pos+1)
+			pos++
+		}
+	}
+	if _, err := w.exec(ctx, "UPDATE "+metaTable+" SET value = ? WHERE key = 'fold_pos'", int64(pos)); err != nil {
+		rollback()
+		for _, s := range added {
+			delete(m.ahead, s)
+		}
+		return 0, fmt.Errorf("store fold position: %w", err)
+	}
+	if _, err := w.exec(ctx, "COMMIT"); err != nil {
+		rollback()
+		for _, s := range added {
+			delete(m.ahead, s)
+		}
+		if len(locals) > 0 {
+			// The changesets are durable in the log: the next iteration folds them.
+			err = fmt.Errorf("commit view (the transaction is durable in the log and will be folded): %w", err)
+		}
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	m.setFoldPos(pos)
+	m.met.observeCommit(len(css), len(locals), st.cells, time.Since(start), m.store.LastSeq()-pos)
+	if foldedRows > 0 && len(css) > 0 {
+		m.met.foldLatency.Observe(time.Since(start).Seconds())
+	}
+	answered = true
+	for _, r := range txs {
+		close(r.done)
+	}
+	if len(locals) > 0 {
+		m.commit.push(locals)
+	}
+	if len(st.rows) > 0 {
+		m.notify.publish(Notice{Seq: pos, Rows: st.rows})
+	}
+	return len(css), nil
+}
+
+// replay lowers the fold position to after; the loop then refolds the log from there.
+func (m *Materializer) replay(ctx context.Context, after log.Seq) error {
+	if after > m.store.LastSeq() {
+		return fmt.Errorf("replay after %d: %w", after, log.ErrSeqBeyondLog)
+	}
+	if _, err := m.w.exec(ctx, "UPDATE "+metaTable+" SET value = ? WHERE key = 'fold_pos'", int64(after)); err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	clear(m.ahead)
+	m.foldMu.Lock()
+	m.foldPos = after
+	m.foldMu.Unlock()
+	return nil
+}
