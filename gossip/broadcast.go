@@ -236,8 +236,7 @@ func (g *Gossip) serveBroadcast(conn *quic.Conn, st *quic.ReceiveStream) {
 		st.CancelRead(0)
 		return
 	}
-	var from log.SiteID
-	copy(from[:], h.Site)
+	from := log.SiteID(h.Site)
 	fromName := from.String()
 	type item struct {
 		cs   *log.Changeset
@@ -271,7 +270,8 @@ func (g *Gossip) serveBroadcast(conn *quic.Conn, st *quic.ReceiveStream) {
 				_ = conn.CloseWithError(codeProtocol, "bad changeset")
 				return
 			}
-			batch = append(batch, item{cs, hops})
+			// A peer cannot buy a longer flood than this node would give its own writes.
+			batch = append(batch, item{cs, min(hops, g.cfg.MaxHops)})
 			css = append(css, cs)
 			if !fr.buffered() || len(batch) >= g.cfg.SyncChunk {
 				break

@@ -304,6 +304,20 @@ func (g *Gossip) Stats() Stats {
 	return s
 }
 
+// P99Lag is the 99th percentile replication lag (origin commit to append here) of the
+// most recent changesets new to this node; 0 before any. For GET /v1/health.
+func (g *Gossip) P99Lag() time.Duration { return g.lags.quantile(0.99) }
+
+// Gaps is how many versions, summed over sites, this node knows exist (up to the highest
+// version seen of each site) but does not hold completely. For GET /v1/health.
+func (g *Gossip) Gaps() uint64 {
+	var n uint64
+	for _, c := range g.gaps() {
+		n += c
+	}
+	return n
+}
+
 // gaps computes, per site, the versions up to the highest known that this node lacks, and
 // updates the per-site gauge.
 func (g *Gossip) gaps() map[log.SiteID]uint64 {

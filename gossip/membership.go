@@ -16,8 +16,8 @@ import (
 // nodeMeta is memberlist node metadata (msgpack, under memberlist's 512-byte limit).
 type nodeMeta struct {
 	V       int    `msgpack:"v"`
-	Site    []byte `msgpack:"site"`
-	Cluster string `msgpack:"cluster"`
+	Site    wireSite `msgpack:"site"`
+	Cluster string   `msgpack:"cluster"`
 	QUIC    string `msgpack:"quic"`
 	API     string `msgpack:"api,omitempty"`
 	// Leaving is set just before a graceful leave, so that peers record the node as left
@@ -36,10 +36,10 @@ func decodeMeta(b []byte) (*nodeMeta, error) {
 	if err := msgpack.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("%w: node metadata: %v", ErrProtocol, err)
 	}
-	if len(m.Site) != 16 {
-		return nil, fmt.Errorf("%w: node metadata: site id of %d bytes", ErrProtocol, len(m.Site))
+	m.site = log.SiteID(m.Site)
+	if m.site.IsZero() {
+		return nil, fmt.Errorf("%w: node metadata: zero site id", ErrProtocol)
 	}
-	copy(m.site[:], m.Site)
 	return &m, nil
 }
 
@@ -71,7 +71,7 @@ func (d *delegate) NodeMeta(limit int) []byte {
 // setMeta (re)builds this node's metadata.
 func (d *delegate) setMeta(leaving bool) error {
 	g := d.g
-	meta, err := msgpack.Marshal(&nodeMeta{V: 1, Site: g.site[:], Cluster: g.cfg.ClusterID, QUIC: g.quicAddr,
+	meta, err := msgpack.Marshal(&nodeMeta{V: 1, Site: wireSite(g.site), Cluster: g.cfg.ClusterID, QUIC: g.quicAddr,
 		API: g.cfg.APIAddr, Leaving: leaving})
 	if err != nil {
 		return fmt.Errorf("node metadata: %w", err)

@@ -160,8 +160,7 @@ func (g *Gossip) serveSync(conn *quic.Conn, st *quic.Stream) {
 		g.logger.Debug("sync stream refused", attrAddr, conn.RemoteAddr(), attrErr, err)
 		return
 	}
-	var from log.SiteID
-	copy(from[:], h.Site)
+	from := log.SiteID(h.Site)
 	if n := g.served.Add(1); n > int32(g.cfg.MaxServedSyncs) {
 		g.served.Add(-1)
 		g.m.syncRounds.WithLabelValues("server", "busy").Inc()

@@ -99,7 +99,7 @@ func (g *Gossip) resetKey() *quic.StatelessResetKey {
 }
 
 func (g *Gossip) hello(kind uint8) []byte {
-	b, err := msgFrame(frameHello, &hello{V: protoVersion, Cluster: g.cfg.ClusterID, Site: g.site[:], Kind: kind})
+	b, err := msgFrame(frameHello, &hello{V: protoVersion, Cluster: g.cfg.ClusterID, Site: wireSite(g.site), Kind: kind})
 	if err != nil {
 		panic(err) // a fixed struct always encodes
 	}

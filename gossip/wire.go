@@ -43,10 +43,33 @@ const (
 )
 
 type hello struct {
-	V       int    `msgpack:"v"`
-	Cluster string `msgpack:"cluster"`
-	Site    []byte `msgpack:"site"`
-	Kind    uint8  `msgpack:"kind"`
+	V       int      `msgpack:"v"`
+	Cluster string   `msgpack:"cluster"`
+	Site    wireSite `msgpack:"site"`
+	Kind    uint8    `msgpack:"kind"`
+}
+
+// wireSite is a site id as msgpack bin 16. Its decoder checks the length before reading:
+// msgpack's own []byte decoding allocates whatever length the input claims, so a few
+// hostile bytes could ask for gigabytes.
+type wireSite log.SiteID
+
+var (
+	_ msgpack.CustomEncoder = (*wireSite)(nil)
+	_ msgpack.CustomDecoder = (*wireSite)(nil)
+)
+
+func (s *wireSite) EncodeMsgpack(e *msgpack.Encoder) error { return e.EncodeBytes(s[:]) }
+
+func (s *wireSite) DecodeMsgpack(d *msgpack.Decoder) error {
+	n, err := d.DecodeBytesLen()
+	if err != nil {
+		return err
+	}
+	if n != len(s) {
+		return fmt.Errorf("site id of %d bytes, want %d", n, len(s))
+	}
+	return d.ReadFull(s[:])
 }
 
 type doneMsg struct {
@@ -144,6 +167,11 @@ func decodeChangesetFrame(body []byte) (int, *log.Changeset, error) {
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: %w", ErrProtocol, err)
 	}
+	// Refuse an invalid changeset here, as a protocol error of its sender: handed to the
+	// Applier it would fail the whole batch it arrived with.
+	if err := cs.Validate(); err != nil {
+		return 0, nil, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
 	return int(body[0]), cs, nil
 }
 
@@ -158,8 +186,8 @@ func decodeHello(typ byte, body []byte) (*hello, error) {
 	if h.V != protoVersion {
 		return nil, fmt.Errorf("%w: protocol version %d, want %d", ErrProtocol, h.V, protoVersion)
 	}
-	if len(h.Site) != 16 {
-		return nil, fmt.Errorf("%w: hello site id of %d bytes", ErrProtocol, len(h.Site))
+	if log.SiteID(h.Site).IsZero() {
+		return nil, fmt.Errorf("%w: hello with a zero site id", ErrProtocol)
 	}
 	return &h, nil
 }
