@@ -15,11 +15,11 @@ import (
 
 // nodeMeta is memberlist node metadata (msgpack, under memberlist's 512-byte limit).
 type nodeMeta struct {
-	V       int    `msgpack:"v"`
+	V       int      `msgpack:"v"`
 	Site    wireSite `msgpack:"site"`
 	Cluster string   `msgpack:"cluster"`
-	QUIC    string `msgpack:"quic"`
-	API     string `msgpack:"api,omitempty"`
+	QUIC    string   `msgpack:"quic"`
+	API     string   `msgpack:"api,omitempty"`
 	// Leaving is set just before a graceful leave, so that peers record the node as left
 	// rather than dead and do not try to reconnect to it (memberlist's Node.State does not
 	// tell them apart).
