@@ -1,0 +1,279 @@
+package api_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/patinadb/patina/api"
+	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer"
+	"github.com/patinadb/patina/materializer/subs"
+)
+
+// subsNode is a real node for the subscription tests: log, view, a persistent subscription
+// engine in the data dir, and the API on 127.0.0.1. reopen restarts it on the same dir.
+type subsNode struct {
+	tb    testing.TB
+	dir   string
+	store *log.Store
+	mat   *materializer.Materializer
+	eng   *subs.Engine
+	srv   *api.Server
+	url   string
+	site  log.SiteID
+}
+
+const subsSchema = `CREATE TABLE apps (id INTEGER PRIMARY KEY NOT NULL, name TEXT);
+CREATE TABLE machines (id TEXT PRIMARY KEY NOT NULL, app_id INTEGER, addr TEXT, state TEXT);`
+
+func newSubsNode(tb testing.TB) *subsNode {
+	tb.Helper()
+	n := &subsNode{tb: tb, dir: tb.TempDir()}
+	n.open()
+	tb.Cleanup(n.close)
+	return n
+}
+
+func (n *subsNode) open() {
+	tb := n.tb
+	tb.Helper()
+	var err error
+	if n.store, err = log.Open(filepath.Join(n.dir, "log"), log.Options{SiteID: n.site}); err != nil {
+		tb.Fatalf("open log: %v", err)
+	}
+	n.site = n.store.SiteID()
+	mcfg := materializer.DefaultConfig(filepath.Join(n.dir, "views.db"))
+	mcfg.Schema = []string{subsSchema}
+	n.mat = materializer.New(n.store, mcfg)
+	if err := n.mat.Open(context.Background()); err != nil {
+		tb.Fatalf("open materializer: %v", err)
+	}
+	reg := prometheus.NewRegistry()
+	n.eng = subs.New(n.mat, subs.Config{Dir: filepath.Join(n.dir, "subscriptions"), RetainChanges: 5, Registerer: reg})
+	if err := n.eng.Open(context.Background()); err != nil {
+		tb.Fatalf("open subscriptions: %v", err)
+	}
+	acfg := api.DefaultConfig()
+	acfg.Addr = "127.0.0.1:0"
+	acfg.ShutdownTimeout = 5 * time.Second
+	acfg.Registry = reg
+	acfg.View, acfg.Log, acfg.Subscriptions = n.mat, n.store, n.eng
+	n.srv = api.New(acfg)
+	if err := n.srv.Open(context.Background()); err != nil {
+		tb.Fatalf("open api: %v", err)
+	}
+	n.url = "http://" + n.srv.Addr().String()
+}
+
+func (n *subsNode) close() {
+	if n.srv == nil {
+		return
+	}
+	for _, c := range []func() error{n.srv.Close, n.eng.Close, n.mat.Close, n.store.Close} {
+		if err := c(); err != nil {
+			n.tb.Errorf("close: %v", err)
+		}
+	}
+	n.srv = nil
+}
+
+// exec writes through the API and returns the fold position after it.
+func (n *subsNode) exec(sqls ...string) {
+	n.tb.Helper()
+	b, _ := json.Marshal(sqls)
+	resp, err := http.Post(n.url+"/v1/transactions", "application/json", strings.NewReader(string(b)))
+	if err != nil {
+		n.tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		n.tb.Fatalf("exec %q: %d %s", sqls, resp.StatusCode, body)
+	}
+}
+
+// eventStream is an open subscription answer read line by line.
+type eventStream struct {
+	resp   *http.Response
+	sc     *bufio.Scanner
+	cancel context.CancelFunc
+}
+
+func (n *subsNode) stream(method, path, body string) *eventStream {
+	n.tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, n.url+path, rd)
+	if err != nil {
+		n.tb.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		n.tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	es := &eventStream{resp: resp, sc: bufio.NewScanner(resp.Body), cancel: cancel}
+	n.tb.Cleanup(es.close)
+	return es
+}
+
+func (es *eventStream) close() { es.cancel(); es.resp.Body.Close() }
+
+// next reads one line, failing after a deadline rather than hanging.
+func (es *eventStream) next(tb testing.TB) string {
+	tb.Helper()
+	got := make(chan string, 1)
+	go func() {
+		if es.sc.Scan() {
+			got <- es.sc.Text()
+		} else {
+			got <- fmt.Sprintf("<end: %v>", es.sc.Err())
+		}
+	}()
+	select {
+	case l := <-got:
+		return l
+	case <-time.After(10 * time.Second):
+		es.close()
+		<-got
+		tb.Fatalf("no event within 10s")
+		return ""
+	}
+}
+
+func expectLines(tb testing.TB, es *eventStream, want ...string) {
+	tb.Helper()
+	for i, w := range want {
+		got := es.next(tb)
+		if strings.HasSuffix(w, "*") {
+			if !strings.HasPrefix(got, strings.TrimSuffix(w, "*")) {
+				tb.Fatalf("line %d: got %s, want %s", i, got, w)
+			}
+			continue
+		}
+		if got != w {
+			tb.Fatalf("line %d: got %s, want %s", i, got, w)
+		}
+	}
+}
+
+const proxyQuery = `SELECT m.id, m.addr, a.name FROM machines m JOIN apps a ON a.id = m.app_id WHERE m.state = 'started' ORDER BY m.id`
+
+func TestSubscriptionHTTP(t *testing.T) {
+	n := newSubsNode(t)
+	n.exec(`INSERT INTO apps VALUES (1, 'web')`, `INSERT INTO machines VALUES ('m1', 1, '10.0.0.1', 'started')`)
+	body, _ := json.Marshal(proxyQuery)
+	es := n.stream("POST", "/v1/subscriptions", string(body))
+	if es.resp.StatusCode != 200 {
+		t.Fatalf("status %d", es.resp.StatusCode)
+	}
+	id, hash := es.resp.Header.Get("corro-query-id"), es.resp.Header.Get("corro-query-hash")
+	if id == "" || hash == "" {
+		t.Fatalf("headers %v: want corro-query-id and corro-query-hash", es.resp.Header)
+	}
+	expectLines(t, es,
+		`{"columns":["id","addr","name"]}`,
+		`{"row":[1,["m1","10.0.0.1","web"]]}`,
+		`{"eoq":{"time":*`,
+	)
+	n.exec(`INSERT INTO machines VALUES ('m2', 1, '10.0.0.2', 'started')`)
+	n.exec(`UPDATE apps SET name = 'www' WHERE id = 1`)
+	n.exec(`UPDATE machines SET state = 'stopped' WHERE id = 'm1'`)
+	expectLines(t, es,
+		`{"change":["insert",2,["m2","10.0.0.2","web"],1]}`,
+		`{"change":["update",1,["m1","10.0.0.1","www"],2]}`,
+		`{"change":["update",2,["m2","10.0.0.2","www"],3]}`,
+		`{"change":["delete",1,["m1","10.0.0.1","www"],4]}`,
+	)
+	es.close()
+
+	// Resume by id after the disconnect: exactly the changes after 2.
+	n.exec(`DELETE FROM machines WHERE id = 'm2'`)
+	re := n.stream("GET", "/v1/subscriptions/"+id+"?from=2", "")
+	expectLines(t, re,
+		`{"change":["update",2,["m2","10.0.0.2","www"],3]}`,
+		`{"change":["delete",1,["m1","10.0.0.1","www"],4]}`,
+		`{"change":["delete",2,["m2","10.0.0.2","www"],5]}`,
+	)
+	re.close()
+
+	// Restart: the subscription is still there and resumes.
+	n.close()
+	n.open()
+	n.exec(`INSERT INTO machines VALUES ('m3', 1, '10.0.0.3', 'started')`)
+	re = n.stream("GET", "/v1/subscriptions/"+id+"?from=5", "")
+	expectLines(t, re, `{"change":["insert",3,["m3","10.0.0.3","www"],6]}`)
+	re.close()
+
+	// Too old (5 retained: 2..6): an explicit error event.
+	old := n.stream("GET", "/v1/subscriptions/"+id+"?from=0", "")
+	if l := old.next(t); !strings.HasPrefix(l, `{"error":"`) || !strings.Contains(l, "older than") {
+		t.Errorf("from=0: got %s, want an error event", l)
+	}
+	if l := old.next(t); !strings.HasPrefix(l, "<end") {
+		t.Errorf("after the error event: %s, want the end", l)
+	}
+}
+
+func TestSubscriptionHTTPErrors(t *testing.T) {
+	n := newSubsNode(t)
+	cases := []struct {
+		name, method, path, body string
+		status                   int
+	}{
+		{"not select", "POST", "/v1/subscriptions", `"DELETE FROM apps"`, 400},
+		{"two statements", "POST", "/v1/subscriptions", `"SELECT 1; SELECT 2"`, 400},
+		{"syntax", "POST", "/v1/subscriptions", `"SELECT FROM WHERE"`, 400},
+		{"unknown table", "POST", "/v1/subscriptions", `"SELECT * FROM nope"`, 400},
+		{"bad json", "POST", "/v1/subscriptions", `{`, 400},
+		{"bad from", "POST", "/v1/subscriptions?from=x", `"SELECT 1"`, 400},
+		{"bad skip_rows", "POST", "/v1/subscriptions?skip_rows=maybe", `"SELECT 1"`, 400},
+		{"unknown id", "GET", "/v1/subscriptions/00000000-0000-4000-8000-000000000000", ``, 404},
+		{"updates unknown table", "POST", "/v1/updates/nope", ``, 400},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var rd io.Reader
+			if c.body != "" {
+				rd = strings.NewReader(c.body)
+			}
+			req, _ := http.NewRequest(c.method, n.url+c.path, rd)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			var e struct {
+				Error string `json:"error"`
+			}
+			if resp.StatusCode != c.status || json.Unmarshal(b, &e) != nil || e.Error == "" {
+				t.Errorf("got %d %s, want %d with an error", resp.StatusCode, b, c.status)
+			}
+		})
+	}
+}
+
+func TestUpdatesHTTP(t *testing.T) {
+	n := newSubsNode(t)
+	es := n.stream("POST", "/v1/updates/machines", "")
+	if es.resp.StatusCode != 200 {
+		t.Fatalf("status %d", es.resp.StatusCode)
+	}
+	n.exec(`INSERT INTO machines VALUES ('m1', 1, 'a', 'started')`, `INSERT INTO apps VALUES (1, 'web')`)
+	n.exec(`DELETE FROM machines WHERE id = 'm1'`)
+	expectLines(t, es, `{"notify":["update",["m1"]]}`, `{"notify":["delete",["m1"]]}`)
+}
