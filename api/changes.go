@@ -213,7 +213,7 @@ func decodeNDJSON(body []byte) ([]*log.Changeset, error) {
 	if len(body) > 0 && body[0] == '[' {
 		var css []*log.Changeset
 		if err := json.Unmarshal(body, &css); err != nil {
-			return nil, badRequestf("changesets: %v", unwrapJSON(err))
+			return nil, badRequestf("changesets: %v", err)
 		}
 		for i, cs := range css {
 			if cs == nil {
@@ -231,7 +231,7 @@ func decodeNDJSON(body []byte) ([]*log.Changeset, error) {
 			return css, nil
 		}
 		if err != nil {
-			return nil, badRequestf("changeset %d: %v", i, unwrapJSON(err))
+			return nil, badRequestf("changeset %d: %v", i, err)
 		}
 		css = append(css, &cs)
 	}

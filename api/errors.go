@@ -51,6 +51,10 @@ func badRequestf(format string, args ...any) error {
 	return &badRequest{msg: fmt.Sprintf(format, args...)}
 }
 
+// statusClientClosed is the status recorded (in metrics) for a request whose client went
+// away before the answer.
+const statusClientClosed = 499
+
 // statusOf maps an error to its HTTP status (DESIGN.md section 7).
 func statusOf(err error) int {
 	var maxBytes *http.MaxBytesError
@@ -64,6 +68,9 @@ func statusOf(err error) int {
 	case errors.Is(err, errOverloaded), errors.Is(err, errShuttingDown),
 		errors.Is(err, materializer.ErrClosed), errors.Is(err, log.ErrClosed):
 		return http.StatusServiceUnavailable
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads the answer. nginx's "client closed request".
+		return statusClientClosed
 	case errors.Is(err, errTimeout), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusRequestTimeout
 	case errors.Is(err, materializer.ErrSchemaConflict):

@@ -105,13 +105,13 @@ func parseParams(raw json.RawMessage) ([]log.Value, map[string]log.Value, error)
 	case len(raw) > 0 && raw[0] == '[':
 		var vals []log.Value
 		if err := json.Unmarshal(raw, &vals); err != nil {
-			return nil, nil, badRequestf("params: %v", unwrapJSON(err))
+			return nil, nil, badRequestf("params: %v", err)
 		}
 		return vals, nil, nil
 	case len(raw) > 0 && raw[0] == '{':
 		var named map[string]log.Value
 		if err := json.Unmarshal(raw, &named); err != nil {
-			return nil, nil, badRequestf("named params: %v", unwrapJSON(err))
+			return nil, nil, badRequestf("named params: %v", err)
 		}
 		out := make(map[string]log.Value, len(named))
 		for k, v := range named {
@@ -124,19 +124,6 @@ func parseParams(raw json.RawMessage) ([]log.Value, map[string]log.Value, error)
 		return nil, out, nil
 	}
 	return nil, nil, badRequestf("params: want an array or an object, got %s", truncate(string(raw), 40))
-}
-
-// unwrapJSON drops encoding/json's wrapping of errors returned by UnmarshalJSON methods, whose
-// own message is the useful one.
-func unwrapJSON(err error) error {
-	var u *json.UnmarshalTypeError
-	if errors.As(err, &u) {
-		return err
-	}
-	if inner := errors.Unwrap(err); inner != nil {
-		return inner
-	}
-	return err
 }
 
 // readBody reads the whole request body, at most MaxBodyBytes (more is 413).
