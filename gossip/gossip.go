@@ -74,6 +74,7 @@ type Gossip struct {
 	vectors map[string]*log.Vector // last vector learned from each peer (by name)
 	heads   map[log.SiteID]uint64  // highest version seen per site
 
+	joinTries  atomic.Uint64 // bootstrap join attempts, for tests and logs
 	served     atomic.Int32
 	syncRounds atomic.Uint64
 	drops      atomic.Uint64

@@ -309,6 +309,7 @@ func (g *Gossip) joinLoop() {
 		if alone && len(g.cfg.Bootstrap) > 0 {
 			n, err := g.ml.Join(g.cfg.Bootstrap)
 			attempts++
+			g.joinTries.Add(1)
 			if err != nil && n == 0 {
 				lvl := slog.LevelDebug
 				if attempts == 1 || attempts%10 == 0 {
