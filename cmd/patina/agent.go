@@ -53,6 +53,9 @@ type Agent struct {
 	stopBroadcast context.CancelFunc
 	broadcastDone chan struct{}
 
+	// standalone runs without gossip (in-process tests that move changes themselves).
+	standalone bool
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -118,7 +121,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen api %s: %w", a.cfg.APIAddr, err)
 	}
-	if openCluster != nil {
+	if openCluster != nil && !a.standalone {
 		if a.cluster, err = openCluster(ctx, &a.cfg, a.store, a.mat, ln.Addr().String(), a.reg, a.logger); err != nil {
 			ln.Close()
 			return err
