@@ -37,11 +37,11 @@ func randomSchema(r *rand.Rand) *propSchema {
 	for i := range s.pExtra {
 		fmt.Fprintf(&extra, ", x%d ANY", i)
 	}
-	s.ddl = append(s.ddl, fmt.Sprintf(`CREATE TABLE %s (pid %s PRIMARY KEY, n INTEGER, label TEXT%s)`, s.p, pkType, extra.String()))
+	s.ddl = append(s.ddl, fmt.Sprintf(`CREATE TABLE %s (pid %s PRIMARY KEY NOT NULL, n INTEGER, label TEXT%s)`, s.p, pkType, extra.String()))
 	if s.cCompound {
-		s.ddl = append(s.ddl, fmt.Sprintf(`CREATE TABLE %q (cid INTEGER, part TEXT, pid %s, v INTEGER, w REAL, PRIMARY KEY (cid, part))`, s.c, pkType))
+		s.ddl = append(s.ddl, fmt.Sprintf(`CREATE TABLE %q (cid INTEGER NOT NULL, part TEXT NOT NULL, pid %s, v INTEGER, w REAL, PRIMARY KEY (cid, part))`, s.c, pkType))
 	} else {
-		s.ddl = append(s.ddl, fmt.Sprintf(`CREATE TABLE %q (cid INTEGER PRIMARY KEY, pid %s, v INTEGER, w REAL)`, s.c, pkType))
+		s.ddl = append(s.ddl, fmt.Sprintf(`CREATE TABLE %q (cid INTEGER PRIMARY KEY NOT NULL, pid %s, v INTEGER, w REAL)`, s.c, pkType))
 	}
 	return s
 }
