@@ -1,9 +1,12 @@
 package log
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -52,38 +55,83 @@ func TestChangesetRoundTrip(t *testing.T) {
 	}
 }
 
+// TestChangesetValidate checks that each invalid shape is refused with an error that names
+// the problem, by Validate, by the binary decoder, by the JSON form and by Store.Append.
 func TestChangesetValidate(t *testing.T) {
 	tests := []struct {
 		name string
 		mut  func(cs *Changeset)
+		want string // the error must say this
+		// jsonWant is what the JSON path says when it differs; "-" when the JSON form cannot
+		// carry the defect (it replaces bytes that are not UTF-8).
+		jsonWant string
 	}{
-		{"version 0", func(cs *Changeset) { cs.Version = 0 }},
-		{"zero site", func(cs *Changeset) { cs.Site = SiteID{} }},
-		{"seq outside last_seq", func(cs *Changeset) { cs.LastSeq = 3 }},
-		{"reversed seqs", func(cs *Changeset) { cs.Seqs = SeqRange{4, 0} }},
-		{"empty table", func(cs *Changeset) { cs.Changes[1].Table = "" }},
-		{"unknown kind", func(cs *Changeset) { cs.Kind = 9 }},
-		{"seq gap", func(cs *Changeset) { cs.Changes[2].Seq = 9 }},
-		{"bad pk", func(cs *Changeset) { cs.Changes[0].PK = PK{1} }},
-		{"cl 0", func(cs *Changeset) { cs.Changes[0].CL = 0 }},
-		{"sentinel with value", func(cs *Changeset) { cs.Changes[4].Val = Integer(1) }},
+		{"version 0", func(cs *Changeset) { cs.Version = 0 }, "version 0", ""},
+		{"zero site", func(cs *Changeset) { cs.Site = SiteID{} }, "zero site id", ""},
+		{"seq outside last_seq", func(cs *Changeset) { cs.LastSeq = 3 }, "seq range [0, 4] outside last_seq 3", ""},
+		{"part outside last_seq", func(cs *Changeset) { cs.Seqs = SeqRange{5, 9}; cs.LastSeq = 7 }, "outside last_seq 7", ""},
+		{"reversed seqs", func(cs *Changeset) { cs.Seqs = SeqRange{4, 0} }, "reversed", ""},
+		{"empty table", func(cs *Changeset) { cs.Changes[1].Table = "" }, "empty table name", ""},
+		{"table not utf8", func(cs *Changeset) { cs.Changes[1].Table = "t\xff" }, "not UTF-8", "-"},
+		{"empty cid", func(cs *Changeset) { cs.Changes[1].CID = "" }, "empty cid", ""},
+		{"unknown kind", func(cs *Changeset) { cs.Kind = 9 }, "unknown kind 9", `unknown changeset kind "kind(9)"`},
+		{"empty kind with changes", func(cs *Changeset) { cs.Kind = KindEmpty }, "kind empty carries 5 changes", ""},
+		{"seq gap", func(cs *Changeset) { cs.Changes[2].Seq = 9 }, "has seq 9, want 2", ""},
+		{"too few changes", func(cs *Changeset) { cs.Changes = cs.Changes[:4] }, "4 changes for seq range [0, 4]", ""},
+		{"bad pk", func(cs *Changeset) { cs.Changes[0].PK = PK{1} }, "pk", ""},
+		{"cl 0", func(cs *Changeset) { cs.Changes[0].CL = 0 }, "cl 0", ""},
+		{"sentinel with value", func(cs *Changeset) { cs.Changes[4].Val = Integer(1) }, "sentinel with a value", ""},
+		{"NaN", func(cs *Changeset) { cs.Changes[1].Val = Real(math.NaN()) }, "NaN", ""},
 	}
 	if err := sampleChangeset().Validate(); err != nil {
 		t.Fatal(err)
 	}
+	s := openStore(t, "", Options{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cs := sampleChangeset()
 			tt.mut(cs)
-			err := cs.Validate()
-			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("Validate = %v, want ErrInvalid", err)
-			}
-			if b, err := EncodeChangeset(cs); err == nil {
-				if _, err := DecodeChangeset(b); err == nil {
-					t.Fatal("decoder accepted an invalid changeset")
+			check := func(how string, err error) {
+				t.Helper()
+				want := tt.want
+				if how == "json" && tt.jsonWant != "" {
+					want = tt.jsonWant
+				}
+				if !errors.Is(err, ErrInvalid) {
+					t.Fatalf("%s = %v, want ErrInvalid", how, err)
+				}
+				if !strings.Contains(err.Error(), want) {
+					t.Fatalf("%s: error %q does not say %q", how, err, want)
 				}
 			}
+			check("Validate", cs.Validate())
+			_, err := s.Append(context.Background(), cs)
+			check("Append", err)
+			if b, err := EncodeChangeset(cs); err == nil {
+				_, err := DecodeChangeset(b)
+				check("DecodeChangeset", err)
+			}
+			if j, err := json.Marshal(cs); err == nil && tt.jsonWant != "-" {
+				var back Changeset
+				check("json", json.Unmarshal(j, &back))
+			}
 		})
+	}
+	if s.LastSeq() != 0 || s.Stats().Changes != 0 {
+		t.Fatal("an invalid changeset was stored")
+	}
+	// Shapes the JSON form can get wrong on its own.
+	for _, tt := range []struct{ json, want string }{
+		{`{"site":"00000000-0000-0000-0000-000000000001","version":1,"seqs":[0],"last_seq":0,"kind":"empty"}`, "seqs has 1 elements"},
+		{`{"site":"00000000-0000-0000-0000-000000000001","version":1,"seqs":[0,0,0],"last_seq":0,"kind":"empty"}`, "seqs has 3 elements"},
+		{`{"site":"00000000-0000-0000-0000-000000000001","version":1,"seqs":[0,0],"last_seq":0,"kind":"bogus"}`, `unknown changeset kind "bogus"`},
+		{`{"site":"00000000-0000-0000-0000-000000000001","version":1,"seqs":[0,0],"last_seq":0,"changes":[{"table":"t","pk":[],"cid":"c","val":1,"col_version":1,"cl":1,"seq":0}]}`, "pk: 0 columns"},
+		{`{"site":"00000000-0000-0000-0000-000000000001","version":1,"ts":"3000-01-01T00:00:00Z","seqs":[0,0],"last_seq":0,"kind":"empty"}`, "outside 1970..2262"},
+	} {
+		var cs Changeset
+		err := json.Unmarshal([]byte(tt.json), &cs)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("json %s: error %v, want one saying %q", tt.json, err, tt.want)
+		}
 	}
 }

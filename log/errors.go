@@ -19,6 +19,8 @@ var (
 	ErrInvalid = errors.New("invalid")
 	// ErrSeqBeyondLog means a tail was asked to start after a seq the log has not reached.
 	ErrSeqBeyondLog = errors.New("log: seq beyond end of log")
+	// ErrReadOnly is returned by every write to a store opened with Options.ReadOnly.
+	ErrReadOnly = errors.New("log: opened read-only")
 )
 
 // DecodeError is returned by every decoder of bytes from disk or network. Off is the byte

@@ -9,6 +9,7 @@ import (
 	"iter"
 	"log/slog"
 	"math"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -25,7 +26,11 @@ type Options struct {
 	MaxPartChanges int
 	// NoSync skips fsync (benchmarks of the CPU path only; never in production).
 	NoSync bool
-	Logger *slog.Logger
+	// ReadOnly opens an existing log for reading only (inspection, rebuild, backup of a
+	// stopped node): nothing is written, a directory that is not a log is an error, and
+	// Append, AppendLocal and SetMeta return ErrReadOnly.
+	ReadOnly bool
+	Logger   *slog.Logger
 }
 
 // DefaultMaxPartChanges is the default Options.MaxPartChanges.
@@ -61,6 +66,8 @@ type Store struct {
 	wopts   *pebble.WriteOptions
 	logger  *slog.Logger
 	hlc     *HLC
+	// readOnly: no committer runs and every write is ErrReadOnly.
+	readOnly bool
 
 	reqs     chan *appendReq
 	quit     chan struct{} // closed by Close: the committer stops
@@ -114,13 +121,19 @@ func Open(dir string, opts Options) (*Store, error) {
 		logger = slog.Default()
 	}
 	logger = logger.With("component", "log")
-	popts := &pebble.Options{Logger: pebbleLogger{logger}}
+	popts := &pebble.Options{Logger: pebbleLogger{logger}, ReadOnly: opts.ReadOnly}
+	if opts.ReadOnly {
+		// Without this check Pebble reports a missing directory in its own words.
+		if _, err := os.Stat(dir); err != nil {
+			return nil, fmt.Errorf("open log %s read-only: %w", dir, err)
+		}
+	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
-		return nil, fmt.Errorf("open log %s: %w", dir, err)
+		return nil, fmt.Errorf("open log %s: %w (is a running node using it?)", dir, err)
 	}
 	s := &Store{
-		db: db, maxPart: opts.MaxPartChanges, wopts: pebble.Sync, logger: logger, hlc: NewHLC(),
+		db: db, maxPart: opts.MaxPartChanges, wopts: pebble.Sync, logger: logger, hlc: NewHLC(), readOnly: opts.ReadOnly,
 		reqs: make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{}),
 		closedCh: make(chan struct{}), notify: make(chan struct{}),
 	}
@@ -134,6 +147,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
+	if s.readOnly {
+		close(s.done)
+		return s, nil
+	}
 	go s.commitLoop()
 	return s, nil
 }
@@ -143,6 +160,9 @@ func (s *Store) load(want SiteID) error {
 	raw, err := s.get(metaKey(metaSiteID))
 	if err != nil {
 		return err
+	}
+	if raw == nil && s.readOnly {
+		return fmt.Errorf("%w: no site id: not a Patina log", ErrInvalid)
 	}
 	if raw == nil {
 		s.site = want
@@ -351,6 +371,9 @@ func (s *Store) split(items []item, cs *Changeset, idx int) ([]item, error) {
 }
 
 func (s *Store) enqueue(ctx context.Context, req *appendReq) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
 	if err := s.rlock(); err != nil {
 		return err
 	}
@@ -670,7 +693,9 @@ func (s *Store) Get(site SiteID, v Version) (*Changeset, error) {
 		}
 		return nil, fmt.Errorf("get %v/%d: %w", site, v, ErrNotFound)
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxData}, UpperBound: []byte{pfxData + 1}})
+	// Bounds of just this version let Pebble skip every file that cannot hold it.
+	lower := dataKey(nil, site, v, 0)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: incPrefix(lower[:25])})
 	if err != nil {
 		return nil, err
 	}
@@ -939,6 +964,9 @@ func (s *Store) Meta(key string) ([]byte, error) {
 
 // SetMeta writes a metadata value durably. A nil value deletes the key.
 func (s *Store) SetMeta(key string, val []byte) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
 	if err := s.rlock(); err != nil {
 		return err
 	}

@@ -459,33 +459,31 @@ func (v *Vector) Missing(theirs *Vector) []SiteMissing {
 		}
 		m := SiteMissing{Site: s}
 		// Whole versions: mine minus their complete ones; those they hold in part go to
-		// Parts with just the seqs they lack.
-		for _, r := range mine.Versions.Subtract(other.Versions) {
-			var held []Version
-			for ver := range other.Partials {
-				if uint64(ver) >= r.First && uint64(ver) <= r.Last {
-					held = append(held, ver)
+		// Parts with just the seqs they lack. Their partials are few: sort them once and
+		// find each range's by binary search.
+		diff := mine.Versions.Subtract(other.Versions)
+		if len(other.Partials) == 0 {
+			m.Versions = diff
+		} else {
+			held := slices.Sorted(maps.Keys(other.Partials))
+			for _, r := range diff {
+				i := sort.Search(len(held), func(k int) bool { return uint64(held[k]) >= r.First })
+				cur, done := r.First, false
+				for ; i < len(held) && uint64(held[i]) <= r.Last; i++ {
+					ver := held[i]
+					if uint64(ver) > cur {
+						m.Versions = append(m.Versions, Range{cur, uint64(ver) - 1})
+					}
+					m.addPart(ver, other.Partials[ver].Needs())
+					if uint64(ver) == r.Last {
+						done = true
+						break
+					}
+					cur = uint64(ver) + 1
 				}
-			}
-			if len(held) == 0 {
-				m.Versions = append(m.Versions, r)
-				continue
-			}
-			slices.Sort(held)
-			cur, done := r.First, false
-			for _, ver := range held {
-				if uint64(ver) > cur {
-					m.Versions.Add(cur, uint64(ver)-1)
+				if !done {
+					m.Versions = append(m.Versions, Range{cur, r.Last})
 				}
-				m.addPart(ver, other.Partials[ver].Needs())
-				if uint64(ver) == r.Last {
-					done = true
-					break
-				}
-				cur = uint64(ver) + 1
-			}
-			if !done {
-				m.Versions.Add(cur, r.Last)
 			}
 		}
 		for ver, p := range mine.Partials {

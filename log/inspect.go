@@ -1,0 +1,452 @@
+package log
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// InspectOptions say what Inspect prints.
+type InspectOptions struct {
+	// Changesets adds the complete changesets, in arrival order, as JSON lines (the form of
+	// DESIGN.md section 7, with their arrival "seq") after the summary.
+	Changesets bool
+	// ChangesetsOnly prints the JSON lines and nothing else, for piping into other tools.
+	ChangesetsOnly bool
+	// Site keeps only this site's changesets (zero: every site).
+	Site SiteID
+	// FromSeq and ToSeq keep arrival seqs FromSeq..ToSeq (0: from the first / to the last).
+	FromSeq, ToSeq Seq
+	// Limit stops after this many changesets (0: no limit).
+	Limit int
+	// Check verifies the log against itself (Store.Check) and prints the outcome; Inspect
+	// then returns the problems as its error.
+	Check bool
+	// MaxRanges caps the ranges printed per list (needs, held seqs); 0 means 32.
+	MaxRanges int
+	Logger    *slog.Logger
+}
+
+// Inspect prints what the log in dir (a stopped node's <data>/log) holds: its metadata (site
+// id, format, last seq, counts, bytes), its vector per site (head, versions held, gaps,
+// partially held versions) and, with opt.Changesets, the changesets as JSON lines. It opens
+// the log read-only and changes nothing. It is what `patina log inspect` runs.
+func Inspect(dir string, w io.Writer, opt InspectOptions) error {
+	s, err := Open(dir, Options{ReadOnly: true, Logger: opt.Logger})
+	if err != nil {
+		return fmt.Errorf("inspect: %w", err)
+	}
+	defer s.Close()
+	return s.Inspect(w, opt)
+}
+
+// Inspect is the package function Inspect on an open store (a live one too).
+func (s *Store) Inspect(out io.Writer, opt InspectOptions) error {
+	w := bufio.NewWriter(out)
+	if opt.MaxRanges <= 0 {
+		opt.MaxRanges = 32
+	}
+	var checkErr error
+	if !opt.ChangesetsOnly {
+		if err := s.writeSummary(w, opt); err != nil {
+			return err
+		}
+		if opt.Check {
+			checkErr = s.Check()
+			if checkErr == nil {
+				fmt.Fprintln(w, "check: ok")
+			} else {
+				fmt.Fprintf(w, "check: FAILED\n%v\n", checkErr)
+			}
+		}
+	}
+	if opt.Changesets || opt.ChangesetsOnly {
+		if err := s.writeChangesets(w, opt); err != nil {
+			w.Flush()
+			return err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("inspect: %w", err)
+	}
+	return checkErr
+}
+
+func (s *Store) writeSummary(w io.Writer, opt InspectOptions) error {
+	st := s.Stats()
+	vec := s.Vector()
+	mode := "read-write"
+	if s.readOnly {
+		mode = "read-only"
+	}
+	fmt.Fprintf(w, "site_id:   %v\n", s.SiteID())
+	fmt.Fprintf(w, "format:    %d (opened %s)\n", FormatV1, mode)
+	fmt.Fprintf(w, "last_seq:  %d\n", st.LastSeq)
+	fmt.Fprintf(w, "versions:  %d complete, %d partial\n", st.Versions, st.Partials)
+	fmt.Fprintf(w, "changes:   %d\n", st.Changes)
+	fmt.Fprintf(w, "bytes:     %d encoded, %d on disk\n", st.Bytes, st.DiskBytes)
+	fmt.Fprintf(w, "sites:     %d\n", st.Sites)
+	meta, err := s.metaKeys()
+	if err != nil {
+		return err
+	}
+	for _, kv := range meta {
+		fmt.Fprintf(w, "meta:      %s = %s\n", kv[0], showBytes(kv[1]))
+	}
+	for _, site := range vec.sortedSites() {
+		sv := vec.Sites[site]
+		needs := sv.Needs()
+		local := ""
+		if site == s.site {
+			local = " (this node)"
+		}
+		fmt.Fprintf(w, "site %v%s: head %d, %d versions held, %d missing %s, %d partial\n",
+			site, local, sv.Head(), sv.Versions.Count(), needs.Count(), fmtRanges(needs, opt.MaxRanges), len(sv.Partials))
+		for _, ver := range slices.Sorted(func(yield func(Version) bool) {
+			for v := range sv.Partials {
+				if !yield(v) {
+					return
+				}
+			}
+		}) {
+			p := sv.Partials[ver]
+			fmt.Fprintf(w, "  partial %d: last_seq %d, holds %s, needs %s\n", ver, p.LastSeq, fmtRanges(p.Seqs, opt.MaxRanges), fmtRanges(p.Needs(), opt.MaxRanges))
+		}
+	}
+	return nil
+}
+
+func (s *Store) writeChangesets(w io.Writer, opt InspectOptions) error {
+	after := Seq(0)
+	if opt.FromSeq > 0 {
+		after = opt.FromSeq - 1
+	}
+	last := s.LastSeq()
+	if opt.ToSeq > 0 && opt.ToSeq < last {
+		last = opt.ToSeq
+	}
+	n := 0
+	for after < last {
+		chunk, err := s.Read(after, int(min(uint64(last-after), tailChunk)))
+		if err != nil {
+			return fmt.Errorf("inspect: %w", err)
+		}
+		if len(chunk) == 0 {
+			break
+		}
+		for _, cs := range chunk {
+			after = cs.Seq
+			if !opt.Site.IsZero() && cs.Site != opt.Site {
+				continue
+			}
+			b, err := json.Marshal(cs)
+			if err != nil {
+				return fmt.Errorf("inspect: seq %d: %w", cs.Seq, err)
+			}
+			b = append(b, '\n')
+			if _, err := w.Write(b); err != nil {
+				return fmt.Errorf("inspect: %w", err)
+			}
+			if n++; opt.Limit > 0 && n >= opt.Limit {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// metaKeys returns the Meta/SetMeta entries, by key.
+func (s *Store) metaKeys() ([][2][]byte, error) {
+	if err := s.rlock(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxUserMeta}, UpperBound: []byte{pfxUserMeta + 1}})
+	if err != nil {
+		return nil, err
+	}
+	var out [][2][]byte
+	for ok := it.First(); ok; ok = it.Next() {
+		out = append(out, [2][]byte{bytes.Clone(it.Key()[1:]), bytes.Clone(it.Value())})
+	}
+	return out, errors.Join(it.Error(), it.Close())
+}
+
+// showBytes shows printable UTF-8 as a quoted string and anything else as hex, shortened.
+func showBytes(b []byte) string {
+	const max = 64
+	printable := utf8.Valid(b) && !strings.ContainsFunc(string(b), func(r rune) bool { return !unicode.IsPrint(r) })
+	if printable {
+		return strconv.Quote(truncate(string(b), max))
+	}
+	if len(b) > max/2 {
+		return "x" + hex.EncodeToString(b[:max/2]) + fmt.Sprintf("... (%d bytes)", len(b))
+	}
+	return "x" + hex.EncodeToString(b)
+}
+
+// fmtRanges writes a range set as [1-5 7 9-12], at most max ranges.
+func fmtRanges(rs RangeSet, max int) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, r := range rs {
+		if i == max {
+			fmt.Fprintf(&b, " ... %d more", len(rs)-max)
+			break
+		}
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(strconv.FormatUint(r.First, 10))
+		if r.Last != r.First {
+			b.WriteByte('-')
+			b.WriteString(strconv.FormatUint(r.Last, 10))
+		}
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// ErrCorrupt wraps every problem Check finds.
+var ErrCorrupt = errors.New("log: corrupt")
+
+// maxProblems bounds what Check reports: past a few, more of the same helps nobody.
+const maxProblems = 20
+
+// Check reads every key space of the log from one consistent snapshot and verifies it
+// against itself: every stored part decodes, sits under its own key and overlaps no other
+// part of its version; the persisted vector (complete and partial versions) is exactly what
+// the parts add up to; the arrival index is dense from 1 and names each complete version
+// once; the persisted counters match the data. Problems are returned joined, each wrapping
+// ErrCorrupt. It reads the whole log: an offline or diagnostic tool, not a hot path.
+func (s *Store) Check() error {
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	defer s.closeMu.RUnlock()
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	var problems []error
+	bad := func(format string, args ...any) bool {
+		problems = append(problems, fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...))
+		return len(problems) < maxProblems
+	}
+	iter := func(pfx byte, fn func(k, v []byte) bool) error {
+		it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{pfx}, UpperBound: []byte{pfx + 1}})
+		if err != nil {
+			return err
+		}
+		for ok := it.First(); ok; ok = it.Next() {
+			v, err := it.ValueAndErr()
+			if err != nil {
+				it.Close()
+				return err
+			}
+			if !fn(it.Key(), v) {
+				break
+			}
+		}
+		return errors.Join(it.Error(), it.Close())
+	}
+
+	// Metadata.
+	if v, c, err := snap.Get(metaKey(metaSiteID)); err != nil {
+		bad("site id: %v", err)
+	} else {
+		if !bytes.Equal(v, s.site[:]) {
+			bad("stored site id %x is not %v", v, s.site)
+		}
+		c.Close()
+	}
+
+	// The data, and the vector it adds up to.
+	data := NewVector()
+	var changes, nbytes uint64
+	err := iter(pfxData, func(k, v []byte) bool {
+		if len(k) != 33 {
+			return bad("data key %x of %d bytes", k, len(k))
+		}
+		part, err := DecodeChangeset(v)
+		if err != nil {
+			return bad("data key %x: %v", k, err)
+		}
+		site, ver, first := SiteID(k[1:17]), Version(binary.BigEndian.Uint64(k[17:25])), binary.BigEndian.Uint64(k[25:])
+		if part.Site != site || part.Version != ver || part.Seqs.First != first {
+			return bad("data key %v/%d/%d holds %v/%d seqs [%d, %d]", site, ver, first, part.Site, part.Version, part.Seqs.First, part.Seqs.Last)
+		}
+		if data.Contains(site, ver) || (data.Partial(site, ver) != nil && data.Partial(site, ver).Seqs.Intersects(part.Seqs.First, part.Seqs.Last)) {
+			return bad("%v/%d: part [%d, %d] overlaps another", site, ver, part.Seqs.First, part.Seqs.Last)
+		}
+		if _, _, err := data.AddPart(site, ver, part.LastSeq, part.Seqs.First, part.Seqs.Last); err != nil {
+			return bad("%v/%d: %v", site, ver, err)
+		}
+		changes += uint64(len(part.Changes))
+		nbytes += uint64(len(v))
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+
+	// The persisted vector.
+	stored := NewVector()
+	err = iter(pfxVector, func(k, v []byte) bool {
+		if len(k) != 17 {
+			return bad("vector key %x of %d bytes", k, len(k))
+		}
+		rs, err := decodeRangesValue("vector", v, false)
+		if err != nil {
+			return bad("vector of %v: %v", SiteID(k[1:]), err)
+		}
+		stored.site(SiteID(k[1:])).Versions = rs
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	err = iter(pfxPartial, func(k, v []byte) bool {
+		if len(k) != 25 {
+			return bad("partial key %x of %d bytes", k, len(k))
+		}
+		p, err := decodePartialValue(v)
+		if err != nil {
+			return bad("partial key %x: %v", k, err)
+		}
+		sv, ver := stored.site(SiteID(k[1:17])), Version(binary.BigEndian.Uint64(k[17:]))
+		if err := checkPartial(sv, ver, p); err != nil {
+			return bad("partial %v/%d: %v", SiteID(k[1:17]), ver, err)
+		}
+		if sv.Partials == nil {
+			sv.Partials = map[Version]*Partial{}
+		}
+		sv.Partials[ver] = p
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	if !stored.Equal(data) {
+		diffVectors(data.Canonical(), stored.Canonical(), bad)
+	}
+
+	// The arrival index.
+	seen := map[partKey]bool{}
+	var next Seq = 1
+	err = iter(pfxArrival, func(k, v []byte) bool {
+		if len(k) != 9 || len(v) != 24 {
+			return bad("arrival entry %x = %x", k, v)
+		}
+		seq := Seq(binary.BigEndian.Uint64(k[1:]))
+		if seq != next {
+			if !bad("arrival index jumps from %d to %d", next-1, seq) {
+				return false
+			}
+		}
+		next = seq + 1
+		pk := partKey{SiteID(v[:16]), Version(binary.BigEndian.Uint64(v[16:]))}
+		if seen[pk] {
+			return bad("arrival seq %d names %v/%d again", seq, pk.site, pk.ver)
+		}
+		if !data.Contains(pk.site, pk.ver) {
+			return bad("arrival seq %d names %v/%d, which is not held complete", seq, pk.site, pk.ver)
+		}
+		seen[pk] = true
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	if complete, _ := data.Counts(); uint64(len(seen)) != complete {
+		bad("%d complete versions, %d in the arrival index", complete, len(seen))
+	}
+
+	// Counters.
+	if v, c, err := snap.Get(metaKey(metaStats)); err == nil {
+		if len(v) != 16 {
+			bad("stats of %d bytes", len(v))
+		} else if gc, gb := binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]); gc != changes || gb != nbytes {
+			bad("stats say %d changes, %d bytes; the data holds %d, %d", gc, gb, changes, nbytes)
+		}
+		c.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) || changes > 0 {
+		bad("stats: %v", err)
+	}
+	if len(problems) > maxProblems {
+		problems = problems[:maxProblems]
+	}
+	return errors.Join(problems...)
+}
+
+// diffVectors reports, per site, how the vector the data adds up to differs from the stored one.
+func diffVectors(data, stored *Vector, bad func(string, ...any) bool) {
+	sites := map[SiteID]bool{}
+	for s := range data.Sites {
+		sites[s] = true
+	}
+	for s := range stored.Sites {
+		sites[s] = true
+	}
+	empty := &SiteVector{}
+	for _, site := range slices.SortedFunc(func(yield func(SiteID) bool) {
+		for s := range sites {
+			if !yield(s) {
+				return
+			}
+		}
+	}, SiteID.Compare) {
+		a, b := data.Sites[site], stored.Sites[site]
+		if a == nil {
+			a = empty
+		}
+		if b == nil {
+			b = empty
+		}
+		if !slices.Equal(a.Versions, b.Versions) {
+			if !bad("site %v: the data holds versions %s, the vector says %s", site, fmtRanges(a.Versions, 8), fmtRanges(b.Versions, 8)) {
+				return
+			}
+		}
+		vers := map[Version]bool{}
+		for v := range a.Partials {
+			vers[v] = true
+		}
+		for v := range b.Partials {
+			vers[v] = true
+		}
+		for _, ver := range slices.Sorted(func(yield func(Version) bool) {
+			for v := range vers {
+				if !yield(v) {
+					return
+				}
+			}
+		}) {
+			pa, pb := a.Partials[ver], b.Partials[ver]
+			if pa != nil && pb != nil && pa.LastSeq == pb.LastSeq && slices.Equal(pa.Seqs, pb.Seqs) {
+				continue
+			}
+			if !bad("site %v version %d: the data holds seqs %s, the vector says %s", site, ver, showPartial(pa), showPartial(pb)) {
+				return
+			}
+		}
+	}
+}
+
+func showPartial(p *Partial) string {
+	if p == nil {
+		return "none (not partial)"
+	}
+	return fmt.Sprintf("%s of 0-%d", fmtRanges(p.Seqs, 8), p.LastSeq)
+}
