@@ -18,6 +18,7 @@ import (
 	"github.com/patinadb/patina/api"
 	"github.com/patinadb/patina/log"
 	"github.com/patinadb/patina/materializer"
+	"github.com/patinadb/patina/materializer/subs"
 )
 
 // metaClusterID is the log metadata key that pins a data dir to its cluster.
@@ -48,6 +49,7 @@ type Agent struct {
 	store   *log.Store
 	mat     *materializer.Materializer
 	cluster clusterNode
+	subs    *subs.Engine // agent_subs.go
 	srv     *api.Server
 
 	stopBroadcast context.CancelFunc
@@ -114,6 +116,9 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 		}
 		return fmt.Errorf("open view: %w", err)
 	}
+	if err := a.openSubscriptions(ctx); err != nil {
+		return err
+	}
 
 	// Listen before gossip starts so that it advertises the API address really bound.
 	var lc net.ListenConfig
@@ -137,6 +142,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	acfg.BearerToken = a.cfg.API.Authz.BearerToken
 	acfg.MaxConcurrency, acfg.MaxStreams, acfg.MaxBodyBytes = a.cfg.API.MaxConcurrency, a.cfg.API.MaxStreams, a.cfg.API.MaxBodyBytes
 	acfg.Registry, acfg.Logger = a.reg, a.logger
+	acfg.Subscriptions = a.subs
 	a.srv = api.New(acfg)
 	if err := a.srv.Open(ctx); err != nil {
 		ln.Close()
@@ -266,6 +272,9 @@ func (a *Agent) Close() error {
 		}
 		if a.cluster != nil {
 			errs = append(errs, a.cluster.Close())
+		}
+		if a.subs != nil {
+			errs = append(errs, a.subs.Close())
 		}
 		if a.mat != nil {
 			errs = append(errs, a.mat.Close())

@@ -36,6 +36,8 @@ type Config struct {
 	API    APIConfig    `toml:"api"`
 	DB     DBConfig     `toml:"db"`
 	Gossip GossipConfig `toml:"gossip"`
+	// Subscriptions: see agent_subs.go.
+	Subscriptions SubscriptionsConfig `toml:"subscriptions"`
 }
 
 // APIConfig is the [api] section.

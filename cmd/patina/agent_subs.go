@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/patinadb/patina/materializer/subs"
+)
+
+// SubscriptionsConfig is the [subscriptions] section: the subscription engine's tuning.
+// Zero values take subs.DefaultConfig's.
+type SubscriptionsConfig struct {
+	IdleTimeout   time.Duration `toml:"idle_timeout"`
+	RetainChanges int           `toml:"retain_changes"`
+	ClientBuffer  int           `toml:"client_buffer"`
+}
+
+func init() {
+	d := subs.DefaultConfig("")
+	options = append(options,
+		option{key: "subscriptions.idle_timeout", usage: fmt.Sprintf("drop a subscription without clients after this long (0: %v)", d.IdleTimeout),
+			field: func(c *Config) any { return &c.Subscriptions.IdleTimeout }, agentOnly: true},
+		option{key: "subscriptions.retain_changes", usage: fmt.Sprintf("change events kept per subscription for resuming with ?from (0: %d)", d.RetainChanges),
+			field: func(c *Config) any { return &c.Subscriptions.RetainChanges }, agentOnly: true},
+		option{key: "subscriptions.client_buffer", usage: fmt.Sprintf("events a subscriber may fall behind before it is disconnected (0: %d)", d.ClientBuffer),
+			field: func(c *Config) any { return &c.Subscriptions.ClientBuffer }, agentOnly: true},
+	)
+}
+
+// openSubscriptions opens the subscription engine over the open view; its subscriptions live
+// in <data>/subscriptions and survive restarts.
+func (a *Agent) openSubscriptions(ctx context.Context) error {
+	sc := a.cfg.Subscriptions
+	if sc.IdleTimeout < 0 || sc.RetainChanges < 0 || sc.ClientBuffer < 0 {
+		return usagef("subscriptions: idle_timeout, retain_changes and client_buffer must not be negative")
+	}
+	e := subs.New(a.mat, subs.Config{
+		Dir:           filepath.Join(a.cfg.DataDir, "subscriptions"),
+		IdleTimeout:   sc.IdleTimeout,
+		RetainChanges: sc.RetainChanges,
+		ClientBuffer:  sc.ClientBuffer,
+		Registerer:    a.reg,
+		Logger:        a.logger,
+	})
+	if err := e.Open(ctx); err != nil {
+		return fmt.Errorf("open subscriptions: %w", err)
+	}
+	a.subs = e
+	return nil
+}
