@@ -1,0 +1,401 @@
+// Package bench holds Patina's workloads: each has a Config and a Run function returning a
+// Result, keeps no global state, and is run by `patina bench ...` and by the testing.B
+// wrappers in bench/*_test.go. Figures go to bench/RESULTS.md with the command that made
+// them.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/patinadb/patina/api"
+	"github.com/patinadb/patina/api/client"
+	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer"
+)
+
+// HTTPConfig configures the HTTP workload: concurrent clients writing transactions (or
+// reading single rows) through the API, or, with Direct, calling the materializer in the same
+// process without HTTP, so that the two rates compare.
+type HTTPConfig struct {
+	// Addr is an agent's API to load (its schema must allow CREATE TABLE bench_http through
+	// /v1/migrations). Empty starts a node in this process: a Pebble log and a SQLite view in
+	// Dir, served on 127.0.0.1.
+	Addr string
+	// Dir is the data dir of the in-process node; empty makes a temp dir and removes it.
+	Dir string
+	// Clients is the number of concurrent clients (goroutines, each with its connections).
+	Clients int
+	// Rows per write transaction (one INSERT of that many rows).
+	Rows int
+	// Reads runs point reads (SELECT of one row by primary key) instead of writes, over
+	// Preload rows written first.
+	Reads   bool
+	Preload int
+	// Direct calls the materializer in-process instead of the HTTP API (not with Addr).
+	Direct bool
+	// Duration of the measured run, after Warmup.
+	Duration, Warmup time.Duration
+	// Seed of the read workload's random keys.
+	Seed uint64
+	// Token is the API's bearer token, if it wants one.
+	Token string
+}
+
+// DefaultHTTPConfig is 32 clients writing single-row transactions for 5 s.
+func DefaultHTTPConfig() HTTPConfig {
+	return HTTPConfig{Clients: 32, Rows: 1, Preload: 10_000, Duration: 5 * time.Second, Warmup: time.Second, Seed: 1}
+}
+
+// Validate checks the config.
+func (c *HTTPConfig) Validate() error {
+	switch {
+	case c.Clients <= 0:
+		return fmt.Errorf("clients %d: want > 0", c.Clients)
+	case c.Rows <= 0 || c.Rows > 10_000:
+		return fmt.Errorf("rows %d: want 1..10000", c.Rows)
+	case c.Duration <= 0:
+		return fmt.Errorf("duration %v: want > 0", c.Duration)
+	case c.Warmup < 0:
+		return fmt.Errorf("warmup %v: want >= 0", c.Warmup)
+	case c.Direct && c.Addr != "":
+		return errors.New("direct runs an in-process node: not with an address")
+	case c.Reads && c.Preload <= 0:
+		return fmt.Errorf("preload %d: reads need rows to read", c.Preload)
+	}
+	return nil
+}
+
+// HTTPResult is what a run measured.
+type HTTPResult struct {
+	Mode       string // "http" or "direct"
+	Ops        int    // transactions or reads completed in the measured window
+	Rows       int    // rows written or read
+	Errors     int
+	Elapsed    time.Duration
+	OpsPerSec  float64
+	RowsPerSec float64
+	P50, P99   time.Duration // per operation, as the client saw it
+	Max        time.Duration
+}
+
+func (r HTTPResult) String() string {
+	return fmt.Sprintf("%s: %d ops in %v: %.0f ops/s, %.0f rows/s, p50 %v, p99 %v, max %v, %d errors",
+		r.Mode, r.Ops, r.Elapsed.Round(time.Millisecond), r.OpsPerSec, r.RowsPerSec,
+		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond), r.Errors)
+}
+
+// benchSchema is the workload's table.
+const benchSchema = "CREATE TABLE bench_http (id INTEGER PRIMARY KEY NOT NULL, a TEXT, b INTEGER)"
+
+// RunHTTP runs the workload.
+func RunHTTP(ctx context.Context, cfg HTTPConfig) (HTTPResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return HTTPResult{}, err
+	}
+	var (
+		exec  func(ctx context.Context, sql string, params []log.Value) error
+		read  func(ctx context.Context, id int64) error
+		close func() error
+	)
+	if cfg.Addr != "" {
+		cl, err := newClient(cfg.Addr, cfg.Token, cfg.Clients)
+		if err != nil {
+			return HTTPResult{}, err
+		}
+		if _, err := cl.Migrate(ctx, benchSchema); err != nil {
+			return HTTPResult{}, fmt.Errorf("create the bench table: %w", err)
+		}
+		exec, read = clientOps(cl)
+		close = func() error { return nil }
+	} else {
+		n, err := openNode(ctx, cfg)
+		if err != nil {
+			return HTTPResult{}, err
+		}
+		close = n.close
+		if cfg.Direct {
+			exec, read = directOps(n.mat)
+		} else {
+			cl, err := newClient(n.srv.Addr().String(), "", cfg.Clients)
+			if err != nil {
+				n.close()
+				return HTTPResult{}, err
+			}
+			exec, read = clientOps(cl)
+		}
+	}
+	res, err := runLoad(ctx, cfg, exec, read)
+	if cerr := close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return res, err
+}
+
+// runLoad drives the clients: warmup, then the measured window.
+func runLoad(ctx context.Context, cfg HTTPConfig, exec func(context.Context, string, []log.Value) error, read func(context.Context, int64) error) (HTTPResult, error) {
+	res := HTTPResult{Mode: "http"}
+	if cfg.Direct {
+		res.Mode = "direct"
+	}
+	// Ids are unique across runs on the same table: start above what is there.
+	var nextID atomic.Int64
+	nextID.Store(time.Now().UnixNano() / 1000 % (1 << 40) * 1000)
+	insert := func(ctx context.Context, rows int) error {
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO bench_http (id, a, b) VALUES ")
+		params := make([]log.Value, 0, 3*rows)
+		first := nextID.Add(int64(rows)) - int64(rows)
+		for i := range rows {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("(?, ?, ?)")
+			id := first + int64(i)
+			params = append(params, log.Integer(id), log.Text("value of some length"), log.Integer(id%1000))
+		}
+		return exec(ctx, sb.String(), params)
+	}
+	var loaded []int64
+	if cfg.Reads {
+		const batch = 500
+		for done := 0; done < cfg.Preload; done += batch {
+			n := min(batch, cfg.Preload-done)
+			first := nextID.Load()
+			if err := insert(ctx, n); err != nil {
+				return res, fmt.Errorf("preload: %w", err)
+			}
+			for i := range int64(n) {
+				loaded = append(loaded, first+i)
+			}
+		}
+	}
+
+	var (
+		measuring atomic.Bool
+		stop      atomic.Bool
+		mu        sync.Mutex
+		lats      []time.Duration
+		wg        sync.WaitGroup
+		firstErr  error
+	)
+	for w := range cfg.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(w)))
+			var mine []time.Duration
+			errs := 0
+			var werr error
+			for !stop.Load() && ctx.Err() == nil {
+				start := time.Now()
+				var err error
+				if cfg.Reads {
+					err = read(ctx, loaded[rng.IntN(len(loaded))])
+				} else {
+					err = insert(ctx, cfg.Rows)
+				}
+				el := time.Since(start)
+				if !measuring.Load() {
+					continue
+				}
+				if err != nil {
+					errs++
+					if werr == nil {
+						werr = err
+					}
+					continue
+				}
+				mine = append(mine, el)
+			}
+			mu.Lock()
+			lats = append(lats, mine...)
+			res.Errors += errs
+			if firstErr == nil {
+				firstErr = werr
+			}
+			mu.Unlock()
+		}()
+	}
+	timer := func(d time.Duration) bool {
+		select {
+		case <-time.After(d):
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	ok := timer(cfg.Warmup)
+	measuring.Store(true)
+	start := time.Now()
+	if ok {
+		timer(cfg.Duration)
+	}
+	measuring.Store(false)
+	res.Elapsed = time.Since(start)
+	stop.Store(true)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	res.Ops = len(lats)
+	if cfg.Reads {
+		res.Rows = res.Ops
+	} else {
+		res.Rows = res.Ops * cfg.Rows
+	}
+	res.OpsPerSec = float64(res.Ops) / res.Elapsed.Seconds()
+	res.RowsPerSec = float64(res.Rows) / res.Elapsed.Seconds()
+	if len(lats) > 0 {
+		slices.Sort(lats)
+		res.P50 = lats[len(lats)/2]
+		res.P99 = lats[min(len(lats)-1, len(lats)*99/100)]
+		res.Max = lats[len(lats)-1]
+	}
+	if res.Ops == 0 && firstErr != nil {
+		return res, fmt.Errorf("every operation failed: %w", firstErr)
+	}
+	return res, nil
+}
+
+func newClient(addr, token string, clients int) (*client.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = clients * 2
+	opts := []client.Option{client.WithHTTPClient(&http.Client{Transport: tr})}
+	if token != "" {
+		opts = append(opts, client.WithToken(token))
+	}
+	return client.New(addr, opts...)
+}
+
+func clientOps(cl *client.Client) (func(context.Context, string, []log.Value) error, func(context.Context, int64) error) {
+	exec := func(ctx context.Context, sql string, params []log.Value) error {
+		_, err := cl.Exec(ctx, client.Options{}, client.Statement{SQL: sql, Params: params})
+		return err
+	}
+	read := func(ctx context.Context, id int64) error {
+		rows, err := cl.Query(ctx, client.Options{}, client.Statement{SQL: "SELECT a, b FROM bench_http WHERE id = ?", Params: []log.Value{log.Integer(id)}})
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if n != 1 {
+			return fmt.Errorf("read of id %d: %d rows", id, n)
+		}
+		return nil
+	}
+	return exec, read
+}
+
+func directOps(mat *materializer.Materializer) (func(context.Context, string, []log.Value) error, func(context.Context, int64) error) {
+	exec := func(ctx context.Context, sql string, params []log.Value) error {
+		_, err := mat.Transact(ctx, []materializer.Statement{{SQL: sql, Params: params}})
+		return err
+	}
+	read := func(ctx context.Context, id int64) error {
+		rows, err := mat.Query(ctx, materializer.Statement{SQL: "SELECT a, b FROM bench_http WHERE id = ?", Params: []log.Value{log.Integer(id)}})
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if n != 1 {
+			return fmt.Errorf("read of id %d: %d rows", id, n)
+		}
+		return nil
+	}
+	return exec, read
+}
+
+// node is an in-process node: log, view and API, as the agent wires them (without gossip).
+type node struct {
+	dir    string
+	rmDir  bool
+	store  *log.Store
+	mat    *materializer.Materializer
+	srv    *api.Server
+	closed bool
+}
+
+func openNode(ctx context.Context, cfg HTTPConfig) (n *node, err error) {
+	n = &node{dir: cfg.Dir}
+	if n.dir == "" {
+		if n.dir, err = os.MkdirTemp("", "patina-bench-http-"); err != nil {
+			return nil, err
+		}
+		n.rmDir = true
+	}
+	defer func() {
+		if err != nil {
+			n.close()
+		}
+	}()
+	quiet := slog.New(slog.DiscardHandler)
+	if n.store, err = log.Open(filepath.Join(n.dir, "log"), log.Options{Logger: quiet}); err != nil {
+		return n, err
+	}
+	mcfg := materializer.DefaultConfig(filepath.Join(n.dir, "views.db"))
+	mcfg.Schema = []string{benchSchema}
+	mcfg.Logger = quiet
+	n.mat = materializer.New(n.store, mcfg)
+	if err := n.mat.Open(ctx); err != nil {
+		n.mat = nil
+		return n, err
+	}
+	acfg := api.DefaultConfig()
+	acfg.Addr = "127.0.0.1:0"
+	acfg.View, acfg.Log = n.mat, n.store
+	acfg.MaxConcurrency = max(acfg.MaxConcurrency, 2*cfg.Clients)
+	acfg.Logger = quiet
+	n.srv = api.New(acfg)
+	if err := n.srv.Open(ctx); err != nil {
+		n.srv = nil
+		return n, err
+	}
+	return n, nil
+}
+
+func (n *node) close() error {
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	var errs []error
+	if n.srv != nil {
+		errs = append(errs, n.srv.Close())
+	}
+	if n.mat != nil {
+		errs = append(errs, n.mat.Close())
+	}
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	if n.rmDir {
+		errs = append(errs, os.RemoveAll(n.dir))
+	}
+	return errors.Join(errs...)
+}

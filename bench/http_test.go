@@ -1,0 +1,71 @@
+package bench
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// BenchmarkHTTP runs the HTTP workload and its direct (no HTTP) twin on an in-process node:
+// go test ./bench -run '^$' -bench HTTP -benchtime 1x. Each run is time-based (2 s), so b.N
+// only repeats it.
+func BenchmarkHTTP(b *testing.B) {
+	cases := []struct {
+		clients, rows int
+		reads         bool
+	}{
+		{1, 1, false}, {32, 1, false}, {1, 100, false}, {32, 100, false}, {1, 0, true}, {32, 0, true},
+	}
+	for _, c := range cases {
+		for _, direct := range []bool{false, true} {
+			mode := "http"
+			if direct {
+				mode = "direct"
+			}
+			name := fmt.Sprintf("%s/write-%drows/clients-%d", mode, c.rows, c.clients)
+			if c.reads {
+				name = fmt.Sprintf("%s/point-read/clients-%d", mode, c.clients)
+			}
+			b.Run(name, func(b *testing.B) {
+				cfg := DefaultHTTPConfig()
+				cfg.Clients, cfg.Reads, cfg.Direct = c.clients, c.reads, direct
+				cfg.Rows = max(c.rows, 1)
+				cfg.Duration, cfg.Warmup = 2*time.Second, 300*time.Millisecond
+				cfg.Dir = b.TempDir()
+				var res HTTPResult
+				for b.Loop() {
+					var err error
+					if res, err = RunHTTP(b.Context(), cfg); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(res.OpsPerSec, "ops/s")
+				b.ReportMetric(res.RowsPerSec, "rows/s")
+				b.ReportMetric(float64(res.P50.Microseconds())/1e3, "p50-ms")
+				b.ReportMetric(float64(res.P99.Microseconds())/1e3, "p99-ms")
+			})
+		}
+	}
+}
+
+// TestHTTPWorkload checks that the workload measures something and fails on bad configs.
+func TestHTTPWorkload(t *testing.T) {
+	for _, reads := range []bool{false, true} {
+		cfg := DefaultHTTPConfig()
+		cfg.Clients, cfg.Rows, cfg.Reads, cfg.Preload = 4, 10, reads, 200
+		cfg.Duration, cfg.Warmup = 300*time.Millisecond, 0
+		cfg.Dir = t.TempDir()
+		res, err := RunHTTP(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Ops == 0 || res.Errors != 0 || res.P99 < res.P50 || res.P50 <= 0 {
+			t.Errorf("reads=%v: implausible result %v", reads, res)
+		}
+	}
+	bad := DefaultHTTPConfig()
+	bad.Clients = 0
+	if _, err := RunHTTP(t.Context(), bad); err == nil {
+		t.Error("0 clients accepted")
+	}
+}
