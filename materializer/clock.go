@@ -10,7 +10,10 @@ import (
 // cellClock is the winning write of one cell (or of the row sentinel): CRDT.md's clock
 // record without db_version, which is local and not needed by any rule.
 type cellClock struct {
-	Present    bool
+	Present bool
+	// Synthetic marks a sentinel made by R4 from a column change rather than received as a
+	// sentinel change (see tieSentinel).
+	Synthetic  bool
 	ColVersion uint64
 	Site       log.SiteID
 	Version    log.Version
@@ -69,7 +72,11 @@ const clockFormat = 1
 func (c *rowClock) encode(b []byte) []byte {
 	b = append(b[:0], clockFormat)
 	if c.Sentinel.Present {
-		b = append(b, 1)
+		if c.Sentinel.Synthetic {
+			b = append(b, 3)
+		} else {
+			b = append(b, 1)
+		}
 		b = appendRecord(b, &c.Sentinel)
 	} else {
 		b = append(b, 0)
@@ -107,10 +114,14 @@ func decodeClock(b []byte, into *rowClock) error {
 	flags := b[1]
 	b = b[2:]
 	var err error
+	if flags&^3 != 0 || flags == 2 {
+		return errBadClock
+	}
 	if flags&1 != 0 {
 		if b, err = readRecord(b, &into.Sentinel); err != nil {
 			return err
 		}
+		into.Sentinel.Synthetic = flags&2 != 0
 	}
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)) {
@@ -123,9 +134,15 @@ func decodeClock(b []byte, into *rowClock) error {
 			return errBadClock
 		}
 		b = b[k:]
+		if int(ord) < len(into.Cols) && into.Cols[ord].Present {
+			return errBadClock
+		}
 		if b, err = readRecord(b, into.col(int(ord))); err != nil {
 			return err
 		}
+	}
+	if len(b) != 0 {
+		return errBadClock
 	}
 	return nil
 }

@@ -77,6 +77,22 @@ func originAfter(a, b *cellClock) bool {
 	return a.Seq > b.Seq
 }
 
+// tieSentinel handles a sentinel change whose cl equals the row's. cr-sqlite ignores it; the
+// contents are the same whatever is recorded, so Patina records what makes every replica's
+// clock identical in any delivery order: the least origin among the sentinel changes that
+// carry this cl. A sentinel that R4 made up from a column change (which overtook the
+// sentinel change of its cl) gives way to the real one; a live row known from its columns
+// only (cl 1) takes the sentinel an L7 key move sends.
+func tieSentinel(rc *rowClock, rec *cellClock) bool {
+	s := &rc.Sentinel
+	if !s.Present || s.Synthetic || originAfter(s, rec) {
+		*s = *rec
+		s.Synthetic = false
+		return true
+	}
+	return false
+}
+
 // foldRow merges the changes of one row (consecutive in a changeset). It reports whether
 // some change was skipped for want of schema.
 func (m *Materializer) foldRow(ctx context.Context, cs *log.Changeset, ch []log.Change, st *foldState) (pending bool, err error) {
@@ -127,11 +143,7 @@ func (m *Materializer) foldRow(ctx context.Context, cs *log.Changeset, ch []log.
 		rec := cellClock{Present: true, ColVersion: c.ColVersion, Site: cs.Site, Version: cs.Version, Seq: c.Seq}
 		if c.CL%2 == 0 { // R2: a delete
 			if c.CL == local {
-				if s := &rc.Sentinel; s.Present && originAfter(&rec, s) {
-					rec.ColVersion = c.CL
-					*s = rec
-					changed = true
-				}
+				changed = tieSentinel(rc, &rec) || changed
 				continue
 			}
 			rec.ColVersion = c.CL
@@ -146,10 +158,7 @@ func (m *Materializer) foldRow(ctx context.Context, cs *log.Changeset, ch []log.
 		if c.IsSentinel() { // R3
 			rec.ColVersion = c.CL
 			if c.CL == local {
-				if s := &rc.Sentinel; s.Present && originAfter(&rec, s) {
-					*s = rec
-					changed = true
-				}
+				changed = tieSentinel(rc, &rec) || changed
 				continue
 			}
 			resurrect(rec)
@@ -166,6 +175,7 @@ func (m *Materializer) foldRow(ctx context.Context, cs *log.Changeset, ch []log.
 			if local%2 == 1 || c.CL > 1 {
 				srec := rec
 				srec.ColVersion = c.CL
+				srec.Synthetic = true
 				resurrect(srec)
 			}
 			win = true

@@ -409,6 +409,7 @@ func (m *Materializer) captured(ctx context.Context, version log.Version, st *fo
 		cl := r.rc.CL()
 		if r.sentTouched && r.rc.Sentinel.Present {
 			r.rc.Sentinel.Site, r.rc.Sentinel.Version, r.rc.Sentinel.Seq = m.site, version, uint64(len(cs.Changes))
+			r.rc.Sentinel.Synthetic = false
 			cs.Changes = append(cs.Changes, log.Change{Table: r.t.Name, PK: r.pk, CID: log.SentinelCID,
 				ColVersion: r.rc.Sentinel.ColVersion, CL: cl, Seq: uint64(len(cs.Changes))})
 		}
@@ -424,6 +425,7 @@ func (m *Materializer) captured(ctx context.Context, version log.Version, st *fo
 		if len(cs.Changes) == start {
 			continue
 		}
+
 		if err := m.storeClock(ctx, r.t, r.pk, &r.rc, st); err != nil {
 			return nil, err
 		}
