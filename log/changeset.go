@@ -150,7 +150,7 @@ func (c *Change) Validate() error {
 	if !utf8.ValidString(c.CID) {
 		return invalidf("table %q: cid %q is not UTF-8", c.Table, c.CID)
 	}
-	if _, err := UnpackPK(c.PK); err != nil {
+	if err := validatePK(c.PK); err != nil {
 		return invalidf("table %q: pk: %v", c.Table, err)
 	}
 	if err := c.Val.Validate(); err != nil {

@@ -112,17 +112,40 @@ func encodeValue(e *msgpack.Encoder, v Value) error {
 }
 
 // decoder wraps msgpack.Decoder over a bytes.Reader so that every length read from the
-// input is checked against the bytes that remain before anything is allocated.
+// input is checked against the bytes that remain before anything is allocated. Decoders are
+// pooled; byte and string payloads are sliced out of one copy of the input each (arena and
+// strs), so a changeset of n changes costs a few allocations, not 3n: decoding is on the
+// Tail path, which must read millions of changes a second. A payload keeps its changeset's
+// copy alive, which is the changeset's own lifetime in practice.
 type decoder struct {
-	r    *bytes.Reader
-	d    *msgpack.Decoder
-	size int64
-	what string
+	r     bytes.Reader
+	d     *msgpack.Decoder
+	src   []byte
+	size  int64
+	what  string
+	arena []byte // a copy of src, made on the first bin payload
+	strs  string // a copy of src, made on the first str payload
 }
 
+var decPool = sync.Pool{New: func() any {
+	d := &decoder{}
+	d.d = msgpack.NewDecoder(&d.r)
+	return d
+}}
+
 func newDecoder(what string, b []byte) *decoder {
-	r := bytes.NewReader(b)
-	return &decoder{r: r, d: msgpack.NewDecoder(r), size: int64(len(b)), what: what}
+	d := decPool.Get().(*decoder)
+	d.r.Reset(b)
+	d.d.Reset(&d.r)
+	d.src, d.size, d.what = b, int64(len(b)), what
+	return d
+}
+
+// release returns d to the pool; nothing decoded shares memory with it.
+func (d *decoder) release() {
+	d.r.Reset(nil)
+	d.src, d.arena, d.strs = nil, nil, ""
+	decPool.Put(d)
 }
 
 func (d *decoder) off() int64 { return d.size - int64(d.r.Len()) }
@@ -147,23 +170,48 @@ func (d *decoder) arrayLen() (int, error) {
 	return n, nil
 }
 
-// rawBytes reads a str or bin payload without the library's up-front allocation.
-func (d *decoder) rawBytes() ([]byte, error) {
-	n, err := d.d.DecodeBytesLen()
+// payload reads a str or bin header and skips its payload, returning where it lies in src.
+func (d *decoder) payload() (off, n int, err error) {
+	n, err = d.d.DecodeBytesLen()
 	if err != nil {
-		return nil, d.fail(err)
+		return 0, 0, d.fail(err)
 	}
 	if n < 0 {
-		return nil, d.fail(errors.New("nil where bytes expected"))
+		return 0, 0, d.fail(errors.New("nil where bytes expected"))
 	}
 	if n > d.r.Len() {
-		return nil, d.fail(errTooLong)
+		return 0, 0, d.fail(errTooLong)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(d.r, b); err != nil {
-		return nil, d.fail(err)
+	off = int(d.off())
+	if _, err := d.r.Seek(int64(n), io.SeekCurrent); err != nil {
+		return 0, 0, d.fail(err)
 	}
-	return b, nil
+	return off, n, nil
+}
+
+// rawBytes reads a str or bin payload as bytes of the arena (capacity capped, so that an
+// append by the caller never runs into the next payload).
+func (d *decoder) rawBytes() ([]byte, error) {
+	off, n, err := d.payload()
+	if err != nil {
+		return nil, err
+	}
+	if d.arena == nil {
+		d.arena = bytes.Clone(d.src)
+	}
+	return d.arena[off : off+n : off+n], nil
+}
+
+// rawString reads a str or bin payload as a substring of strs.
+func (d *decoder) rawString() (string, error) {
+	off, n, err := d.payload()
+	if err != nil {
+		return "", err
+	}
+	if d.strs == "" {
+		d.strs = string(d.src)
+	}
+	return d.strs[off : off+n], nil
 }
 
 func (d *decoder) str() (string, error) {
@@ -174,8 +222,7 @@ func (d *decoder) str() (string, error) {
 	if !msgpcode.IsString(c) {
 		return "", d.fail(fmt.Errorf("code %#x: want a string", c))
 	}
-	b, err := d.rawBytes()
-	return string(b), err
+	return d.rawString()
 }
 
 func (d *decoder) bin() ([]byte, error) {
@@ -253,11 +300,11 @@ func (d *decoder) value() (Value, error) {
 		}
 		return v, nil
 	case msgpcode.IsString(c):
-		b, err := d.rawBytes()
+		str, err := d.rawString()
 		if err != nil {
 			return Value{}, err
 		}
-		return Text(string(b)), nil
+		return Text(str), nil
 	case msgpcode.IsBin(c):
 		b, err := d.rawBytes()
 		if err != nil {
@@ -288,6 +335,7 @@ func DecodeChangeset(b []byte) (*Changeset, error) {
 		return nil, &DecodeError{What: "changeset", Err: fmt.Errorf("unknown format version %d", b[0])}
 	}
 	d := newDecoder("changeset", b[1:])
+	defer d.release()
 	cs, err := d.changeset()
 	if err != nil {
 		return nil, err
@@ -334,7 +382,6 @@ func (d *decoder) changeset() (*Changeset, error) {
 		return nil, err
 	}
 	cs.Changes = make([]Change, nc)
-	var lastTable, lastCID string
 	for i := range cs.Changes {
 		c := &cs.Changes[i]
 		fields, err := d.arrayLen()
@@ -347,20 +394,12 @@ func (d *decoder) changeset() (*Changeset, error) {
 		if c.Table, err = d.str(); err != nil {
 			return nil, err
 		}
-		if c.Table == lastTable { // share one string per table, as most changesets touch one
-			c.Table = lastTable
-		}
-		lastTable = c.Table
 		if c.PK, err = d.bin(); err != nil {
 			return nil, err
 		}
 		if c.CID, err = d.str(); err != nil {
 			return nil, err
 		}
-		if c.CID == lastCID {
-			c.CID = lastCID
-		}
-		lastCID = c.CID
 		if c.Val, err = d.value(); err != nil {
 			return nil, err
 		}

@@ -100,7 +100,17 @@ var errPKTrunc = errors.New("truncated")
 
 // UnpackPK decodes packed pk bytes. Only the canonical form PackPK writes is accepted, so
 // that Pack(Unpack(b)) == b for every b that decodes.
-func UnpackPK(pk []byte) ([]Value, error) {
+func UnpackPK(pk []byte) ([]Value, error) { return unpackPK(pk, true) }
+
+// validatePK checks pk as UnpackPK does without building its values (the decoder validates
+// every change's pk).
+func validatePK(pk []byte) error {
+	_, err := unpackPK(pk, false)
+	return err
+}
+
+// unpackPK decodes pk; with emit false it only checks it and allocates nothing.
+func unpackPK(pk []byte, emit bool) ([]Value, error) {
 	fail := func(off int, err error) ([]Value, error) {
 		return nil, &DecodeError{What: "pk", Off: int64(off), Err: err}
 	}
@@ -111,7 +121,10 @@ func UnpackPK(pk []byte) ([]Value, error) {
 	if ncols == 0 {
 		return fail(0, errors.New("zero columns"))
 	}
-	vals := make([]Value, 0, ncols)
+	var vals []Value
+	if emit {
+		vals = make([]Value, 0, ncols)
+	}
 	off := 1
 	for c := 0; c < ncols; c++ {
 		if off >= len(pk) {
@@ -125,7 +138,7 @@ func UnpackPK(pk []byte) ([]Value, error) {
 			if n != 0 {
 				return fail(off-1, errors.New("null with a length"))
 			}
-			vals = append(vals, Null())
+			vals = appendIf(emit, vals, Null())
 		case pkInteger:
 			if n > 8 || off+n > len(pk) {
 				return fail(off, errPKTrunc)
@@ -133,7 +146,7 @@ func UnpackPK(pk []byte) ([]Value, error) {
 			raw := pk[off : off+n]
 			off += n
 			if n == 8 && raw[0]&0x80 != 0 {
-				vals = append(vals, Integer(int64(binary.BigEndian.Uint64(raw))))
+				vals = appendIf(emit, vals, Integer(int64(binary.BigEndian.Uint64(raw))))
 				continue
 			}
 			if n > 0 && raw[0] == 0 {
@@ -143,7 +156,7 @@ func UnpackPK(pk []byte) ([]Value, error) {
 			for _, c := range raw {
 				x = x<<8 | uint64(c)
 			}
-			vals = append(vals, Integer(int64(x)))
+			vals = appendIf(emit, vals, Integer(int64(x)))
 		case pkReal:
 			if n != 0 {
 				return fail(off-1, errors.New("real with a length"))
@@ -156,7 +169,7 @@ func UnpackPK(pk []byte) ([]Value, error) {
 				return fail(off, errors.New("real not canonical"))
 			}
 			off += 8
-			vals = append(vals, Real(f))
+			vals = appendIf(emit, vals, Real(f))
 		case pkText, pkBlob:
 			if n > 4 || off+n > len(pk) {
 				return fail(off, errPKTrunc)
@@ -175,9 +188,11 @@ func UnpackPK(pk []byte) ([]Value, error) {
 			}
 			payload := pk[off : off+int(l)]
 			off += int(l)
-			if typ == pkText {
+			switch {
+			case !emit:
+			case typ == pkText:
 				vals = append(vals, Text(string(payload)))
-			} else {
+			default:
 				vals = append(vals, Blob(append([]byte{}, payload...)))
 			}
 		default:
@@ -204,4 +219,11 @@ func (pk PK) String() string {
 		parts[i] = v.Quote()
 	}
 	return "(" + strings.Join(parts, ", ") + ")"
+}
+
+func appendIf(emit bool, vals []Value, v Value) []Value {
+	if !emit {
+		return vals
+	}
+	return append(vals, v)
 }

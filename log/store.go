@@ -24,6 +24,10 @@ type Options struct {
 	// MaxPartChanges is the most changes one stored part holds; larger changesets are cut.
 	// Zero means DefaultMaxPartChanges.
 	MaxPartChanges int
+	// CacheBytes is the size of Pebble's block cache; 0 means DefaultCacheBytes. Tail and
+	// Read follow arrival order, which jumps between sites in the data key space, so a cache
+	// much smaller than the recent log makes every read decompress blocks again.
+	CacheBytes int64
 	// NoSync skips fsync (benchmarks of the CPU path only; never in production).
 	NoSync bool
 	// ReadOnly opens an existing log for reading only (inspection, rebuild, backup of a
@@ -32,6 +36,9 @@ type Options struct {
 	ReadOnly bool
 	Logger   *slog.Logger
 }
+
+// DefaultCacheBytes is the default Options.CacheBytes.
+const DefaultCacheBytes = 64 << 20
 
 // DefaultMaxPartChanges is the default Options.MaxPartChanges.
 const DefaultMaxPartChanges = 4096
@@ -121,7 +128,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		logger = slog.Default()
 	}
 	logger = logger.With("component", "log")
-	popts := &pebble.Options{Logger: pebbleLogger{logger}, ReadOnly: opts.ReadOnly}
+	popts := &pebble.Options{Logger: pebbleLogger{logger}, ReadOnly: opts.ReadOnly, CacheSize: opts.CacheBytes}
+	if popts.CacheSize <= 0 {
+		popts.CacheSize = DefaultCacheBytes
+	}
 	if opts.ReadOnly {
 		// Without this check Pebble reports a missing directory in its own words.
 		if _, err := os.Stat(dir); err != nil {

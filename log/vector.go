@@ -585,6 +585,7 @@ func decodeRangesValue(what string, b []byte, allowZero bool) (RangeSet, error) 
 		return nil, &DecodeError{What: what, Err: errors.New("unknown format")}
 	}
 	d := newDecoder(what, b[1:])
+	defer d.release()
 	rs, err := d.ranges(allowZero)
 	if err != nil {
 		return nil, err
@@ -634,6 +635,7 @@ func DecodeVector(b []byte) (*Vector, error) {
 		return nil, &DecodeError{What: "vector", Err: fmt.Errorf("unknown format version %d", b[0])}
 	}
 	d := newDecoder("vector", b[1:])
+	defer d.release()
 	n, err := d.arrayLen()
 	if err != nil {
 		return nil, err
