@@ -1,7 +1,72 @@
 // Package log is Patina's shared vocabulary and its source of truth: the changeset types
 // (SiteID, Version, Value, PK, Change, Changeset, Timestamp, Vector), their msgpack and JSON
-// encodings, and the append-only Pebble store of changesets.
+// encodings, and the append-only Pebble store of changesets (Store) that every node keeps in
+// <data>/log/, with inspection (Inspect, Store.Check) for stopped nodes.
 //
-// It imports nothing of Patina's. Every decoder of bytes from disk or network returns an
-// error, never panics, and a changeset it returns is valid (Changeset.Validate).
+// # Imports
+//
+// It imports nothing of Patina's (materializer, gossip, api and cmd import it, never the
+// reverse; internal/archtest checks this). Outside the standard library it uses only Pebble,
+// msgpack and the Prometheus client.
+//
+// # Pebble key layout
+//
+// One byte of prefix per key space; integers are big-endian so that Pebble's bytewise order
+// is numeric order:
+//
+//	0x01 name                            -> internal metadata: "site_id" (16 bytes),
+//	                                        "format" (1 byte, FormatV1), "stats"
+//	                                        (changes uint64, encoded bytes uint64)
+//	0x02 name                            -> caller metadata (Meta, SetMeta)
+//	0x03 site(16) version(8) first(8)    -> one stored part: an encoded Changeset holding
+//	                                        seqs first..last of the version (the whole version
+//	                                        when first = 0 and last = last_seq)
+//	0x04 seq(8)                          -> site(16) version(8): the arrival index; seq is the
+//	                                        local seq at which the version became complete
+//	0x05 site(16)                        -> the site's complete versions: format byte, msgpack
+//	                                        array of flat [first, last, ...] ranges
+//	0x06 site(16) version(8)             -> a version held in part: format byte, uvarint
+//	                                        last_seq, msgpack ranges of the seqs held
+//
+// Parts of one version are adjacent in key order, so Get and Scan read a version with one
+// seek; Read and Tail walk the arrival index and seek into the data for each version.
+//
+// # Invariants
+//
+//   - A version is complete when its stored parts hold every seq 0..last_seq. Then, and only
+//     then, it is in its site's 0x05 ranges, it has no 0x06 entry, and exactly one 0x04
+//     arrival entry names it. A version held in part has a 0x06 entry and no arrival entry.
+//   - Stored parts of a version are disjoint (Append trims what is already held) and each
+//     sits under the key of its own site, version and first seq.
+//   - Arrival seqs are dense: 1..LastSeq, with no gap and no repeat.
+//   - The data, the vector entries, the arrival entries and the stats counters of one
+//     commit are written in one Pebble batch, so a crash at any instant leaves them
+//     consistent with each other; Store.Check verifies all of it, and a SIGKILL test checks
+//     it after 20 kills mid-append.
+//   - Durable before visible: Append returns, and the published vector, LastSeq, Tail and
+//     Get show a version, only after its batch is synced.
+//   - Local versions have no gaps: AppendLocal reserves the next version and queues the
+//     request under one mutex, so versions reach the committer in order, and a refused call
+//     reserves nothing.
+//   - Every decoder of bytes from disk or network returns an error (a *DecodeError wrapping
+//     the cause), never panics, and every changeset it returns passes Changeset.Validate.
+//
+// # Group commit
+//
+// One committer goroutine is the only writer after Open. Append validates, cuts large
+// changesets into parts of at most Options.MaxPartChanges changes and encodes them in the
+// caller's goroutine, then queues one request and waits. The committer takes the first
+// queued request and every other one already waiting (up to maxBatchItems parts), decides
+// against its working vector what is new, writes it all into one Pebble batch and commits it
+// with one fsync. While that fsync runs, new requests queue up and become the next batch:
+// there is no timer, so a lone writer pays one fsync per append and many writers share
+// each fsync (about 7 appends per sync with 16 writers and 28 with 64 on the 2-core bench
+// machine). After a successful commit the committer publishes the batch to the read side
+// (vector, LastSeq, counters) under a short lock and wakes tails. A failed commit leaves the
+// working vector ahead of the disk, so the store refuses every later write until it is
+// reopened, which reads the truth back from disk.
+//
+// Readers (Get, Scan, Read, Tail, Vector, Missing) never wait for the committer: they read
+// the published state under a read lock and Pebble's own snapshots. Tail reads in chunks and
+// holds nothing between them, so a slow consumer never blocks appends.
 package log

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // buildInspectLog writes a small log and closes it: site B versions 1, 2 and 5 complete and
@@ -257,5 +259,55 @@ func TestStats(t *testing.T) {
 	}
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCollector gathers the store's Prometheus metrics and checks them against Stats.
+func TestCollector(t *testing.T) {
+	s := openStore(t, "", Options{SiteID: siteA})
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(s.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, makeCS(siteB, 1, 3), makeCS(siteB, 2, 2))
+	mustAppend(t, s, slicePart(makeCS(siteB, 4, 5), 0, 1))
+	if _, _, err := s.AppendLocal(context.Background(), &Changeset{Changes: makeCS(siteA, 1, 1).Changes}); err != nil {
+		t.Fatal(err)
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range m.GetLabel() {
+				name += "{" + l.GetValue() + "}"
+			}
+			switch {
+			case m.Gauge != nil:
+				got[name] = m.GetGauge().GetValue()
+			case m.Counter != nil:
+				got[name] = m.GetCounter().GetValue()
+			case m.Histogram != nil:
+				got[name+"_count"] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	want := map[string]float64{
+		"patina_log_last_seq": 3, "patina_log_versions{complete}": 3, "patina_log_versions{partial}": 1,
+		"patina_log_changes": 8, "patina_log_sites": 2, "patina_log_appends_total": 3,
+		"patina_log_syncs_total": 3, "patina_log_append_seconds_count": 3,
+		"patina_log_commit_seconds_count": 3, "patina_log_commit_batch_appends_count": 3,
+		"patina_log_append_queue_length": 0,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	if got["patina_log_bytes"] == 0 || got["patina_log_disk_bytes"] == 0 {
+		t.Errorf("bytes %v, disk bytes %v", got["patina_log_bytes"], got["patina_log_disk_bytes"])
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -75,6 +76,7 @@ type Store struct {
 	hlc     *HLC
 	// readOnly: no committer runs and every write is ErrReadOnly.
 	readOnly bool
+	metrics  *storeMetrics
 
 	reqs     chan *appendReq
 	quit     chan struct{} // closed by Close: the committer stops
@@ -144,6 +146,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		db: db, maxPart: opts.MaxPartChanges, wopts: pebble.Sync, logger: logger, hlc: NewHLC(), readOnly: opts.ReadOnly,
+		metrics: newStoreMetrics(),
 		reqs: make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{}),
 		closedCh: make(chan struct{}), notify: make(chan struct{}),
 	}
@@ -331,6 +334,7 @@ func (s *Store) Append(ctx context.Context, css ...*Changeset) ([]AppendResult, 
 	if len(css) == 0 {
 		return nil, nil
 	}
+	start := time.Now()
 	req := &appendReq{res: make([]AppendResult, len(css)), done: make(chan struct{})}
 	for i, cs := range css {
 		if cs == nil {
@@ -348,6 +352,7 @@ func (s *Store) Append(ctx context.Context, css ...*Changeset) ([]AppendResult, 
 		return nil, err
 	}
 	<-req.done
+	s.metrics.appendSeconds.Observe(time.Since(start).Seconds())
 	if req.err != nil {
 		return nil, req.err
 	}
@@ -407,6 +412,7 @@ func (s *Store) AppendLocal(ctx context.Context, cs *Changeset) (Version, Seq, e
 	if cs.Kind == KindData && len(cs.Changes) == 0 {
 		return 0, 0, invalidf("append local: a data changeset without changes")
 	}
+	start := time.Now()
 	s.localMu.Lock()
 	ver := Version(s.nextLocal.Load())
 	cs.Site, cs.Version, cs.Seq = s.site, ver, 0
@@ -439,6 +445,7 @@ func (s *Store) AppendLocal(ctx context.Context, cs *Changeset) (Version, Seq, e
 	s.nextLocal.CompareAndSwap(uint64(ver), uint64(ver)+1)
 	s.localMu.Unlock()
 	<-req.done
+	s.metrics.appendSeconds.Observe(time.Since(start).Seconds())
 	if req.err != nil {
 		return 0, 0, req.err
 	}
@@ -474,7 +481,11 @@ func (s *Store) commitLoop() {
 				break more
 			}
 		}
-		s.commit(batch)
+		start := time.Now()
+		if s.commit(batch) {
+			s.metrics.commitSeconds.Observe(time.Since(start).Seconds())
+			s.metrics.batchAppends.Observe(float64(len(batch)))
+		}
 		for i := range batch {
 			close(batch[i].done)
 			batch[i] = nil
@@ -503,8 +514,9 @@ type pubOp struct {
 	first, last uint64
 }
 
-// commit writes one group of requests as one Pebble batch with one sync.
-func (s *Store) commit(reqs []*appendReq) {
+// commit writes one group of requests as one Pebble batch with one sync; it reports whether
+// it wrote (and synced) anything.
+func (s *Store) commit(reqs []*appendReq) bool {
 	s.mu.RLock()
 	failed := s.failed
 	lastSeq := s.lastSeq
@@ -513,7 +525,7 @@ func (s *Store) commit(reqs []*appendReq) {
 		for _, r := range reqs {
 			r.err = failed
 		}
-		return
+		return false
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
@@ -574,7 +586,7 @@ func (s *Store) commit(reqs []*appendReq) {
 		}
 	}
 	if len(ops) == 0 {
-		return
+		return false
 	}
 	for site := range dirtySites {
 		b.Set(vectorKey(site), appendRanges(nil, s.work.Sites[site].Versions), nil)
@@ -604,7 +616,7 @@ func (s *Store) commit(reqs []*appendReq) {
 				r.err = s.failed
 			}
 		}
-		return
+		return false
 	}
 	for _, op := range ops {
 		s.vec.AddPart(op.site, op.ver, op.lastSeq, op.first, op.last)
@@ -616,6 +628,7 @@ func (s *Store) commit(reqs []*appendReq) {
 		s.notify = make(chan struct{})
 	}
 	s.mu.Unlock()
+	return true
 }
 
 type partKey struct {
