@@ -147,7 +147,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	s := &Store{
 		db: db, maxPart: opts.MaxPartChanges, wopts: pebble.Sync, logger: logger, hlc: NewHLC(), readOnly: opts.ReadOnly,
 		metrics: newStoreMetrics(),
-		reqs: make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{}),
+		reqs:    make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{}),
 		closedCh: make(chan struct{}), notify: make(chan struct{}),
 	}
 	if s.maxPart <= 0 {
