@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -52,8 +53,9 @@ type Agent struct {
 	subs    *subs.Engine // agent_subs.go
 	srv     *api.Server
 
-	stopBroadcast context.CancelFunc
-	broadcastDone chan struct{}
+	// broadcaster is the cluster the materializer's OnCommit hands local changesets to; it
+	// is set once gossip is open (no local write can happen before the API opens after it).
+	broadcaster atomic.Pointer[clusterNode]
 
 	// standalone runs without gossip (in-process tests that move changes themselves).
 	standalone bool
@@ -109,6 +111,8 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	mcfg.Schema = schema
 	mcfg.FoldBatch, mcfg.ReadConns = a.cfg.DB.FoldBatch, a.cfg.DB.ReadConns
 	mcfg.Logger = a.logger
+	mcfg.Registerer = a.reg
+	mcfg.OnCommit = a.broadcast
 	a.mat = materializer.New(a.store, mcfg)
 	if err := a.mat.Open(ctx); err != nil {
 		if errors.Is(err, materializer.ErrSchema) || errors.Is(err, materializer.ErrSchemaConflict) {
@@ -131,6 +135,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 			ln.Close()
 			return err
 		}
+		a.broadcaster.Store(&a.cluster)
 	}
 
 	acfg := api.DefaultConfig()
@@ -148,37 +153,22 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 		ln.Close()
 		return &usageError{err}
 	}
-	if a.cluster != nil {
-		a.startBroadcast()
-	}
 	a.logger.Info("agent ready", "site", a.store.SiteID().String(), "api", a.srv.Addr().String(),
 		"data_dir", a.cfg.DataDir, "tables", len(a.mat.Tables()))
 	return nil
 }
 
-// startBroadcast hands every local changeset to gossip as soon as the log has it. It tails
-// the log from its end at start; local versions written before a crash that were never
-// broadcast reach the other nodes through sync.
-func (a *Agent) startBroadcast() {
-	ctx, cancel := context.WithCancel(context.Background())
-	a.stopBroadcast = cancel
-	a.broadcastDone = make(chan struct{})
-	self := a.store.SiteID()
-	from := a.store.LastSeq()
-	go func() {
-		defer close(a.broadcastDone)
-		for cs, err := range a.store.Tail(ctx, from) {
-			if err != nil {
-				if ctx.Err() == nil && !errors.Is(err, log.ErrClosed) {
-					a.logger.Error("broadcast: tail the log", "err", err)
-				}
-				return
-			}
-			if cs.Site == self {
-				a.cluster.Broadcast(cs)
-			}
-		}
-	}()
+// broadcast is the materializer's OnCommit: it hands each local changeset, durable and
+// committed, to gossip. Gossip never blocks (full queues drop; sync repairs), so neither does
+// the materializer's hook goroutine.
+func (a *Agent) broadcast(css []*log.Changeset) {
+	c := a.broadcaster.Load()
+	if c == nil {
+		return
+	}
+	for _, cs := range css {
+		(*c).Broadcast(cs)
+	}
 }
 
 // checkClusterID pins a data dir to its cluster: a dir made for one cluster is refused in
@@ -266,10 +256,7 @@ func (a *Agent) Close() error {
 		if a.srv != nil {
 			errs = append(errs, a.srv.Close())
 		}
-		if a.stopBroadcast != nil {
-			a.stopBroadcast()
-			<-a.broadcastDone
-		}
+		a.broadcaster.Store(nil)
 		if a.cluster != nil {
 			errs = append(errs, a.cluster.Close())
 		}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// cli runs a command in-process and returns its stdout; it fails the test on an error.
+func cli(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := cliErr(t, args...)
+	if err != nil {
+		t.Fatalf("patina %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+func cliErr(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	m := &Main{Stdout: &out, Stderr: &errb}
+	err := m.Run(context.Background(), args)
+	return out.String(), err
+}
+
+// TestClientCommands drives every client command against an in-process agent, then the
+// offline ones on its stopped data dir.
+func TestClientCommands(t *testing.T) {
+	a := startTestAgent(t, nil)
+	addr := a.APIAddr()
+	dir := t.TempDir()
+	schemaDir := filepath.Join(dir, "schema")
+	os.MkdirAll(schemaDir, 0o755)
+	os.WriteFile(filepath.Join(schemaDir, "001_apps.sql"), []byte("CREATE TABLE apps (id INTEGER PRIMARY KEY NOT NULL, name TEXT, cpu REAL);\n"), 0o644)
+	os.WriteFile(filepath.Join(schemaDir, "002_idx.sql"), []byte("CREATE INDEX apps_name ON apps (name);\n"), 0o644)
+
+	if out := cli(t, "migrate", "--api-addr", addr, schemaDir); !strings.Contains(out, "2 statement(s) changed the schema") {
+		t.Errorf("migrate: %q", out)
+	}
+	if out := cli(t, "migrate", "--api-addr", addr, schemaDir); !strings.Contains(out, "0 statement(s)") {
+		t.Errorf("migrate again: %q", out)
+	}
+	out := cli(t, "exec", "--api-addr", addr, "INSERT INTO apps (id, name, cpu) VALUES (1, 'web', 0.5)", `["INSERT INTO apps (id, name, cpu) VALUES (?, ?, ?)", [2, "db\tmain", 2.0]]`)
+	if !strings.Contains(out, "statement 1: 1 row(s) affected") || !strings.Contains(out, "version 1 of site "+a.SiteID().String()) {
+		t.Errorf("exec: %q", out)
+	}
+	if out := cli(t, "exec", "--api-addr", addr, "--json", "UPDATE apps SET cpu = ? WHERE id = ?", "-p", "1.5", "-p", "1"); !strings.Contains(out, `"version": 2`) {
+		t.Errorf("exec --json: %q", out)
+	}
+	if _, err := cliErr(t, "exec", "--api-addr", addr, "INSERT INTO nope VALUES (1)"); exitCode(err) != 2 || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("exec of bad SQL: %v (exit %d), want exit 2", err, exitCode(err))
+	}
+
+	table := cli(t, "query", "--api-addr", addr, "SELECT id, name, cpu FROM apps ORDER BY id")
+	for _, want := range []string{"id  name", "1   web", `db\tmain`, "2.0", "(2 row(s))"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("query table lacks %q:\n%s", want, table)
+		}
+	}
+	js := cli(t, "query", "--api-addr", addr, "-o", "json", "SELECT id, cpu, NULL AS n, X'0A' AS b FROM apps WHERE id = ?", "-p", "2")
+	if strings.TrimSpace(js) != `{"id":2,"cpu":2.0,"n":null,"b":[10]}` {
+		t.Errorf("query json = %q", js)
+	}
+
+	tail := cli(t, "tail", "--api-addr", addr, "--follow=false", "-o", "summary")
+	if n := strings.Count(tail, "\n"); n != 2 || !strings.Contains(tail, "seq 2 site "+a.SiteID().String()+" version 2: 1 change(s)") {
+		t.Errorf("tail summary (%d lines):\n%s", n, tail)
+	}
+	tailJSON := cli(t, "tail", "--api-addr", addr, "--follow=false", "--since", "1")
+	var cs struct {
+		Seq     int `json:"seq"`
+		Changes []struct {
+			CID string          `json:"cid"`
+			Val json.RawMessage `json:"val"`
+		} `json:"changes"`
+	}
+	if err := json.Unmarshal([]byte(tailJSON), &cs); err != nil || cs.Seq != 2 || len(cs.Changes) != 1 || string(cs.Changes[0].Val) != "1.5" {
+		t.Errorf("tail --since 1 = %q (%v)", tailJSON, err)
+	}
+
+	var st struct {
+		Heads map[string]int `json:"heads"`
+	}
+	if err := json.Unmarshal([]byte(cli(t, "sync", "state", "--api-addr", addr)), &st); err != nil || st.Heads[a.SiteID().String()] != 2 {
+		t.Errorf("sync state heads = %v (%v)", st.Heads, err)
+	}
+	if out := cli(t, "members", "--api-addr", addr); !strings.Contains(out, a.SiteID().String()) || !strings.Contains(out, "alive (self)") {
+		t.Errorf("members: %q", out)
+	}
+	if _, err := cliErr(t, "members", "--api-addr", "127.0.0.1:1"); exitCode(err) != 1 {
+		t.Errorf("members of no agent: %v, exit %d, want 1", err, exitCode(err))
+	}
+
+	// Offline commands on the stopped data dir.
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ins := cli(t, "log", "inspect", "--data-dir", a.cfg.DataDir, "--check")
+	if !strings.Contains(ins, a.SiteID().String()) || !strings.Contains(ins, "check: ok") {
+		t.Errorf("log inspect:\n%s", ins)
+	}
+	lines := cli(t, "log", "inspect", "--data-dir", a.cfg.DataDir, "--changesets-only")
+	if strings.Count(lines, "\n") != 2 {
+		t.Errorf("log inspect --changesets-only:\n%s", lines)
+	}
+	if out := cli(t, "rebuild", "--data-dir", a.cfg.DataDir, "-q"); !strings.Contains(out, "2 changesets") {
+		t.Errorf("rebuild: %q", out)
+	}
+}
+
+func TestTLSCommands(t *testing.T) {
+	dir := t.TempDir()
+	cli(t, "tls", "ca", "--out-dir", dir)
+	ca, key := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+	cli(t, "tls", "server", "--out-dir", dir, "--ca", ca, "--ca-key", key, "--host", "127.0.0.1", "--host", "node1")
+	cli(t, "tls", "client", "--out-dir", dir, "--ca", ca, "--ca-key", key)
+	for _, base := range []string{"server", "client"} {
+		if _, err := tls.LoadX509KeyPair(filepath.Join(dir, base+".pem"), filepath.Join(dir, base+"-key.pem")); err != nil {
+			t.Errorf("%s pair: %v", base, err)
+		}
+	}
+	if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("CA key mode: %v %v", st.Mode(), err)
+	}
+	if _, err := cliErr(t, "tls", "ca", "--out-dir", dir); exitCode(err) != 2 || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("overwriting the CA: %v, want exit 2 mentioning --force", err)
+	}
+	if _, err := cliErr(t, "tls", "server", "--out-dir", dir, "--ca", filepath.Join(dir, "server.pem"), "--ca-key", filepath.Join(dir, "server-key.pem"), "--force"); exitCode(err) != 2 {
+		t.Errorf("signing with a non-CA: %v, want exit 2", err)
+	}
+}
