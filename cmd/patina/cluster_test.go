@@ -1,0 +1,585 @@
+package main
+
+// Multi-process cluster tests: real `patina agent` processes on 127.0.0.1, written to
+// through the HTTP API, compared by full dumps of their SQLite views (tables and clock
+// tables). Helpers here are prefixed cl so that they never collide with other test files.
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/patinadb/patina/api/client"
+	"github.com/patinadb/patina/internal/testutil"
+	"github.com/patinadb/patina/log"
+)
+
+const clSchema = "CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, v TEXT, node INTEGER, n INTEGER DEFAULT 0);\n"
+
+// clBuf collects a process's output for failure messages.
+type clBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *clBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *clBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// clNode is one agent of a test cluster; it keeps its data dir and addresses across
+// restarts.
+type clNode struct {
+	t         *testing.T
+	bin       string
+	idx       int
+	site      log.SiteID
+	clusterID string
+	dir       string
+	cfgPath   string
+	api       string
+	gossip    string
+	quic      string
+	bootstrap []string
+
+	cmd  *exec.Cmd
+	out  *clBuf
+	done chan struct{}
+	cl   *client.Client
+}
+
+type clCluster struct {
+	t     *testing.T
+	bin   string
+	nodes []*clNode
+}
+
+// clBuild builds the binary once for all subtests of t.
+func clBuild(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "patina")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// newClNode prepares (but does not start) a node with its own dir, config and addresses.
+func newClNode(t *testing.T, bin string, idx int, clusterID string) *clNode {
+	t.Helper()
+	dir := t.TempDir()
+	n := &clNode{t: t, bin: bin, idx: idx, site: log.NewSiteID(), clusterID: clusterID, dir: dir,
+		cfgPath: filepath.Join(dir, "patina.toml"), api: testutil.FreeAddr(t), gossip: testutil.FreeAddr(t),
+		quic: testutil.FreeUDPAddr(t)}
+	if err := os.WriteFile(filepath.Join(dir, "schema.sql"), []byte(clSchema), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.setFaults(nil)
+	t.Cleanup(func() {
+		if n.running() {
+			_ = n.cmd.Process.Kill()
+			<-n.done
+		}
+		if t.Failed() && n.out != nil {
+			t.Logf("node %d output (last 4 KB):\n%s", n.idx, tail(n.out.String(), 4096))
+		}
+	})
+	return n
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// setFaults writes the node's config file with the testing-only fault section (rules as
+// TOML tables); the running agent re-reads it on SIGHUP.
+func (n *clNode) setFaults(rules []string) {
+	n.t.Helper()
+	var b strings.Builder
+	b.WriteString("[gossip.fault]\nenabled = true\n")
+	for _, r := range rules {
+		b.WriteString("[[gossip.fault.rules]]\n" + r + "\n")
+	}
+	if err := os.WriteFile(n.cfgPath, []byte(b.String()), 0o644); err != nil {
+		n.t.Fatal(err)
+	}
+	if n.running() {
+		if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			n.t.Fatal(err)
+		}
+	}
+}
+
+func (n *clNode) running() bool {
+	if n.done == nil {
+		return false
+	}
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (n *clNode) start() {
+	n.t.Helper()
+	args := []string{"agent", "-c", n.cfgPath, "--data-dir", filepath.Join(n.dir, "data"), "--site-id", n.site.String(),
+		"--cluster-id", n.clusterID, "--schema", filepath.Join(n.dir, "schema.sql"), "--api-addr", n.api,
+		"--gossip-addr", n.gossip, "--quic-addr", n.quic, "--log-level", "info", "--gossip-sync-interval", "500ms"}
+	for _, b := range n.bootstrap {
+		args = append(args, "--bootstrap", b)
+	}
+	if n.out == nil {
+		n.out = &clBuf{}
+	}
+	fmt.Fprintf(n.out, "---- start %v\n", time.Now().Format(time.RFC3339Nano))
+	n.cmd = exec.Command(n.bin, args...)
+	n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
+	if err := n.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	n.done = done
+	cmd := n.cmd
+	go func() { _ = cmd.Wait(); close(done) }()
+	cl, err := client.New(n.api)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.cl = cl
+	testutil.WaitFor(n.t, 60*time.Second, fmt.Sprintf("node %d's health", n.idx), func() bool {
+		if !n.running() {
+			n.t.Fatalf("node %d exited at start:\n%s", n.idx, tail(n.out.String(), 4096))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := cl.Health(ctx, nil)
+		return err == nil
+	})
+}
+
+// stop ends the process with sig (SIGTERM: graceful; SIGKILL: a crash) and waits for it.
+func (n *clNode) stop(sig syscall.Signal) {
+	n.t.Helper()
+	if !n.running() {
+		return
+	}
+	if err := n.cmd.Process.Signal(sig); err != nil {
+		n.t.Fatal(err)
+	}
+	select {
+	case <-n.done:
+	case <-time.After(60 * time.Second):
+		n.t.Fatalf("node %d did not stop on %v", n.idx, sig)
+	}
+}
+
+// startCluster starts count nodes of clusterID; each bootstraps through all the others.
+func startCluster(t *testing.T, bin string, count int, clusterID string) *clCluster {
+	t.Helper()
+	c := &clCluster{t: t, bin: bin}
+	for i := range count {
+		c.nodes = append(c.nodes, newClNode(t, bin, i, clusterID))
+	}
+	for _, n := range c.nodes {
+		for _, o := range c.nodes {
+			if o != n {
+				n.bootstrap = append(n.bootstrap, o.gossip)
+			}
+		}
+	}
+	for _, n := range c.nodes {
+		n.start()
+	}
+	c.waitMembers(c.nodes)
+	return c
+}
+
+// waitMembers waits until each node lists every node of nodes as alive.
+func (c *clCluster) waitMembers(nodes []*clNode) {
+	c.t.Helper()
+	testutil.WaitFor(c.t, 60*time.Second, fmt.Sprintf("%d nodes to see each other", len(nodes)), func() bool {
+		for _, n := range nodes {
+			ms, err := n.cl.Members(context.Background())
+			if err != nil {
+				return false
+			}
+			alive := 0
+			for _, m := range ms {
+				if m.State == "alive" {
+					alive++
+				}
+			}
+			if alive != len(nodes) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// clWriter writes to one node: upserts and deletes over a small shared key space, so that
+// nodes conflict on purpose. It records the highest version each node acknowledged.
+type clWriter struct {
+	mu    sync.Mutex
+	heads map[log.SiteID]log.Version
+	acks  int
+}
+
+func newClWriter() *clWriter { return &clWriter{heads: map[log.SiteID]log.Version{}} }
+
+func (w *clWriter) write(ctx context.Context, n *clNode, rng *rand.Rand) error {
+	id := rng.IntN(40)
+	var st client.Statement
+	switch rng.IntN(10) {
+	case 0:
+		st = client.Stmt("DELETE FROM t WHERE id = ?", id)
+	case 1, 2:
+		st = client.Stmt("UPDATE t SET n = n + 1, node = ? WHERE id = ?", n.idx, id)
+	default:
+		st = client.Stmt("INSERT INTO t (id, v, node) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET v = excluded.v, node = excluded.node",
+			id, fmt.Sprintf("n%d-%d", n.idx, rng.IntN(1000)), n.idx)
+	}
+	res, err := n.cl.Exec(ctx, client.Options{}, st)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.acks++
+	if res.Version > w.heads[n.site] {
+		w.heads[n.site] = res.Version
+	}
+	return nil
+}
+
+// writeAll writes count transactions on each of nodes concurrently.
+func (c *clCluster) writeAll(w *clWriter, nodes []*clNode, count int) {
+	c.t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(nodes))
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(n.idx), uint64(time.Now().UnixNano())))
+			for range count {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				err := w.write(ctx, n, rng)
+				cancel()
+				if err != nil {
+					errs <- fmt.Errorf("write on node %d: %w", n.idx, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		c.t.Fatal(err)
+	}
+}
+
+// waitConverged waits until every node of nodes holds every version acknowledged to w,
+// with equal heads and nothing missing, as GET /v1/sync/state shows.
+func (c *clCluster) waitConverged(w *clWriter, nodes []*clNode, timeout time.Duration) {
+	c.t.Helper()
+	w.mu.Lock()
+	want := maps.Clone(w.heads)
+	w.mu.Unlock()
+	var last string
+	err := testutil.Poll(timeout, func() bool {
+		var first map[log.SiteID]log.Version
+		for _, n := range nodes {
+			st, err := n.cl.SyncState(context.Background())
+			if err != nil {
+				last = err.Error()
+				return false
+			}
+			if len(st.Need) > 0 || len(st.PartialNeed) > 0 {
+				last = fmt.Sprintf("node %d needs %v %v", n.idx, st.Need, st.PartialNeed)
+				return false
+			}
+			for s, v := range want {
+				if st.Heads[s] < v {
+					last = fmt.Sprintf("node %d has %v at %d, want %d", n.idx, s, st.Heads[s], v)
+					return false
+				}
+			}
+			if first == nil {
+				first = st.Heads
+			} else if !maps.Equal(first, st.Heads) {
+				last = fmt.Sprintf("node %d heads %v differ from %v", n.idx, st.Heads, first)
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		c.t.Fatalf("cluster did not converge: %v; last: %s", err, last)
+	}
+}
+
+// compareDumps stops nodes gracefully and compares full dumps of their views: every user
+// table and every clock table, row by row.
+func (c *clCluster) compareDumps(nodes []*clNode) {
+	c.t.Helper()
+	for _, n := range nodes {
+		n.stop(syscall.SIGTERM)
+	}
+	d0 := clDump(c.t, filepath.Join(nodes[0].dir, "data", "views.db"))
+	if len(d0["t"]) == 0 || len(d0["__patina_clock_t"]) == 0 {
+		c.t.Fatalf("node 0's dump has no rows: %v", d0)
+	}
+	for _, n := range nodes[1:] {
+		d := clDump(c.t, filepath.Join(n.dir, "data", "views.db"))
+		for _, table := range slices.Sorted(maps.Keys(d0)) {
+			if !slices.Equal(d0[table], d[table]) {
+				c.t.Fatalf("table %s differs between node 0 and node %d:\n%s\nvs\n%s", table, n.idx,
+					strings.Join(d0[table], "\n"), strings.Join(d[table], "\n"))
+			}
+		}
+		if len(d) != len(d0) {
+			c.t.Fatalf("node %d has tables %v, node 0 %v", n.idx, slices.Sorted(maps.Keys(d)), slices.Sorted(maps.Keys(d0)))
+		}
+	}
+}
+
+// clDump reads user tables and clock tables of a view file, rows sorted.
+func clDump(t *testing.T, path string) map[string][]string {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		// Node-local bookkeeping (fold position, site id) differs by design; the data and
+		// its clocks must not.
+		if !strings.HasPrefix(name, "__patina") || strings.HasPrefix(name, "__patina_clock_") {
+			tables = append(tables, name)
+		}
+	}
+	rows.Close()
+	out := map[string][]string{}
+	for _, name := range tables {
+		rows, err := db.Query(fmt.Sprintf(`SELECT * FROM %q`, name))
+		if err != nil {
+			t.Fatalf("dump %s: %v", name, err)
+		}
+		cols, err := rows.Columns()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, fmt.Sprintf("%#v", vals))
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+		slices.Sort(lines)
+		out[name] = lines
+	}
+	return out
+}
+
+// metric reads one sample of the agent's /metrics page (0 when absent).
+func (n *clNode) metric(name string) float64 {
+	n.t.Helper()
+	text, err := n.cl.Metrics(context.Background())
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
+}
+
+// TestCluster runs real agent processes. Each subtest makes its own cluster.
+func TestCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster tests")
+	}
+	bin := clBuild(t)
+
+	for _, size := range []int{3, 5} {
+		t.Run(fmt.Sprintf("converge %d nodes", size), func(t *testing.T) {
+			c := startCluster(t, bin, size, "conv")
+			w := newClWriter()
+			c.writeAll(w, c.nodes, 60)
+			c.waitConverged(w, c.nodes, 60*time.Second)
+			c.compareDumps(c.nodes)
+		})
+	}
+
+	t.Run("sigkill and restart", func(t *testing.T) {
+		c := startCluster(t, bin, 3, "kill")
+		w := newClWriter()
+		victim := c.nodes[2]
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.writeAll(w, c.nodes[:2], 80)
+		}()
+		c.writeAll(w, []*clNode{victim}, 20)
+		victim.stop(syscall.SIGKILL)
+		wg.Wait()
+		victim.start()
+		c.writeAll(w, c.nodes, 10)
+		c.waitConverged(w, c.nodes, 60*time.Second)
+		c.compareDumps(c.nodes)
+	})
+
+	t.Run("late joiner", func(t *testing.T) {
+		c := startCluster(t, bin, 3, "late")
+		w := newClWriter()
+		c.writeAll(w, c.nodes, 40)
+		late := newClNode(t, bin, 3, "late")
+		late.bootstrap = []string{c.nodes[1].gossip}
+		late.start()
+		c.nodes = append(c.nodes, late)
+		c.waitMembers(c.nodes)
+		c.waitConverged(w, c.nodes, 60*time.Second)
+		c.compareDumps(c.nodes)
+	})
+
+	t.Run("partition 2+3 heals", func(t *testing.T) {
+		c := startCluster(t, bin, 5, "part")
+		w := newClWriter()
+		c.writeAll(w, c.nodes, 10)
+		c.waitConverged(w, c.nodes, 60*time.Second)
+		a, b := c.nodes[:2], c.nodes[2:]
+		block := func(side, other []*clNode) {
+			var peers []string
+			for _, o := range other {
+				peers = append(peers, strconv.Quote(o.site.String()))
+			}
+			for _, n := range side {
+				n.setFaults([]string{"peers = [" + strings.Join(peers, ", ") + "]\nblock = true"})
+			}
+		}
+		block(a, b)
+		block(b, a)
+		wa, wb := newClWriter(), newClWriter()
+		c.writeAll(wa, a, 30)
+		c.writeAll(wb, b, 30)
+		c.waitConverged(wa, a, 60*time.Second)
+		c.waitConverged(wb, b, 60*time.Second)
+		// While cut, neither side has the other's new writes.
+		for _, n := range a {
+			st, err := n.cl.SyncState(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for s, v := range wb.heads {
+				if st.Heads[s] >= v {
+					t.Fatalf("node %d got %v/%d across the partition", n.idx, s, v)
+				}
+			}
+		}
+		for _, n := range c.nodes {
+			n.setFaults(nil)
+		}
+		for _, x := range []*clWriter{wa, wb} {
+			for s, v := range x.heads {
+				w.heads[s] = max(w.heads[s], v)
+			}
+		}
+		c.waitMembers(c.nodes)
+		c.waitConverged(w, c.nodes, 90*time.Second)
+		c.compareDumps(c.nodes)
+	})
+
+	t.Run("other cluster id never exchanges data", func(t *testing.T) {
+		c := startCluster(t, bin, 2, "blue")
+		stranger := newClNode(t, bin, 9, "green")
+		stranger.bootstrap = []string{c.nodes[0].gossip}
+		stranger.start()
+		w, ws := newClWriter(), newClWriter()
+		c.writeAll(w, c.nodes, 10)
+		c.writeAll(ws, []*clNode{stranger}, 10)
+		c.waitConverged(w, c.nodes, 60*time.Second)
+		c.waitConverged(ws, []*clNode{stranger}, 60*time.Second)
+		rounds := c.nodes[0].metric("patina_gossip_sync_rounds_total")
+		testutil.WaitFor(t, 60*time.Second, "refusals and further sync rounds", func() bool {
+			return c.nodes[0].metric("patina_gossip_refused_peers_total") > 0 &&
+				c.nodes[0].metric("patina_gossip_sync_rounds_total") >= rounds+3
+		})
+		for _, n := range append(slices.Clone(c.nodes), stranger) {
+			st, err := n.cl.SyncState(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(st.Heads) != 1 && n == stranger || len(st.Heads) != 2 && n != stranger {
+				t.Fatalf("node %d holds sites %v: data crossed clusters", n.idx, st.Heads)
+			}
+			ms, err := n.cl.Members(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 2
+			if n == stranger {
+				want = 1
+			}
+			if len(ms) != want {
+				t.Fatalf("node %d lists %d members, want %d: %+v", n.idx, len(ms), want, ms)
+			}
+		}
+	})
+}
