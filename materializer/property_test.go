@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -119,9 +121,15 @@ func deliver(tb testing.TB, r *rand.Rand, src, dst *node, all bool) {
 // in random orders with duplicates; every replica must end with identical tables and clock
 // tables, and a rebuild from each log must give the same state again.
 func TestPropertyConvergence(t *testing.T) {
-	rounds := 24
+	rounds := 12
 	if testing.Short() {
-		rounds = 6
+		rounds = 4
+	}
+	if s := os.Getenv("PATINA_PROPERTY_ROUNDS"); s != "" {
+		// Longer runs when hunting: PATINA_PROPERTY_ROUNDS=500 go test -run Property.
+		if n, err := strconv.Atoi(s); err == nil {
+			rounds = n
+		}
 	}
 	for seed := range rounds {
 		t.Run(fmt.Sprintf("seed-%d", seed), func(t *testing.T) {

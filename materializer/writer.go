@@ -49,7 +49,11 @@ func (m *Materializer) writerLoop() {
 			case r := <-m.reqs:
 				batch = append(batch, r)
 			case <-m.wake:
-				if d := m.cfg.FoldDelay; d > 0 && uint64(m.store.LastSeq()-m.FoldPosition()) < uint64(m.cfg.FoldBatch) {
+				backlog := m.store.LastSeq() - m.FoldPosition()
+				if m.store.LastSeq() <= m.FoldPosition() {
+					continue // a stale wake: our own local appends also wake us
+				}
+				if d := m.cfg.FoldDelay; d > 0 && uint64(backlog) < uint64(m.cfg.FoldBatch) {
 					// A short wait lets concurrent appends join this fold transaction.
 					t := time.NewTimer(d)
 					select {

@@ -1,0 +1,201 @@
+package materializer
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/patinadb/patina/log"
+)
+
+var benchSchema = []string{"CREATE TABLE kv (id INTEGER PRIMARY KEY NOT NULL, a TEXT, b INTEGER, c REAL)"}
+
+// openBenchNode opens a node whose log syncs for real (benchmarks of the durable path).
+func openBenchNode(b *testing.B, schema []string, noSync bool) *node {
+	b.Helper()
+	dir := b.TempDir()
+	st, err := log.Open(filepath.Join(dir, "log"), log.Options{NoSync: noSync})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := DefaultConfig(filepath.Join(dir, "views.db"))
+	cfg.Schema = schema
+	m := New(st, cfg)
+	if err := m.Open(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	n := &node{dir: dir, store: st, m: m, cfg: cfg}
+	b.Cleanup(n.close)
+	return n
+}
+
+// BenchmarkLocalTx: single-row local transactions (durable log append + SQLite commit),
+// from 1 and 32 concurrent callers.
+func BenchmarkLocalTx(b *testing.B) {
+	for _, callers := range []int{1, 32} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			n := openBenchNode(b, benchSchema, false)
+			var next atomic.Int64
+			lat := make([]time.Duration, b.N)
+			b.ResetTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			for range callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							return
+						}
+						t0 := time.Now()
+						_, err := n.m.Transact(context.Background(), []Statement{{
+							SQL:    "INSERT INTO kv (id, a, b, c) VALUES (?, ?, ?, ?)",
+							Params: []log.Value{log.Integer(i), log.Text("value"), log.Integer(i * 7), log.Real(1.5)},
+						}})
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						lat[i] = time.Since(t0)
+					}
+				}()
+			}
+			wg.Wait()
+			el := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/el.Seconds(), "tx/s")
+			reportLatency(b, lat)
+		})
+	}
+}
+
+func reportLatency(b *testing.B, lat []time.Duration) {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	if len(lat) == 0 {
+		return
+	}
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1e3, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1e3, "p99-ms")
+}
+
+// BenchmarkLocalTx100Rows: local transactions of 100 single-row inserts each.
+func BenchmarkLocalTx100Rows(b *testing.B) {
+	n := openBenchNode(b, benchSchema, false)
+	stmts := make([]Statement, 100)
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		for j := range stmts {
+			id := int64(i*100 + j)
+			stmts[j] = Statement{SQL: "INSERT INTO kv (id, a, b, c) VALUES (?, ?, ?, ?)",
+				Params: []log.Value{log.Integer(id), log.Text("value"), log.Integer(id), log.Real(2.5)}}
+		}
+		if _, err := n.m.Transact(context.Background(), stmts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	el := time.Since(start)
+	b.ReportMetric(float64(b.N)/el.Seconds(), "tx/s")
+	b.ReportMetric(float64(b.N*100)/el.Seconds(), "rows/s")
+}
+
+var foldSchema = []string{"CREATE TABLE wide (id INTEGER PRIMARY KEY NOT NULL, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9)"}
+
+// remoteChangesets makes count changesets of a remote site, rowsPer rows of 10 columns
+// each; every other changeset updates rows of an earlier one (col_version 2), the others
+// insert new rows.
+func remoteChangesets(count, rowsPer int) []*log.Changeset {
+	site := log.SiteID{0xAB, 1}
+	out := make([]*log.Changeset, 0, count)
+	nextID := int64(0)
+	for v := range count {
+		cs := &log.Changeset{Site: site, Version: log.Version(v + 1), TS: log.Timestamp(v + 1)}
+		update := v%2 == 1
+		for r := range rowsPer {
+			id := nextID
+			cv := uint64(1)
+			if update {
+				id = int64((v-1)*rowsPer/2 + r) // rows inserted by earlier changesets
+				cv = 2
+			} else {
+				nextID++
+			}
+			pk := log.MustPackPK(log.Integer(id))
+			for c := range 10 {
+				var val log.Value
+				switch c % 3 {
+				case 0:
+					val = log.Integer(int64(v*1000 + c))
+				case 1:
+					val = log.Text(fmt.Sprintf("v%d-%d", v, c))
+				default:
+					val = log.Real(float64(v) + 0.5)
+				}
+				cs.Changes = append(cs.Changes, log.Change{Table: "wide", PK: pk, CID: fmt.Sprintf("c%d", c),
+					Val: val, ColVersion: cv, CL: 1, Seq: uint64(len(cs.Changes))})
+			}
+		}
+		cs.LastSeq = uint64(len(cs.Changes) - 1)
+		cs.Seqs = log.SeqRange{First: 0, Last: cs.LastSeq}
+		out = append(out, cs)
+	}
+	return out
+}
+
+// BenchmarkFold: the remote fold rate in cells/s. The changesets are in the log before the
+// view opens, so the timed part is exactly the fold (Open refolds the backlog).
+func BenchmarkFold(b *testing.B) {
+	const rowsPer = 10
+	css := remoteChangesets(max(b.N, 2), rowsPer)
+	dir := b.TempDir()
+	st, err := log.Open(filepath.Join(dir, "log"), log.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	for i := 0; i < len(css); i += 512 {
+		if _, err := st.Append(context.Background(), css[i:min(i+512, len(css))]...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cfg := DefaultConfig(filepath.Join(dir, "views.db"))
+	cfg.Schema = foldSchema
+	m := New(st, cfg)
+	b.ResetTimer()
+	start := time.Now()
+	if err := m.Open(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	defer m.Close()
+	cells := len(css) * rowsPer * 10
+	b.ReportMetric(float64(cells)/el.Seconds(), "cells/s")
+}
+
+// BenchmarkRebuild: rebuilding a view from a log of remote changesets, in cells/s.
+func BenchmarkRebuild(b *testing.B) {
+	const rowsPer = 10
+	css := remoteChangesets(max(b.N, 2), rowsPer)
+	n := openBenchNode(b, foldSchema, true)
+	for i := 0; i < len(css); i += 512 {
+		if _, err := n.m.Apply(context.Background(), css[i:min(i+512, len(css))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	start := time.Now()
+	if err := n.m.Rebuild(context.Background(), nil); err != nil {
+		b.Fatal(err)
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(len(css)*rowsPer*10)/el.Seconds(), "cells/s")
+}
