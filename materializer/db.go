@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/patinadb/patina/log"
 	sqlite "modernc.org/sqlite"
@@ -87,6 +88,11 @@ func scanValues(rows *sql.Rows, dst []log.Value, tmp []any) error {
 		return err
 	}
 	for i := range tmp {
+		if t, ok := tmp[i].(time.Time); ok {
+			// The driver turns the text of columns declared exactly DATE, DATETIME or
+			// TIMESTAMP into time.Time; give it back as SQLite's canonical text.
+			tmp[i] = formatSQLiteTime(t)
+		}
 		v, err := log.FromSQL(tmp[i])
 		if err != nil {
 			return err
@@ -136,4 +142,11 @@ func classify(err error) error {
 	// Everything else a user statement can fail with (syntax, unknown table or column, wrong
 	// parameter count from database/sql) is the statement's fault.
 	return fmt.Errorf("%w: %v", ErrBadStatement, err)
+}
+
+func formatSQLiteTime(t time.Time) string {
+	if _, off := t.Zone(); off != 0 {
+		return t.Format("2006-01-02 15:04:05.999999999-07:00")
+	}
+	return t.Format("2006-01-02 15:04:05.999999999")
 }

@@ -15,6 +15,7 @@ import (
 const (
 	metaTable    = "__patina_meta"
 	pendingTable = "__patina_pending"
+	failedTable  = "__patina_failed"
 	captureTable = "temp.__patina_cap"
 	captureOn    = "temp.__patina_on"
 )
@@ -24,6 +25,8 @@ var internalDDL = []string{
 	// Seqs of changesets that held changes for tables or columns the schema lacked; they are
 	// refolded after each migration.
 	"CREATE TABLE IF NOT EXISTS " + pendingTable + " (seq INTEGER PRIMARY KEY NOT NULL)",
+	// Changesets the view refused (see foldIsolated), for operators.
+	"CREATE TABLE IF NOT EXISTS " + failedTable + " (seq INTEGER PRIMARY KEY NOT NULL, site BLOB, version INTEGER, error TEXT)",
 }
 
 // setupCapture (re)creates the temp capture table and the capture triggers on the writer

@@ -552,3 +552,46 @@ func TestClosed(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// TestRefusedChangesetDoesNotStall: a remote changeset this node's schema refuses (NULL
+// into a NOT NULL column) is set aside with its reason; folding goes on.
+func TestRefusedChangesetDoesNotStall(t *testing.T) {
+	n := newNode(t, log.SiteID{1}, tSchema)
+	pk := log.MustPackPK(log.Integer(1))
+	bad := &log.Changeset{Site: log.SiteID{2}, Version: 1, Seqs: log.SeqRange{First: 0, Last: 0}, LastSeq: 0, Changes: []log.Change{
+		{Table: "t", PK: pk, CID: "y", Val: log.Null(), ColVersion: 1, CL: 1, Seq: 0},
+	}}
+	good := &log.Changeset{Site: log.SiteID{2}, Version: 2, Seqs: log.SeqRange{First: 0, Last: 0}, LastSeq: 0, Changes: []log.Change{
+		{Table: "t", PK: log.MustPackPK(log.Integer(2)), CID: "x", Val: log.Integer(5), ColVersion: 1, CL: 1, Seq: 0},
+	}}
+	if _, err := n.m.Apply(context.Background(), []*log.Changeset{bad, good}); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.query(t, "SELECT id, x, y FROM t"); len(got) != 1 || got[0][0].Int != 2 {
+		t.Fatalf("rows %v", fmtRows(got))
+	}
+	got := n.query(t, "SELECT version, error FROM __patina_failed")
+	if len(got) != 1 || got[0][0].Int != 1 || !strings.Contains(got[0][1].Text, "NOT NULL") {
+		t.Fatalf("failed table %v", fmtRows(got))
+	}
+	n.exec(t, "INSERT INTO t VALUES (3, 3, 'c')")
+	if _, err := n.m.Apply(context.Background(), []*log.Changeset{bad}); err != nil {
+		t.Fatal(err)
+	}
+	if n.m.FoldPosition() != n.store.LastSeq() {
+		t.Fatal("fold position behind")
+	}
+}
+
+func TestQueryDateColumns(t *testing.T) {
+	n := newNode(t, log.SiteID{1}, []string{"CREATE TABLE e (id INTEGER PRIMARY KEY NOT NULL, at DATETIME, d DATE)"})
+	n.exec(t, "INSERT INTO e VALUES (1, '2024-01-02 03:04:05', 'not a date'), (2, 17, NULL)")
+	got := n.query(t, "SELECT * FROM e ORDER BY id")
+	want := [][]log.Value{
+		{log.Integer(1), log.Text("2024-01-02 03:04:05"), log.Text("not a date")},
+		{log.Integer(2), log.Integer(17), log.Null()},
+	}
+	if !rowsEqual(got, want) {
+		t.Fatalf("got %s", fmtRows(got))
+	}
+}

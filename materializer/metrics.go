@@ -16,6 +16,7 @@ type metrics struct {
 	foldLatency prometheus.Histogram
 	cells       prometheus.Counter
 	commits     prometheus.Counter
+	failed      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,9 +37,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Cells (changes) folded or written locally."}),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_materializer_commits_total",
 			Help: "SQLite commits of the writer loop."}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_materializer_refused_changesets_total",
+			Help: "Changesets the view refused (kept in the log, listed in __patina_failed)."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits} {
+		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -145,7 +145,7 @@ func (m *Materializer) foldOnly(ctx context.Context) (int, error) {
 	}
 	var st foldState
 	for _, cs := range css {
-		if err := m.foldChangeset(ctx, cs, &st); err != nil {
+		if err := m.foldIsolated(ctx, cs, &st); err != nil {
 			w.c.ExecContext(context.Background(), "ROLLBACK")
 			return 0, fmt.Errorf("fold %v/%d: %w", cs.Site, cs.Version, err)
 		}

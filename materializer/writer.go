@@ -172,9 +172,9 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 	for _, cs := range css {
 		if m.ahead[cs.Seq] {
 			delete(m.ahead, cs.Seq)
-		} else if err := m.foldChangeset(ctx, cs, &st); err != nil {
+		} else if err := m.foldIsolated(ctx, cs, &st); err != nil {
 			rollback()
-			return 0, fmt.Errorf("fold %v/%d (seq %d): %w", cs.Site, cs.Version, cs.Seq, err)
+			return 0, err
 		}
 		pos = cs.Seq
 	}
@@ -273,4 +273,34 @@ func (m *Materializer) replay(ctx context.Context, after log.Seq) error {
 	m.foldPos = after
 	m.foldMu.Unlock()
 	return nil
+}
+
+// foldIsolated folds one changeset inside a savepoint. A changeset SQLite refuses (a value
+// that breaks a NOT NULL or CHECK constraint of this node's schema, say) is rolled back
+// alone, recorded in __patina_failed with the reason and logged, so that one bad changeset
+// can never stall the view; it stays in the log. Only an error of the savepoint machinery
+// itself is returned.
+func (m *Materializer) foldIsolated(ctx context.Context, cs *log.Changeset, st *foldState) error {
+	w := m.w
+	if _, err := w.exec(ctx, "SAVEPOINT patina_fold"); err != nil {
+		return err
+	}
+	rows, cells := len(st.rows), st.cells
+	ferr := m.foldChangeset(ctx, cs, st)
+	if ferr == nil {
+		_, err := w.exec(ctx, "RELEASE patina_fold")
+		return err
+	}
+	if _, err := w.exec(ctx, "ROLLBACK TO patina_fold"); err != nil {
+		return err
+	}
+	if _, err := w.exec(ctx, "RELEASE patina_fold"); err != nil {
+		return err
+	}
+	st.rows, st.cells = st.rows[:rows], cells
+	m.met.failed.Inc()
+	m.logger.Error("changeset refused by the view; kept in the log", "site", cs.Site, "version", cs.Version, "seq", cs.Seq, "err", ferr)
+	_, err := w.exec(ctx, "INSERT OR REPLACE INTO "+failedTable+" (seq, site, version, error) VALUES (?, ?, ?, ?)",
+		int64(cs.Seq), cs.Site[:], int64(cs.Version), ferr.Error())
+	return err
 }
