@@ -1,11 +1,13 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"math"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -133,5 +135,26 @@ func TestChangesetValidate(t *testing.T) {
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("json %s: error %v, want one saying %q", tt.json, err, tt.want)
 		}
+	}
+}
+
+// TestDecodeHostileCount: a change count the remaining bytes cannot hold is refused before
+// the decoder allocates for it.
+func TestDecodeHostileCount(t *testing.T) {
+	b := []byte{FormatV1, 0x99, 0xc4, 16}
+	b = append(b, siteA[:]...)
+	b = append(b, 1, 1, 0, 0, 0, 0)             // version, ts, first, last, last_seq, kind
+	b = append(b, 0xdd, 0x00, 0x01, 0x86, 0xa0) // array32 of 100,000 changes
+	b = append(b, bytes.Repeat([]byte{0xc0}, 100_000)...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := DecodeChangeset(b)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "100000 changes in 100000 bytes") {
+		t.Fatalf("decode = %v", err)
+	}
+	// 100,000 Changes would be 14 MB; refusing costs a copy of the input at most.
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Fatalf("allocated %d bytes to refuse a hostile count", n)
 	}
 }

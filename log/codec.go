@@ -156,6 +156,9 @@ func (d *decoder) fail(err error) error {
 
 var errTooLong = errors.New("length exceeds input")
 
+// minChangeBytes is the smallest encoding of one change: an array header and 7 one-byte fields.
+const minChangeBytes = 8
+
 func (d *decoder) arrayLen() (int, error) {
 	n, err := d.d.DecodeArrayLen()
 	if err != nil {
@@ -380,6 +383,12 @@ func (d *decoder) changeset() (*Changeset, error) {
 	nc, err := d.arrayLen()
 	if err != nil {
 		return nil, err
+	}
+	// A Change is ~18 times the 8 bytes its smallest encoding takes: size the slice by the
+	// bytes that remain, so a hostile count cannot make the decoder allocate more than what
+	// the input could really hold.
+	if nc > d.r.Len()/minChangeBytes {
+		return nil, d.fail(fmt.Errorf("%d changes in %d bytes", nc, d.r.Len()))
 	}
 	cs.Changes = make([]Change, nc)
 	for i := range cs.Changes {
