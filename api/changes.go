@@ -167,7 +167,8 @@ type ingestResponse struct {
 
 // handleChangesPost ingests changesets made elsewhere. Every changeset of the body is decoded
 // and validated before any is applied, so a bad body changes nothing; the answer comes once
-// they are folded into the view, so a read right after sees them. Ingest is idempotent.
+// they are folded into the view, so a read right after sees them. Ingest is idempotent. An
+// empty body is zero changesets (a piped stream that had nothing new), not an error.
 func (s *Server) handleChangesPost(w http.ResponseWriter, r *http.Request) error {
 	body, err := s.readBody(w, r)
 	if err != nil {
@@ -181,9 +182,6 @@ func (s *Server) handleChangesPost(w http.ResponseWriter, r *http.Request) error
 	}
 	if err != nil {
 		return err
-	}
-	if len(css) == 0 {
-		return badRequestf("no changesets in the body")
 	}
 	out := ingestResponse{Changesets: len(css)}
 	start := time.Now()

@@ -286,6 +286,10 @@ func TestChangesStreamAndIngest(t *testing.T) {
 			if !reflect.DeepEqual(rest, []log.Seq{3}) {
 				t.Errorf("since=2 gave seqs %v, want [3]", rest)
 			}
+			// An empty body (a piped stream with nothing new) is zero changesets, not an error.
+			if res, err := post(context.Background()); err != nil || res.Changesets != 0 || res.New != 0 {
+				t.Errorf("empty ingest = %+v, %v; want 0 and no error", res, err)
+			}
 		})
 	}
 }
