@@ -214,7 +214,11 @@ func (m *Materializer) execUser(ctx context.Context, st *Statement) (int64, erro
 // captured reads and clears the capture table and applies L1-L8 in capture order.
 func (m *Materializer) captured(ctx context.Context, version log.Version, st *foldState) (*log.Changeset, error) {
 	w := m.w
-	rows, err := w.c.QueryContext(ctx, "SELECT * FROM "+captureTable+" ORDER BY id")
+	sel, err := w.stmt(ctx, "SELECT * FROM "+captureTable+" ORDER BY id")
+	if err != nil {
+		return nil, err
+	}
+	rows, err := sel.QueryContext(ctx)
 	if err != nil {
 		return nil, err
 	}

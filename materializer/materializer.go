@@ -50,6 +50,7 @@ type Materializer struct {
 	rmu sync.RWMutex // guards rdb against a swap by Rebuild
 	rdb *sql.DB
 
+	sendMu sync.RWMutex // held shared while enqueueing; Close takes it to drain for good
 	reqs   chan *request
 	wake   chan struct{}
 	run    context.Context
@@ -280,6 +281,11 @@ func (m *Materializer) Close() error {
 		if m.cancel != nil {
 			m.cancel(ErrClosed)
 			m.wg.Wait()
+			// A sender that passed the closed check before it was set may have enqueued
+			// after the writer's last drain.
+			m.sendMu.Lock()
+			m.failQueued()
+			m.sendMu.Unlock()
 		}
 		if m.commit != nil {
 			m.commit.close()
@@ -440,6 +446,8 @@ func (m *Materializer) Replay(ctx context.Context, after log.Seq) error {
 }
 
 func (m *Materializer) send(ctx context.Context, r *request) error {
+	m.sendMu.RLock()
+	defer m.sendMu.RUnlock()
 	if m.closed.Load() || !m.opened {
 		return ErrClosed
 	}

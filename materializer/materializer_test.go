@@ -13,6 +13,7 @@ import (
 
 	"github.com/patinadb/patina/internal/testutil"
 	"github.com/patinadb/patina/log"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 var tSchema = []string{"CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, x, y TEXT NOT NULL DEFAULT 'd')"}
@@ -594,4 +595,92 @@ func TestQueryDateColumns(t *testing.T) {
 	if !rowsEqual(got, want) {
 		t.Fatalf("got %s", fmtRows(got))
 	}
+}
+
+// TestPartsVisibleOnlyWhole: a version sent in parts is folded only once every part is in.
+func TestPartsVisibleOnlyWhole(t *testing.T) {
+	n := newNode(t, log.SiteID{1}, tSchema)
+	var changes []log.Change
+	for i := range 4 {
+		pk := log.MustPackPK(log.Integer(int64(i)))
+		changes = append(changes,
+			log.Change{Table: "t", PK: pk, CID: "x", Val: log.Integer(int64(i)), ColVersion: 1, CL: 1, Seq: uint64(2 * i)},
+			log.Change{Table: "t", PK: pk, CID: "y", Val: log.Text("p"), ColVersion: 1, CL: 1, Seq: uint64(2*i + 1)})
+	}
+	part := func(first, last uint64) *log.Changeset {
+		return &log.Changeset{Site: log.SiteID{2}, Version: 1, Seqs: log.SeqRange{First: first, Last: last}, LastSeq: 7,
+			Changes: changes[first : last+1]}
+	}
+	if _, err := n.m.Apply(context.Background(), []*log.Changeset{part(0, 3)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.query(t, "SELECT count(*) FROM t")[0][0].Int; got != 0 {
+		t.Fatalf("half a version visible: %d rows", got)
+	}
+	if _, err := n.m.Apply(context.Background(), []*log.Changeset{part(4, 7)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.query(t, "SELECT count(*) FROM t")[0][0].Int; got != 4 {
+		t.Fatalf("%d rows after the last part", got)
+	}
+}
+
+// TestLargeTransaction: a local transaction bigger than one log part replicates whole.
+func TestLargeTransaction(t *testing.T) {
+	a := newNode(t, log.SiteID{1}, tSchema)
+	b := newNode(t, log.SiteID{2}, tSchema)
+	res := a.exec(t, "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 5000) INSERT INTO t (id, x) SELECT i, i * 2 FROM s")
+	if res.Results[0].RowsAffected != 5000 || res.Version != 1 {
+		t.Fatalf("result %+v", res)
+	}
+	a.syncTo(t, b)
+	if got := b.query(t, "SELECT count(*), sum(x) FROM t")[0]; got[0].Int != 5000 || got[1].Int != 5000*5001 {
+		t.Fatalf("replica has %v", fmtRows([][]log.Value{got}))
+	}
+}
+
+func TestMetricsRegistered(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	n := openNode(t, t.TempDir(), log.SiteID{1}, tSchema, func(c *Config) { c.Registerer = reg })
+	n.exec(t, "INSERT INTO t VALUES (1, 1, 'a')")
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	for _, want := range []string{"patina_materializer_fold_lag", "patina_materializer_queue_length",
+		"patina_materializer_tx_seconds", "patina_materializer_cells_total", "patina_materializer_tx_group_size"} {
+		if !names[want] {
+			t.Errorf("metric %s missing (have %v)", want, names)
+		}
+	}
+}
+
+// TestCloseWhileBusy: Close with transactions in flight answers every caller.
+func TestCloseWhileBusy(t *testing.T) {
+	n := newNode(t, log.SiteID{1}, tSchema)
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				_, err := n.m.Transact(context.Background(), []Statement{{SQL: "INSERT INTO t (id) VALUES (?)",
+					Params: []log.Value{log.Integer(int64(w*1000 + i))}}})
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	testutil.WaitFor(t, 10*time.Second, "some writes", func() bool { return n.store.NextLocalVersion() > 20 })
+	n.m.Close()
+	wg.Wait()
 }

@@ -38,6 +38,9 @@ type request struct {
 func (m *Materializer) writerLoop() {
 	defer m.wg.Done()
 	ctx := m.run
+	// Work already taken runs to its end on Close: SQLite statements are not interrupted
+	// halfway, and every taken request gets a true answer.
+	work := context.WithoutCancel(ctx)
 	var batch []*request
 	for {
 		batch = batch[:0]
@@ -90,14 +93,14 @@ func (m *Materializer) writerLoop() {
 			if n > 0 {
 				txs = batch[:n]
 			}
-			if _, err := m.iterate(ctx, txs); err != nil && ctx.Err() == nil {
+			if _, err := m.iterate(work, txs); err != nil {
 				m.logger.Error("writer iteration failed", "err", err)
 			}
 			batch = batch[n:]
 			if len(batch) > 0 {
 				r := batch[0]
 				batch = batch[1:]
-				m.special(ctx, r)
+				m.special(work, r)
 			}
 			if ctx.Err() != nil {
 				for _, r := range batch {
@@ -247,15 +250,16 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 	if foldedRows > 0 && len(css) > 0 {
 		m.met.foldLatency.Observe(time.Since(start).Seconds())
 	}
-	answered = true
-	for _, r := range txs {
-		close(r.done)
+	// Notices first: when Transact returns, listeners already have theirs.
+	if len(st.rows) > 0 {
+		m.notify.publish(Notice{Seq: pos, Rows: st.rows})
 	}
 	if len(locals) > 0 {
 		m.commit.push(locals)
 	}
-	if len(st.rows) > 0 {
-		m.notify.publish(Notice{Seq: pos, Rows: st.rows})
+	answered = true
+	for _, r := range txs {
+		close(r.done)
 	}
 	return len(css), nil
 }
