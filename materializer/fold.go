@@ -166,7 +166,9 @@ func (m *Materializer) foldRow(ctx context.Context, cs *log.Changeset, ch []log.
 		}
 		ord, ok := t.ordOf(c.CID)
 		if !ok {
-			pending = true
+			if _, isPK := t.pkByName[lowerASCII(c.CID)]; !isPK {
+				pending = true // a column this node's schema lacks yet
+			}
 			continue
 		}
 		win := false

@@ -160,6 +160,9 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 		}
 	}()
 	w := m.w
+	if w == nil {
+		return 0, errors.New("materializer: the view is not open (a failed rebuild?); reopen the node")
+	}
 	if _, err := w.exec(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return 0, fmt.Errorf("begin: %w", err)
 	}
