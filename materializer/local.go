@@ -154,9 +154,6 @@ func (m *Materializer) runLocal(ctx context.Context, stmts []Statement, version 
 		w.c.ExecContext(context.Background(), "RELEASE patina_tx")
 		return TxResult{}, nil, err
 	}
-	if _, err := w.exec(ctx, "UPDATE "+captureOn+" SET v = 1"); err != nil {
-		return fail(err)
-	}
 	res := TxResult{Results: make([]StmtResult, len(stmts))}
 	for i := range stmts {
 		start := time.Now()
@@ -165,9 +162,6 @@ func (m *Materializer) runLocal(ctx context.Context, stmts []Statement, version 
 			return fail(&StmtError{Index: i, Err: classify(err)})
 		}
 		res.Results[i] = StmtResult{RowsAffected: n, Time: time.Since(start)}
-	}
-	if _, err := w.exec(ctx, "UPDATE "+captureOn+" SET v = 0"); err != nil {
-		return fail(err)
 	}
 	cs, err := m.captured(ctx, version, st)
 	if err != nil {
@@ -214,11 +208,13 @@ func (m *Materializer) execUser(ctx context.Context, st *Statement) (int64, erro
 // captured reads and clears the capture table and applies L1-L8 in capture order.
 func (m *Materializer) captured(ctx context.Context, version log.Version, st *foldState) (*log.Changeset, error) {
 	w := m.w
-	sel, err := w.stmt(ctx, "SELECT * FROM "+captureTable+" ORDER BY id")
+	// Capture rows of earlier transactions of the group stay until the group ends (one
+	// DELETE per group); a rolled-back transaction's rows went with its savepoint.
+	sel, err := w.stmt(ctx, "SELECT * FROM "+captureTable+" WHERE id > ? ORDER BY id")
 	if err != nil {
 		return nil, err
 	}
-	rows, err := sel.QueryContext(ctx)
+	rows, err := sel.QueryContext(ctx, m.capSeen)
 	if err != nil {
 		return nil, err
 	}
@@ -242,6 +238,9 @@ func (m *Materializer) captured(ctx context.Context, version log.Version, st *fo
 		if err := rows.Scan(ptrs...); err != nil {
 			rows.Close()
 			return nil, err
+		}
+		if id, ok := tmp[0].(int64); ok && id > m.capSeen {
+			m.capSeen = id
 		}
 		name, _ := tmp[1].(string)
 		op, _ := tmp[2].(int64)
@@ -267,9 +266,6 @@ func (m *Materializer) captured(ctx context.Context, version log.Version, st *fo
 	}
 	if len(events) == 0 {
 		return nil, nil
-	}
-	if _, err := w.exec(ctx, "DELETE FROM "+captureTable); err != nil {
-		return nil, err
 	}
 
 	byKey := map[string]*localRow{}

@@ -39,11 +39,12 @@ type Materializer struct {
 	met    *metrics
 
 	// Writer-owned state: only the writer goroutine (or Open before it starts) touches it.
-	wdb    *sql.DB
-	w      *dbconn
-	tables map[string]*table // lower-case name -> table
-	ahead  map[log.Seq]bool  // local seqs folded beyond a gap in the fold position
-	aff    *affinityConv
+	wdb     *sql.DB
+	w       *dbconn
+	tables  map[string]*table // lower-case name -> table
+	ahead   map[log.Seq]bool  // local seqs folded beyond a gap in the fold position
+	aff     *affinityConv
+	capSeen int64 // the last capture row id read in the current group
 
 	tablesSnap atomic.Pointer[[]string] // sorted user table names, for Tables()
 

@@ -189,6 +189,15 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 	var locals []*log.Changeset
 	var owners []*request
 	base := m.store.NextLocalVersion()
+	if len(txs) > 0 {
+		// Capture is on for the whole group; the flag and the capture rows live in the
+		// SQLite transaction, so a rollback turns capture off again.
+		m.capSeen = 0
+		if _, err := w.exec(ctx, "UPDATE "+captureOn+" SET v = 1"); err != nil {
+			rollback()
+			return 0, err
+		}
+	}
 	for _, r := range txs {
 		res, cs, err := m.runLocal(ctx, r.stmts, base+log.Version(len(locals)), &st)
 		if err != nil {
@@ -200,6 +209,16 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 			r.cs = cs
 			locals = append(locals, cs)
 			owners = append(owners, r)
+		}
+	}
+	if len(txs) > 0 {
+		if _, err := w.exec(ctx, "UPDATE "+captureOn+" SET v = 0"); err != nil {
+			rollback()
+			return 0, err
+		}
+		if _, err := w.exec(ctx, "DELETE FROM "+captureTable); err != nil {
+			rollback()
+			return 0, err
 		}
 	}
 	var added []log.Seq
