@@ -10,10 +10,10 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// forward sends cs to Fanout random live peers, except from (the peer it came from) and
+// forward sends cs to fanout random live peers, except from (the peer it came from) and
 // its origin site, with hops as its budget. When the chosen peers are every candidate,
 // they need not forward it further, so it goes with budget 0.
-func (g *Gossip) forward(cs *log.Changeset, hops int, from string) {
+func (g *Gossip) forward(cs *log.Changeset, hops, fanout int, from string) {
 	if hops <= 0 {
 		return
 	}
@@ -29,11 +29,11 @@ func (g *Gossip) forward(cs *log.Changeset, hops int, from string) {
 		return
 	}
 	out := hops - 1
-	if len(cand) <= g.cfg.Fanout {
+	if len(cand) <= fanout {
 		out = 0
 	} else {
 		rand.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
-		cand = cand[:g.cfg.Fanout]
+		cand = cand[:fanout]
 	}
 	frame, err := changesetFrame(cs, out)
 	if err != nil {
@@ -54,14 +54,14 @@ func (g *Gossip) broadcastLarge(cs *log.Changeset) {
 			g.logger.Warn("broadcast: scan large version", attrSite, cs.Site, "version", cs.Version, attrErr, err)
 			break
 		}
-		g.forward(part, g.cfg.MaxHops, "")
+		g.forward(part, g.cfg.MaxHops, g.cfg.LocalFanout, "")
 		sent++
 	}
 	if sent > 0 {
 		return
 	}
 	for _, part := range splitParts(cs, g.cfg.PartChanges) {
-		g.forward(part, g.cfg.MaxHops, "")
+		g.forward(part, g.cfg.MaxHops, g.cfg.LocalFanout, "")
 	}
 }
 
@@ -288,7 +288,7 @@ func (g *Gossip) serveBroadcast(conn *quic.Conn, st *quic.ReceiveStream) {
 		}
 		for i, it := range batch {
 			if news[i] {
-				g.forward(it.cs, it.hops, fromName)
+				g.forward(it.cs, it.hops, g.cfg.Fanout, fromName)
 			}
 		}
 	}

@@ -18,13 +18,20 @@ func TestConverge(t *testing.T) {
 		nodes  int
 		writes int // per node
 		rows   int // per write
+		opts   []nodeOpt
+		// minBroadcast is the least share of deliveries that must come by broadcast
+		// (the rest by sync).
+		minBroadcast float64
 	}{
-		{"3 nodes", 3, 60, 3},
-		{"5 nodes", 5, 40, 2},
+		{"3 nodes", 3, 60, 3, nil, 0},
+		{"5 nodes", 5, 40, 2, nil, 0},
+		// Origins reach one peer directly (a quarter of the deliveries), so most must be
+		// forwarded hop by hop.
+		{"5 nodes forwarding", 5, 40, 1, []nodeOpt{func(c *Config) { c.LocalFanout, c.Fanout = 1, 2 }}, 0.5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			nodes := cluster(t, tt.nodes)
+			nodes := cluster(t, tt.nodes, tt.opts...)
 			var wg sync.WaitGroup
 			for _, n := range nodes {
 				wg.Add(1)
@@ -38,6 +45,15 @@ func TestConverge(t *testing.T) {
 			}
 			wg.Wait()
 			waitConverged(t, nodes, uint64(tt.nodes*tt.writes), 30*time.Second)
+			var forwarded float64
+			for _, n := range nodes {
+				forwarded += metricValue(t, n.g.m.versionsRecv.WithLabelValues("broadcast", "true"))
+			}
+			need := float64((tt.nodes - 1) * tt.nodes * tt.writes)
+			t.Logf("%v of %v deliveries by broadcast", forwarded, need)
+			if forwarded < tt.minBroadcast*need {
+				t.Fatalf("only %v of %v deliveries came by broadcast; want at least %v%%", forwarded, need, tt.minBroadcast*100)
+			}
 		})
 	}
 }

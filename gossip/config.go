@@ -32,8 +32,13 @@ type Config struct {
 	// TLS configures the QUIC transport.
 	TLS TLSConfig
 
-	// Fanout is how many random live members a new changeset is sent to.
+	// Fanout is how many random live members a changeset newly received from a peer is
+	// forwarded to.
 	Fanout int
+	// LocalFanout is how many random live members this node's own new changesets are sent
+	// to. Larger than Fanout so that clusters of up to LocalFanout+1 nodes are reached in
+	// one hop: every hop costs a durable append before the forward.
+	LocalFanout int
 	// MaxHops is the hop budget of a local changeset; a receiver forwards a new changeset
 	// with one hop fewer.
 	MaxHops int
@@ -107,6 +112,7 @@ func DefaultConfig() Config {
 		QUICAddr:          "127.0.0.1:8788",
 		APIAddr:           "127.0.0.1:8080",
 		Fanout:            3,
+		LocalFanout:       10,
 		MaxHops:           4,
 		BatchDelay:        time.Millisecond,
 		BatchBytes:        64 << 10,
@@ -177,7 +183,7 @@ func (c *Config) Validate() error {
 		name string
 		v    int64
 	}{
-		{"fanout", int64(c.Fanout)}, {"max_hops", int64(c.MaxHops)}, {"batch_bytes", int64(c.BatchBytes)},
+		{"fanout", int64(c.Fanout)}, {"local_fanout", int64(c.LocalFanout)}, {"max_hops", int64(c.MaxHops)}, {"batch_bytes", int64(c.BatchBytes)},
 		{"queue_len", int64(c.QueueLen)}, {"part_changes", int64(c.PartChanges)},
 		{"sync_interval", int64(c.SyncInterval)}, {"sync_peers", int64(c.SyncPeers)},
 		{"sync_chunk", int64(c.SyncChunk)}, {"sync_timeout", int64(c.SyncTimeout)},

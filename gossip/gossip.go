@@ -235,7 +235,7 @@ func (g *Gossip) shutdown() error {
 	return first
 }
 
-// Broadcast sends a changeset newly appended to the local log to Fanout random live
+// Broadcast sends a changeset newly appended to the local log to LocalFanout random live
 // members. It never blocks: full queues drop their oldest entries (sync repairs). Large
 // changesets travel as the parts the log stored. cs must not be modified afterwards.
 func (g *Gossip) Broadcast(cs *log.Changeset) {
@@ -247,7 +247,7 @@ func (g *Gossip) Broadcast(cs *log.Changeset) {
 		g.goRun(func() { g.broadcastLarge(cs) })
 		return
 	}
-	g.forward(cs, g.cfg.MaxHops, "")
+	g.forward(cs, g.cfg.MaxHops, g.cfg.LocalFanout, "")
 }
 
 // SetFaults replaces the fault rules at run time (FOR TESTING ONLY). The fault hook must
