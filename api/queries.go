@@ -51,7 +51,12 @@ func (s *Server) handleQueries(w http.ResponseWriter, r *http.Request) error {
 	cols, _ := json.Marshal(rows.Columns())
 	b = append(b, cols...)
 	b = append(b, "}\n"...)
-	if err := ev.write(b); err != nil {
+	// The first row (if any) is already known: it goes out with the columns in one flush.
+	write := ev.write
+	if more {
+		write = ev.writeNoFlush
+	}
+	if err := write(b); err != nil {
 		return nil // the client is gone; nothing to answer
 	}
 	var n int64

@@ -47,7 +47,8 @@ func (c *Client) Query(ctx context.Context, opts Options, st Statement) (*Rows, 
 		return nil, err
 	}
 	rows := &Rows{body: resp.Body, sc: bufio.NewScanner(resp.Body)}
-	rows.sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+	// Most answers are small (a point read is three short lines): start small, grow to maxLine.
+	rows.sc.Buffer(make([]byte, 0, 4<<10), maxLine)
 	// The first event is the columns (or an error).
 	if !rows.sc.Scan() {
 		rows.Close()
