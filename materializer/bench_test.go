@@ -199,3 +199,35 @@ func BenchmarkRebuild(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(len(css)*rowsPer*10)/el.Seconds(), "cells/s")
 }
+
+// BenchmarkApply: the whole remote path (durable log append + fold) in cells/s, changesets
+// arriving from 4 concurrent callers in batches of 16, as gossip streams hand them over.
+func BenchmarkApply(b *testing.B) {
+	const rowsPer, callers, batch = 10, 4, 16
+	css := remoteChangesets(max(b.N, 2), rowsPer)
+	n := openBenchNode(b, foldSchema, false)
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(batch) - batch)
+				if i >= len(css) {
+					return
+				}
+				if _, err := n.m.Apply(context.Background(), css[i:min(i+batch, len(css))]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(len(css)*rowsPer*10)/el.Seconds(), "cells/s")
+}
