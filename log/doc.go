@@ -58,10 +58,12 @@
 // caller's goroutine, then queues one request and waits. The committer takes the first
 // queued request and every other one already waiting (up to maxBatchItems parts), decides
 // against its working vector what is new, writes it all into one Pebble batch and commits it
-// with one fsync. While that fsync runs, new requests queue up and become the next batch:
-// there is no timer, so a lone writer pays one fsync per append and many writers share
-// each fsync (about 7 appends per sync with 16 writers and 28 with 64 on the 2-core bench
-// machine). After a successful commit the committer publishes the batch to the read side
+// with one fsync. While that fsync runs, new requests queue up and become the next batch.
+// There is no timer: a lone writer pays one fsync per append and never waits for company.
+// When the last batch was shared, the committer yields the processor once before it stops
+// collecting, so that writers just woken by the last commit can queue their next append for
+// this fsync rather than the next one (with 16 writers this raised the appends per fsync
+// from about 7 to about 12 on the 2-core bench machine, at no cost to a lone writer). After a successful commit the committer publishes the batch to the read side
 // (vector, LastSeq, counters) under a short lock and wakes tails. A failed commit leaves the
 // working vector ahead of the disk, so the store refuses every later write until it is
 // reopened, which reads the truth back from disk.

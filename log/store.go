@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -462,6 +463,7 @@ const maxBatchItems = 8192
 func (s *Store) commitLoop() {
 	defer close(s.done)
 	var batch []*appendReq
+	lastBatch := 0
 	for {
 		select {
 		case <-s.quit:
@@ -471,6 +473,9 @@ func (s *Store) commitLoop() {
 			batch = append(batch[:0], req)
 		}
 		n := len(batch[0].items)
+		// Yield once, and only when the last batch was shared: a lone writer has nobody
+		// to wait for.
+		canYield := lastBatch >= 2
 	more:
 		for n < maxBatchItems {
 			select {
@@ -478,9 +483,16 @@ func (s *Store) commitLoop() {
 				batch = append(batch, req)
 				n += len(req.items)
 			default:
-				break more
+				// Writers woken by the last commit are still encoding their next append;
+				// one yield lets them queue it for this fsync instead of the next.
+				if !canYield {
+					break more
+				}
+				canYield = false
+				runtime.Gosched()
 			}
 		}
+		lastBatch = len(batch)
 		start := time.Now()
 		if s.commit(batch) {
 			s.metrics.commitSeconds.Observe(time.Since(start).Seconds())
