@@ -22,7 +22,13 @@ type node struct {
 
 func openNode(tb testing.TB, dir string, site log.SiteID, schema []string, tweak func(*Config)) *node {
 	tb.Helper()
-	st, err := log.Open(filepath.Join(dir, "log"), log.Options{SiteID: site, NoSync: true})
+	return openNodeSync(tb, dir, site, schema, tweak, false)
+}
+
+// openNodeSync is openNode with a choice of log fsync (crash tests need it).
+func openNodeSync(tb testing.TB, dir string, site log.SiteID, schema []string, tweak func(*Config), sync bool) *node {
+	tb.Helper()
+	st, err := log.Open(filepath.Join(dir, "log"), log.Options{SiteID: site, NoSync: !sync})
 	if err != nil {
 		tb.Fatalf("open log: %v", err)
 	}
