@@ -42,8 +42,8 @@ func BenchmarkBroadcastLatency(b *testing.B) {
 	for _, bc := range []struct {
 		nodes, rate, fanout int
 		delay               time.Duration
-	}{{3, 1000, 10, time.Millisecond}, {10, 1000, 10, time.Millisecond}, {10, 1000, 3, time.Millisecond}} {
-		b.Run(fmt.Sprintf("%dnodes-%dwps-localfanout%d", bc.nodes, bc.rate, bc.fanout), func(b *testing.B) {
+	}{{3, 1000, 10, 200 * time.Microsecond}, {10, 1000, 10, 200 * time.Microsecond}, {10, 1000, 3, 200 * time.Microsecond}} {
+		b.Run(fmt.Sprintf("%dnodes-%dwps-localfanout%d-delay%v", bc.nodes, bc.rate, bc.fanout, bc.delay), func(b *testing.B) {
 			nodes := cluster(b, bc.nodes, func(c *Config) { c.LocalFanout, c.BatchDelay = bc.fanout, bc.delay })
 			timed := make([]*timedApplier, len(nodes))
 			for i, n := range nodes {

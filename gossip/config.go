@@ -114,7 +114,7 @@ func DefaultConfig() Config {
 		Fanout:            3,
 		LocalFanout:       10,
 		MaxHops:           4,
-		BatchDelay:        time.Millisecond,
+		BatchDelay:        200 * time.Microsecond,
 		BatchBytes:        64 << 10,
 		QueueLen:          10_000,
 		PartChanges:       4096,
