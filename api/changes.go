@@ -15,7 +15,7 @@ import (
 	"github.com/patinadb/patina/log"
 )
 
-// Wire form of the changeset stream and ingest (decisions in docs/decisions/api.md):
+// Wire form of the changeset stream and ingest (decisions in docs/DECISIONS.md):
 //
 //   - NDJSON (default): one changeset per line in DESIGN.md's JSON form, "seq" being this
 //     node's arrival seq; a failure after the stream started is a final {"error": "..."} line.
