@@ -168,6 +168,19 @@ func TestTableStatsHealthMigrations(t *testing.T) {
 	if err != nil || h.Members != 1 || h.Gaps != 0 || h.QueueSize != 0 {
 		t.Errorf("health = %+v, %v", h, err)
 	}
+	// Version 3 of a foreign site without 1 and 2: two versions missing.
+	foreign := log.MustParseSiteID("00000000-0000-0000-0000-0000000000bb")
+	if _, err := n.cl.PostChanges(context.Background(), &log.Changeset{Site: foreign, Version: 3,
+		Changes: []log.Change{{Table: "kv", PK: log.MustPackPK(log.Text("f")), CID: "v", Val: log.Integer(3), ColVersion: 1, CL: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	h, err = n.cl.Health(context.Background(), &client.HealthThresholds{Gaps: 1, MaxQueue: -1, P99Lag: -1})
+	if client.StatusOf(err) != 503 || h.Gaps != 2 || !strings.Contains(err.Error(), "gaps 2 > 1") {
+		t.Errorf("health with gaps 2 over a threshold of 1 = %+v, %v; want 503", h, err)
+	}
+	if h, err := n.cl.Health(context.Background(), &client.HealthThresholds{Gaps: 2, MaxQueue: -1, P99Lag: -1}); err != nil || h.Gaps != 2 {
+		t.Errorf("health with gaps 2 at a threshold of 2 = %+v, %v; want 200", h, err)
+	}
 	if a := n.do(t, "GET", "/v1/health?gaps=x", ""); a.status != 400 {
 		t.Errorf("health with a bad threshold: %d %s", a.status, a.body)
 	}
