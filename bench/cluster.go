@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -86,6 +87,10 @@ type ClusterResult struct {
 	PairP50, PairP99       time.Duration
 	AckP50, AckP99, AckMax time.Duration // the write requests themselves
 	Achieved               float64       // writes/s actually acknowledged
+	// LagP99 is the highest p99 replication lag the nodes report in /v1/health: from the
+	// origin's commit timestamp to the end of the fold here (gossip, log append and fold,
+	// without the HTTP ack and the update stream).
+	LagP99 time.Duration
 
 	// Catch-up workload.
 	CatchUpChanges  int           // changes the restarted node lacked
@@ -103,9 +108,10 @@ func (r ClusterResult) String() string {
 	return fmt.Sprintf("%d nodes, %d writes/s asked, %.0f achieved, %d writes (%d lost)\n"+
 		"replication ack -> visible on all others: p50 %v p99 %v max %v\n"+
 		"replication ack -> visible per node:      p50 %v p99 %v\n"+
-		"write ack latency:                        p50 %v p99 %v max %v",
+		"write ack latency:                        p50 %v p99 %v max %v\n"+
+		"nodes' own p99 replication lag (commit to folded, /v1/health): %v",
 		r.Nodes, r.Rate, r.Achieved, r.Writes, r.Lost, ms(r.P50), ms(r.P99), ms(r.Max), ms(r.PairP50), ms(r.PairP99),
-		ms(r.AckP50), ms(r.AckP99), ms(r.AckMax))
+		ms(r.AckP50), ms(r.AckP99), ms(r.AckMax), ms(r.LagP99))
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }
@@ -133,13 +139,16 @@ func RunCluster(ctx context.Context, cfg ClusterConfig) (res ClusterResult, err 
 		return res, err
 	}
 	agents := make([]*benchAgent, cfg.Nodes)
+	ports := &portPicker{}
 	for i := range agents {
-		a, err := newBenchAgent(cfg.Binary, filepath.Join(dir, fmt.Sprintf("node%d", i)), schema, cfg.Clients)
+		a, err := newBenchAgent(cfg.Binary, filepath.Join(dir, fmt.Sprintf("node%d", i)), schema, cfg.Clients, ports)
 		if err != nil {
+			ports.release()
 			return res, err
 		}
 		agents[i] = a
 	}
+	ports.release()
 	for _, a := range agents {
 		for _, o := range agents {
 			if o != a {
@@ -185,37 +194,56 @@ type benchAgent struct {
 	clients            int
 }
 
-func newBenchAgent(bin, dir, schema string, clients int) (*benchAgent, error) {
+func newBenchAgent(bin, dir, schema string, clients int, ports *portPicker) (*benchAgent, error) {
 	a := &benchAgent{bin: bin, dir: dir, schema: schema, out: &bytes.Buffer{}, site: log.NewSiteID(), clients: clients}
 	var err error
-	if a.api, err = freeAddr("tcp"); err != nil {
+	if a.api, err = ports.pick(true, false); err != nil {
 		return nil, err
 	}
-	if a.gossip, err = freeAddr("tcp"); err != nil {
+	if a.gossip, err = ports.pick(true, true); err != nil {
 		return nil, err
 	}
-	if a.quic, err = freeAddr("udp"); err != nil {
+	if a.quic, err = ports.pick(false, true); err != nil {
 		return nil, err
 	}
 	a.http = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients + 8, MaxConnsPerHost: clients + 8}}
 	return a, nil
 }
 
-func freeAddr(network string) (string, error) {
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+// portPicker hands out free 127.0.0.1 ports and holds them until release, so that the
+// agents of one run never get the same port (memberlist needs TCP and UDP on one port).
+type portPicker struct{ held []io.Closer }
+
+func (p *portPicker) pick(tcp, udp bool) (string, error) {
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return "", err
 		}
-		defer c.Close()
-		return c.LocalAddr().String(), nil
+		addr := ln.Addr().String()
+		if !tcp {
+			// Only the number was wanted: hold it over UDP instead.
+			ln.Close()
+		} else {
+			p.held = append(p.held, ln)
+		}
+		if udp {
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				continue // UDP side taken: try another port
+			}
+			p.held = append(p.held, pc)
+		}
+		return addr, nil
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	return "", errors.New("no free port pair")
+}
+
+func (p *portPicker) release() {
+	for _, c := range p.held {
+		c.Close()
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	p.held = nil
 }
 
 func (a *benchAgent) Write(p []byte) (int, error) {
@@ -522,6 +550,11 @@ func runLatency(ctx context.Context, cfg ClusterConfig, agents []*benchAgent, lo
 		time.Sleep(10 * time.Millisecond)
 	}
 	stopStreams()
+	for _, a := range agents {
+		if h, err := a.cl.Health(ctx, nil); err == nil {
+			res.LagP99 = max(res.LagP99, time.Duration(h.P99Lag*float64(time.Second)))
+		}
+	}
 
 	s.mu.Lock()
 	var all, pairs, acks []time.Duration
