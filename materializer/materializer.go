@@ -487,3 +487,20 @@ func (m *Materializer) TableStats(ctx context.Context, tables []string) (stats [
 	}
 	return stats, invalid, nil
 }
+
+// Stats are the writer loop's gauges, for health checks (GET /v1/health's queue_size).
+type Stats struct {
+	FoldPosition log.Seq
+	FoldLag      uint64 // complete versions in the log not folded yet
+	Queue        int    // requests waiting for the writer loop
+}
+
+// Stats returns the writer loop's gauges; it never blocks on the writer.
+func (m *Materializer) Stats() Stats {
+	pos := m.FoldPosition()
+	var lag uint64
+	if last := m.store.LastSeq(); last > pos {
+		lag = uint64(last - pos)
+	}
+	return Stats{FoldPosition: pos, FoldLag: lag, Queue: len(m.reqs)}
+}

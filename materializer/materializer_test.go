@@ -728,3 +728,11 @@ func TestConcurrentApplyAndTransact(t *testing.T) {
 		t.Fatalf("rebuild differs:\n%s\nvs\n%s", got, want)
 	}
 }
+
+func TestStats(t *testing.T) {
+	n := newNode(t, log.SiteID{1}, tSchema)
+	n.exec(t, "INSERT INTO t VALUES (1, 1, 'a')")
+	if st := n.m.Stats(); st.FoldPosition != 1 || st.FoldLag != 0 || st.Queue != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
