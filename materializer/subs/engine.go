@@ -527,19 +527,37 @@ func (e *Engine) process(ctx context.Context, batch []materializer.Notice) {
 		e.refreshAll(ctx, func(*sub) bool { return true })
 		return
 	}
-	affected := map[*sub]struct{}{}
+	// A slice, not a set, when one table changed (the common case): with a thousand
+	// subscriptions on it, building a set per batch costs more than the checks themselves.
+	var affected []*sub
 	e.mu.Lock()
-	for t := range changed {
-		for s := range e.byTable[t] {
-			affected[s] = struct{}{}
+	if len(changed) == 1 {
+		for t := range changed {
+			for s := range e.byTable[t] {
+				affected = append(affected, s)
+			}
 		}
+	} else {
+		seen := map[*sub]bool{}
+		for t := range changed {
+			for s := range e.byTable[t] {
+				if !seen[s] {
+					seen[s] = true
+					affected = append(affected, s)
+				}
+			}
+		}
+	}
+	info := make(map[string]*tableInfo, len(changed))
+	for t := range changed {
+		info[t] = e.schema[t]
 	}
 	e.mu.Unlock()
 	if len(affected) == 0 {
 		return
 	}
-	rc := &rowCache{rows: map[string]*fetched{}}
-	for s := range affected {
+	rc := &rowCache{rows: map[string]*fetched{}, info: info}
+	for _, s := range affected {
 		if ctx.Err() != nil {
 			return
 		}

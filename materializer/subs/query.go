@@ -55,6 +55,7 @@ type pred struct {
 	inst int
 	col  int // index into the table's columns
 	val  log.Value
+	keys []string // eqKeys(val), computed once
 }
 
 // plan is the analysed form of a subscription's statement.
@@ -543,7 +544,7 @@ func colLit(col, lit []token, items []fromItem, schema schemaFunc, st materializ
 	if found < 0 {
 		return pred{}, false
 	}
-	return pred{inst: found, col: colIdx, val: val}, true
+	return pred{inst: found, col: colIdx, val: val, keys: eqKeys(val)}, true
 }
 
 // literal evaluates a constant: a number (with an optional sign), a string or a parameter.
@@ -573,31 +574,26 @@ func literal(toks []token, st materializer.Statement) (log.Value, bool) {
 		}
 		return log.Value{}, false
 	case tkParam:
-		return paramValue(t.Text, st)
+		return paramValue(t, st)
 	}
 	return log.Value{}, false
 }
 
-// paramValue resolves a parameter token when it is unambiguous: ?N against positional
-// parameters and :name against named ones. A bare ? depends on its position among the
-// others, which is not worth tracking: it is left unresolved (no predicate).
-func paramValue(text string, st materializer.Statement) (log.Value, bool) {
-	switch text[0] {
-	case '?':
-		if len(text) == 1 || len(st.Named) > 0 {
+// paramValue resolves a parameter token to the value bound to it: by name when the
+// statement has named parameters, else by its index among the positional ones, which is
+// how the materializer binds them.
+func paramValue(t token, st materializer.Statement) (log.Value, bool) {
+	if len(st.Named) > 0 {
+		if t.Text[0] == '?' {
 			return log.Value{}, false
 		}
-		n, err := strconv.Atoi(text[1:])
-		if err != nil || n < 1 || n > len(st.Params) {
-			return log.Value{}, false
-		}
-		return st.Params[n-1], true
-	default:
-		if v, ok := st.Named[text[1:]]; ok {
-			return v, true
-		}
+		v, ok := st.Named[t.Text[1:]]
+		return v, ok
 	}
-	return log.Value{}, false
+	if t.Param < 1 || t.Param > len(st.Params) {
+		return log.Value{}, false
+	}
+	return st.Params[t.Param-1], true
 }
 
 // quoteIdent writes a name as a double-quoted SQL identifier.

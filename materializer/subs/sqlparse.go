@@ -2,6 +2,7 @@ package subs
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -23,6 +24,10 @@ type token struct {
 	Kind       tokKind
 	Start, End int
 	Text       string
+	// Param is a parameter's 1-based index as SQLite numbers them: ?N is N; a bare ? and
+	// the first use of a name take one more than the largest index so far; a name used
+	// again keeps its index.
+	Param int
 }
 
 // upper returns the keyword form of a bare identifier ("" for other kinds).
@@ -88,7 +93,7 @@ func tokenize(sql string) ([]token, error) {
 				return nil, err
 			}
 			i = j
-			toks = append(toks, token{tkString, start, i, sql[start:i]})
+			toks = append(toks, token{Kind: tkString, Start: start, End: i, Text: sql[start:i]})
 			continue
 		case (c == 'x' || c == 'X') && i+1 < len(sql) && sql[i+1] == '\'':
 			j, err := skipQuoted(sql, i+1, '\'')
@@ -96,7 +101,7 @@ func tokenize(sql string) ([]token, error) {
 				return nil, err
 			}
 			i = j
-			toks = append(toks, token{tkBlob, start, i, sql[start:i]})
+			toks = append(toks, token{Kind: tkBlob, Start: start, End: i, Text: sql[start:i]})
 			continue
 		case c == '"' || c == '`':
 			j, err := skipQuoted(sql, i, c)
@@ -104,7 +109,7 @@ func tokenize(sql string) ([]token, error) {
 				return nil, err
 			}
 			i = j
-			toks = append(toks, token{tkQIdent, start, i, sql[start:i]})
+			toks = append(toks, token{Kind: tkQIdent, Start: start, End: i, Text: sql[start:i]})
 			continue
 		case c == '[':
 			j := strings.IndexByte(sql[i:], ']')
@@ -112,24 +117,24 @@ func tokenize(sql string) ([]token, error) {
 				return nil, fmt.Errorf("unterminated identifier at %d", i)
 			}
 			i += j + 1
-			toks = append(toks, token{tkQIdent, start, i, sql[start:i]})
+			toks = append(toks, token{Kind: tkQIdent, Start: start, End: i, Text: sql[start:i]})
 			continue
 		case isIdentStart(c):
 			for i < len(sql) && isIdentChar(sql[i]) {
 				i++
 			}
-			toks = append(toks, token{tkIdent, start, i, sql[start:i]})
+			toks = append(toks, token{Kind: tkIdent, Start: start, End: i, Text: sql[start:i]})
 			continue
 		case c >= '0' && c <= '9' || c == '.' && i+1 < len(sql) && sql[i+1] >= '0' && sql[i+1] <= '9':
 			i = scanNumber(sql, i)
-			toks = append(toks, token{tkNumber, start, i, sql[start:i]})
+			toks = append(toks, token{Kind: tkNumber, Start: start, End: i, Text: sql[start:i]})
 			continue
 		case c == '?':
 			i++
 			for i < len(sql) && sql[i] >= '0' && sql[i] <= '9' {
 				i++
 			}
-			toks = append(toks, token{tkParam, start, i, sql[start:i]})
+			toks = append(toks, token{Kind: tkParam, Start: start, End: i, Text: sql[start:i]})
 			continue
 		case (c == ':' || c == '@' || c == '$') && i+1 < len(sql) && isIdentChar(sql[i+1]):
 			i++
@@ -139,7 +144,7 @@ func tokenize(sql string) ([]token, error) {
 				}
 				i++
 			}
-			toks = append(toks, token{tkParam, start, i, sql[start:i]})
+			toks = append(toks, token{Kind: tkParam, Start: start, End: i, Text: sql[start:i]})
 			continue
 		}
 		// Punctuation: two-character operators first.
@@ -151,14 +156,46 @@ func tokenize(sql string) ([]token, error) {
 					n = 3
 				}
 				i += n
-				toks = append(toks, token{tkPunct, start, i, sql[start:i]})
+				toks = append(toks, token{Kind: tkPunct, Start: start, End: i, Text: sql[start:i]})
 				continue
 			}
 		}
 		i++
-		toks = append(toks, token{tkPunct, start, i, sql[start:i]})
+		toks = append(toks, token{Kind: tkPunct, Start: start, End: i, Text: sql[start:i]})
 	}
+	numberParams(toks)
 	return toks, nil
+}
+
+func numberParams(toks []token) {
+	top := 0
+	names := map[string]int{}
+	for i := range toks {
+		t := &toks[i]
+		if t.Kind != tkParam {
+			continue
+		}
+		switch {
+		case t.Text == "?":
+			top++
+			t.Param = top
+		case t.Text[0] == '?':
+			n, err := strconv.Atoi(t.Text[1:])
+			if err != nil || n < 1 {
+				continue // SQLite refuses it; the statement fails when it runs
+			}
+			t.Param = n
+			top = max(top, n)
+		default:
+			if n, ok := names[t.Text]; ok {
+				t.Param = n
+				continue
+			}
+			top++
+			names[t.Text] = top
+			t.Param = top
+		}
+	}
 }
 
 // skipQuoted returns the offset just past the quoted run that starts at i (doubled quotes

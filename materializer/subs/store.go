@@ -137,18 +137,34 @@ func (s *store) apply(ctx context.Context, id string, columns []string, ops []ro
 		return err
 	}
 	defer tx.Rollback()
+	// Prepared once per call: a batch of commits can change thousands of rows.
+	del, err := tx.PrepareContext(ctx, `DELETE FROM sub_rows WHERE sub = ? AND key = ?`)
+	if err != nil {
+		return err
+	}
+	defer del.Close()
+	put, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO sub_rows (sub, key, rowid, cells) VALUES (?,?,?,?)`)
+	if err != nil {
+		return err
+	}
+	defer put.Close()
 	for _, op := range ops {
 		if op.cells == nil {
-			_, err = tx.ExecContext(ctx, `DELETE FROM sub_rows WHERE sub = ? AND key = ?`, id, []byte(op.key))
+			_, err = del.ExecContext(ctx, id, []byte(op.key))
 		} else {
-			_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO sub_rows (sub, key, rowid, cells) VALUES (?,?,?,?)`, id, []byte(op.key), op.rowid, encodeValues(op.cells))
+			_, err = put.ExecContext(ctx, id, []byte(op.key), op.rowid, encodeValues(op.cells))
 		}
 		if err != nil {
 			return err
 		}
 	}
+	ins, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO sub_changes (sub, id, line) VALUES (?,?,?)`)
+	if err != nil {
+		return err
+	}
+	defer ins.Close()
 	for _, c := range changes {
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO sub_changes (sub, id, line) VALUES (?,?,?)`, id, int64(c.id), c.line); err != nil {
+		if _, err := ins.ExecContext(ctx, id, int64(c.id), c.line); err != nil {
 			return err
 		}
 	}

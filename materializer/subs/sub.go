@@ -270,12 +270,28 @@ func (s *sub) refreshLocked(ctx context.Context) error {
 // every subscription the batch touches.
 type rowCache struct {
 	rows map[string]*fetched
+	info map[string]*tableInfo // the changed tables' schemas (nil when not loaded)
 }
 
 type fetched struct {
 	err   error
 	found bool
 	vals  []log.Value
+	keys  map[int][]string // eqKeys of vals[i], computed at first use
+}
+
+// eqKeys returns eqKeys(f.vals[col]), computed once per batch however many subscriptions
+// test it.
+func (f *fetched) eqKeys(col int) []string {
+	if k, ok := f.keys[col]; ok {
+		return k
+	}
+	if f.keys == nil {
+		f.keys = map[int][]string{}
+	}
+	k := eqKeys(f.vals[col])
+	f.keys[col] = k
+	return k
 }
 
 // fetch reads the current row of table with primary key pk.
@@ -358,6 +374,13 @@ func (s *sub) update(ctx context.Context, changed map[string]map[string]log.PK, 
 				full = true
 				break
 			}
+			// Keys are matched by SQL literals, and a REAL's literal may not round-trip
+			// exactly: such keys take the full re-run.
+			for _, pk := range changed[t] {
+				if hasReal(pk) {
+					full = true
+				}
+			}
 		}
 	}
 	if full {
@@ -371,9 +394,9 @@ func (s *sub) update(ctx context.Context, changed map[string]map[string]log.PK, 
 		if !ok {
 			continue
 		}
-		ti := s.e.tableInfo(t)
+		ti := rc.info[t]
 		var sel [][]log.Value
-		keys := map[string]bool{}
+		var keys map[string]bool
 		for k, pk := range pks {
 			if len(s.byInst[inst][k]) == 0 && ti != nil && !s.mayMatch(ctx, rc, ti, inst, pk) {
 				continue
@@ -383,6 +406,9 @@ func (s *sub) update(ctx context.Context, changed map[string]map[string]log.PK, 
 				continue
 			}
 			sel = append(sel, vals)
+			if keys == nil {
+				keys = map[string]bool{}
+			}
 			keys[k] = true
 		}
 		if len(sel) == 0 {
@@ -434,7 +460,7 @@ func (s *sub) mayMatch(ctx context.Context, rc *rowCache, ti *tableInfo, inst in
 		if pr.inst != inst || pr.col >= len(f.vals) {
 			continue
 		}
-		if !mayEqual(f.vals[pr.col], pr.val) {
+		if f.vals[pr.col].IsNull() || !shareKey(f.eqKeys(pr.col), pr.keys) {
 			return false
 		}
 	}
@@ -448,7 +474,10 @@ func mayEqual(a, b log.Value) bool {
 	if a.IsNull() || b.IsNull() {
 		return false
 	}
-	ka, kb := eqKeys(a), eqKeys(b)
+	return shareKey(eqKeys(a), eqKeys(b))
+}
+
+func shareKey(ka, kb []string) bool {
 	for _, x := range ka {
 		for _, y := range kb {
 			if x == y {
@@ -669,4 +698,18 @@ func (s *sub) attach(ctx context.Context, opts Options) (*Stream, error) {
 	s.e.metrics.clients.WithLabelValues("subscriptions").Inc()
 	st.c = c
 	return st, nil
+}
+
+// hasReal reports whether a packed pk holds a REAL (or cannot be read).
+func hasReal(pk log.PK) bool {
+	vals, err := log.UnpackPK(pk)
+	if err != nil {
+		return true
+	}
+	for _, v := range vals {
+		if v.Type == log.TypeReal {
+			return true
+		}
+	}
+	return false
 }
