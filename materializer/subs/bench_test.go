@@ -81,7 +81,9 @@ func BenchmarkEventLatency(b *testing.B) {
 
 func reportLatency(b *testing.B, lat []time.Duration) {
 	slices.Sort(lat)
-	q := func(p float64) float64 { return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000 }
+	q := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
+	}
 	b.ReportMetric(q(0.50), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(q(1), "max-ms")
@@ -102,7 +104,7 @@ func BenchmarkEventThroughput(b *testing.B) {
 	for lo := 0; lo < rows; lo += 5000 {
 		// A recursive CTE makes the rows in SQLite rather than in 5,000 statements.
 		if _, err := n.mat.Transact(ctx, []materializer.Statement{{
-			SQL: `INSERT INTO machines (id, app_id, addr, state) WITH RECURSIVE k(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM k WHERE i + 1 < ?) SELECT 'm-' || i, 1, '10.0.0.1', 'started' FROM k`,
+			SQL:    `INSERT INTO machines (id, app_id, addr, state) WITH RECURSIVE k(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM k WHERE i + 1 < ?) SELECT 'm-' || i, 1, '10.0.0.1', 'started' FROM k`,
 			Params: []log.Value{log.Integer(int64(lo)), log.Integer(int64(min(lo+5000, rows)))}}}); err != nil {
 			b.Fatal(err)
 		}
