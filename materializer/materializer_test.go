@@ -736,3 +736,12 @@ func TestStats(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+func TestNamedParameterPrefixes(t *testing.T) {
+	n := newNode(t, log.SiteID{1}, tSchema)
+	for i, q := range []string{"INSERT INTO t (id, x) VALUES (:id, :v)", "INSERT INTO t (id, x) VALUES (@id, @v)", "INSERT INTO t (id, x) VALUES ($id, $v)"} {
+		_, err := n.m.Transact(context.Background(), []Statement{{SQL: q, Named: map[string]log.Value{"id": log.Integer(int64(i)), "v": log.Text("a")}}})
+		if err != nil {
+			t.Errorf("%s: %v", q, err)
+		}
+	}
+}
