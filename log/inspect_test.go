@@ -300,11 +300,11 @@ func TestCollector(t *testing.T) {
 		"patina_log_changes": 8, "patina_log_sites": 2, "patina_log_appends_total": 3,
 		"patina_log_syncs_total": 3, "patina_log_append_seconds_count": 3,
 		"patina_log_commit_seconds_count": 3, "patina_log_commit_batch_appends_count": 3,
-		"patina_log_append_queue_length": 0,
+		"patina_log_append_queue_length": 0, "patina_log_tails_waiting": 0,
 	}
 	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("%s = %v, want %v", k, got[k], v)
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
 		}
 	}
 	if got["patina_log_bytes"] == 0 || got["patina_log_disk_bytes"] == 0 {

@@ -33,6 +33,7 @@ var (
 	descSites    = prometheus.NewDesc("patina_log_sites", "Sites with versions in the log.", nil, nil)
 	descAppends  = prometheus.NewDesc("patina_log_appends_total", "Append and AppendLocal calls queued.", nil, nil)
 	descSyncs    = prometheus.NewDesc("patina_log_syncs_total", "Group commits (fsyncs).", nil, nil)
+	descWaiting  = prometheus.NewDesc("patina_log_tails_waiting", "Tails and Wait calls blocked at the end of the log.", nil, nil)
 )
 
 type storeCollector struct{ s *Store }
@@ -43,7 +44,7 @@ type storeCollector struct{ s *Store }
 func (s *Store) Collector() prometheus.Collector { return storeCollector{s} }
 
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueue, descLastSeq, descVersions, descChanges, descBytes, descDisk, descSites, descAppends, descSyncs} {
+	for _, d := range []*prometheus.Desc{descQueue, descLastSeq, descVersions, descChanges, descBytes, descDisk, descSites, descAppends, descSyncs, descWaiting} {
 		ch <- d
 	}
 	c.s.metrics.appendSeconds.Describe(ch)
@@ -64,6 +65,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descBytes, float64(st.Bytes))
 	gauge(descDisk, float64(st.DiskBytes))
 	gauge(descSites, float64(st.Sites))
+	gauge(descWaiting, float64(c.s.waiting.Load()))
 	ch <- prometheus.MustNewConstMetric(descAppends, prometheus.CounterValue, float64(st.Appends))
 	ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(st.Syncs))
 	c.s.metrics.appendSeconds.Collect(ch)

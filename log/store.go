@@ -106,6 +106,7 @@ type Store struct {
 
 	appends atomic.Uint64
 	syncs   atomic.Uint64
+	waiting atomic.Int32 // callers blocked in Wait (tails at the end of the log)
 }
 
 type appendReq struct {
@@ -932,13 +933,17 @@ func (s *Store) Wait(ctx context.Context, after Seq) error {
 		if last > after {
 			return nil
 		}
+		s.waiting.Add(1)
 		select {
 		case <-ch:
 		case <-s.closedCh:
+			s.waiting.Add(-1)
 			return ErrClosed
 		case <-ctx.Done():
+			s.waiting.Add(-1)
 			return context.Cause(ctx)
 		}
+		s.waiting.Add(-1)
 	}
 }
 

@@ -369,11 +369,15 @@ func TestStoreTailConcurrent(t *testing.T) {
 			}
 		})
 	}
-	// A tail that never reads must not block anything.
-	stuck := s.Tail(ctx, 0)
-	next, stop := iter.Pull2(stuck)
+	// A tail that takes one changeset and then stops reading, suspended inside its yield
+	// for the rest of the test, must not block appends or other tails.
+	next, stop := iter.Pull2(s.Tail(ctx, 0))
 	defer stop()
-	_ = next
+	stuckGot := make(chan error, 1)
+	go func() {
+		_, err, _ := next()
+		stuckGot <- err
+	}()
 	for w := range writers {
 		wg.Go(func() {
 			site := SiteID{byte(w + 1)}
@@ -392,6 +396,9 @@ func TestStoreTailConcurrent(t *testing.T) {
 	}
 	if s.LastSeq() != writers*perWriter {
 		t.Fatalf("last seq %d", s.LastSeq())
+	}
+	if err := <-stuckGot; err != nil {
+		t.Fatalf("stuck tail: %v", err)
 	}
 }
 
@@ -431,7 +438,7 @@ func TestTailBeyondAndCancel(t *testing.T) {
 			return
 		}
 	}()
-	testutil.WaitFor(t, 5*time.Second, "tail to wait", func() bool { return true })
+	testutil.WaitFor(t, 5*time.Second, "tail to wait", func() bool { return s.waiting.Load() > 0 })
 	s.Close()
 	if err := <-done; !errors.Is(err, ErrClosed) {
 		t.Fatalf("tail after close: %v", err)
