@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -265,13 +264,21 @@ func (m *Materializer) loadClock(ctx context.Context, t *table, pk log.PK, rc *r
 	if err != nil {
 		return false, err
 	}
-	var raw []byte
-	err = s.QueryRowContext(ctx, []byte(pk)).Scan(&raw)
-	if errors.Is(err, sql.ErrNoRows) {
+	rows, err := s.QueryContext(ctx, []byte(pk))
+	if err != nil {
+		return false, fmt.Errorf("read clock of %s: %w", t.Name, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
 		*rc = rowClock{Cols: rc.Cols[:0]}
+		if err := rows.Err(); err != nil {
+			return false, fmt.Errorf("read clock of %s: %w", t.Name, err)
+		}
 		return false, nil
 	}
-	if err != nil {
+	// RawBytes: decoded before the next call on rows, so no copy is needed.
+	var raw sql.RawBytes
+	if err := rows.Scan(&raw); err != nil {
 		return false, fmt.Errorf("read clock of %s: %w", t.Name, err)
 	}
 	if err := decodeClock(raw, rc); err != nil {
