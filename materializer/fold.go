@@ -112,11 +112,9 @@ func (m *Materializer) foldRow(ctx context.Context, cs *log.Changeset, ch []log.
 		pkArgs[i] = v.SQL()
 	}
 	rc := &st.rc
-	found, err := m.loadClock(ctx, t, ch[0].PK, rc)
-	if err != nil {
+	if _, err := m.loadClock(ctx, t, ch[0].PK, rc); err != nil {
 		return false, err
 	}
-	_ = found
 	nonPK := len(t.NonPK)
 	var (
 		written    []bool

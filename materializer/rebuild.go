@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-
-	"github.com/patinadb/patina/log"
 )
 
 // Rebuild folds the whole log into a fresh file beside the live view and swaps it in
@@ -111,8 +109,6 @@ func (m *Materializer) buildFresh(ctx context.Context, schema []string, progress
 			r.closeConns()
 			return "", fmt.Errorf("rebuild: %w", err)
 		}
-		before := r.met
-		_ = before
 		n, err := r.foldOnly(ctx)
 		if err != nil {
 			r.closeConns()
@@ -206,5 +202,3 @@ func (m *Materializer) rebuildLive(ctx context.Context, progress func(RebuildPro
 	m.rdb = db
 	return nil
 }
-
-var _ = log.Seq(0)

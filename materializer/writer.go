@@ -95,6 +95,14 @@ func (m *Materializer) writerLoop() {
 			}
 			if _, err := m.iterate(work, txs); err != nil {
 				m.logger.Error("writer iteration failed", "err", err)
+				// A persistent fault (disk full, I/O error) must not spin the loop: back off
+				// before trying the backlog again.
+				t := time.NewTimer(100 * time.Millisecond)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+				}
+				t.Stop()
 			}
 			batch = batch[n:]
 			if len(batch) > 0 {
