@@ -486,6 +486,68 @@ func TestCluster(t *testing.T) {
 		c.compareDumps(c.nodes)
 	})
 
+	t.Run("large transaction arrives whole", func(t *testing.T) {
+		c := startCluster(t, bin, 3, "big")
+		const rows = 100_000
+		count := func(n *clNode) int64 {
+			_, vals, err := n.cl.QueryAll(context.Background(), client.Options{}, client.Stmt("SELECT count(*) FROM t WHERE v = 'big'"))
+			if err != nil || len(vals) != 1 {
+				t.Fatalf("count on node %d: %v", n.idx, err)
+			}
+			return vals[0][0].Int
+		}
+		// Watch the other nodes while the transaction travels: every read must see none
+		// of it or all of it.
+		stop := make(chan struct{})
+		var seen sync.Map
+		var wg sync.WaitGroup
+		for _, n := range c.nodes[1:] {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					got := count(n)
+					seen.Store(got, true)
+					if got == rows {
+						return
+					}
+					select {
+					case <-stop:
+						return
+					default:
+					}
+				}
+			}()
+		}
+		res, err := c.nodes[0].cl.Exec(context.Background(), client.Options{Timeout: 5 * time.Minute}, client.Stmt(
+			"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) INSERT INTO t (id, v, node) SELECT x + 1000000, 'big', 0 FROM c", rows))
+		if err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Minute):
+			close(stop)
+			<-done
+			t.Fatalf("the other nodes did not show the transaction (version %d) within 2 minutes", res.Version)
+		}
+		seen.Range(func(k, _ any) bool {
+			t.Logf("a node showed %d rows of the transaction", k)
+			if k.(int64) != 0 && k.(int64) != rows {
+				t.Errorf("a node showed %d of the %d rows: half a transaction", k, rows)
+			}
+			return true
+		})
+		w := newClWriter()
+		w.heads[c.nodes[0].site] = res.Version
+		c.waitConverged(w, c.nodes, 60*time.Second)
+		c.compareDumps(c.nodes)
+	})
+
 	t.Run("late joiner", func(t *testing.T) {
 		c := startCluster(t, bin, 3, "late")
 		w := newClWriter()
