@@ -272,7 +272,8 @@ func runCrashChild(t *testing.T, dir string, rng *rand.Rand) map[SiteID]map[Vers
 // In the last round (full), every complete version is read in arrival order and compared.
 func checkCrashedLog(t *testing.T, dir string, acked, fresh map[SiteID]map[Version]bool, round int, full bool) {
 	t.Helper()
-	s, err := Open(dir, Options{})
+	// The site id matters when the child was killed before it created the directory.
+	s, err := Open(dir, Options{SiteID: crashLocalSite, MaxPartChanges: crashMaxPart})
 	if err != nil {
 		t.Fatalf("round %d: reopen: %v", round, err)
 	}
