@@ -129,14 +129,17 @@ func analyse(st materializer.Statement, isTable func(string) bool, schema schema
 	refs := map[string]int{}
 	window := false
 	depth := 0
-	for _, t := range toks {
+	for i, t := range toks {
 		switch {
 		case t.Text == "(":
 			depth++
 		case t.Text == ")":
 			depth--
 		}
-		if n := t.name(); n != "" && isTable(n) {
+		// A name followed by "." qualifies a column (p.pid): it is no other instance of
+		// the table, so it must not stop the table being re-evaluated by key.
+		qualifier := i+1 < len(toks) && toks[i+1].Text == "."
+		if n := t.name(); n != "" && isTable(n) && !qualifier {
 			p.tables[n] = true
 			refs[n]++
 		}
