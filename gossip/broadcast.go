@@ -234,7 +234,10 @@ func (g *Gossip) dropBatch(n int) {
 // batch and forwards what was new with one hop fewer.
 func (g *Gossip) serveBroadcast(conn *quic.Conn, st *quic.ReceiveStream) {
 	fr := newFrameReader(st)
+	// A stream that never says hello must not hold a goroutine for the connection's life.
+	_ = st.SetReadDeadline(time.Now().Add(syncIdleTimeout))
 	h, err := g.readHello(conn, fr, streamBroadcast)
+	_ = st.SetReadDeadline(time.Time{})
 	if err != nil {
 		g.logger.Debug("broadcast stream refused", attrAddr, conn.RemoteAddr(), attrErr, err)
 		st.CancelRead(0)

@@ -244,7 +244,9 @@ func (g *Gossip) Broadcast(cs *log.Changeset) {
 	}
 	g.noteHead(cs.Site, cs.Version)
 	if len(cs.Changes) > g.cfg.PartChanges {
-		g.goRun(func() { g.broadcastLarge(cs) })
+		// Synchronous: it only reads the log and enqueues, and a goroutine started here
+		// could race Close's wait for the others.
+		g.broadcastLarge(cs)
 		return
 	}
 	g.forward(cs, g.cfg.MaxHops, g.cfg.LocalFanout, "")
