@@ -207,6 +207,7 @@ func BenchmarkApply(b *testing.B) {
 	css := remoteChangesets(max(b.N, 2), rowsPer)
 	n := openBenchNode(b, foldSchema, false)
 	var next atomic.Int64
+	lat := make([]time.Duration, (len(css)+batch-1)/batch)
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -219,10 +220,12 @@ func BenchmarkApply(b *testing.B) {
 				if i >= len(css) {
 					return
 				}
+				t0 := time.Now()
 				if _, err := n.m.Apply(context.Background(), css[i:min(i+batch, len(css))]); err != nil {
 					b.Error(err)
 					return
 				}
+				lat[i/batch] = time.Since(t0)
 			}
 		}()
 	}
@@ -230,4 +233,5 @@ func BenchmarkApply(b *testing.B) {
 	el := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(len(css)*rowsPer*10)/el.Seconds(), "cells/s")
+	reportLatency(b, lat) // per Apply call: append, fold, visible
 }
