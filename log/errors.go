@@ -19,6 +19,8 @@ var (
 	ErrInvalid = errors.New("invalid")
 	// ErrSeqBeyondLog means a tail was asked to start after a seq the log has not reached.
 	ErrSeqBeyondLog = errors.New("log: seq beyond end of log")
+	// ErrLocked means another process (or another Store in this one) has the log open.
+	ErrLocked = errors.New("log: in use by another process")
 	// ErrReadOnly is returned by every write to a store opened with Options.ReadOnly.
 	ErrReadOnly = errors.New("log: opened read-only")
 )

@@ -144,7 +144,7 @@ func TestInspectRefuses(t *testing.T) {
 	}{
 		{"missing dir", filepath.Join(t.TempDir(), "nope"), "no such file"},
 		{"not a log", notLog, ""},
-		{"in use", live, "running node"},
+		{"in use", live, "in use by another process (a running node?)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -154,6 +154,9 @@ func TestInspectRefuses(t *testing.T) {
 				t.Fatalf("inspect = %v, want an error saying %q", err, tt.want)
 			}
 		})
+	}
+	if _, err := Open(live, Options{}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open of a live log: %v, want ErrLocked", err)
 	}
 	// A directory Inspect refused is left as it was: no log was created in it.
 	if _, err := os.Stat(filepath.Join(notLog, "MANIFEST-000001")); err == nil {

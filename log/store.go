@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Options configure a Store.
@@ -70,6 +71,7 @@ type Stats struct {
 // while the previous batch was being synced.
 type Store struct {
 	db      *pebble.DB
+	lock    *pebble.Lock
 	site    SiteID
 	maxPart int
 	wopts   *pebble.WriteOptions
@@ -141,15 +143,25 @@ func Open(dir string, opts Options) (*Store, error) {
 		if _, err := os.Stat(dir); err != nil {
 			return nil, fmt.Errorf("open log %s read-only: %w", dir, err)
 		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
+	// Take Pebble's directory lock ourselves, so that "another process has it" gets its own
+	// error instead of being one of Pebble's many open failures.
+	lock, err := pebble.LockDirectory(dir, vfs.Default)
+	if err != nil {
+		return nil, fmt.Errorf("open log %s: %w (a running node?): %v", dir, ErrLocked, err)
+	}
+	popts.Lock = lock
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
-		return nil, fmt.Errorf("open log %s: %w (is a running node using it?)", dir, err)
+		lock.Close()
+		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
 	s := &Store{
-		db: db, maxPart: opts.MaxPartChanges, wopts: pebble.Sync, logger: logger, hlc: NewHLC(), readOnly: opts.ReadOnly,
-		metrics: newStoreMetrics(),
-		reqs:    make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{}),
+		db: db, lock: lock, maxPart: opts.MaxPartChanges, wopts: pebble.Sync, logger: logger,
+		hlc: NewHLC(), readOnly: opts.ReadOnly, metrics: newStoreMetrics(),
+		reqs: make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{}),
 		closedCh: make(chan struct{}), notify: make(chan struct{}),
 	}
 	if s.maxPart <= 0 {
@@ -160,6 +172,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if err := s.load(opts.SiteID); err != nil {
 		db.Close()
+		lock.Close()
 		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
 	if s.readOnly {
@@ -311,7 +324,8 @@ func (s *Store) Close() error {
 	// Readers hold closeMu.RLock while they use the db; Lock waits for them.
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
-	return s.db.Close()
+	// Pebble drops its reference to the lock on Close; ours goes last.
+	return errors.Join(s.db.Close(), s.lock.Close())
 }
 
 // SiteID is this node's site id.
