@@ -382,3 +382,47 @@ func metricValue(tb testing.TB, c prometheus.Metric) float64 {
 	tb.Fatalf("metric %v is neither a counter nor a gauge", c.Desc())
 	return 0
 }
+
+// TestSyncBusyRetriesElsewhere makes one peer refuse syncs (it serves its limit already):
+// the client gets ErrBusy from it, and a round moves on to another peer.
+func TestSyncBusyRetriesElsewhere(t *testing.T) {
+	nodes := cluster(t, 3, func(c *Config) { c.SyncInterval = time.Hour })
+	busy, other := nodes[1], nodes[2]
+	busy.g.served.Store(int32(busy.cfg.MaxServedSyncs))
+	t.Cleanup(func() { busy.g.served.Store(0) })
+	var busyPeer *peer
+	for _, p := range nodes[0].g.alivePeers() {
+		if p.site == busy.site {
+			busyPeer = p
+		}
+	}
+	if err := nodes[0].g.syncWith(busyPeer); !errors.Is(err, ErrBusy) {
+		t.Fatalf("sync with a busy peer: %v, want ErrBusy", err)
+	}
+	// Written without broadcast: only a sync can bring it.
+	cs := &log.Changeset{Kind: log.KindData, Changes: []log.Change{{Table: "t", PK: log.MustPackPK(log.Integer(1)),
+		CID: "v", Val: log.Integer(1), ColVersion: 1, CL: 1}}}
+	if _, _, err := other.st.AppendLocal(context.Background(), cs); err != nil {
+		t.Fatal(err)
+	}
+	// Make the busy peer look like the best source, so a round tries it first.
+	nodes[0].g.mu.Lock()
+	v := log.NewVector()
+	for ver := log.Version(1); ver <= 100; ver++ {
+		v.AddVersion(log.NewSiteID(), ver)
+	}
+	nodes[0].g.vectors[busy.site.String()] = v
+	nodes[0].g.mu.Unlock()
+	before := nodes[0].g.syncRounds.Load()
+	busyBefore := metricValue(t, nodes[0].g.m.syncRounds.WithLabelValues("client", "busy"))
+	nodes[0].g.syncRound()
+	if got := nodes[0].g.syncRounds.Load(); got != before+1 {
+		t.Fatalf("%d rounds completed, want 1", got-before)
+	}
+	if got := metricValue(t, nodes[0].g.m.syncRounds.WithLabelValues("client", "busy")); got != busyBefore+1 {
+		t.Fatalf("busy refusals %v, want %v", got, busyBefore+1)
+	}
+	if !nodes[0].st.Contains(other.site, 1) {
+		t.Fatal("the round did not sync with the other peer")
+	}
+}
