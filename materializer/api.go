@@ -37,7 +37,9 @@ type Config struct {
 	// Schema holds CREATE TABLE / CREATE INDEX statements applied at Open.
 	Schema []string
 	// FoldBatch is the most changesets folded per SQLite transaction; FoldDelay how long the
-	// writer waits to fill a batch.
+	// writer, woken by the log alone, waits for more before folding a small batch. The default
+	// 0 folds at once: batches form anyway while the previous fold commits, and each wait
+	// adds to every replication's latency.
 	FoldBatch int
 	FoldDelay time.Duration
 	// ReadConns is the size of the read-only connection pool.
@@ -58,7 +60,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults for path.
 func DefaultConfig(path string) Config {
-	return Config{Path: path, FoldBatch: 512, FoldDelay: time.Millisecond, ReadConns: 4}
+	return Config{Path: path, FoldBatch: 512, ReadConns: 4}
 }
 
 // Statement is one SQL statement with positional or named parameters (not both).

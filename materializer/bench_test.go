@@ -235,3 +235,24 @@ func BenchmarkApply(b *testing.B) {
 	b.ReportMetric(float64(len(css)*rowsPer*10)/el.Seconds(), "cells/s")
 	reportLatency(b, lat) // per Apply call: append, fold, visible
 }
+
+// BenchmarkApplyOne: latency of applying one small changeset (one row of 10 columns) at a
+// time, as a broadcast delivers it: durable append, fold, visible.
+func BenchmarkApplyOne(b *testing.B) {
+	css := remoteChangesets(max(b.N, 2), 1)
+	n := openBenchNode(b, foldSchema, false)
+	lat := make([]time.Duration, len(css))
+	b.ResetTimer()
+	start := time.Now()
+	for i, cs := range css {
+		t0 := time.Now()
+		if _, err := n.m.Apply(context.Background(), []*log.Changeset{cs}); err != nil {
+			b.Fatal(err)
+		}
+		lat[i] = time.Since(t0)
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(len(css))/el.Seconds(), "changesets/s")
+	reportLatency(b, lat)
+}
