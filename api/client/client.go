@@ -156,13 +156,45 @@ type Statement struct {
 }
 
 // MarshalJSON writes {"query": ..., "params": [...]} or {"query": ..., "named_params": {...}}.
+// Values are appended by hand: through encoding/json each value's MarshalJSON output would be
+// validated and copied again, which costs more than the rest of a large transaction.
 func (st Statement) MarshalJSON() ([]byte, error) {
-	obj := struct {
-		Query  string               `json:"query"`
-		Params []log.Value          `json:"params,omitempty"`
-		Named  map[string]log.Value `json:"named_params,omitempty"`
-	}{st.SQL, st.Params, st.Named}
-	return json.Marshal(obj)
+	q, err := json.Marshal(st.SQL)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, len(q)+32+16*len(st.Params))
+	b = append(b, `{"query":`...)
+	b = append(b, q...)
+	if len(st.Params) > 0 {
+		b = append(b, `,"params":[`...)
+		for i, v := range st.Params {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = v.AppendJSON(b)
+		}
+		b = append(b, ']')
+	}
+	if len(st.Named) > 0 {
+		b = append(b, `,"named_params":{`...)
+		first := true
+		for k, v := range st.Named {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			kq, err := json.Marshal(k)
+			if err != nil {
+				return nil, err
+			}
+			b = append(b, kq...)
+			b = append(b, ':')
+			b = v.AppendJSON(b)
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}'), nil
 }
 
 // Stmt returns a statement with positional parameters converted from Go values: nil, bool,
