@@ -119,6 +119,12 @@ func (m *Materializer) Open(ctx context.Context) error {
 		m.closeConns()
 		return err
 	}
+	// The schema given at start may add what pending changesets wait for (and a crash may
+	// have come between a migration and its refold).
+	if err := m.refoldPending(ctx); err != nil {
+		m.closeConns()
+		return fmt.Errorf("open view: refold pending changes: %w", err)
+	}
 	// Refold what the log holds beyond the stored fold position before serving: after a
 	// crash this replays the tail with exactly-once effect (merging is idempotent and the
 	// fold position commits with the data).

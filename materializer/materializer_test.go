@@ -745,3 +745,23 @@ func TestNamedParameterPrefixes(t *testing.T) {
 		}
 	}
 }
+
+// TestPendingFoldedAtRestart: a node restarted with a schema file that adds the table its
+// log already has changes for shows them.
+func TestPendingFoldedAtRestart(t *testing.T) {
+	full := append([]string{"CREATE TABLE u (k TEXT PRIMARY KEY NOT NULL, v)"}, tSchema...)
+	a := newNode(t, log.SiteID{1}, full)
+	a.exec(t, "INSERT INTO u VALUES ('k', 1)")
+	dir := t.TempDir()
+	b := openNode(t, dir, log.SiteID{2}, tSchema, nil)
+	a.syncTo(t, b)
+	b.m.Close()
+	m := New(b.store, Config{Path: b.cfg.Path, Schema: full})
+	if err := m.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.m = m
+	if got := b.dumpTable(t, "u"); len(got) != 1 || !got[0][1].Equal(log.Integer(1)) {
+		t.Fatalf("u after restart: %s", fmtRows(got))
+	}
+}
