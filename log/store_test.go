@@ -552,3 +552,19 @@ func universeCS(site SiteID, v Version, lastSeq uint64) *Changeset {
 	}
 	return cs
 }
+
+// TestStoreMissingIsACopy: what Missing returns does not change when the store later adds
+// to the same partial version (it once shared the store's range set).
+func TestStoreMissingIsACopy(t *testing.T) {
+	s := openStore(t, "", Options{NoSync: true})
+	cs := makeCS(siteB, 1, 10)
+	mustAppend(t, s, slicePart(cs, 0, 1), makeCS(siteB, 2, 1))
+	m := s.Missing(NewVector())
+	mustAppend(t, s, slicePart(cs, 2, 5))
+	if len(m) != 1 || !slices.Equal(m[0].Parts[1], RangeSet{{0, 1}}) || !slices.Equal(m[0].Versions, RangeSet{{2, 2}}) {
+		t.Fatalf("missing changed under the caller: %+v", m)
+	}
+	if got := s.Missing(NewVector()); !slices.Equal(got[0].Parts[1], RangeSet{{0, 5}}) {
+		t.Fatalf("missing now = %+v", got)
+	}
+}

@@ -449,58 +449,64 @@ func (v *Vector) sortedSites() []SiteID {
 func (v *Vector) Missing(theirs *Vector) []SiteMissing {
 	var out []SiteMissing
 	for _, s := range v.sortedSites() {
-		mine := v.Sites[s]
-		var other *SiteVector
-		if theirs != nil {
-			other = theirs.Sites[s]
-		}
-		if other == nil {
-			other = &SiteVector{}
-		}
-		m := SiteMissing{Site: s}
-		// Whole versions: mine minus their complete ones; those they hold in part go to
-		// Parts with just the seqs they lack. Their partials are few: sort them once and
-		// find each range's by binary search.
-		diff := mine.Versions.Subtract(other.Versions)
-		if len(other.Partials) == 0 {
-			m.Versions = diff
-		} else {
-			held := slices.Sorted(maps.Keys(other.Partials))
-			for _, r := range diff {
-				i := sort.Search(len(held), func(k int) bool { return uint64(held[k]) >= r.First })
-				cur, done := r.First, false
-				for ; i < len(held) && uint64(held[i]) <= r.Last; i++ {
-					ver := held[i]
-					if uint64(ver) > cur {
-						m.Versions = append(m.Versions, Range{cur, uint64(ver) - 1})
-					}
-					m.addPart(ver, other.Partials[ver].Needs())
-					if uint64(ver) == r.Last {
-						done = true
-						break
-					}
-					cur = uint64(ver) + 1
-				}
-				if !done {
-					m.Versions = append(m.Versions, Range{cur, r.Last})
-				}
-			}
-		}
-		for ver, p := range mine.Partials {
-			if other.Versions.Contains(uint64(ver)) {
-				continue
-			}
-			want := p.Seqs
-			if op := other.Partials[ver]; op != nil {
-				want = want.Subtract(op.Seqs)
-			}
-			m.addPart(ver, want)
-		}
-		if len(m.Versions) > 0 || len(m.Parts) > 0 {
+		if m, ok := missingSite(s, v.Sites[s], theirs); ok {
 			out = append(out, m)
 		}
 	}
 	return out
+}
+
+// missingSite is Missing for one site; ok is false when theirs lacks nothing of mine. The
+// result shares no memory with mine or theirs.
+func missingSite(s SiteID, mine *SiteVector, theirs *Vector) (m SiteMissing, ok bool) {
+	var other *SiteVector
+	if theirs != nil {
+		other = theirs.Sites[s]
+	}
+	if other == nil {
+		other = &SiteVector{}
+	}
+	m.Site = s
+	// Whole versions: mine minus their complete ones; those they hold in part go to
+	// Parts with just the seqs they lack. Their partials are few: sort them once and
+	// find each range's by binary search.
+	diff := mine.Versions.Subtract(other.Versions)
+	if len(other.Partials) == 0 {
+		m.Versions = diff
+	} else {
+		held := slices.Sorted(maps.Keys(other.Partials))
+		for _, r := range diff {
+			i := sort.Search(len(held), func(k int) bool { return uint64(held[k]) >= r.First })
+			cur, done := r.First, false
+			for ; i < len(held) && uint64(held[i]) <= r.Last; i++ {
+				ver := held[i]
+				if uint64(ver) > cur {
+					m.Versions = append(m.Versions, Range{cur, uint64(ver) - 1})
+				}
+				m.addPart(ver, other.Partials[ver].Needs())
+				if uint64(ver) == r.Last {
+					done = true
+					break
+				}
+				cur = uint64(ver) + 1
+			}
+			if !done {
+				m.Versions = append(m.Versions, Range{cur, r.Last})
+			}
+		}
+	}
+	for ver, p := range mine.Partials {
+		if other.Versions.Contains(uint64(ver)) {
+			continue
+		}
+		// A copy: the store keeps adding to its partials in place.
+		want := p.Seqs.Clone()
+		if op := other.Partials[ver]; op != nil {
+			want = p.Seqs.Subtract(op.Seqs)
+		}
+		m.addPart(ver, want)
+	}
+	return m, len(m.Versions) > 0 || len(m.Parts) > 0
 }
 
 func (m *SiteMissing) addPart(ver Version, seqs RangeSet) {
