@@ -88,6 +88,11 @@ type Engine struct {
 	byID    map[string]*sub
 	byHash  map[string]*sub
 	byTable map[string]map[*sub]struct{}
+	keys    *keyIndex
+	// evalMu serialises every evaluation of every subscription (first run, batches of
+	// notices, re-runs for attaching clients and retries), which keeps keys' holders
+	// consistent with the results (see keyIndex).
+	evalMu sync.Mutex
 	schema  map[string]*tableInfo
 	closed  bool
 
@@ -132,6 +137,7 @@ func New(src Source, cfg Config) *Engine {
 		byID:    map[string]*sub{},
 		byHash:  map[string]*sub{},
 		byTable: map[string]map[*sub]struct{}{},
+		keys:    newKeyIndex(),
 		schema:  map[string]*tableInfo{},
 
 		advanced: make(chan struct{}),
@@ -256,6 +262,8 @@ type Options struct {
 // has the same statement. Errors wrapping materializer.ErrBadStatement are bad input.
 func (e *Engine) Subscribe(ctx context.Context, st materializer.Statement, opts Options) (*Stream, error) {
 	hash := statementHash(st)
+	e.evalMu.Lock()
+	defer e.evalMu.Unlock()
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -286,6 +294,8 @@ func (e *Engine) Subscribe(ctx context.Context, st materializer.Statement, opts 
 
 // Attach attaches a client to the subscription id (ErrNotFound when there is none).
 func (e *Engine) Attach(ctx context.Context, id string, opts Options) (*Stream, error) {
+	e.evalMu.Lock()
+	defer e.evalMu.Unlock()
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -337,6 +347,7 @@ func (e *Engine) addLocked(s *sub) {
 		}
 		m[s] = struct{}{}
 	}
+	e.keys.add(s)
 	e.metrics.subscriptions.Set(float64(len(e.byID)))
 }
 
@@ -356,6 +367,7 @@ func (e *Engine) remove(s *sub, forget bool) {
 	s.dropped = true
 	s.closeClients(ErrDropped)
 	s.mu.Unlock()
+	e.keys.remove(s)
 	if forget && e.store != nil {
 		if err := e.store.remove(context.Background(), s.id); err != nil {
 			e.logger.Warn("forget subscription", "id", s.id, "err", err)
@@ -457,10 +469,12 @@ func (e *Engine) restore(ctx context.Context) error {
 			continue
 		}
 		s := newSub(e, p.id, p.hash, p.st, pl)
-		s.restore(p)
+		// Registered before its rows are indexed, so that the key index learns which
+		// keys its result holds.
 		e.mu.Lock()
 		e.addLocked(s)
 		e.mu.Unlock()
+		s.restore(p)
 	}
 	if len(ps) > 0 {
 		e.logger.Info("subscriptions restored", "count", len(e.byID))
@@ -471,7 +485,9 @@ func (e *Engine) restore(ctx context.Context) error {
 // loop follows the view's commit notices and brings the subscriptions they touch up to
 // date, batching the notices that queue up while it works.
 func (e *Engine) loop(ctx context.Context) {
+	e.evalMu.Lock()
 	e.refreshAll(ctx, func(s *sub) bool { return s.needFull })
+	e.evalMu.Unlock()
 	for {
 		var batch []materializer.Notice
 		select {
@@ -496,7 +512,9 @@ func (e *Engine) loop(ctx context.Context) {
 			}
 		}
 		start := time.Now()
+		e.evalMu.Lock()
 		e.process(ctx, batch)
+		e.evalMu.Unlock()
 		e.metrics.batch.Observe(time.Since(start).Seconds())
 		var top log.Seq
 		for _, n := range batch {
@@ -527,37 +545,41 @@ func (e *Engine) process(ctx context.Context, batch []materializer.Notice) {
 		e.refreshAll(ctx, func(*sub) bool { return true })
 		return
 	}
-	// A slice, not a set, when one table changed (the common case): with a thousand
-	// subscriptions on it, building a set per batch costs more than the checks themselves.
-	var affected []*sub
 	e.mu.Lock()
-	if len(changed) == 1 {
-		for t := range changed {
-			for s := range e.byTable[t] {
-				affected = append(affected, s)
-			}
-		}
-	} else {
-		seen := map[*sub]bool{}
-		for t := range changed {
-			for s := range e.byTable[t] {
-				if !seen[s] {
-					seen[s] = true
-					affected = append(affected, s)
-				}
-			}
-		}
-	}
 	info := make(map[string]*tableInfo, len(changed))
 	for t := range changed {
 		info[t] = e.schema[t]
 	}
 	e.mu.Unlock()
+	rc := &rowCache{rows: map[string]map[string]*fetched{}, info: info, realKeys: map[string]bool{}}
+	affected := map[*sub]struct{}{}
+	for t, pks := range changed {
+		for _, pk := range pks {
+			if hasReal(pk) {
+				rc.realKeys[t] = true
+				break
+			}
+		}
+		keys := make(map[string]struct{}, len(pks))
+		for k := range pks {
+			keys[k] = struct{}{}
+		}
+		ti := info[t]
+		e.keys.candidates(t, keys, func(k string) (bool, func(int) []string, bool) {
+			if ti == nil || rc.realKeys[t] {
+				return false, nil, false
+			}
+			f := rc.fetch(ctx, e.src, ti, pks[k])
+			if f.err != nil {
+				return false, nil, false
+			}
+			return f.found, f.eqKeys, true
+		}, affected)
+	}
 	if len(affected) == 0 {
 		return
 	}
-	rc := &rowCache{rows: map[string]*fetched{}, info: info}
-	for _, s := range affected {
+	for s := range affected {
 		if ctx.Err() != nil {
 			return
 		}
@@ -614,11 +636,13 @@ func (e *Engine) janitor(ctx context.Context) {
 				e.logger.Debug("subscription idle, dropped", "id", s.id)
 				e.remove(s, true)
 			case retry:
+				e.evalMu.Lock()
 				s.mu.Lock()
 				if err := s.refreshLocked(ctx); err != nil {
 					e.logger.Warn("re-evaluate subscription", "id", s.id, "err", err)
 				}
 				s.mu.Unlock()
+				e.evalMu.Unlock()
 			}
 		}
 	}

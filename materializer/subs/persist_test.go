@@ -57,6 +57,13 @@ func TestResumeAfterRestart(t *testing.T) {
 	if got, w := m.multiset(), multiset(want); !equalStrings(got, w) {
 		t.Fatalf("after restart: got %q, want %q", got, w)
 	}
+	// A restored row that leaves the result after the restart is deleted from it.
+	waitSeq(t, e2, src.write(t, mrow(11, "b", 99, 0)))
+	m.readUntil(t, rs, subInfo(t, e2, id).ChangeID)
+	_, want = queryRows(t, src, `SELECT id, port FROM m WHERE app = 'a'`)
+	if got, w := m.multiset(), multiset(want); !equalStrings(got, w) {
+		t.Fatalf("after a restored row left: got %q, want %q", got, w)
+	}
 	// The same statement finds the restored subscription rather than a new one.
 	again := subscribe(t, e2, `SELECT id, port FROM m WHERE app = 'a'`, Options{SkipRows: true})
 	if again.ID != id {

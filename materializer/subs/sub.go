@@ -74,6 +74,7 @@ func (s *sub) index(r *row) {
 		if m == nil {
 			m = map[string]*row{}
 			s.byInst[i][pk] = m
+			s.e.keys.hold(s, s.plan.from[i].table, pk, true)
 		}
 		m[r.key] = r
 	}
@@ -85,6 +86,7 @@ func (s *sub) unindex(r *row) {
 			delete(m, r.key)
 			if len(m) == 0 {
 				delete(s.byInst[i], pk)
+				s.e.keys.hold(s, s.plan.from[i].table, pk, false)
 			}
 		}
 	}
@@ -269,7 +271,9 @@ func (s *sub) refreshLocked(ctx context.Context) error {
 // rowCache holds the rows fetched by primary key during one batch of notices, shared by
 // every subscription the batch touches.
 type rowCache struct {
-	rows map[string]*fetched
+	rows map[string]map[string]*fetched // table -> packed pk -> row
+	// realKeys: the table has a changed key holding a REAL.
+	realKeys map[string]bool
 	info map[string]*tableInfo // the changed tables' schemas (nil when not loaded)
 }
 
@@ -296,12 +300,16 @@ func (f *fetched) eqKeys(col int) []string {
 
 // fetch reads the current row of table with primary key pk.
 func (rc *rowCache) fetch(ctx context.Context, src Source, ti *tableInfo, pk log.PK) *fetched {
-	key := ti.Name + "\x00" + string(pk)
-	if f, ok := rc.rows[key]; ok {
+	byPK := rc.rows[ti.Name]
+	if byPK == nil {
+		byPK = map[string]*fetched{}
+		rc.rows[ti.Name] = byPK
+	}
+	if f, ok := byPK[string(pk)]; ok {
 		return f
 	}
 	f := &fetched{}
-	rc.rows[key] = f
+	byPK[string(pk)] = f
 	vals, err := log.UnpackPK(pk)
 	if err != nil || len(vals) != len(ti.PK) {
 		f.err = fmt.Errorf("pk %s does not match the table's key", pk)
@@ -376,10 +384,8 @@ func (s *sub) update(ctx context.Context, changed map[string]map[string]log.PK, 
 			}
 			// Keys are matched by SQL literals, and a REAL's literal may not round-trip
 			// exactly: such keys take the full re-run.
-			for _, pk := range changed[t] {
-				if hasReal(pk) {
-					full = true
-				}
+			if rc.realKeys[t] {
+				full = true
 			}
 		}
 	}
