@@ -93,8 +93,8 @@ type Engine struct {
 	// notices, re-runs for attaching clients and retries), which keeps keys' holders
 	// consistent with the results (see keyIndex).
 	evalMu sync.Mutex
-	schema  map[string]*tableInfo
-	closed  bool
+	schema map[string]*tableInfo
+	closed bool
 
 	notices <-chan materializer.Notice
 	unreg   func()

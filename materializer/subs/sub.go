@@ -274,7 +274,7 @@ type rowCache struct {
 	rows map[string]map[string]*fetched // table -> packed pk -> row
 	// realKeys: the table has a changed key holding a REAL.
 	realKeys map[string]bool
-	info map[string]*tableInfo // the changed tables' schemas (nil when not loaded)
+	info     map[string]*tableInfo // the changed tables' schemas (nil when not loaded)
 }
 
 type fetched struct {
