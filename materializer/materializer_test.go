@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -763,5 +764,28 @@ func TestPendingFoldedAtRestart(t *testing.T) {
 	b.m = m
 	if got := b.dumpTable(t, "u"); len(got) != 1 || !got[0][1].Equal(log.Integer(1)) {
 		t.Fatalf("u after restart: %s", fmtRows(got))
+	}
+}
+
+// TestSQLite3ShellReads: the sqlite3 shell, a separate process, reads the view while the node
+// runs and writes.
+func TestSQLite3ShellReads(t *testing.T) {
+	shell, err := exec.LookPath("sqlite3")
+	if err != nil {
+		t.Skip("no sqlite3 shell on this machine")
+	}
+	n := newNode(t, log.SiteID{1}, tSchema)
+	n.exec(t, "INSERT INTO t VALUES (1, 1.5, 'a'), (2, X'00', 'b')")
+	out, err := exec.Command(shell, "-readonly", n.cfg.Path, "SELECT id, quote(x), y FROM t ORDER BY id; SELECT count(*) FROM __patina_clock_t;").CombinedOutput()
+	if err != nil {
+		t.Fatalf("sqlite3: %v: %s", err, out)
+	}
+	if got, want := strings.TrimSpace(string(out)), "1|1.5|a\n2|X'00'|b\n2"; got != want {
+		t.Fatalf("sqlite3 printed %q, want %q", got, want)
+	}
+	n.exec(t, "DELETE FROM t WHERE id = 1")
+	out, err = exec.Command(shell, "-readonly", n.cfg.Path, "SELECT count(*) FROM t").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "1" {
+		t.Fatalf("sqlite3 after a write: %v: %s", err, out)
 	}
 }
