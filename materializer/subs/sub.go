@@ -316,7 +316,15 @@ func (rc *rowCache) fetch(ctx context.Context, src Source, ti *tableInfo, pk log
 		return f
 	}
 	var b strings.Builder
-	b.WriteString("SELECT * FROM ")
+	// The columns known at analysis, by name: a column added since does not shift them.
+	b.WriteString("SELECT ")
+	for i, c := range ti.Columns {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quoteIdent(c))
+	}
+	b.WriteString(" FROM ")
 	b.WriteString(quoteIdent(ti.Name))
 	b.WriteString(" WHERE ")
 	for i, c := range ti.PK {
