@@ -45,7 +45,7 @@ type InspectOptions struct {
 // partially held versions) and, with opt.Changesets, the changesets as JSON lines. It opens
 // the log read-only and changes nothing. It is what `patina log inspect` runs.
 func Inspect(dir string, w io.Writer, opt InspectOptions) error {
-	s, err := Open(dir, Options{ReadOnly: true, Logger: opt.Logger})
+	s, err := open(dir, Options{ReadOnly: true, Logger: opt.Logger}, true)
 	if err != nil {
 		return fmt.Errorf("inspect: %w", err)
 	}
@@ -60,17 +60,29 @@ func (s *Store) Inspect(out io.Writer, opt InspectOptions) error {
 		opt.MaxRanges = 32
 	}
 	var checkErr error
+	if len(s.loadErrs) > 0 {
+		// The log opened only in part: say so first, and fail even without Check.
+		errs := make([]error, len(s.loadErrs))
+		for i, e := range s.loadErrs {
+			errs[i] = fmt.Errorf("%w: %w", ErrCorrupt, e)
+		}
+		checkErr = errors.Join(errs...)
+	}
 	if !opt.ChangesetsOnly {
+		for _, e := range s.loadErrs {
+			fmt.Fprintf(w, "unreadable: %v\n", e)
+		}
 		if err := s.writeSummary(w, opt); err != nil {
 			return err
 		}
 		if opt.Check {
-			checkErr = s.Check()
-			if checkErr == nil {
+			err := s.Check()
+			if err == nil {
 				fmt.Fprintln(w, "check: ok")
 			} else {
-				fmt.Fprintf(w, "check: FAILED\n%v\n", checkErr)
+				fmt.Fprintf(w, "check: FAILED\n%v\n", err)
 			}
+			checkErr = errors.Join(checkErr, err)
 		}
 	}
 	if opt.Changesets || opt.ChangesetsOnly {

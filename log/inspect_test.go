@@ -314,3 +314,41 @@ func TestCollector(t *testing.T) {
 		t.Errorf("bytes %v, disk bytes %v", got["patina_log_bytes"], got["patina_log_disk_bytes"])
 	}
 }
+
+// TestInspectDamaged: persisted state that does not decode makes Open fail with a
+// DecodeError (never a panic), while Inspect still shows what it can and names the damage.
+func TestInspectDamaged(t *testing.T) {
+	tests := []struct {
+		name    string
+		corrupt func(t *testing.T, s *Store)
+		want    string
+	}{
+		{"vector value", func(t *testing.T, s *Store) { must(t, s.db.Set(vectorKey(siteB), []byte{1, 0xc1}, nil)) }, "unreadable: vector of " + siteB.String()},
+		{"partial value", func(t *testing.T, s *Store) { must(t, s.db.Set(partialKey(siteB, 6), []byte{9}, nil)) }, "unreadable: partial " + siteB.String() + "/6"},
+		{"short arrival key", func(t *testing.T, s *Store) { must(t, s.db.Set([]byte{pfxArrival, 0, 0, 0, 1}, arrivalValue(siteB, 1), nil)) }, "unreadable: decode arrival key"},
+		{"short vector key", func(t *testing.T, s *Store) { must(t, s.db.Set([]byte{pfxVector, 1}, []byte{1, 0x90}, nil)) }, "unreadable: decode vector key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, _ := buildInspectLog(t)
+			s, err := Open(dir, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.corrupt(t, s)
+			s.Close()
+			var de *DecodeError
+			if _, err := Open(dir, Options{}); !errors.As(err, &de) {
+				t.Fatalf("open of a damaged log = %v, want a DecodeError", err)
+			}
+			var out bytes.Buffer
+			err = Inspect(dir, &out, InspectOptions{Check: true})
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("inspect = %v, want ErrCorrupt", err)
+			}
+			if !strings.Contains(out.String(), tt.want) || !strings.Contains(out.String(), "site_id:   "+siteA.String()) {
+				t.Fatalf("inspect output lacks %q or the summary:\n%s", tt.want, out.String())
+			}
+		})
+	}
+}

@@ -79,6 +79,9 @@ type Store struct {
 	hlc     *HLC
 	// readOnly: no committer runs and every write is ErrReadOnly.
 	readOnly bool
+	// lenient (Inspect only): load skips persisted state it cannot read, into loadErrs.
+	lenient  bool
+	loadErrs []error
 	metrics  *storeMetrics
 
 	reqs     chan *appendReq
@@ -128,7 +131,10 @@ type item struct {
 }
 
 // Open opens or creates the log in dir.
-func Open(dir string, opts Options) (*Store, error) {
+func Open(dir string, opts Options) (*Store, error) { return open(dir, opts, false) }
+
+// open is Open; lenient (for Inspect, with ReadOnly) tolerates unreadable persisted state.
+func open(dir string, opts Options, lenient bool) (*Store, error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.Default()
@@ -160,7 +166,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		db: db, lock: lock, maxPart: opts.MaxPartChanges, wopts: pebble.Sync, logger: logger,
-		hlc: NewHLC(), readOnly: opts.ReadOnly, metrics: newStoreMetrics(),
+		hlc: NewHLC(), readOnly: opts.ReadOnly, lenient: lenient && opts.ReadOnly, metrics: newStoreMetrics(),
 		reqs: make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{}),
 		closedCh: make(chan struct{}), notify: make(chan struct{}),
 	}
@@ -224,6 +230,15 @@ func (s *Store) load(want SiteID) error {
 		s.changes, s.bytes = binary.BigEndian.Uint64(st), binary.BigEndian.Uint64(st[8:])
 	}
 
+	// A lenient (inspecting) open notes what it cannot read and goes on with the rest, so
+	// that Inspect and Check can still show a damaged log; a normal open refuses it.
+	bad := func(err error) error {
+		if !s.lenient {
+			return err
+		}
+		s.loadErrs = append(s.loadErrs, err)
+		return nil
+	}
 	vec := NewVector()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxVector}, UpperBound: []byte{pfxVector + 1}})
 	if err != nil {
@@ -231,16 +246,20 @@ func (s *Store) load(want SiteID) error {
 	}
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
+		var err error
 		if len(k) != 17 {
-			it.Close()
-			return &DecodeError{What: "vector key", Err: fmt.Errorf("%d bytes", len(k))}
+			err = &DecodeError{What: "vector key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}
+		} else if rs, derr := decodeRangesValue("vector", it.Value(), false); derr != nil {
+			err = fmt.Errorf("vector of %v: %w", SiteID(k[1:17]), derr)
+		} else {
+			vec.site(SiteID(k[1:17])).Versions = rs
 		}
-		rs, err := decodeRangesValue("vector", it.Value(), false)
 		if err != nil {
-			it.Close()
-			return err
+			if err := bad(err); err != nil {
+				it.Close()
+				return err
+			}
 		}
-		vec.site(SiteID(k[1:17])).Versions = rs
 	}
 	if err := it.Close(); err != nil {
 		return err
@@ -251,25 +270,29 @@ func (s *Store) load(want SiteID) error {
 	}
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
+		var err error
 		if len(k) != 25 {
-			it.Close()
-			return &DecodeError{What: "partial key", Err: fmt.Errorf("%d bytes", len(k))}
+			err = &DecodeError{What: "partial key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}
+		} else if p, derr := decodePartialValue(it.Value()); derr != nil {
+			err = fmt.Errorf("partial %v/%d: %w", SiteID(k[1:17]), binary.BigEndian.Uint64(k[17:]), derr)
+		} else {
+			sv := vec.site(SiteID(k[1:17]))
+			ver := Version(binary.BigEndian.Uint64(k[17:]))
+			if cerr := checkPartial(sv, ver, p); cerr != nil {
+				err = fmt.Errorf("stored partial %v/%d: %w", SiteID(k[1:17]), ver, cerr)
+			} else {
+				if sv.Partials == nil {
+					sv.Partials = map[Version]*Partial{}
+				}
+				sv.Partials[ver] = p
+			}
 		}
-		p, err := decodePartialValue(it.Value())
 		if err != nil {
-			it.Close()
-			return err
+			if err := bad(err); err != nil {
+				it.Close()
+				return err
+			}
 		}
-		sv := vec.site(SiteID(k[1:17]))
-		ver := Version(binary.BigEndian.Uint64(k[17:]))
-		if err := checkPartial(sv, ver, p); err != nil {
-			it.Close()
-			return fmt.Errorf("stored partial: %w", err)
-		}
-		if sv.Partials == nil {
-			sv.Partials = map[Version]*Partial{}
-		}
-		sv.Partials[ver] = p
 	}
 	if err := it.Close(); err != nil {
 		return err
@@ -282,7 +305,12 @@ func (s *Store) load(want SiteID) error {
 		return err
 	}
 	if it.Last() {
-		s.lastSeq = Seq(binary.BigEndian.Uint64(it.Key()[1:]))
+		if k := it.Key(); len(k) == 9 {
+			s.lastSeq = Seq(binary.BigEndian.Uint64(k[1:]))
+		} else if err := bad(&DecodeError{What: "arrival key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}); err != nil {
+			it.Close()
+			return err
+		}
 	}
 	if err := it.Close(); err != nil {
 		return err
