@@ -325,7 +325,9 @@ func TestInspectDamaged(t *testing.T) {
 	}{
 		{"vector value", func(t *testing.T, s *Store) { must(t, s.db.Set(vectorKey(siteB), []byte{1, 0xc1}, nil)) }, "unreadable: vector of " + siteB.String()},
 		{"partial value", func(t *testing.T, s *Store) { must(t, s.db.Set(partialKey(siteB, 6), []byte{9}, nil)) }, "unreadable: partial " + siteB.String() + "/6"},
-		{"short arrival key", func(t *testing.T, s *Store) { must(t, s.db.Set([]byte{pfxArrival, 0, 0, 0, 1}, arrivalValue(siteB, 1), nil)) }, "unreadable: decode arrival key"},
+		{"short arrival key", func(t *testing.T, s *Store) {
+			must(t, s.db.Set([]byte{pfxArrival, 0, 0, 0, 1}, arrivalValue(siteB, 1), nil))
+		}, "unreadable: decode arrival key"},
 		{"short vector key", func(t *testing.T, s *Store) { must(t, s.db.Set([]byte{pfxVector, 1}, []byte{1, 0x90}, nil)) }, "unreadable: decode vector key"},
 	}
 	for _, tt := range tests {
