@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -447,4 +449,39 @@ func TestBearerToken(t *testing.T) {
 		t.Errorf("write without a token: %d", a.status)
 	}
 	n.healthy(t)
+}
+
+// TestClientReusesConnections: every kind of call leaves its connection reusable, so a busy
+// client does not pay a TCP handshake (and the agent a new goroutine) per request.
+func TestClientReusesConnections(t *testing.T) {
+	n := newNode(t)
+	var dials atomic.Int64
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+	defer tr.CloseIdleConnections()
+	cl, err := client.New(n.url, client.WithHTTPClient(&http.Client{Transport: tr}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 20 {
+		if _, err := cl.Exec(ctx, client.Options{}, client.Stmt("INSERT INTO t (id) VALUES (?)", i)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := cl.QueryAll(ctx, client.Options{}, client.Stmt("SELECT id FROM t WHERE id = ?", i)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.Health(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := cl.TableStats(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := dials.Load(); got != 1 {
+		t.Errorf("80 sequential calls opened %d connections, want 1", got)
+	}
 }

@@ -145,6 +145,11 @@ func (r *Rows) Time() float64 { return r.elapsed }
 
 // Close releases the connection; it stops the query on the agent if it is still running.
 func (r *Rows) Close() error {
+	if r.done && r.err == nil {
+		// A clean end (eoq): read the rest so that the connection is reused.
+		closeBody(r.body)
+		return nil
+	}
 	r.done = true
 	return r.body.Close()
 }
@@ -308,7 +313,7 @@ func (c *Client) postChanges(ctx context.Context, contentType string, body []byt
 	if err != nil {
 		return IngestResult{}, err
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp.Body)
 	var out IngestResult
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return out, fmt.Errorf("post changes: decode answer: %w", err)
