@@ -912,6 +912,9 @@ func (s *Store) Read(after Seq, max int) ([]*Changeset, error) {
 	defer dit.Close()
 	out := make([]*Changeset, 0, end-after)
 	for ok := ait.First(); ok; ok = ait.Next() {
+		if k := ait.Key(); len(k) != 9 {
+			return nil, &DecodeError{What: "arrival key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}
+		}
 		seq := Seq(binary.BigEndian.Uint64(ait.Key()[1:]))
 		val, err := ait.ValueAndErr()
 		if err != nil {
