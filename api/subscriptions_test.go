@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -276,4 +277,72 @@ func TestUpdatesHTTP(t *testing.T) {
 	n.exec(`INSERT INTO machines VALUES ('m1', 1, 'a', 'started')`, `INSERT INTO apps VALUES (1, 'web')`)
 	n.exec(`DELETE FROM machines WHERE id = 'm1'`)
 	expectLines(t, es, `{"notify":["update",["m1"]]}`, `{"notify":["delete",["m1"]]}`)
+}
+
+// BenchmarkSubscriptionHTTP: time from a write's answer (POST /v1/transactions) to the change
+// event read from a subscription's HTTP stream, with 1 and 1,000 live subscriptions of the
+// fly-proxy kind (one row per machine joined to its app, one subscription per app), each
+// read by its own client.
+func BenchmarkSubscriptionHTTP(b *testing.B) {
+	for _, nsubs := range []int{1, 1000} {
+		b.Run(fmt.Sprint("subs=", nsubs), func(b *testing.B) {
+			n := newSubsNode(b)
+			stmts := []string{}
+			for a := range nsubs {
+				stmts = append(stmts, fmt.Sprintf(`INSERT INTO apps VALUES (%d, 'app-%d')`, a, a))
+				for k := range 3 {
+					stmts = append(stmts, fmt.Sprintf(`INSERT INTO machines VALUES ('m-%d-%d', %d, '10.0.0.1', 'started')`, a, k, a))
+				}
+			}
+			n.exec(stmts...)
+			events := make([]chan string, nsubs)
+			for a := range nsubs {
+				body, _ := json.Marshal([]any{`SELECT m.id, m.addr, a.name FROM machines m JOIN apps a ON a.id = m.app_id WHERE m.app_id = ?`, []int{a}})
+				es := n.stream("POST", "/v1/subscriptions?skip_rows=true", string(body))
+				if es.resp.StatusCode != 200 {
+					b.Fatalf("subscribe: %d", es.resp.StatusCode)
+				}
+				expectLines(b, es, `{"columns":*`, `{"eoq":*`)
+				ch := make(chan string, 16)
+				events[a] = ch
+				go func() {
+					for es.sc.Scan() {
+						ch <- es.sc.Text()
+					}
+					close(ch)
+				}()
+			}
+			// The event often arrives before the write's own answer: both follow the commit.
+			// So two figures: from the answer (ack), and from sending the write (sent).
+			lat := make([]time.Duration, 0, b.N)
+			full := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := range b.N {
+				a := i * 7919 % nsubs
+				sent := time.Now()
+				n.exec(fmt.Sprintf(`UPDATE machines SET addr = '10.1.%d' WHERE id = 'm-%d-%d'`, i, a, i%3))
+				acked := time.Now()
+				select {
+				case l, ok := <-events[a]:
+					if !ok || !strings.HasPrefix(l, `{"change":["update"`) {
+						b.Fatalf("event %q", l)
+					}
+				case <-time.After(10 * time.Second):
+					b.Fatal("no event within 10s")
+				}
+				now := time.Now()
+				lat = append(lat, now.Sub(acked))
+				full = append(full, now.Sub(sent))
+			}
+			b.StopTimer()
+			q := func(d []time.Duration, p float64) float64 {
+				slices.Sort(d)
+				return float64(d[min(len(d)-1, int(p*float64(len(d))))].Microseconds()) / 1000
+			}
+			b.ReportMetric(q(lat, 0.5), "ack-p50-ms")
+			b.ReportMetric(q(lat, 0.99), "ack-p99-ms")
+			b.ReportMetric(q(full, 0.5), "sent-p50-ms")
+			b.ReportMetric(q(full, 0.99), "sent-p99-ms")
+		})
+	}
 }
