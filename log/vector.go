@@ -139,7 +139,11 @@ func (s RangeSet) Gaps(lo, hi uint64) RangeSet {
 
 // Subtract returns the members of s not in o.
 func (s RangeSet) Subtract(o RangeSet) RangeSet {
-	var out RangeSet
+	if len(s) == 0 {
+		return nil
+	}
+	// Each range of o can split at most one range of s in two: one allocation suffices.
+	out := make(RangeSet, 0, len(s)+len(o))
 	j := 0
 	for _, r := range s {
 		for j < len(o) && o[j].Last < r.First {
