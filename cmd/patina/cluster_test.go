@@ -9,8 +9,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,13 +89,59 @@ func clBuild(t *testing.T) string {
 	return bin
 }
 
-// newClNode prepares (but does not start) a node with its own dir, config and addresses.
-func newClNode(t *testing.T, bin string, idx int, clusterID string) *clNode {
+// clPorts hands out free 127.0.0.1 ports and holds them until release, so that the nodes
+// of one cluster never get the same port; memberlist needs TCP and UDP on its port, which
+// testutil.FreeAddr (TCP only) does not check.
+type clPorts struct {
+	t    *testing.T
+	held []io.Closer
+}
+
+func (p *clPorts) pick(tcp, udp bool) string {
+	p.t.Helper()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		if tcp {
+			p.held = append(p.held, ln)
+		} else {
+			ln.Close()
+		}
+		if udp {
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				continue
+			}
+			p.held = append(p.held, pc)
+		}
+		return addr
+	}
+	p.t.Fatal("no free port")
+	return ""
+}
+
+func (p *clPorts) release() {
+	for _, c := range p.held {
+		c.Close()
+	}
+	p.held = nil
+}
+
+// newClNode prepares (but does not start) a node with its own dir, config and addresses;
+// ports (nil: its own) holds the addresses until the caller releases them.
+func newClNode(t *testing.T, bin string, idx int, clusterID string, ports *clPorts) *clNode {
 	t.Helper()
+	if ports == nil {
+		ports = &clPorts{t: t}
+		defer ports.release()
+	}
 	dir := t.TempDir()
 	n := &clNode{t: t, bin: bin, idx: idx, site: log.NewSiteID(), clusterID: clusterID, dir: dir,
-		cfgPath: filepath.Join(dir, "patina.toml"), api: testutil.FreeAddr(t), gossip: testutil.FreeAddr(t),
-		quic: testutil.FreeUDPAddr(t)}
+		cfgPath: filepath.Join(dir, "patina.toml"), api: ports.pick(true, false), gossip: ports.pick(true, true),
+		quic: ports.pick(false, true)}
 	if err := os.WriteFile(filepath.Join(dir, "schema.sql"), []byte(clSchema), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -205,9 +253,11 @@ func (n *clNode) stop(sig syscall.Signal) {
 func startCluster(t *testing.T, bin string, count int, clusterID string) *clCluster {
 	t.Helper()
 	c := &clCluster{t: t, bin: bin}
+	ports := &clPorts{t: t}
 	for i := range count {
-		c.nodes = append(c.nodes, newClNode(t, bin, i, clusterID))
+		c.nodes = append(c.nodes, newClNode(t, bin, i, clusterID, ports))
 	}
+	ports.release()
 	for _, n := range c.nodes {
 		for _, o := range c.nodes {
 			if o != n {
@@ -552,7 +602,7 @@ func TestCluster(t *testing.T) {
 		c := startCluster(t, bin, 3, "late")
 		w := newClWriter()
 		c.writeAll(w, c.nodes, 40)
-		late := newClNode(t, bin, 3, "late")
+		late := newClNode(t, bin, 3, "late", nil)
 		late.bootstrap = []string{c.nodes[1].gossip}
 		late.start()
 		c.nodes = append(c.nodes, late)
@@ -610,7 +660,7 @@ func TestCluster(t *testing.T) {
 
 	t.Run("other cluster id never exchanges data", func(t *testing.T) {
 		c := startCluster(t, bin, 2, "blue")
-		stranger := newClNode(t, bin, 9, "green")
+		stranger := newClNode(t, bin, 9, "green", nil)
 		stranger.bootstrap = []string{c.nodes[0].gossip}
 		stranger.start()
 		w, ws := newClWriter(), newClWriter()
