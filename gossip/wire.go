@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -142,12 +143,26 @@ func (fr *frameReader) next() (typ byte, body []byte, err error) {
 	if n == 0 || n > maxFrame {
 		return 0, nil, fmt.Errorf("%w: frame length %d", ErrProtocol, n)
 	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(fr.r, buf); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	var buf []byte
+	if n <= 64<<10 {
+		buf = make([]byte, n)
+		if _, err := io.ReadFull(fr.r, buf); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return 0, nil, fmt.Errorf("%w: truncated frame", ErrProtocol)
+			}
+			return 0, nil, err
+		}
+	} else {
+		// A large frame grows with the bytes that really arrive: a header alone must not
+		// make this node allocate up to maxFrame.
+		var bb bytes.Buffer
+		if _, err := bb.ReadFrom(io.LimitReader(fr.r, int64(n))); err != nil {
+			return 0, nil, err
+		}
+		if uint64(bb.Len()) != n {
 			return 0, nil, fmt.Errorf("%w: truncated frame", ErrProtocol)
 		}
-		return 0, nil, err
+		buf = bb.Bytes()
 	}
 	fr.bytes += uint64(n) + uint64(uvarintLen(n))
 	return buf[0], buf[1:], nil

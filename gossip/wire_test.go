@@ -171,6 +171,8 @@ func TestFrameDecoding(t *testing.T) {
 		{name: "zero length", in: []byte{0}, wantErr: true},
 		{name: "length beyond limit", in: []byte{0xff, 0xff, 0xff, 0xff, 0x7f}, wantErr: true},
 		{name: "truncated body", in: []byte{5, frameChangeset, 1}, wantErr: true},
+		// 60 MB claimed, 3 bytes sent: an error, without a 60 MB buffer.
+		{name: "truncated large body", in: []byte{0x80, 0x80, 0x80, 0x1e, frameChangeset, 1, 2}, wantErr: true},
 		{name: "truncated varint", in: []byte{0x80}, wantErr: true},
 		{name: "bad changeset body", in: appendFrame(nil, frameChangeset, []byte{3, 0xc1}), check: func(t *testing.T, typ byte, body []byte) {
 			if _, _, err := decodeChangesetFrame(body); !errors.Is(err, ErrProtocol) {
