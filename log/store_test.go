@@ -568,3 +568,68 @@ func TestStoreMissingIsACopy(t *testing.T) {
 		t.Fatalf("missing now = %+v", got)
 	}
 }
+
+// TestStoreReadersDuringAppends runs Vector, Missing, Stats and Check against concurrent
+// appends (the race detector watches the sharing) and checks that each view only grows.
+func TestStoreReadersDuringAppends(t *testing.T) {
+	s := openStore(t, "", Options{NoSync: true, MaxPartChanges: 2})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	for w := range 4 {
+		wg.Go(func() {
+			site := SiteID{0xaa, byte(w)}
+			for v := 1; v <= 150; v++ {
+				cs := makeCS(site, Version(v), 1+v%5)
+				if _, err := s.Append(ctx, slicePart(cs, 0, 0)); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := s.Append(ctx, cs); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	readerDone := make(chan error, 1)
+	go func() {
+		var lastCount uint64
+		for {
+			select {
+			case <-done:
+				readerDone <- nil
+				return
+			default:
+			}
+			v := s.Vector()
+			c, _ := v.Counts()
+			if c < lastCount {
+				readerDone <- fmt.Errorf("vector shrank from %d to %d versions", lastCount, c)
+				return
+			}
+			lastCount = c
+			for _, m := range s.Missing(NewVector()) {
+				if m.Versions.Count() > 150 {
+					readerDone <- fmt.Errorf("missing names %d versions of %v", m.Versions.Count(), m.Site)
+					return
+				}
+			}
+			if st := s.Stats(); st.Versions < c {
+				readerDone <- fmt.Errorf("stats say %d versions after the vector said %d", st.Versions, c)
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(done)
+	if err := <-readerDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if c, p := s.Vector().Counts(); c != 600 || p != 0 {
+		t.Fatalf("%d complete, %d partial", c, p)
+	}
+}
