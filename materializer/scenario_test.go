@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/patinadb/patina/log"
@@ -45,7 +46,10 @@ const scenarioDir = "../../shared/testdata/crsqlite"
 
 func loadScenarios(tb testing.TB, file string) []scenario {
 	tb.Helper()
-	b, err := os.ReadFile(filepath.Join(scenarioDir, file))
+	if !filepath.IsAbs(file) && !strings.HasPrefix(file, "testdata") {
+		file = filepath.Join(scenarioDir, file)
+	}
+	b, err := os.ReadFile(file)
 	if err != nil {
 		tb.Skipf("scenarios not available: %v", err)
 	}
@@ -80,6 +84,32 @@ func TestScenarios(t *testing.T) {
 			t.Parallel()
 			runScenario(t, sc)
 		})
+	}
+}
+
+// TestRandomScenarios replays random scenarios recorded from the real cr-sqlite by
+// testdata/crsqlite-gen (testdata/crsqlite-random.json), and any file named by
+// PATINA_CRSQLITE_SCENARIOS (a path-list) in the same format.
+func TestRandomScenarios(t *testing.T) {
+	files := []string{"testdata/crsqlite-random.json"}
+	if env := os.Getenv("PATINA_CRSQLITE_SCENARIOS"); env != "" {
+		files = append(files, filepath.SplitList(env)...)
+	}
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("scenario file %s: %v", f, err)
+			continue
+		}
+		scs := loadScenarios(t, f)
+		if testing.Short() && len(scs) > 20 {
+			scs = scs[:20]
+		}
+		for _, sc := range scs {
+			t.Run(sc.Name, func(t *testing.T) {
+				t.Parallel()
+				runScenario(t, sc)
+			})
+		}
 	}
 }
 
