@@ -12,6 +12,7 @@ import (
 type metrics struct {
 	requests        *prometheus.CounterVec   // route, code
 	requestDuration *prometheus.HistogramVec // route
+	inFlight        *prometheus.GaugeVec     // route
 	transactions    *prometheus.CounterVec   // result
 	txDuration      prometheus.Histogram
 	rowsWritten     prometheus.Counter
@@ -37,6 +38,9 @@ func newMetrics(s *Server) *metrics {
 		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "patina_http_request_duration_seconds", Help: "HTTP request duration by route (streams: until they end).",
 			Buckets: latencyBuckets,
+		}, []string{"route"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patina_http_requests_in_flight", Help: "HTTP requests being served, by route (streams included).",
 		}, []string{"route"}),
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patina_transactions_total", Help: "Write transactions through the API by result (ok, error).",
@@ -81,7 +85,7 @@ func newMetrics(s *Server) *metrics {
 func (m *metrics) register(reg prometheus.Registerer) error {
 	var errs []error
 	for _, c := range []prometheus.Collector{
-		m.requests, m.requestDuration, m.transactions, m.txDuration, m.rowsWritten, m.queries,
+		m.requests, m.requestDuration, m.inFlight, m.transactions, m.txDuration, m.rowsWritten, m.queries,
 		m.queryDuration, m.rowsRead, m.ingested, m.applyDuration, m.streamed, m.streamsOpen,
 		m.shed, m.state,
 	} {

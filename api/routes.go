@@ -71,10 +71,13 @@ func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, h han
 	label = strings.ReplaceAll(label, "}", "")
 	reqs := s.metrics.requests.MustCurryWith(map[string]string{"route": method + " " + label})
 	dur := s.metrics.requestDuration.WithLabelValues(method + " " + label)
+	inFlight := s.metrics.inFlight.WithLabelValues(method + " " + label)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
+		inFlight.Inc()
 		defer func() {
+			inFlight.Dec()
 			reqs.WithLabelValues(strconv.Itoa(sw.status())).Inc()
 			dur.Observe(time.Since(start).Seconds())
 		}()

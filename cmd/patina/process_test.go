@@ -283,3 +283,47 @@ func dumpView(t *testing.T, path string) map[string][]string {
 	}
 	return out
 }
+
+// TestAgentSecondSignal: the first SIGTERM starts a graceful stop, which waits for requests
+// in flight; a second one exits at once, with exit code 1.
+func TestAgentSecondSignal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	t0 := time.Now()
+	bin := buildPatina(t)
+	t.Logf("built in %v", time.Since(t0))
+	apiAddr := testutil.FreeAddr(t)
+	p := startAgentProc(t, bin, apiAddr, "--data-dir", t.TempDir(),
+		"--gossip-addr", testutil.FreeAddr(t), "--quic-addr", testutil.FreeUDPAddr(t))
+	// A query that runs until the agent is killed keeps the graceful stop waiting.
+	cl, _ := client.New(apiAddr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go cl.QueryAll(ctx, client.Options{}, client.Stmt(
+		"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000000) SELECT count(*) FROM c"))
+	testutil.WaitFor(t, 10*time.Second, "the query in flight", func() bool {
+		text, err := cl.Metrics(context.Background())
+		return err == nil && strings.Contains(text, `patina_http_requests_in_flight{route="POST /v1/queries"} 1`)
+	})
+	t.Logf("query in flight after %v", time.Since(t0))
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	testutil.WaitFor(t, 10*time.Second, "the graceful stop to begin", func() bool {
+		return strings.Contains(p.out.String(), "shutting down")
+	})
+	select {
+	case <-p.done:
+		t.Fatalf("the agent stopped before its query ended: %v\n%s", p.err, p.out)
+	default:
+	}
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("a second SIGTERM did not stop the agent at once:\n%s", p.out)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(p.out.String(), "second signal") {
+		t.Errorf("exit code %d after %v, want 1 and a message:\n%s", code, time.Since(start), p.out)
+	}
+}
