@@ -96,7 +96,7 @@ for (let s = 0; s < count; s++) {
     sites.push(String((await db.execA("SELECT hex(crsql_site_id())"))[0][0]));
   }
   const steps = [];
-  const nsteps = 4 + intn(12);
+  const nsteps = 4 + intn(Number(process.env.MAXSTEPS || 12));
   for (let k = 0; k < nsteps; k++) {
     if (rnd() < 0.3) {
       const from = intn(n); let to = intn(n); if (to === from) to = (to + 1) % n;
