@@ -51,6 +51,8 @@ type HTTPConfig struct {
 	Seed uint64
 	// Token is the API's bearer token, if it wants one.
 	Token string
+	// ReadConns is the in-process node's read pool size (0: the materializer's default).
+	ReadConns int
 }
 
 // DefaultHTTPConfig is 32 clients writing single-row transactions for 5 s.
@@ -361,6 +363,9 @@ func openNode(ctx context.Context, cfg HTTPConfig) (n *node, err error) {
 	mcfg := materializer.DefaultConfig(filepath.Join(n.dir, "views.db"))
 	mcfg.Schema = []string{benchSchema}
 	mcfg.Logger = quiet
+	if cfg.ReadConns > 0 {
+		mcfg.ReadConns = cfg.ReadConns
+	}
 	n.mat = materializer.New(n.store, mcfg)
 	if err := n.mat.Open(ctx); err != nil {
 		n.mat = nil

@@ -38,6 +38,7 @@ operations/s, rows/s and the latency p50/p99/max each client saw.`,
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured time first")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the read keys")
 	fs.StringVar(&cfg.Token, "token", "", "bearer token of the agent at --addr")
+	fs.IntVar(&cfg.ReadConns, "read-conns", 0, "read connections of the in-process node (0: the default)")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		if err := cfg.Validate(); err != nil {
 			return &usageError{err}
