@@ -24,12 +24,15 @@ const schemas = [
     tables: { c: { columns: ["v", "g", "n", "w"], primary_key: ["g", "n"] } } },
   { schema: ["CREATE TABLE s (k TEXT PRIMARY KEY NOT NULL)", "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, x, y TEXT NOT NULL DEFAULT 'd')"],
     tables: { s: { columns: ["k"], primary_key: ["k"] }, t: { columns: ["id", "x", "y"], primary_key: ["id"] } } },
+  { schema: ["CREATE TABLE b (k BLOB NOT NULL PRIMARY KEY, v ANY, w INTEGER NOT NULL DEFAULT 0, z TEXT DEFAULT 'z')"],
+    tables: { b: { columns: ["k", "v", "w", "z"], primary_key: ["k"] } } },
 ];
 const vals = ["NULL", "1", "-5", "2", "1.0", "1.5", "10000000000.0", "'1'", "'a'", "'B'", "''", "X''", "X'01'", "X'FF'"];
 
 function keyOf(tbl) {
   if (tbl.primary_key.length === 2) return { g: pick(["'a'", "'b'"]), n: String(intn(2)) };
   const k = tbl.primary_key[0];
+  if (k === "k" && tbl.columns.includes("v")) return { k: pick(["X'00'", "X'01'", "X''"]) };
   return { [k]: k === "k" ? pick(["'a'", "'b'", "'c'"]) : String(intn(4)) };
 }
 function stmt(sc) {
@@ -47,6 +50,7 @@ function stmt(sc) {
   }
   if (op < 7) {
     const c = pick(nonpk);
+    if (rnd() < 0.1) return `UPDATE ${name} SET ${c} = ${c} WHERE ${where}`;
     return rnd() < 0.2 ? `UPDATE ${name} SET ${c} = ${pick(vals)}` : `UPDATE ${name} SET ${c} = ${pick(vals)} WHERE ${where}`;
   }
   if (op < 8) {
@@ -59,6 +63,7 @@ function stmt(sc) {
     const nk = keyOf(tbl)[k];
     return `UPDATE ${name} SET ${k} = ${nk} WHERE ${where}`;
   }
+  if (rnd() < 0.1) return `DELETE FROM ${name}`;
   return `DELETE FROM ${name} WHERE ${where}`;
 }
 
@@ -75,7 +80,8 @@ async function sync(from, to) {
   await to.exec("BEGIN");
   for (const r of rows) {
     const q = (s) => "'" + String(s).replace(/'/g, "''") + "'";
-    await to.exec(`INSERT INTO crsql_changes ("table", pk, cid, val, col_version, db_version, site_id, cl, seq) VALUES (${q(r[0])}, ${r[1]}, ${q(r[2])}, ${r[3]}, ${r[4]}, ${r[5]}, X'${r[6]}', ${r[7]}, ${r[8]})`);
+    const ins = `INSERT INTO crsql_changes ("table", pk, cid, val, col_version, db_version, site_id, cl, seq) VALUES (${q(r[0])}, ${r[1]}, ${q(r[2])}, ${r[3]}, ${r[4]}, ${r[5]}, X'${r[6]}', ${r[7]}, ${r[8]})`;
+    try { await to.exec(ins); } catch (e) { console.error("SYNC FAILED: " + ins); throw e; }
   }
   await to.exec("COMMIT");
   return rows;
