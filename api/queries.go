@@ -85,7 +85,9 @@ func (s *Server) handleQueries(w http.ResponseWriter, r *http.Request) error {
 	b = append(ev.buf[:0], `{"eoq":{"time":`...)
 	b = strconv.AppendFloat(b, time.Since(start).Seconds(), 'g', -1, 64)
 	b = append(b, "}}\n"...)
-	ev.write(b)
+	// The handler returns right after: net/http sends eoq with the end of the chunked body in
+	// one write, instead of a flush and then the terminating chunk.
+	ev.writeNoFlush(b)
 	return nil
 }
 
