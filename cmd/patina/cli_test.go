@@ -135,3 +135,39 @@ func TestTLSCommands(t *testing.T) {
 		t.Errorf("signing with a non-CA: %v, want exit 2", err)
 	}
 }
+
+// TestTokenAndClusterID: client commands send the token from a flag, the environment or the
+// config file; a data dir stays in the cluster it was made for.
+func TestTokenAndClusterID(t *testing.T) {
+	a := startTestAgent(t, func(c *Config) {
+		c.API.Authz.BearerToken = "s3cret"
+		c.ClusterID = "blue"
+	})
+	addr := a.APIAddr()
+	if _, err := cliErr(t, "sync", "state", "--api-addr", addr); exitCode(err) != 2 || !strings.Contains(err.Error(), "401") {
+		t.Errorf("without a token: %v (exit %d), want exit 2 and 401", err, exitCode(err))
+	}
+	cli(t, "sync", "state", "--api-addr", addr, "--token", "s3cret")
+	cfgFile := filepath.Join(t.TempDir(), "client.toml")
+	os.WriteFile(cfgFile, []byte("api_addr = \""+addr+"\"\n[api.authz]\nbearer_token = \"s3cret\"\n"), 0o644)
+	cli(t, "members", "-c", cfgFile)
+	var out, errb bytes.Buffer
+	m := &Main{Stdout: &out, Stderr: &errb, Getenv: func(k string) string {
+		return map[string]string{"PATINA_API_ADDR": addr, "PATINA_API_AUTHZ_BEARER_TOKEN": "s3cret"}[k]
+	}}
+	if err := m.Run(context.Background(), []string{"query", "SELECT 1"}); err != nil {
+		t.Errorf("token and address from the environment: %v", err)
+	}
+
+	dir := a.cfg.DataDir
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	other := NewAgent(Config{DataDir: dir, ClusterID: "green", APIAddr: "127.0.0.1:0", LogLevel: "info", LogFormat: "text"}, nil)
+	other.standalone = true
+	err := other.Open(context.Background())
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), `belongs to cluster "blue"`) {
+		t.Errorf("another cluster id on the data dir: %v, want exit 2 naming the cluster", err)
+	}
+	other.Close()
+}
