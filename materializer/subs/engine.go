@@ -42,6 +42,9 @@ type Config struct {
 	// RetainChanges is how many recent changes per subscription are kept for resuming.
 	RetainChanges int
 	// ClientBuffer is how many events a client may fall behind before it is disconnected.
+	// The queue grows only while the client is behind, so a large limit costs nothing for
+	// clients that keep up; it must hold the events of the largest transaction expected,
+	// which reach the queue at once.
 	ClientBuffer int
 	// NotifyBuffer is the engine's buffer of commit notices.
 	NotifyBuffer int
@@ -56,7 +59,7 @@ func DefaultConfig(dir string) Config {
 		Dir:           dir,
 		IdleTimeout:   10 * time.Minute,
 		RetainChanges: 10000,
-		ClientBuffer:  4096,
+		ClientBuffer:  65536,
 		NotifyBuffer:  8192,
 	}
 }

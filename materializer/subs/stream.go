@@ -5,17 +5,63 @@ import (
 	"sync"
 )
 
-// client is one attached reader of a subscription. The subscription sends it lines without
-// ever blocking; when ch is full it fails the client instead.
+// client is one attached reader of a subscription. The subscription queues lines for it
+// without ever blocking; when the queue holds limit lines it fails the client instead. The
+// queue is a slice that grows only while the client is behind, so an idle client costs
+// nothing however large the limit.
 type client struct {
-	ch   chan []byte
-	done chan struct{} // closed by fail
-	err  error         // why it was failed; set before done is closed
-	once sync.Once
+	mu     sync.Mutex
+	q      [][]byte
+	limit  int
+	wake   chan struct{} // capacity 1: a line was queued
+	done   chan struct{} // closed by fail
+	err    error         // why it was failed; set before done is closed
+	failed sync.Once
+}
+
+func newClient(limit int) *client {
+	return &client{limit: limit, wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// push queues a line; false when the queue is full.
+func (c *client) push(line []byte) bool {
+	c.mu.Lock()
+	if len(c.q) >= c.limit {
+		c.mu.Unlock()
+		return false
+	}
+	c.q = append(c.q, line)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (c *client) pop() ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.q) == 0 {
+		return nil, false
+	}
+	l := c.q[0]
+	c.q[0] = nil
+	c.q = c.q[1:]
+	if len(c.q) == 0 {
+		c.q = nil // let the grown array go
+	}
+	return l, true
+}
+
+func (c *client) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.q)
 }
 
 func (c *client) fail(err error) {
-	c.once.Do(func() {
+	c.failed.Do(func() {
 		c.err = err
 		close(c.done)
 	})
@@ -45,26 +91,30 @@ func (st *Stream) Next(ctx context.Context) ([]byte, error) {
 		st.pending = st.pending[1:]
 		return l, nil
 	}
-	// A failed client stops at once: its buffered lines are dropped with it, and it resumes
-	// from the last change id it saw.
-	select {
-	case <-st.c.done:
-		return nil, st.c.err
-	default:
-	}
-	select {
-	case l := <-st.c.ch:
-		return l, nil
-	case <-st.c.done:
-		return nil, st.c.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	for {
+		// A failed client stops at once: its queued lines are dropped with it, and it
+		// resumes from the last change id it saw.
+		select {
+		case <-st.c.done:
+			return nil, st.c.err
+		default:
+		}
+		if l, ok := st.c.pop(); ok {
+			return l, nil
+		}
+		select {
+		case <-st.c.wake:
+		case <-st.c.done:
+			return nil, st.c.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 }
 
 // Buffered reports how many lines Next returns without blocking, so that a writer can
 // flush once per burst rather than once per line.
-func (st *Stream) Buffered() int { return len(st.pending) + len(st.c.ch) }
+func (st *Stream) Buffered() int { return len(st.pending) + st.c.queued() }
 
 // Close detaches the client. Idempotent.
 func (st *Stream) Close() {

@@ -637,9 +637,7 @@ func equalCells(a, b []log.Value) bool {
 // broadcast sends a line to every client; one whose buffer is full is disconnected.
 func (s *sub) broadcast(line []byte) {
 	for c := range s.clients {
-		select {
-		case c.ch <- line:
-		default:
+		if !c.push(line) {
 			s.e.metrics.drops.Inc()
 			s.e.logger.Info("subscription client too slow, disconnected", "id", s.id)
 			s.detachLocked(c, ErrSlowClient)
@@ -707,7 +705,7 @@ func (s *sub) attach(ctx context.Context, opts Options) (*Stream, error) {
 		}
 		st.pending = append(st.pending, eoqLine(s.queryTime, s.changeID))
 	}
-	c := &client{ch: make(chan []byte, s.e.cfg.ClientBuffer), done: make(chan struct{})}
+	c := newClient(s.e.cfg.ClientBuffer)
 	s.clients[c] = struct{}{}
 	s.e.metrics.clients.WithLabelValues("subscriptions").Inc()
 	st.c = c
