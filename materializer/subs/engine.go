@@ -668,7 +668,8 @@ func (e *Engine) Updates(ctx context.Context, table string) (*UpdateStream, erro
 	if name == "" {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownTable, table)
 	}
-	ch, cancel := e.src.Notify(e.cfg.ClientBuffer)
+	// Commit notices, not rows, are buffered here: a notice holds all the rows of a commit.
+	ch, cancel := e.src.Notify(min(e.cfg.ClientBuffer, updatesBuffer))
 	e.metrics.clients.WithLabelValues("updates").Inc()
 	return &UpdateStream{e: e, table: name, ch: ch, cancel: cancel}, nil
 }
@@ -764,3 +765,6 @@ func newID() string {
 func IsBadInput(err error) bool {
 	return errors.Is(err, materializer.ErrBadStatement) || errors.Is(err, materializer.ErrReadOnly)
 }
+
+// updatesBuffer bounds the commit notices an update stream may fall behind by.
+const updatesBuffer = 1024
