@@ -64,11 +64,12 @@ func (g *Gossip) syncLoop() {
 }
 
 // syncRound syncs with up to SyncPeers peers, preferring those it knows it lacks most
-// from; a peer that refuses (busy) or fails is replaced by the next candidate.
-func (g *Gossip) syncRound() {
+// from; a peer that refuses (busy) or fails is replaced by the next candidate. It returns
+// how many sessions completed and how many peers refused.
+func (g *Gossip) syncRound() (done, busy int) {
 	peers := g.alivePeers()
 	if len(peers) == 0 {
-		return
+		return 0, 0
 	}
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	ours := g.log.Vector()
@@ -83,10 +84,9 @@ func (g *Gossip) syncRound() {
 	}
 	g.mu.Unlock()
 	sort.SliceStable(peers, func(i, j int) bool { return lack[peers[i].name] > lack[peers[j].name] })
-	done := 0
 	for _, p := range peers {
 		if done >= g.cfg.SyncPeers || g.run.Err() != nil {
-			return
+			return done, busy
 		}
 		err := g.syncWith(p)
 		switch {
@@ -95,6 +95,7 @@ func (g *Gossip) syncRound() {
 			g.syncRounds.Add(1)
 			g.m.syncRounds.WithLabelValues("client", "ok").Inc()
 		case errors.Is(err, ErrBusy):
+			busy++
 			g.m.syncRounds.WithLabelValues("client", "busy").Inc()
 		default:
 			g.m.syncRounds.WithLabelValues("client", "error").Inc()
@@ -103,6 +104,7 @@ func (g *Gossip) syncRound() {
 			}
 		}
 	}
+	return done, busy
 }
 
 // syncWith runs one session as the client.
