@@ -140,9 +140,8 @@ func TestMembers(t *testing.T) {
 	start := time.Now()
 	testutil.WaitFor(t, 30*time.Second, "a crashed node to show as dead", func() bool { return state(crashed) == StateDead })
 	t.Logf("crash noticed after %v (test timers: probe %v)", time.Since(start), nodes[0].cfg.ProbeInterval)
-	if s := nodes[0].g.Stats(); s.Members != 1 {
-		t.Fatalf("stats count %d alive members, want 1", s.Members)
-	}
+	// Under load a live member may be suspected for a moment: poll, do not sample once.
+	testutil.WaitFor(t, 30*time.Second, "stats to count one live member", func() bool { return nodes[0].g.Stats().Members == 1 })
 }
 
 // TestBootstrapRetry starts a node whose bootstrap address (a DNS name) answers only later:
