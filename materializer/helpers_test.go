@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -18,6 +19,9 @@ type node struct {
 	store *log.Store
 	m     *Materializer
 	cfg   Config
+	// shuffle, when set, makes syncTo deliver in random order with duplicates, in several
+	// Apply calls.
+	shuffle *rand.Rand
 }
 
 func openNode(tb testing.TB, dir string, site log.SiteID, schema []string, tweak func(*Config)) *node {
@@ -79,6 +83,23 @@ func (n *node) syncTo(tb testing.TB, dst *node) int {
 	}
 	if len(send) == 0 {
 		return 0
+	}
+	if r := n.shuffle; r != nil {
+		k := len(send)
+		for i := range k {
+			if r.IntN(3) == 0 {
+				send = append(send, send[i])
+			}
+		}
+		r.Shuffle(len(send), func(i, j int) { send[i], send[j] = send[j], send[i] })
+		for len(send) > 0 {
+			c := 1 + r.IntN(len(send))
+			if _, err := dst.m.Apply(context.Background(), send[:c]); err != nil {
+				tb.Fatalf("apply: %v", err)
+			}
+			send = send[c:]
+		}
+		return k
 	}
 	if _, err := dst.m.Apply(context.Background(), send); err != nil {
 		tb.Fatalf("apply: %v", err)

@@ -3,6 +3,7 @@ package materializer
 import (
 	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -87,6 +88,29 @@ func TestScenarios(t *testing.T) {
 	}
 }
 
+// TestScenariosShuffled replays the recorded scenarios again, each sync delivering its
+// changesets in a random order with duplicates: every step must still match cr-sqlite.
+func TestScenariosShuffled(t *testing.T) {
+	scs := loadScenarios(t, "edge.json")
+	if _, err := os.Stat("testdata/crsqlite-random.json"); err == nil {
+		scs = append(scs, loadScenarios(t, "testdata/crsqlite-random.json")...)
+	}
+	if env := os.Getenv("PATINA_CRSQLITE_SCENARIOS"); env != "" {
+		for _, f := range filepath.SplitList(env) {
+			scs = append(scs, loadScenarios(t, f)...)
+		}
+	}
+	if testing.Short() && len(scs) > 40 {
+		scs = scs[:40]
+	}
+	for i, sc := range scs {
+		t.Run(sc.Name, func(t *testing.T) {
+			t.Parallel()
+			runScenarioOrder(t, sc, uint64(i+1))
+		})
+	}
+}
+
 // TestRandomScenarios replays random scenarios recorded from the real cr-sqlite by
 // testdata/crsqlite-gen (testdata/crsqlite-random.json), and any file named by
 // PATINA_CRSQLITE_SCENARIOS (a path-list) in the same format.
@@ -113,10 +137,17 @@ func TestRandomScenarios(t *testing.T) {
 	}
 }
 
-func runScenario(t *testing.T, sc scenario) {
+func runScenario(t *testing.T, sc scenario) { runScenarioOrder(t, sc, 0) }
+
+// runScenarioOrder replays sc; a non-zero seed delivers every sync's changesets in a random
+// order with duplicates, which must give the very same states (CRDT.md condition 2).
+func runScenarioOrder(t *testing.T, sc scenario, seed uint64) {
 	nodes := make([]*node, sc.Replicas)
 	for i := range nodes {
 		nodes[i] = newNode(t, siteFromHex(t, sc.SiteIDs[i]), sc.Schema)
+		if seed != 0 {
+			nodes[i].shuffle = rand.New(rand.NewPCG(seed, uint64(i)))
+		}
 	}
 	check := func(what string, n *node, want map[string][][]string) {
 		t.Helper()
