@@ -3,13 +3,17 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/patinadb/patina/api/client"
 	"github.com/patinadb/patina/internal/testutil"
 )
 
@@ -93,4 +97,86 @@ CREATE TABLE machines (id TEXT PRIMARY KEY NOT NULL, app_id INTEGER, addr TEXT);
 	subExpect(t, lines, `{"change":["insert",1,["m1","10.0.0.1","web"],1]}`)
 	run(t, bin, "exec", "--api-addr", apiA, "UPDATE machines SET addr = '10.0.0.2' WHERE id = 'm1'")
 	subExpect(t, lines, `{"change":["update",1,["m1","10.0.0.2","web"],2]}`)
+}
+
+// BenchmarkSubscribeOtherNode: time from a write acknowledged by node A (POST
+// /v1/transactions answered) to the change event on a subscription of node B, two agent
+// processes joined by gossip on loopback.
+func BenchmarkSubscribeOtherNode(b *testing.B) {
+	bin := buildPatina(b)
+	dir := b.TempDir()
+	schema := filepath.Join(dir, "schema.sql")
+	if err := os.WriteFile(schema, []byte(`CREATE TABLE apps (id INTEGER PRIMARY KEY NOT NULL, name TEXT);
+CREATE TABLE machines (id TEXT PRIMARY KEY NOT NULL, app_id INTEGER, addr TEXT);`), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	gossipA := testutil.FreeAddr(b)
+	apiA, apiB := testutil.FreeAddr(b), testutil.FreeAddr(b)
+	startAgentProc(b, bin, apiA, "--data-dir", filepath.Join(dir, "a"), "--schema", schema, "--cluster-id", "subs",
+		"--gossip-addr", gossipA, "--quic-addr", testutil.FreeUDPAddr(b), "--log-level", "warn")
+	startAgentProc(b, bin, apiB, "--data-dir", filepath.Join(dir, "b"), "--schema", schema, "--cluster-id", "subs",
+		"--gossip-addr", testutil.FreeAddr(b), "--quic-addr", testutil.FreeUDPAddr(b), "--log-level", "warn",
+		"--bootstrap", gossipA)
+	ca, err := client.New(apiA)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	exec := func(sql string) {
+		if _, err := ca.Exec(ctx, client.Options{}, client.Stmt(sql)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	exec(`INSERT INTO apps VALUES (1, 'web')`)
+	exec(`INSERT INTO machines VALUES ('m1', 1, '10.0.0.0')`)
+	body := `"SELECT m.id, m.addr, a.name FROM machines m JOIN apps a ON a.id = m.app_id WHERE m.app_id = 1"`
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(sctx, "POST", "http://"+apiB+"/v1/subscriptions?skip_rows=true", strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	next := func() string {
+		select {
+		case l := <-lines:
+			return l
+		case <-time.After(30 * time.Second):
+			b.Fatal("no event within 30s")
+			return ""
+		}
+	}
+	next() // columns
+	next() // eoq
+	// Wait until B has both rows: the first write's event proves replication works.
+	exec(`UPDATE machines SET addr = '10.0.0.1' WHERE id = 'm1'`)
+	for !strings.Contains(next(), `"10.0.0.1"`) {
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		exec(fmt.Sprintf(`UPDATE machines SET addr = '10.1.%d' WHERE id = 'm1'`, i))
+		acked := time.Now()
+		want := fmt.Sprintf(`"10.1.%d"`, i)
+		for l := next(); !strings.Contains(l, want); l = next() {
+		}
+		lat = append(lat, time.Since(acked))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	q := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(q(0.5), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(q(1), "max-ms")
 }
