@@ -92,8 +92,10 @@ func TestScenarios(t *testing.T) {
 // changesets in a random order with duplicates: every step must still match cr-sqlite.
 func TestScenariosShuffled(t *testing.T) {
 	scs := loadScenarios(t, "edge.json")
-	if _, err := os.Stat("testdata/crsqlite-random.json"); err == nil {
-		scs = append(scs, loadScenarios(t, "testdata/crsqlite-random.json")...)
+	for _, f := range []string{"testdata/crsqlite-random.json", "testdata/crsqlite-random-tx.json"} {
+		if _, err := os.Stat(f); err == nil {
+			scs = append(scs, loadScenarios(t, f)...)
+		}
 	}
 	if env := os.Getenv("PATINA_CRSQLITE_SCENARIOS"); env != "" {
 		for _, f := range filepath.SplitList(env) {
@@ -112,10 +114,11 @@ func TestScenariosShuffled(t *testing.T) {
 }
 
 // TestRandomScenarios replays random scenarios recorded from the real cr-sqlite by
-// testdata/crsqlite-gen (testdata/crsqlite-random.json), and any file named by
+// testdata/crsqlite-gen (testdata/crsqlite-random.json; crsqlite-random-tx.json has steps of
+// several statements in one transaction), and any file named by
 // PATINA_CRSQLITE_SCENARIOS (a path-list) in the same format.
 func TestRandomScenarios(t *testing.T) {
-	files := []string{"testdata/crsqlite-random.json"}
+	files := []string{"testdata/crsqlite-random.json", "testdata/crsqlite-random-tx.json"}
 	if env := os.Getenv("PATINA_CRSQLITE_SCENARIOS"); env != "" {
 		files = append(files, filepath.SplitList(env)...)
 	}
@@ -162,7 +165,16 @@ func runScenarioOrder(t *testing.T, sc scenario, seed uint64) {
 		switch {
 		case st.Replica != nil:
 			n := nodes[*st.Replica]
-			_, err := n.m.Transact(context.Background(), []Statement{{SQL: st.SQL}})
+			// A step of several statements ran as one transaction (crsqlite-gen MULTI=1).
+			parts, err := splitStatements(st.SQL)
+			if err != nil || len(parts) == 0 {
+				t.Fatalf("step %d: %q: %v", i, st.SQL, err)
+			}
+			stmts := make([]Statement, len(parts))
+			for k, p := range parts {
+				stmts[k] = Statement{SQL: p}
+			}
+			_, err = n.m.Transact(context.Background(), stmts)
 			if st.Error && err == nil {
 				t.Fatalf("step %d: %q on replica %d: want an error, got none", i, st.SQL, *st.Replica)
 			}

@@ -12,6 +12,7 @@ function rnd() { // mulberry32
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
 }
 const PKUPDATES = process.env.PKUPDATES === "1";
+const MULTI = process.env.MULTI === "1"; // steps of several statements in one transaction
 const pick = (a) => a[Math.floor(rnd() * a.length)];
 const intn = (n) => Math.floor(rnd() * n);
 
@@ -109,9 +110,25 @@ for (let s = 0; s < count; s++) {
       await sync(dbs[from], dbs[to]);
       steps.push({ sync: { from, to }, changes: [], after: await contents(dbs[to], sc) });
     } else {
-      const r = intn(n), sql = stmt(sc);
+      const r = intn(n);
+      const k = MULTI ? 1 + intn(4) : 1;
+      const stmts = [];
+      for (let j = 0; j < k; j++) stmts.push(stmt(sc));
+      const sql = stmts.join("; ");
       const st = { replica: r, sql };
-      try { await dbs[r].exec(sql); } catch (e) { st.error = true; st.error_message = String(e.message || e); }
+      if (k === 1) {
+        try { await dbs[r].exec(sql); } catch (e) { st.error = true; st.error_message = String(e.message || e); }
+      } else {
+        // One transaction, all or nothing, as Patina's POST /v1/transactions.
+        await dbs[r].exec("BEGIN");
+        try {
+          for (const q of stmts) await dbs[r].exec(q);
+          await dbs[r].exec("COMMIT");
+        } catch (e) {
+          st.error = true; st.error_message = String(e.message || e);
+          await dbs[r].exec("ROLLBACK");
+        }
+      }
       st.after = await contents(dbs[r], sc);
       steps.push(st);
     }
