@@ -25,6 +25,9 @@ type keyIndex struct {
 	// holders: table -> packed pk -> subscriptions whose result holds a row with that key
 	// (keyed subscriptions only).
 	holders map[string]map[string]map[*sub]struct{}
+	// retry: subscriptions whose next evaluation must be a full one (the last failed, or
+	// restored); every batch on their tables reaches them.
+	retry map[*sub]struct{}
 }
 
 func newKeyIndex() *keyIndex {
@@ -33,6 +36,7 @@ func newKeyIndex() *keyIndex {
 		keyed:   map[string]map[*sub]*pred{},
 		byValue: map[string]map[int]map[string]map[*sub]struct{}{},
 		holders: map[string]map[string]map[*sub]struct{}{},
+		retry:   map[*sub]struct{}{},
 	}
 }
 
@@ -111,12 +115,24 @@ func (ki *keyIndex) remove(s *sub) {
 			removeFrom(ki.byValue[t][pr.col], k, s)
 		}
 	}
+	delete(ki.retry, s)
 	for _, byPK := range ki.holders {
 		for pk, set := range byPK {
 			if _, ok := set[s]; ok {
 				removeFrom(byPK, pk, s)
 			}
 		}
+	}
+}
+
+// failing records whether s needs a full evaluation.
+func (ki *keyIndex) failing(s *sub, v bool) {
+	ki.mu.Lock()
+	defer ki.mu.Unlock()
+	if v {
+		ki.retry[s] = struct{}{}
+	} else {
+		delete(ki.retry, s)
 	}
 }
 
@@ -148,6 +164,11 @@ func (ki *keyIndex) candidates(t string, pks map[string]struct{}, lookup func(pk
 	defer ki.mu.Unlock()
 	for s := range ki.plain[t] {
 		into[s] = struct{}{}
+	}
+	for s := range ki.retry {
+		if s.plan.tables[t] {
+			into[s] = struct{}{}
+		}
 	}
 	if len(ki.keyed[t]) == 0 {
 		return

@@ -115,7 +115,7 @@ func (s *sub) restore(p *persisted) {
 		s.index(r)
 	}
 	s.dirty = true
-	s.needFull = true
+	s.setNeedFull(true)
 }
 
 // keyPKs recovers the per-instance packed pks from a pk-mode row key.
@@ -246,7 +246,7 @@ func (s *sub) refreshLocked(ctx context.Context) error {
 	cols, rows, elapsed, err := s.eval(ctx, s.plan.hiddenSQL)
 	s.e.metrics.match.Observe(time.Since(start).Seconds())
 	if err != nil {
-		s.needFull = true
+		s.setNeedFull(true)
 		return err
 	}
 	s.columns = cols
@@ -256,7 +256,7 @@ func (s *sub) refreshLocked(ctx context.Context) error {
 		scope[k] = r
 	}
 	if err := s.applyLocked(ctx, rows, scope); err != nil {
-		s.needFull = true
+		s.setNeedFull(true)
 		return err
 	}
 	s.order = s.order[:0]
@@ -264,7 +264,7 @@ func (s *sub) refreshLocked(ctx context.Context) error {
 		s.order = append(s.order, nr.key)
 	}
 	s.dirty = false
-	s.needFull = false
+	s.setNeedFull(false)
 	return nil
 }
 
@@ -433,7 +433,7 @@ func (s *sub) update(ctx context.Context, changed map[string]map[string]log.PK, 
 		s.e.metrics.match.Observe(time.Since(start).Seconds())
 		if err != nil {
 			s.e.logger.Warn("re-evaluate subscription rows", "id", s.id, "err", err)
-			s.needFull = true
+			s.setNeedFull(true)
 			if err := s.refreshLocked(ctx); err != nil {
 				s.e.logger.Warn("re-evaluate subscription", "id", s.id, "err", err)
 			}
@@ -453,7 +453,7 @@ func (s *sub) update(ctx context.Context, changed map[string]map[string]log.PK, 
 		}
 		if err := s.applyLocked(ctx, kept, scope); err != nil {
 			s.e.logger.Warn("apply subscription changes", "id", s.id, "err", err)
-			s.needFull = true
+			s.setNeedFull(true)
 			return
 		}
 	}
@@ -724,4 +724,15 @@ func hasReal(pk log.PK) bool {
 		}
 	}
 	return false
+}
+
+// setNeedFull records whether the next evaluation must be a full one; the key index makes
+// such a subscription a candidate of every batch on its tables, so that a failed
+// evaluation is retried at the next commit. Called with s.mu held.
+func (s *sub) setNeedFull(v bool) {
+	if s.needFull == v {
+		return
+	}
+	s.needFull = v
+	s.e.keys.failing(s, v)
 }
