@@ -789,3 +789,48 @@ func TestSQLite3ShellReads(t *testing.T) {
 		t.Fatalf("sqlite3 after a write: %v: %s", err, out)
 	}
 }
+
+// TestMigrateUnderLoad: migrations interleave with local transactions and remote folds.
+func TestMigrateUnderLoad(t *testing.T) {
+	n := newNode(t, log.SiteID{1}, tSchema)
+	o := newNode(t, log.SiteID{2}, tSchema)
+	for i := range 50 {
+		o.exec(t, fmt.Sprintf("INSERT INTO t (id, x) VALUES (%d, %d)", 1000+i, i))
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := range 100 {
+			if _, err := n.m.Transact(context.Background(), []Statement{{SQL: "INSERT INTO t (id, x) VALUES (?, ?)",
+				Params: []log.Value{log.Integer(int64(i)), log.Integer(int64(i))}}}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		o.syncTo(t, n)
+	}()
+	cols := "id INTEGER PRIMARY KEY NOT NULL, x, y TEXT NOT NULL DEFAULT 'd'"
+	for i := range 5 {
+		cols += fmt.Sprintf(", c%d", i)
+		if _, err := n.m.Migrate(context.Background(), []string{"CREATE TABLE t (" + cols + ")",
+			fmt.Sprintf("CREATE TABLE u%d (k INTEGER PRIMARY KEY NOT NULL, v)", i)}); err != nil {
+			t.Fatal(err)
+		}
+		n.m.Tables()
+	}
+	wg.Wait()
+	if got := n.query(t, "SELECT count(*) FROM t")[0][0].Int; got != 150 {
+		t.Fatalf("%d rows", got)
+	}
+	r := n.exec(t, "UPDATE t SET c4 = 'new' WHERE id = 1")
+	if got := lastChanges(t, n, r); len(got) != 1 || got[0] != "1.c4='new'@1/1" {
+		t.Fatalf("changes %v", got)
+	}
+	if len(n.m.Tables()) != 6 {
+		t.Fatalf("tables %v", n.m.Tables())
+	}
+}
