@@ -148,6 +148,9 @@ func (m *Materializer) special(ctx context.Context, r *request) {
 	close(r.done)
 }
 
+// foldCellBudget bounds the cells one writer transaction folds (beyond its first changeset).
+const foldCellBudget = 1 << 16
+
 // iterate runs one SQLite transaction: fold up to FoldBatch changesets of the log backlog,
 // then run txs (each in a savepoint), append their changesets to the log in one durable
 // append, and commit with the new fold position. Every tx request is answered.
@@ -183,7 +186,13 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 		rollback()
 		return 0, fmt.Errorf("read log: %w", err)
 	}
-	for _, cs := range css {
+	for i, cs := range css {
+		if i > 0 && st.cells >= foldCellBudget {
+			// Big changesets: commit what is folded so that local transactions and readers
+			// do not wait behind one huge SQLite transaction; the rest comes next time.
+			css = css[:i]
+			break
+		}
 		if m.ahead[cs.Seq] {
 			delete(m.ahead, cs.Seq)
 		} else if err := m.foldIsolated(ctx, cs, &st); err != nil {
