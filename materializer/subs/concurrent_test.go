@@ -1,6 +1,7 @@
 package subs
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -37,9 +38,12 @@ func TestSubscribeDuringWrites(t *testing.T) {
 		sql string
 	}
 	var lives []*live
-	for _, sh := range shapes {
-		sql := sh.text(sc)
-		lives = append(lives, &live{sh: sh, sql: sql, st: subscribe(t, e, sql, Options{}, sh.params...), m: newMirror()})
+	// Each round makes new subscriptions (the comment makes the text new).
+	for round := range 3 {
+		for _, sh := range shapes {
+			sql := sh.text(sc) + fmt.Sprintf(" /* %d */", round)
+			lives = append(lives, &live{sh: sh, sql: sql, st: subscribe(t, e, sql, Options{}, sh.params...), m: newMirror()})
+		}
 	}
 	close(stop)
 	wg.Wait()

@@ -92,6 +92,11 @@ type Engine struct {
 	byHash  map[string]*sub
 	byTable map[string]map[*sub]struct{}
 	keys    *keyIndex
+	// creating: statements whose subscription is being made (closed when done), so that
+	// concurrent subscribers of one statement share it. recorders: the changes processed
+	// while those first evaluations run, replayed on them once they are registered.
+	creating  map[string]chan struct{}
+	recorders map[*recorder]struct{}
 	// evalMu serialises every evaluation of every subscription (first run, batches of
 	// notices, re-runs for attaching clients and retries), which keeps keys' holders
 	// consistent with the results (see keyIndex).
@@ -141,6 +146,9 @@ func New(src Source, cfg Config) *Engine {
 		byHash:  map[string]*sub{},
 		byTable: map[string]map[*sub]struct{}{},
 		keys:    newKeyIndex(),
+
+		creating:  map[string]chan struct{}{},
+		recorders: map[*recorder]struct{}{},
 		schema:  map[string]*tableInfo{},
 
 		advanced: make(chan struct{}),
@@ -261,10 +269,84 @@ type Options struct {
 	SkipRows bool
 }
 
+// recorder collects the changes processed while a new subscription's first evaluation runs
+// outside the evaluation lock.
+type recorder struct {
+	changed map[string]map[string]log.PK
+	lagged  bool
+}
+
+func (r *recorder) add(changed map[string]map[string]log.PK, lagged bool) {
+	r.lagged = r.lagged || lagged
+	for t, pks := range changed {
+		m := r.changed[t]
+		if m == nil {
+			m = map[string]log.PK{}
+			r.changed[t] = m
+		}
+		for k, pk := range pks {
+			m[k] = pk
+		}
+	}
+}
+
 // Subscribe attaches a client to the subscription of st, creating it when no subscription
 // has the same statement. Errors wrapping materializer.ErrBadStatement are bad input.
+//
+// A new subscription's first evaluation runs outside the evaluation lock, so that a slow
+// statement does not hold up the events of the others: the changes processed meanwhile are
+// recorded and re-evaluated on it, under the lock, when it is registered.
 func (e *Engine) Subscribe(ctx context.Context, st materializer.Statement, opts Options) (*Stream, error) {
 	hash := statementHash(st)
+	for {
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if s, ok := e.byHash[hash]; ok {
+			e.mu.Unlock()
+			e.evalMu.Lock()
+			defer e.evalMu.Unlock()
+			return s.attach(ctx, opts)
+		}
+		wait, busy := e.creating[hash]
+		if !busy {
+			break // with e.mu held
+		}
+		e.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	p, err := e.analyse(ctx, st)
+	if err != nil {
+		e.mu.Unlock()
+		return nil, err
+	}
+	done := make(chan struct{})
+	rec := &recorder{changed: map[string]map[string]log.PK{}}
+	e.creating[hash] = done
+	e.recorders[rec] = struct{}{}
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.creating, hash)
+		delete(e.recorders, rec)
+		e.mu.Unlock()
+		close(done)
+	}()
+
+	s := newSub(e, newID(), hash, st, p)
+	s.mu.Lock()
+	err = s.initLocked(ctx)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+
 	e.evalMu.Lock()
 	defer e.evalMu.Unlock()
 	e.mu.Lock()
@@ -272,27 +354,41 @@ func (e *Engine) Subscribe(ctx context.Context, st materializer.Statement, opts 
 		e.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if s, ok := e.byHash[hash]; ok {
-		e.mu.Unlock()
-		return s.attach(ctx, opts)
-	}
-	p, err := e.analyse(ctx, st)
-	if err != nil {
-		e.mu.Unlock()
-		return nil, err
-	}
-	s := newSub(e, newID(), hash, st, p)
-	s.mu.Lock()
+	delete(e.recorders, rec)
 	e.addLocked(s)
 	e.mu.Unlock()
-	if err := s.initLocked(ctx); err != nil {
-		s.mu.Unlock()
-		e.remove(s, false)
-		return nil, err
+	s.mu.Lock()
+	s.syncHolders()
+	if rec.lagged {
+		s.setNeedFull(true)
 	}
 	s.mu.Unlock()
-	e.logger.Debug("subscription created", "id", s.id, "mode", p.mode.String(), "sql", st.SQL)
+	if rec.lagged || len(rec.changed) > 0 {
+		s.update(ctx, rec.changed, e.newRowCache(ctx, rec.changed))
+	}
+	e.logger.Debug("subscription created", "id", s.id, "mode", s.plan.mode.String(), "sql", st.SQL)
 	return s.attach(ctx, opts)
+}
+
+// newRowCache prepares the shared state of one batch: the changed tables' schemas and
+// which of them changed keys holding a REAL.
+func (e *Engine) newRowCache(ctx context.Context, changed map[string]map[string]log.PK) *rowCache {
+	e.mu.Lock()
+	info := make(map[string]*tableInfo, len(changed))
+	for t := range changed {
+		info[t] = e.schema[t]
+	}
+	e.mu.Unlock()
+	rc := &rowCache{rows: map[string]map[string]*fetched{}, info: info, realKeys: map[string]bool{}}
+	for t, pks := range changed {
+		for _, pk := range pks {
+			if hasReal(pk) {
+				rc.realKeys[t] = true
+				break
+			}
+		}
+	}
+	return rc
 }
 
 // Attach attaches a client to the subscription id (ErrNotFound when there is none).
@@ -543,26 +639,20 @@ func (e *Engine) process(ctx context.Context, batch []materializer.Notice) {
 			m[string(rc.PK)] = rc.PK
 		}
 	}
+	e.mu.Lock()
+	for r := range e.recorders {
+		r.add(changed, lagged)
+	}
+	e.mu.Unlock()
 	if lagged {
 		e.logger.Warn("subscriptions missed commit notices; re-evaluating all")
 		e.refreshAll(ctx, func(*sub) bool { return true })
 		return
 	}
-	e.mu.Lock()
-	info := make(map[string]*tableInfo, len(changed))
-	for t := range changed {
-		info[t] = e.schema[t]
-	}
-	e.mu.Unlock()
-	rc := &rowCache{rows: map[string]map[string]*fetched{}, info: info, realKeys: map[string]bool{}}
+	rc := e.newRowCache(ctx, changed)
+	info := rc.info
 	affected := map[*sub]struct{}{}
 	for t, pks := range changed {
-		for _, pk := range pks {
-			if hasReal(pk) {
-				rc.realKeys[t] = true
-				break
-			}
-		}
 		keys := make(map[string]struct{}, len(pks))
 		for k := range pks {
 			keys[k] = struct{}{}

@@ -80,6 +80,17 @@ func (s *sub) index(r *row) {
 	}
 }
 
+// syncHolders tells the key index every key the result holds: the first evaluation of a new
+// subscription indexes its rows before the subscription is registered. Called with s.mu
+// held, under the evaluation lock.
+func (s *sub) syncHolders() {
+	for i, m := range s.byInst {
+		for pk := range m {
+			s.e.keys.hold(s, s.plan.from[i].table, pk, true)
+		}
+	}
+}
+
 func (s *sub) unindex(r *row) {
 	for i, pk := range r.pks {
 		if m := s.byInst[i][pk]; m != nil {
