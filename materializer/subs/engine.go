@@ -149,7 +149,7 @@ func New(src Source, cfg Config) *Engine {
 
 		creating:  map[string]chan struct{}{},
 		recorders: map[*recorder]struct{}{},
-		schema:  map[string]*tableInfo{},
+		schema:    map[string]*tableInfo{},
 
 		advanced: make(chan struct{}),
 	}
