@@ -15,8 +15,10 @@
 //     state at least as new as the batch.
 //   - Change ids of a subscription grow by exactly one per event. An event is stored before
 //     any client sees it, so a resume after a process restart sees no gap and no duplicate.
-//   - Every evaluation runs under Engine.evalMu, which keeps the key index (which
-//     subscription holds which keys) exact; see keyIndex.
+//   - Every evaluation of a registered subscription runs under Engine.evalMu, which keeps
+//     the key index (which subscription holds which keys) exact; see keyIndex. A new
+//     subscription's first evaluation runs before it is registered, and the changes
+//     processed meanwhile are replayed on it at registration.
 //   - A slow client never slows the notice loop or another client: its queue is bounded and
 //     it is disconnected with an error event when the queue is full.
 package subs

@@ -97,9 +97,9 @@ type Engine struct {
 	// while those first evaluations run, replayed on them once they are registered.
 	creating  map[string]chan struct{}
 	recorders map[*recorder]struct{}
-	// evalMu serialises every evaluation of every subscription (first run, batches of
-	// notices, re-runs for attaching clients and retries), which keeps keys' holders
-	// consistent with the results (see keyIndex).
+	// evalMu serialises every evaluation of registered subscriptions (batches of notices,
+	// re-runs for attaching clients, retries, registration of new ones), which keeps keys'
+	// holders consistent with the results (see keyIndex).
 	evalMu sync.Mutex
 	schema map[string]*tableInfo
 	closed bool

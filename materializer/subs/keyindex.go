@@ -12,8 +12,10 @@ import "sync"
 // row's new value passes the prefilter (it may enter). Other subscriptions on t are plain:
 // every batch that touches t reaches them.
 //
-// The holders index is consistent with the results because every evaluation runs under
-// Engine.evalMu: no evaluation can index a row between a batch's look-up and its updates.
+// The holders index is consistent with the results because every evaluation of a
+// registered subscription runs under Engine.evalMu: no evaluation can index a row between a
+// batch's look-up and its updates (a new subscription tells the index its keys when it is
+// registered, under the lock).
 type keyIndex struct {
 	mu sync.Mutex
 	// plain: table -> subscriptions every change of the table reaches.
