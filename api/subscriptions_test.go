@@ -199,6 +199,18 @@ func TestSubscriptionHTTP(t *testing.T) {
 		`{"change":["update",2,["m2","10.0.0.2","www"],3]}`,
 		`{"change":["delete",1,["m1","10.0.0.1","www"],4]}`,
 	)
+	// The engine's metrics are on /metrics.
+	mresp, err := http.Get(n.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []string{"patina_subscriptions 1", `patina_subscription_clients{kind="subscriptions"} 1`, "patina_subscription_events_total 4"} {
+		if !strings.Contains(string(mb), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 	es.close()
 
 	// Resume by id after the disconnect: exactly the changes after 2.
