@@ -159,7 +159,8 @@ func TestProperty(t *testing.T) {
 			for range 10 {
 				src.write(t, sc.randomOp(r))
 			}
-			e := openEngine(t, src, Config{RetainChanges: 1 << 20})
+			dir := t.TempDir()
+			e := openEngine(t, src, Config{Dir: dir, RetainChanges: 1 << 20})
 			type live struct {
 				sh     shape
 				sql    string
@@ -175,6 +176,27 @@ func TestProperty(t *testing.T) {
 				lives = append(lives, l)
 			}
 			for round := range rounds {
+				if round == rounds/2 {
+					// Restart: the engine closes (clients are cut off), writes go on while
+					// it is down, and every client resumes by id from the last change it
+					// saw.
+					if err := e.Close(); err != nil {
+						t.Fatal(err)
+					}
+					for range 3 {
+						src.write(t, sc.randomOp(r))
+					}
+					e = openEngine(t, src, Config{Dir: dir, RetainChanges: 1 << 20})
+					for _, l := range lives {
+						from := l.m.changeID
+						st, err := e.Attach(t.Context(), l.st.ID, Options{From: &from})
+						if err != nil {
+							t.Fatalf("resume %s after restart from %d: %v", l.sh.name, from, err)
+						}
+						t.Cleanup(st.Close)
+						l.st = st
+					}
+				}
 				var seq log.Seq
 				for range 1 + r.IntN(6) {
 					ops := make([]op, 1+r.IntN(3))

@@ -122,7 +122,8 @@ func TestPropertyReal(t *testing.T) {
 				b.write(t, sc.randomOp(r))
 			}
 			b.ship(t, a)
-			e := openEngine(t, a.mat, Config{Dir: t.TempDir()})
+			dir := t.TempDir()
+			e := openEngine(t, a.mat, Config{Dir: dir})
 			type live struct {
 				sh  shape
 				sql string
@@ -135,6 +136,26 @@ func TestPropertyReal(t *testing.T) {
 				lives = append(lives, &live{sh: sh, sql: sql, st: subscribe(t, e, sql, Options{}, sh.params...), m: newMirror()})
 			}
 			for round := range rounds {
+				if round == rounds/2 {
+					// Restart with writes, local and remote, while the engine is down;
+					// every client resumes by id.
+					if err := e.Close(); err != nil {
+						t.Fatal(err)
+					}
+					a.write(t, sc.randomOp(r))
+					b.write(t, sc.randomOp(r))
+					b.ship(t, a)
+					e = openEngine(t, a.mat, Config{Dir: dir})
+					for _, l := range lives {
+						from := l.m.changeID
+						st, err := e.Attach(t.Context(), l.st.ID, Options{From: &from})
+						if err != nil {
+							t.Fatalf("resume %s after restart from %d: %v", l.sh.name, from, err)
+						}
+						t.Cleanup(st.Close)
+						l.st = st
+					}
+				}
 				for range 1 + r.IntN(6) {
 					ops := make([]op, 1+r.IntN(3))
 					for i := range ops {

@@ -219,15 +219,21 @@ func (s *sub) eval(ctx context.Context, sql string) ([]string, []newRow, time.Du
 	return cols, out, elapsed, nil
 }
 
-// initLocked evaluates a new subscription for the first time and stores it.
-func (s *sub) initLocked(ctx context.Context) error {
+// evalFull runs the whole statement. When the GROUP BY terms cannot be selected (they name
+// a result alias, say) it falls back to content identity for good: the same happens again
+// after a restart, where the stored rows carry content keys. Called with s.mu held.
+func (s *sub) evalFull(ctx context.Context) ([]string, []newRow, time.Duration, error) {
 	cols, rows, elapsed, err := s.eval(ctx, s.plan.hiddenSQL)
 	if err != nil && s.plan.mode == modeGroup {
-		// The GROUP BY terms could not be selected (e.g. they name a result alias): fall
-		// back to content identity.
 		s.plan.mode, s.plan.hiddenSQL, s.plan.nhidden = modeContent, s.plan.sql, 0
 		cols, rows, elapsed, err = s.eval(ctx, s.plan.hiddenSQL)
 	}
+	return cols, rows, elapsed, err
+}
+
+// initLocked evaluates a new subscription for the first time and stores it.
+func (s *sub) initLocked(ctx context.Context) error {
+	cols, rows, elapsed, err := s.evalFull(ctx)
 	if err != nil {
 		return err
 	}
@@ -254,7 +260,7 @@ func (s *sub) initLocked(ctx context.Context) error {
 // refreshLocked re-runs the whole statement and applies the difference.
 func (s *sub) refreshLocked(ctx context.Context) error {
 	start := time.Now()
-	cols, rows, elapsed, err := s.eval(ctx, s.plan.hiddenSQL)
+	cols, rows, elapsed, err := s.evalFull(ctx)
 	s.e.metrics.match.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.setNeedFull(true)
