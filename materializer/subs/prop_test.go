@@ -15,7 +15,7 @@ import (
 // that the query shapes can be written against them.
 type propSchema struct {
 	p, c      string // table names
-	pTextPK   bool   // p's key is TEXT, else INTEGER
+	pKind     int    // p's key is 0 INTEGER, 1 TEXT, 2 REAL (thirds: no exact decimal literal)
 	cCompound bool   // c's key is (cid, part), else cid alone
 	pExtra    int    // extra nullable columns of p
 	ddl       []string
@@ -25,14 +25,11 @@ func randomSchema(r *rand.Rand) *propSchema {
 	s := &propSchema{
 		p:         fmt.Sprintf("parent_%d", r.IntN(100)),
 		c:         fmt.Sprintf("Child_%d", r.IntN(100)),
-		pTextPK:   r.IntN(2) == 0,
+		pKind:     r.IntN(3),
 		cCompound: r.IntN(2) == 0,
 		pExtra:    r.IntN(3),
 	}
-	pkType := "INTEGER"
-	if s.pTextPK {
-		pkType = "TEXT"
-	}
+	pkType := []string{"INTEGER", "TEXT", "REAL"}[s.pKind]
 	var extra strings.Builder
 	for i := range s.pExtra {
 		fmt.Fprintf(&extra, ", x%d ANY", i)
@@ -48,8 +45,11 @@ func randomSchema(r *rand.Rand) *propSchema {
 
 func (s *propSchema) pkey(r *rand.Rand) log.Value {
 	k := r.IntN(6)
-	if s.pTextPK {
+	switch s.pKind {
+	case 1:
 		return log.Text(string(rune('a' + k)))
+	case 2:
+		return log.Real(float64(k) / 3)
 	}
 	return log.Integer(int64(k))
 }
