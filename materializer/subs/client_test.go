@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer"
 )
 
 // event is one parsed NDJSON line of a subscription stream.
@@ -241,10 +242,22 @@ func (m *mirror) multiset() []string {
 	return multiset(rows)
 }
 
-// queryRows runs st directly on src.
+// queryStmt runs st directly on src.
+func queryStmt(tb testing.TB, src Source, st materializer.Statement) ([]string, [][]log.Value) {
+	tb.Helper()
+	return queryRows2(tb, src, st)
+}
+
+// queryRows runs sql directly on src.
 func queryRows(tb testing.TB, src Source, sql string, params ...log.Value) ([]string, [][]log.Value) {
 	tb.Helper()
-	rows, err := src.Query(context.Background(), stmt(sql, params...))
+	return queryRows2(tb, src, stmt(sql, params...))
+}
+
+func queryRows2(tb testing.TB, src Source, st materializer.Statement) ([]string, [][]log.Value) {
+	tb.Helper()
+	sql := st.SQL
+	rows, err := src.Query(context.Background(), st)
 	if err != nil {
 		tb.Fatalf("query %s: %v", sql, err)
 	}

@@ -42,7 +42,7 @@ func TestSubscribeDuringWrites(t *testing.T) {
 	for round := range 3 {
 		for _, sh := range shapes {
 			sql := sh.text(sc) + fmt.Sprintf(" /* %d */", round)
-			lives = append(lives, &live{sh: sh, sql: sql, st: subscribe(t, e, sql, Options{}, sh.params...), m: newMirror()})
+			lives = append(lives, &live{sh: sh, sql: sql, st: subscribeSt(t, e, sh.stmt(sql), Options{}), m: newMirror()})
 		}
 	}
 	close(stop)
@@ -50,7 +50,7 @@ func TestSubscribeDuringWrites(t *testing.T) {
 	waitSeq(t, e, src.write(t, sc.randomOp(r)))
 	for _, l := range lives {
 		l.m.readUntil(t, l.st, subInfo(t, e, l.st.ID).ChangeID)
-		_, want := queryRows(t, src, l.sql, l.sh.params...)
+		_, want := queryStmt(t, src, l.sh.stmt(l.sql))
 		if got, w := l.m.multiset(), multiset(want); !slices.Equal(got, w) {
 			t.Errorf("%s: got %q, want %q", l.sh.name, got, w)
 		}

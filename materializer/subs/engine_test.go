@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer"
 )
 
 func openEngine(tb testing.TB, src Source, cfg Config) *Engine {
@@ -31,6 +32,16 @@ func subscribe(tb testing.TB, e *Engine, sql string, opts Options, params ...log
 	}
 	tb.Cleanup(st.Close)
 	return st
+}
+
+func subscribeSt(tb testing.TB, e *Engine, st materializer.Statement, opts Options) *Stream {
+	tb.Helper()
+	s, err := e.Subscribe(context.Background(), st, opts)
+	if err != nil {
+		tb.Fatalf("subscribe %s: %v", st.SQL, err)
+	}
+	tb.Cleanup(s.Close)
+	return s
 }
 
 func waitSeq(tb testing.TB, e *Engine, seq log.Seq) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer"
 )
 
 // propSchema is a random two-table schema: a parent p and a child c that refers to it. Key
@@ -104,12 +105,14 @@ type shape struct {
 	name    string
 	sql     string // {p} is p, {c} is c (quoted)
 	params  []log.Value
+	named   map[string]log.Value
 	ordered bool // the initial rows must come in this order
 }
 
 var shapes = []shape{
 	{name: "filter", sql: `SELECT * FROM {c} WHERE v > 1`},
 	{name: "filter eq param", sql: `SELECT cid, v, w FROM {c} WHERE v = ?`, params: []log.Value{log.Integer(2)}},
+	{name: "filter named param", sql: `SELECT * FROM {p} WHERE n = :n AND label IS NOT :l`, named: map[string]log.Value{"n": log.Integer(1), "l": log.Text("z")}},
 	{name: "filter named col=const", sql: `SELECT pid, label FROM {p} WHERE label = 'y'`},
 	{name: "order by", sql: `SELECT pid, n, label FROM {p} ORDER BY n DESC, pid`, ordered: true},
 	{name: "order by limit", sql: `SELECT * FROM {c} ORDER BY v, cid, w LIMIT 3`, ordered: true},
@@ -135,6 +138,10 @@ var shapes = []shape{
 	{name: "window", sql: `SELECT cid, v, rank() OVER (ORDER BY v) FROM {c}`},
 	{name: "no from", sql: `SELECT 1 + 1, 'const'`},
 	{name: "duplicate rows", sql: `SELECT v FROM {c}`},
+}
+
+func (sh shape) stmt(sql string) materializer.Statement {
+	return materializer.Statement{SQL: sql, Params: sh.params, Named: sh.named}
 }
 
 func (sh shape) text(s *propSchema) string {
@@ -172,7 +179,7 @@ func TestProperty(t *testing.T) {
 			var lives []*live
 			for _, sh := range shapes {
 				sql := sh.text(sc)
-				l := &live{sh: sh, sql: sql, st: subscribe(t, e, sql, Options{}, sh.params...), m: newMirror()}
+				l := &live{sh: sh, sql: sql, st: subscribeSt(t, e, sh.stmt(sql), Options{}), m: newMirror()}
 				lives = append(lives, l)
 			}
 			for round := range rounds {
@@ -209,13 +216,13 @@ func TestProperty(t *testing.T) {
 				for _, l := range lives {
 					info := subInfo(t, e, l.st.ID)
 					l.m.readUntil(t, l.st, info.ChangeID)
-					_, want := queryRows(t, src, l.sql, l.sh.params...)
+					_, want := queryStmt(t, src, l.sh.stmt(l.sql))
 					if got, w := l.m.multiset(), multiset(want); !slices.Equal(got, w) {
 						t.Fatalf("round %d, %s (%s, %s):\n got %d rows %q\nwant %d rows %q", round, l.sh.name, info.Mode, l.sql, len(got), got, len(w), w)
 					}
 					// A new client sees the current rows, in the query's order.
 					fresh := newMirror()
-					st := subscribe(t, e, l.sql, Options{}, l.sh.params...)
+					st := subscribeSt(t, e, l.sh.stmt(l.sql), Options{})
 					fresh.readUntil(t, st, info.ChangeID)
 					st.Close()
 					if l.sh.ordered {

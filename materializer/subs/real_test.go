@@ -133,7 +133,7 @@ func TestPropertyReal(t *testing.T) {
 			var lives []*live
 			for _, sh := range shapes {
 				sql := sh.text(sc)
-				lives = append(lives, &live{sh: sh, sql: sql, st: subscribe(t, e, sql, Options{}, sh.params...), m: newMirror()})
+				lives = append(lives, &live{sh: sh, sql: sql, st: subscribeSt(t, e, sh.stmt(sql), Options{}), m: newMirror()})
 			}
 			for round := range rounds {
 				if round == rounds/2 {
@@ -175,7 +175,7 @@ func TestPropertyReal(t *testing.T) {
 				for _, l := range lives {
 					info := subInfo(t, e, l.st.ID)
 					l.m.readUntil(t, l.st, info.ChangeID)
-					_, want := queryRows(t, a.mat, l.sql, l.sh.params...)
+					_, want := queryStmt(t, a.mat, l.sh.stmt(l.sql))
 					if got, w := l.m.multiset(), multiset(want); !slices.Equal(got, w) {
 						t.Fatalf("round %d, %s (%s, %s):\n got %d rows %q\nwant %d rows %q", round, l.sh.name, info.Mode, l.sql, len(got), got, len(w), w)
 					}
