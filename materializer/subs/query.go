@@ -60,9 +60,12 @@ type pred struct {
 
 // plan is the analysed form of a subscription's statement.
 type plan struct {
-	sql    string // the statement without a trailing semicolon
-	mode   identMode
-	tables map[string]bool // lower-cased user tables the statement mentions anywhere
+	sql  string // the statement without a trailing semicolon
+	mode identMode
+	// ordered: the statement has a top-level ORDER BY, so that a client attaching to a
+	// result changed since its last full run needs a re-run to get the rows in order.
+	ordered bool
+	tables  map[string]bool // lower-cased user tables the statement mentions anywhere
 
 	// hiddenSQL is sql with the hidden identity columns appended to the select list; nhidden
 	// is how many there are (the last nhidden result columns).
@@ -130,6 +133,9 @@ func analyse(st materializer.Statement, isTable func(string) bool, schema schema
 	window := false
 	depth := 0
 	for i, t := range toks {
+		if depth == 0 && t.upper() == "ORDER" && i+1 < len(toks) && toks[i+1].upper() == "BY" {
+			p.ordered = true
+		}
 		switch {
 		case t.Text == "(":
 			depth++

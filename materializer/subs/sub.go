@@ -705,17 +705,32 @@ func (s *sub) attach(ctx context.Context, opts Options) (*Stream, error) {
 			}
 		}
 	} else {
-		if s.dirty || s.needFull {
+		if s.needFull || s.dirty && s.plan.ordered && !opts.SkipRows {
 			// Re-run so that the rows come in the statement's ORDER BY; any difference is
-			// first sent as changes to the other clients.
+			// first sent as changes to the other clients. Without ORDER BY any order is
+			// the statement's, and the stored rows are current.
 			if err := s.refreshLocked(ctx); err != nil {
 				return nil, err
 			}
 		}
 		st.pending = append(st.pending, columnsLine(s.columns))
 		if !opts.SkipRows {
+			sent := make(map[string]bool, len(s.rows))
 			for _, k := range s.order {
 				if r, ok := s.rows[k]; ok {
+					st.pending = append(st.pending, rowLine(r.rowid, r.cells))
+					sent[k] = true
+				}
+			}
+			if len(sent) < len(s.rows) {
+				var rest []*row
+				for k, r := range s.rows {
+					if !sent[k] {
+						rest = append(rest, r)
+					}
+				}
+				slices.SortFunc(rest, func(a, b *row) int { return cmp.Compare(a.rowid, b.rowid) })
+				for _, r := range rest {
 					st.pending = append(st.pending, rowLine(r.rowid, r.cells))
 				}
 			}
