@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"reflect"
@@ -14,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patinadb/patina/api"
 	"github.com/patinadb/patina/api/client"
 	"github.com/patinadb/patina/internal/testutil"
 	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer"
 )
 
 func TestTransactionStatementForms(t *testing.T) {
@@ -484,4 +487,34 @@ func TestClientReusesConnections(t *testing.T) {
 	if got := dials.Load(); got != 1 {
 		t.Errorf("80 sequential calls opened %d connections, want 1", got)
 	}
+}
+
+// panickyView is the real view whose Query panics, to stand for a bug.
+type panickyView struct{ *materializer.Materializer }
+
+func (panickyView) Query(context.Context, materializer.Statement) (materializer.Rows, error) {
+	panic("a bug")
+}
+
+// TestHandlerPanic: a bug in a handler is a JSON 500, logged, and the server stays up.
+func TestHandlerPanic(t *testing.T) {
+	n := newNode(t)
+	acfg := api.DefaultConfig()
+	acfg.Addr = "127.0.0.1:0"
+	acfg.View, acfg.Log = panickyView{n.mat}, n.store
+	acfg.Logger = slog.New(slog.DiscardHandler)
+	srv := api.New(acfg)
+	if err := srv.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	p := &node{url: "http://" + srv.Addr().String(), store: n.store, mat: n.mat}
+	p.cl, _ = client.New(p.url)
+	for range 2 {
+		a := p.do(t, "POST", "/v1/queries", `"SELECT 1"`)
+		if a.status != 500 || !strings.Contains(a.errMsg(), "panic: a bug") {
+			t.Fatalf("status %d %s, want a JSON 500", a.status, a.body)
+		}
+	}
+	p.exec(t, client.Stmt("INSERT INTO t (id) VALUES (1)"))
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -93,6 +94,7 @@ func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, h han
 			}
 			defer release()
 		}
+		defer s.recoverPanic(sw, r)
 		if err := h(sw, r); err != nil {
 			if sw.wrote {
 				s.logger.Debug("error after the answer started", attrPath, r.URL.Path, attrErr, err)
@@ -181,4 +183,24 @@ func (w *statusWriter) status() int {
 		return http.StatusOK
 	}
 	return w.code
+}
+
+// recoverPanic turns a panic of a handler (a bug, never bad input) into a logged 500 with a
+// JSON error, or a final error event on a stream already started, instead of a connection
+// net/http drops without a word. http.ErrAbortHandler keeps its meaning.
+func (s *Server) recoverPanic(sw *statusWriter, r *http.Request) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler {
+		panic(v)
+	}
+	err := fmt.Errorf("internal error: panic: %v", v)
+	s.logger.Error("handler panic", attrPath, r.URL.Path, attrErr, err, "stack", string(debug.Stack()))
+	if sw.wrote {
+		newEventWriter(sw).writeError(err)
+		return
+	}
+	writeJSON(sw, http.StatusInternalServerError, errorBody{Error: err.Error()})
 }
