@@ -53,7 +53,7 @@ func TestBadInput(t *testing.T) {
 		{"tx SQL syntax", req{"POST", "/v1/transactions", `["INSERT INTO t VALUS (1)"]`, nil}, 400, "syntax"},
 		{"tx SQL incomplete", req{"POST", "/v1/transactions", `["INSERT INTO t VALUES ("]`, nil}, 400, "incomplete"},
 		{"query SQL syntax", req{"POST", "/v1/queries", `"SELECT FROM WHERE"`, nil}, 400, "syntax"},
-		{"query unknown keyword", req{"POST", "/v1/queries", `"SELEC 1"`, nil}, 400, ""},
+		{"query unknown keyword", req{"POST", "/v1/queries", `"SELEC 1"`, nil}, 400, "syntax error"},
 		{"tx unknown table", req{"POST", "/v1/transactions", `["INSERT INTO nope (id) VALUES (1)"]`, nil}, 400, "nope"},
 		{"query unknown table", req{"POST", "/v1/queries", `"SELECT * FROM nope"`, nil}, 400, "nope"},
 		{"tx unknown column", req{"POST", "/v1/transactions", `["UPDATE t SET nope = 1"]`, nil}, 400, "nope"},

@@ -171,6 +171,9 @@ func TestStatementRefusals(t *testing.T) {
 		{"WITH x AS (SELECT 1) DELETE FROM t", ErrReadOnly},
 		{"SELECT * FROM nope", ErrBadStatement},
 		{"SELECT 1; SELECT 2", ErrBadStatement},
+		{"SELEC 1", ErrBadStatement},
+		{"ATTACH 'x.db' AS x", ErrReadOnly},
+		{"VACUUM", ErrReadOnly},
 	}
 	for _, r := range reads {
 		rows, err := n.m.Query(context.Background(), Statement{SQL: r.sql})

@@ -148,7 +148,21 @@ func checkReadStatement(q string) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("%w: %s", ErrReadOnly, q)
+	for _, w := range writeKeywords {
+		if toks[0].is(w) {
+			return fmt.Errorf("%w: %s", ErrReadOnly, q)
+		}
+	}
+	// Anything else is not a statement SQLite knows ("SELEC 1"): let SQLite say why, so the
+	// user reads a syntax error rather than "would write". The read-only connection refuses
+	// whatever could still write.
+	return nil
+}
+
+// writeKeywords start the statements that change a database or a connection's attachments.
+var writeKeywords = []string{
+	"INSERT", "REPLACE", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "ATTACH", "DETACH",
+	"VACUUM", "REINDEX", "ANALYZE", "BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE",
 }
 
 func logSeq(s int64) log.Seq { return log.Seq(s) }
