@@ -46,6 +46,11 @@ func newSubsNode(tb testing.TB) *subsNode {
 }
 
 func (n *subsNode) open() {
+	n.openWith(true)
+}
+
+// openWith opens the node; without an engine the API runs its own in-memory one.
+func (n *subsNode) openWith(engine bool) {
 	tb := n.tb
 	tb.Helper()
 	var err error
@@ -68,7 +73,10 @@ func (n *subsNode) open() {
 	acfg.Addr = "127.0.0.1:0"
 	acfg.ShutdownTimeout = 5 * time.Second
 	acfg.Registry = reg
-	acfg.View, acfg.Log, acfg.Subscriptions = n.mat, n.store, n.eng
+	acfg.View, acfg.Log = n.mat, n.store
+	if engine {
+		acfg.Subscriptions = n.eng
+	}
 	n.srv = api.New(acfg)
 	if err := n.srv.Open(context.Background()); err != nil {
 		tb.Fatalf("open api: %v", err)
@@ -357,4 +365,16 @@ func BenchmarkSubscriptionHTTP(b *testing.B) {
 			b.ReportMetric(q(full, 0.99), "sent-p99-ms")
 		})
 	}
+}
+
+// TestSubscriptionOwnEngine: a server given no engine serves subscriptions with its own.
+func TestSubscriptionOwnEngine(t *testing.T) {
+	n := &subsNode{tb: t, dir: t.TempDir()}
+	n.openWith(false)
+	t.Cleanup(n.close)
+	n.exec(`INSERT INTO apps VALUES (1, 'web')`)
+	es := n.stream("POST", "/v1/subscriptions", `"SELECT name FROM apps"`)
+	expectLines(t, es, `{"columns":["name"]}`, `{"row":[1,["web"]]}`, `{"eoq":*`)
+	n.exec(`UPDATE apps SET name = 'www' WHERE id = 1`)
+	expectLines(t, es, `{"change":["update",1,["www"],1]}`)
 }
