@@ -91,26 +91,27 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	} {
 		errs = append(errs, reg.Register(c))
 	}
+	if lc, ok := m.state.(*stateCollector).s.cfg.Log.(logCollector); ok {
+		errs = append(errs, reg.Register(lc.Collector()))
+	}
 	return errors.Join(errs...)
 }
 
 var (
-	descVersions  = prometheus.NewDesc("patina_log_versions", "Complete versions held in the log, all sites.", nil, nil)
-	descPartials  = prometheus.NewDesc("patina_log_partial_versions", "Versions held only in part.", nil, nil)
-	descChanges   = prometheus.NewDesc("patina_log_changes", "Changes (cells) held in the log.", nil, nil)
-	descBytes     = prometheus.NewDesc("patina_log_bytes", "Encoded bytes of the changesets held.", nil, nil)
-	descDisk      = prometheus.NewDesc("patina_log_disk_bytes", "Size of the log on disk.", nil, nil)
-	descSites     = prometheus.NewDesc("patina_log_sites", "Sites the log holds changesets of.", nil, nil)
-	descLastSeq   = prometheus.NewDesc("patina_log_last_seq", "Local arrival seq of the newest complete version.", nil, nil)
-	descAppends   = prometheus.NewDesc("patina_log_appends_total", "Append calls to the log.", nil, nil)
-	descSyncs     = prometheus.NewDesc("patina_log_syncs_total", "Group commits (fsyncs) of the log.", nil, nil)
 	descFoldPos   = prometheus.NewDesc("patina_fold_position", "Last log seq folded into the view.", nil, nil)
 	descFoldQueue = prometheus.NewDesc("patina_fold_queue", "Changesets in the log not yet folded into the view (fold lag, in changesets).", nil, nil)
 	descGaps      = prometheus.NewDesc("patina_version_gaps", "Versions below a site's newest that this node does not hold in full.", nil, nil)
-	stateDescs    = []*prometheus.Desc{descVersions, descPartials, descChanges, descBytes, descDisk, descSites, descLastSeq, descAppends, descSyncs, descFoldPos, descFoldQueue, descGaps}
+	stateDescs    = []*prometheus.Desc{descFoldPos, descFoldQueue, descGaps}
 )
 
-// stateCollector reads the log's and the view's counters at scrape time.
+// logCollector is implemented by a ChangeLog that exports its own metrics (*log.Store does:
+// patina_log_*). The server registers it, so that the log's figures appear exactly once
+// however the node is assembled.
+type logCollector interface {
+	Collector() prometheus.Collector
+}
+
+// stateCollector reads the view's fold position and the vector's gaps at scrape time.
 type stateCollector struct{ s *Server }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -120,24 +121,11 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.s.cfg.Log.Stats()
 	fold := c.s.cfg.View.FoldPosition()
 	gauge := func(d *prometheus.Desc, v float64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
 	}
-	counter := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
-	}
-	gauge(descVersions, float64(st.Versions))
-	gauge(descPartials, float64(st.Partials))
-	gauge(descChanges, float64(st.Changes))
-	gauge(descBytes, float64(st.Bytes))
-	gauge(descDisk, float64(st.DiskBytes))
-	gauge(descSites, float64(st.Sites))
-	gauge(descLastSeq, float64(st.LastSeq))
-	counter(descAppends, float64(st.Appends))
-	counter(descSyncs, float64(st.Syncs))
 	gauge(descFoldPos, float64(fold))
-	gauge(descFoldQueue, float64(foldQueue(st.LastSeq, fold)))
+	gauge(descFoldQueue, float64(foldQueue(c.s.cfg.Log.LastSeq(), fold)))
 	gauge(descGaps, float64(vectorGaps(c.s.cfg.Log.Vector())))
 }

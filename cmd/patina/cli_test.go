@@ -102,6 +102,19 @@ func TestClientCommands(t *testing.T) {
 		t.Errorf("members of no agent: %v, exit %d, want 1", err, exitCode(err))
 	}
 
+	// The agent's /metrics carries every component's metrics, the log's included.
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"patina_log_last_seq 2", "patina_log_append_queue_length", "patina_http_requests_in_flight"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
 	// Offline commands on the stopped data dir.
 	if err := a.Close(); err != nil {
 		t.Fatal(err)

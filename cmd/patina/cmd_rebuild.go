@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -74,9 +75,10 @@ func openStoppedLog(dataDir string) (*log.Store, error) {
 	if !isDir(dir) {
 		return nil, usagef("%s is not a Patina data dir (no log/ in it)", dataDir)
 	}
-	store, err := log.Open(dir, log.Options{})
+	// Read-only: an offline command must never change the source of truth it reads.
+	store, err := log.Open(dir, log.Options{ReadOnly: true})
 	if err != nil {
-		if strings.Contains(err.Error(), "lock") {
+		if errors.Is(err, log.ErrLocked) {
 			return nil, fmt.Errorf("open %s: is an agent running on it? stop it first (%w)", dir, err)
 		}
 		return nil, err
