@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -179,4 +180,84 @@ CREATE TABLE machines (id TEXT PRIMARY KEY NOT NULL, app_id INTEGER, addr TEXT);
 	b.ReportMetric(q(0.5), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(q(1), "max-ms")
+}
+
+// TestSubscribeCommand drives `patina subscribe` against an in-process agent: the events,
+// resuming by id, and its errors with their exit codes.
+func TestSubscribeCommand(t *testing.T) {
+	schema := filepath.Join(t.TempDir(), "kv.sql")
+	if err := os.WriteFile(schema, []byte("CREATE TABLE kv (k TEXT PRIMARY KEY NOT NULL, v INTEGER);\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := startTestAgent(t, func(c *Config) {
+		c.Schema = []string{schema}
+		c.Subscriptions.RetainChanges = 2
+	})
+	addr := a.APIAddr()
+	cli(t, "exec", "--api-addr", addr, "INSERT INTO kv VALUES ('a', 1)")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- (&Main{Stdout: &out, Stderr: &errb}).Run(ctx, []string{"subscribe", "--api-addr", addr, "SELECT k, v FROM kv WHERE v > ?", "-p", "0"})
+	}()
+	waitOut := func(want string) {
+		t.Helper()
+		testutil.WaitFor(t, 10*time.Second, "output "+want, func() bool { return strings.Contains(out.String(), want) })
+	}
+	waitOut(`{"eoq":`)
+	cli(t, "exec", "--api-addr", addr, "UPDATE kv SET v = 2 WHERE k = 'a'")
+	cli(t, "exec", "--api-addr", addr, "INSERT INTO kv VALUES ('b', 5)")
+	cli(t, "exec", "--api-addr", addr, "DELETE FROM kv WHERE k = 'a'")
+	waitOut(`{"change":["delete",1,["a",2],3]}`)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("interrupted subscribe: %v", err)
+	}
+	want := `{"columns":["k","v"]}
+{"row":[1,["a",1]]}
+`
+	if got := out.String(); !strings.HasPrefix(got, want) || !strings.Contains(got, `{"change":["update",1,["a",2],1]}
+{"change":["insert",2,["b",5],2]}
+{"change":["delete",1,["a",2],3]}
+`) {
+		t.Errorf("output:\n%s", got)
+	}
+	id := strings.TrimSpace(strings.TrimPrefix(errb.String(), "subscription "))
+
+	// Resume by id: the changes after 2 (ctx ends the stream once it is printed).
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	var out2 lockedBuffer
+	go func() {
+		done <- (&Main{Stdout: &out2, Stderr: io.Discard}).Run(ctx2, []string{"subscribe", "--api-addr", addr, "--id", id, "--from", "2"})
+	}()
+	testutil.WaitFor(t, 10*time.Second, "resumed output", func() bool { return out2.String() != "" })
+	cancel2()
+	if err := <-done; err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if got := out2.String(); got != `{"change":["delete",1,["a",2],3]}`+"\n" {
+		t.Errorf("resumed output %q", got)
+	}
+
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"no statement", []string{"subscribe"}, 2, "either SQL or --id"},
+		{"both", []string{"subscribe", "--id", id, "SELECT 1"}, 2, "either SQL or --id"},
+		{"not a select", []string{"subscribe", "DELETE FROM kv"}, 2, "SELECT"},
+		{"unknown id", []string{"subscribe", "--id", "00000000-0000-4000-8000-000000000000"}, 2, "no such subscription"},
+		{"too old", []string{"subscribe", "--id", id, "--from", "0"}, 1, "older than"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := cliErr(t, append(c.args, "--api-addr", addr)...)
+			if err == nil || exitCode(err) != c.code || !strings.Contains(err.Error(), c.msg) {
+				t.Errorf("got %v (exit %d), want exit %d with %q", err, exitCode(err), c.code, c.msg)
+			}
+		})
+	}
 }
