@@ -140,7 +140,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 
 	acfg := api.DefaultConfig()
 	acfg.Listener = ln
-	acfg.View, acfg.Log = a.mat, a.store
+	acfg.View, acfg.Log = ingestView{a.mat, a}, a.store
 	if a.cluster != nil {
 		acfg.Cluster = a.cluster
 	}
@@ -169,6 +169,32 @@ func (a *Agent) broadcast(css []*log.Changeset) {
 	for _, cs := range css {
 		(*c).Broadcast(cs)
 	}
+}
+
+// ingestView is the view the API serves. Changesets ingested through POST /v1/changes
+// (bridges, restores) are broadcast like local writes once they are folded, so they reach the
+// cluster in milliseconds instead of at the next sync round. Only what was new to the log
+// goes out, which keeps a re-posted backup from flooding the cluster.
+type ingestView struct {
+	*materializer.Materializer
+	a *Agent
+}
+
+func (v ingestView) Apply(ctx context.Context, css []*log.Changeset) ([]bool, error) {
+	fresh, err := v.Materializer.Apply(ctx, css)
+	if err != nil {
+		return fresh, err
+	}
+	var out []*log.Changeset
+	for i, isNew := range fresh {
+		if isNew {
+			out = append(out, css[i])
+		}
+	}
+	if len(out) > 0 {
+		v.a.broadcast(out)
+	}
+	return fresh, nil
 }
 
 // checkClusterID pins a data dir to its cluster: a dir made for one cluster is refused in

@@ -522,6 +522,23 @@ func TestCluster(t *testing.T) {
 		})
 	}
 
+	t.Run("ingested changesets are broadcast", func(t *testing.T) {
+		// Sync rounds are an hour apart, so only broadcast can carry the changeset quickly.
+		c := startCluster(t, bin, 2, "ingest", "--gossip-sync-interval", "1h")
+		foreign := log.SiteID{0xF0, 0x0D}
+		cs := &log.Changeset{Site: foreign, Version: 1, TS: log.Timestamp(time.Now().UnixNano()), Changes: []log.Change{
+			{Table: "t", PK: log.MustPackPK(log.Integer(424242)), CID: "v", Val: log.Text("bridged"), ColVersion: 1, CL: 1},
+		}}
+		res, err := c.nodes[0].cl.PostChanges(context.Background(), cs)
+		if err != nil || res.New != 1 {
+			t.Fatalf("post changes: %+v, %v", res, err)
+		}
+		testutil.WaitFor(t, 20*time.Second, "the ingested row on the other node", func() bool {
+			_, rows, err := c.nodes[1].cl.QueryAll(context.Background(), client.Options{}, client.Stmt("SELECT v FROM t WHERE id = 424242"))
+			return err == nil && len(rows) == 1 && rows[0][0].Text == "bridged"
+		})
+	})
+
 	t.Run("sigkill and restart", func(t *testing.T) {
 		c := startCluster(t, bin, 3, "kill")
 		w := newClWriter()
