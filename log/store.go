@@ -387,10 +387,29 @@ func (s *Store) Append(ctx context.Context, css ...*Changeset) ([]AppendResult, 
 		if err := cs.Validate(); err != nil {
 			return nil, fmt.Errorf("append: %w", err)
 		}
+	}
+	// Versions already held complete are answered at once: in a cluster every changeset
+	// reaches a node several times (broadcast fan-out, forwarding, sync), and a duplicate
+	// must not be encoded again nor wait behind another caller's fsync. The published vector
+	// only grows, so "held" read here stays true.
+	held := s.heldComplete(css)
+	for i, cs := range css {
+		if held[i] {
+			req.res[i].Complete = true
+			continue
+		}
 		var err error
 		if req.items, err = s.split(req.items, cs, i); err != nil {
 			return nil, fmt.Errorf("append: %w", err)
 		}
+	}
+	if len(req.items) == 0 {
+		if err := s.rlock(); err != nil {
+			return nil, err
+		}
+		s.closeMu.RUnlock()
+		s.appends.Add(1)
+		return req.res, nil
 	}
 	if err := s.enqueue(ctx, req); err != nil {
 		return nil, err
@@ -1017,6 +1036,18 @@ func (s *Store) Vector() *Vector {
 		s.mu.RUnlock()
 	}
 	return out
+}
+
+// heldComplete reports, per changeset, whether its version is held completely, under one
+// read lock.
+func (s *Store) heldComplete(css []*Changeset) []bool {
+	held := make([]bool, len(css))
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for i, cs := range css {
+		held[i] = s.vec.Contains(cs.Site, cs.Version)
+	}
+	return held
 }
 
 // Contains reports whether version v of site is held completely.
