@@ -5,7 +5,6 @@ package main
 // tables). Helpers here are prefixed cl so that they never collide with other test files.
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -33,24 +32,6 @@ import (
 
 const clSchema = "CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, v TEXT, node INTEGER, n INTEGER DEFAULT 0);\n"
 
-// clBuf collects a process's output for failure messages.
-type clBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *clBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *clBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // clNode is one agent of a test cluster; it keeps its data dir and addresses across
 // restarts.
 type clNode struct {
@@ -68,7 +49,7 @@ type clNode struct {
 	extra     []string // more agent flags
 
 	cmd  *exec.Cmd
-	out  *clBuf
+	out  *lockedBuffer
 	done chan struct{}
 	cl   *client.Client
 }
@@ -77,17 +58,6 @@ type clCluster struct {
 	t     *testing.T
 	bin   string
 	nodes []*clNode
-}
-
-// clBuild builds the binary once for all subtests of t.
-func clBuild(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "patina")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // clPorts hands out free 127.0.0.1 ports and holds them until release, so that the nodes
@@ -207,7 +177,7 @@ func (n *clNode) start() {
 	}
 	args = append(args, n.extra...)
 	if n.out == nil {
-		n.out = &clBuf{}
+		n.out = &lockedBuffer{}
 	}
 	fmt.Fprintf(n.out, "---- start %v\n", time.Now().Format(time.RFC3339Nano))
 	n.cmd = exec.Command(n.bin, args...)
@@ -510,7 +480,7 @@ func TestCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process cluster tests")
 	}
-	bin := clBuild(t)
+	bin := buildPatina(t)
 
 	for _, size := range []int{3, 5} {
 		t.Run(fmt.Sprintf("converge %d nodes", size), func(t *testing.T) {
