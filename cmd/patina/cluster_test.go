@@ -380,12 +380,12 @@ func (c *clCluster) compareDumps(nodes []*clNode) {
 	for _, n := range nodes {
 		n.stop(syscall.SIGTERM)
 	}
-	d0 := clDump(c.t, filepath.Join(nodes[0].dir, "data", "views.db"))
+	d0 := dumpView(c.t, filepath.Join(nodes[0].dir, "data", "views.db"), replicated)
 	if len(d0["t"]) == 0 || len(d0["__patina_clock_t"]) == 0 {
 		c.t.Fatalf("node 0's dump has no rows: %v", d0)
 	}
 	for _, n := range nodes[1:] {
-		d := clDump(c.t, filepath.Join(n.dir, "data", "views.db"))
+		d := dumpView(c.t, filepath.Join(n.dir, "data", "views.db"), replicated)
 		for _, table := range slices.Sorted(maps.Keys(d0)) {
 			if !slices.Equal(d0[table], d[table]) {
 				c.t.Fatalf("table %s differs between node 0 and node %d:\n%s\nvs\n%s", table, n.idx,
@@ -398,8 +398,15 @@ func (c *clCluster) compareDumps(nodes []*clNode) {
 	}
 }
 
-// clDump reads user tables and clock tables of a view file, rows sorted.
-func clDump(t *testing.T, path string) map[string][]string {
+// replicated keeps the tables that must be equal on every node: user tables and their clocks.
+// Node-local bookkeeping (fold position, site id) differs by design.
+func replicated(table string) bool {
+	return !strings.HasPrefix(table, "__patina") || strings.HasPrefix(table, "__patina_clock_")
+}
+
+// dumpView reads the tables of a stopped node's view file that keep accepts (nil: every
+// table, internal ones included) as sorted text rows.
+func dumpView(t *testing.T, path string, keep func(table string) bool) map[string][]string {
 	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
 	if err != nil {
@@ -416,9 +423,7 @@ func clDump(t *testing.T, path string) map[string][]string {
 		if err := rows.Scan(&name); err != nil {
 			t.Fatal(err)
 		}
-		// Node-local bookkeeping (fold position, site id) differs by design; the data and
-		// its clocks must not.
-		if !strings.HasPrefix(name, "__patina") || strings.HasPrefix(name, "__patina_clock_") {
+		if keep == nil || keep(name) {
 			tables = append(tables, name)
 		}
 	}
