@@ -193,8 +193,14 @@ type Server struct {
 	// files (subscriptions.go) append to it while the routes are built, in New.
 	closers []func() error
 
-	srv       *http.Server
-	ln        net.Listener
+	srv *http.Server
+	ln  net.Listener
+	// fresh holds the connections accepted but not yet used for a request (http.StateNew).
+	// http.Server.Shutdown waits up to 5 s for such a connection before it counts as idle,
+	// so one silent client (a pre-connecting pool, a TCP health check) would hold a graceful
+	// stop for seconds; Close closes them at once: they carry no request.
+	freshMu   sync.Mutex
+	fresh     map[net.Conn]struct{}
 	serveDone chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -261,6 +267,7 @@ func (s *Server) Open(ctx context.Context) error {
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+		ConnState:         s.trackConn,
 	}
 	s.srv.RegisterOnShutdown(s.cancelStream)
 	go func() {
@@ -290,6 +297,7 @@ func (s *Server) Close() error {
 		s.cancelStream()
 		var errs []error
 		if s.srv != nil {
+			s.closeFresh()
 			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 			defer cancel()
 			if err := s.srv.Shutdown(ctx); err != nil {
@@ -304,6 +312,35 @@ func (s *Server) Close() error {
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
+}
+
+// trackConn keeps the set of connections that have not carried a request yet; once the
+// server is closing, such a connection is closed as soon as it is accepted.
+func (s *Server) trackConn(c net.Conn, st http.ConnState) {
+	s.freshMu.Lock()
+	defer s.freshMu.Unlock()
+	if st != http.StateNew {
+		delete(s.fresh, c)
+		return
+	}
+	if s.closing.Load() {
+		c.Close()
+		return
+	}
+	if s.fresh == nil {
+		s.fresh = map[net.Conn]struct{}{}
+	}
+	s.fresh[c] = struct{}{}
+}
+
+// closeFresh closes the connections that have not carried a request yet.
+func (s *Server) closeFresh() {
+	s.freshMu.Lock()
+	defer s.freshMu.Unlock()
+	for c := range s.fresh {
+		c.Close()
+	}
+	clear(s.fresh)
 }
 
 // streamContext returns the context a long-lived stream runs under: it ends when the client

@@ -518,3 +518,29 @@ func TestHandlerPanic(t *testing.T) {
 	}
 	p.exec(t, client.Stmt("INSERT INTO t (id) VALUES (1)"))
 }
+
+// TestCloseWithSilentConnection: a client that connected but never sent a request (a
+// pre-connecting pool, a TCP health check) must not hold a graceful stop. net/http's Shutdown
+// waits 5 s for such a connection; the server closes it at once, so Close returns long before
+// that (ShutdownTimeout is 5 s here, so an unbounded wait shows as an error, not a hang).
+func TestCloseWithSilentConnection(t *testing.T) {
+	n := newNode(t)
+	conn, err := net.Dial("tcp", n.srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	n.healthy(t) // the server has accepted connections since the silent one
+	start := time.Now()
+	if err := n.srv.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("close took %v with one silent connection open", d)
+	}
+	// The silent connection was closed by the server.
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the silent connection is still open")
+	}
+}
