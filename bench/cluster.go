@@ -286,28 +286,25 @@ func (a *benchAgent) start(ctx context.Context) error {
 		return err
 	}
 	a.cl = cl
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	var herr error
+	err = poll(ctx, 60*time.Second, 5*time.Millisecond, func() (bool, error) {
 		select {
 		case <-done:
-			return fmt.Errorf("agent exited: %v\n%s", a.exitErr, a.output())
+			return false, fmt.Errorf("agent exited: %v\n%s", a.exitErr, a.output())
 		default:
 		}
 		hctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := cl.Health(hctx, nil)
+		_, herr = cl.Health(hctx, nil)
 		cancel()
-		if err == nil {
-			a.readyAt = time.Now()
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("agent not healthy after 60s: %v\n%s", err, a.output())
-		}
-		time.Sleep(5 * time.Millisecond)
+		return herr == nil, nil
+	})
+	if errors.Is(err, errPollTimeout) {
+		return fmt.Errorf("agent not healthy after 60s: %v\n%s", herr, a.output())
 	}
+	if err == nil {
+		a.readyAt = time.Now()
+	}
+	return err
 }
 
 // stop sends SIGTERM (graceful) and waits.
@@ -343,9 +340,7 @@ func (a *benchAgent) kill() {
 }
 
 func waitMembers(ctx context.Context, agents []*benchAgent) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ok := true
+	err := poll(ctx, 60*time.Second, 10*time.Millisecond, func() (bool, error) {
 		for _, a := range agents {
 			ms, err := a.cl.Members(ctx)
 			alive := 0
@@ -355,20 +350,37 @@ func waitMembers(ctx context.Context, agents []*benchAgent) error {
 				}
 			}
 			if err != nil || alive != len(agents) {
-				ok = false
-				break
+				return false, nil
 			}
 		}
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return errors.New("agents did not see each other within 60s")
+		return true, nil
+	})
+	if errors.Is(err, errPollTimeout) {
+		return errors.New("agents did not see each other within 60s")
+	}
+	return err
+}
+
+// errPollTimeout is poll's answer when cond never held before the timeout.
+var errPollTimeout = errors.New("timed out")
+
+// poll calls cond every interval until it reports done or an error, ctx ends, or timeout
+// passes (errPollTimeout). The workloads wait on other processes (agents starting, joining,
+// catching up) that have no event to wait on but their HTTP answers.
+func poll(ctx context.Context, timeout, interval time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		done, err := cond()
+		if done || err != nil {
+			return err
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		time.Sleep(10 * time.Millisecond)
+		if time.Now().After(deadline) {
+			return errPollTimeout
+		}
+		time.Sleep(interval) // polling interval, not synchronization: cond decides
 	}
 }
 
@@ -688,19 +700,17 @@ func runCatchUp(ctx context.Context, cfg ClusterConfig, agents []*benchAgent, lo
 		return res, fmt.Errorf("restart: %w", err)
 	}
 	res.CatchUpReady = victim.readyAt.Sub(victim.startedAt)
-	deadline := time.Now().Add(5 * time.Minute)
-	for {
-		n, _, err := victim.cl.TableStats(ctx, "bench")
-		if err == nil && n >= wantRows {
-			break
-		}
-		if time.Now().After(deadline) {
-			return res, fmt.Errorf("the restarted node has %d of %d rows after 5 minutes", n, wantRows)
-		}
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		time.Sleep(2 * time.Millisecond)
+	var n int64
+	err = poll(ctx, 5*time.Minute, 2*time.Millisecond, func() (bool, error) {
+		var err error
+		n, _, err = victim.cl.TableStats(ctx, "bench")
+		return err == nil && n >= wantRows, nil
+	})
+	if errors.Is(err, errPollTimeout) {
+		return res, fmt.Errorf("the restarted node has %d of %d rows after 5 minutes", n, wantRows)
+	}
+	if err != nil {
+		return res, err
 	}
 	res.CatchUpTime = time.Since(victim.readyAt)
 	res.CatchUpRate = float64(changes) / res.CatchUpTime.Seconds()

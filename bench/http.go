@@ -287,24 +287,37 @@ func clientOps(cl *client.Client) (func(context.Context, string, []log.Value) er
 		return err
 	}
 	read := func(ctx context.Context, id int64) error {
-		rows, err := cl.Query(ctx, client.Options{}, client.Statement{SQL: "SELECT a, b FROM bench_http WHERE id = ?", Params: []log.Value{log.Integer(id)}})
+		rows, err := cl.Query(ctx, client.Options{}, client.Statement{SQL: pointRead, Params: []log.Value{log.Integer(id)}})
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		n := 0
-		for rows.Next() {
-			n++
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if n != 1 {
-			return fmt.Errorf("read of id %d: %d rows", id, n)
-		}
-		return nil
+		return expectOneRow(id, rows)
 	}
 	return exec, read
+}
+
+// pointRead is the read of the point-read workload, the same over HTTP and direct.
+const pointRead = "SELECT a, b FROM bench_http WHERE id = ?"
+
+// expectOneRow drains and closes rows (an HTTP stream or a view cursor) and checks that the
+// point read found exactly its row.
+func expectOneRow(id int64, rows interface {
+	Next() bool
+	Err() error
+	Close() error
+}) error {
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if n != 1 {
+		return fmt.Errorf("read of id %d: %d rows", id, n)
+	}
+	return nil
 }
 
 func directOps(mat *materializer.Materializer) (func(context.Context, string, []log.Value) error, func(context.Context, int64) error) {
@@ -313,22 +326,11 @@ func directOps(mat *materializer.Materializer) (func(context.Context, string, []
 		return err
 	}
 	read := func(ctx context.Context, id int64) error {
-		rows, err := mat.Query(ctx, materializer.Statement{SQL: "SELECT a, b FROM bench_http WHERE id = ?", Params: []log.Value{log.Integer(id)}})
+		rows, err := mat.Query(ctx, materializer.Statement{SQL: pointRead, Params: []log.Value{log.Integer(id)}})
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		n := 0
-		for rows.Next() {
-			n++
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if n != 1 {
-			return fmt.Errorf("read of id %d: %d rows", id, n)
-		}
-		return nil
+		return expectOneRow(id, rows)
 	}
 	return exec, read
 }
