@@ -133,13 +133,11 @@ func (sr *subscriptions) handleSubscribe(w http.ResponseWriter, r *http.Request)
 	if err != nil {
 		return err
 	}
-	release, err := sr.s.acquire(kindStream)
+	ctx, done, err := sr.streamSlot(r)
 	if err != nil {
 		return err
 	}
-	defer release()
-	ctx, cancel := sr.s.streamContext(r)
-	defer cancel()
+	defer done()
 	stream, err := eng.Subscribe(ctx, st, opts)
 	if err != nil {
 		return sr.refuse(w, err)
@@ -158,13 +156,11 @@ func (sr *subscriptions) handleAttach(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	release, err := sr.s.acquire(kindStream)
+	ctx, done, err := sr.streamSlot(r)
 	if err != nil {
 		return err
 	}
-	defer release()
-	ctx, cancel := sr.s.streamContext(r)
-	defer cancel()
+	defer done()
 	id := r.PathValue("id")
 	stream, err := eng.Attach(ctx, id, opts)
 	if err != nil {
@@ -176,6 +172,17 @@ func (sr *subscriptions) handleAttach(w http.ResponseWriter, r *http.Request) er
 	defer stream.Close()
 	sr.serve(ctx, w, stream)
 	return nil
+}
+
+// streamSlot takes one of the server's stream slots (503 when all are taken) and returns the
+// context the stream runs under; done ends the context and frees the slot.
+func (sr *subscriptions) streamSlot(r *http.Request) (ctx context.Context, done func(), err error) {
+	release, err := sr.s.acquire(kindStream)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := sr.s.streamContext(r)
+	return ctx, func() { cancel(); release() }, nil
 }
 
 // refuse answers an error of Subscribe or Attach: a refused ?from as a stream of one error
@@ -237,13 +244,11 @@ func (sr *subscriptions) handleUpdates(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
-	release, err := sr.s.acquire(kindStream)
+	ctx, done, err := sr.streamSlot(r)
 	if err != nil {
 		return err
 	}
-	defer release()
-	ctx, cancel := sr.s.streamContext(r)
-	defer cancel()
+	defer done()
 	us, err := eng.Updates(ctx, r.PathValue("table"))
 	if err != nil {
 		return subsError(err)
