@@ -25,8 +25,24 @@ const (
 	// KindEmpty is a version whose changes were all superseded (compacted, as Corrosion
 	// "clears" versions): it keeps its place in the vector but carries no changes.
 	KindEmpty Kind = 1
-	// KindSchema is reserved for replicated schema changes.
+	// KindSchema is a replicated schema change: one change per schema element (see
+	// SchemaTable), in the data form, so that parts, gossip and sync carry it like data.
+	// Compaction must never drop or clear it: every node needs every schema changeset to
+	// compute the schema (materializer's merge is over the set of all of them).
 	KindSchema Kind = 2
+)
+
+// The elements of a schema changeset. Each change of a KindSchema changeset is one element:
+// Table is the user table it concerns, PK is PackPK(Text(name)) of the element (the table,
+// column or index name), CID is one of the constants below, Val is the SQL text (the CREATE
+// TABLE statement, the column definition as in ALTER TABLE ADD COLUMN, the CREATE INDEX
+// statement; empty for a dropped index), ColVersion is 0 and CL is 1. What the elements
+// mean and how concurrent ones merge is the materializer's business.
+const (
+	SchemaTable     = "table"
+	SchemaColumn    = "column"
+	SchemaIndex     = "index"
+	SchemaDropIndex = "drop_index"
 )
 
 func (k Kind) String() string {
@@ -111,7 +127,11 @@ func (cs *Changeset) Validate() error {
 	}
 	switch cs.Kind {
 	case KindData:
-	case KindEmpty, KindSchema:
+	case KindSchema:
+		if err := cs.validateSchema(); err != nil {
+			return err
+		}
+	case KindEmpty:
 		if len(cs.Changes) != 0 {
 			return invalidf("changeset %v/%d: kind %v carries %d changes", cs.Site, cs.Version, cs.Kind, len(cs.Changes))
 		}
@@ -129,6 +149,26 @@ func (cs *Changeset) Validate() error {
 		}
 		if err := c.Validate(); err != nil {
 			return fmt.Errorf("changeset %v/%d: change seq %d: %w", cs.Site, cs.Version, c.Seq, err)
+		}
+	}
+	return nil
+}
+
+// validateSchema checks what a schema changeset's changes must be beyond a data change's shape.
+func (cs *Changeset) validateSchema() error {
+	for i := range cs.Changes {
+		c := &cs.Changes[i]
+		switch c.CID {
+		case SchemaTable, SchemaColumn, SchemaIndex, SchemaDropIndex:
+		default:
+			return invalidf("changeset %v/%d: schema element %d: unknown kind %q", cs.Site, cs.Version, c.Seq, c.CID)
+		}
+		if c.Val.Type != TypeText || c.CL != 1 || c.ColVersion != 0 {
+			return invalidf("changeset %v/%d: schema element %d: want text SQL, cl 1, col_version 0", cs.Site, cs.Version, c.Seq)
+		}
+		name, err := UnpackPK(c.PK)
+		if err != nil || len(name) != 1 || name[0].Type != TypeText || name[0].Text == "" || !utf8.ValidString(name[0].Text) {
+			return invalidf("changeset %v/%d: schema element %d: the key must be one non-empty UTF-8 text name", cs.Site, cs.Version, c.Seq)
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"runtime"
@@ -57,6 +58,15 @@ func TestChangesetRoundTrip(t *testing.T) {
 	}
 }
 
+// toSchema turns the sample changeset into a valid schema changeset of as many elements.
+func toSchema(cs *Changeset) {
+	cs.Kind = KindSchema
+	for i := range cs.Changes {
+		c := &cs.Changes[i]
+		c.CID, c.PK, c.Val, c.ColVersion, c.CL = SchemaColumn, MustPackPK(Text(fmt.Sprintf("c%d", i))), Text(fmt.Sprintf("c%d TEXT", i)), 0, 1
+	}
+}
+
 // TestChangesetValidate checks that each invalid shape is refused with an error that names
 // the problem, by Validate, by the binary decoder, by the JSON form and by Store.Append.
 func TestChangesetValidate(t *testing.T) {
@@ -78,6 +88,11 @@ func TestChangesetValidate(t *testing.T) {
 		{"empty cid", func(cs *Changeset) { cs.Changes[1].CID = "" }, "empty cid", ""},
 		{"unknown kind", func(cs *Changeset) { cs.Kind = 9 }, "unknown kind 9", `unknown changeset kind "kind(9)"`},
 		{"empty kind with changes", func(cs *Changeset) { cs.Kind = KindEmpty }, "kind empty carries 5 changes", ""},
+		{"schema element of unknown kind", func(cs *Changeset) { cs.Kind = KindSchema }, "schema element 0: unknown kind", ""},
+		{"schema element not text", func(cs *Changeset) { toSchema(cs); cs.Changes[3].Val = Integer(1) }, "schema element 3: want text SQL", ""},
+		{"schema element with col_version", func(cs *Changeset) { toSchema(cs); cs.Changes[0].ColVersion = 2 }, "schema element 0: want text SQL", ""},
+		{"schema element of two names", func(cs *Changeset) { toSchema(cs); cs.Changes[2].PK = MustPackPK(Text("a"), Text("b")) }, "schema element 2: the key", ""},
+		{"schema element of empty name", func(cs *Changeset) { toSchema(cs); cs.Changes[2].PK = MustPackPK(Text("")) }, "schema element 2: the key", ""},
 		{"seq gap", func(cs *Changeset) { cs.Changes[2].Seq = 9 }, "has seq 9, want 2", ""},
 		{"too few changes", func(cs *Changeset) { cs.Changes = cs.Changes[:4] }, "4 changes for seq range [0, 4]", ""},
 		{"bad pk", func(cs *Changeset) { cs.Changes[0].PK = PK{1} }, "pk", ""},

@@ -34,6 +34,15 @@ func seedChangesets() map[string]*Changeset {
 			{Table: "r", PK: MustPackPK(Integer(-1)), CID: SentinelCID, Val: Null(), ColVersion: 1, CL: 4, Seq: 7},
 		},
 	}
+	schema := &Changeset{
+		Site: siteB, Version: 2, TS: 7, Seqs: SeqRange{0, 3}, LastSeq: 3, Kind: KindSchema,
+		Changes: []Change{
+			{Table: "t", PK: MustPackPK(Text("t")), CID: SchemaTable, Val: Text("CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, a TEXT)"), CL: 1, Seq: 0},
+			{Table: "t", PK: MustPackPK(Text("b")), CID: SchemaColumn, Val: Text("b INTEGER DEFAULT 0"), CL: 1, Seq: 1},
+			{Table: "t", PK: MustPackPK(Text("t_a")), CID: SchemaIndex, Val: Text("CREATE INDEX t_a ON t (a)"), CL: 1, Seq: 2},
+			{Table: "t", PK: MustPackPK(Text("t_old")), CID: SchemaDropIndex, Val: Text(""), CL: 1, Seq: 3},
+		},
+	}
 	arrived := sampleChangeset()
 	arrived.Seq = 42
 	return map[string]*Changeset{
@@ -42,6 +51,7 @@ func seedChangesets() map[string]*Changeset {
 		"empty":   {Site: siteA, Version: 9, TS: 1, Kind: KindEmpty, Changes: []Change{}},
 		"reals":   reals,
 		"arrived": arrived,
+		"schema":  schema,
 	}
 }
 
