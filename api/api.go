@@ -131,6 +131,13 @@ type Config struct {
 	MaxStreams int
 	// MaxBodyBytes is the largest request body accepted; more is 413.
 	MaxBodyBytes int64
+	// BodyReadTimeout bounds how long a client may take to send a request's body, from the
+	// end of its headers; a slower one is answered 408 and its connection closed. A data
+	// request takes one of the MaxConcurrency slots only once its body is read, so clients
+	// that trickle bodies hold connections (and at most this long), never slots.
+	BodyReadTimeout time.Duration
+	// IdleTimeout closes keep-alive connections that carry no request for this long.
+	IdleTimeout time.Duration
 	// ShutdownTimeout bounds how long Close waits for requests in flight.
 	ShutdownTimeout time.Duration
 
@@ -141,13 +148,15 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults: 127.0.0.1:8080, 256 concurrent data requests, 1024
-// streams, 64 MiB bodies.
+// streams, 64 MiB bodies sent within 30 s.
 func DefaultConfig() Config {
 	return Config{
 		Addr:            "127.0.0.1:8080",
 		MaxConcurrency:  256,
 		MaxStreams:      1024,
 		MaxBodyBytes:    64 << 20,
+		BodyReadTimeout: 30 * time.Second,
+		IdleTimeout:     2 * time.Minute,
 		ShutdownTimeout: 10 * time.Second,
 	}
 }
@@ -167,6 +176,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("api config: max streams %d, want > 0", c.MaxStreams)
 	case c.MaxBodyBytes <= 0:
 		return fmt.Errorf("api config: max body bytes %d, want > 0", c.MaxBodyBytes)
+	case c.BodyReadTimeout < 0:
+		return fmt.Errorf("api config: body read timeout %v, want >= 0", c.BodyReadTimeout)
 	}
 	return nil
 }
@@ -221,6 +232,12 @@ func New(cfg Config) *Server {
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = d.ShutdownTimeout
 	}
+	if cfg.BodyReadTimeout == 0 {
+		cfg.BodyReadTimeout = d.BodyReadTimeout
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = d.IdleTimeout
+	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
@@ -266,8 +283,12 @@ func (s *Server) Open(ctx context.Context) error {
 	s.srv = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
-		ConnState:         s.trackConn,
+		// No ReadTimeout: it would also end long-lived streams, whose connection net/http
+		// keeps reading to notice a client that goes away. Bodies get their own deadline per
+		// request (readBody).
+		IdleTimeout: s.cfg.IdleTimeout,
+		ErrorLog:    slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+		ConnState:   s.trackConn,
 	}
 	s.srv.RegisterOnShutdown(s.cancelStream)
 	go func() {

@@ -35,6 +35,8 @@ var (
 	errTooLarge = errors.New("request body too large")
 	// errTimeout: a statement ran past the request's ?timeout (408).
 	errTimeout = errors.New("timed out")
+	// errBodyTimeout: the client sent its body slower than BodyReadTimeout allows (408).
+	errBodyTimeout = errors.New("request body too slow")
 	// errNotFound: an unknown id or path (404).
 	errNotFound = errors.New("not found")
 	// errNotImplemented: an endpoint this node does not serve (501).
@@ -71,7 +73,7 @@ func statusOf(err error) int {
 	case errors.Is(err, context.Canceled):
 		// The client went away; nobody reads the answer. nginx's "client closed request".
 		return statusClientClosed
-	case errors.Is(err, errTimeout), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, errTimeout), errors.Is(err, errBodyTimeout), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusRequestTimeout
 	case errors.Is(err, materializer.ErrSchemaConflict):
 		return http.StatusConflict

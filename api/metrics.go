@@ -24,6 +24,7 @@ type metrics struct {
 	streamed        prometheus.Counter
 	streamsOpen     prometheus.Gauge
 	shed            prometheus.Counter
+	slowBodies      prometheus.Counter
 	state           prometheus.Collector
 }
 
@@ -78,6 +79,9 @@ func newMetrics(s *Server) *metrics {
 		shed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "patina_requests_shed_total", Help: "Requests refused with 503 because the concurrency limit was reached.",
 		}),
+		slowBodies: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "patina_request_body_timeouts_total", Help: "Requests refused with 408 because their body took longer than the body read timeout.",
+		}),
 		state: &stateCollector{s: s},
 	}
 }
@@ -87,7 +91,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{
 		m.requests, m.requestDuration, m.inFlight, m.transactions, m.txDuration, m.rowsWritten, m.queries,
 		m.queryDuration, m.rowsRead, m.ingested, m.applyDuration, m.streamed, m.streamsOpen,
-		m.shed, m.state,
+		m.shed, m.slowBodies, m.state,
 	} {
 		errs = append(errs, reg.Register(c))
 	}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/subtle"
 	"fmt"
 	"net/http"
@@ -20,7 +21,9 @@ const (
 	kindPublic routeKind = iota
 	// kindAdmin: token; cheap answers that need no slot (sync state, members).
 	kindAdmin
-	// kindData: token and one of MaxConcurrency slots, shed with 503 when none is free.
+	// kindData: token and one of MaxConcurrency slots, shed with 503 when none is free. The
+	// slot is taken once the body is read (within BodyReadTimeout), so that slow senders
+	// cannot hold the slots fast clients need.
 	kindData
 	// kindStream: token; the handler takes a slot itself with s.acquire, a stream slot for a
 	// long-lived stream (see handleChangesGet), so that idle followers do not starve data
@@ -87,6 +90,12 @@ func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, h han
 			return
 		}
 		if kind == kindData {
+			body, err := s.readBody(sw, r)
+			if err != nil {
+				s.writeError(sw, r, err)
+				return
+			}
+			r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, body))
 			release, err := s.acquire(kindData)
 			if err != nil {
 				s.writeError(sw, r, err)

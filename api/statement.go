@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/patinadb/patina/log"
 	"github.com/patinadb/patina/materializer"
@@ -126,13 +128,35 @@ func parseParams(raw json.RawMessage) ([]log.Value, map[string]log.Value, error)
 	return nil, nil, badRequestf("params: want an array or an object, got %s", truncate(string(raw), 40))
 }
 
-// readBody reads the whole request body, at most MaxBodyBytes (more is 413).
+// bodyKey is the request context key of a body that route has already read.
+type bodyKey struct{}
+
+// readBody returns the request's body: the one route read before it took a data slot, or
+// else the whole body read now, at most MaxBodyBytes (more is 413), within BodyReadTimeout
+// (slower is 408, and the connection is closed: its request is not fully read).
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if b, ok := r.Context().Value(bodyKey{}).([]byte); ok {
+		return b, nil
+	}
+	rc := http.NewResponseController(w)
+	// A server that is not ours (a test's httptest server without deadlines) may not support
+	// deadlines; the body is still read, without one.
+	deadline := rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)) == nil
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if deadline {
+		// Streams keep reading the connection to notice a client that leaves: no deadline
+		// from here on.
+		rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		var maxBytes *http.MaxBytesError
 		if errors.As(err, &maxBytes) {
 			return nil, fmt.Errorf("%w: more than %d bytes", errTooLarge, maxBytes.Limit)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			s.metrics.slowBodies.Inc()
+			w.Header().Set("Connection", "close")
+			return nil, fmt.Errorf("%w: the request body took longer than %v", errBodyTimeout, s.cfg.BodyReadTimeout)
 		}
 		return nil, badRequestf("read body: %v", err)
 	}

@@ -146,6 +146,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	}
 	acfg.BearerToken = a.cfg.API.Authz.BearerToken
 	acfg.MaxConcurrency, acfg.MaxStreams, acfg.MaxBodyBytes = a.cfg.API.MaxConcurrency, a.cfg.API.MaxStreams, a.cfg.API.MaxBodyBytes
+	acfg.BodyReadTimeout = a.cfg.API.BodyTimeout
 	acfg.Registry, acfg.Logger = a.reg, a.logger
 	acfg.Subscriptions = a.subs
 	a.srv = api.New(acfg)

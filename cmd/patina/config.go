@@ -48,6 +48,8 @@ type APIConfig struct {
 	MaxConcurrency int   `toml:"max_concurrency"`
 	MaxStreams     int   `toml:"max_streams"`
 	MaxBodyBytes   int64 `toml:"max_body_bytes"`
+	// BodyTimeout bounds how long a client may take to send a request body (408 after).
+	BodyTimeout time.Duration `toml:"body_timeout"`
 }
 
 // DBConfig is the [db] section: the materializer's tuning.
@@ -100,6 +102,7 @@ func DefaultConfig() Config {
 		LogFormat:  "text",
 	}
 	c.API.MaxConcurrency, c.API.MaxStreams, c.API.MaxBodyBytes = a.MaxConcurrency, a.MaxStreams, a.MaxBodyBytes
+	c.API.BodyTimeout = a.BodyReadTimeout
 	c.DB.FoldBatch, c.DB.ReadConns = m.FoldBatch, m.ReadConns
 	// gossip.DefaultConfig's values; agent_gossip.go starts from it and lays these over.
 	c.Gossip.Fanout, c.Gossip.SyncInterval = 3, time.Second
@@ -142,6 +145,7 @@ var options = []option{
 	{key: "api.max_concurrency", usage: "data requests served at once; more are shed with 503", field: func(c *Config) any { return &c.API.MaxConcurrency }, agentOnly: true},
 	{key: "api.max_streams", usage: "long-lived streams open at once", field: func(c *Config) any { return &c.API.MaxStreams }, agentOnly: true},
 	{key: "api.max_body_bytes", usage: "largest request body; more is 413", field: func(c *Config) any { return &c.API.MaxBodyBytes }, agentOnly: true},
+	{key: "api.body_timeout", usage: "longest a client may take to send a request body; slower is 408 (a data slot is taken only once the body is read)", field: func(c *Config) any { return &c.API.BodyTimeout }, agentOnly: true},
 	{key: "db.fold_batch", usage: "most changesets folded per SQLite transaction", field: func(c *Config) any { return &c.DB.FoldBatch }, agentOnly: true},
 	{key: "db.read_conns", usage: "read-only SQLite connections", field: func(c *Config) any { return &c.DB.ReadConns }, agentOnly: true},
 	{key: "gossip.secret_key", usage: "base64 key (16, 24 or 32 bytes) encrypting gossip", field: func(c *Config) any { return &c.Gossip.SecretKey }, agentOnly: true},

@@ -1,0 +1,67 @@
+package api_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/patinadb/patina/api"
+	"github.com/patinadb/patina/log"
+)
+
+func withBodyTimeout(d time.Duration) nodeOpt {
+	return func(c *api.Config, _ *log.Options) { c.BodyReadTimeout = d }
+}
+
+// slowSender opens a raw connection that sends the headers of a transaction and one byte of
+// its body, then nothing: a client trickling its body.
+func slowSender(tb testing.TB, addr string) net.Conn {
+	tb.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "POST /v1/transactions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[")
+	return c
+}
+
+// Clients that send their body slowly hold connections, never the data slots: a fast client
+// is served while more slow senders than slots wait, and each slow sender gets 408 at the
+// body deadline.
+func TestSlowBodiesDoNotStarveFastClients(t *testing.T) {
+	n := newNode(t, withLimits(4, 4, 1<<20), withBodyTimeout(2*time.Second))
+	addr := n.srv.Addr().String()
+	var slow []net.Conn
+	for range 12 {
+		slow = append(slow, slowSender(t, addr))
+	}
+	// The slow senders' headers are read at once; give the server their requests first.
+	start := time.Now()
+	for i := range 3 {
+		a := n.do(t, "POST", "/v1/transactions", fmt.Sprintf(`["INSERT INTO kv (k, v) VALUES ('fast%d', 1)"]`, i), "Content-Type", "application/json")
+		if a.status != http.StatusOK {
+			t.Fatalf("fast client %d while slow bodies are pending: %d %s", i, a.status, a.body)
+		}
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("fast clients took %v behind slow bodies", el)
+	}
+	for i, c := range slow {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("slow sender %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Fatalf("slow sender %d: %d %s, want 408", i, resp.StatusCode, b)
+		}
+	}
+	n.healthy(t)
+}
