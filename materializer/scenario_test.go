@@ -4,62 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 	"testing"
 
+	"github.com/patinadb/patina/internal/scenario"
 	"github.com/patinadb/patina/log"
 )
-
-// scenario is one recorded cr-sqlite case (format: ../../shared/testdata/crsqlite/README.md).
-type scenario struct {
-	Name   string   `json:"name"`
-	Schema []string `json:"schema"`
-	Tables map[string]struct {
-		Columns    []string `json:"columns"`
-		PrimaryKey []string `json:"primary_key"`
-	} `json:"tables"`
-	Replicas  int      `json:"replicas"`
-	SiteIDs   []string `json:"site_ids"`
-	Steps     []step   `json:"steps"`
-	FinalSync []struct {
-		From int `json:"from"`
-		To   int `json:"to"`
-	} `json:"final_sync"`
-	Final      map[string][][]string `json:"final"`
-	FinalClock [][]any               `json:"final_clock"`
-}
-
-type step struct {
-	Replica *int   `json:"replica"`
-	SQL     string `json:"sql"`
-	Error   bool   `json:"error"`
-	Sync    *struct {
-		From int `json:"from"`
-		To   int `json:"to"`
-	} `json:"sync"`
-	After map[string][][]string `json:"after"`
-}
-
-const scenarioDir = "../../shared/testdata/crsqlite"
-
-func loadScenarios(tb testing.TB, file string) []scenario {
-	tb.Helper()
-	if !filepath.IsAbs(file) && !strings.HasPrefix(file, "testdata") {
-		file = filepath.Join(scenarioDir, file)
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		tb.Skipf("scenarios not available: %v", err)
-	}
-	var out []scenario
-	if err := json.Unmarshal(b, &out); err != nil {
-		tb.Fatalf("parse %s: %v", file, err)
-	}
-	return out
-}
 
 func parseRows(tb testing.TB, rows [][]string) [][]log.Value {
 	tb.Helper()
@@ -77,10 +27,12 @@ func parseRows(tb testing.TB, rows [][]string) [][]log.Value {
 	return out
 }
 
+// The recorded cr-sqlite scenarios (their corpora, format and loader) are in internal/scenario.
+
 // TestScenarios replays every recorded cr-sqlite scenario with one materializer per replica
 // and checks every step's state, the final state and the final clock exactly.
 func TestScenarios(t *testing.T) {
-	for _, sc := range loadScenarios(t, "edge.json") {
+	for _, sc := range scenario.Load(t, scenario.Edge) {
 		t.Run(sc.Name, func(t *testing.T) {
 			t.Parallel()
 			runScenario(t, sc)
@@ -91,17 +43,10 @@ func TestScenarios(t *testing.T) {
 // TestScenariosShuffled replays the recorded scenarios again, each sync delivering its
 // changesets in a random order with duplicates: every step must still match cr-sqlite.
 func TestScenariosShuffled(t *testing.T) {
-	scs := loadScenarios(t, "edge.json")
-	for _, f := range []string{"testdata/crsqlite-random.json", "testdata/crsqlite-random-tx.json"} {
-		if _, err := os.Stat(f); err == nil {
-			scs = append(scs, loadScenarios(t, f)...)
-		}
-	}
-	if env := os.Getenv("PATINA_CRSQLITE_SCENARIOS"); env != "" {
-		for _, f := range filepath.SplitList(env) {
-			scs = append(scs, loadScenarios(t, f)...)
-		}
-	}
+	scs := scenario.Load(t, scenario.Edge)
+	scs = append(scs, scenario.Load(t, scenario.Random)...)
+	scs = append(scs, scenario.Load(t, scenario.RandomTx)...)
+	scs = append(scs, scenario.Extra(t)...)
 	if testing.Short() && len(scs) > 40 {
 		scs = scs[:40]
 	}
@@ -114,20 +59,12 @@ func TestScenariosShuffled(t *testing.T) {
 }
 
 // TestRandomScenarios replays random scenarios recorded from the real cr-sqlite by
-// testdata/crsqlite-gen (testdata/crsqlite-random.json; crsqlite-random-tx.json has steps of
+// internal/scenario/testdata/crsqlite-gen (scenario.Random; scenario.RandomTx has steps of
 // several statements in one transaction), and any file named by
 // PATINA_CRSQLITE_SCENARIOS (a path-list) in the same format.
 func TestRandomScenarios(t *testing.T) {
-	files := []string{"testdata/crsqlite-random.json", "testdata/crsqlite-random-tx.json"}
-	if env := os.Getenv("PATINA_CRSQLITE_SCENARIOS"); env != "" {
-		files = append(files, filepath.SplitList(env)...)
-	}
-	for _, f := range files {
-		if _, err := os.Stat(f); err != nil {
-			t.Errorf("scenario file %s: %v", f, err)
-			continue
-		}
-		scs := loadScenarios(t, f)
+	corpora := [][]scenario.Scenario{scenario.Load(t, scenario.Random), scenario.Load(t, scenario.RandomTx), scenario.Extra(t)}
+	for _, scs := range corpora {
 		if testing.Short() && len(scs) > 20 {
 			scs = scs[:20]
 		}
@@ -140,11 +77,11 @@ func TestRandomScenarios(t *testing.T) {
 	}
 }
 
-func runScenario(t *testing.T, sc scenario) { runScenarioOrder(t, sc, 0) }
+func runScenario(t *testing.T, sc scenario.Scenario) { runScenarioOrder(t, sc, 0) }
 
 // runScenarioOrder replays sc; a non-zero seed delivers every sync's changesets in a random
 // order with duplicates, which must give the very same states (CRDT.md condition 2).
-func runScenarioOrder(t *testing.T, sc scenario, seed uint64) {
+func runScenarioOrder(t *testing.T, sc scenario.Scenario, seed uint64) {
 	nodes := make([]*node, sc.Replicas)
 	for i := range nodes {
 		nodes[i] = newNode(t, siteFromHex(t, sc.SiteIDs[i]), sc.Schema)
@@ -226,7 +163,7 @@ func runScenarioOrder(t *testing.T, sc scenario, seed uint64) {
 	}
 }
 
-func stepName(i int, st step) string {
+func stepName(i int, st scenario.Step) string {
 	if st.Sync != nil {
 		return "step " + itoa(i) + " (sync " + itoa(st.Sync.From) + "->" + itoa(st.Sync.To) + ")"
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,37 +10,9 @@ import (
 	"testing"
 
 	"github.com/patinadb/patina/api/client"
+	"github.com/patinadb/patina/internal/scenario"
 	"github.com/patinadb/patina/log"
 )
-
-// crsqliteDir holds the scenarios recorded on the real cr-sqlite (see its README.md).
-const crsqliteDir = "../../../shared/testdata/crsqlite"
-
-type scenario struct {
-	Name     string   `json:"name"`
-	Schema   []string `json:"schema"`
-	Replicas int      `json:"replicas"`
-	SiteIDs  []string `json:"site_ids"`
-	Tables   map[string]struct {
-		Columns    []string `json:"columns"`
-		PrimaryKey []string `json:"primary_key"`
-	} `json:"tables"`
-	Steps []struct {
-		Replica *int   `json:"replica"`
-		SQL     string `json:"sql"`
-		Error   bool   `json:"error"`
-		Sync    *struct {
-			From int `json:"from"`
-			To   int `json:"to"`
-		} `json:"sync"`
-		After map[string][][]string `json:"after"`
-	} `json:"steps"`
-	FinalSync []struct {
-		From int `json:"from"`
-		To   int `json:"to"`
-	} `json:"final_sync"`
-	Final map[string][][]string `json:"final"`
-}
 
 // TestCRSQLiteScenariosOverHTTP replays the cr-sqlite edge cases through the HTTP API of
 // separate agents, one per replica with the scenario's site id: local statements through
@@ -49,23 +20,13 @@ type scenario struct {
 // /v1/changes on the receiver. Every step's "after" and the "final" tables must match what
 // the real cr-sqlite recorded, storage classes included (compared as quote() text).
 func TestCRSQLiteScenariosOverHTTP(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(crsqliteDir, "edge.json"))
-	if err != nil {
-		t.Fatalf("the shared scenarios: %v", err)
-	}
-	var scenarios []scenario
-	if err := json.Unmarshal(b, &scenarios); err != nil {
-		t.Fatal(err)
-	}
-	if len(scenarios) == 0 {
-		t.Fatal("no scenarios")
-	}
+	scenarios := scenario.Load(t, scenario.Edge) // fails, never skips, when missing
 	for _, sc := range scenarios {
 		t.Run(sc.Name, func(t *testing.T) { replay(t, sc) })
 	}
 }
 
-func replay(t *testing.T, sc scenario) {
+func replay(t *testing.T, sc scenario.Scenario) {
 	ctx := context.Background()
 	schema := filepath.Join(t.TempDir(), "schema.sql")
 	if err := os.WriteFile(schema, []byte(strings.Join(sc.Schema, ";\n")+";\n"), 0o644); err != nil {
@@ -134,9 +95,9 @@ func replay(t *testing.T, sc scenario) {
 
 // dumpTables reads every table of the scenario in its format: rows of quote()d values in
 // declared column order, ordered by the primary key.
-func dumpTables(t *testing.T, cl *client.Client, sc scenario) map[string][][]string {
+func dumpTables(t *testing.T, cl *client.Client, sc scenario.Scenario) scenario.Contents {
 	t.Helper()
-	out := map[string][][]string{}
+	out := scenario.Contents{}
 	for name, tb := range sc.Tables {
 		cols := make([]string, len(tb.Columns))
 		for i, c := range tb.Columns {

@@ -1,4 +1,4 @@
-// Generates random cr-sqlite scenarios in the format of shared/testdata/crsqlite (README there),
+// Generates random cr-sqlite scenarios in the format of ../crsqlite (README there),
 // recorded from the real extension (@vlcn.io/crsqlite-wasm 0.16.0).
 // Usage: node gen.mjs COUNT SEED > out.json
 import { open } from "./crsql.mjs";
