@@ -1,8 +1,6 @@
 package api_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -45,8 +43,6 @@ func withLimits(conc, streams int, body int64) nodeOpt {
 		c.MaxConcurrency, c.MaxStreams, c.MaxBodyBytes = conc, streams, body
 	}
 }
-func withSite(id log.SiteID) nodeOpt { return func(_ *api.Config, o *log.Options) { o.SiteID = id } }
-
 func newNode(tb testing.TB, opts ...nodeOpt) *node {
 	tb.Helper()
 	n := &node{dir: tb.TempDir()}
@@ -157,22 +153,6 @@ func (n *node) query(tb testing.TB, sql string, params ...any) [][]string {
 		for _, v := range r {
 			out[i] = append(out[i], v.Quote())
 		}
-	}
-	return out
-}
-
-// ndjsonLines splits an NDJSON body into its lines, each decoded as a generic object.
-func ndjsonLines(tb testing.TB, b []byte) []map[string]json.RawMessage {
-	tb.Helper()
-	var out []map[string]json.RawMessage
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 64<<20)
-	for sc.Scan() {
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			tb.Fatalf("line %q is not a JSON object: %v", sc.Text(), err)
-		}
-		out = append(out, m)
 	}
 	return out
 }

@@ -386,9 +386,8 @@ func poll(ctx context.Context, timeout, interval time.Duration, cond func() (boo
 
 // seen records when each row id became visible on each node.
 type seen struct {
-	mu    sync.Mutex
-	at    []map[int64]time.Time // per node
-	first chan struct{}         // closed when every stream has delivered its first event
+	mu sync.Mutex
+	at []map[int64]time.Time // per node
 }
 
 // follow reads node i's update stream of table bench and records arrival times.

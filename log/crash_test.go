@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -336,12 +335,4 @@ func checkCrashedLog(t *testing.T, dir string, acked, fresh map[SiteID]map[Versi
 		}
 		sameChangeset(t, cs, crashCS(cs.Site, cs.Version))
 	}
-}
-
-func mustJSON(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err.Error()
-	}
-	return string(b)
 }

@@ -42,8 +42,6 @@ func (c *rowClock) CL() uint64 {
 	return 0
 }
 
-func (c *rowClock) empty() bool { return c.CL() == 0 }
-
 // dropCols forgets every column record (a delete, or a higher odd cl arriving: CRDT.md R2, R3
 // and condition 3).
 func (c *rowClock) dropCols() {

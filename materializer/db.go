@@ -103,14 +103,6 @@ func scanValues(rows *sql.Rows, dst []log.Value, tmp []any) error {
 	return nil
 }
 
-func sqlArgs(vals []log.Value) []any {
-	out := make([]any, len(vals))
-	for i, v := range vals {
-		out[i] = v.SQL()
-	}
-	return out
-}
-
 // sqliteCode returns the primary SQLite result code of err, or 0.
 func sqliteCode(err error) int {
 	var se *sqlite.Error

@@ -500,13 +500,6 @@ func (e *Engine) analyse(ctx context.Context, st materializer.Statement) (*plan,
 	return analyse(st, isTable, schema)
 }
 
-// tableInfo returns the cached schema of a table (lower-cased name).
-func (e *Engine) tableInfo(table string) *tableInfo {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.schema[table]
-}
-
 // loadTableInfo reads a table's columns and primary key through the read-only query path.
 func loadTableInfo(ctx context.Context, src Source, table string) (*tableInfo, error) {
 	rows, err := src.Query(ctx, materializer.Statement{

@@ -498,16 +498,6 @@ func (s *sub) mayMatch(ctx context.Context, rc *rowCache, ti *tableInfo, inst in
 	return true
 }
 
-// mayEqual reports whether SQLite's `a = b` may be true, whatever the column's affinity and
-// collation: it over-approximates (numbers compare by value across types and text, text
-// case-insensitively and ignoring trailing spaces).
-func mayEqual(a, b log.Value) bool {
-	if a.IsNull() || b.IsNull() {
-		return false
-	}
-	return shareKey(eqKeys(a), eqKeys(b))
-}
-
 func shareKey(ka, kb []string) bool {
 	for _, x := range ka {
 		for _, y := range kb {
