@@ -192,6 +192,8 @@ type benchAgent struct {
 	exitErr            error
 	stopOnce           sync.Once
 	clients            int
+	// env is added to the agent's environment (PATINA_CPUPROFILE and friends).
+	env []string
 }
 
 func newBenchAgent(bin, dir, schema string, clients int, ports *portPicker) (*benchAgent, error) {
@@ -273,6 +275,9 @@ func (a *benchAgent) start(ctx context.Context) error {
 	}
 	a.cmd = exec.Command(a.bin, args...)
 	a.cmd.Stdout, a.cmd.Stderr = a, a
+	if len(a.env) > 0 {
+		a.cmd.Env = append(os.Environ(), a.env...)
+	}
 	a.startedAt = time.Now()
 	if err := a.cmd.Start(); err != nil {
 		return err

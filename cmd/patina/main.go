@@ -25,7 +25,9 @@ func main() {
 		os.Exit(1)
 	}()
 	m := &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+	stopProfiles := startProfiles(os.Getenv)
 	err := m.Run(ctx, os.Args[1:])
+	stopProfiles()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "patina: "+oneLine(err.Error()))
 	}
