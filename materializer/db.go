@@ -72,6 +72,14 @@ func dsn(path string, readOnly bool) string {
 		// position, so the view does not need an fsync per commit; WAL with NORMAL cannot
 		// corrupt on power loss.
 		q.Add("_pragma", "synchronous(NORMAL)")
+		// Savepoints (one per folded changeset or local transaction) copy each page they
+		// first touch to a statement journal, and the capture table is a temp table: in
+		// memory both cost a memcpy instead of a pwrite system call (the fold's biggest
+		// cost after the B-tree work, issue 14's profiles in bench/RESULTS.md).
+		q.Add("_pragma", "temp_store(MEMORY)")
+		// A 32 MB page cache (2 MB by default) keeps the clock tables' upper B-tree levels
+		// and the recently written leaves in memory across commits.
+		q.Add("_pragma", "cache_size(-32768)")
 	}
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }

@@ -569,15 +569,33 @@ func TestRefusedChangesetDoesNotStall(t *testing.T) {
 	good := &log.Changeset{Site: log.SiteID{2}, Version: 2, Seqs: log.SeqRange{First: 0, Last: 0}, LastSeq: 0, Changes: []log.Change{
 		{Table: "t", PK: log.MustPackPK(log.Integer(2)), CID: "x", Val: log.Integer(5), ColVersion: 1, CL: 1, Seq: 0},
 	}}
-	if _, err := n.m.Apply(context.Background(), []*log.Changeset{bad, good}); err != nil {
+	// One changeset folded before the bad one in the same batch: the batch is folded
+	// without savepoints first, then again one savepoint per changeset once one fails, and
+	// the first must be folded exactly once.
+	before := &log.Changeset{Site: log.SiteID{3}, Version: 1, Seqs: log.SeqRange{First: 0, Last: 0}, LastSeq: 0, Changes: []log.Change{
+		{Table: "t", PK: log.MustPackPK(log.Integer(4)), CID: "x", Val: log.Integer(4), ColVersion: 1, CL: 1, Seq: 0},
+	}}
+	if _, err := n.m.Apply(context.Background(), []*log.Changeset{before, bad, good}); err != nil {
 		t.Fatal(err)
 	}
-	if got := n.query(t, "SELECT id, x, y FROM t"); len(got) != 1 || got[0][0].Int != 2 {
-		t.Fatalf("rows %v", fmtRows(got))
+	check := func(when string) {
+		t.Helper()
+		if got := n.query(t, "SELECT id, x, y FROM t ORDER BY id"); len(got) != 2 || got[0][0].Int != 2 || got[1][0].Int != 4 {
+			t.Fatalf("%s: rows %v", when, fmtRows(got))
+		}
+		got := n.query(t, "SELECT version, error FROM __patina_failed")
+		if len(got) != 1 || got[0][0].Int != 1 || !strings.Contains(got[0][1].Text, "NOT NULL") {
+			t.Fatalf("%s: failed table %v", when, fmtRows(got))
+		}
 	}
-	got := n.query(t, "SELECT version, error FROM __patina_failed")
-	if len(got) != 1 || got[0][0].Int != 1 || !strings.Contains(got[0][1].Text, "NOT NULL") {
-		t.Fatalf("failed table %v", fmtRows(got))
+	check("folded")
+	clocks := n.query(t, "SELECT * FROM __patina_clock_t ORDER BY 1")
+	if err := n.m.Rebuild(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	check("rebuilt")
+	if got := n.query(t, "SELECT * FROM __patina_clock_t ORDER BY 1"); !rowsEqual(got, clocks) {
+		t.Fatalf("clocks after rebuild %v, before %v", fmtRows(got), fmtRows(clocks))
 	}
 	n.exec(t, "INSERT INTO t VALUES (3, 3, 'c')")
 	if _, err := n.m.Apply(context.Background(), []*log.Changeset{bad}); err != nil {

@@ -186,19 +186,26 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 		rollback()
 		return 0, fmt.Errorf("read log: %w", err)
 	}
+	cells := 0
 	for i, cs := range css {
-		if i > 0 && st.cells >= foldCellBudget {
+		if i > 0 && cells >= foldCellBudget {
 			// Big changesets: commit what is folded so that local transactions and readers
 			// do not wait behind one huge SQLite transaction; the rest comes next time.
 			css = css[:i]
 			break
 		}
-		if m.ahead[cs.Seq] {
-			delete(m.ahead, cs.Seq)
-		} else if err := m.foldIsolated(ctx, cs, &st); err != nil {
-			rollback()
-			return 0, err
-		}
+		cells += len(cs.Changes)
+	}
+	if err := m.foldAll(ctx, css, &st, false, func() error {
+		rollback()
+		_, err := w.exec(ctx, "BEGIN IMMEDIATE")
+		return err
+	}); err != nil {
+		rollback()
+		return 0, err
+	}
+	for _, cs := range css {
+		delete(m.ahead, cs.Seq)
 		pos = cs.Seq
 	}
 	foldedRows := len(st.rows)
@@ -315,6 +322,50 @@ func (m *Materializer) replay(ctx context.Context, after log.Seq) error {
 	m.foldMu.Lock()
 	m.foldPos = after
 	m.foldMu.Unlock()
+	return nil
+}
+
+// foldAll folds css in order inside the writer's open transaction, skipping those the
+// writer already folded ahead. It first folds them without a savepoint each: a savepoint
+// makes SQLite copy every page it touches first to a statement journal, and a batch almost
+// never holds a changeset the view refuses. If one fails, restart rolls the transaction
+// back and begins a new one, and foldAll folds the batch again with one savepoint per
+// changeset (foldIsolated), so that only the refused one is left out. With dropRows the
+// folded rows are not collected (rebuilds, which notify no one).
+func (m *Materializer) foldAll(ctx context.Context, css []*log.Changeset, st *foldState, dropRows bool, restart func() error) error {
+	for _, cs := range css {
+		if m.ahead[cs.Seq] {
+			continue
+		}
+		if err := m.foldChangeset(ctx, cs, st); err != nil {
+			m.logger.Debug("a changeset of the batch failed; folding it again one changeset per savepoint",
+				"site", cs.Site, "version", cs.Version, "seq", cs.Seq, "err", err)
+			if err := restart(); err != nil {
+				return err
+			}
+			*st = foldState{buf: st.buf, rc: st.rc}
+			return m.foldEach(ctx, css, st, dropRows)
+		}
+		if dropRows {
+			st.rows = st.rows[:0]
+		}
+	}
+	return nil
+}
+
+// foldEach folds css one savepoint per changeset (see foldIsolated).
+func (m *Materializer) foldEach(ctx context.Context, css []*log.Changeset, st *foldState, dropRows bool) error {
+	for _, cs := range css {
+		if m.ahead[cs.Seq] {
+			continue
+		}
+		if err := m.foldIsolated(ctx, cs, st); err != nil {
+			return fmt.Errorf("fold %v/%d: %w", cs.Site, cs.Version, err)
+		}
+		if dropRows {
+			st.rows = st.rows[:0]
+		}
+	}
 	return nil
 }
 
