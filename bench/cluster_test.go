@@ -1,21 +1,49 @@
 package bench
 
 import (
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
 
-// buildPatinaForCluster builds the agent binary the cluster workload spawns.
+var (
+	buildOnce sync.Once
+	buildDir  string
+	builtBin  string
+	buildErr  error
+)
+
+// TestMain removes the agent binary the tests of this package share.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// buildPatinaForCluster builds the agent binary the cluster workloads spawn, once per test
+// binary (a build costs tens of seconds on the shared 2 cores).
 func buildPatinaForCluster(tb testing.TB) string {
 	tb.Helper()
-	bin := filepath.Join(tb.TempDir(), "patina")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/patina").CombinedOutput()
-	if err != nil {
-		tb.Fatalf("go build: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "patina-bench-bin-"); buildErr != nil {
+			return
+		}
+		builtBin = filepath.Join(buildDir, "patina")
+		out, err := exec.Command("go", "build", "-o", builtBin, "../cmd/patina").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		tb.Fatal(buildErr)
 	}
-	return bin
+	return builtBin
 }
 
 // BenchmarkCluster runs the replication latency workload once per configuration (b.N is

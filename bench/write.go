@@ -94,8 +94,11 @@ type WriteResult struct {
 
 	// Rebuild of the last node's view from its log.
 	RebuildCells   int
-	RebuildTime    time.Duration
+	RebuildTime    time.Duration // the whole command, process start and log open included
 	RebuildCellSec float64
+	// RebuildFoldSec is the command's own figure: cells over the time of the rebuild call
+	// (open, fold, sync, swap), without process start and log open.
+	RebuildFoldSec float64
 }
 
 // baselineCells is the cells of one baseline row: the issue counts every column.
@@ -113,8 +116,9 @@ func (r WriteResult) String() string {
 	fmt.Fprintf(&b, "CPU of the %d agents: %v in all, %.1f us per replicated row",
 		r.Nodes, r.CPUTotal.Round(time.Millisecond), float64(r.CPUPerRow)/1e3)
 	if r.RebuildCells > 0 {
-		fmt.Fprintf(&b, "\nrebuild: %d cells in %v = %.0f cells/s = %.3fx baseline cells/s (target >= 0.25x)",
-			r.RebuildCells, r.RebuildTime.Round(time.Millisecond), r.RebuildCellSec, ratio(r.RebuildCellSec, base*baselineCells))
+		fmt.Fprintf(&b, "\nrebuild: %d cells in %v = %.0f cells/s = %.3fx baseline cells/s (target >= 0.25x); the rebuild call alone %.0f cells/s = %.3fx",
+			r.RebuildCells, r.RebuildTime.Round(time.Millisecond), r.RebuildCellSec, ratio(r.RebuildCellSec, base*baselineCells),
+			r.RebuildFoldSec, ratio(r.RebuildFoldSec, base*baselineCells))
 	}
 	return b.String()
 }
@@ -308,12 +312,13 @@ func RunWrite(ctx context.Context, cfg WriteConfig) (res WriteResult, err error)
 		return res, fmt.Errorf("rebuild: unexpected output %q", out)
 	}
 	res.RebuildCells, _ = strconv.Atoi(string(m[1]))
+	res.RebuildFoldSec, _ = strconv.ParseFloat(string(m[2]), 64)
 	// The whole command, process start and log open included: what an operator waits for.
 	res.RebuildCellSec = float64(res.RebuildCells) / res.RebuildTime.Seconds()
 	return res, nil
 }
 
-var rebuiltRE = regexp.MustCompile(`changesets, (\d+) cells in`)
+var rebuiltRE = regexp.MustCompile(`changesets, (\d+) cells in \S+ \((\d+) cells/s\)`)
 
 // batchBody writes the JSON of one transaction: a single INSERT of rows rows from id first.
 func batchBody(b *bytes.Buffer, first int64, rows int) {

@@ -1,0 +1,47 @@
+package bench
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestWriteWorkload runs the write workload briefly on 2 agents, with profiles: every figure
+// must be measured (non-zero), every row replicated, the rebuild must count the cells the
+// log holds, and each agent and the rebuild must leave its profiles.
+func TestWriteWorkload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns agents")
+	}
+	bin := buildPatinaForCluster(t)
+	cfg := DefaultWriteConfig()
+	cfg.Binary, cfg.Nodes, cfg.Clients, cfg.Rows, cfg.Duration = bin, 2, 2, 10, 500*time.Millisecond
+	cfg.ProfileDir = t.TempDir()
+	res, err := RunWrite(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res)
+	if res.BaselineRows == 0 || res.Rows == 0 || res.ReplicatedSec <= 0 || res.CPUTotal <= 0 {
+		t.Fatalf("figures missing: %+v", res)
+	}
+	// Every row inserted has 4 non-key columns: 4 changes (cells) each.
+	if res.RebuildCells != 4*res.Rows || res.RebuildFoldSec <= 0 {
+		t.Fatalf("rebuild folded %d cells at %v/s; want %d", res.RebuildCells, res.RebuildFoldSec, 4*res.Rows)
+	}
+	for _, f := range []string{"node0.cpu.pprof", "node1.allocs.pprof", "rebuild.cpu.pprof"} {
+		if st, err := os.Stat(filepath.Join(cfg.ProfileDir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("profile %s: %v", f, err)
+		}
+	}
+	if s := res.String(); !strings.Contains(s, "x baseline") {
+		t.Errorf("no ratio printed:\n%s", s)
+	}
+	bad := cfg
+	bad.Rows = 0
+	if err := bad.Validate(); err == nil {
+		t.Error("0 rows per transaction is valid")
+	}
+}
