@@ -120,9 +120,17 @@ type Config struct {
 	// restart.
 	Subscriptions Subscriber
 
-	// BearerToken, when not empty, is required as "Authorization: Bearer <token>" on every
-	// endpoint but /v1/health and /metrics (Corrosion's api.authz.bearer_token).
+	// BearerToken is Corrosion's single api.authz.bearer_token: when not empty it is accepted
+	// as "Authorization: Bearer <token>" with the admin scope.
 	BearerToken string
+	// Tokens are the scoped tokens, stored hashed (see Token, HashToken). When BearerToken
+	// or Tokens name any token, every endpoint but /v1/health, /metrics and /ui requires one
+	// whose scope covers the route's (401 without a valid token, 403 with too small a scope);
+	// with none, the API is open.
+	Tokens []Token
+	// GuardPublic puts /v1/health and /metrics behind a read token too (when tokens are
+	// configured).
+	GuardPublic bool
 	// MaxConcurrency is the most data requests (transactions, queries, changes, migrations,
 	// table stats) served at once; more are shed with 503 instead of queueing without bound.
 	MaxConcurrency int
@@ -179,6 +187,9 @@ func (c *Config) Validate() error {
 	case c.BodyReadTimeout < 0:
 		return fmt.Errorf("api config: body read timeout %v, want >= 0", c.BodyReadTimeout)
 	}
+	if err := ValidateTokens(c.Tokens); err != nil {
+		return fmt.Errorf("api config: %w", err)
+	}
 	return nil
 }
 
@@ -188,6 +199,7 @@ type Server struct {
 	logger  *slog.Logger
 	metrics *metrics
 	handler http.Handler
+	auth    *authority
 
 	slots   chan struct{} // data request slots (MaxConcurrency)
 	streams chan struct{} // stream slots (MaxStreams)
@@ -253,6 +265,7 @@ func New(cfg Config) *Server {
 		serveDone: make(chan struct{}),
 		methods:   map[string][]string{},
 	}
+	s.auth = newAuthority(&cfg)
 	s.streamCtx, s.cancelStream = context.WithCancel(context.Background())
 	s.metrics = newMetrics(s)
 	s.handler = s.routes()

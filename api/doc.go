@@ -12,8 +12,8 @@
 //
 // Invariants:
 //   - every error answer is a JSON object with an "error" string and a precise status
-//     (400 bad input, 401 token, 404 unknown, 408 timeout, 409 schema conflict, 413 body too
-//     large, 503 overload or shutting down, 500 only for real internal faults; 499 is only
+//     (400 bad input, 401 no or unknown token, 403 token of too small a scope, 404 unknown,
+//     408 timeout, 409 schema conflict, 413 body too large, 503 overload or shutting down, 500 only for real internal faults; 499 is only
 //     recorded in metrics, for a client that went away);
 //   - streams (queries, the changeset stream) never hold a whole result in memory and flush
 //     every event as soon as it is known; a failure after the first byte of a stream is sent
@@ -21,6 +21,8 @@
 //   - nothing is acknowledged before it is durable: a transaction or ingest answers after the
 //     materializer returned, and the materializer returns after the log's fsync;
 //   - an ingest body is validated whole before any of it is applied;
+//   - every route of the table (routes.go) names the scope it needs; with any token
+//     configured, only kindPublic routes answer without one (TestEveryRouteGuarded);
 //   - load is shed, never queued: past MaxConcurrency data requests (MaxStreams streams) the
 //     answer is 503 at once.
 package api

@@ -25,7 +25,8 @@ const (
 var (
 	// errBadRequest wraps malformed request bodies and parameters (400).
 	errBadRequest = errors.New("bad request")
-	// errUnauthorized: a missing or wrong bearer token (401).
+	// errUnauthorized: a missing, malformed or unknown bearer token (401). errForbidden
+	// (auth.go) is a known token whose scope is too small (403).
 	errUnauthorized = errors.New("missing or wrong bearer token")
 	// errOverloaded: the concurrency limit is reached (503).
 	errOverloaded = errors.New("overloaded: too many requests in flight, retry later")
@@ -67,6 +68,8 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, errUnauthorized):
 		return http.StatusUnauthorized
+	case errors.Is(err, errForbidden):
+		return http.StatusForbidden
 	case errors.Is(err, errOverloaded), errors.Is(err, errShuttingDown),
 		errors.Is(err, materializer.ErrClosed), errors.Is(err, log.ErrClosed):
 		return http.StatusServiceUnavailable
@@ -108,6 +111,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="patina"`)
+	}
+	var se *scopeError
+	if errors.As(err, &se) {
+		// RFC 6750 section 3.1: the scope the request would have needed.
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="patina", error="insufficient_scope", scope="%s"`, se.need))
 	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")

@@ -25,6 +25,7 @@ type metrics struct {
 	streamsOpen     prometheus.Gauge
 	shed            prometheus.Counter
 	slowBodies      prometheus.Counter
+	authFailures    *prometheus.CounterVec // code: 401 or 403
 	state           prometheus.Collector
 }
 
@@ -82,6 +83,9 @@ func newMetrics(s *Server) *metrics {
 		slowBodies: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "patina_request_body_timeouts_total", Help: "Requests refused with 408 because their body took longer than the body read timeout.",
 		}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patina_http_auth_failures_total", Help: "Requests refused by the token check: 401 (no or unknown token, malformed header) or 403 (scope too small).",
+		}, []string{"code"}),
 		state: &stateCollector{s: s},
 	}
 }
@@ -91,7 +95,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{
 		m.requests, m.requestDuration, m.inFlight, m.transactions, m.txDuration, m.rowsWritten, m.queries,
 		m.queryDuration, m.rowsRead, m.ingested, m.applyDuration, m.streamed, m.streamsOpen,
-		m.shed, m.slowBodies, m.state,
+		m.shed, m.slowBodies, m.authFailures, m.state,
 	} {
 		errs = append(errs, reg.Register(c))
 	}

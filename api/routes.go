@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"fmt"
 	"net/http"
 	"runtime/debug"
@@ -17,10 +16,11 @@ import (
 type routeKind int
 
 const (
-	// kindPublic: no token, no limit (health, metrics).
+	// kindPublic: no limit, no token unless Config.GuardPublic puts it behind ScopeRead
+	// (health, metrics).
 	kindPublic routeKind = iota
-	// kindAdmin: token; cheap answers that need no slot (sync state, members).
-	kindAdmin
+	// kindCheap: token; cheap answers that need no slot (sync state, members).
+	kindCheap
 	// kindData: token and one of MaxConcurrency slots, shed with 503 when none is free. The
 	// slot is taken once the body is read (within BodyReadTimeout), so that slow senders
 	// cannot hold the slots fast clients need.
@@ -31,6 +31,10 @@ const (
 	kindStream
 )
 
+// The scope each route needs (see Scope) is the fourth column of the route table: read for
+// what only looks, write for transactions, admin for what changes the schema or takes
+// changesets or data wholesale. A new route must pick one; when in doubt, admin.
+
 // handlerFunc is a handler that returns its error instead of writing it: the wrapper in
 // route writes it as {"error": ...} with its status if nothing was written yet. A streaming
 // handler that already started its answer writes its own final error event and returns nil.
@@ -38,17 +42,17 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	s.route(mux, "POST /v1/transactions", kindData, s.handleTransactions)
-	s.route(mux, "POST /v1/queries", kindData, s.handleQueries)
-	s.route(mux, "POST /v1/table_stats", kindData, s.handleTableStats)
-	s.route(mux, "POST /v1/migrations", kindData, s.handleMigrations)
-	s.route(mux, "GET /v1/changes", kindStream, s.handleChangesGet)
-	s.route(mux, "POST /v1/changes", kindData, s.handleChangesPost)
-	s.route(mux, "GET /v1/sync/state", kindAdmin, s.handleSyncState)
-	s.route(mux, "GET /v1/members", kindAdmin, s.handleMembers)
-	s.route(mux, "GET /v1/health", kindPublic, s.handleHealth)
+	s.route(mux, "POST /v1/transactions", kindData, ScopeWrite, s.handleTransactions)
+	s.route(mux, "POST /v1/queries", kindData, ScopeRead, s.handleQueries)
+	s.route(mux, "POST /v1/table_stats", kindData, ScopeRead, s.handleTableStats)
+	s.route(mux, "POST /v1/migrations", kindData, ScopeAdmin, s.handleMigrations)
+	s.route(mux, "GET /v1/changes", kindStream, ScopeRead, s.handleChangesGet)
+	s.route(mux, "POST /v1/changes", kindData, ScopeAdmin, s.handleChangesPost)
+	s.route(mux, "GET /v1/sync/state", kindCheap, ScopeRead, s.handleSyncState)
+	s.route(mux, "GET /v1/members", kindCheap, ScopeRead, s.handleMembers)
+	s.route(mux, "GET /v1/health", kindPublic, ScopeRead, s.handleHealth)
 	metricsHandler := promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})
-	s.route(mux, "GET /metrics", kindPublic, func(w http.ResponseWriter, r *http.Request) error {
+	s.route(mux, "GET /metrics", kindPublic, ScopeRead, func(w http.ResponseWriter, r *http.Request) error {
 		metricsHandler.ServeHTTP(w, r)
 		return nil
 	})
@@ -60,9 +64,10 @@ func (s *Server) routes() http.Handler {
 	return mux
 }
 
-// route registers h for pattern ("METHOD /path") behind the guards of kind, with request
-// metrics labelled by the path. Another method on the same path is answered 405 in JSON.
-func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, h handlerFunc) {
+// route registers h for pattern ("METHOD /path") behind the guards of kind, for tokens of
+// scope need or above, with request metrics labelled by the path. Another method on the same
+// path is answered 405 in JSON.
+func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, need Scope, h handlerFunc) {
 	method, path, _ := strings.Cut(pattern, " ")
 	s.methods[path] = append(s.methods[path], method)
 	if len(s.methods[path]) == 1 {
@@ -85,7 +90,7 @@ func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, h han
 			reqs.WithLabelValues(strconv.Itoa(sw.status())).Inc()
 			dur.Observe(time.Since(start).Seconds())
 		}()
-		if err := s.guard(r, kind); err != nil {
+		if err := s.guard(r, kind, need); err != nil {
 			s.writeError(sw, r, err)
 			return
 		}
@@ -114,20 +119,24 @@ func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, h han
 	})
 }
 
-// guard checks shutdown and the bearer token.
-func (s *Server) guard(r *http.Request, kind routeKind) error {
-	if kind == kindPublic {
+// guard checks shutdown and the bearer token's scope.
+func (s *Server) guard(r *http.Request, kind routeKind, need Scope) error {
+	if kind == kindPublic && !s.cfg.GuardPublic {
 		return nil
 	}
-	if s.closing.Load() {
+	if kind != kindPublic && s.closing.Load() {
 		return errShuttingDown
 	}
-	if s.cfg.BearerToken == "" {
+	if !s.auth.enabled() {
 		return nil
 	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.cfg.BearerToken)) != 1 {
-		return errUnauthorized
+	tok, err := s.auth.authorize(r, need)
+	if err != nil {
+		s.metrics.authFailures.WithLabelValues(strconv.Itoa(statusOf(err))).Inc()
+		if tok.Name != "" {
+			s.logger.Debug("token lacks scope", attrPath, r.URL.Path, "token", tok.Name, "scope", tok.Scope.String(), "need", need.String())
+		}
+		return err
 	}
 	return nil
 }

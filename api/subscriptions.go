@@ -73,9 +73,9 @@ func (sr *subscriptions) close() error {
 func (s *Server) routeSubscriptions(mux *http.ServeMux) {
 	sr := &subscriptions{s: s}
 	s.closers = append(s.closers, sr.close)
-	s.route(mux, "POST /v1/subscriptions", kindStream, sr.handleSubscribe)
-	s.route(mux, "GET /v1/subscriptions/{id}", kindStream, sr.handleAttach)
-	s.route(mux, "POST /v1/updates/{table}", kindStream, sr.handleUpdates)
+	s.route(mux, "POST /v1/subscriptions", kindStream, ScopeRead, sr.handleSubscribe)
+	s.route(mux, "GET /v1/subscriptions/{id}", kindStream, ScopeRead, sr.handleAttach)
+	s.route(mux, "POST /v1/updates/{table}", kindStream, ScopeRead, sr.handleUpdates)
 }
 
 // subscriptionOptions reads ?from=N and ?skip_rows=B.

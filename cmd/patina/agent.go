@@ -145,6 +145,8 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 		acfg.Cluster = a.cluster
 	}
 	acfg.BearerToken = a.cfg.API.Authz.BearerToken
+	acfg.Tokens, _ = a.cfg.API.apiTokens() // checked by Validate
+	acfg.GuardPublic = a.cfg.API.Authz.GuardPublic
 	acfg.MaxConcurrency, acfg.MaxStreams, acfg.MaxBodyBytes = a.cfg.API.MaxConcurrency, a.cfg.API.MaxStreams, a.cfg.API.MaxBodyBytes
 	acfg.BodyReadTimeout = a.cfg.API.BodyTimeout
 	acfg.Registry, acfg.Logger = a.reg, a.logger

@@ -43,13 +43,42 @@ type Config struct {
 // APIConfig is the [api] section.
 type APIConfig struct {
 	Authz struct {
+		// BearerToken is Corrosion's single token; the agent accepts it as an admin token,
+		// and client commands send it.
 		BearerToken string `toml:"bearer_token"`
+		// Tokens are the scoped tokens, hashed ([[api.authz.tokens]]; patina token makes one).
+		Tokens []TokenConfig `toml:"tokens"`
+		// GuardPublic puts /v1/health and /metrics behind a read token too.
+		GuardPublic bool `toml:"guard_public"`
 	} `toml:"authz"`
 	MaxConcurrency int   `toml:"max_concurrency"`
 	MaxStreams     int   `toml:"max_streams"`
 	MaxBodyBytes   int64 `toml:"max_body_bytes"`
 	// BodyTimeout bounds how long a client may take to send a request body (408 after).
 	BodyTimeout time.Duration `toml:"body_timeout"`
+}
+
+// TokenConfig is one [[api.authz.tokens]] entry: what `patina token` prints.
+type TokenConfig struct {
+	Name  string `toml:"name"`
+	Scope string `toml:"scope"` // read, write or admin
+	Hash  string `toml:"hash"`  // sha256:<hex> of the token
+}
+
+// apiTokens converts the [[api.authz.tokens]] entries, naming the bad one.
+func (c *APIConfig) apiTokens() ([]api.Token, error) {
+	out := make([]api.Token, 0, len(c.Authz.Tokens))
+	for i, t := range c.Authz.Tokens {
+		sc, err := api.ParseScope(t.Scope)
+		if err != nil {
+			return nil, usagef("api.authz.tokens[%d] (%s): %v", i, t.Name, err)
+		}
+		out = append(out, api.Token{Name: t.Name, Scope: sc, Hash: t.Hash})
+	}
+	if err := api.ValidateTokens(out); err != nil {
+		return nil, usagef("api.authz.tokens: %v", err)
+	}
+	return out, nil
 }
 
 // DBConfig is the [db] section: the materializer's tuning.
@@ -142,6 +171,7 @@ var options = []option{
 	{key: "log_level", usage: "debug, info, warn or error", field: func(c *Config) any { return &c.LogLevel }, agentOnly: true},
 	{key: "log_format", usage: "text or json", field: func(c *Config) any { return &c.LogFormat }, agentOnly: true},
 	{key: "api.authz.bearer_token", usage: "bearer token the API requires (clients: the token to send)", field: func(c *Config) any { return &c.API.Authz.BearerToken }},
+	{key: "api.authz.guard_public", usage: "require a read token for /v1/health and /metrics too", field: func(c *Config) any { return &c.API.Authz.GuardPublic }, agentOnly: true},
 	{key: "api.max_concurrency", usage: "data requests served at once; more are shed with 503", field: func(c *Config) any { return &c.API.MaxConcurrency }, agentOnly: true},
 	{key: "api.max_streams", usage: "long-lived streams open at once", field: func(c *Config) any { return &c.API.MaxStreams }, agentOnly: true},
 	{key: "api.max_body_bytes", usage: "largest request body; more is 413", field: func(c *Config) any { return &c.API.MaxBodyBytes }, agentOnly: true},
@@ -312,6 +342,9 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		return usagef("log_format %q: want text or json", c.LogFormat)
+	}
+	if _, err := c.API.apiTokens(); err != nil {
+		return err
 	}
 	if c.Gossip.SecretKey != "" {
 		if _, err := base64.StdEncoding.DecodeString(c.Gossip.SecretKey); err != nil {
