@@ -99,6 +99,11 @@ type Changeset struct {
 	LastSeq uint64    // the last seq of the whole version
 	Kind    Kind
 	Changes []Change
+	// Compacted says that compaction dropped some changes of this version (or part): Changes
+	// holds the survivors, in seq order, and the seqs of Seqs that no change carries were
+	// superseded (their winners are elsewhere in the log). A compacted version is complete
+	// all the same; a CDC consumer seeing it knows it is reading outside the retention window.
+	Compacted bool
 	// Seq is this node's local arrival seq of the version; 0 when not read from a log.
 	// It is not part of the changeset's identity.
 	Seq Seq
@@ -139,6 +144,12 @@ func (cs *Changeset) Validate() error {
 	default:
 		return invalidf("changeset %v/%d: unknown kind %d", cs.Site, cs.Version, uint8(cs.Kind))
 	}
+	if cs.Compacted {
+		if cs.Kind != KindData {
+			return invalidf("changeset %v/%d: kind %v cannot be compacted", cs.Site, cs.Version, cs.Kind)
+		}
+		return cs.validateCompacted()
+	}
 	if want := cs.Seqs.Last - cs.Seqs.First + 1; uint64(len(cs.Changes)) != want {
 		return invalidf("changeset %v/%d: %d changes for seq range [%d, %d]", cs.Site, cs.Version, len(cs.Changes), cs.Seqs.First, cs.Seqs.Last)
 	}
@@ -169,6 +180,24 @@ func (cs *Changeset) validateSchema() error {
 		name, err := UnpackPK(c.PK)
 		if err != nil || len(name) != 1 || name[0].Type != TypeText || name[0].Text == "" || !utf8.ValidString(name[0].Text) {
 			return invalidf("changeset %v/%d: schema element %d: the key must be one non-empty UTF-8 text name", cs.Site, cs.Version, c.Seq)
+		}
+	}
+	return nil
+}
+
+// validateCompacted checks a compacted data changeset: its changes lie in Seqs in strictly
+// increasing seq order (the missing seqs were superseded).
+func (cs *Changeset) validateCompacted() error {
+	if want := cs.Seqs.Last - cs.Seqs.First + 1; uint64(len(cs.Changes)) > want {
+		return invalidf("changeset %v/%d: %d changes for seq range [%d, %d]", cs.Site, cs.Version, len(cs.Changes), cs.Seqs.First, cs.Seqs.Last)
+	}
+	for i := range cs.Changes {
+		c := &cs.Changes[i]
+		if c.Seq < cs.Seqs.First || c.Seq > cs.Seqs.Last || (i > 0 && c.Seq <= cs.Changes[i-1].Seq) {
+			return invalidf("changeset %v/%d: compacted change %d has seq %d, out of order or outside [%d, %d]", cs.Site, cs.Version, i, c.Seq, cs.Seqs.First, cs.Seqs.Last)
+		}
+		if err := c.Validate(); err != nil {
+			return fmt.Errorf("changeset %v/%d: change seq %d: %w", cs.Site, cs.Version, c.Seq, err)
 		}
 	}
 	return nil
@@ -207,14 +236,16 @@ func (c *Change) Validate() error {
 
 // changesetJSON is the JSON form of DESIGN.md section 7.
 type changesetJSON struct {
-	Seq     Seq          `json:"seq"`
-	Site    SiteID       `json:"site"`
-	Version Version      `json:"version"`
-	TS      Timestamp    `json:"ts"`
-	Seqs    []uint64     `json:"seqs"`
-	LastSeq uint64       `json:"last_seq"`
-	Kind    string       `json:"kind,omitempty"`
-	Changes []changeJSON `json:"changes"`
+	Seq     Seq       `json:"seq"`
+	Site    SiteID    `json:"site"`
+	Version Version   `json:"version"`
+	TS      Timestamp `json:"ts"`
+	Seqs    []uint64  `json:"seqs"`
+	LastSeq uint64    `json:"last_seq"`
+	Kind    string    `json:"kind,omitempty"`
+	// Compacted marks a version compaction trimmed (outside the retention window).
+	Compacted bool         `json:"compacted,omitempty"`
+	Changes   []changeJSON `json:"changes"`
 }
 
 type changeJSON struct {
@@ -232,7 +263,7 @@ func (cs *Changeset) MarshalJSON() ([]byte, error) {
 	j := changesetJSON{
 		Seq: cs.Seq, Site: cs.Site, Version: cs.Version, TS: cs.TS,
 		Seqs: []uint64{cs.Seqs.First, cs.Seqs.Last}, LastSeq: cs.LastSeq,
-		Changes: make([]changeJSON, len(cs.Changes)),
+		Changes: make([]changeJSON, len(cs.Changes)), Compacted: cs.Compacted,
 	}
 	if cs.Kind != KindData {
 		j.Kind = cs.Kind.String()
@@ -264,7 +295,7 @@ func (cs *Changeset) UnmarshalJSON(b []byte) error {
 	}
 	out := Changeset{
 		Seq: j.Seq, Site: j.Site, Version: j.Version, TS: j.TS,
-		Seqs: SeqRange{First: j.Seqs[0], Last: j.Seqs[1]}, LastSeq: j.LastSeq, Kind: kind,
+		Seqs: SeqRange{First: j.Seqs[0], Last: j.Seqs[1]}, LastSeq: j.LastSeq, Kind: kind, Compacted: j.Compacted,
 		Changes: make([]Change, len(j.Changes)),
 	}
 	for i, c := range j.Changes {

@@ -19,8 +19,9 @@ const FormatV1 byte = 1
 //
 //	[site bin16, version uint, ts uint, first uint, last uint, last_seq uint, kind uint,
 //	 changes [[table str, pk bin, cid str, val, col_version uint, cl uint, seq uint], ...],
-//	 local_seq uint]
+//	 local_seq uint, compacted bool]
 //
+// compacted is written only when true (older changesets have 9 fields).
 // val is msgpack nil, int, float64, str or bin for NULL, INTEGER, REAL, TEXT and BLOB, so the
 // storage class travels exactly. Decoders ignore extra trailing array elements, so fields can
 // be appended without a new format byte.
@@ -66,7 +67,11 @@ func (cs *Changeset) MustEncode() []byte {
 }
 
 func encodeChangeset(e *msgpack.Encoder, cs *Changeset) error {
-	e.EncodeArrayLen(9)
+	if cs.Compacted {
+		e.EncodeArrayLen(10)
+	} else {
+		e.EncodeArrayLen(9)
+	}
 	e.EncodeBytes(cs.Site[:])
 	e.EncodeUint(uint64(cs.Version))
 	e.EncodeUint(uint64(cs.TS))
@@ -89,6 +94,10 @@ func encodeChangeset(e *msgpack.Encoder, cs *Changeset) error {
 		e.EncodeUint(c.Seq)
 	}
 	// The byteWriter never fails, so only the last error matters.
+	if cs.Compacted {
+		e.EncodeUint(uint64(cs.Seq))
+		return e.EncodeBool(true)
+	}
 	return e.EncodeUint(uint64(cs.Seq))
 }
 
@@ -431,6 +440,14 @@ func (d *decoder) changeset() (*Changeset, error) {
 			return nil, err
 		}
 		cs.Seq = Seq(seq)
+		n--
+	}
+	if n >= 9 {
+		c, err := d.d.DecodeBool()
+		if err != nil {
+			return nil, d.fail(fmt.Errorf("compacted flag: %w", err))
+		}
+		cs.Compacted = c
 		n--
 	}
 	if err := d.skipExtra(n - 8); err != nil {

@@ -111,6 +111,13 @@ func (s *Store) writeSummary(w io.Writer, opt InspectOptions) error {
 	fmt.Fprintf(w, "changes:   %d\n", st.Changes)
 	fmt.Fprintf(w, "bytes:     %d encoded, %d on disk\n", st.Bytes, st.DiskBytes)
 	fmt.Fprintf(w, "sites:     %d\n", st.Sites)
+	fmt.Fprintf(w, "retained:  %d versions live (with data), %d cleared (ranges only)\n", st.Versions-st.Cleared, st.Cleared)
+	if st.Dropped > 0 {
+		fmt.Fprintf(w, "compacted: %d changes dropped (%d encoded bytes), %d versions cleared here; replay exact from seq %d, time %v\n",
+			st.Dropped, st.CompactedBytes, st.ClearedByUs, st.HorizonSeq, st.HorizonTS)
+	} else {
+		fmt.Fprintf(w, "compacted: nothing\n")
+	}
 	meta, err := s.metaKeys()
 	if err != nil {
 		return err
@@ -127,6 +134,9 @@ func (s *Store) writeSummary(w io.Writer, opt InspectOptions) error {
 		}
 		fmt.Fprintf(w, "site %v%s: head %d, %d versions held, %d missing %s, %d partial\n",
 			site, local, sv.Head(), sv.Versions.Count(), needs.Count(), fmtRanges(needs, opt.MaxRanges), len(sv.Partials))
+		if len(sv.Cleared) > 0 {
+			fmt.Fprintf(w, "  cleared %d: %s\n", sv.Cleared.Count(), fmtRanges(sv.Cleared, opt.MaxRanges))
+		}
 		for _, ver := range slices.Sorted(func(yield func(Version) bool) {
 			for v := range sv.Partials {
 				if !yield(v) {
@@ -350,11 +360,37 @@ func (s *Store) Check() error {
 	if err != nil {
 		return fmt.Errorf("check: %w", err)
 	}
+	// Cleared versions: held, with no data of their own.
+	cleared := NewVector()
+	err = iter(pfxCleared, func(k, v []byte) bool {
+		if len(k) != 17 {
+			return bad("cleared key %x of %d bytes", k, len(k))
+		}
+		rs, err := decodeRangesValue("cleared", v, false)
+		if err != nil {
+			return bad("cleared versions of %v: %v", SiteID(k[1:]), err)
+		}
+		site := SiteID(k[1:])
+		cleared.site(site).Versions = rs
+		for _, r := range rs {
+			if dv := data.Sites[site]; dv != nil && dv.Versions.Intersects(r.First, r.Last) {
+				if !bad("site %v: cleared versions %d-%d hold data", site, r.First, r.Last) {
+					return false
+				}
+			}
+			data.site(site).Versions.Add(r.First, r.Last)
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
 	if !stored.Equal(data) {
 		diffVectors(data.Canonical(), stored.Canonical(), bad)
 	}
 
 	// The arrival index.
+	// Seqs of cleared versions are gone, so the index may jump; it must still rise.
 	seen := map[partKey]bool{}
 	var next Seq = 1
 	err = iter(pfxArrival, func(k, v []byte) bool {
@@ -362,8 +398,8 @@ func (s *Store) Check() error {
 			return bad("arrival entry %x = %x", k, v)
 		}
 		seq := Seq(binary.BigEndian.Uint64(k[1:]))
-		if seq != next {
-			if !bad("arrival index jumps from %d to %d", next-1, seq) {
+		if seq < next {
+			if !bad("arrival index goes back from %d to %d", next-1, seq) {
 				return false
 			}
 		}
@@ -375,14 +411,22 @@ func (s *Store) Check() error {
 		if !data.Contains(pk.site, pk.ver) {
 			return bad("arrival seq %d names %v/%d, which is not held complete", seq, pk.site, pk.ver)
 		}
+		if cleared.Contains(pk.site, pk.ver) {
+			return bad("arrival seq %d names %v/%d, which is cleared", seq, pk.site, pk.ver)
+		}
 		seen[pk] = true
 		return true
 	})
 	if err != nil {
 		return fmt.Errorf("check: %w", err)
 	}
-	if complete, _ := data.Counts(); uint64(len(seen)) != complete {
-		bad("%d complete versions, %d in the arrival index", complete, len(seen))
+	complete, _ := data.Counts()
+	nCleared, _ := cleared.Counts()
+	if uint64(len(seen)) != complete-nCleared {
+		bad("%d complete versions (%d of them cleared), %d in the arrival index", complete, nCleared, len(seen))
+	}
+	if last := s.LastSeq(); last > 0 && next-1 != last {
+		bad("the arrival index ends at %d, the log at %d", next-1, last)
 	}
 
 	// Counters.

@@ -15,6 +15,7 @@ const (
 	pfxArrival  byte = 0x04 // 0x04 seq(8) -> site(16) version(8)
 	pfxVector   byte = 0x05 // 0x05 site(16) -> complete versions (format byte, ranges)
 	pfxPartial  byte = 0x06 // 0x06 site(16) version(8) -> partial (format byte, last_seq, ranges)
+	pfxCleared  byte = 0x07 // 0x07 site(16) -> cleared versions (format byte, ranges)
 )
 
 // Internal metadata names.
@@ -22,6 +23,8 @@ const (
 	metaSiteID = "site_id"
 	metaFormat = "format"
 	metaStats  = "stats" // changes(8) bytes(8) held
+	// metaCompaction: horizon seq(8), horizon ts(8), changes dropped(8), versions cleared(8).
+	metaCompaction = "compaction"
 )
 
 func metaKey(name string) []byte { return append([]byte{pfxMeta}, name...) }
@@ -46,6 +49,8 @@ func arrivalValue(site SiteID, v Version) []byte {
 }
 
 func vectorKey(site SiteID) []byte { return append([]byte{pfxVector}, site[:]...) }
+
+func clearedKey(site SiteID) []byte { return append([]byte{pfxCleared}, site[:]...) }
 
 func partialKey(site SiteID, v Version) []byte {
 	b := append([]byte{pfxPartial}, site[:]...)

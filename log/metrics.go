@@ -10,6 +10,10 @@ type storeMetrics struct {
 	appendSeconds prometheus.Histogram // Append latency, queueing and fsync included
 	commitSeconds prometheus.Histogram // one group commit: batch build, write and fsync
 	batchAppends  prometheus.Histogram // append calls per group commit
+	// compaction
+	compactSeconds prometheus.Histogram
+	compactDropped prometheus.Counter
+	compactCleared prometheus.Counter
 }
 
 func newStoreMetrics() *storeMetrics {
@@ -20,6 +24,12 @@ func newStoreMetrics() *storeMetrics {
 			Help: "Duration of one group commit: Pebble batch and fsync.", Buckets: prometheus.ExponentialBuckets(25e-6, 2, 16)}),
 		batchAppends: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "patina_log_commit_batch_appends",
 			Help: "Append calls sharing one group commit (one fsync).", Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
+		compactSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "patina_log_compaction_seconds",
+			Help: "Duration of one compaction pass.", Buckets: prometheus.ExponentialBuckets(1e-4, 2, 18)}),
+		compactDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_log_compaction_dropped_changes_total",
+			Help: "Superseded changes compaction dropped from the log (its rate is the compaction rate)."}),
+		compactCleared: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_log_compaction_cleared_versions_total",
+			Help: "Versions compaction cleared (all their changes superseded)."}),
 	}
 }
 
@@ -34,6 +44,9 @@ var (
 	descAppends  = prometheus.NewDesc("patina_log_appends_total", "Append and AppendLocal calls queued.", nil, nil)
 	descSyncs    = prometheus.NewDesc("patina_log_syncs_total", "Group commits (fsyncs).", nil, nil)
 	descWaiting  = prometheus.NewDesc("patina_log_tails_waiting", "Tails and Wait calls blocked at the end of the log.", nil, nil)
+	descCleared  = prometheus.NewDesc("patina_log_cleared_versions", "Versions held cleared (all changes superseded; kept as ranges in the vector).", nil, nil)
+	descHorizon  = prometheus.NewDesc("patina_log_compaction_horizon_seq", "Oldest arrival seq a replay is exact from (0: nothing compacted).", nil, nil)
+	descHorizTS  = prometheus.NewDesc("patina_log_compaction_horizon_timestamp_seconds", "Oldest commit time a replay is exact from (0: nothing compacted).", nil, nil)
 )
 
 type storeCollector struct{ s *Store }
@@ -44,9 +57,12 @@ type storeCollector struct{ s *Store }
 func (s *Store) Collector() prometheus.Collector { return storeCollector{s} }
 
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueue, descLastSeq, descVersions, descChanges, descBytes, descDisk, descSites, descAppends, descSyncs, descWaiting} {
+	for _, d := range []*prometheus.Desc{descQueue, descLastSeq, descVersions, descChanges, descBytes, descDisk, descSites, descAppends, descSyncs, descWaiting, descCleared, descHorizon, descHorizTS} {
 		ch <- d
 	}
+	c.s.metrics.compactSeconds.Describe(ch)
+	c.s.metrics.compactDropped.Describe(ch)
+	c.s.metrics.compactCleared.Describe(ch)
 	c.s.metrics.appendSeconds.Describe(ch)
 	c.s.metrics.commitSeconds.Describe(ch)
 	c.s.metrics.batchAppends.Describe(ch)
@@ -66,9 +82,15 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descDisk, float64(st.DiskBytes))
 	gauge(descSites, float64(st.Sites))
 	gauge(descWaiting, float64(c.s.waiting.Load()))
+	gauge(descCleared, float64(st.Cleared))
+	gauge(descHorizon, float64(st.HorizonSeq))
+	gauge(descHorizTS, float64(st.HorizonTS)/1e9)
 	ch <- prometheus.MustNewConstMetric(descAppends, prometheus.CounterValue, float64(st.Appends))
 	ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(st.Syncs))
 	c.s.metrics.appendSeconds.Collect(ch)
 	c.s.metrics.commitSeconds.Collect(ch)
 	c.s.metrics.batchAppends.Collect(ch)
+	c.s.metrics.compactSeconds.Collect(ch)
+	c.s.metrics.compactDropped.Collect(ch)
+	c.s.metrics.compactCleared.Collect(ch)
 }

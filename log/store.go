@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,15 @@ type Stats struct {
 	Sites     int
 	Appends   uint64 // Append calls
 	Syncs     uint64 // group commits (fsyncs)
+	// Compaction (see Compact): versions held cleared (part of Versions), changes dropped
+	// and versions cleared by this node's compactions since the log was made, and the
+	// oldest points a replay is exact from.
+	Cleared        uint64
+	Dropped        uint64
+	ClearedByUs    uint64
+	HorizonSeq     Seq
+	HorizonTS      Timestamp
+	CompactedBytes uint64 // encoded bytes compaction removed
 }
 
 // Store is the append-only log of changesets on Pebble. All methods are safe for concurrent
@@ -85,13 +95,17 @@ type Store struct {
 	metrics  *storeMetrics
 
 	reqs     chan *appendReq
-	quit     chan struct{} // closed by Close: the committer stops
-	done     chan struct{} // closed when the committer has stopped
-	closedCh chan struct{} // closed by Close: wakes waiters
+	compacts chan *compactReq // compaction and cleared ranges, applied by the committer
+	quit     chan struct{}    // closed by Close: the committer stops
+	done     chan struct{}    // closed when the committer has stopped
+	closedCh chan struct{}    // closed by Close: wakes waiters
 
 	// closeMu guards the db against Close while a reader or an enqueuer uses it.
 	closeMu sync.RWMutex
 	closed  bool
+
+	// compactMu: one compaction pass at a time.
+	compactMu sync.Mutex
 
 	// localMu orders local appends: versions are reserved and queued in the same order.
 	localMu   sync.Mutex
@@ -106,6 +120,7 @@ type Store struct {
 	lastSeq Seq
 	changes uint64
 	bytes   uint64
+	compSt  compactionState
 	notify  chan struct{} // closed and replaced whenever lastSeq grows
 	failed  error         // a commit failed: the store refuses further writes
 
@@ -167,7 +182,7 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 	s := &Store{
 		db: db, lock: lock, maxPart: opts.MaxPartChanges, wopts: pebble.Sync, logger: logger,
 		hlc: NewHLC(), readOnly: opts.ReadOnly, lenient: lenient && opts.ReadOnly, metrics: newStoreMetrics(),
-		reqs: make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{}),
+		reqs: make(chan *appendReq, 1024), compacts: make(chan *compactReq), quit: make(chan struct{}), done: make(chan struct{}),
 		closedCh: make(chan struct{}), notify: make(chan struct{}),
 	}
 	if s.maxPart <= 0 {
@@ -296,6 +311,37 @@ func (s *Store) load(want SiteID) error {
 	}
 	if err := it.Close(); err != nil {
 		return err
+	}
+	it, err = s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxCleared}, UpperBound: []byte{pfxCleared + 1}})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		var err error
+		if len(k) != 17 {
+			err = &DecodeError{What: "cleared key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}
+		} else if rs, derr := decodeRangesValue("cleared", it.Value(), false); derr != nil {
+			err = fmt.Errorf("cleared versions of %v: %w", SiteID(k[1:17]), derr)
+		} else if sv := vec.Sites[SiteID(k[1:17])]; sv == nil || len(rs.Subtract(sv.Versions)) > 0 {
+			err = &DecodeError{What: "cleared versions", Err: fmt.Errorf("site %v: cleared %s are not all held", SiteID(k[1:17]), fmtRanges(rs, 4))}
+		} else {
+			sv.Cleared = rs
+		}
+		if err != nil {
+			if err := bad(err); err != nil {
+				it.Close()
+				return err
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if raw, err := s.get(metaKey(metaCompaction)); err != nil {
+		return err
+	} else if len(raw) == 32 {
+		s.compSt = decodeCompactionState(raw)
 	}
 	s.vec = vec
 	s.work = vec.Clone()
@@ -433,12 +479,21 @@ func (s *Store) split(items []item, cs *Changeset, idx int) ([]item, error) {
 		}
 		return append(items, item{cs: &part, enc: enc, idx: idx}), nil
 	}
+	first := cs.Seqs.First
 	for off := 0; off < len(cs.Changes); off += s.maxPart {
 		end := min(off+s.maxPart, len(cs.Changes))
 		part := *cs
 		part.Seq = 0
 		part.Changes = cs.Changes[off:end:end]
 		part.Seqs = SeqRange{part.Changes[0].Seq, part.Changes[len(part.Changes)-1].Seq}
+		if cs.Compacted {
+			// The parts of a compacted changeset tile its seqs, superseded ones included.
+			part.Seqs.First = first
+			if end == len(cs.Changes) {
+				part.Seqs.Last = cs.Seqs.Last
+			}
+			first = part.Seqs.Last + 1
+		}
 		enc, err := EncodeChangeset(&part)
 		if err != nil {
 			return nil, err
@@ -533,6 +588,10 @@ func (s *Store) commitLoop() {
 			return
 		case req := <-s.reqs:
 			batch = append(batch[:0], req)
+		case cr := <-s.compacts:
+			s.commitCompaction(cr)
+			close(cr.done)
+			continue
 		}
 		n := len(batch[0].items)
 		// Yield once, and only when the last batch was shared: a lone writer has nobody
@@ -758,7 +817,13 @@ func trim(cs *Changeset, keep RangeSet) ([]*Changeset, [][]byte) {
 	for _, r := range keep {
 		part := *cs
 		part.Seqs = SeqRange{r.First, r.Last}
-		if len(cs.Changes) > 0 {
+		switch {
+		case cs.Compacted:
+			// Changes are a sparse subset of the seqs: pick them by seq.
+			lo := sort.Search(len(cs.Changes), func(i int) bool { return cs.Changes[i].Seq >= r.First })
+			hi := sort.Search(len(cs.Changes), func(i int) bool { return cs.Changes[i].Seq > r.Last })
+			part.Changes = cs.Changes[lo:hi:hi]
+		case len(cs.Changes) > 0:
 			lo, hi := r.First-cs.Seqs.First, r.Last-cs.Seqs.First+1
 			part.Changes = cs.Changes[lo:hi:hi]
 		}
@@ -797,45 +862,54 @@ func (s *Store) Get(site SiteID, v Version) (*Changeset, error) {
 		return nil, err
 	}
 	defer it.Close()
-	return readVersion(it, site, v)
+	cs, _, err := readVersion(it, site, v)
+	return cs, err
 }
 
-// readVersion reads and assembles the parts of a complete version with the data iterator.
-func readVersion(it *pebble.Iterator, site SiteID, v Version) (*Changeset, error) {
+// readVersion reads and assembles the parts of a complete version with the data iterator;
+// size is the encoded bytes of its stored parts.
+func readVersion(it *pebble.Iterator, site SiteID, v Version) (out *Changeset, size uint64, err error) {
 	var prefix [25]byte
 	prefix[0] = pfxData
 	copy(prefix[1:], site[:])
 	binary.BigEndian.PutUint64(prefix[17:], uint64(v))
-	var out *Changeset
 	for ok := it.SeekGE(prefix[:]); ok && bytes.HasPrefix(it.Key(), prefix[:]); ok = it.Next() {
 		val, err := it.ValueAndErr()
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		part, err := DecodeChangeset(val)
 		if err != nil {
-			return nil, fmt.Errorf("read %v/%d: %w", site, v, err)
+			return nil, 0, fmt.Errorf("read %v/%d: %w", site, v, err)
 		}
 		if part.Site != site || part.Version != v {
-			return nil, fmt.Errorf("read %v/%d: %w", site, v, &DecodeError{What: "stored part", Err: fmt.Errorf("holds %v/%d", part.Site, part.Version)})
+			return nil, 0, fmt.Errorf("read %v/%d: %w", site, v, &DecodeError{What: "stored part", Err: fmt.Errorf("holds %v/%d", part.Site, part.Version)})
 		}
+		size += uint64(len(val))
 		if out == nil {
 			out = part
 			continue
 		}
 		if part.Seqs.First != out.Seqs.Last+1 || part.LastSeq != out.LastSeq {
-			return nil, fmt.Errorf("read %v/%d: %w", site, v, &DecodeError{What: "stored part", Err: fmt.Errorf("seqs [%d, %d] after [%d, %d]", part.Seqs.First, part.Seqs.Last, out.Seqs.First, out.Seqs.Last)})
+			return nil, 0, fmt.Errorf("read %v/%d: %w", site, v, &DecodeError{What: "stored part", Err: fmt.Errorf("seqs [%d, %d] after [%d, %d]", part.Seqs.First, part.Seqs.Last, out.Seqs.First, out.Seqs.Last)})
 		}
 		out.Seqs.Last = part.Seqs.Last
 		out.Changes = append(out.Changes, part.Changes...)
+		out.Compacted = out.Compacted || part.Compacted
+		if part.Kind == KindData {
+			out.Kind = KindData
+		}
 	}
 	if err := it.Error(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if out == nil || out.Seqs.First != 0 || out.Seqs.Last != out.LastSeq {
-		return nil, fmt.Errorf("read %v/%d: stored parts do not cover the version: %w", site, v, ErrIncomplete)
+		return nil, 0, fmt.Errorf("read %v/%d: stored parts do not cover the version: %w", site, v, ErrIncomplete)
 	}
-	return out, nil
+	if out.Compacted && out.Kind != KindData {
+		out.Compacted = false // only data changesets are compacted
+	}
+	return out, size, nil
 }
 
 // scanChunk is how many parts Scan reads per visit to the db: it holds no iterator while
@@ -905,51 +979,59 @@ func (s *Store) scanChunk(lower, upper []byte) ([]*Changeset, []byte, error) {
 }
 
 // Read returns up to max complete changesets with arrival seq > after, in arrival order,
-// without blocking. Each has its Seq set.
+// without blocking. Each has its Seq set. Seqs of versions compaction cleared are gone, so
+// the seqs returned may jump; Read returns nothing only when the log holds nothing after
+// after (the version at LastSeq is never cleared, see Compact).
 func (s *Store) Read(after Seq, max int) ([]*Changeset, error) {
+	css, _, err := s.read(after, max, false)
+	return css, err
+}
+
+// read is Read; with sizes it also returns the encoded bytes stored for each version.
+func (s *Store) read(after Seq, max int, sizes bool) ([]*Changeset, []uint64, error) {
 	if err := s.rlock(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer s.closeMu.RUnlock()
 	last := s.LastSeq()
 	if after >= last || max <= 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	end := last
-	if uint64(last-after) > uint64(max) {
-		end = after + Seq(max)
-	}
-	ait, err := s.db.NewIter(&pebble.IterOptions{LowerBound: arrivalKey(after + 1), UpperBound: arrivalKey(end + 1)})
+	ait, err := s.db.NewIter(&pebble.IterOptions{LowerBound: arrivalKey(after + 1), UpperBound: arrivalKey(last + 1)})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer ait.Close()
 	dit, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxData}, UpperBound: []byte{pfxData + 1}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer dit.Close()
-	out := make([]*Changeset, 0, end-after)
-	for ok := ait.First(); ok; ok = ait.Next() {
+	var szs []uint64
+	out := make([]*Changeset, 0, min(uint64(max), uint64(last-after)))
+	for ok := ait.First(); ok && len(out) < max; ok = ait.Next() {
 		if k := ait.Key(); len(k) != 9 {
-			return nil, &DecodeError{What: "arrival key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}
+			return nil, nil, &DecodeError{What: "arrival key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}
 		}
 		seq := Seq(binary.BigEndian.Uint64(ait.Key()[1:]))
 		val, err := ait.ValueAndErr()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(val) != 24 {
-			return nil, &DecodeError{What: "arrival entry", Err: fmt.Errorf("seq %d: %d bytes", seq, len(val))}
+			return nil, nil, &DecodeError{What: "arrival entry", Err: fmt.Errorf("seq %d: %d bytes", seq, len(val))}
 		}
-		cs, err := readVersion(dit, SiteID(val[:16]), Version(binary.BigEndian.Uint64(val[16:])))
+		cs, size, err := readVersion(dit, SiteID(val[:16]), Version(binary.BigEndian.Uint64(val[16:])))
 		if err != nil {
-			return nil, fmt.Errorf("read seq %d: %w", seq, err)
+			return nil, nil, fmt.Errorf("read seq %d: %w", seq, err)
 		}
 		cs.Seq = seq
 		out = append(out, cs)
+		if sizes {
+			szs = append(szs, size)
+		}
 	}
-	return out, ait.Error()
+	return out, szs, ait.Error()
 }
 
 // tailChunk is how many changesets Tail reads per visit to the db.
@@ -1082,6 +1164,11 @@ func (s *Store) Stats() Stats {
 	s.mu.RLock()
 	st := Stats{LastSeq: s.lastSeq, Changes: s.changes, Bytes: s.bytes, Sites: len(s.vec.Sites)}
 	st.Versions, st.Partials = s.vec.Counts()
+	for _, sv := range s.vec.Sites {
+		st.Cleared += sv.Cleared.Count()
+	}
+	st.Dropped, st.ClearedByUs, st.HorizonSeq, st.HorizonTS = s.compSt.dropped, s.compSt.cleared, s.compSt.horizonSeq, s.compSt.horizonTS
+	st.CompactedBytes = s.compSt.bytes
 	s.mu.RUnlock()
 	st.Appends, st.Syncs = s.appends.Load(), s.syncs.Load()
 	if s.rlock() == nil {

@@ -220,9 +220,13 @@ func (p *Partial) Needs() RangeSet { return p.Seqs.Gaps(0, p.LastSeq) }
 func (p *Partial) complete() bool { return p.Seqs.ContainsRange(0, p.LastSeq) }
 
 // SiteVector is what a node holds of one site: complete versions, and versions held in part.
+// Cleared is the subset of Versions whose changes were all superseded and dropped by
+// compaction (Corrosion's cleared versions): held, never a gap, but stored as ranges only.
+// It is local knowledge: EncodeVector does not send it, and Equal ignores it.
 type SiteVector struct {
 	Versions RangeSet
 	Partials map[Version]*Partial
+	Cleared  RangeSet
 }
 
 // Head is the greatest version held, in whole or in part (0 when none).
@@ -244,7 +248,7 @@ func (sv *SiteVector) Needs() RangeSet {
 }
 
 func (sv *SiteVector) clone() *SiteVector {
-	c := &SiteVector{Versions: sv.Versions.Clone()}
+	c := &SiteVector{Versions: sv.Versions.Clone(), Cleared: sv.Cleared.Clone()}
 	if len(sv.Partials) > 0 {
 		c.Partials = make(map[Version]*Partial, len(sv.Partials))
 		for v, p := range sv.Partials {
@@ -260,11 +264,13 @@ type Vector struct {
 }
 
 // SiteMissing is what one site's data a peer lacks: whole versions, and seq ranges of
-// versions the peer holds in part.
+// versions the peer holds in part. Cleared is the subset of Versions that the sender holds
+// cleared: they travel as ranges, with no payload.
 type SiteMissing struct {
 	Site     SiteID
 	Versions RangeSet
 	Parts    map[Version]RangeSet
+	Cleared  RangeSet
 }
 
 // NewVector returns an empty vector.
@@ -509,6 +515,9 @@ func missingSite(s SiteID, mine *SiteVector, theirs *Vector) (m SiteMissing, ok 
 			want = p.Seqs.Subtract(op.Seqs)
 		}
 		m.addPart(ver, want)
+	}
+	if len(mine.Cleared) > 0 {
+		m.Cleared = m.Versions.Intersect(mine.Cleared)
 	}
 	return m, len(m.Versions) > 0 || len(m.Parts) > 0
 }

@@ -56,6 +56,9 @@ type Config struct {
 	// MaxGroup is the most queued local transactions committed together (one SQLite commit
 	// and one log sync); 0 means 64.
 	MaxGroup int
+	// Compaction, when set, runs log compaction in the background (see Compaction); nil
+	// keeps every version (log.retention = forever).
+	Compaction *Compaction
 }
 
 // DefaultConfig returns the defaults for path.

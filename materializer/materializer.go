@@ -144,6 +144,10 @@ func (m *Materializer) Open(ctx context.Context) error {
 	m.wg.Add(2)
 	go m.writerLoop()
 	go m.watchLog()
+	if c := m.cfg.Compaction; c != nil {
+		m.wg.Add(1)
+		go m.compactLoop(*c)
+	}
 	m.logger.Debug("view open", "path", m.cfg.Path, "fold_pos", m.FoldPosition(), "tables", len(m.tables))
 	return nil
 }

@@ -17,6 +17,9 @@ type metrics struct {
 	cells       prometheus.Counter
 	commits     prometheus.Counter
 	failed      prometheus.Counter
+	// compaction
+	compactLag    prometheus.Gauge
+	compactPasses prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -39,9 +42,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "SQLite commits of the writer loop."}),
 		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_materializer_refused_changesets_total",
 			Help: "Changesets the view refused (kept in the log, listed in __patina_failed)."}),
+		compactLag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "patina_log_compaction_lag_versions",
+			Help: "Versions folded since the last log compaction pass started (not yet judged)."}),
+		compactPasses: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_log_compaction_passes_total",
+			Help: "Log compaction passes completed."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed} {
+		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed, m.compactLag, m.compactPasses} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

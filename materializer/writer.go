@@ -16,6 +16,7 @@ const (
 	reqMigrate
 	reqReplay
 	reqRebuild
+	reqJudge
 )
 
 // request is one unit of work queued to the writer loop.
@@ -25,6 +26,8 @@ type request struct {
 	schema   []string
 	seq      log.Seq
 	progress func(RebuildProgress)
+	judge    []*log.Changeset
+	verdicts [][]log.Dominator
 
 	tx      TxResult
 	migrate MigrateResult
@@ -142,6 +145,8 @@ func (m *Materializer) special(ctx context.Context, r *request) {
 		r.err = m.replay(ctx, r.seq)
 	case reqRebuild:
 		r.err = m.rebuildLive(ctx, r.progress)
+	case reqJudge:
+		r.verdicts, r.err = m.judgeNow(ctx, r.judge)
 	default:
 		r.err = fmt.Errorf("materializer: unknown request %d", r.kind)
 	}

@@ -1,0 +1,240 @@
+package materializer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/patinadb/patina/log"
+)
+
+// Compaction configures log compaction (Config.Compaction): the materializer judges which
+// changes of the log are superseded (it holds the winners) and the log drops them
+// (log.Store.Compact). The log never imports the materializer: the judge is a function of
+// log's API.
+type Compaction struct {
+	// Retention keeps every change committed less than this long ago, and every change whose
+	// winner was committed less than this long ago: tails, CDC consumers and replays see the
+	// full history inside the window. 0 compacts as soon as a change is superseded.
+	Retention time.Duration
+	// Interval is how often the loop looks for work; 0 means 1 s. A pass runs when the log
+	// grew by at least half the versions the last pass left (or by MinGrowth), so the work of
+	// compaction stays proportional to the writes, and the log at most about 1.5 times what
+	// it must keep.
+	Interval time.Duration
+	// MinGrowth is the least number of new versions worth a pass; 0 means 1024.
+	MinGrowth int
+	// Batch is how many versions one Pebble batch (one short turn of the log's committer and
+	// of the view's writer) judges and rewrites; 0 means 256.
+	Batch int
+	// ReclaimBytes: after passes that removed this many encoded bytes in total, Pebble is
+	// asked to compact the log's key ranges so the disk space comes back; 0 means 16 MB.
+	ReclaimBytes uint64
+}
+
+// CompactLog runs one full compaction pass over what the view has folded, with retention
+// as the window (0: drop everything superseded). It is what the background loop runs, and
+// what tests and tools call to force compaction.
+func (m *Materializer) CompactLog(ctx context.Context, retention time.Duration, batch int) (log.CompactResult, error) {
+	var horizon log.Timestamp
+	if retention > 0 {
+		horizon = log.Timestamp(time.Now().Add(-retention).UnixNano())
+	}
+	return m.store.Compact(ctx, log.CompactOptions{
+		Through: m.FoldPosition(),
+		Horizon: horizon,
+		Batch:   batch,
+		Judge:   m.judge,
+	})
+}
+
+// judge answers log.Judge on the writer goroutine, which owns the tables and the write
+// connection and sees exactly what the fold committed.
+func (m *Materializer) judge(ctx context.Context, css []*log.Changeset) ([][]log.Dominator, error) {
+	r := &request{kind: reqJudge, judge: css, done: make(chan struct{})}
+	if err := m.send(ctx, r); err != nil {
+		return nil, err
+	}
+	<-r.done
+	return r.verdicts, r.err
+}
+
+// judgeNow decides, on the writer, which changes of css are superseded: a change is live
+// when some record of its row's clock (a cell, the sentinel, or a sentinel R4 made from a
+// column change) names its origin (site, version, seq); otherwise the record that beat it
+// is its dominator. Anything the view did not fold as usual (refused changesets, changes
+// waiting for schema, tables or columns unknown here, a row without a clock) is live: only
+// what the view proves superseded is dropped.
+func (m *Materializer) judgeNow(ctx context.Context, css []*log.Changeset) ([][]log.Dominator, error) {
+	w := m.w
+	if w == nil {
+		return nil, errors.New("materializer: the view is not open")
+	}
+	failed := map[[2]any]bool{}
+	rows, err := w.c.QueryContext(ctx, "SELECT site, version FROM "+failedTable)
+	if err != nil {
+		return nil, fmt.Errorf("judge: read failed changesets: %w", err)
+	}
+	for rows.Next() {
+		var site []byte
+		var ver int64
+		if err := rows.Scan(&site, &ver); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		failed[[2]any{string(site), ver}] = true
+	}
+	rows.Close()
+	pending := map[log.Seq]bool{}
+	rows, err = w.c.QueryContext(ctx, "SELECT seq FROM "+pendingTable)
+	if err != nil {
+		return nil, fmt.Errorf("judge: read pending changesets: %w", err)
+	}
+	for rows.Next() {
+		var s int64
+		if err := rows.Scan(&s); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		pending[log.Seq(s)] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	folded := m.FoldPosition()
+	clocks := map[string]*rowClock{}
+	out := make([][]log.Dominator, len(css))
+	for i, cs := range css {
+		v := make([]log.Dominator, len(cs.Changes))
+		out[i] = v
+		if cs.Kind != log.KindData || cs.Seq == 0 || cs.Seq > folded || pending[cs.Seq] || failed[[2]any{string(cs.Site[:]), int64(cs.Version)}] {
+			continue
+		}
+		for j := range cs.Changes {
+			c := &cs.Changes[j]
+			t := m.lookupTable(c.Table)
+			if t == nil {
+				continue
+			}
+			ord := -1
+			if !c.IsSentinel() {
+				o, ok := t.ordOf(c.CID)
+				if !ok {
+					continue
+				}
+				ord = o
+			}
+			key := t.Name + "\x00" + string(c.PK)
+			rc, ok := clocks[key]
+			if !ok {
+				var tmp rowClock
+				found, err := m.loadClock(ctx, t, c.PK, &tmp)
+				if err != nil {
+					return nil, fmt.Errorf("judge: %w", err)
+				}
+				if found {
+					cl := tmp.clone()
+					rc = &cl
+				}
+				clocks[key] = rc
+			}
+			if rc == nil {
+				continue
+			}
+			v[j] = dominator(rc, cs, c, ord)
+		}
+	}
+	return out, nil
+}
+
+// names reports whether rec records change seq of cs.
+func names(rec *cellClock, cs *log.Changeset, seq uint64) bool {
+	return rec.Present && rec.Site == cs.Site && rec.Version == cs.Version && rec.Seq == seq
+}
+
+// dominator is judgeNow for one change c of cs (ord: its column's clock ordinal, -1 for the
+// sentinel) against its row's clock.
+func dominator(rc *rowClock, cs *log.Changeset, c *log.Change, ord int) log.Dominator {
+	if names(&rc.Sentinel, cs, c.Seq) {
+		return log.Dominator{}
+	}
+	for k := range rc.Cols {
+		if names(&rc.Cols[k], cs, c.Seq) {
+			return log.Dominator{}
+		}
+	}
+	cl := rc.CL()
+	switch {
+	case c.CL < cl && rc.Sentinel.Present:
+		// A higher causal length (a delete, a resurrection) beat it: the sentinel that
+		// carries it is the dominator.
+		return log.Dominator{Site: rc.Sentinel.Site, Version: rc.Sentinel.Version}
+	case c.CL == cl && ord >= 0 && ord < len(rc.Cols) && rc.Cols[ord].Present:
+		return log.Dominator{Site: rc.Cols[ord].Site, Version: rc.Cols[ord].Version}
+	case c.CL == cl && ord < 0 && rc.Sentinel.Present:
+		return log.Dominator{Site: rc.Sentinel.Site, Version: rc.Sentinel.Version}
+	}
+	return log.Dominator{} // unsure: keep
+}
+
+// compactLoop runs compaction in the background (Config.Compaction).
+func (m *Materializer) compactLoop(cfg Compaction) {
+	defer m.wg.Done()
+	interval := cfg.Interval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	minGrowth := cfg.MinGrowth
+	if minGrowth <= 0 {
+		minGrowth = 1024
+	}
+	reclaim := cfg.ReclaimBytes
+	if reclaim == 0 {
+		reclaim = 16 << 20
+	}
+	var lastThrough log.Seq
+	var kept uint64 // versions left with data after the last pass
+	var freed uint64
+	lastPass := time.Now()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.run.Done():
+			return
+		case <-t.C:
+		}
+		pos := m.FoldPosition()
+		grown := uint64(pos - min(pos, lastThrough))
+		m.met.compactLag.Set(float64(grown))
+		// Rarely, even with little growth: the retention window moves with the clock.
+		if grown == 0 || grown < max(uint64(minGrowth), kept/2) && time.Since(lastPass) < 60*interval {
+			continue
+		}
+		start := time.Now()
+		res, err := m.CompactLog(m.run, cfg.Retention, cfg.Batch)
+		lastPass = time.Now()
+		if err != nil {
+			if m.run.Err() == nil && !errors.Is(err, log.ErrCompactBusy) {
+				m.logger.Warn("log compaction failed", "err", err)
+			}
+			continue
+		}
+		lastThrough = pos
+		st := m.store.Stats()
+		kept = st.Versions - st.Cleared
+		m.met.compactLag.Set(float64(m.FoldPosition() - min(m.FoldPosition(), pos)))
+		m.met.compactPasses.Inc()
+		m.logger.Debug("log compacted", "scanned", res.Scanned, "dropped", res.Dropped, "cleared", res.Cleared,
+			"rewritten", res.Rewritten, "bytes", res.Bytes, "took", time.Since(start))
+		freed += res.Bytes
+		if freed >= reclaim {
+			freed = 0
+			if err := m.store.ReclaimSpace(m.run); err != nil && m.run.Err() == nil {
+				m.logger.Warn("log space reclaim failed", "err", err)
+			}
+		}
+	}
+}
