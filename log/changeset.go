@@ -137,6 +137,9 @@ func (cs *Changeset) Validate() error {
 			return err
 		}
 	case KindEmpty:
+		if cs.Compacted {
+			return invalidf("changeset %v/%d: kind %v cannot be compacted", cs.Site, cs.Version, cs.Kind)
+		}
 		if len(cs.Changes) != 0 {
 			return invalidf("changeset %v/%d: kind %v carries %d changes", cs.Site, cs.Version, cs.Kind, len(cs.Changes))
 		}

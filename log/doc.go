@@ -27,6 +27,10 @@
 //	                                        array of flat [first, last, ...] ranges
 //	0x06 site(16) version(8)             -> a version held in part: format byte, uvarint
 //	                                        last_seq, msgpack ranges of the seqs held
+//	0x07 site(16)                        -> the site's cleared versions (a subset of its
+//	                                        0x05 ranges): format byte, msgpack ranges
+//	0x01 "compaction"                    -> horizon seq, horizon ts, changes dropped,
+//	                                        versions cleared, bytes removed (uint64 each)
 //
 // Parts of one version are adjacent in key order, so Get and Scan read a version with one
 // seek; Read and Tail walk the arrival index and seek into the data for each version.
@@ -38,7 +42,15 @@
 //     arrival entry names it. A version held in part has a 0x06 entry and no arrival entry.
 //   - Stored parts of a version are disjoint (Append trims what is already held) and each
 //     sits under the key of its own site, version and first seq.
-//   - Arrival seqs are dense: 1..LastSeq, with no gap and no repeat.
+//   - Arrival seqs rise with no repeat: 1..LastSeq, dense until compaction clears versions
+//     (a cleared version loses its arrival entry, so its seq is a hole that never fills).
+//     The version at LastSeq is never cleared, so Read before the end always finds one.
+//   - Compaction (Compact) only ever rewrites complete data versions with arrival seq up to
+//     the caller's fold position, dropping changes its Judge names superseded: a version
+//     keeps its live changes (Changeset.Compacted; the seqs of Seqs it no longer carries
+//     were superseded) or is cleared (0x07; no data, no arrival entry). Schema and empty
+//     changesets are never touched. One pass at a time; each batch is one turn of the
+//     committer, so the stats and vector stay exact.
 //   - The data, the vector entries, the arrival entries and the stats counters of one
 //     commit are written in one Pebble batch, so a crash at any instant leaves them
 //     consistent with each other; Store.Check verifies all of it, and a SIGKILL test checks

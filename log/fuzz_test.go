@@ -45,7 +45,11 @@ func seedChangesets() map[string]*Changeset {
 	}
 	arrived := sampleChangeset()
 	arrived.Seq = 42
+	compacted := makeCS(siteA, 7, 6)
+	compacted.Changes = []Change{compacted.Changes[1], compacted.Changes[4]}
+	compacted.Compacted, compacted.Seq = true, 9
 	return map[string]*Changeset{
+		"compacted": compacted,
 		"basic":   sampleChangeset(),
 		"part":    part,
 		"empty":   {Site: siteA, Version: 9, TS: 1, Kind: KindEmpty, Changes: []Change{}},

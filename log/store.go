@@ -340,7 +340,7 @@ func (s *Store) load(want SiteID) error {
 	}
 	if raw, err := s.get(metaKey(metaCompaction)); err != nil {
 		return err
-	} else if len(raw) == 32 {
+	} else if len(raw) >= 32 {
 		s.compSt = decodeCompactionState(raw)
 	}
 	s.vec = vec

@@ -17,6 +17,11 @@
 //   - Folding is idempotent and order-independent: the same changesets in any order, with
 //     duplicates, give the same tables and the same clock tables (origins included).
 //   - A version becomes visible only whole: it is folded in one SQLite transaction and only
-//     once the log holds all of its parts.
+//     once the log holds all of its parts. A compacted version (Changeset.Compacted) is
+//     whole too, but holds only the changes that still won where it was compacted: what it
+//     shows is the survivors, never an intermediate state of the transaction.
+//   - Compaction (compact.go) drops only what the view proves superseded: a change is live
+//     while any record of its row's clock names its origin; refused and pending changesets,
+//     unknown tables and columns, and versions not yet folded are always live.
 //   - Readers use separate read-only connections and never wait for the writer.
 package materializer

@@ -22,6 +22,8 @@ type node struct {
 	// shuffle, when set, makes syncTo deliver in random order with duplicates, in several
 	// Apply calls.
 	shuffle *rand.Rand
+	// compact: syncTo also hands over n's cleared versions, as ranges (like gossip's sync).
+	compact bool
 }
 
 func openNode(tb testing.TB, dir string, site log.SiteID, schema []string, tweak func(*Config)) *node {
@@ -70,6 +72,15 @@ func (n *node) close() {
 // syncTo moves to dst every changeset n holds that dst lacks, in n's arrival order.
 func (n *node) syncTo(tb testing.TB, dst *node) int {
 	tb.Helper()
+	if n.compact {
+		for site, sv := range n.store.Vector().Sites {
+			if len(sv.Cleared) > 0 {
+				if _, err := dst.store.AppendCleared(context.Background(), site, sv.Cleared); err != nil {
+					tb.Fatalf("append cleared: %v", err)
+				}
+			}
+		}
+	}
 	all, err := n.store.Read(0, 1<<30)
 	if err != nil {
 		tb.Fatalf("read log: %v", err)

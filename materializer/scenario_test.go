@@ -82,11 +82,27 @@ func runScenario(t *testing.T, sc scenario.Scenario) { runScenarioOrder(t, sc, 0
 // runScenarioOrder replays sc; a non-zero seed delivers every sync's changesets in a random
 // order with duplicates, which must give the very same states (CRDT.md condition 2).
 func runScenarioOrder(t *testing.T, sc scenario.Scenario, seed uint64) {
+	runScenarioWith(t, sc, seed, false)
+}
+
+// runScenarioWith is runScenarioOrder; with compact, every replica's log is compacted
+// (retention 0) after every step and syncs carry cleared versions as ranges.
+func runScenarioWith(t *testing.T, sc scenario.Scenario, seed uint64, compact bool) {
 	nodes := make([]*node, sc.Replicas)
 	for i := range nodes {
 		nodes[i] = newNode(t, siteFromHex(t, sc.SiteIDs[i]), sc.Schema)
 		if seed != 0 {
 			nodes[i].shuffle = rand.New(rand.NewPCG(seed, uint64(i)))
+		}
+		nodes[i].compact = compact
+	}
+	compactAll := func() {
+		for _, n := range nodes {
+			if n.compact {
+				if _, err := n.m.CompactLog(context.Background(), 0, 0); err != nil {
+					t.Fatalf("compact: %v", err)
+				}
+			}
 		}
 	}
 	check := func(what string, n *node, want map[string][][]string) {
@@ -125,9 +141,16 @@ func runScenarioOrder(t *testing.T, sc scenario.Scenario, seed uint64) {
 		default:
 			t.Fatalf("step %d: neither a statement nor a sync", i)
 		}
+		compactAll()
 	}
 	for _, p := range sc.FinalSync {
 		nodes[p.From].syncTo(t, nodes[p.To])
+		compactAll()
+	}
+	for i, n := range nodes {
+		if err := n.store.Check(); err != nil {
+			t.Fatalf("replica %d: log check: %v", i, err)
+		}
 	}
 	var wantClock []clockRow
 	for _, r := range sc.FinalClock {

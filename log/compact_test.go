@@ -1,0 +1,214 @@
+package log
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+// dropJudge supersedes, per version, the seqs listed (all of them when the list holds -1),
+// naming siteB/1 as the winner.
+func dropJudge(drop map[Version][]int) Judge {
+	return func(_ context.Context, css []*Changeset) ([][]Dominator, error) {
+		out := make([][]Dominator, len(css))
+		for i, cs := range css {
+			out[i] = make([]Dominator, len(cs.Changes))
+			for _, s := range drop[cs.Version] {
+				for j, c := range cs.Changes {
+					if s == -1 || c.Seq == uint64(s) {
+						out[i][j] = Dominator{Site: siteB, Version: 1}
+					}
+				}
+			}
+		}
+		return out, nil
+	}
+}
+
+// TestCompact: versions keep only their live changes (Compacted) or are cleared (gone from
+// Read and the arrival index, held in the vector as a range); the last version is never
+// cleared; schema changesets are never touched; all of it survives a reopen and Check.
+func TestCompact(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{MaxPartChanges: 2})
+	mustAppend(t, s, makeCS(siteB, 1, 1)) // the "winner"; seq 1
+	for v := Version(1); v <= 8; v++ {
+		mustAppend(t, s, makeCS(siteA, v, 3))
+	}
+	schema := &Changeset{Site: siteA, Version: 9, TS: 5, Kind: KindSchema, LastSeq: 0, Seqs: SeqRange{0, 0},
+		Changes: []Change{{Table: "t", PK: MustPackPK(Text("t")), CID: SchemaTable, Val: Text("CREATE TABLE t (a PRIMARY KEY)"), CL: 1}}}
+	mustAppend(t, s, schema)
+	mustAppend(t, s, makeCS(siteA, 10, 2)) // seq 11, the last
+	before := s.Stats()
+	judge := dropJudge(map[Version][]int{2: {1}, 3: {-1}, 4: {-1}, 5: {0, 2}, 9: {-1}, 10: {-1}})
+	res, err := s.Compact(ctx, CompactOptions{Through: s.LastSeq(), Judge: judge, Batch: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Cleared != 2 || res.Rewritten != 3 || res.Dropped != 1+3+3+2+2 || res.Next != 11 {
+		t.Fatalf("result %+v", res)
+	}
+	check := func(s *Store) {
+		t.Helper()
+		if err := s.Check(); err != nil {
+			t.Fatalf("check: %v", err)
+		}
+		css, err := s.Read(0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seqs []Seq
+		for _, cs := range css {
+			seqs = append(seqs, cs.Seq)
+		}
+		// siteB/1 is seq 1; siteA versions 1..8 are seqs 2..9; 3 and 4 (seqs 4, 5) cleared.
+		if want := []Seq{1, 2, 3, 6, 7, 8, 9, 10, 11}; !reflect.DeepEqual(seqs, want) {
+			t.Fatalf("seqs after compaction %v, want %v", seqs, want)
+		}
+		v2, err := s.Get(siteA, 2)
+		if err != nil || !v2.Compacted || len(v2.Changes) != 2 || v2.Changes[0].Seq != 0 || v2.Changes[1].Seq != 2 || v2.Seqs != (SeqRange{0, 2}) {
+			t.Fatalf("version 2: %+v, %v", v2, err)
+		}
+		if v5, _ := s.Get(siteA, 5); len(v5.Changes) != 1 || v5.Changes[0].Seq != 1 {
+			t.Fatalf("version 5: %+v", v5)
+		}
+		if v9, _ := s.Get(siteA, 9); v9.Kind != KindSchema || len(v9.Changes) != 1 || v9.Compacted {
+			t.Fatalf("a schema changeset was compacted: %+v", v9)
+		}
+		if v10, _ := s.Get(siteA, 10); !v10.Compacted || len(v10.Changes) != 0 {
+			t.Fatalf("the last version: %+v", v10)
+		}
+		if _, err := s.Get(siteA, 3); !errors.Is(err, ErrNotFound) && err == nil {
+			t.Fatalf("cleared version 3 still readable")
+		}
+		sv := s.Vector().Sites[siteA]
+		if !reflect.DeepEqual(sv.Cleared, RangeSet{{3, 4}}) || !reflect.DeepEqual(sv.Versions, RangeSet{{1, 10}}) {
+			t.Fatalf("vector: %+v", sv)
+		}
+		st := s.Stats()
+		if st.Cleared != 2 || st.Changes != before.Changes-res.Dropped || st.Bytes >= before.Bytes || st.HorizonSeq != 11 {
+			t.Fatalf("stats %+v (before %+v)", st, before)
+		}
+		if s.LastSeq() != 11 {
+			t.Fatalf("last seq %d", s.LastSeq())
+		}
+	}
+	check(s)
+	// A second pass finds nothing new.
+	if res, err := s.Compact(ctx, CompactOptions{Through: s.LastSeq(), Judge: judge}); err != nil || res.Dropped != 0 {
+		t.Fatalf("second pass: %+v, %v", res, err)
+	}
+	// Tail from 0 reads past the holes.
+	tctx, cancel := context.WithCancel(ctx)
+	n := 0
+	for cs, err := range s.Tail(tctx, 0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n++; cs.Seq == 11 {
+			cancel()
+			break
+		}
+	}
+	cancel()
+	if n != 9 {
+		t.Fatalf("tail saw %d changesets", n)
+	}
+	s.Close()
+	s2 := openStore(t, dir, Options{})
+	check(s2)
+	// Appends go on after the holes.
+	if v, seq, err := s2.AppendLocal(ctx, makeCS(siteA, 0, 1)); err != nil || seq != 12 || v != 1 {
+		t.Fatalf("append local after compaction: v%d seq %d %v", v, seq, err)
+	}
+	if err := s2.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAppendCleared: a peer's cleared ranges become held (and cleared) here; parts held of
+// those versions go; versions held complete stay as they are.
+func TestAppendCleared(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, "", Options{})
+	mustAppend(t, s, makeCS(siteB, 2, 1))
+	full := makeCS(siteB, 5, 4)
+	mustAppend(t, s, slicePart(full, 0, 1))
+	added, err := s.AppendCleared(ctx, siteB, RangeSet{{1, 6}})
+	if err != nil || added != 5 {
+		t.Fatalf("added %d, %v", added, err)
+	}
+	sv := s.Vector().Sites[siteB]
+	if !reflect.DeepEqual(sv.Versions, RangeSet{{1, 6}}) || !reflect.DeepEqual(sv.Cleared, RangeSet{{1, 1}, {3, 6}}) || len(sv.Partials) != 0 {
+		t.Fatalf("vector %+v", sv)
+	}
+	if st := s.Stats(); st.Changes != 1 || st.Cleared != 5 {
+		t.Fatalf("stats %+v", st)
+	}
+	// The rest of version 5 is a duplicate now.
+	if res := mustAppend(t, s, slicePart(full, 2, 3)); res[0].New {
+		t.Fatal("a part of a cleared version was stored")
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendCleared(ctx, siteB, RangeSet{{0, 1}}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("version 0: %v", err)
+	}
+	if _, err := s.AppendCleared(ctx, siteB, RangeSet{{4, 3}}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("reversed range: %v", err)
+	}
+	// Our own cleared versions move the local counter past them.
+	if _, err := s.AppendCleared(ctx, s.SiteID(), RangeSet{{1, 7}}); err != nil {
+		t.Fatal(err)
+	}
+	if s.NextLocalVersion() != 8 {
+		t.Fatalf("next local %d", s.NextLocalVersion())
+	}
+}
+
+// TestCompactedEncodings: a compacted changeset survives both encodings (and a store that
+// cuts it into parts); shapes a compacted changeset cannot have are refused.
+func TestCompactedEncodings(t *testing.T) {
+	cs := makeCS(siteA, 3, 6)
+	cs.Changes = []Change{cs.Changes[1], cs.Changes[4]}
+	cs.Compacted = true
+	if err := cs.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeChangeset(cs.MustEncode())
+	if err != nil || !got.Compacted {
+		t.Fatalf("binary: %+v, %v", got, err)
+	}
+	sameChangeset(t, got, cs)
+	j, err := json.Marshal(cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Changeset
+	if err := json.Unmarshal(j, &back); err != nil || !back.Compacted {
+		t.Fatalf("json %s: %+v, %v", j, back, err)
+	}
+	sameChangeset(t, &back, cs)
+	s := openStore(t, "", Options{MaxPartChanges: 1})
+	mustAppend(t, s, cs)
+	if g, err := s.Get(siteA, 3); err != nil || !g.Compacted {
+		t.Fatalf("stored: %+v, %v", g, err)
+	} else {
+		sameChangeset(t, g, cs)
+	}
+	bad := *cs
+	bad.Changes = []Change{cs.Changes[1], cs.Changes[0]}
+	if err := bad.Validate(); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("out of order: %v", err)
+	}
+	bad = *cs
+	bad.Kind = KindEmpty
+	bad.Changes = nil
+	if err := bad.Validate(); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("compacted empty kind: %v", err)
+	}
+}
