@@ -50,12 +50,12 @@ func seedChangesets() map[string]*Changeset {
 	compacted.Compacted, compacted.Seq = true, 9
 	return map[string]*Changeset{
 		"compacted": compacted,
-		"basic":   sampleChangeset(),
-		"part":    part,
-		"empty":   {Site: siteA, Version: 9, TS: 1, Kind: KindEmpty, Changes: []Change{}},
-		"reals":   reals,
-		"arrived": arrived,
-		"schema":  schema,
+		"basic":     sampleChangeset(),
+		"part":      part,
+		"empty":     {Site: siteA, Version: 9, TS: 1, Kind: KindEmpty, Changes: []Change{}},
+		"reals":     reals,
+		"arrived":   arrived,
+		"schema":    schema,
 	}
 }
 
