@@ -107,6 +107,13 @@ type Rows interface {
 	Close() error
 }
 
+// DeclTyper is implemented by the Rows of Query: the declared type of each result column
+// ("INTEGER", "TEXT", ...; "" for an expression), for clients that type columns before the
+// first row (the PostgreSQL protocol's RowDescription).
+type DeclTyper interface {
+	DeclTypes() []string
+}
+
 // RowChange is one row a commit changed: its table, packed pk and new causal length
 // (odd: live, even: deleted).
 type RowChange struct {

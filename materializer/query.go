@@ -55,18 +55,29 @@ func (m *Materializer) Query(ctx context.Context, st Statement) (Rows, error) {
 		rows.Close()
 		return nil, classify(err)
 	}
-	return &sqlRows{rows: rows, cols: cols, vals: make([]log.Value, len(cols)), tmp: make([]any, len(cols))}, nil
+	decl := make([]string, len(cols))
+	if cts, err := rows.ColumnTypes(); err == nil {
+		for i, ct := range cts {
+			decl[i] = ct.DatabaseTypeName()
+		}
+	}
+	return &sqlRows{rows: rows, cols: cols, decl: decl, vals: make([]log.Value, len(cols)), tmp: make([]any, len(cols))}, nil
 }
 
 type sqlRows struct {
 	rows *sql.Rows
 	cols []string
+	decl []string
 	vals []log.Value
 	tmp  []any
 	err  error
 }
 
 func (r *sqlRows) Columns() []string { return r.cols }
+
+// DeclTypes returns each column's declared type as written in CREATE TABLE, upper-cased ("" for
+// an expression); see DeclTyper.
+func (r *sqlRows) DeclTypes() []string { return r.decl }
 
 func (r *sqlRows) Next() bool {
 	if r.err != nil || !r.rows.Next() {
