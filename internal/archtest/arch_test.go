@@ -35,6 +35,9 @@ var rules = []rule{
 	{pattern: "api/...", trees: []string{"gossip", "cmd", "bench"}},
 	// The Go client is what users embed: it speaks HTTP and must not pull in the server.
 	{pattern: "api/client/...", exact: []string{"api"}, trees: []string{"materializer", "gossip", "cmd", "bench"}},
+	// The PostgreSQL server is a sibling of api: it reads and writes the materializer and
+	// knows nothing of HTTP, gossip, subscriptions or the agent.
+	{pattern: "pg/...", trees: []string{"api", "gossip", "cmd", "bench", "materializer/subs"}},
 }
 
 func TestDependencyDirection(t *testing.T) {
