@@ -20,6 +20,7 @@ import (
 	"github.com/patinadb/patina/log"
 	"github.com/patinadb/patina/materializer"
 	"github.com/patinadb/patina/materializer/subs"
+	"github.com/patinadb/patina/pg"
 )
 
 // metaClusterID is the log metadata key that pins a data dir to its cluster.
@@ -52,6 +53,7 @@ type Agent struct {
 	cluster clusterNode
 	subs    *subs.Engine // agent_subs.go
 	srv     *api.Server
+	pg      *pg.Server // agent_pg.go; nil when pg.addr is not set
 
 	// broadcaster is the cluster the materializer's OnCommit hands local changesets to; it
 	// is set once gossip is open (no local write can happen before the API opens after it).
@@ -155,6 +157,9 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	if err := a.srv.Open(ctx); err != nil {
 		ln.Close()
 		return &usageError{err}
+	}
+	if err := a.openPG(ctx); err != nil {
+		return err
 	}
 	a.logger.Info("agent ready", "site", a.store.SiteID().String(), "api", a.srv.Addr().String(),
 		"data_dir", a.cfg.DataDir, "tables", len(a.mat.Tables()))
@@ -282,6 +287,9 @@ func (a *Agent) SetFaults(f FaultConfig) error {
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		var errs []error
+		if a.pg != nil {
+			errs = append(errs, a.pg.Close())
+		}
 		if a.srv != nil {
 			errs = append(errs, a.srv.Close())
 		}

@@ -38,6 +38,8 @@ type Config struct {
 	Gossip GossipConfig `toml:"gossip"`
 	// Subscriptions: see agent_subs.go.
 	Subscriptions SubscriptionsConfig `toml:"subscriptions"`
+	// PG: see agent_pg.go.
+	PG PGConfig `toml:"pg"`
 }
 
 // APIConfig is the [api] section.
