@@ -2,12 +2,11 @@ package gossip
 
 import (
 	"errors"
+	"fmt"
 	"io"
-	"math/rand/v2"
 	"time"
 
 	"github.com/patinadb/patina/log"
-	"github.com/quic-go/quic-go"
 )
 
 // forward sends cs to fanout random live peers, except from (the peer it came from) and
@@ -32,7 +31,7 @@ func (g *Gossip) forward(cs *log.Changeset, hops, fanout int, from string) {
 	if len(cand) <= fanout {
 		out = 0
 	} else {
-		rand.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
+		pick(g.rand, cand, fanout)
 		cand = cand[:fanout]
 	}
 	frame, err := changesetFrame(cs, out)
@@ -81,10 +80,11 @@ func splitParts(cs *log.Changeset, n int) []*log.Changeset {
 	return out
 }
 
-// enqueue adds a frame to the peer's queue, dropping the oldest when full.
+// enqueue adds a frame to the peer's queue, dropping the oldest when full, and schedules a
+// flush unless one is pending or running.
 func (p *peer) enqueue(frame []byte) {
 	p.qmu.Lock()
-	if p.ctx.Err() != nil {
+	if p.stopped {
 		p.qmu.Unlock()
 		return
 	}
@@ -99,18 +99,37 @@ func (p *peer) enqueue(frame []byte) {
 	p.queue = append(p.queue, frame)
 	p.qbytes += len(frame)
 	p.g.queued.Add(1)
+	start := !p.sending
+	if start {
+		p.sending = true
+		p.scheduleLocked(0)
+	}
 	p.qmu.Unlock()
 	p.g.m.queueLen.Set(float64(p.g.queued.Load()))
-	select {
-	case p.signal <- struct{}{}:
-	default:
-	}
 }
 
-// take removes up to max bytes of frames (at least one) from the queue.
+// scheduleLocked arranges the next flush, at least wait from now (a send backoff). It is
+// Nagle-like: a frame after a quiet spell goes at once; frames that follow within
+// BatchDelay of the last send wait for the rest of it (or BatchBytes) and go together.
+// Idle links get the lowest latency, busy ones fewer, larger writes. Needs p.qmu.
+func (p *peer) scheduleLocked(wait time.Duration) {
+	g := p.g
+	if d := p.lastSend.Add(g.cfg.BatchDelay).Sub(g.clock.Now()); d > wait && p.qbytes < g.cfg.BatchBytes {
+		wait = d
+	}
+	g.after(wait, p.flush)
+}
+
+// take removes up to max bytes of frames (at least one) from the queue. With the queue
+// empty it returns nothing and ends the flush (p.sending), atomically with respect to
+// enqueue, so that a frame is never left without a flush to send it.
 func (p *peer) take(max int) (batch [][]byte, size int) {
 	p.qmu.Lock()
 	defer p.qmu.Unlock()
+	if len(p.queue) == 0 || p.stopped {
+		p.sending = false
+		return nil, 0
+	}
 	i := 0
 	for i < len(p.queue) && (i == 0 || size+len(p.queue[i]) <= max) {
 		size += len(p.queue[i])
@@ -127,101 +146,53 @@ func (p *peer) take(max int) (batch [][]byte, size int) {
 	return batch, size
 }
 
-func (p *peer) queuedBytes() int {
-	p.qmu.Lock()
-	defer p.qmu.Unlock()
-	return p.qbytes
-}
-
-// sendLoop writes the peer's queue to one long-lived unidirectional stream, in batches of
-// up to BatchBytes collected over at most BatchDelay after the previous send. A failed write drops its batch (sync
-// repairs) and the stream is reopened on a fresh connection.
-func (p *peer) sendLoop() {
+// flush sends the peer's queue through the transport in batches of up to BatchBytes until
+// it is empty. A failed send drops its batch (sync repairs) and the next flush waits a
+// growing backoff.
+func (p *peer) flush() {
 	g := p.g
-	var (
-		st       *quic.SendStream
-		conn     *quic.Conn
-		backoff  time.Duration
-		buf      []byte
-		lastSend time.Time
-	)
-	defer func() {
-		if st != nil {
-			st.CancelWrite(0)
+	var buf []byte
+	for {
+		batch, _ := p.take(g.cfg.BatchBytes)
+		if len(batch) == 0 {
+			break
+		}
+		buf = buf[:0]
+		for _, f := range batch {
+			buf = append(buf, f...)
+		}
+		if err := g.tr.Send(p.ctx, p.addr, buf); err != nil {
+			if p.ctx.Err() != nil {
+				return
+			}
+			g.dropBatch(len(batch))
+			g.logger.Debug("broadcast: send", attrPeer, p.name, attrErr, err)
+			p.qmu.Lock()
+			p.backoff = min(max(p.backoff*2, 50*time.Millisecond), 2*time.Second)
+			p.scheduleLocked(p.backoff) // p.sending stays set: this is the pending flush
+			p.qmu.Unlock()
+			return
 		}
 		p.qmu.Lock()
-		n := len(p.queue)
-		p.queue, p.qbytes = nil, 0
+		p.backoff, p.lastSend = 0, g.clock.Now()
 		p.qmu.Unlock()
-		g.queued.Add(int64(-n))
-	}()
-	for {
-		select {
-		case <-p.ctx.Done():
-			return
-		case <-p.signal:
-		}
-		// Nagle-like: a frame after a quiet spell goes at once; frames that follow within
-		// BatchDelay of the last send wait for the rest of it (or BatchBytes) and go
-		// together. Idle links get the lowest latency, busy ones fewer, larger writes.
-		if wait := time.Until(lastSend.Add(g.cfg.BatchDelay)); wait > 0 && p.queuedBytes() < g.cfg.BatchBytes {
-			t := time.NewTimer(wait)
-			select {
-			case <-p.ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
-		for {
-			batch, _ := p.take(g.cfg.BatchBytes)
-			if len(batch) == 0 {
-				break
-			}
-			if st == nil {
-				var err error
-				if conn, err = p.connect(p.ctx); err == nil {
-					st, err = conn.OpenUniStream()
-					if err == nil {
-						buf = append(buf[:0], g.hello(streamBroadcast)...)
-					}
-				}
-				if err != nil {
-					if p.ctx.Err() != nil {
-						return
-					}
-					g.dropBatch(len(batch))
-					backoff = min(max(backoff*2, 50*time.Millisecond), 2*time.Second)
-					g.logger.Debug("broadcast: connect", attrPeer, p.name, attrErr, err)
-					select {
-					case <-p.ctx.Done():
-						return
-					case <-time.After(backoff):
-					}
-					continue
-				}
-			}
-			for _, f := range batch {
-				buf = append(buf, f...)
-			}
-			_ = st.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if _, err := st.Write(buf); err != nil {
-				if p.ctx.Err() != nil {
-					return
-				}
-				g.logger.Debug("broadcast: write", attrPeer, p.name, attrErr, err)
-				g.dropBatch(len(batch))
-				st.CancelWrite(0)
-				p.dropConn(conn, err)
-				st, conn = nil, nil
-				continue
-			}
-			backoff, lastSend = 0, time.Now()
-			g.m.versionsSent.WithLabelValues("broadcast").Add(float64(len(batch)))
-			g.m.bytesSent.WithLabelValues("broadcast").Add(float64(len(buf)))
-			buf = buf[:0]
-		}
-		g.m.queueLen.Set(float64(g.queued.Load()))
+		g.m.versionsSent.WithLabelValues("broadcast").Add(float64(len(batch)))
+		g.m.bytesSent.WithLabelValues("broadcast").Add(float64(len(buf)))
+	}
+	g.m.queueLen.Set(float64(g.queued.Load()))
+}
+
+// stop ends the peer: its queue is dropped and the transport forgets it.
+func (p *peer) stop() {
+	p.cancel()
+	p.qmu.Lock()
+	p.stopped = true
+	n := len(p.queue)
+	p.queue, p.qbytes = nil, 0
+	p.qmu.Unlock()
+	p.g.queued.Add(int64(-n))
+	if p.g.tr != nil {
+		p.g.tr.Forget(p.addr)
 	}
 }
 
@@ -230,20 +201,10 @@ func (g *Gossip) dropBatch(n int) {
 	g.m.drops.Add(float64(n))
 }
 
-// serveBroadcast reads a peer's broadcast stream: it applies what arrived together as one
-// batch and forwards what was new with one hop fewer.
-func (g *Gossip) serveBroadcast(conn *quic.Conn, st *quic.ReceiveStream) {
-	fr := newFrameReader(st)
-	// A stream that never says hello must not hold a goroutine for the connection's life.
-	_ = st.SetReadDeadline(time.Now().Add(syncIdleTimeout))
-	h, err := g.readHello(conn, fr, streamBroadcast)
-	_ = st.SetReadDeadline(time.Time{})
-	if err != nil {
-		g.logger.Debug("broadcast stream refused", attrAddr, conn.RemoteAddr(), attrErr, err)
-		st.CancelRead(0)
-		return
-	}
-	from := log.SiteID(h.Site)
+// receiveBroadcast reads broadcast frames from r until EOF or an error: it applies what
+// arrived together as one batch and forwards what was new with one hop fewer.
+func (g *Gossip) receiveBroadcast(from log.SiteID, r io.Reader) error {
+	fr := newFrameReader(r)
 	fromName := from.String()
 	type item struct {
 		cs   *log.Changeset
@@ -257,25 +218,17 @@ func (g *Gossip) serveBroadcast(conn *quic.Conn, st *quic.ReceiveStream) {
 		for {
 			typ, body, err := fr.next()
 			if err != nil {
-				if !errors.Is(err, io.EOF) && g.run.Err() == nil && conn.Context().Err() == nil {
-					g.logger.Debug("broadcast stream", attrPeer, fromName, attrErr, err)
+				if errors.Is(err, io.EOF) && len(batch) > 0 {
+					break // apply what arrived before the end
 				}
-				if errors.Is(err, ErrProtocol) {
-					_ = conn.CloseWithError(codeProtocol, "bad frame")
-				}
-				st.CancelRead(0)
-				return
+				return err
 			}
 			if typ != frameChangeset {
-				g.logger.Warn("broadcast stream: unexpected frame", attrPeer, fromName, "type", typ)
-				_ = conn.CloseWithError(codeProtocol, "unexpected frame")
-				return
+				return fmt.Errorf("%w: broadcast frame of type %d", ErrProtocol, typ)
 			}
 			hops, cs, err := decodeChangesetFrame(body)
 			if err != nil {
-				g.logger.Warn("broadcast stream: bad changeset", attrPeer, fromName, attrErr, err)
-				_ = conn.CloseWithError(codeProtocol, "bad changeset")
-				return
+				return fmt.Errorf("bad changeset: %w", err)
 			}
 			// A peer cannot buy a longer flood than this node would give its own writes.
 			batch = append(batch, item{cs, min(hops, g.cfg.MaxHops)})
@@ -288,7 +241,7 @@ func (g *Gossip) serveBroadcast(conn *quic.Conn, st *quic.ReceiveStream) {
 		news, err := g.applyBatch(css, "broadcast")
 		if err != nil {
 			if g.run.Err() != nil {
-				return
+				return ErrClosed
 			}
 			g.logger.Warn("broadcast: apply", attrPeer, fromName, attrErr, err)
 			continue

@@ -82,6 +82,14 @@ type Config struct {
 	// Fault is FOR TESTING ONLY: it delays, drops or blocks gossip traffic.
 	Fault FaultConfig
 
+	// Clock, Rand, Transport and Membership are the seams (seams.go, doc.go). Nil means
+	// production's: the wall clock, math/rand/v2's global source, QUIC and memberlist.
+	// Only the simulator (package sim) sets them.
+	Clock      Clock
+	Rand       Rand
+	Transport  Transport
+	Membership Membership
+
 	// Registerer receives the Prometheus metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger

@@ -2,9 +2,9 @@ package gossip
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"log/slog"
 	"net"
@@ -14,9 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/memberlist"
 	"github.com/patinadb/patina/log"
-	"github.com/quic-go/quic-go"
 )
 
 // Applier takes changesets (or parts) received from peers. *materializer.Materializer
@@ -58,39 +56,55 @@ type Gossip struct {
 	lags   *lagWindow
 	faults *faults
 
-	serverTLS, clientTLS *tls.Config
-	udp                  net.PacketConn
-	qt                   *quic.Transport
-	ln                   *quic.Listener
-	ml                   *memberlist.Memberlist
-	delegate             *delegate
-	quicAddr             string // advertised
-	quicPort             int
-	gossipAddr           string // advertised
+	// The seams (seams.go), production's unless Config sets them.
+	clock Clock
+	rand  Rand
+	tr    Transport
+	mem   Membership
 
-	mu      sync.Mutex
-	peers   map[string]*peer       // live peers by node name (site id string)
-	known   map[string]*memberInfo // every member ever seen, for Members and reconnects
-	vectors map[string]*log.Vector // last vector learned from each peer (by name)
-	heads   map[log.SiteID]uint64  // highest version seen per site
+	quicAddr   string // advertised
+	gossipAddr string // advertised
+
+	mu       sync.Mutex
+	peers    map[string]*peer       // live peers by node name (site id string)
+	peerList []*peer                // the same, sorted by name
+	known    map[string]*memberInfo // every member ever seen, for Members and reconnects
+	vectors  map[string]*log.Vector // last vector learned from each peer (by name)
+	heads    map[log.SiteID]uint64  // highest version seen per site
 
 	joinTries  atomic.Uint64 // bootstrap join attempts, for tests and logs
 	served     atomic.Int32
 	syncRounds atomic.Uint64
 	drops      atomic.Uint64
 	queued     atomic.Int64
-	syncNow    chan struct{}
 	joined     chan struct{}
 	joinedOnce sync.Once
 
-	run    context.Context
-	cancel context.CancelCauseFunc
-	wg     sync.WaitGroup
-	opened bool        // Open was called (Open and Close are not concurrent)
-	ready  atomic.Bool // Open succeeded: Broadcast, Members and Stats may use the parts
-	closed atomic.Bool
-	once   sync.Once
-	err    error
+	// Sync scheduling (sync.go).
+	smu         sync.Mutex
+	syncTimer   Timer
+	syncing     bool // a round runs
+	syncPending bool // a round was asked for while one ran
+
+	run     context.Context
+	cancel  context.CancelCauseFunc
+	wg      sync.WaitGroup // timer callbacks
+	lifeMu  sync.RWMutex   // orders wg.Add of callbacks before shutdown's wg.Wait
+	stopped bool           // under lifeMu: no more callbacks start
+	opened  bool           // Open was called (Open and Close are not concurrent)
+	ready   atomic.Bool    // Open succeeded: Broadcast, Members and Stats may use the parts
+	closed  atomic.Bool
+	leaving atomic.Bool // Close has begun the graceful leave (membership metadata says so)
+	once    sync.Once
+	err     error
+}
+
+// inbound is the Inbound gossip gives its Transport.
+type inbound struct{ g *Gossip }
+
+// Broadcast applies and forwards a peer's broadcast frames.
+func (in inbound) Broadcast(from log.SiteID, r io.Reader) error {
+	return in.g.receiveBroadcast(from, r)
 }
 
 // New checks cfg and returns a node that does no I/O until Open.
@@ -116,11 +130,26 @@ func New(cfg Config, l Log, app Applier) (*Gossip, error) {
 		known:   map[string]*memberInfo{},
 		vectors: map[string]*log.Vector{},
 		heads:   map[log.SiteID]uint64{},
-		syncNow: make(chan struct{}, 1),
 		joined:  make(chan struct{}),
+		clock:   cfg.Clock,
+		rand:    cfg.Rand,
+		tr:      cfg.Transport,
+		mem:     cfg.Membership,
 	}
 	if cfg.Fault.Enabled {
 		g.faults = newFaults(cfg.Fault.Rules)
+	}
+	if g.clock == nil {
+		g.clock = wallClock{}
+	}
+	if g.rand == nil {
+		g.rand = globalRand{}
+	}
+	if g.tr == nil {
+		g.tr = newQUICTransport(g)
+	}
+	if g.mem == nil {
+		g.mem = newMemberlist(g)
 	}
 	return g, nil
 }
@@ -149,30 +178,41 @@ func (g *Gossip) Open(ctx context.Context) (err error) {
 			return fmt.Errorf("register metrics: %w", err)
 		}
 	}
-	if err := g.openQUIC(); err != nil {
+	addr, err := g.tr.Listen(inbound{g})
+	if err != nil {
 		return err
 	}
-	if err := g.openMemberlist(); err != nil {
+	g.quicAddr = addr
+	g.gossipAddr, err = g.mem.Start(g.metaFor, events{g})
+	if err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	g.goRun(g.acceptLoop)
-	g.goRun(g.joinLoop)
-	g.goRun(g.syncLoop)
+	g.smu.Lock()
+	g.scheduleSyncLocked()
+	g.smu.Unlock()
 	g.ready.Store(true)
 	g.logger.Info("gossip started", "gossip_addr", g.gossipAddr, "quic_addr", g.quicAddr,
 		attrSite, g.name, "cluster", g.cfg.ClusterID, "bootstrap", g.cfg.Bootstrap)
 	return nil
 }
 
-func (g *Gossip) goRun(f func()) {
-	g.wg.Add(1)
-	go func() {
+// after runs f d from now on the clock, unless the node has stopped by then; shutdown
+// waits for the calls that started.
+func (g *Gossip) after(d time.Duration, f func()) Timer {
+	return g.clock.AfterFunc(d, func() {
+		g.lifeMu.RLock()
+		if g.stopped {
+			g.lifeMu.RUnlock()
+			return
+		}
+		g.wg.Add(1)
+		g.lifeMu.RUnlock()
 		defer g.wg.Done()
 		f()
-	}()
+	})
 }
 
 // Close leaves the cluster gracefully (bounded by LeaveTimeout), then stops everything.
@@ -183,14 +223,10 @@ func (g *Gossip) Close() error {
 			return
 		}
 		g.closed.Store(true)
-		if g.ml != nil {
+		if g.ready.Load() {
 			// Tell peers this is a leave, not a failure, then leave; each step is bounded.
-			if err := g.delegate.setMeta(true); err == nil {
-				if err := g.ml.UpdateNode(g.cfg.LeaveTimeout / 2); err != nil {
-					g.logger.Debug("announce leave", attrErr, err)
-				}
-			}
-			if err := g.ml.Leave(g.cfg.LeaveTimeout); err != nil {
+			g.leaving.Store(true)
+			if err := g.mem.Leave(g.cfg.LeaveTimeout); err != nil {
 				g.logger.Warn("graceful leave", attrErr, err)
 			}
 		}
@@ -210,24 +246,23 @@ func (g *Gossip) shutdown() error {
 	if g.cancel != nil {
 		g.cancel(ErrClosed)
 	}
-	if g.ml != nil {
-		keep(g.ml.Shutdown())
+	g.lifeMu.Lock()
+	g.stopped = true
+	g.lifeMu.Unlock()
+	g.smu.Lock()
+	if g.syncTimer != nil {
+		g.syncTimer.Stop()
 	}
+	g.smu.Unlock()
+	keep(g.mem.Close())
 	g.mu.Lock()
-	for _, p := range g.peers {
+	peers := g.peers
+	g.peers, g.peerList = map[string]*peer{}, nil
+	g.mu.Unlock()
+	for _, p := range peers {
 		p.stop()
 	}
-	g.peers = map[string]*peer{}
-	g.mu.Unlock()
-	if g.ln != nil {
-		keep(g.ln.Close())
-	}
-	if g.qt != nil {
-		keep(g.qt.Close())
-	}
-	if g.udp != nil {
-		_ = g.udp.Close() // closed by the transport already, normally
-	}
+	keep(g.tr.Close())
 	g.wg.Wait()
 	if g.cfg.Registerer != nil {
 		g.m.unregister(g.cfg.Registerer)
@@ -377,7 +412,7 @@ func (g *Gossip) applyBatch(css []*log.Changeset, path string) ([]bool, error) {
 	if len(news) != len(css) {
 		return nil, fmt.Errorf("apply: %d answers for %d changesets", len(news), len(css))
 	}
-	now := time.Now()
+	now := g.clock.Now()
 	nNew := 0
 	for i, cs := range css {
 		g.noteHead(cs.Site, cs.Version)
@@ -426,17 +461,17 @@ func (g *Gossip) Members() []Member {
 	if !g.ready.Load() {
 		return nil
 	}
-	live := map[string]*memberlist.Node{}
-	for _, n := range g.ml.Members() {
-		live[n.Name] = n
+	var live map[string]MemberState
+	if l, ok := g.mem.(interface{ liveStates() map[string]MemberState }); ok {
+		live = l.liveStates()
 	}
 	g.mu.Lock()
 	out := make([]Member, 0, len(g.known)+1)
 	for name, info := range g.known {
 		mb := Member{Name: name, SiteID: info.meta.site, ClusterID: info.meta.Cluster, GossipAddr: info.addr,
 			QUICAddr: info.meta.QUIC, APIAddr: info.meta.API, RTT: info.rtt, State: info.state}
-		if n, ok := live[name]; ok {
-			mb.State = stateOf(n.State)
+		if st, ok := live[name]; ok {
+			mb.State = st
 		}
 		out = append(out, mb)
 	}
@@ -445,18 +480,6 @@ func (g *Gossip) Members() []Member {
 		GossipAddr: g.gossipAddr, QUICAddr: g.quicAddr, APIAddr: g.cfg.APIAddr, Self: true})
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
-}
-
-func stateOf(s memberlist.NodeStateType) MemberState {
-	switch s {
-	case memberlist.StateAlive:
-		return StateAlive
-	case memberlist.StateSuspect:
-		return StateSuspect
-	case memberlist.StateLeft:
-		return StateLeft
-	}
-	return StateDead
 }
 
 // GossipAddr and QUICAddr are the advertised addresses (known after Open).

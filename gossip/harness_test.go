@@ -258,3 +258,19 @@ func waitConverged(tb testing.TB, nodes []*testNode, want uint64, timeout time.D
 		}
 	}
 }
+
+// syncWith runs one sync session with p as the client and waits for its outcome.
+func (g *Gossip) syncWith(p *peer) error {
+	ch := make(chan error, 1)
+	g.startSync(p, func(err error) { ch <- err })
+	return <-ch
+}
+
+// syncRoundWait runs one sync round and waits for its counts.
+func (g *Gossip) syncRoundWait() (done, busy int) {
+	type res struct{ done, busy int }
+	ch := make(chan res, 1)
+	g.syncRound(func(done, busy int) { ch <- res{done, busy} })
+	r := <-ch
+	return r.done, r.busy
+}

@@ -1,11 +1,13 @@
 package gossip
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
-	"sync/atomic"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -52,32 +54,197 @@ type memberInfo struct {
 	since time.Time
 }
 
+// metaFor returns this node's membership metadata. host, when set, is the host the
+// membership advertises: it fills in the QUIC address's host when the transport is bound
+// to a wildcard address.
+func (g *Gossip) metaFor(host string) []byte {
+	g.mu.Lock()
+	if h, port, err := net.SplitHostPort(g.quicAddr); err == nil && h == "" && host != "" {
+		g.quicAddr = net.JoinHostPort(host, port)
+	}
+	quicAddr := g.quicAddr
+	g.mu.Unlock()
+	meta, err := msgpack.Marshal(&nodeMeta{V: 1, Site: wireSite(g.site), Cluster: g.cfg.ClusterID, QUIC: quicAddr,
+		API: g.cfg.APIAddr, Leaving: g.leaving.Load()})
+	if err != nil {
+		panic(err) // a fixed struct always encodes
+	}
+	return meta
+}
+
+// events is the MemberEvents gossip gives its Membership.
+type events struct{ g *Gossip }
+
+func (e events) Up(name, addr string, meta []byte) { e.g.memberUp(name, addr, meta) }
+func (e events) Down(name, addr string)            { e.g.memberDown(name, addr) }
+
+// memberUp adds or refreshes a live peer.
+func (g *Gossip) memberUp(name, addr string, meta []byte) {
+	if name == g.name {
+		return
+	}
+	m, err := decodeMeta(meta)
+	if err != nil || m.Cluster != g.cfg.ClusterID {
+		return // refused by the membership's checks already
+	}
+	if g.faults != nil {
+		g.faults.learn(addr, name)
+		g.faults.learn(m.QUIC, name)
+		if a, err := net.ResolveUDPAddr("udp", m.QUIC); err == nil {
+			g.faults.learn(a.String(), name)
+		}
+	}
+	g.mu.Lock()
+	info := g.known[name]
+	if info == nil {
+		info = &memberInfo{}
+		g.known[name] = info
+	}
+	info.meta, info.addr, info.state, info.since = m, addr, StateAlive, g.clock.Now()
+	p := g.peers[name]
+	fresh := p == nil || p.addr != m.QUIC
+	var old *peer
+	if fresh && !g.closed.Load() {
+		old = p
+		g.peers[name] = g.newPeer(name, m.site, m.QUIC)
+		g.setPeersLocked()
+	}
+	g.updateMemberGauges()
+	g.mu.Unlock()
+	if old != nil {
+		old.stop()
+	}
+	if fresh {
+		g.logger.Info("member up", "node", name, attrAddr, addr, "quic", m.QUIC)
+		g.joinedOnce.Do(func() { close(g.joined) })
+		// A new or returning member: sync soon, so that joins and healed partitions catch
+		// up without waiting for the next interval.
+		g.triggerSync()
+	}
+}
+
+// memberDown removes a peer that died or left.
+func (g *Gossip) memberDown(name, addr string) {
+	if name == g.name {
+		return
+	}
+	state := StateDead
+	g.mu.Lock()
+	if info := g.known[name]; info != nil {
+		if info.meta != nil && info.meta.Leaving {
+			state = StateLeft
+		}
+		info.state, info.since = state, g.clock.Now()
+	}
+	p := g.peers[name]
+	delete(g.peers, name)
+	g.setPeersLocked()
+	g.updateMemberGauges()
+	g.mu.Unlock()
+	if p != nil {
+		p.stop()
+	}
+	g.logger.Info("member down", "node", name, attrAddr, addr, "state", state)
+}
+
+// updateMemberGauges needs g.mu.
+func (g *Gossip) updateMemberGauges() {
+	counts := map[MemberState]int{StateAlive: 0, StateSuspect: 0, StateDead: 0, StateLeft: 0}
+	for _, info := range g.known {
+		counts[info.state]++
+	}
+	for s, n := range counts {
+		g.m.members.WithLabelValues(string(s)).Set(float64(n))
+	}
+}
+
+// peer is a live member: its broadcast queue and the state of its flushes.
+type peer struct {
+	g    *Gossip
+	name string
+	site log.SiteID
+	addr string // transport address (QUIC)
+
+	ctx    context.Context // ends when the peer stops
+	cancel context.CancelFunc
+
+	qmu      sync.Mutex
+	queue    [][]byte // encoded changeset frames
+	qbytes   int
+	sending  bool // a flush is pending or running
+	stopped  bool
+	lastSend time.Time
+	backoff  time.Duration
+}
+
+func (g *Gossip) newPeer(name string, site log.SiteID, addr string) *peer {
+	ctx, cancel := context.WithCancel(g.run)
+	return &peer{g: g, name: name, site: site, addr: addr, ctx: ctx, cancel: cancel}
+}
+
+func (p *peer) queuedBytes() int {
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	return p.qbytes
+}
+
+// memberlistMembership is production's Membership: hashicorp/memberlist (SWIM) with
+// Patina's metadata, refusing nodes of other clusters, plus the join loop.
+type memberlistMembership struct {
+	g        *Gossip
+	ml       *memberlist.Memberlist
+	delegate *delegate
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	once     sync.Once
+}
+
+var _ Membership = (*memberlistMembership)(nil)
+
+func newMemberlist(g *Gossip) *memberlistMembership {
+	return &memberlistMembership{g: g, stop: make(chan struct{})}
+}
+
+// liveStates is memberlist's current view (suspects included), for Members.
+func (m *memberlistMembership) liveStates() map[string]MemberState {
+	if m.ml == nil {
+		return nil
+	}
+	live := map[string]MemberState{}
+	for _, n := range m.ml.Members() {
+		live[n.Name] = stateOf(n.State)
+	}
+	return live
+}
+
+func stateOf(s memberlist.NodeStateType) MemberState {
+	switch s {
+	case memberlist.StateAlive:
+		return StateAlive
+	case memberlist.StateSuspect:
+		return StateSuspect
+	case memberlist.StateLeft:
+		return StateLeft
+	}
+	return StateDead
+}
+
 // delegate implements memberlist's Delegate, EventDelegate, AliveDelegate, MergeDelegate and
 // PingDelegate for one node. Its methods run on memberlist's goroutines and must not block.
 type delegate struct {
 	g    *Gossip
-	meta atomic.Pointer[[]byte]
+	ev   MemberEvents
+	host string
+	meta func(host string) []byte
 }
 
 func (d *delegate) NodeMeta(limit int) []byte {
-	meta := *d.meta.Load()
+	meta := d.meta(d.host)
 	if len(meta) > limit {
 		d.g.logger.Error("node metadata exceeds memberlist's limit", "size", len(meta), "limit", limit)
 		return nil
 	}
 	return meta
-}
-
-// setMeta (re)builds this node's metadata.
-func (d *delegate) setMeta(leaving bool) error {
-	g := d.g
-	meta, err := msgpack.Marshal(&nodeMeta{V: 1, Site: wireSite(g.site), Cluster: g.cfg.ClusterID, QUIC: g.quicAddr,
-		API: g.cfg.APIAddr, Leaving: leaving})
-	if err != nil {
-		return fmt.Errorf("node metadata: %w", err)
-	}
-	d.meta.Store(&meta)
-	return nil
 }
 
 func (d *delegate) NotifyMsg([]byte)                           {}
@@ -118,9 +285,9 @@ func (d *delegate) NotifyMerge(peers []*memberlist.Node) error {
 	return nil
 }
 
-func (d *delegate) NotifyJoin(n *memberlist.Node)   { d.g.memberUp(n) }
-func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.g.memberUp(n) }
-func (d *delegate) NotifyLeave(n *memberlist.Node)  { d.g.memberDown(n) }
+func (d *delegate) NotifyJoin(n *memberlist.Node)   { d.ev.Up(n.Name, n.Address(), n.Meta) }
+func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.ev.Up(n.Name, n.Address(), n.Meta) }
+func (d *delegate) NotifyLeave(n *memberlist.Node)  { d.ev.Down(n.Name, n.Address()) }
 
 func (d *delegate) AckPayload() []byte { return nil }
 
@@ -132,84 +299,12 @@ func (d *delegate) NotifyPingComplete(n *memberlist.Node, rtt time.Duration, _ [
 	d.g.mu.Unlock()
 }
 
-func (g *Gossip) memberUp(n *memberlist.Node) {
-	if n.Name == g.name {
-		return
-	}
-	m, err := decodeMeta(n.Meta)
-	if err != nil || m.Cluster != g.cfg.ClusterID {
-		return // refused by the alive delegate already
-	}
-	if g.faults != nil {
-		g.faults.learn(n.Address(), n.Name)
-		g.faults.learn(m.QUIC, n.Name)
-		if a, err := net.ResolveUDPAddr("udp", m.QUIC); err == nil {
-			g.faults.learn(a.String(), n.Name)
-		}
-	}
-	g.mu.Lock()
-	info := g.known[n.Name]
-	if info == nil {
-		info = &memberInfo{}
-		g.known[n.Name] = info
-	}
-	info.meta, info.addr, info.state, info.since = m, n.Address(), StateAlive, time.Now()
-	p := g.peers[n.Name]
-	fresh := p == nil || p.quicAddr != m.QUIC
-	if fresh && !g.closed.Load() {
-		if p != nil {
-			p.stop()
-		}
-		g.peers[n.Name] = g.newPeer(n.Name, m.site, m.QUIC)
-	}
-	g.updateMemberGauges()
-	g.mu.Unlock()
-	if fresh {
-		g.logger.Info("member up", "node", n.Name, attrAddr, n.Address(), "quic", m.QUIC)
-		g.joinedOnce.Do(func() { close(g.joined) })
-		// A new or returning member: sync soon, so that joins and healed partitions catch
-		// up without waiting for the next interval.
-		g.triggerSync()
-	}
-}
-
-func (g *Gossip) memberDown(n *memberlist.Node) {
-	if n.Name == g.name {
-		return
-	}
-	state := StateDead
-	g.mu.Lock()
-	if info := g.known[n.Name]; info != nil {
-		if info.meta != nil && info.meta.Leaving {
-			state = StateLeft
-		}
-		info.state, info.since = state, time.Now()
-	}
-	p := g.peers[n.Name]
-	delete(g.peers, n.Name)
-	g.updateMemberGauges()
-	g.mu.Unlock()
-	if p != nil {
-		p.stop()
-	}
-	g.logger.Info("member down", "node", n.Name, attrAddr, n.Address(), "state", state)
-}
-
-// updateMemberGauges needs g.mu.
-func (g *Gossip) updateMemberGauges() {
-	counts := map[MemberState]int{StateAlive: 0, StateSuspect: 0, StateDead: 0, StateLeft: 0}
-	for _, info := range g.known {
-		counts[info.state]++
-	}
-	for s, n := range counts {
-		g.m.members.WithLabelValues(string(s)).Set(float64(n))
-	}
-}
-
-func (g *Gossip) openMemberlist() error {
+// Start creates the memberlist and starts the join loop.
+func (m *memberlistMembership) Start(meta func(host string) []byte, ev MemberEvents) (string, error) {
+	g := m.g
 	host, port, err := splitHostPort(g.cfg.GossipAddr)
 	if err != nil {
-		return fmt.Errorf("gossip addr: %w", err)
+		return "", fmt.Errorf("gossip addr: %w", err)
 	}
 	if host == "" {
 		host = "0.0.0.0"
@@ -219,7 +314,7 @@ func (g *Gossip) openMemberlist() error {
 		BindAddrs: []string{host}, BindPort: port, Logger: stdLogger,
 	})
 	if err != nil {
-		return fmt.Errorf("gossip listen %s: %w", g.cfg.GossipAddr, err)
+		return "", fmt.Errorf("gossip listen %s: %w", g.cfg.GossipAddr, err)
 	}
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = g.name
@@ -237,17 +332,14 @@ func (g *Gossip) openMemberlist() error {
 		ip, err := resolveIP(ahost)
 		if err != nil {
 			_ = nt.Shutdown()
-			return fmt.Errorf("advertise addr %q: %w", adv, err)
+			return "", fmt.Errorf("advertise addr %q: %w", adv, err)
 		}
 		mc.AdvertiseAddr, mc.AdvertisePort = ip.String(), aport
 	}
-	if g.quicAddr == "" {
-		ip, _, err := mc.Transport.FinalAdvertiseAddr(mc.AdvertiseAddr, mc.AdvertisePort)
-		if err != nil {
-			_ = nt.Shutdown()
-			return fmt.Errorf("advertise address: %w", err)
-		}
-		g.quicAddr = hostPort(ip.String(), g.quicPort)
+	ip, _, err := mc.Transport.FinalAdvertiseAddr(mc.AdvertiseAddr, mc.AdvertisePort)
+	if err != nil {
+		_ = nt.Shutdown()
+		return "", fmt.Errorf("advertise address: %w", err)
 	}
 	mc.ProbeInterval = g.cfg.ProbeInterval
 	mc.ProbeTimeout = g.cfg.ProbeTimeout
@@ -261,21 +353,46 @@ func (g *Gossip) openMemberlist() error {
 	mc.DeadNodeReclaimTime = 2 * time.Second
 	mc.SecretKey = g.cfg.SecretKey
 	mc.Logger = stdLogger
-	d := &delegate{g: g}
-	if err := d.setMeta(false); err != nil {
-		_ = nt.Shutdown()
-		return err
-	}
-	g.delegate = d
+	d := &delegate{g: g, ev: ev, host: ip.String(), meta: meta}
+	meta(d.host) // fills in the transport's host before memberlist first reads it
+	m.delegate = d
 	mc.Delegate, mc.Events, mc.Alive, mc.Merge, mc.Ping = d, d, d, d, d
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		_ = nt.Shutdown()
-		return fmt.Errorf("memberlist: %w", err)
+		return "", fmt.Errorf("memberlist: %w", err)
 	}
-	g.ml = ml
-	g.gossipAddr = ml.LocalNode().Address()
-	return nil
+	m.ml = ml
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.joinLoop()
+	}()
+	return ml.LocalNode().Address(), nil
+}
+
+// Leave gossips the leaving metadata, then leaves; each step is bounded.
+func (m *memberlistMembership) Leave(timeout time.Duration) error {
+	if m.ml == nil {
+		return nil
+	}
+	if err := m.ml.UpdateNode(timeout / 2); err != nil {
+		m.g.logger.Debug("announce leave", attrErr, err)
+	}
+	return m.ml.Leave(timeout)
+}
+
+// Close stops the join loop and memberlist.
+func (m *memberlistMembership) Close() error {
+	var err error
+	m.once.Do(func() {
+		close(m.stop)
+		if m.ml != nil {
+			err = m.ml.Shutdown()
+		}
+		m.wg.Wait()
+	})
+	return err
 }
 
 func resolveIP(host string) (net.IP, error) {
@@ -300,14 +417,15 @@ func resolveIP(host string) (net.IP, error) {
 // joinLoop joins the bootstrap addresses, retrying with jittered exponential backoff while
 // this node is alone, and keeps trying to rejoin members it lost (dead, not left), so that
 // the sides of a healed partition find each other again: memberlist alone never does.
-func (g *Gossip) joinLoop() {
+func (m *memberlistMembership) joinLoop() {
+	g := m.g
 	backoff := 100 * time.Millisecond
 	attempts := 0
 	for {
 		wait := g.cfg.ReconnectInterval
-		alone := g.ml.NumMembers() <= 1
+		alone := m.ml.NumMembers() <= 1
 		if alone && len(g.cfg.Bootstrap) > 0 {
-			n, err := g.ml.Join(g.cfg.Bootstrap)
+			n, err := m.ml.Join(g.cfg.Bootstrap)
 			attempts++
 			g.joinTries.Add(1)
 			if err != nil && n == 0 {
@@ -326,15 +444,16 @@ func (g *Gossip) joinLoop() {
 			}
 		}
 		if addr := g.lostMember(); addr != "" {
-			if n, err := g.ml.Join([]string{addr}); err == nil && n > 0 {
+			if n, err := m.ml.Join([]string{addr}); err == nil && n > 0 {
 				g.logger.Info("rejoined a lost member", attrAddr, addr)
 			}
 		}
-		jitter := time.Duration(rand.Int64N(int64(wait)/4 + 1))
+		t := time.NewTimer(wait + time.Duration(g.rand.IntN(int(wait)/4+1)))
 		select {
-		case <-g.run.Done():
+		case <-m.stop:
+			t.Stop()
 			return
-		case <-time.After(wait + jitter):
+		case <-t.C:
 		}
 	}
 }
@@ -345,23 +464,29 @@ func (g *Gossip) lostMember() string {
 	defer g.mu.Unlock()
 	var lost []string
 	for _, info := range g.known {
-		if info.state == StateDead && time.Since(info.since) < 72*time.Hour {
+		if info.state == StateDead && g.clock.Now().Sub(info.since) < 72*time.Hour {
 			lost = append(lost, info.addr)
 		}
 	}
 	if len(lost) == 0 {
 		return ""
 	}
-	return lost[rand.IntN(len(lost))]
+	return lost[g.rand.IntN(len(lost))]
 }
 
-// alivePeers returns the live peers (copy), this node excluded.
+// alivePeers returns the live peers (copy), this node excluded, sorted by name: a fixed
+// order, so that the random choices made from it depend on the Rand alone.
 func (g *Gossip) alivePeers() []*peer {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	out := make([]*peer, 0, len(g.peers))
+	return append([]*peer(nil), g.peerList...)
+}
+
+// setPeersLocked rebuilds peerList from peers; it needs g.mu.
+func (g *Gossip) setPeersLocked() {
+	g.peerList = g.peerList[:0]
 	for _, p := range g.peers {
-		out = append(out, p)
+		g.peerList = append(g.peerList, p)
 	}
-	return out
+	slices.SortFunc(g.peerList, func(a, b *peer) int { return strings.Compare(a.name, b.name) })
 }

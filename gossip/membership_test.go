@@ -340,7 +340,8 @@ func TestQueueDropsOldest(t *testing.T) {
 	g.cfg.QueueLen = 3
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	p := &peer{g: g, ctx: ctx, signal: make(chan struct{}, 1)}
+	// sending: a flush counts as pending, so that enqueue schedules none (no transport here).
+	p := &peer{g: g, ctx: ctx, sending: true}
 	for i := range 5 {
 		p.enqueue([]byte{byte(i), 0, 0, 0})
 	}
@@ -419,7 +420,7 @@ func TestSyncBusyRetriesElsewhere(t *testing.T) {
 	nodes[0].g.vectors[busy.site.String()] = v
 	nodes[0].g.mu.Unlock()
 	// (Joins trigger background rounds too; only this round's own counts are checked.)
-	if done, busy := nodes[0].g.syncRound(); done != 1 || busy != 1 {
+	if done, busy := nodes[0].g.syncRoundWait(); done != 1 || busy != 1 {
 		t.Fatalf("round: %d sessions done, %d refused; want 1 and 1", done, busy)
 	}
 	if !nodes[0].st.Contains(other.site, 1) {

@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"sort"
 	"time"
 
 	"github.com/patinadb/patina/log"
-	"github.com/quic-go/quic-go"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -23,55 +21,57 @@ const syncApplyBytes = 8 << 20
 // the next round can pick another peer.
 const syncIdleTimeout = 10 * time.Second
 
-// idleStream sets a fresh read or write deadline on a sync stream before each operation.
-type idleStream struct{ st *quic.Stream }
-
-func (s idleStream) Read(b []byte) (int, error) {
-	_ = s.st.SetReadDeadline(time.Now().Add(syncIdleTimeout))
-	return s.st.Read(b)
-}
-
-func (s idleStream) Write(b []byte) (int, error) {
-	_ = s.st.SetWriteDeadline(time.Now().Add(syncIdleTimeout))
-	return s.st.Write(b)
-}
-
+// triggerSync runs a sync round soon: at once when none is running, else right after the
+// running one.
 func (g *Gossip) triggerSync() {
-	select {
-	case g.syncNow <- struct{}{}:
-	default:
+	g.smu.Lock()
+	defer g.smu.Unlock()
+	if g.syncing {
+		g.syncPending = true
+		return
 	}
+	if g.syncTimer != nil && !g.syncTimer.Stop() {
+		return // it fired and its round is about to start
+	}
+	g.syncTimer = g.after(0, g.syncTick)
 }
 
-// syncLoop runs a sync round every SyncInterval (jittered by +-25%), and at once when a
-// member joins (which covers this node's own start: its first peers join it).
-func (g *Gossip) syncLoop() {
-	for {
-		d := g.cfg.SyncInterval
-		d = d*3/4 + time.Duration(rand.Int64N(int64(d)/2+1))
-		t := time.NewTimer(d)
-		select {
-		case <-g.run.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		case <-g.syncNow:
-			t.Stop()
-		}
-		g.syncRound()
-		g.gaps()
+// scheduleSync arms the timer of the next round: SyncInterval jittered by +-25%, or at once
+// when a round was asked for while the last one ran. Needs g.smu.
+func (g *Gossip) scheduleSyncLocked() {
+	d := jitter(g.rand, g.cfg.SyncInterval, 0.25)
+	if g.syncPending {
+		g.syncPending, d = false, 0
 	}
+	g.syncTimer = g.after(d, g.syncTick)
+}
+
+// syncTick runs one round, then arms the next. Rounds never overlap.
+func (g *Gossip) syncTick() {
+	g.smu.Lock()
+	if g.syncing {
+		g.syncPending = true
+		g.smu.Unlock()
+		return
+	}
+	g.syncing, g.syncTimer = true, nil
+	g.smu.Unlock()
+	g.syncRound(func(done, busy int) {
+		g.gaps()
+		g.smu.Lock()
+		g.syncing = false
+		g.scheduleSyncLocked()
+		g.smu.Unlock()
+	})
 }
 
 // syncRound syncs with up to SyncPeers peers, preferring those it knows it lacks most
-// from; a peer that refuses (busy) or fails is replaced by the next candidate. It returns
-// how many sessions completed and how many peers refused.
-func (g *Gossip) syncRound() (done, busy int) {
+// from; a peer that refuses (busy) or fails is replaced by the next candidate. It calls
+// finish with how many sessions completed and how many peers refused, once every session
+// it started has ended.
+func (g *Gossip) syncRound(finish func(done, busy int)) {
 	peers := g.alivePeers()
-	if len(peers) == 0 {
-		return 0, 0
-	}
-	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+	shuffle(g.rand, len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	ours := g.log.Vector()
 	lack := make(map[string]uint64, len(peers))
 	g.mu.Lock()
@@ -84,164 +84,139 @@ func (g *Gossip) syncRound() (done, busy int) {
 	}
 	g.mu.Unlock()
 	sort.SliceStable(peers, func(i, j int) bool { return lack[peers[i].name] > lack[peers[j].name] })
-	for _, p := range peers {
-		if done >= g.cfg.SyncPeers || g.run.Err() != nil {
-			return done, busy
+	var done, busy int
+	var next func(i int)
+	next = func(i int) {
+		if i >= len(peers) || done >= g.cfg.SyncPeers || g.run.Err() != nil {
+			finish(done, busy)
+			return
 		}
-		err := g.syncWith(p)
-		switch {
-		case err == nil:
-			done++
-			g.syncRounds.Add(1)
-			g.m.syncRounds.WithLabelValues("client", "ok").Inc()
-		case errors.Is(err, ErrBusy):
-			busy++
-			g.m.syncRounds.WithLabelValues("client", "busy").Inc()
-		default:
-			g.m.syncRounds.WithLabelValues("client", "error").Inc()
-			if g.run.Err() == nil {
-				g.logger.Debug("sync failed", attrPeer, p.name, attrErr, err)
+		p := peers[i]
+		g.startSync(p, func(err error) {
+			switch {
+			case err == nil:
+				done++
+				g.syncRounds.Add(1)
+				g.m.syncRounds.WithLabelValues("client", "ok").Inc()
+			case errors.Is(err, ErrBusy):
+				busy++
+				g.m.syncRounds.WithLabelValues("client", "busy").Inc()
+			default:
+				g.m.syncRounds.WithLabelValues("client", "error").Inc()
+				if g.run.Err() == nil {
+					g.logger.Debug("sync failed", attrPeer, p.name, attrErr, err)
+				}
 			}
-		}
+			next(i + 1)
+		})
 	}
-	return done, busy
+	next(0)
 }
 
-// syncWith runs one session as the client.
-func (g *Gossip) syncWith(p *peer) error {
+// startSync runs one session with p as the client; done gets its outcome.
+func (g *Gossip) startSync(p *peer, done func(error)) {
 	ctx, cancel := context.WithTimeout(p.ctx, g.cfg.SyncTimeout)
-	defer cancel()
-	conn, err := p.connect(ctx)
-	if err != nil {
-		return err
+	s := &syncSession{g: g, name: p.name}
+	g.tr.Sync(ctx, p.addr, s, func(err error) {
+		cancel()
+		done(err)
+	})
+}
+
+// ServeSync opens a session served to from, unless this node serves MaxServedSyncs.
+func (in inbound) ServeSync(from log.SiteID) (SyncSession, error) {
+	g := in.g
+	if n := g.served.Add(1); n > int32(g.cfg.MaxServedSyncs) {
+		g.served.Add(-1)
+		g.m.syncRounds.WithLabelValues("server", "busy").Inc()
+		return nil, ErrBusy
 	}
-	st, err := conn.OpenStreamSync(ctx)
-	if err != nil {
-		p.dropConn(conn, err)
-		return fmt.Errorf("open sync stream: %w", err)
+	return &syncSession{g: g, name: from.String(), server: true}, nil
+}
+
+// syncSession is one side of a sync session (SyncSession).
+type syncSession struct {
+	g      *Gossip
+	name   string // the peer's
+	server bool
+	fr     *frameReader
+	theirs *log.Vector
+	ended  bool
+}
+
+// reader wraps the session's reader once: its buffer holds what was read ahead.
+func (s *syncSession) reader(r io.Reader) *frameReader {
+	if s.fr == nil {
+		s.fr = newFrameReader(r)
 	}
-	defer st.CancelRead(0)
-	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
-	defer stop()
-	ours := g.log.Vector()
-	vb, err := encodeVector(ours)
+	return s.fr
+}
+
+// WriteVector writes the vector frame of what this node's log holds now.
+func (s *syncSession) WriteVector(w io.Writer) error {
+	vb, err := encodeVector(s.g.log.Vector())
 	if err != nil {
 		return fmt.Errorf("encode vector: %w", err)
 	}
-	out := append(g.hello(streamSync), appendFrame(nil, frameVector, vb)...)
-	if _, err := (idleStream{st}).Write(out); err != nil {
+	if _, err := w.Write(appendFrame(nil, frameVector, vb)); err != nil {
 		return fmt.Errorf("send vector: %w", err)
 	}
-	fr := newFrameReader(idleStream{st})
-	typ, body, err := fr.next()
+	return nil
+}
+
+// ReadVector reads the peer's vector (ErrBusy: the server refused) and remembers it for
+// the choice of sync peers and for Gaps.
+func (s *syncSession) ReadVector(r io.Reader) error {
+	typ, body, err := s.reader(r).next()
 	if err != nil {
 		return fmt.Errorf("read vector: %w", err)
 	}
-	switch typ {
-	case frameBusy:
-		st.CancelWrite(0)
+	switch {
+	case typ == frameBusy && !s.server:
 		return ErrBusy
-	case frameVector:
-	default:
-		return fmt.Errorf("%w: sync reply of type %d", ErrProtocol, typ)
+	case typ != frameVector:
+		return fmt.Errorf("%w: sync frame of type %d, want vector", ErrProtocol, typ)
 	}
 	theirs, err := decodeVector(body)
 	if err != nil {
 		return err
 	}
-	return g.exchange(p.name, st, fr, ours, theirs)
-}
-
-// serveSync serves one session: refuse when busy, else swap vectors and exchange.
-func (g *Gossip) serveSync(conn *quic.Conn, st *quic.Stream) {
-	defer st.CancelRead(0)
-	fr := newFrameReader(idleStream{st})
-	h, err := g.readHello(conn, fr, streamSync)
-	if err != nil {
-		st.CancelWrite(0)
-		g.logger.Debug("sync stream refused", attrAddr, conn.RemoteAddr(), attrErr, err)
-		return
-	}
-	from := log.SiteID(h.Site)
-	if n := g.served.Add(1); n > int32(g.cfg.MaxServedSyncs) {
-		g.served.Add(-1)
-		g.m.syncRounds.WithLabelValues("server", "busy").Inc()
-		_, _ = st.Write(appendFrame(nil, frameBusy, nil))
-		_ = st.Close()
-		return
-	}
-	defer g.served.Add(-1)
-	ctx, cancel := context.WithTimeout(g.run, g.cfg.SyncTimeout)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
-	defer stop()
-	typ, body, err := fr.next()
-	if err == nil && typ != frameVector {
-		err = fmt.Errorf("%w: sync frame of type %d, want vector", ErrProtocol, typ)
-	}
-	var theirs *log.Vector
-	if err == nil {
-		theirs, err = decodeVector(body)
-	}
-	if err != nil {
-		g.m.syncRounds.WithLabelValues("server", "error").Inc()
-		g.logger.Debug("sync: read vector", attrPeer, from, attrErr, err)
-		st.CancelWrite(0)
-		return
-	}
-	ours := g.log.Vector()
-	vb, err := encodeVector(ours)
-	if err != nil {
-		st.CancelWrite(0)
-		return
-	}
-	if _, err := (idleStream{st}).Write(appendFrame(nil, frameVector, vb)); err != nil {
-		return
-	}
-	if err := g.exchange(from.String(), st, fr, ours, theirs); err != nil {
-		g.m.syncRounds.WithLabelValues("server", "error").Inc()
-		if g.run.Err() == nil {
-			g.logger.Debug("sync served", attrPeer, from, attrErr, err)
-		}
-		return
-	}
-	g.m.syncRounds.WithLabelValues("server", "ok").Inc()
-}
-
-// exchange streams the peer what it lacks while applying what it streams back. Both ends
-// run it at once over one bidirectional stream.
-func (g *Gossip) exchange(name string, st *quic.Stream, fr *frameReader, ours, theirs *log.Vector) error {
-	g.mu.Lock()
-	g.vectors[name] = theirs
-	g.mu.Unlock()
-	sendErr := make(chan error, 1)
-	go func() {
-		err := g.sendMissing(st, theirs)
-		if err != nil {
-			st.CancelWrite(0)
-		} else {
-			err = st.Close()
-		}
-		sendErr <- err
-	}()
-	recvErr := g.receiveSync(name, fr)
-	if recvErr != nil {
-		st.CancelRead(0)
-		st.CancelWrite(0)
-	}
-	if err := <-sendErr; err != nil && recvErr == nil {
-		return fmt.Errorf("send: %w", err)
-	}
-	if recvErr != nil {
-		return fmt.Errorf("receive: %w", recvErr)
-	}
+	s.theirs = theirs
+	s.g.mu.Lock()
+	s.g.vectors[s.name] = theirs
+	s.g.mu.Unlock()
 	return nil
+}
+
+// SendMissing writes what the peer's vector lacks, then a done frame.
+func (s *syncSession) SendMissing(w io.Writer) error {
+	if s.theirs == nil {
+		return errors.New("sync: send before the peer's vector")
+	}
+	return s.g.sendMissing(w, s.theirs)
+}
+
+// Receive applies the peer's changesets until its done frame.
+func (s *syncSession) Receive(r io.Reader) error { return s.g.receiveSync(s.name, s.reader(r)) }
+
+// End frees a served session's slot and counts its outcome.
+func (s *syncSession) End(err error) {
+	if !s.server || s.ended {
+		return
+	}
+	s.ended = true
+	s.g.served.Add(-1)
+	if err != nil {
+		s.g.m.syncRounds.WithLabelValues("server", "error").Inc()
+		return
+	}
+	s.g.m.syncRounds.WithLabelValues("server", "ok").Inc()
 }
 
 // sendMissing writes what theirs lacks, oldest version first per site, then a done frame.
 // QUIC flow control bounds what is in flight; the log is read as it goes.
-func (g *Gossip) sendMissing(st *quic.Stream, theirs *log.Vector) error {
-	w := bufio.NewWriterSize(idleStream{st}, 256<<10)
+func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector) error {
+	w := bufio.NewWriterSize(out, 256<<10)
 	var done doneMsg
 	var bytes uint64
 	write := func(cs *log.Changeset) error {

@@ -9,7 +9,6 @@ import (
 	"iter"
 	"log/slog"
 	"math"
-	"os"
 	"runtime"
 	"sort"
 	"sync"
@@ -38,7 +37,10 @@ type Options struct {
 	// stopped node): nothing is written, a directory that is not a log is an error, and
 	// Append, AppendLocal and SetMeta return ErrReadOnly.
 	ReadOnly bool
-	Logger   *slog.Logger
+	// FS is the filesystem Pebble keeps the log in; nil means the operating system's. The
+	// simulator (package sim) gives each of its nodes an in-memory one (vfs.NewMem).
+	FS     vfs.FS
+	Logger *slog.Logger
 }
 
 // DefaultCacheBytes is the default Options.CacheBytes.
@@ -155,21 +157,25 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 		logger = slog.Default()
 	}
 	logger = logger.With("component", "log")
-	popts := &pebble.Options{Logger: pebbleLogger{logger}, ReadOnly: opts.ReadOnly, CacheSize: opts.CacheBytes}
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	popts := &pebble.Options{Logger: pebbleLogger{logger}, ReadOnly: opts.ReadOnly, CacheSize: opts.CacheBytes, FS: fs}
 	if popts.CacheSize <= 0 {
 		popts.CacheSize = DefaultCacheBytes
 	}
 	if opts.ReadOnly {
 		// Without this check Pebble reports a missing directory in its own words.
-		if _, err := os.Stat(dir); err != nil {
+		if _, err := fs.Stat(dir); err != nil {
 			return nil, fmt.Errorf("open log %s read-only: %w", dir, err)
 		}
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+	} else if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
 	// Take Pebble's directory lock ourselves, so that "another process has it" gets its own
 	// error instead of being one of Pebble's many open failures.
-	lock, err := pebble.LockDirectory(dir, vfs.Default)
+	lock, err := pebble.LockDirectory(dir, fs)
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w (a running node?): %v", dir, ErrLocked, err)
 	}

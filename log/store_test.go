@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"iter"
 	"math/rand/v2"
+	"os"
 	"reflect"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/patinadb/patina/internal/testutil"
 )
@@ -631,5 +634,35 @@ func TestStoreReadersDuringAppends(t *testing.T) {
 	}
 	if c, p := s.Vector().Counts(); c != 600 || p != 0 {
 		t.Fatalf("%d complete, %d partial", c, p)
+	}
+}
+
+// TestInMemoryFS opens a log on Pebble's in-memory filesystem (as the simulator does),
+// appends, closes and opens it again: nothing touches the disk and the log persists in
+// the filesystem value.
+func TestInMemoryFS(t *testing.T) {
+	fs := vfs.NewMem()
+	site := NewSiteID()
+	st, err := Open("node/log", Options{SiteID: site, FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := &Changeset{Kind: KindData, Changes: []Change{{Table: "t", PK: MustPackPK(Integer(1)), CID: "v", Val: Integer(1), ColVersion: 1, CL: 1}}}
+	if _, _, err := st.AppendLocal(context.Background(), cs); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("node"); err == nil {
+		t.Fatal("the in-memory log wrote to the working directory")
+	}
+	st, err = Open("node/log", Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if st.SiteID() != site || !st.Contains(site, 1) {
+		t.Fatalf("reopened in-memory log: site %v, holds v1 %v", st.SiteID(), st.Contains(site, 1))
 	}
 }
