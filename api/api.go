@@ -134,6 +134,13 @@ type Config struct {
 	// MaxConcurrency is the most data requests (transactions, queries, changes, migrations,
 	// table stats) served at once; more are shed with 503 instead of queueing without bound.
 	MaxConcurrency int
+	// QueueDepth is the most data requests that wait for a slot when all MaxConcurrency are
+	// taken (0: the default; negative: no queue, a request finding no free slot is refused at
+	// once). A request is refused with 503 and Retry-After only when the queue is full, when
+	// its expected wait passes QueueTimeout, or when no slot came within QueueTimeout.
+	QueueDepth int
+	// QueueTimeout is the longest a data request waits in the queue for a slot.
+	QueueTimeout time.Duration
 	// MaxStreams is the most long-lived streams (changes with follow=true, subscriptions)
 	// open at once; they do not count against MaxConcurrency.
 	MaxStreams int
@@ -155,12 +162,15 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
-// DefaultConfig returns the defaults: 127.0.0.1:8080, 256 concurrent data requests, 1024
-// streams, 64 MiB bodies sent within 30 s.
+// DefaultConfig returns the defaults: 127.0.0.1:8080, 256 concurrent data requests with
+// up to 1024 more waiting at most 2 s for a slot, 1024 streams, 64 MiB bodies sent within
+// 30 s.
 func DefaultConfig() Config {
 	return Config{
 		Addr:            "127.0.0.1:8080",
 		MaxConcurrency:  256,
+		QueueDepth:      1024,
+		QueueTimeout:    2 * time.Second,
 		MaxStreams:      1024,
 		MaxBodyBytes:    64 << 20,
 		BodyReadTimeout: 30 * time.Second,
@@ -180,6 +190,8 @@ func (c *Config) Validate() error {
 		return errors.New("api config: no listen address")
 	case c.MaxConcurrency <= 0:
 		return fmt.Errorf("api config: max concurrency %d, want > 0", c.MaxConcurrency)
+	case c.QueueTimeout < 0:
+		return fmt.Errorf("api config: queue timeout %v, want >= 0", c.QueueTimeout)
 	case c.MaxStreams <= 0:
 		return fmt.Errorf("api config: max streams %d, want > 0", c.MaxStreams)
 	case c.MaxBodyBytes <= 0:
@@ -201,7 +213,7 @@ type Server struct {
 	handler http.Handler
 	auth    *authority
 
-	slots   chan struct{} // data request slots (MaxConcurrency)
+	admit   *admission    // data request slots (MaxConcurrency) and their queue
 	streams chan struct{} // stream slots (MaxStreams)
 
 	// streamCtx ends when the server shuts down, so that endless streams (follow, subscriptions)
@@ -238,6 +250,12 @@ func New(cfg Config) *Server {
 	if cfg.MaxStreams == 0 {
 		cfg.MaxStreams = d.MaxStreams
 	}
+	if cfg.QueueDepth == 0 {
+		cfg.QueueDepth = d.QueueDepth
+	}
+	if cfg.QueueTimeout == 0 {
+		cfg.QueueTimeout = d.QueueTimeout
+	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = d.MaxBodyBytes
 	}
@@ -260,7 +278,6 @@ func New(cfg Config) *Server {
 	s := &Server{
 		cfg:       cfg,
 		logger:    logger.With(attrComponent, "api"),
-		slots:     make(chan struct{}, max(cfg.MaxConcurrency, 1)),
 		streams:   make(chan struct{}, max(cfg.MaxStreams, 1)),
 		serveDone: make(chan struct{}),
 		methods:   map[string][]string{},
@@ -268,6 +285,13 @@ func New(cfg Config) *Server {
 	s.auth = newAuthority(&cfg)
 	s.streamCtx, s.cancelStream = context.WithCancel(context.Background())
 	s.metrics = newMetrics(s)
+	s.admit = &admission{
+		slots:   make(chan struct{}, max(cfg.MaxConcurrency, 1)),
+		depth:   int64(max(cfg.QueueDepth, 0)),
+		timeout: cfg.QueueTimeout,
+		onWait:  func(n int64) { s.metrics.queued.Set(float64(n)) },
+		onDone:  func(d time.Duration) { s.metrics.queueWait.Observe(d.Seconds()) },
+	}
 	s.handler = s.routes()
 	return s
 }

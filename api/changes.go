@@ -65,7 +65,7 @@ func (s *Server) handleChangesGet(w http.ResponseWriter, r *http.Request) error 
 	if follow {
 		kind = kindStream
 	}
-	release, err := s.acquire(kind)
+	release, err := s.acquire(r.Context(), kind)
 	if err != nil {
 		return err
 	}

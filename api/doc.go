@@ -23,6 +23,9 @@
 //   - an ingest body is validated whole before any of it is applied;
 //   - every route of the table (routes.go) names the scope it needs; with any token
 //     configured, only kindPublic routes answer without one (TestEveryRouteGuarded);
-//   - load is shed, never queued: past MaxConcurrency data requests (MaxStreams streams) the
-//     answer is 503 at once.
+//   - load waits briefly, never without bound: past MaxConcurrency data requests, up to
+//     QueueDepth more wait in arrival order for at most QueueTimeout (admission.go); a
+//     request is answered 503 with Retry-After only when the queue is full, its expected
+//     wait passes the timeout, or the timeout passes. Past MaxStreams streams the answer is
+//     503 at once.
 package api

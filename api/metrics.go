@@ -24,6 +24,8 @@ type metrics struct {
 	streamed        prometheus.Counter
 	streamsOpen     prometheus.Gauge
 	shed            prometheus.Counter
+	queued          prometheus.Gauge
+	queueWait       prometheus.Histogram
 	slowBodies      prometheus.Counter
 	authFailures    *prometheus.CounterVec // code: 401 or 403
 	state           prometheus.Collector
@@ -78,7 +80,14 @@ func newMetrics(s *Server) *metrics {
 			Name: "patina_streams_open", Help: "Long-lived streams open (changes with follow=true, subscriptions).",
 		}),
 		shed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "patina_requests_shed_total", Help: "Requests refused with 503 because the concurrency limit was reached.",
+			Name: "patina_requests_shed_total", Help: "Requests refused with 503 because the concurrency limit was reached (the admission queue full, or no slot within its timeout).",
+		}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "patina_requests_queued", Help: "Data requests waiting in the admission queue for a concurrency slot.",
+		}),
+		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "patina_request_queue_wait_seconds", Help: "Time data requests admitted from the queue waited for a slot.",
+			Buckets: latencyBuckets,
 		}),
 		slowBodies: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "patina_request_body_timeouts_total", Help: "Requests refused with 408 because their body took longer than the body read timeout.",
@@ -95,7 +104,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{
 		m.requests, m.requestDuration, m.inFlight, m.transactions, m.txDuration, m.rowsWritten, m.queries,
 		m.queryDuration, m.rowsRead, m.ingested, m.applyDuration, m.streamed, m.streamsOpen,
-		m.shed, m.slowBodies, m.authFailures, m.state,
+		m.shed, m.queued, m.queueWait, m.slowBodies, m.authFailures, m.state,
 	} {
 		errs = append(errs, reg.Register(c))
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"runtime/debug"
@@ -101,7 +102,7 @@ func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, need 
 				return
 			}
 			r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, body))
-			release, err := s.acquire(kindData)
+			release, err := s.acquire(r.Context(), kindData)
 			if err != nil {
 				s.writeError(sw, r, err)
 				return
@@ -141,27 +142,26 @@ func (s *Server) guard(r *http.Request, kind routeKind, need Scope) error {
 	return nil
 }
 
-// acquire takes a data slot (kindData) or a stream slot (kindStream) without waiting: when
-// none is free the request is shed with errOverloaded (503), so that a burst beyond capacity
-// is refused at once rather than queued without bound. Call release when done.
-func (s *Server) acquire(kind routeKind) (release func(), err error) {
-	slots := s.slots
-	if kind == kindStream {
-		slots = s.streams
+// acquire takes a data slot (kindData) or a stream slot (kindStream). A data request
+// finding every slot taken waits in the admission queue (see admission); a stream is refused
+// at once, since it would hold the slot for its whole life. Refusals are errOverloaded
+// (503 with Retry-After). Call release when done.
+func (s *Server) acquire(ctx context.Context, kind routeKind) (release func(), err error) {
+	if kind != kindStream {
+		release, err := s.admit.acquire(ctx)
+		if errors.Is(err, errOverloaded) {
+			s.metrics.shed.Inc()
+		}
+		return release, err
 	}
+	slots := s.streams
 	select {
 	case slots <- struct{}{}:
-		if kind == kindStream {
-			s.metrics.streamsOpen.Inc()
-			return func() { s.metrics.streamsOpen.Dec(); <-slots }, nil
-		}
-		return func() { <-slots }, nil
+		s.metrics.streamsOpen.Inc()
+		return func() { s.metrics.streamsOpen.Dec(); <-slots }, nil
 	default:
 		s.metrics.shed.Inc()
-		if kind == kindStream {
-			return nil, fmt.Errorf("%w (%d streams open)", errOverloaded, cap(slots))
-		}
-		return nil, fmt.Errorf("%w (%d in flight)", errOverloaded, cap(slots))
+		return nil, fmt.Errorf("%w (%d streams open)", errOverloaded, cap(slots))
 	}
 }
 

@@ -177,7 +177,7 @@ func (sr *subscriptions) handleAttach(w http.ResponseWriter, r *http.Request) er
 // streamSlot takes one of the server's stream slots (503 when all are taken) and returns the
 // context the stream runs under; done ends the context and frees the slot.
 func (sr *subscriptions) streamSlot(r *http.Request) (ctx context.Context, done func(), err error) {
-	release, err := sr.s.acquire(kindStream)
+	release, err := sr.s.acquire(r.Context(), kindStream)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -53,9 +53,13 @@ type APIConfig struct {
 		// GuardPublic puts /v1/health and /metrics behind a read token too.
 		GuardPublic bool `toml:"guard_public"`
 	} `toml:"authz"`
-	MaxConcurrency int   `toml:"max_concurrency"`
-	MaxStreams     int   `toml:"max_streams"`
-	MaxBodyBytes   int64 `toml:"max_body_bytes"`
+	MaxConcurrency int `toml:"max_concurrency"`
+	// QueueDepth and QueueTimeout shape the admission queue in front of the concurrency
+	// limit (api.Config's fields of the same names; a negative depth means no queue).
+	QueueDepth   int           `toml:"queue_depth"`
+	QueueTimeout time.Duration `toml:"queue_timeout"`
+	MaxStreams   int           `toml:"max_streams"`
+	MaxBodyBytes int64         `toml:"max_body_bytes"`
 	// BodyTimeout bounds how long a client may take to send a request body (408 after).
 	BodyTimeout time.Duration `toml:"body_timeout"`
 }
@@ -134,6 +138,7 @@ func DefaultConfig() Config {
 	}
 	c.API.MaxConcurrency, c.API.MaxStreams, c.API.MaxBodyBytes = a.MaxConcurrency, a.MaxStreams, a.MaxBodyBytes
 	c.API.BodyTimeout = a.BodyReadTimeout
+	c.API.QueueDepth, c.API.QueueTimeout = a.QueueDepth, a.QueueTimeout
 	c.DB.FoldBatch, c.DB.ReadConns = m.FoldBatch, m.ReadConns
 	// gossip.DefaultConfig's values; agent_gossip.go starts from it and lays these over.
 	c.Gossip.Fanout, c.Gossip.SyncInterval = 3, time.Second
@@ -174,7 +179,9 @@ var options = []option{
 	{key: "log_format", usage: "text or json", field: func(c *Config) any { return &c.LogFormat }, agentOnly: true},
 	{key: "api.authz.bearer_token", usage: "bearer token the API requires (clients: the token to send)", field: func(c *Config) any { return &c.API.Authz.BearerToken }},
 	{key: "api.authz.guard_public", usage: "require a read token for /v1/health and /metrics too", field: func(c *Config) any { return &c.API.Authz.GuardPublic }, agentOnly: true},
-	{key: "api.max_concurrency", usage: "data requests served at once; more are shed with 503", field: func(c *Config) any { return &c.API.MaxConcurrency }, agentOnly: true},
+	{key: "api.max_concurrency", usage: "data requests served at once; more wait in the admission queue", field: func(c *Config) any { return &c.API.MaxConcurrency }, agentOnly: true},
+	{key: "api.queue_depth", usage: "data requests that may wait for a slot; more are refused with 503 (-1: no queue)", field: func(c *Config) any { return &c.API.QueueDepth }, agentOnly: true},
+	{key: "api.queue_timeout", usage: "longest a data request waits for a slot before 503; an expected wait past it is refused at once", field: func(c *Config) any { return &c.API.QueueTimeout }, agentOnly: true},
 	{key: "api.max_streams", usage: "long-lived streams open at once", field: func(c *Config) any { return &c.API.MaxStreams }, agentOnly: true},
 	{key: "api.max_body_bytes", usage: "largest request body; more is 413", field: func(c *Config) any { return &c.API.MaxBodyBytes }, agentOnly: true},
 	{key: "api.body_timeout", usage: "longest a client may take to send a request body; slower is 408 (a data slot is taken only once the body is read)", field: func(c *Config) any { return &c.API.BodyTimeout }, agentOnly: true},
