@@ -334,6 +334,39 @@ func TestMetrics(t *testing.T) {
 	startNode(t, func(c *Config) { c.Registerer = reg })
 }
 
+// TestMetricsAtZero checks that a lone node that has done nothing yet exports every
+// patina_gossip_* series it will ever move, at zero, so that graphs and alerts see 0 rather
+// than nothing (site_gaps, labelled by the sites it hears of, has none yet).
+func TestMetricsAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	startNode(t, func(c *Config) { c.Registerer = reg })
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := map[string]int{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			series[f.GetName()]++
+			if c := m.GetCounter(); c != nil && c.GetValue() != 0 {
+				t.Errorf("%s %v = %v on a node that did nothing", f.GetName(), m.GetLabel(), c.GetValue())
+			}
+		}
+	}
+	want := map[string]int{
+		"patina_gossip_members": 4, "patina_gossip_broadcast_queue_length": 1,
+		"patina_gossip_broadcast_dropped_total": 1, "patina_gossip_sync_rounds_total": 6,
+		"patina_gossip_changesets_sent_total": 2, "patina_gossip_changesets_received_total": 4,
+		"patina_gossip_bytes_sent_total": 2, "patina_gossip_bytes_received_total": 2,
+		"patina_gossip_replication_lag_seconds": 1, "patina_gossip_refused_peers_total": 1,
+	}
+	for name, n := range want {
+		if series[name] != n {
+			t.Errorf("%s: %d series, want %d", name, series[name], n)
+		}
+	}
+}
+
 // TestQueueDropsOldest checks the bounded per-peer queue and its batching.
 func TestQueueDropsOldest(t *testing.T) {
 	g := &Gossip{cfg: TestConfig(), m: newMetrics()}

@@ -25,7 +25,7 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	const ns, sub = "patina", "gossip"
-	return &metrics{
+	m := &metrics{
 		members: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "members",
 			Help: "Cluster members by state (this node excluded)."}, []string{"state"}),
 		queueLen: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "broadcast_queue_length",
@@ -49,6 +49,29 @@ func newMetrics() *metrics {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}),
 		refusedCluster: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "refused_peers_total",
 			Help: "Peers refused because they belong to another cluster id."}),
+	}
+	m.zero()
+	return m
+}
+
+// zero creates every labelled series the code can move, at zero, so that a lone node's
+// /metrics lists them all from the start: a dashboard or an alert on rate() or absent()
+// sees 0, not a missing series, until something happens.
+func (m *metrics) zero() {
+	for _, s := range []MemberState{StateAlive, StateSuspect, StateDead, StateLeft} {
+		m.members.WithLabelValues(string(s))
+	}
+	for _, role := range []string{"client", "server"} {
+		for _, res := range []string{"ok", "busy", "error"} {
+			m.syncRounds.WithLabelValues(role, res)
+		}
+	}
+	for _, path := range []string{"broadcast", "sync"} {
+		m.versionsSent.WithLabelValues(path)
+		m.bytesSent.WithLabelValues(path)
+		m.bytesRecv.WithLabelValues(path)
+		m.versionsRecv.WithLabelValues(path, "true")
+		m.versionsRecv.WithLabelValues(path, "false")
 	}
 }
 

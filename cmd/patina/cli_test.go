@@ -9,7 +9,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -210,6 +212,21 @@ func TestBackupRestore(t *testing.T) {
 	}
 	file := filepath.Join(dir, "b.backup")
 	cli(t, "backup", "--data-dir", a.cfg.DataDir, "--out", file)
+	first, _ := os.ReadFile(file)
+	os.WriteFile(file, []byte("keep me"), 0o644)
+	if _, err := cliErr(t, "backup", "--data-dir", a.cfg.DataDir, "--out", file); exitCode(err) != 2 || !strings.Contains(err.Error(), "exists") {
+		t.Errorf("backup onto an existing file: %v, want exit 2", err)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "keep me" {
+		t.Errorf("backup overwrote an existing file without --force")
+	}
+	cli(t, "backup", "--data-dir", a.cfg.DataDir, "--out", file, "--force")
+	if b, _ := os.ReadFile(file); !bytes.Equal(b, first) || len(b) == 0 {
+		t.Errorf("backup --force wrote %d bytes, want the %d of the first backup", len(b), len(first))
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 { // schema.sql and b.backup: no temp file left
+		t.Errorf("files left beside the backup: %v", ents)
+	}
 	restored := filepath.Join(dir, "restored")
 	cli(t, "restore", "--data-dir", restored, "--in", file, "--site-id", site.String())
 	if _, err := cliErr(t, "restore", "--data-dir", restored, "--in", file); exitCode(err) != 2 || !strings.Contains(err.Error(), "not empty") {
@@ -245,5 +262,49 @@ func TestBackupRestore(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(ans), `"new":5`) {
 		t.Errorf("posting the backup: %d %s", resp.StatusCode, ans)
+	}
+}
+
+// TestVersion: patina version and patina --version print the same line, and a build stamped
+// with -ldflags prints the stamped version and commit.
+func TestVersion(t *testing.T) {
+	v := cli(t, "version")
+	if !strings.HasPrefix(v, "patina ") || !strings.Contains(v, runtime.Version()) {
+		t.Errorf("patina version = %q", v)
+	}
+	if f := cli(t, "--version"); f != v {
+		t.Errorf("patina --version = %q, patina version = %q", f, v)
+	}
+	if _, err := cliErr(t, "version", "extra"); exitCode(err) != 2 {
+		t.Errorf("version with an argument: %v, want exit 2", err)
+	}
+	bin := filepath.Join(t.TempDir(), "patina")
+	out, err := exec.Command("go", "build", "-o", bin, "-ldflags", "-X main.version=v9.8.7-test -X main.commit=0123456789abcdef0123", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, arg := range []string{"version", "--version"} {
+		out, err := exec.Command(bin, arg).Output()
+		if want := "patina v9.8.7-test (commit 0123456789ab) " + runtime.Version(); err != nil || !strings.HasPrefix(string(out), want) {
+			t.Errorf("stamped %s = %q, %v; want prefix %q", arg, out, err, want)
+		}
+	}
+}
+
+// TestHelpIntro: the root help's introduction names every top-level command, so that a new
+// command is not forgotten there.
+func TestHelpIntro(t *testing.T) {
+	root := (&Main{}).rootCmd()
+	intro := root.Long
+	for _, c := range root.Commands() {
+		if c.Hidden || c.Name() == "help" {
+			continue
+		}
+		if !strings.Contains(intro, c.Name()) {
+			t.Errorf("patina help's introduction does not mention %q", c.Name())
+		}
+	}
+	if out := cli(t, "help"); !strings.HasPrefix(out, intro[:40]) {
+		t.Errorf("patina help = %q", out)
 	}
 }

@@ -27,22 +27,28 @@ func init() {
 
 func newBackupCmd(m *Main) *cobra.Command {
 	var dataDir, out string
+	var force bool
 	c := &cobra.Command{
-		Use:   "backup --data-dir DIR --out FILE",
+		Use:   "backup --data-dir DIR --out FILE [--force]",
 		Short: "Write a stopped node's log to a file",
 		Long: `Write every complete changeset of a STOPPED node's log, in arrival order, to FILE (or
 stdout with --out -), in the msgpack framing of /v1/changes. The view is not needed: it is
 rebuilt from the log. Versions held only in part are left out (sync brings them back).
+An existing FILE is refused (exit 2) unless --force: a backup never replaces another silently.
 Restore with "patina restore", or post the file to a running node:
 curl -X POST -H 'Content-Type: application/msgpack' --data-binary @FILE host:8080/v1/changes`,
 		Example: `  patina backup --data-dir ./patina-data --out patina.backup`,
 		Args:    noArgs,
 	}
 	c.Flags().StringVar(&dataDir, "data-dir", "./patina-data", "data directory of the stopped node")
-	c.Flags().StringVar(&out, "out", "", "file to write (- for stdout)")
+	c.Flags().StringVar(&out, "out", "", "file to write (- for stdout); must not exist")
+	c.Flags().BoolVar(&force, "force", false, "replace --out if it exists")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		if out == "" {
 			return usagef("backup: --out is required")
+		}
+		if _, err := os.Lstat(out); out != "-" && !force && err == nil {
+			return usagef("backup: %s exists; remove it, choose another --out, or give --force", out)
 		}
 		dir := filepath.Join(dataDir, "log")
 		if !isDir(dir) {
@@ -53,7 +59,7 @@ curl -X POST -H 'Content-Type: application/msgpack' --data-binary @FILE host:808
 			return fmt.Errorf("open %s (is an agent running on it?): %w", dir, err)
 		}
 		defer store.Close()
-		w, commit, err := createOutput(out, m.Stdout)
+		w, commit, err := createOutput(out, m.Stdout, force)
 		if err != nil {
 			return err
 		}
@@ -71,9 +77,11 @@ curl -X POST -H 'Content-Type: application/msgpack' --data-binary @FILE host:808
 	return c
 }
 
-// createOutput opens path for writing through a temp file renamed into place by commit, so a
-// failed backup never leaves a truncated file under the final name; "-" is stdout.
-func createOutput(path string, stdout io.Writer) (io.Writer, func() error, error) {
+// createOutput opens path for writing through a temp file moved into place by commit, so a
+// failed backup never leaves a truncated file under the final name; "-" is stdout. Without
+// replace, commit links the file into place, which fails if path appeared meanwhile: an
+// existing file is never overwritten, even by a race with another writer.
+func createOutput(path string, stdout io.Writer, replace bool) (io.Writer, func() error, error) {
 	if path == "-" {
 		bw := bufio.NewWriter(stdout)
 		return bw, bw.Flush, nil
@@ -85,10 +93,16 @@ func createOutput(path string, stdout io.Writer) (io.Writer, func() error, error
 	bw := bufio.NewWriterSize(f, 1<<20)
 	commit := func() error {
 		err := errors.Join(bw.Flush(), f.Sync(), f.Close())
-		if err == nil {
+		switch {
+		case err != nil:
+		case replace:
 			err = os.Rename(f.Name(), path)
+		default:
+			if err = os.Link(f.Name(), path); errors.Is(err, os.ErrExist) {
+				err = usagef("%s appeared while the backup was written; not replaced", path)
+			}
 		}
-		if err != nil {
+		if err != nil || !replace {
 			os.Remove(f.Name())
 		}
 		return err

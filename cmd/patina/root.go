@@ -37,14 +37,22 @@ func (m *Main) rootCmd() *cobra.Command {
 		Long: `Patina gives every node of a fleet a local, queryable, near-real-time copy of shared
 state in SQLite, replicated with fast eventual consistency.
 
-Run a node with "patina agent"; talk to it with the client commands (exec, query, tail,
-migrate, members, sync state); work on a stopped node's data dir with rebuild and log inspect.
+Run a node with "patina agent". Talk to a running node with the client commands: exec,
+query, subscribe, tail, migrate, members, sync state. Work on a stopped node's data dir
+with rebuild, log inspect, backup and restore. Make gossip certificates with tls and API
+tokens with token; load a node with bench; print this binary's version with version (or
+--version).
+
+Client commands reach --api-addr (default 127.0.0.1:8080) with --token; -c patina.toml
+gives both. The design, API contract and invariants are in docs/DESIGN.md.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input.`,
+		Version:           versionLine(),
 		SilenceErrors:     true,
 		SilenceUsage:      true,
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(m.Stdout)
 	root.SetErr(m.Stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
