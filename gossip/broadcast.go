@@ -10,20 +10,36 @@ import (
 )
 
 // forward sends cs to fanout random live peers, except from (the peer it came from) and
-// its origin site, with hops as its budget. When the chosen peers are every candidate,
-// they need not forward it further, so it goes with budget 0.
+// its origin site, with hops as its budget. With a Region configured, it picks only among
+// the peers of this node's region (see Config.Region). When the chosen peers are every
+// candidate, they need not forward it further, so it goes with budget 0.
 func (g *Gossip) forward(cs *log.Changeset, hops, fanout int, from string) {
 	if hops <= 0 {
 		return
 	}
+	var peers []*peer
+	if g.cfg.Region != "" {
+		peers = g.regionPeers(g.cfg.Region)
+		if from != "" && g.peerRegion(from) != g.cfg.Region {
+			fanout = g.cfg.RegionalFanout // this node brings cs into its region
+		}
+	} else {
+		peers = g.alivePeers()
+	}
+	g.sendTo(cs, hops, fanout, from, peers)
+}
+
+// sendTo sends cs to fanout random peers of cand (see forward).
+func (g *Gossip) sendTo(cs *log.Changeset, hops, fanout int, from string, cand []*peer) {
 	origin := cs.Site.String()
-	peers := g.alivePeers()
-	cand := peers[:0]
-	for _, p := range peers {
+	n := 0
+	for _, p := range cand {
 		if p.name != from && p.name != origin {
-			cand = append(cand, p)
+			cand[n] = p
+			n++
 		}
 	}
+	cand = cand[:n]
 	if len(cand) == 0 {
 		return
 	}
@@ -44,6 +60,27 @@ func (g *Gossip) forward(cs *log.Changeset, hops, fanout int, from string) {
 	}
 }
 
+// broadcastOwn sends one of this node's changesets (or a part) on its first hops: to
+// LocalFanout random peers, or, region-aware, to RemoteFanout peers of each other region
+// and RegionalFanout of its own.
+func (g *Gossip) broadcastOwn(cs *log.Changeset) {
+	if g.cfg.Region == "" {
+		g.forward(cs, g.cfg.MaxHops, g.cfg.LocalFanout, "")
+		return
+	}
+	g.mu.Lock()
+	g.sortedLocked()
+	regions := g.regionList
+	g.mu.Unlock()
+	for _, r := range regions {
+		fanout := g.cfg.RemoteFanout
+		if r == g.cfg.Region {
+			fanout = g.cfg.RegionalFanout
+		}
+		g.sendTo(cs, g.cfg.MaxHops, fanout, "", g.regionPeers(r))
+	}
+}
+
 // broadcastLarge sends a large local changeset as the parts the log stored, so that every
 // node sees the same part boundaries; if the log has none yet, it cuts parts itself.
 func (g *Gossip) broadcastLarge(cs *log.Changeset) {
@@ -53,14 +90,14 @@ func (g *Gossip) broadcastLarge(cs *log.Changeset) {
 			g.logger.Warn("broadcast: scan large version", attrSite, cs.Site, "version", cs.Version, attrErr, err)
 			break
 		}
-		g.forward(part, g.cfg.MaxHops, g.cfg.LocalFanout, "")
+		g.broadcastOwn(part)
 		sent++
 	}
 	if sent > 0 {
 		return
 	}
 	for _, part := range splitParts(cs, g.cfg.PartChanges) {
-		g.forward(part, g.cfg.MaxHops, g.cfg.LocalFanout, "")
+		g.broadcastOwn(part)
 	}
 }
 

@@ -39,6 +39,18 @@ type Config struct {
 	// to. Larger than Fanout so that clusters of up to LocalFanout+1 nodes are reached in
 	// one hop: every hop costs a durable append before the forward.
 	LocalFanout int
+	// Region names this node's region (a data center or cloud region), advertised to the
+	// others. When set, broadcast is region-aware: a node's own changesets go to
+	// RemoteFanout members of every other region and RegionalFanout of its own, and a
+	// received changeset is forwarded within the receiver's region only (RegionalFanout
+	// members when it came from another region, Fanout when from its own). Each changeset
+	// then crosses a WAN link about RemoteFanout times per region instead of at random,
+	// in one hop from its origin. Empty: region-blind random fanout (members without a
+	// region count as one region of their own).
+	Region string
+	// RemoteFanout and RegionalFanout: see Region.
+	RemoteFanout   int
+	RegionalFanout int
 	// MaxHops is the hop budget of a local changeset; a receiver forwards a new changeset
 	// with one hop fewer.
 	MaxHops int
@@ -121,6 +133,8 @@ func DefaultConfig() Config {
 		APIAddr:           "127.0.0.1:8080",
 		Fanout:            3,
 		LocalFanout:       10,
+		RemoteFanout:      1,
+		RegionalFanout:    32,
 		MaxHops:           4,
 		BatchDelay:        200 * time.Microsecond,
 		BatchBytes:        64 << 10,
@@ -191,7 +205,8 @@ func (c *Config) Validate() error {
 		name string
 		v    int64
 	}{
-		{"fanout", int64(c.Fanout)}, {"local_fanout", int64(c.LocalFanout)}, {"max_hops", int64(c.MaxHops)}, {"batch_bytes", int64(c.BatchBytes)},
+		{"fanout", int64(c.Fanout)}, {"local_fanout", int64(c.LocalFanout)},
+		{"remote_fanout", int64(c.RemoteFanout)}, {"regional_fanout", int64(c.RegionalFanout)}, {"max_hops", int64(c.MaxHops)}, {"batch_bytes", int64(c.BatchBytes)},
 		{"queue_len", int64(c.QueueLen)}, {"part_changes", int64(c.PartChanges)},
 		{"sync_interval", int64(c.SyncInterval)}, {"sync_peers", int64(c.SyncPeers)},
 		{"sync_chunk", int64(c.SyncChunk)}, {"sync_timeout", int64(c.SyncTimeout)},

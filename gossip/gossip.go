@@ -65,12 +65,15 @@ type Gossip struct {
 	quicAddr   string // advertised
 	gossipAddr string // advertised
 
-	mu       sync.Mutex
-	peers    map[string]*peer       // live peers by node name (site id string)
-	peerList []*peer                // the same, sorted by name
-	known    map[string]*memberInfo // every member ever seen, for Members and reconnects
-	vectors  map[string]*log.Vector // last vector learned from each peer (by name)
-	heads    map[log.SiteID]uint64  // highest version seen per site
+	mu         sync.Mutex
+	peers      map[string]*peer       // live peers by node name (site id string)
+	peerList   []*peer                // the same, sorted by name
+	peersDirty bool                   // peers changed since peerList and byRegion were built (sortedLocked)
+	byRegion   map[string][]*peer     // the same by region (Config.Region), sorted by name
+	regionList []string               // byRegion's keys, sorted
+	known      map[string]*memberInfo // every member ever seen, for Members and reconnects
+	vectors    map[string]*log.Vector // last vector learned from each peer (by name)
+	heads      map[log.SiteID]uint64  // highest version seen per site
 
 	joinTries  atomic.Uint64 // bootstrap join attempts, for tests and logs
 	served     atomic.Int32
@@ -257,7 +260,7 @@ func (g *Gossip) shutdown() error {
 	keep(g.mem.Close())
 	g.mu.Lock()
 	peers := g.peers
-	g.peers, g.peerList = map[string]*peer{}, nil
+	g.peers, g.peerList, g.byRegion, g.peersDirty = map[string]*peer{}, nil, nil, false
 	g.mu.Unlock()
 	for _, p := range peers {
 		p.stop()
@@ -271,7 +274,7 @@ func (g *Gossip) shutdown() error {
 }
 
 // Broadcast sends a changeset newly appended to the local log to LocalFanout random live
-// members. It never blocks: full queues drop their oldest entries (sync repairs). Large
+// members (region-aware: see Config.Region). It never blocks: full queues drop their oldest entries (sync repairs). Large
 // changesets travel as the parts the log stored. cs must not be modified afterwards.
 func (g *Gossip) Broadcast(cs *log.Changeset) {
 	if g.closed.Load() || !g.ready.Load() || cs == nil {
@@ -284,7 +287,7 @@ func (g *Gossip) Broadcast(cs *log.Changeset) {
 		g.broadcastLarge(cs)
 		return
 	}
-	g.forward(cs, g.cfg.MaxHops, g.cfg.LocalFanout, "")
+	g.broadcastOwn(cs)
 }
 
 // SetFaults replaces the fault rules at run time (FOR TESTING ONLY). The fault hook must

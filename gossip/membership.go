@@ -22,6 +22,8 @@ type nodeMeta struct {
 	Cluster string   `msgpack:"cluster"`
 	QUIC    string   `msgpack:"quic"`
 	API     string   `msgpack:"api,omitempty"`
+	// Region is the node's Config.Region (empty: none).
+	Region string `msgpack:"region,omitempty"`
 	// Leaving is set just before a graceful leave, so that peers record the node as left
 	// rather than dead and do not try to reconnect to it (memberlist's Node.State does not
 	// tell them apart).
@@ -65,7 +67,7 @@ func (g *Gossip) metaFor(host string) []byte {
 	quicAddr := g.quicAddr
 	g.mu.Unlock()
 	meta, err := msgpack.Marshal(&nodeMeta{V: 1, Site: wireSite(g.site), Cluster: g.cfg.ClusterID, QUIC: quicAddr,
-		API: g.cfg.APIAddr, Leaving: g.leaving.Load()})
+		API: g.cfg.APIAddr, Region: g.cfg.Region, Leaving: g.leaving.Load()})
 	if err != nil {
 		panic(err) // a fixed struct always encodes
 	}
@@ -102,11 +104,13 @@ func (g *Gossip) memberUp(name, addr string, meta []byte) {
 	}
 	info.meta, info.addr, info.state, info.since = m, addr, StateAlive, g.clock.Now()
 	p := g.peers[name]
-	fresh := p == nil || p.addr != m.QUIC
+	fresh := p == nil || p.addr != m.QUIC || p.region != m.Region
 	var old *peer
 	if fresh && !g.closed.Load() {
 		old = p
-		g.peers[name] = g.newPeer(name, m.site, m.QUIC)
+		np := g.newPeer(name, m.site, m.QUIC)
+		np.region = m.Region
+		g.peers[name] = np
 		g.setPeersLocked()
 	}
 	g.updateMemberGauges()
@@ -160,10 +164,11 @@ func (g *Gossip) updateMemberGauges() {
 
 // peer is a live member: its broadcast queue and the state of its flushes.
 type peer struct {
-	g    *Gossip
-	name string
-	site log.SiteID
-	addr string // transport address (QUIC)
+	g      *Gossip
+	name   string
+	site   log.SiteID
+	addr   string // transport address (QUIC)
+	region string // its Config.Region
 
 	ctx    context.Context // ends when the peer stops
 	cancel context.CancelFunc
@@ -479,14 +484,57 @@ func (g *Gossip) lostMember() string {
 func (g *Gossip) alivePeers() []*peer {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.sortedLocked()
 	return append([]*peer(nil), g.peerList...)
 }
 
-// setPeersLocked rebuilds peerList from peers; it needs g.mu.
-func (g *Gossip) setPeersLocked() {
+// setPeersLocked notes that peers changed; it needs g.mu. The sorted views are rebuilt
+// on their next use, once for a burst of membership events (a node learns a whole
+// cluster at once when it joins).
+func (g *Gossip) setPeersLocked() { g.peersDirty = true }
+
+// sortedLocked rebuilds peerList and byRegion from peers if they changed; it needs g.mu.
+func (g *Gossip) sortedLocked() {
+	if !g.peersDirty {
+		return
+	}
+	g.peersDirty = false
 	g.peerList = g.peerList[:0]
 	for _, p := range g.peers {
 		g.peerList = append(g.peerList, p)
 	}
 	slices.SortFunc(g.peerList, func(a, b *peer) int { return strings.Compare(a.name, b.name) })
+	if g.cfg.Region == "" {
+		return
+	}
+	g.byRegion = map[string][]*peer{}
+	for _, p := range g.peerList {
+		g.byRegion[p.region] = append(g.byRegion[p.region], p)
+	}
+	g.regionList = g.regionList[:0:0]
+	for r := range g.byRegion {
+		g.regionList = append(g.regionList, r)
+	}
+	if _, ok := g.byRegion[g.cfg.Region]; !ok {
+		g.regionList = append(g.regionList, g.cfg.Region) // no peer there: nothing to send
+	}
+	slices.Sort(g.regionList)
+}
+
+// regionPeers returns the live peers of region (copy), sorted by name.
+func (g *Gossip) regionPeers(region string) []*peer {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.sortedLocked()
+	return append([]*peer(nil), g.byRegion[region]...)
+}
+
+// peerRegion is the region of the live peer named name ("" when unknown).
+func (g *Gossip) peerRegion(name string) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p := g.peers[name]; p != nil {
+		return p.region
+	}
+	return ""
 }

@@ -45,7 +45,7 @@ func (c *Config) gossipConfig() (gossip.Config, error) {
 	g.ClusterID = c.ClusterID
 	g.GossipAddr, g.QUICAddr, g.AdvertiseAddr = c.GossipAddr, c.QUICAddr, c.AdvertiseAddr
 	g.Bootstrap = c.Bootstrap
-	g.Fanout, g.SyncInterval = c.Gossip.Fanout, c.Gossip.SyncInterval
+	g.Fanout, g.SyncInterval, g.Region = c.Gossip.Fanout, c.Gossip.SyncInterval, c.Gossip.Region
 	if c.Gossip.SecretKey != "" {
 		k, err := base64.StdEncoding.DecodeString(c.Gossip.SecretKey)
 		if err != nil {

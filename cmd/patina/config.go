@@ -99,7 +99,9 @@ type GossipConfig struct {
 	SecretKey    string        `toml:"secret_key"`
 	Fanout       int           `toml:"fanout"`
 	SyncInterval time.Duration `toml:"sync_interval"`
-	TLS          struct {
+	// Region names this node's region; set on every node, broadcast becomes region-aware.
+	Region string `toml:"region"`
+	TLS    struct {
 		CAFile   string `toml:"ca_file"`
 		CertFile string `toml:"cert_file"`
 		KeyFile  string `toml:"key_file"`
@@ -190,6 +192,7 @@ var options = []option{
 	{key: "gossip.secret_key", usage: "base64 key (16, 24 or 32 bytes) encrypting gossip", field: func(c *Config) any { return &c.Gossip.SecretKey }, agentOnly: true},
 	{key: "gossip.fanout", usage: "members each new changeset is sent to", field: func(c *Config) any { return &c.Gossip.Fanout }, agentOnly: true},
 	{key: "gossip.sync_interval", usage: "mean time between sync rounds", field: func(c *Config) any { return &c.Gossip.SyncInterval }, agentOnly: true},
+	{key: "gossip.region", usage: "this node's region (e.g. its cloud region); set on every node for region-aware broadcast", field: func(c *Config) any { return &c.Gossip.Region }, agentOnly: true},
 	{key: "gossip.tls.ca_file", usage: "CA certificate (PEM): mutual TLS between nodes", field: func(c *Config) any { return &c.Gossip.TLS.CAFile }, agentOnly: true},
 	{key: "gossip.tls.cert_file", usage: "node certificate (PEM)", field: func(c *Config) any { return &c.Gossip.TLS.CertFile }, agentOnly: true},
 	{key: "gossip.tls.key_file", usage: "node private key (PEM)", field: func(c *Config) any { return &c.Gossip.TLS.KeyFile }, agentOnly: true},

@@ -1,6 +1,6 @@
 // Package archtest checks that Patina's packages depend on each other only in the
-// directions docs/ and the doc.go files promise: log <- materializer <- api, log <- gossip,
-// and only cmd/patina wires them together.
+// directions docs/ and the doc.go files promise: log <- materializer <- api, log <- gossip
+// <- sim, and only cmd/patina wires them together.
 package archtest
 
 import (
@@ -25,13 +25,16 @@ type rule struct {
 }
 
 var rules = []rule{
-	{pattern: "log/...", trees: []string{"materializer", "gossip", "api", "cmd", "bench"}},
+	{pattern: "log/...", trees: []string{"materializer", "gossip", "api", "cmd", "bench", "sim"}},
 	// The materializer package itself must not import its subscription engine, which
 	// sits on top of it: subs imports materializer, never the reverse. The pattern names
 	// the package alone, because "materializer/..." would include subs itself.
 	{pattern: "materializer", trees: []string{"materializer/subs", "gossip", "api", "cmd", "bench"}},
 	{pattern: "materializer/...", trees: []string{"gossip", "api", "cmd", "bench"}},
-	{pattern: "gossip/...", trees: []string{"materializer", "api", "cmd", "bench"}},
+	// gossip never knows it is simulated: the simulator drives it through its seams.
+	{pattern: "gossip/...", trees: []string{"materializer", "api", "cmd", "bench", "sim"}},
+	// The simulator runs the real gossip and log only; cmd/patina (and bench) import it.
+	{pattern: "sim/...", trees: []string{"materializer", "api", "cmd", "bench", "pg"}},
 	{pattern: "api/...", trees: []string{"gossip", "cmd", "bench"}},
 	// The Go client is what users embed: it speaks HTTP and must not pull in the server.
 	{pattern: "api/client/...", exact: []string{"api"}, trees: []string{"materializer", "gossip", "cmd", "bench"}},

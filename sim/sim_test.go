@@ -1,0 +1,147 @@
+package sim
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestHundredNodes runs 100 nodes in 10 regions with packet loss, a crash and a partition:
+// every write must reach every node, the logs must end equal, and a second run with the
+// same config must measure exactly the same (wall and CPU time aside).
+func TestHundredNodes(t *testing.T) {
+	cfg := Config{Nodes: 100, Regions: 10, Seed: 7, Rate: 15, Duration: 3 * time.Second, Idle: time.Second,
+		Loss: 0.05, Crash: 0.01, Partition: true}
+	a, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", *a)
+	if a.Writes == 0 || a.Crashes != 1 || !a.Partition {
+		t.Fatalf("run without writes or faults: %+v", *a)
+	}
+	if a.Delivered != 1 || !a.Converged {
+		t.Fatalf("delivered %v, converged %v; want every write everywhere and equal logs", a.Delivered, a.Converged)
+	}
+	if a.P50Ms <= 0 || a.P99Ms < a.P50Ms || a.MaxMs < a.P99Ms || a.MsgsPerWrite <= 0 {
+		t.Fatalf("implausible figures: %+v", *a)
+	}
+	b, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.WallS, a.CPUS, b.WallS, b.CPUS = 0, 0, 0, 0
+	if *a != *b {
+		t.Fatalf("same seed, different runs:\n%+v\n%+v", *a, *b)
+	}
+}
+
+func TestRTTTable(t *testing.T) {
+	tbl, err := loadRTT(MaxRegions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tbl.names) != 40 {
+		t.Fatalf("%d regions, want 40", len(tbl.names))
+	}
+	for i := range tbl.names {
+		if tbl.rtt[i][i] != intraRegionRTT {
+			t.Fatalf("%s to itself: %v", tbl.names[i], tbl.rtt[i][i])
+		}
+		for j := range tbl.names {
+			if tbl.rtt[i][j] != tbl.rtt[j][i] || (i != j && tbl.rtt[i][j] < 2*time.Millisecond) {
+				t.Fatalf("%s-%s: %v / %v", tbl.names[i], tbl.names[j], tbl.rtt[i][j], tbl.rtt[j][i])
+			}
+		}
+	}
+	// Spot checks against the published table (mean of both directions).
+	idx := map[string]int{}
+	for i, n := range tbl.names {
+		idx[n] = i
+	}
+	for _, c := range []struct {
+		a, b string
+		want time.Duration
+	}{
+		{"East US", "West Europe", 82500 * time.Microsecond},             // 83 and 82
+		{"Japan East", "Japan West", 10 * time.Millisecond},              // 10 and 10
+		{"Australia East", "South Africa North", 378 * time.Millisecond}, // 378 and 378
+	} {
+		if got := tbl.rtt[idx[c.a]][idx[c.b]]; got != c.want {
+			t.Errorf("%s-%s = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+	if _, err := loadRTT(41); err == nil {
+		t.Fatal("41 regions accepted")
+	}
+	if _, err := parseAzureRTT("|Source|A|B|\n|A||x|\n"); err == nil || !strings.Contains(err.Error(), "bad cell") {
+		t.Fatalf("bad cell: %v", err)
+	}
+}
+
+func TestNetworkModel(t *testing.T) {
+	tbl, err := loadRTT(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &loop{}
+	n := newNetwork(l, rand.New(rand.NewPCG(1, 2)), tbl, NetConfig{Bandwidth: 8e6, PerMessage: time.Millisecond, PerByte: time.Microsecond})
+	// Propagation is half the round trip; 1,000 bytes at 8 Mbit/s take 1 ms to serialize.
+	oneWay := tbl.rtt[0][1] / 2
+	if got := n.transit(0, 1, 0, 1, 1000); got != oneWay+time.Millisecond {
+		t.Fatalf("first message arrives at %v, want %v", got, oneWay+time.Millisecond)
+	}
+	// The link serializes: a second message sent at once queues behind the first.
+	if got := n.transit(0, 1, 0, 1, 1000); got != oneWay+2*time.Millisecond {
+		t.Fatalf("second message arrives at %v, want %v", got, oneWay+2*time.Millisecond)
+	}
+	// Another link is independent; within a region the round trip is 1 ms.
+	if got := n.transit(2, 3, 0, 0, 1000); got != intraRegionRTT/2+time.Millisecond {
+		t.Fatalf("intra-region message at %v", got)
+	}
+	if got := n.processing(500); got != time.Millisecond+500*time.Microsecond {
+		t.Fatalf("processing %v", got)
+	}
+	if n.msgs != 3 || n.bytes != 3000 {
+		t.Fatalf("counted %d messages, %d bytes", n.msgs, n.bytes)
+	}
+	// Loss delays (QUIC retransmits), in stream order, and never loses.
+	n.cfg.Loss = 0.5
+	var last time.Duration
+	delayed := 0
+	for i := range 200 {
+		at := n.transit(4, 5, 0, 1, 100)
+		if at < last {
+			t.Fatalf("message %d arrives at %v, before the previous one at %v", i, at, last)
+		}
+		if at-last > tbl.rtt[0][1] {
+			delayed++
+		}
+		last = at
+	}
+	if delayed == 0 {
+		t.Fatal("half the packets lost and no message delayed by a retransmission")
+	}
+}
+
+func TestLoopOrderAndStop(t *testing.T) {
+	l := &loop{}
+	var got []int
+	l.after(2*time.Second, func() { got = append(got, 2) })
+	e := l.after(time.Second, func() { got = append(got, 99) })
+	l.after(time.Second, func() { got = append(got, 1) })
+	l.after(2*time.Second, func() { got = append(got, 3) }) // same time: scheduling order
+	c := clock{l}
+	tm := c.AfterFunc(1500*time.Millisecond, func() { got = append(got, 98) })
+	if !l.stop(e) || !tm.Stop() || tm.Stop() {
+		t.Fatal("stop")
+	}
+	l.runUntil(10*time.Second, nil)
+	if want := []int{1, 2, 3}; len(got) != 3 || got[0] != 1 || got[1] != 2 || got[2] != 3 {
+		t.Fatalf("ran %v, want %v", got, want)
+	}
+	if c.Now() != epoch.Add(10*time.Second) {
+		t.Fatalf("now %v", c.Now())
+	}
+}
