@@ -22,6 +22,7 @@ type metrics struct {
 	ingested        *prometheus.CounterVec // new: true|false
 	applyDuration   prometheus.Histogram
 	streamed        prometheus.Counter
+	backupStreamed  prometheus.Counter // backup.go
 	streamsOpen     prometheus.Gauge
 	shed            prometheus.Counter
 	queued          prometheus.Gauge
@@ -73,6 +74,9 @@ func newMetrics(s *Server) *metrics {
 			Name: "patina_ingest_apply_duration_seconds", Help: "Time from receiving ingested changesets to their being folded into the view.",
 			Buckets: latencyBuckets,
 		}),
+		backupStreamed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "patina_backup_changesets_total", Help: "Changesets sent by GET /v1/backup (online backups).",
+		}),
 		streamed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "patina_changesets_streamed_total", Help: "Changesets sent on GET /v1/changes.",
 		}),
@@ -103,7 +107,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.requests, m.requestDuration, m.inFlight, m.transactions, m.txDuration, m.rowsWritten, m.queries,
-		m.queryDuration, m.rowsRead, m.ingested, m.applyDuration, m.streamed, m.streamsOpen,
+		m.queryDuration, m.rowsRead, m.ingested, m.applyDuration, m.streamed, m.backupStreamed, m.streamsOpen,
 		m.shed, m.queued, m.queueWait, m.slowBodies, m.authFailures, m.state,
 	} {
 		errs = append(errs, reg.Register(c))
