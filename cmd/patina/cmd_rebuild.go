@@ -110,6 +110,21 @@ func (b *progressBar) update(p materializer.RebuildProgress) {
 	fmt.Fprintf(b.w, "\r[%s%s] %3.0f%% %d/%d changesets, %d cells", strings.Repeat("#", n), strings.Repeat(" ", width-n), frac*100, p.Done, p.Total, p.Cells)
 }
 
+// step draws done of total with a unit of its own ("seq", "bytes"); see update.
+func (b *progressBar) step(done, total uint64, unit string) {
+	if b.off || (time.Since(b.last) < 100*time.Millisecond && done != total) {
+		return
+	}
+	b.last, b.drawn = time.Now(), true
+	const width = 40
+	frac := 1.0
+	if total > 0 {
+		frac = min(float64(done)/float64(total), 1)
+	}
+	n := int(frac * width)
+	fmt.Fprintf(b.w, "\r[%s%s] %3.0f%% %d/%d %s", strings.Repeat("#", n), strings.Repeat(" ", width-n), frac*100, done, total, unit)
+}
+
 func (b *progressBar) done() {
 	if b.drawn {
 		fmt.Fprintln(b.w)
