@@ -24,10 +24,10 @@ import (
 //   - A partition is detected like crashes on both sides; after it heals, each side's
 //     join loop retries lost members every ReconnectInterval (+25% jitter).
 //
-// The delays were checked against the real memberlist configuration on 127.0.0.1 (see
-// gossip's BenchmarkFailureDetection and bench/RESULTS.md). Membership traffic is not sent
-// through the network model; idleBytesPerNodeS estimates it from memberlist's message
-// sizes.
+// These delays follow memberlist's own formulas for gossip's configuration; they have not
+// yet been checked against a measurement of real memberlist nodes (bench/RESULTS.md says
+// so). Membership traffic is not sent through the network model; idleBytesPerNodeS
+// estimates it from memberlist's message sizes.
 type membershipModel struct {
 	s   *Sim
 	cfg gossip.Config

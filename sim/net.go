@@ -22,7 +22,7 @@ import (
 //     sent, or on the other side of a partition is lost, and its sender learns it after
 //     QUIC's idle timeout (lostAfter).
 //   - Processing: each node handles what arrives one message at a time, PerMessage plus
-//     PerByte of its size (measured from the real receive path, cost_test.go), so a busy
+//     PerByte of its size (from the real receive path's measurements, cost.go), so a busy
 //     node queues.
 type network struct {
 	l     *loop
