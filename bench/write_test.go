@@ -45,3 +45,27 @@ func TestWriteWorkload(t *testing.T) {
 		t.Error("0 rows per transaction is valid")
 	}
 }
+
+// TestOverloadWorkload: with one slot and no queue, a burst gets 503s; with the queue, the
+// same burst is served without any.
+func TestOverloadWorkload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns agents")
+	}
+	cfg := DefaultOverloadConfig()
+	cfg.Binary, cfg.Rate, cfg.Duration, cfg.MaxConcurrency = buildPatinaForCluster(t), 400, 500*time.Millisecond, 1
+	res, err := RunOverload(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res)
+	if res.NoQueue.Sent != 200 || res.Queue.Sent != 200 || res.NoQueue.Other != 0 || res.Queue.Other != 0 {
+		t.Fatalf("sent or failed otherwise: %+v", res)
+	}
+	if res.Queue.Shed != 0 || res.Queue.OK != 200 {
+		t.Errorf("with the queue: %d refused, %d served; want all 200 served", res.Queue.Shed, res.Queue.OK)
+	}
+	if res.NoQueue.Shed+res.NoQueue.OK != 200 {
+		t.Errorf("without the queue: %d refused + %d served != 200", res.NoQueue.Shed, res.NoQueue.OK)
+	}
+}
