@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	_ "modernc.org/sqlite" // the plain-SQLite baseline
@@ -79,6 +80,9 @@ type WriteResult struct {
 	// RowsPerTx single-row INSERTs through one prepared statement, same rows, same disk.
 	BaselineRows    int
 	BaselineRowsSec float64
+	// BaselineCPUPerRow is this process's CPU (user + system) per baseline row: on a shared
+	// machine the CPU figures compare where the rates cannot.
+	BaselineCPUPerRow time.Duration
 
 	// Replication: rows acknowledged by the nodes during Duration, and the time from the
 	// first write to the last node holding every one of them.
@@ -99,6 +103,8 @@ type WriteResult struct {
 	// RebuildFoldSec is the command's own figure: cells over the time of the rebuild call
 	// (open, fold, sync, swap), without process start and log open.
 	RebuildFoldSec float64
+	// RebuildCPUPerCell is the rebuild process's CPU (user + system) per cell.
+	RebuildCPUPerCell time.Duration
 }
 
 // baselineCells is the cells of one baseline row: the issue counts every column.
@@ -113,12 +119,16 @@ func (r WriteResult) String() string {
 		r.Nodes, r.Clients, r.RowsPerTx, r.Rows, r.AckRowsSec, ms(r.TxP50), ms(r.TxP99))
 	fmt.Fprintf(&b, "replicated to every node: %.0f rows/s in %v = %.3fx baseline (target >= 0.2x)\n",
 		r.ReplicatedSec, r.ReplicatedTime.Round(time.Millisecond), ratio(r.ReplicatedSec, base))
-	fmt.Fprintf(&b, "CPU of the %d agents: %v in all, %.1f us per replicated row",
-		r.Nodes, r.CPUTotal.Round(time.Millisecond), float64(r.CPUPerRow)/1e3)
+	fmt.Fprintf(&b, "CPU of the %d agents: %v in all, %.1f us per replicated row = %.1fx the baseline's %.1f us per row",
+		r.Nodes, r.CPUTotal.Round(time.Millisecond), float64(r.CPUPerRow)/1e3,
+		ratio(float64(r.CPUPerRow), float64(r.BaselineCPUPerRow)), float64(r.BaselineCPUPerRow)/1e3)
 	if r.RebuildCells > 0 {
 		fmt.Fprintf(&b, "\nrebuild: %d cells in %v = %.0f cells/s = %.3fx baseline cells/s (target >= 0.25x); the rebuild call alone %.0f cells/s = %.3fx",
 			r.RebuildCells, r.RebuildTime.Round(time.Millisecond), r.RebuildCellSec, ratio(r.RebuildCellSec, base*baselineCells),
 			r.RebuildFoldSec, ratio(r.RebuildFoldSec, base*baselineCells))
+		fmt.Fprintf(&b, "\nrebuild CPU: %.2f us per cell = %.1fx the baseline's %.2f us per cell",
+			float64(r.RebuildCPUPerCell)/1e3, ratio(float64(r.RebuildCPUPerCell), float64(r.BaselineCPUPerRow)/baselineCells),
+			float64(r.BaselineCPUPerRow)/1e3/baselineCells)
 	}
 	return b.String()
 }
@@ -162,8 +172,19 @@ func RunWrite(ctx context.Context, cfg WriteConfig) (res WriteResult, err error)
 
 	// The baseline first, then the cluster: both see the machine of the same minute.
 	logf("bench write: baseline for %v", cfg.Duration)
+	cpuStart, err := selfCPU()
+	if err != nil {
+		return res, err
+	}
 	if res.BaselineRows, err = runBaseline(ctx, filepath.Join(dir, "baseline.db"), cfg.Rows, cfg.Duration); err != nil {
 		return res, fmt.Errorf("baseline: %w", err)
+	}
+	cpuEnd, err := selfCPU()
+	if err != nil {
+		return res, err
+	}
+	if res.BaselineRows > 0 {
+		res.BaselineCPUPerRow = (cpuEnd - cpuStart) / time.Duration(res.BaselineRows)
 	}
 	res.BaselineRowsSec = float64(res.BaselineRows) / cfg.Duration.Seconds()
 
@@ -313,6 +334,9 @@ func RunWrite(ctx context.Context, cfg WriteConfig) (res WriteResult, err error)
 	}
 	res.RebuildCells, _ = strconv.Atoi(string(m[1]))
 	res.RebuildFoldSec, _ = strconv.ParseFloat(string(m[2]), 64)
+	if ps := cmd.ProcessState; ps != nil && res.RebuildCells > 0 {
+		res.RebuildCPUPerCell = (ps.UserTime() + ps.SystemTime()) / time.Duration(res.RebuildCells)
+	}
 	// The whole command, process start and log open included: what an operator waits for.
 	res.RebuildCellSec = float64(res.RebuildCells) / res.RebuildTime.Seconds()
 	return res, nil
@@ -441,4 +465,13 @@ func procCPU(pid int) (time.Duration, error) {
 		return 0, errors.New("agent CPU time: malformed /proc stat")
 	}
 	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
+
+// selfCPU is this process's CPU time (user + system) so far.
+func selfCPU() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, fmt.Errorf("getrusage: %w", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
