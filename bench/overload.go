@@ -28,6 +28,9 @@ type OverloadConfig struct {
 	Duration time.Duration
 	// MaxConcurrency is the agent's api.max_concurrency (0: its default, 256).
 	MaxConcurrency int
+	// QueueTimeout is the agent's api.queue_timeout in the pass with the queue (0: its
+	// default, 2 s).
+	QueueTimeout time.Duration
 	// Logf, when set, receives progress lines.
 	Logf func(format string, args ...any)
 }
@@ -136,6 +139,9 @@ func overloadPass(ctx context.Context, cfg OverloadConfig, dir, schema string, q
 	}
 	if !queue {
 		a.env = append(a.env, "PATINA_API_QUEUE_DEPTH=-1")
+	}
+	if queue && cfg.QueueTimeout > 0 {
+		a.env = append(a.env, "PATINA_API_QUEUE_TIMEOUT="+cfg.QueueTimeout.String())
 	}
 	if cfg.MaxConcurrency > 0 {
 		a.env = append(a.env, fmt.Sprintf("PATINA_API_MAX_CONCURRENCY=%d", cfg.MaxConcurrency))

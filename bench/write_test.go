@@ -54,6 +54,8 @@ func TestOverloadWorkload(t *testing.T) {
 	}
 	cfg := DefaultOverloadConfig()
 	cfg.Binary, cfg.Rate, cfg.Duration, cfg.MaxConcurrency = buildPatinaForCluster(t), 400, 500*time.Millisecond, 1
+	// A shared CI machine can stall the agent for seconds: the queue must not time out here.
+	cfg.QueueTimeout = time.Minute
 	res, err := RunOverload(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,7 @@ Prints the writes sent, served, refused with 503, and the served writes' latency
 	fs.IntVar(&cfg.Rate, "rate", cfg.Rate, "writes per second, open loop")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long writes are sent, per pass")
 	fs.IntVar(&cfg.MaxConcurrency, "max-concurrency", 0, "the agent's api.max_concurrency (0: its default)")
+	fs.DurationVar(&cfg.QueueTimeout, "queue-timeout", 0, "the agent's api.queue_timeout in the pass with the queue (0: its default)")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		exe, err := os.Executable()
 		if err != nil {
