@@ -42,9 +42,10 @@ func TestBadInput(t *testing.T) {
 		{"tx SQL not a string", req{"POST", "/v1/transactions", `[[1, [2]]]`, nil}, 400, "SQL string"},
 		{"tx params not array or object", req{"POST", "/v1/transactions", `[["INSERT INTO t (id) VALUES (?)", 2]]`, nil}, 400, "params"},
 		{"tx object without query", req{"POST", "/v1/transactions", `[{"params": [1]}]`, nil}, 400, "query"},
-		{"tx object unknown field", req{"POST", "/v1/transactions", `[{"sql": "SELECT 1"}]`, nil}, 400, "unknown field"},
-		{"tx params and named", req{"POST", "/v1/transactions", `[{"query": "SELECT 1", "params": [], "named_params": {"a": 1}}]`, nil}, 400, "not both"},
-		{"tx bad param value", req{"POST", "/v1/transactions", `[["INSERT INTO t (id) VALUES (?)", [{"x": 1}]]]`, nil}, 400, "params"},
+		{"tx object unknown field", req{"POST", "/v1/transactions", `[{"sql": "SELECT 1"}]`, nil}, 400, "unknown key"},
+		{"tx object key case", req{"POST", "/v1/transactions", `[{"quErY": "SELECT 1"}]`, nil}, 400, "unknown key"},
+		{"query trailing bytes", req{"POST", "/v1/queries", `{"query": "SELECT 1"}0`, nil}, 400, "malformed JSON"},
+		{"tx bad param value", req{"POST", "/v1/transactions", `[["INSERT INTO t (id) VALUES (?)", 5]]`, nil}, 400, "params"},
 		{"tx empty SQL", req{"POST", "/v1/transactions", `["  "]`, nil}, 400, "empty"},
 		{"tx bad timeout", req{"POST", "/v1/transactions?timeout=soon", `["SELECT 1"]`, nil}, 400, "timeout"},
 		{"query malformed JSON", req{"POST", "/v1/queries", `{"query": `, nil}, 400, ""},
@@ -64,7 +65,7 @@ func TestBadInput(t *testing.T) {
 		{"delete to queries", req{"POST", "/v1/queries", `"DELETE FROM t"`, nil}, 400, ""},
 		{"write to a __patina table", req{"POST", "/v1/transactions", `["DELETE FROM __patina_clock_t"]`, nil}, 400, ""},
 		{"create a __patina table", req{"POST", "/v1/migrations", `["CREATE TABLE __patina_x (id INTEGER PRIMARY KEY)"]`, nil}, 400, ""},
-		// Schema DESIGN.md refuses.
+		// Schema docs/DESIGN.md section 5 refuses.
 		{"schema UNIQUE", req{"POST", "/v1/migrations", `["CREATE TABLE u (id INTEGER PRIMARY KEY NOT NULL, e TEXT UNIQUE)"]`, nil}, 400, "unique"},
 		{"schema AUTOINCREMENT", req{"POST", "/v1/migrations", `["CREATE TABLE a (id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL)"]`, nil}, 400, "autoincrement"},
 		{"schema without primary key", req{"POST", "/v1/migrations", `["CREATE TABLE np (x TEXT)"]`, nil}, 400, "primary key"},

@@ -17,7 +17,7 @@ import (
 
 // Wire form of the changeset stream and ingest (decisions in docs/DECISIONS.md):
 //
-//   - NDJSON (default): one changeset per line in DESIGN.md's JSON form, "seq" being this
+//   - NDJSON (default): one changeset per line in docs/DESIGN.md's JSON form, "seq" being this
 //     node's arrival seq; a failure after the stream started is a final {"error": "..."} line.
 //   - msgpack (Accept or Content-Type application/msgpack): frames of a 4-byte big-endian
 //     length and that many bytes; a frame starting with log.FormatV1 is a changeset as

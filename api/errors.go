@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/patinadb/patina/log"
 	"github.com/patinadb/patina/materializer"
@@ -58,7 +59,7 @@ func badRequestf(format string, args ...any) error {
 // away before the answer.
 const statusClientClosed = 499
 
-// statusOf maps an error to its HTTP status (DESIGN.md section 7).
+// statusOf maps an error to its HTTP status (docs/DESIGN.md section 7).
 func statusOf(err error) int {
 	var maxBytes *http.MaxBytesError
 	switch {
@@ -105,6 +106,24 @@ type errorBody struct {
 // writeError answers err with its status and {"error": "..."}. Internal faults (500) are
 // logged, since the client cannot act on them; other errors are the client's and are not.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	writeJSON(w, s.errorStatus(w, r, err), errorBody{Error: err.Error()})
+}
+
+// writeExecError is writeError for /v1/transactions and /v1/migrations: the body is also
+// Corrosion's ExecResponse, {"results":[{"error":...}],"time":0.0,"version":null,
+// "actor_id":...}, which Corrosion's clients read the message from.
+func (s *Server) writeExecError(w http.ResponseWriter, r *http.Request, err error) {
+	writeJSON(w, s.errorStatus(w, r, err), s.execError(err.Error(), 0))
+}
+
+// execError is the ExecResponse of a failed transaction: the error as the one result, and
+// at the top level as every error body has it.
+func (s *Server) execError(msg string, elapsed time.Duration) txResponse {
+	return txResponse{Results: []stmtResult{{Error: msg}}, Time: elapsed.Seconds(), ActorID: s.cfg.Log.SiteID(), Error: msg}
+}
+
+// errorStatus returns err's status and sets the headers that go with it.
+func (s *Server) errorStatus(w http.ResponseWriter, r *http.Request, err error) int {
 	status := statusOf(err)
 	if status == http.StatusInternalServerError {
 		s.logger.Error("internal error", attrPath, r.URL.Path, attrErr, err)
@@ -120,7 +139,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, status, errorBody{Error: err.Error()})
+	return status
 }
 
 // writeJSON answers v as JSON with status.

@@ -11,7 +11,7 @@ import (
 const ndjson = "application/x-ndjson"
 
 func (s *Server) handleQueries(w http.ResponseWriter, r *http.Request) error {
-	ctx, cancel, timeout, err := requestTimeout(r)
+	ctx, cancel, timeout, err := requestTimeout(r, defaultQueryTimeout)
 	if err != nil {
 		return err
 	}

@@ -78,6 +78,12 @@ func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, need 
 			writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, path, strings.Join(s.methods[path], ", "))})
 		})
 	}
+	// Corrosion's clients read every error of these endpoints from an ExecResponse's
+	// results[].error: the guards' and the body's errors take that shape too.
+	writeErr := s.writeError
+	if execShaped[path] {
+		writeErr = s.writeExecError
+	}
 	label := strings.ReplaceAll(path, "{", "")
 	label = strings.ReplaceAll(label, "}", "")
 	reqs := s.metrics.requests.MustCurryWith(map[string]string{"route": method + " " + label})
@@ -93,19 +99,19 @@ func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, need 
 			dur.Observe(time.Since(start).Seconds())
 		}()
 		if err := s.guard(r, kind, need); err != nil {
-			s.writeError(sw, r, err)
+			writeErr(sw, r, err)
 			return
 		}
 		if kind == kindData {
 			body, err := s.readBody(sw, r)
 			if err != nil {
-				s.writeError(sw, r, err)
+				writeErr(sw, r, err)
 				return
 			}
 			r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, body))
 			release, err := s.acquire(r.Context(), kindData)
 			if err != nil {
-				s.writeError(sw, r, err)
+				writeErr(sw, r, err)
 				return
 			}
 			defer release()
@@ -116,10 +122,13 @@ func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, need 
 				s.logger.Debug("error after the answer started", attrPath, r.URL.Path, attrErr, err)
 				return
 			}
-			s.writeError(sw, r, err)
+			writeErr(sw, r, err)
 		}
 	})
 }
+
+// execShaped lists the paths whose errors are also shaped as Corrosion's ExecResponse.
+var execShaped = map[string]bool{"/v1/transactions": true, "/v1/migrations": true}
 
 // guard checks shutdown and the bearer token's scope.
 func (s *Server) guard(r *http.Request, kind routeKind, need Scope) error {

@@ -3,7 +3,9 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -13,37 +15,62 @@ import (
 	"github.com/patinadb/patina/log"
 )
 
-// healthResponse is Corrosion's health answer.
+// healthResponse is Corrosion's health answer, the same one key whether healthy or not:
+// {"response": {...}}. Why a node is unhealthy goes in the X-Patina-Unhealthy header.
 type healthResponse struct {
 	Response healthFigures `json:"response"`
-	Error    string        `json:"error,omitempty"`
 }
 
 type healthFigures struct {
-	Gaps      uint64  `json:"gaps"`
-	Members   int     `json:"members"`
-	P99Lag    float64 `json:"p99_lag"`
-	QueueSize uint64  `json:"queue_size"`
+	Gaps      uint64    `json:"gaps"`
+	Members   int       `json:"members"`
+	P99Lag    jsonFloat `json:"p99_lag"`
+	QueueSize uint64    `json:"queue_size"`
 }
 
-// handleHealth answers 200 as long as the API serves, or 503 when a figure passes one of the
-// thresholds given: ?gaps=N (versions missing), ?p99_lag=S (seconds), ?max_queue=N
-// (changesets not yet folded).
+// jsonFloat is a float64 that always prints as a JSON real (0.0, not 0), as Corrosion's f64
+// fields do.
+type jsonFloat float64
+
+func (f jsonFloat) MarshalJSON() ([]byte, error) { return log.Real(float64(f)).AppendJSON(nil), nil }
+
+// headerUnhealthy says which thresholds an unhealthy answer passed.
+const headerUnhealthy = "X-Patina-Unhealthy"
+
+// handleHealth answers 200 as long as the API serves, or failure_status (default 503) when
+// a figure passes one of the thresholds given, with Corrosion's rules: ?gaps=N (versions
+// missing; may be negative), ?max_queue=N (changesets not yet folded), ?p99_lag=S (seconds;
+// counts only when the queue is also above ?queue_size=N, if that is given).
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	maxGaps, err := uintParam(q.Get("gaps"), "gaps")
+	maxGaps, gapsSet, err := intParam(q.Get("gaps"), "gaps", math.MinInt64)
 	if err != nil {
 		return err
 	}
-	maxQueue, err := uintParam(q.Get("max_queue"), "max_queue")
+	maxQueue, queueSet, err := intParam(q.Get("max_queue"), "max_queue", 0)
 	if err != nil {
 		return err
 	}
-	var maxLag float64 = -1
-	if raw := q.Get("p99_lag"); raw != "" {
-		if maxLag, err = strconv.ParseFloat(raw, 64); err != nil || maxLag < 0 {
-			return badRequestf("p99_lag=%q: want a number of seconds >= 0", raw)
+	lagQueue, lagQueueSet, err := intParam(q.Get("queue_size"), "queue_size", 0)
+	if err != nil {
+		return err
+	}
+	failure := http.StatusServiceUnavailable
+	if raw := q.Get("failure_status"); raw != "" {
+		n, err := strconv.ParseUint(raw, 10, 16)
+		if err != nil {
+			return badRequestf("failure_status=%q: want an HTTP status code", raw)
 		}
+		if n >= 100 && n <= 999 { // as Corrosion: a code HTTP cannot carry falls back to 503
+			failure = int(n)
+		}
+	}
+	maxLag, lagSet := 0.0, false
+	if raw := q.Get("p99_lag"); raw != "" {
+		if maxLag, err = strconv.ParseFloat(raw, 64); err != nil || maxLag != maxLag {
+			return badRequestf("p99_lag=%q: want a number of seconds", raw)
+		}
+		lagSet = true
 	}
 	fig := healthFigures{
 		Gaps:      vectorGaps(s.cfg.Log.Vector()),
@@ -58,37 +85,41 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		if lr, ok := s.cfg.Cluster.(LagReporter); ok {
-			fig.P99Lag = lr.P99Lag().Seconds()
+			fig.P99Lag = jsonFloat(lr.P99Lag().Seconds())
 		}
 	}
 	var bad []string
-	if maxGaps >= 0 && fig.Gaps > uint64(maxGaps) {
+	if gapsSet && (maxGaps < 0 || fig.Gaps > uint64(maxGaps)) {
 		bad = append(bad, fmt.Sprintf("gaps %d > %d", fig.Gaps, maxGaps))
 	}
-	if maxQueue >= 0 && fig.QueueSize > uint64(maxQueue) {
+	if queueSet && fig.QueueSize > uint64(maxQueue) {
 		bad = append(bad, fmt.Sprintf("queue_size %d > %d", fig.QueueSize, maxQueue))
 	}
-	if maxLag >= 0 && fig.P99Lag > maxLag {
-		bad = append(bad, fmt.Sprintf("p99_lag %gs > %gs", fig.P99Lag, maxLag))
+	if lagSet && float64(fig.P99Lag) > maxLag && (!lagQueueSet || fig.QueueSize > uint64(lagQueue)) {
+		bad = append(bad, fmt.Sprintf("p99_lag %gs > %gs", float64(fig.P99Lag), maxLag))
 	}
 	if len(bad) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, healthResponse{Response: fig, Error: "unhealthy: " + strings.Join(bad, ", ")})
+		w.Header().Set(headerUnhealthy, strings.Join(bad, ", "))
+		writeJSON(w, failure, healthResponse{Response: fig})
 		return nil
 	}
 	writeJSON(w, http.StatusOK, healthResponse{Response: fig})
 	return nil
 }
 
-// uintParam parses an optional non-negative integer parameter; -1 when absent.
-func uintParam(raw, name string) (int64, error) {
+// intParam parses an optional integer parameter of at least min; set is false when absent.
+func intParam(raw, name string, min int64) (n int64, set bool, err error) {
 	if raw == "" {
-		return -1, nil
+		return 0, false, nil
 	}
-	n, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil || n < 0 {
-		return 0, badRequestf("%s=%q: want an integer >= 0", name, raw)
+	n, err = strconv.ParseInt(raw, 10, 64)
+	if err != nil || n < min {
+		if min == 0 {
+			return 0, false, badRequestf("%s=%q: want an integer >= 0", name, raw)
+		}
+		return 0, false, badRequestf("%s=%q: want an integer", name, raw)
 	}
-	return n, nil
+	return n, true, nil
 }
 
 func foldQueue(last, fold log.Seq) uint64 {
@@ -224,19 +255,31 @@ func (s *Server) handleTableStats(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	var req struct {
-		Tables []string `json:"tables"`
-	}
-	if len(bytes.TrimSpace(body)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			return badRequestf(`malformed JSON: %v (want {"tables": ["name", ...]})`, err)
+	// Corrosion's TableStatRequest: {"tables": [...]}, counting exactly the tables named (none
+	// for an empty list). Patina's addition: a request without a body counts every table.
+	var tables []string
+	if len(bytes.TrimSpace(body)) == 0 {
+		tables = s.cfg.View.Tables()
+	} else {
+		obj, err := strictObject(body, "tables")
+		if err == nil && obj["tables"] == nil {
+			err = errors.New(`"tables" is required`)
+		}
+		if err == nil {
+			err = json.Unmarshal(obj["tables"], &tables)
+		}
+		if err != nil {
+			return badRequestf(`%v (want {"tables": ["name", ...]})`, err)
 		}
 	}
-	if len(req.Tables) == 0 {
-		req.Tables = s.cfg.View.Tables()
+	if len(tables) == 0 {
+		writeJSON(w, http.StatusOK, struct {
+			TotalRowCount int64    `json:"total_row_count"`
+			InvalidTables []string `json:"invalid_tables"`
+		}{0, []string{}})
+		return nil
 	}
+	req := struct{ Tables []string }{tables}
 	stats, invalid, err := s.cfg.View.TableStats(r.Context(), req.Tables)
 	if err != nil {
 		return err

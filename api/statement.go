@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,11 +23,17 @@ import (
 //	["SQL :a", {"a": v}]
 //	{"query": "SQL", "params": [...], "named_params": {...}}
 //
-// Parameters are JSON values as DESIGN.md section 7 types them (a bool binds as 0/1).
+// Parameters are JSON values as docs/DESIGN.md section 7 types them (a bool binds as 0/1,
+// any other JSON as its text). Parsing is strict, the same at the top of a body and inside a
+// transaction's array: raw must be exactly one JSON value, and object keys must be spelled
+// exactly (encoding/json alone would match "quErY" and stop before trailing bytes).
 func parseStatement(raw json.RawMessage) (materializer.Statement, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
 		return materializer.Statement{}, badRequestf("empty statement")
+	}
+	if !json.Valid(raw) {
+		return materializer.Statement{}, badRequestf("malformed JSON: %s", jsonError(raw))
 	}
 	var st materializer.Statement
 	switch raw[0] {
@@ -52,37 +59,28 @@ func parseStatement(raw json.RawMessage) (materializer.Statement, error) {
 			}
 		}
 	case '{':
-		var obj struct {
-			Query       *string         `json:"query"`
-			Params      json.RawMessage `json:"params"`
-			NamedParams json.RawMessage `json:"named_params"`
-		}
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&obj); err != nil {
+		obj, err := strictObject(raw, "query", "params", "named_params")
+		if err != nil {
 			return st, badRequestf(`%v (the object form is {"query": "SQL", "params": [...], "named_params": {...}})`, err)
 		}
-		if obj.Query == nil {
-			return st, badRequestf(`the object form needs "query"`)
+		q, ok := obj["query"]
+		if !ok || json.Unmarshal(q, &st.SQL) != nil {
+			return st, badRequestf(`the object form needs "query", a string`)
 		}
-		st.SQL = *obj.Query
-		if isSet(obj.Params) && isSet(obj.NamedParams) {
-			return st, badRequestf("give params or named_params, not both")
-		}
-		var err error
-		if isSet(obj.Params) {
-			if bytes.TrimSpace(obj.Params)[0] != '[' {
+		// Given both, Corrosion binds params and ignores named_params; so does Patina.
+		switch {
+		case isSet(obj["params"]):
+			if bytes.TrimSpace(obj["params"])[0] != '[' {
 				return st, badRequestf("params must be an array")
 			}
-			if st.Params, _, err = parseParams(obj.Params); err != nil {
+			if st.Params, _, err = parseParams(obj["params"]); err != nil {
 				return st, err
 			}
-		}
-		if isSet(obj.NamedParams) {
-			if bytes.TrimSpace(obj.NamedParams)[0] != '{' {
+		case isSet(obj["named_params"]):
+			if bytes.TrimSpace(obj["named_params"])[0] != '{' {
 				return st, badRequestf("named_params must be an object")
 			}
-			if _, st.Named, err = parseParams(obj.NamedParams); err != nil {
+			if _, st.Named, err = parseParams(obj["named_params"]); err != nil {
 				return st, err
 			}
 		}
@@ -95,6 +93,49 @@ func parseStatement(raw json.RawMessage) (materializer.Statement, error) {
 	return st, nil
 }
 
+// strictObject decodes raw, which must be exactly one JSON object, into its members, and
+// refuses a key not among keys (compared exactly, as Corrosion's serde does) or given twice.
+func strictObject(raw []byte, keys ...string) (map[string]json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if !json.Valid(raw) {
+		return nil, fmt.Errorf("malformed JSON: %s", jsonError(raw))
+	}
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, fmt.Errorf("want a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.Token() // {
+	out := map[string]json.RawMessage{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		k, _ := t.(string)
+		if !slices.Contains(keys, k) {
+			return nil, fmt.Errorf("unknown key %q (keys are %s, spelled exactly)", truncate(k, 40), strings.Join(keys, ", "))
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("key %q given twice", k)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// jsonError says what is wrong with invalid JSON.
+func jsonError(raw []byte) string {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err.Error()
+	}
+	return "invalid JSON"
+}
+
 func isSet(raw json.RawMessage) bool {
 	raw = bytes.TrimSpace(raw)
 	return len(raw) > 0 && string(raw) != "null"
@@ -105,18 +146,30 @@ func parseParams(raw json.RawMessage) ([]log.Value, map[string]log.Value, error)
 	raw = bytes.TrimSpace(raw)
 	switch {
 	case len(raw) > 0 && raw[0] == '[':
-		var vals []log.Value
-		if err := json.Unmarshal(raw, &vals); err != nil {
+		var elems []json.RawMessage
+		if err := json.Unmarshal(raw, &elems); err != nil {
 			return nil, nil, badRequestf("params: %v", err)
+		}
+		vals := make([]log.Value, len(elems))
+		for i, e := range elems {
+			v, err := parseParam(e)
+			if err != nil {
+				return nil, nil, badRequestf("params[%d]: %v", i, err)
+			}
+			vals[i] = v
 		}
 		return vals, nil, nil
 	case len(raw) > 0 && raw[0] == '{':
-		var named map[string]log.Value
+		var named map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &named); err != nil {
 			return nil, nil, badRequestf("named params: %v", err)
 		}
 		out := make(map[string]log.Value, len(named))
-		for k, v := range named {
+		for k, e := range named {
+			v, err := parseParam(e)
+			if err != nil {
+				return nil, nil, badRequestf("named params %q: %v", truncate(k, 40), err)
+			}
 			k = strings.TrimLeft(k, ":@$")
 			if k == "" {
 				return nil, nil, badRequestf("named params: empty name")
@@ -126,6 +179,22 @@ func parseParams(raw json.RawMessage) ([]log.Value, map[string]log.Value, error)
 		return nil, out, nil
 	}
 	return nil, nil, badRequestf("params: want an array or an object, got %s", truncate(string(raw), 40))
+}
+
+// parseParam reads one parameter: a SQLite value in the API's JSON form (null, a bool as
+// 0/1, a number, a string, an array of byte values as a blob), or else, as Corrosion's
+// SqliteParam::Json does, any other JSON (an object, an array that is not bytes) bound as
+// its JSON text.
+func parseParam(raw json.RawMessage) (log.Value, error) {
+	raw = bytes.TrimSpace(raw)
+	v, err := log.ParseJSONValue(raw)
+	if err == nil {
+		return v, nil
+	}
+	if len(raw) > 0 && (raw[0] == '{' || raw[0] == '[') && json.Valid(raw) {
+		return log.Text(string(raw)), nil
+	}
+	return log.Value{}, err
 }
 
 // bodyKey is the request context key of a body that route has already read.

@@ -111,7 +111,7 @@ func subsError(err error) error {
 }
 
 // resumeError says whether err is a refusal of ?from that the answer carries as an error
-// event in the stream (DESIGN.md section 7: never a silent gap).
+// event in the stream (docs/DESIGN.md section 7: never a silent gap).
 func resumeError(err error) bool {
 	return errors.Is(err, subs.ErrTooOld) || errors.Is(err, subs.ErrFromAhead)
 }
@@ -207,9 +207,12 @@ type lineStream interface {
 // stream fails; a failure is the last line, as an error event. Lines are flushed once per
 // burst: when nothing more is buffered.
 func (sr *subscriptions) serve(ctx context.Context, w http.ResponseWriter, ls lineStream) {
-	if st, ok := ls.(*subs.Stream); ok {
+	switch st := ls.(type) {
+	case *subs.Stream:
 		w.Header().Set(headerQueryID, st.ID)
 		w.Header().Set(headerQueryHash, st.Hash)
+	case *subs.UpdateStream:
+		w.Header().Set(headerQueryID, st.ID) // corro-client's updates() requires it
 	}
 	w.Header().Set("Content-Type", ndjson)
 	w.WriteHeader(http.StatusOK)

@@ -29,7 +29,7 @@ type stmtResult struct {
 }
 
 func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) error {
-	ctx, cancel, timeout, err := requestTimeout(r)
+	ctx, cancel, timeout, err := requestTimeout(r, 0)
 	if err != nil {
 		return err
 	}
@@ -40,7 +40,7 @@ func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) erro
 	}
 	stmts, err := decodeStatements(body)
 	if err != nil {
-		return err
+		return err // route writes it in the ExecResponse shape (execShaped)
 	}
 	start := time.Now()
 	res, err := s.cfg.View.Transact(ctx, stmts)
@@ -55,12 +55,7 @@ func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) erro
 		}
 		// Corrosion's shape: the failing statement's result carries the error; nothing was
 		// written, so the statements before it have no result to show.
-		writeJSON(w, statusOf(err), txResponse{
-			Results: []stmtResult{{Error: msg}},
-			Time:    elapsed.Seconds(),
-			ActorID: s.cfg.Log.SiteID(),
-			Error:   msg,
-		})
+		writeJSON(w, s.errorStatus(w, r, err), s.execError(msg, elapsed))
 		return nil
 	}
 	s.metrics.transactions.WithLabelValues("ok").Inc()
@@ -86,19 +81,30 @@ func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) erro
 	return nil
 }
 
+// defaultQueryTimeout bounds a query that gives no ?timeout, as Corrosion's queries are
+// bounded (60 s). Transactions have no default of their own.
+const defaultQueryTimeout = 60 * time.Second
+
 // requestTimeout reads ?timeout=S (seconds, fractions allowed) and returns the request's
-// context bounded by it; timeout is 0 when none was given.
-func requestTimeout(r *http.Request) (ctx context.Context, cancel context.CancelFunc, timeout time.Duration, err error) {
-	raw := r.URL.Query().Get("timeout")
-	if raw == "" {
+// context bounded by it, and the limit applied (0 for none). Without the parameter the limit
+// is def (0: none). timeout=0 means no per-request limit, as in Corrosion; whatever limit the
+// server sets for every request still applies as the cap.
+func requestTimeout(r *http.Request, def time.Duration) (ctx context.Context, cancel context.CancelFunc, timeout time.Duration, err error) {
+	timeout = def
+	if raw := r.URL.Query().Get("timeout"); raw != "" {
+		secs, perr := strconv.ParseFloat(raw, 64)
+		if perr != nil || secs < 0 || secs > 1e6 || secs != secs {
+			return nil, nil, 0, badRequestf("timeout=%q: want a number of seconds >= 0 (0: no limit)", raw)
+		}
+		timeout = time.Duration(secs * float64(time.Second))
+		if secs > 0 && timeout <= 0 {
+			timeout = 1 // a positive limit too small to represent: the shortest there is
+		}
+	}
+	if timeout <= 0 {
 		ctx, cancel = context.WithCancel(r.Context())
 		return ctx, cancel, 0, nil
 	}
-	secs, perr := strconv.ParseFloat(raw, 64)
-	if perr != nil || secs <= 0 || secs > 1e6 {
-		return nil, nil, 0, badRequestf("timeout=%q: want a number of seconds > 0", raw)
-	}
-	timeout = time.Duration(secs * float64(time.Second))
 	ctx, cancel = context.WithTimeout(r.Context(), timeout)
 	return ctx, cancel, timeout, nil
 }

@@ -1,4 +1,4 @@
-// Package client is the Go client of Patina's HTTP API (package api; DESIGN.md section 7).
+// Package client is the Go client of Patina's HTTP API (package api; docs/DESIGN.md section 7).
 // Streams are iterators that read the answer as it arrives.
 //
 // It imports only package log (for values and changesets), never api, so that a program that
@@ -298,10 +298,11 @@ func (c *Client) TableStats(ctx context.Context, tables ...string) (total int64,
 		TotalRowCount int64    `json:"total_row_count"`
 		InvalidTables []string `json:"invalid_tables"`
 	}
-	if tables == nil {
-		tables = []string{}
+	var in any // no body: every table (a Patina extension; {"tables": []} counts none)
+	if len(tables) > 0 {
+		in = map[string][]string{"tables": tables}
 	}
-	err = c.callJSON(ctx, http.MethodPost, "/v1/table_stats", nil, map[string][]string{"tables": tables}, &out)
+	err = c.callJSON(ctx, http.MethodPost, "/v1/table_stats", nil, in, &out)
 	return out.TotalRowCount, out.InvalidTables, err
 }
 
@@ -352,7 +353,11 @@ func (c *Client) Health(ctx context.Context, th *HealthThresholds) (Health, erro
 		return Health{}, &Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return out.Response, &Error{Status: resp.StatusCode, Message: out.Error}
+		msg := out.Error // errors of the request itself (a bad parameter)
+		if msg == "" {
+			msg = "unhealthy: " + resp.Header.Get("X-Patina-Unhealthy")
+		}
+		return out.Response, &Error{Status: resp.StatusCode, Message: msg}
 	}
 	return out.Response, nil
 }

@@ -34,9 +34,12 @@ for the current rows, {"eoq":{"time":s,"change_id":n}}, then one
 {"change":["insert"|"update"|"delete",rowid,[cells],change_id]} per change.
 
 The subscription's id is printed on stderr; with --id (and no SQL) the command attaches to an
-existing subscription instead (GET /v1/subscriptions/{id}). --from N resumes after change N:
-only the changes after it are printed, with no gap and no duplicate; when N is older than
-what the agent retained, the stream is one {"error":...} event and the command fails.`,
+existing subscription instead (GET /v1/subscriptions/{id}). --from N (N > 0) resumes after
+change N: only the changes after it are printed, with no gap and no duplicate; when N is
+older than what the agent retained, or not reached yet, the stream is one {"error":...}
+event and the command fails. --from 0 prints the current rows, as without it. --from with
+SQL is refused unless a subscription of that statement exists. --skip-rows prints only the
+changes from now on (no columns, rows or eoq).`,
 		Example: `  patina subscribe "SELECT id, addr FROM machines WHERE app_id = ?" --param 7
   patina subscribe --id 4a1e...-... --from 1200`,
 		Args: rangeArgs(0, 1),
@@ -45,7 +48,7 @@ what the agent retained, the stream is one {"error":...} event and the command f
 	c.Flags().StringArrayVarP(&params, "param", "p", nil, "positional parameter (JSON value or text); repeatable")
 	c.Flags().StringVar(&id, "id", "", "attach to this existing subscription instead of subscribing to SQL")
 	c.Flags().Int64Var(&from, "from", -1, "resume after this change id (-1: start with the current rows)")
-	c.Flags().BoolVar(&skipRows, "skip-rows", false, "do not print the current rows, only columns, eoq and changes")
+	c.Flags().BoolVar(&skipRows, "skip-rows", false, "print only the changes from now on: no columns, rows or eoq")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		if (id == "") == (len(args) == 0) {
 			return usagef("subscribe: give either SQL or --id (usage: %s)", c.UseLine())

@@ -156,8 +156,7 @@ CREATE TABLE machines (id TEXT PRIMARY KEY NOT NULL, app_id INTEGER, addr TEXT);
 			return ""
 		}
 	}
-	next() // columns
-	next() // eoq
+	// skip_rows: no columns, rows or eoq; the 200 answer means the subscription is live.
 	// Wait until B has both rows: the first write's event proves replication works.
 	exec(`UPDATE machines SET addr = '10.0.0.1' WHERE id = 'm1'`)
 	for !strings.Contains(next(), `"10.0.0.1"`) {
@@ -251,7 +250,8 @@ func TestSubscribeCommand(t *testing.T) {
 		{"both", []string{"subscribe", "--id", id, "SELECT 1"}, 2, "either SQL or --id"},
 		{"not a select", []string{"subscribe", "DELETE FROM kv"}, 2, "SELECT"},
 		{"unknown id", []string{"subscribe", "--id", "00000000-0000-4000-8000-000000000000"}, 2, "no such subscription"},
-		{"too old", []string{"subscribe", "--id", id, "--from", "0"}, 1, "older than"},
+		{"ahead", []string{"subscribe", "--id", id, "--from", "99"}, 1, "not reached"},
+		{"from without a subscription", []string{"subscribe", "--from", "1", "SELECT k FROM kv WHERE k > 'z'"}, 2, "no subscription of this statement"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := cliErr(t, append(c.args, "--api-addr", addr)...)

@@ -39,7 +39,7 @@ type changeEvent struct {
 	changeID uint64
 }
 
-// parseEvent reads one line strictly: exactly one known key, in the shape DESIGN.md gives.
+// parseEvent reads one line strictly: exactly one known key, in the shape docs/DESIGN.md section 7 gives.
 func parseEvent(line []byte) (event, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(line, &m); err != nil {

@@ -72,7 +72,7 @@ func decodeValues(b []byte) ([]log.Value, error) {
 	return out, nil
 }
 
-// appendCells appends cells as a JSON array in DESIGN.md's value form.
+// appendCells appends cells as a JSON array in docs/DESIGN.md's value form.
 func appendCells(b []byte, cells []log.Value) []byte {
 	b = append(b, '[')
 	for i, v := range cells {

@@ -1,6 +1,6 @@
 // Package subs is Patina's subscription engine: it keeps the result of a SELECT up to date as
 // the view changes and streams the difference to clients as Corrosion's change events
-// (DESIGN.md section 7, POST /v1/subscriptions and /v1/updates).
+// (docs/DESIGN.md section 7, POST /v1/subscriptions and /v1/updates).
 //
 // It owns the subscriptions (statement, current result, retained recent events), their
 // persistence in <data>/subscriptions/subs.db, and the fan-out to clients. It reads the view

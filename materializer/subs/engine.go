@@ -87,11 +87,14 @@ type Engine struct {
 	metrics *metrics
 	store   *store // nil without Dir
 
-	mu      sync.Mutex
-	byID    map[string]*sub
-	byHash  map[string]*sub
-	byTable map[string]map[*sub]struct{}
-	keys    *keyIndex
+	mu     sync.Mutex
+	byID   map[string]*sub
+	byHash map[string]*sub
+	// updateIDs gives each table's update streams one id (Corrosion's corro-query-id of
+	// /v1/updates/{table}, shared by every client of the table), stable while e lives.
+	updateIDs map[string]string
+	byTable   map[string]map[*sub]struct{}
+	keys      *keyIndex
 	// creating: statements whose subscription is being made (closed when done), so that
 	// concurrent subscribers of one statement share it. recorders: the changes processed
 	// while those first evaluations run, replayed on them once they are registered.
@@ -138,14 +141,15 @@ func New(src Source, cfg Config) *Engine {
 		logger = slog.Default()
 	}
 	return &Engine{
-		src:     src,
-		cfg:     cfg,
-		logger:  logger.With("component", "subs"),
-		metrics: newMetrics(),
-		byID:    map[string]*sub{},
-		byHash:  map[string]*sub{},
-		byTable: map[string]map[*sub]struct{}{},
-		keys:    newKeyIndex(),
+		src:       src,
+		cfg:       cfg,
+		logger:    logger.With("component", "subs"),
+		metrics:   newMetrics(),
+		byID:      map[string]*sub{},
+		byHash:    map[string]*sub{},
+		updateIDs: map[string]string{},
+		byTable:   map[string]map[*sub]struct{}{},
+		keys:      newKeyIndex(),
 
 		creating:  map[string]chan struct{}{},
 		recorders: map[*recorder]struct{}{},
@@ -263,9 +267,14 @@ func (e *Engine) Close() error {
 
 // Options are a client's choices when it attaches to a subscription.
 type Options struct {
-	// From, when set, resumes after this change id: only the changes after it are sent.
+	// From, when set and not 0, resumes after this change id: only the changes after it
+	// are sent. 0 (or unset) sends the current result first: columns, rows, eoq, as
+	// Corrosion does (corro-client reconnects with from=0 after an eoq of change id 0).
+	// Given to Subscribe for a statement that has no subscription yet, it is refused with
+	// ErrFromWithoutSub.
 	From *uint64
-	// SkipRows sends the columns and eoq but not the current rows.
+	// SkipRows sends no current result (no columns, rows or eoq), only the changes from now
+	// on, as Corrosion does.
 	SkipRows bool
 }
 
@@ -297,6 +306,9 @@ func (r *recorder) add(changed map[string]map[string]log.PK, lagged bool) {
 // statement does not hold up the events of the others: the changes processed meanwhile are
 // recorded and re-evaluated on it, under the lock, when it is registered.
 func (e *Engine) Subscribe(ctx context.Context, st materializer.Statement, opts Options) (*Stream, error) {
+	// Parameters are folded into the text as literals, as Corrosion expands them, so that
+	// ["... > ?", [0]] and "... > 0" are one subscription.
+	st = foldParams(st)
 	hash := statementHash(st)
 	for {
 		e.mu.Lock()
@@ -312,6 +324,10 @@ func (e *Engine) Subscribe(ctx context.Context, st materializer.Statement, opts 
 		}
 		wait, busy := e.creating[hash]
 		if !busy {
+			if opts.From != nil {
+				e.mu.Unlock()
+				return nil, ErrFromWithoutSub
+			}
 			break // with e.mu held
 		}
 		e.mu.Unlock()
@@ -736,12 +752,6 @@ func (e *Engine) janitor(ctx context.Context) {
 
 // Updates streams the primary keys of changed rows of table (POST /v1/updates/{table}).
 func (e *Engine) Updates(ctx context.Context, table string) (*UpdateStream, error) {
-	e.mu.Lock()
-	closed := e.closed
-	e.mu.Unlock()
-	if closed {
-		return nil, ErrClosed
-	}
 	name := ""
 	for _, t := range e.src.Tables() {
 		if strings.EqualFold(t, table) {
@@ -751,14 +761,27 @@ func (e *Engine) Updates(ctx context.Context, table string) (*UpdateStream, erro
 	if name == "" {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownTable, table)
 	}
+	e.mu.Lock()
+	closed := e.closed
+	id := e.updateIDs[name]
+	if id == "" {
+		id = newID()
+		e.updateIDs[name] = id
+	}
+	e.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
 	// Commit notices, not rows, are buffered here: a notice holds all the rows of a commit.
 	ch, cancel := e.src.Notify(min(e.cfg.ClientBuffer, updatesBuffer))
 	e.metrics.clients.WithLabelValues("updates").Inc()
-	return &UpdateStream{e: e, table: name, ch: ch, cancel: cancel}, nil
+	return &UpdateStream{ID: id, e: e, table: name, ch: ch, cancel: cancel}, nil
 }
 
 // UpdateStream is one /v1/updates client. Not safe for concurrent use.
 type UpdateStream struct {
+	// ID is the table's update id (see Engine.updateIDs).
+	ID      string
 	e       *Engine
 	table   string
 	ch      <-chan materializer.Notice

@@ -3,6 +3,7 @@ package subs
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,9 +148,10 @@ func TestSkipRowsAndSharing(t *testing.T) {
 	if got := len(e.List()); got != 2 {
 		t.Errorf("%d subscriptions, want 2", got)
 	}
-	lines := nextLines(t, b, 2)
-	if lines[0] != "{\"columns\":[\"app\"]}\n" || lines[1][:7] != `{"eoq":` {
-		t.Errorf("skip_rows stream starts %q", lines)
+	// skip_rows: no columns, rows or eoq (Corrosion sends none); the first line is a change.
+	src.write(t, mrow(2, "b", 80, 1))
+	if l := nextLines(t, b, 1)[0]; !strings.HasPrefix(l, `{"change":["insert",`) {
+		t.Errorf("skip_rows stream starts %q, want the change", l)
 	}
 }
 
@@ -217,5 +219,74 @@ func TestAttachErrors(t *testing.T) {
 				s.Close()
 			}
 		})
+	}
+}
+
+// TestCorrosionSubscribeRules pins Corrosion's answers: a statement's parameters are folded
+// into its text (so the bound and the literal forms share one subscription), from on a
+// statement without a subscription is refused, and from=0 sends the current result.
+func TestCorrosionSubscribeRules(t *testing.T) {
+	src := newSQLSource(t, testTable)
+	src.write(t, mrow(1, "a", 80, 1))
+	e := openEngine(t, src, Config{})
+	lit := subscribe(t, e, `SELECT id FROM m WHERE port > 0 AND app = 'a'`, Options{})
+	bound := subscribe(t, e, `SELECT id FROM m WHERE port > ? AND app = ?`, Options{}, log.Integer(0), log.Text("a"))
+	named, err := e.Subscribe(context.Background(), materializer.Statement{SQL: `SELECT id FROM m WHERE port > :p AND app = @a`,
+		Named: map[string]log.Value{"p": log.Integer(0), "a": log.Text("a")}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer named.Close()
+	if bound.ID != lit.ID || named.ID == "" {
+		t.Errorf("literal %s, bound %s: want one subscription", lit.ID, bound.ID)
+	}
+	if other := subscribe(t, e, `SELECT id FROM m WHERE port > ? AND app = ?`, Options{}, log.Integer(1), log.Text("a")); other.ID == lit.ID {
+		t.Error("other parameter values share the subscription")
+	}
+	from := uint64(0)
+	if _, err := e.Subscribe(context.Background(), stmt(`SELECT app FROM m WHERE id = 1`), Options{From: &from}); !errors.Is(err, ErrFromWithoutSub) || !IsBadInput(err) {
+		t.Errorf("from on a new statement: %v, want ErrFromWithoutSub (bad input)", err)
+	}
+	again, err := e.Subscribe(context.Background(), stmt(`SELECT id FROM m WHERE port > 0 AND app = 'a'`), Options{From: &from})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if l := nextLines(t, again, 3); l[0] != "{\"columns\":[\"id\"]}\n" || l[1] != "{\"row\":[1,[1]]}\n" || !strings.HasPrefix(l[2], `{"eoq":`) {
+		t.Errorf("from=0 on an existing subscription: %q, want columns, rows, eoq", l)
+	}
+}
+
+func TestFoldParams(t *testing.T) {
+	tenth := 0.1
+	cases := []struct {
+		sql    string
+		params []log.Value
+		named  map[string]log.Value
+		want   string
+	}{
+		{`SELECT * FROM t WHERE a = ? AND b = ?`, []log.Value{log.Integer(-3), log.Real(1.5)}, nil, `SELECT * FROM t WHERE a = (-3) AND b = 1.5`},
+		{`SELECT ?2, ?1, ?`, []log.Value{log.Text("it's"), log.Blob([]byte{1, 0xAB}), log.Null()}, nil, `SELECT X'01AB', 'it''s', NULL`},
+		{`SELECT x-? FROM t`, []log.Value{log.Integer(-1)}, nil, `SELECT x-(-1) FROM t`},
+		{`SELECT '?', "?" FROM t WHERE a = ? -- ?`, []log.Value{log.Real(2)}, nil, `SELECT '?', "?" FROM t WHERE a = 2.0 -- ?`},
+		{`SELECT :a, @b, $a`, nil, map[string]log.Value{"a": log.Integer(7), "b": log.Text("x")}, `SELECT 7, 'x', 7`},
+		// Unchanged: a missing value, a real with no exact short decimal, text with NUL.
+		{`SELECT ?, ?`, []log.Value{log.Integer(1)}, nil, ``},
+		{`SELECT ?`, []log.Value{log.Real(tenth + 0.2)}, nil, ``},
+		{`SELECT ?`, []log.Value{log.Text("a\x00b")}, nil, ``},
+		{`SELECT :missing`, nil, map[string]log.Value{"a": log.Integer(1)}, ``},
+	}
+	for _, c := range cases {
+		in := materializer.Statement{SQL: c.sql, Params: c.params, Named: c.named}
+		got := foldParams(in)
+		if c.want == "" {
+			if got.SQL != c.sql || len(got.Params) != len(c.params) || len(got.Named) != len(c.named) {
+				t.Errorf("%s: folded to %q, want it unchanged", c.sql, got.SQL)
+			}
+			continue
+		}
+		if got.SQL != c.want || got.Params != nil || got.Named != nil {
+			t.Errorf("%s: got %q %v %v, want %q", c.sql, got.SQL, got.Params, got.Named, c.want)
+		}
 	}
 }

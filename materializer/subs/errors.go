@@ -20,6 +20,9 @@ var (
 	ErrTooOld = errors.New("subs: change id is older than the retained changes; resubscribe without from")
 	// ErrFromAhead: the change id to resume from has not been reached by this subscription.
 	ErrFromAhead = errors.New("subs: change id not reached by this subscription")
+	// ErrFromWithoutSub: POST /v1/subscriptions?from=N for a statement that has no
+	// subscription yet (HTTP 400, as in Corrosion): there is nothing to resume.
+	ErrFromWithoutSub = fmt.Errorf("%w: a from parameter was given, but no subscription of this statement exists", materializer.ErrBadStatement)
 	// ErrSlowClient: the client did not read its events fast enough and was disconnected.
 	ErrSlowClient = errors.New("subs: client too slow: event buffer full, disconnected")
 	// ErrClosed: the engine is closed or closing (HTTP 503).

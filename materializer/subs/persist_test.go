@@ -118,7 +118,7 @@ func TestSlowClient(t *testing.T) {
 	src := newSQLSource(t, testTable)
 	e := openEngine(t, src, Config{ClientBuffer: 4})
 	slow := subscribe(t, e, `SELECT * FROM m`, Options{SkipRows: true})
-	fast := subscribe(t, e, `SELECT * FROM m`, Options{SkipRows: true})
+	fast := subscribe(t, e, `SELECT * FROM m`, Options{})
 	m := newMirror()
 	m.readUntil(t, fast, 0)
 	var seq log.Seq

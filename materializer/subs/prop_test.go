@@ -196,6 +196,9 @@ func TestProperty(t *testing.T) {
 					e = openEngine(t, src, Config{Dir: dir, RetainChanges: 1 << 20})
 					for _, l := range lives {
 						from := l.m.changeID
+						if from == 0 {
+							l.m = newMirror() // from=0 sends the current result again
+						}
 						st, err := e.Attach(t.Context(), l.st.ID, Options{From: &from})
 						if err != nil {
 							t.Fatalf("resume %s after restart from %d: %v", l.sh.name, from, err)
@@ -243,6 +246,9 @@ func TestProperty(t *testing.T) {
 						res := &mirror{rows: map[int64][]log.Value{}, changeID: from, gotEOQ: true}
 						for k, v := range old.rows {
 							res.rows[k] = v
+						}
+						if from == 0 {
+							res = newMirror() // from=0 sends the current result again
 						}
 						st, err := e.Attach(t.Context(), l.st.ID, Options{From: &from})
 						if err != nil {

@@ -148,6 +148,9 @@ func TestPropertyReal(t *testing.T) {
 					e = openEngine(t, a.mat, Config{Dir: dir})
 					for _, l := range lives {
 						from := l.m.changeID
+						if from == 0 {
+							l.m = newMirror() // from=0 sends the current result again
+						}
 						st, err := e.Attach(t.Context(), l.st.ID, Options{From: &from})
 						if err != nil {
 							t.Fatalf("resume %s after restart from %d: %v", l.sh.name, from, err)

@@ -680,6 +680,9 @@ func (s *sub) attach(ctx context.Context, opts Options) (*Stream, error) {
 		return nil, ErrDropped
 	}
 	st := &Stream{ID: s.id, Hash: s.hash, s: s}
+	if opts.From != nil && *opts.From == 0 {
+		opts.From = nil // from=0: the current result, as Corrosion answers it
+	}
 	if opts.From != nil {
 		from := *opts.From
 		oldest := s.changeID + 1 - uint64(len(s.changes)) // first retained id
@@ -703,35 +706,41 @@ func (s *sub) attach(ctx context.Context, opts Options) (*Stream, error) {
 				return nil, err
 			}
 		}
-		st.pending = append(st.pending, columnsLine(s.columns))
 		if !opts.SkipRows {
-			sent := make(map[string]bool, len(s.rows))
-			for _, k := range s.order {
-				if r, ok := s.rows[k]; ok {
-					st.pending = append(st.pending, rowLine(r.rowid, r.cells))
-					sent[k] = true
-				}
-			}
-			if len(sent) < len(s.rows) {
-				var rest []*row
-				for k, r := range s.rows {
-					if !sent[k] {
-						rest = append(rest, r)
-					}
-				}
-				slices.SortFunc(rest, func(a, b *row) int { return cmp.Compare(a.rowid, b.rowid) })
-				for _, r := range rest {
-					st.pending = append(st.pending, rowLine(r.rowid, r.cells))
-				}
-			}
+			st.pending = s.appendResultLocked(st.pending)
 		}
-		st.pending = append(st.pending, eoqLine(s.queryTime, s.changeID))
 	}
 	c := newClient(s.e.cfg.ClientBuffer)
 	s.clients[c] = struct{}{}
 	s.e.metrics.clients.WithLabelValues("subscriptions").Inc()
 	st.c = c
 	return st, nil
+}
+
+// appendResultLocked appends the current result as events: columns, the rows (in the
+// statement's order where it has one), eoq with the latest change id.
+func (s *sub) appendResultLocked(lines [][]byte) [][]byte {
+	lines = append(lines, columnsLine(s.columns))
+	sent := make(map[string]bool, len(s.rows))
+	for _, k := range s.order {
+		if r, ok := s.rows[k]; ok {
+			lines = append(lines, rowLine(r.rowid, r.cells))
+			sent[k] = true
+		}
+	}
+	if len(sent) < len(s.rows) {
+		var rest []*row
+		for k, r := range s.rows {
+			if !sent[k] {
+				rest = append(rest, r)
+			}
+		}
+		slices.SortFunc(rest, func(a, b *row) int { return cmp.Compare(a.rowid, b.rowid) })
+		for _, r := range rest {
+			lines = append(lines, rowLine(r.rowid, r.cells))
+		}
+	}
+	return append(lines, eoqLine(s.queryTime, s.changeID))
 }
 
 // hasReal reports whether a packed pk holds a REAL (or cannot be read).
