@@ -119,6 +119,9 @@ type Config struct {
 	// makes the server run its own in-memory engine over View, which does not survive a
 	// restart.
 	Subscriptions Subscriber
+	// LogLevel, when set, is the process's log level, which GET/PUT /v1/admin/log_level read
+	// and change at run time (501 when nil).
+	LogLevel *slog.LevelVar
 
 	// BearerToken is Corrosion's single api.authz.bearer_token: when not empty it is accepted
 	// as "Authorization: Bearer <token>" with the admin scope.

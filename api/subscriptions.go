@@ -76,6 +76,7 @@ func (s *Server) routeSubscriptions(mux *http.ServeMux) {
 	s.route(mux, "POST /v1/subscriptions", kindStream, ScopeRead, sr.handleSubscribe)
 	s.route(mux, "GET /v1/subscriptions/{id}", kindStream, ScopeRead, sr.handleAttach)
 	s.route(mux, "POST /v1/updates/{table}", kindStream, ScopeRead, sr.handleUpdates)
+	sr.routeAdmin(mux)
 }
 
 // subscriptionOptions reads ?from=N and ?skip_rows=B.

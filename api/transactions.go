@@ -22,11 +22,16 @@ type txResponse struct {
 	Error string `json:"error,omitempty"`
 }
 
+// stmtResult is one of Corrosion's ExecResult shapes: {"rows_affected":n,"time":s} or
+// {"error":"..."}, nothing else.
 type stmtResult struct {
-	RowsAffected *int64  `json:"rows_affected,omitempty"`
-	Time         float64 `json:"time"`
-	Error        string  `json:"error,omitempty"`
+	RowsAffected *int64    `json:"rows_affected,omitempty"`
+	Time         *jsonTime `json:"time,omitempty"`
+	Error        string    `json:"error,omitempty"`
 }
+
+// jsonTime is a duration in seconds (always printed, 0 included, when the field is set).
+type jsonTime float64
 
 func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel, timeout, err := requestTimeout(r, 0)
@@ -70,7 +75,8 @@ func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) erro
 	}
 	for i, sr := range res.Results {
 		n := sr.RowsAffected
-		out.Results[i] = stmtResult{RowsAffected: &n, Time: sr.Time.Seconds()}
+		secs := jsonTime(sr.Time.Seconds())
+		out.Results[i] = stmtResult{RowsAffected: &n, Time: &secs}
 		s.metrics.rowsWritten.Add(float64(n))
 	}
 	if res.Version != 0 {

@@ -124,7 +124,7 @@ type TLSConfig struct {
 // Enabled reports whether files are configured.
 func (c TLSConfig) Enabled() bool { return c.CAFile != "" || c.CertFile != "" || c.KeyFile != "" }
 
-// DefaultConfig returns the defaults of DESIGN.md section 8: gossip on 127.0.0.1:8787, QUIC
+// DefaultConfig returns the defaults of docs/DESIGN.md section 8: gossip on 127.0.0.1:8787, QUIC
 // on 127.0.0.1:8788, fanout 3, sync about every second, dead nodes noticed in about 1 s.
 func DefaultConfig() Config {
 	return Config{

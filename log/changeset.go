@@ -237,7 +237,7 @@ func (c *Change) Validate() error {
 	return nil
 }
 
-// changesetJSON is the JSON form of DESIGN.md section 7.
+// changesetJSON is the JSON form of docs/DESIGN.md section 7.
 type changesetJSON struct {
 	Seq     Seq       `json:"seq"`
 	Site    SiteID    `json:"site"`
@@ -261,7 +261,7 @@ type changeJSON struct {
 	Seq        uint64  `json:"seq"`
 }
 
-// MarshalJSON writes the DESIGN.md section 7 form, with the pk as an array of values.
+// MarshalJSON writes the docs/DESIGN.md section 7 form, with the pk as an array of values.
 func (cs *Changeset) MarshalJSON() ([]byte, error) {
 	j := changesetJSON{
 		Seq: cs.Seq, Site: cs.Site, Version: cs.Version, TS: cs.TS,

@@ -218,7 +218,7 @@ func addSeeds(f *testing.F, dir string) {
 }
 
 // allUTF8 reports whether every text of cs is UTF-8, the condition for its JSON form to be
-// lossless (encoding/json replaces invalid bytes, as DESIGN.md's JSON form must).
+// lossless (encoding/json replaces invalid bytes, as docs/DESIGN.md's JSON form must).
 func allUTF8(cs *Changeset) bool {
 	for i := range cs.Changes {
 		c := &cs.Changes[i]

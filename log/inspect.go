@@ -22,7 +22,7 @@ import (
 // InspectOptions say what Inspect prints.
 type InspectOptions struct {
 	// Changesets adds the complete changesets, in arrival order, as JSON lines (the form of
-	// DESIGN.md section 7, with their arrival "seq") after the summary.
+	// docs/DESIGN.md section 7, with their arrival "seq") after the summary.
 	Changesets bool
 	// ChangesetsOnly prints the JSON lines and nothing else, for piping into other tools.
 	ChangesetsOnly bool

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// PK is a row's primary key values packed with cr-sqlite's encoding (DESIGN.md section 2), so
+// PK is a row's primary key values packed with cr-sqlite's encoding (docs/DESIGN.md section 2), so
 // equal keys give equal bytes and Corrosion's pk bytes mean the same here. Byte 0 is the
 // column count; each column is a tag byte (n<<3)|type and a payload.
 type PK []byte

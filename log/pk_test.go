@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// The vectors were read off the real cr-sqlite (DESIGN.md section 2).
+// The vectors were read off the real cr-sqlite (docs/DESIGN.md section 2).
 func TestPackPKMatchesCrSQLite(t *testing.T) {
 	tests := []struct {
 		vals []Value
@@ -80,7 +80,7 @@ func TestPackPKEdges(t *testing.T) {
 }
 
 func TestCompareValues(t *testing.T) {
-	// Each value is strictly smaller than the next (CRDT.md R7).
+	// Each value is strictly smaller than the next (docs/DESIGN.md rule R7).
 	order := []Value{Null(), Blob(nil), Blob([]byte{1}), Blob([]byte{1, 2}), Blob([]byte{0xff}), Text(""), Text("B"), Text("a"), Text("ab"), Text("é"),
 		Real(math.Inf(-1)), Real(-1), Real(1e10), Integer(math.MinInt64), Integer(-5), Integer(1)}
 	for i := range order {

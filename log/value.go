@@ -108,7 +108,7 @@ func classRank(t ValueType) int {
 	return -1
 }
 
-// Compare orders values by cr-sqlite's crsql_compare_sqlite_values (CRDT.md R7): storage
+// Compare orders values by cr-sqlite's crsql_compare_sqlite_values (docs/DESIGN.md rule R7): storage
 // class first (NULL < BLOB < TEXT < REAL < INTEGER), then numerically or bytewise within the
 // class. It returns -1, 0 or +1.
 func Compare(a, b Value) int {
@@ -253,7 +253,7 @@ func ParseQuoted(s string) (Value, error) {
 	return Real(f), nil
 }
 
-// MarshalJSON writes the DESIGN.md section 7 form: integer as a JSON integer, real always
+// MarshalJSON writes the docs/DESIGN.md section 7 form: integer as a JSON integer, real always
 // with a fraction or exponent, text as a string, blob as an array of byte numbers, NULL as null.
 func (v Value) MarshalJSON() ([]byte, error) { return v.AppendJSON(nil), nil }
 

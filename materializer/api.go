@@ -22,7 +22,7 @@ var (
 	ErrReadOnly = errors.New("statement would write; use a transaction")
 	// ErrInternalTable: a write to a __patina table (HTTP 400).
 	ErrInternalTable = errors.New("internal tables are read-only")
-	// ErrSchema: a schema statement DESIGN.md refuses (HTTP 400).
+	// ErrSchema: a schema statement docs/DESIGN.md section 5 refuses (HTTP 400).
 	ErrSchema = errors.New("schema refused")
 	// ErrSchemaConflict: a destructive or conflicting schema change (HTTP 409).
 	ErrSchemaConflict = errors.New("schema conflict")

@@ -7,7 +7,7 @@ import (
 	"github.com/patinadb/patina/log"
 )
 
-// cellClock is the winning write of one cell (or of the row sentinel): CRDT.md's clock
+// cellClock is the winning write of one cell (or of the row sentinel): docs/DESIGN.md section 3.1's clock
 // record without db_version, which is local and not needed by any rule.
 type cellClock struct {
 	Present bool
@@ -23,13 +23,13 @@ type cellClock struct {
 // rowClock is the clock of one row: the sentinel and one record per non-pk column, indexed
 // by the column's clock ordinal (its position among the table's non-pk columns). One SQLite
 // row per table row keeps the fold at one clock read and one clock write per row, which is
-// what makes the fold rate reachable (DESIGN.md section 9).
+// what makes the fold rate reachable (docs/DESIGN.md section 9).
 type rowClock struct {
 	Sentinel cellClock
 	Cols     []cellClock
 }
 
-// CL is the row's causal length (CRDT.md vocabulary).
+// CL is the row's causal length (docs/DESIGN.md section 3.1).
 func (c *rowClock) CL() uint64 {
 	if c.Sentinel.Present {
 		return c.Sentinel.ColVersion
@@ -42,7 +42,7 @@ func (c *rowClock) CL() uint64 {
 	return 0
 }
 
-// dropCols forgets every column record (a delete, or a higher odd cl arriving: CRDT.md R2, R3
+// dropCols forgets every column record (a delete, or a higher odd cl arriving: docs/DESIGN.md rule R2, R3
 // and condition 3).
 func (c *rowClock) dropCols() {
 	for i := range c.Cols {

@@ -1,5 +1,5 @@
 // Package materializer folds the log into the SQLite view users read (<data>/views.db) with
-// cr-sqlite's merge rules (CRDT.md R1-R9, R12), and turns local SQL transactions into
+// cr-sqlite's merge rules (docs/DESIGN.md section 3, rules R1-R9 and R12), and turns local SQL transactions into
 // changesets with cr-sqlite's local-write rules (L1-L8).
 //
 // It owns the view file: user tables, one clock table per user table

@@ -18,7 +18,7 @@ type foldState struct {
 	rc    rowClock
 }
 
-// foldChangeset merges one complete changeset into the view with CRDT.md's rules R1-R9 and
+// foldChangeset merges one complete changeset into the view with the rules R1-R9 and of docs/DESIGN.md section 3
 // R12. Changes for tables or columns the schema does not have yet are skipped and the
 // changeset's seq is recorded in the pending table, to be refolded after a migration.
 func (m *Materializer) foldChangeset(ctx context.Context, cs *log.Changeset, st *foldState) error {
@@ -317,7 +317,7 @@ func (m *Materializer) readRow(ctx context.Context, t *table, pkArgs []any) ([]l
 	return out, rows.Err()
 }
 
-// affinityConv turns an incoming value into the value its column would store (CRDT.md R8),
+// affinityConv turns an incoming value into the value its column would store (docs/DESIGN.md rule R8),
 // so that R6 compares stored values. The common cases are decided in Go; text into numeric
 // columns and reals into text columns are converted by SQLite itself through a scratch row.
 type affinityConv struct{}

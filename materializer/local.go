@@ -142,7 +142,7 @@ type localRow struct {
 }
 
 // runLocal runs one local transaction inside a savepoint of the writer's SQLite transaction
-// and turns what the capture triggers saw into a changeset with CRDT.md's rules L1-L8. The
+// and turns what the capture triggers saw into a changeset with the rules L1-L8 of docs/DESIGN.md section 3. The
 // changeset (nil when nothing changed) gets version; its clock records are written.
 func (m *Materializer) runLocal(ctx context.Context, stmts []Statement, version log.Version, st *foldState) (TxResult, *log.Changeset, error) {
 	w := m.w

@@ -38,7 +38,7 @@ func lastChanges(tb testing.TB, n *node, res TxResult) []string {
 	return out
 }
 
-// TestLocalWriteRules checks the changes each kind of local write produces (CRDT.md L1-L8).
+// TestLocalWriteRules checks the changes each kind of local write produces (docs/DESIGN.md rule L1-L8).
 func TestLocalWriteRules(t *testing.T) {
 	tests := []struct {
 		name  string

@@ -157,7 +157,7 @@ func placeholders(n int) string {
 }
 
 // upsert returns the statement and arguments that write the columns marked in written
-// (CRDT.md R9: a new row gets its DEFAULTs for the other columns).
+// (docs/DESIGN.md rule R9: a new row gets its DEFAULTs for the other columns).
 func (t *table) upsert(written []bool, vals []log.Value, pkArgs []any) (string, []any) {
 	mask := make([]byte, len(written))
 	args := append([]any(nil), pkArgs...)
@@ -186,7 +186,7 @@ func (t *table) upsert(written []bool, vals []log.Value, pkArgs []any) (string, 
 	return q, args
 }
 
-// checkTable applies the schema rules of DESIGN.md section 5 and CRDT.md to a table.
+// checkTable applies the schema rules of docs/DESIGN.md section 5 to a table.
 func checkTable(ctx context.Context, q querier, t *table, toks []token) error {
 	if len(t.PK) == 0 {
 		return fmt.Errorf("%w: table %q has no PRIMARY KEY; every table needs one", ErrSchema, t.Name)
@@ -369,7 +369,7 @@ func parseSchemaStmt(stmt string) (*schemaStmt, error) {
 }
 
 // applySchema applies schema statements inside the open transaction on conn and returns the
-// statements that changed something. It refuses what DESIGN.md section 5 refuses.
+// statements that changed something. It refuses what docs/DESIGN.md section 5 refuses.
 func applySchema(ctx context.Context, conn querier, stmts []string) ([]string, error) {
 	var applied []string
 	for _, raw := range stmts {

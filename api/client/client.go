@@ -428,3 +428,44 @@ func (c *Client) Metrics(ctx context.Context) (string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
 }
+
+// AdminSubscription describes one live subscription (GET /v1/admin/subscriptions).
+type AdminSubscription struct {
+	ID       string `json:"id"`
+	Hash     string `json:"hash"`
+	SQL      string `json:"sql"`
+	Mode     string `json:"mode"`
+	Clients  int    `json:"clients"`
+	ChangeID uint64 `json:"change_id"`
+	Rows     int    `json:"rows"`
+}
+
+// AdminSubscriptions lists the agent's live subscriptions (admin scope).
+func (c *Client) AdminSubscriptions(ctx context.Context) ([]AdminSubscription, error) {
+	var out struct {
+		Subscriptions []AdminSubscription `json:"subscriptions"`
+	}
+	err := c.callJSON(ctx, http.MethodGet, "/v1/admin/subscriptions", nil, nil, &out)
+	return out.Subscriptions, err
+}
+
+// AdminSubscription describes one subscription by id (admin scope).
+func (c *Client) AdminSubscription(ctx context.Context, id string) (AdminSubscription, error) {
+	var out AdminSubscription
+	err := c.callJSON(ctx, http.MethodGet, "/v1/admin/subscriptions/"+url.PathEscape(id), nil, nil, &out)
+	return out, err
+}
+
+// LogLevel returns the agent's log level; with set not empty, it changes it first (admin
+// scope).
+func (c *Client) LogLevel(ctx context.Context, set string) (string, error) {
+	var out struct {
+		Level string `json:"level"`
+	}
+	if set == "" {
+		err := c.callJSON(ctx, http.MethodGet, "/v1/admin/log_level", nil, nil, &out)
+		return out.Level, err
+	}
+	err := c.callJSON(ctx, http.MethodPut, "/v1/admin/log_level", nil, map[string]string{"level": set}, &out)
+	return out.Level, err
+}

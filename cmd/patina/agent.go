@@ -59,6 +59,10 @@ type Agent struct {
 	// is set once gossip is open (no local write can happen before the API opens after it).
 	broadcaster atomic.Pointer[clusterNode]
 
+	// level is the process's log level, changed at run time through /v1/admin/log_level;
+	// nil when the agent was not given one (in-process tests).
+	level *slog.LevelVar
+
 	// standalone runs without gossip (in-process tests that move changes themselves).
 	standalone bool
 
@@ -154,6 +158,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	acfg.QueueDepth, acfg.QueueTimeout = a.cfg.API.QueueDepth, a.cfg.API.QueueTimeout
 	acfg.Registry, acfg.Logger = a.reg, a.logger
 	acfg.Subscriptions = a.subs
+	acfg.LogLevel = a.level
 	a.srv = api.New(acfg)
 	if err := a.srv.Open(ctx); err != nil {
 		ln.Close()

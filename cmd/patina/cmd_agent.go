@@ -42,17 +42,18 @@ of the config file.`,
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
-		logger, _, err := newLogger(m.Stderr, cfg.LogLevel, cfg.LogFormat)
+		logger, level, err := newLogger(m.Stderr, cfg.LogLevel, cfg.LogFormat)
 		if err != nil {
 			return err
 		}
-		return m.runAgent(c.Context(), cfg, cf.path, logger)
+		return m.runAgent(c.Context(), cfg, cf.path, logger, level)
 	}
 	return c
 }
 
-func (m *Main) runAgent(ctx context.Context, cfg Config, configPath string, logger *slog.Logger) error {
+func (m *Main) runAgent(ctx context.Context, cfg Config, configPath string, logger *slog.Logger, level *slog.LevelVar) error {
 	a := NewAgent(cfg, logger)
+	a.level = level
 	if err := a.Open(ctx); err != nil {
 		return err
 	}

@@ -126,7 +126,7 @@ type FaultRule struct {
 	Jitter time.Duration `toml:"jitter"`
 }
 
-// DefaultConfig is what `patina agent` runs on without a config: DESIGN.md section 8.
+// DefaultConfig is what `patina agent` runs on without a config: docs/DESIGN.md section 8.
 func DefaultConfig() Config {
 	a := api.DefaultConfig()
 	m := materializer.DefaultConfig("")

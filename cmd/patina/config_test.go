@@ -49,7 +49,7 @@ delay = "3ms"
 				t.Errorf("got %+v, want the defaults %+v", c, want)
 			}
 			if c.DataDir != "./patina-data" || c.APIAddr != "127.0.0.1:8080" || c.GossipAddr != "127.0.0.1:8787" || c.QUICAddr != "127.0.0.1:8788" {
-				t.Errorf("defaults differ from DESIGN.md section 8: %+v", c)
+				t.Errorf("defaults differ from docs/DESIGN.md section 8: %+v", c)
 			}
 		}},
 		{"file", []string{"-c", file}, nil, func(t *testing.T, c Config) {

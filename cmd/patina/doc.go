@@ -1,7 +1,7 @@
 // Command patina is Patina's one binary: the agent (`patina agent`), the client commands that
 // talk to an agent's HTTP API (exec, query, tail, migrate, sync state, members), the offline
 // commands that work on a stopped node's data dir (rebuild, log inspect) and the helpers
-// (tls). DESIGN.md section 8 is its contract.
+// (tls). docs/DESIGN.md section 8 is its contract.
 //
 // It is the only package that wires log, materializer, gossip and api together, and the only
 // one that reads config files, flags and environment variables. Nothing imports it.

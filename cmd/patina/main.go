@@ -70,7 +70,7 @@ func usagef(format string, args ...any) error {
 	return &usageError{fmt.Errorf(format, args...)}
 }
 
-// exitCode maps an error to the exit code of DESIGN.md section 8.
+// exitCode maps an error to the exit code of docs/DESIGN.md section 8.
 func exitCode(err error) int {
 	if err == nil {
 		return 0
