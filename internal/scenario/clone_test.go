@@ -11,7 +11,7 @@ import (
 
 // TestFreshClone copies the repository's tracked files into an empty temp dir, with nothing
 // beside it, and runs the scenario tests there: they must pass on the repository alone (no
-// ../shared or any other sibling folder). It runs the quick ones (this package and the
+// sibling folder of shared test data). It runs the quick ones (this package and the
 // materializer's edge-case replays) to stay within seconds.
 func TestFreshClone(t *testing.T) {
 	if testing.Short() {
