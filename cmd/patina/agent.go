@@ -54,6 +54,8 @@ type Agent struct {
 	subs    *subs.Engine // agent_subs.go
 	srv     *api.Server
 	pg      *pg.Server // agent_pg.go; nil when pg.addr is not set
+	// stopTemplates stops the [[template]] runner (agent_template.go); nil when none runs.
+	stopTemplates func()
 
 	// broadcaster is the cluster the materializer's OnCommit hands local changesets to; it
 	// is set once gossip is open (no local write can happen before the API opens after it).
@@ -165,6 +167,9 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 		return &usageError{err}
 	}
 	if err := a.openPG(ctx); err != nil {
+		return err
+	}
+	if err := a.openTemplates(); err != nil {
 		return err
 	}
 	a.logger.Info("agent ready", "site", a.store.SiteID().String(), "api", a.srv.Addr().String(),
@@ -293,6 +298,9 @@ func (a *Agent) SetFaults(f FaultConfig) error {
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		var errs []error
+		if a.stopTemplates != nil {
+			a.stopTemplates()
+		}
 		if a.pg != nil {
 			errs = append(errs, a.pg.Close())
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/patinadb/patina/api"
 	"github.com/patinadb/patina/log"
 	"github.com/patinadb/patina/materializer"
+	"github.com/patinadb/patina/template"
 )
 
 // Config is the agent's configuration: the TOML file's shape. Every key also has a flag and a
@@ -40,6 +41,8 @@ type Config struct {
 	Subscriptions SubscriptionsConfig `toml:"subscriptions"`
 	// PG: see agent_pg.go.
 	PG PGConfig `toml:"pg"`
+	// Templates are the [[template]] entries: see agent_template.go.
+	Templates []template.Spec `toml:"template"`
 }
 
 // APIConfig is the [api] section.

@@ -40,6 +40,8 @@ var rules = []rule{
 	{pattern: "api/client/...", exact: []string{"api"}, trees: []string{"materializer", "gossip", "cmd", "bench"}},
 	// The PostgreSQL server is a sibling of api: it reads and writes the materializer and
 	// knows nothing of HTTP, gossip, subscriptions or the agent.
+	// Templates talk to a node through the Go client only, so they run beside any agent.
+	{pattern: "template/...", exact: []string{"api"}, trees: []string{"materializer", "gossip", "cmd", "bench", "pg"}},
 	{pattern: "pg/...", trees: []string{"api", "gossip", "cmd", "bench", "materializer/subs"}},
 }
 
