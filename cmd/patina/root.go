@@ -38,8 +38,9 @@ func (m *Main) rootCmd() *cobra.Command {
 state in SQLite, replicated with fast eventual consistency.
 
 Run a node with "patina agent". Talk to a running node with the client commands: exec,
-query, subscribe, tail, migrate, members, sync state, admin. Work on a stopped node's data dir
-with rebuild, log inspect, backup and restore. Make gossip certificates with tls and API
+query, subscribe, tail, migrate, members, sync state, admin, backup (online); keep files
+rendered from its data with template. Work on a stopped node's data dir with rebuild, log
+inspect, backup --data-dir and restore. Make gossip certificates with tls and API
 tokens with token; load a node with bench; print this binary's version with version (or
 --version).
 
