@@ -233,7 +233,21 @@ func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector) error {
 		return nil
 	}
 	for _, sm := range g.log.Missing(theirs) {
-		for _, r := range sm.Versions {
+		// Cleared versions travel as ranges; only the others have payloads to scan.
+		versions := sm.Versions
+		if len(sm.Cleared) > 0 {
+			frames, err := clearedFrames(nil, sm.Site, sm.Cleared)
+			if err != nil {
+				return err
+			}
+			if _, err := w.Write(frames); err != nil {
+				return err
+			}
+			done.Cleared += sm.Cleared.Count()
+			bytes += uint64(len(frames))
+			versions = versions.Subtract(sm.Cleared)
+		}
+		for _, r := range versions {
 			for cs, err := range g.log.Scan(sm.Site, log.Version(r.First), log.Version(r.Last)) {
 				if err != nil {
 					return fmt.Errorf("scan %v [%d, %d]: %w", sm.Site, r.First, r.Last, err)
@@ -321,6 +335,14 @@ func (g *Gossip) receiveSync(name string, fr *frameReader) error {
 				if err := flush(); err != nil {
 					return err
 				}
+			}
+		case frameCleared:
+			site, rs, err := decodeCleared(body)
+			if err != nil {
+				return err
+			}
+			if _, err := g.log.AppendCleared(g.run, site, rs); err != nil {
+				return fmt.Errorf("record cleared versions: %w", err)
 			}
 		case frameDone:
 			return flush()

@@ -28,6 +28,7 @@ const (
 	frameVector    byte = 3 // msgpack vector (see encodeVector)
 	frameBusy      byte = 4 // empty: the peer serves too many syncs
 	frameDone      byte = 5 // msgpack doneMsg: the sender has sent all it had to send
+	frameCleared   byte = 6 // msgpack clearedMsg: versions the sender holds cleared
 )
 
 // protoVersion is the hello's version; a peer with another major version is refused.
@@ -73,9 +74,67 @@ func (s *wireSite) DecodeMsgpack(d *msgpack.Decoder) error {
 	return d.ReadFull(s[:])
 }
 
+// clearedMsg names versions of one site that the sender holds cleared (compaction dropped
+// all their changes): the receiver holds them from then on, with no payload. Ranges are flat
+// [first, last, ...] pairs, so a run of a million cleared versions costs a few bytes.
+type clearedMsg struct {
+	Site   wireSite `msgpack:"site"`
+	Ranges []uint64 `msgpack:"ranges"`
+}
+
+// maxClearedRanges bounds one cleared frame (a sender cuts longer lists into several).
+const maxClearedRanges = 1 << 16
+
+// clearedFrames encodes the cleared versions of site as frames of at most maxClearedRanges
+// ranges each.
+func clearedFrames(b []byte, site log.SiteID, rs log.RangeSet) ([]byte, error) {
+	for len(rs) > 0 {
+		n := min(len(rs), maxClearedRanges)
+		m := clearedMsg{Site: wireSite(site), Ranges: make([]uint64, 0, 2*n)}
+		for _, r := range rs[:n] {
+			m.Ranges = append(m.Ranges, r.First, r.Last)
+		}
+		body, err := msgpack.Marshal(&m)
+		if err != nil {
+			return nil, err
+		}
+		b = appendFrame(b, frameCleared, body)
+		rs = rs[n:]
+	}
+	return b, nil
+}
+
+// decodeCleared decodes and checks a cleared frame body: a non-zero site and valid,
+// sorted, non-empty ranges of versions >= 1.
+func decodeCleared(body []byte) (log.SiteID, log.RangeSet, error) {
+	var m clearedMsg
+	if err := msgpack.Unmarshal(body, &m); err != nil {
+		return log.SiteID{}, nil, fmt.Errorf("%w: cleared: %v", ErrProtocol, err)
+	}
+	site := log.SiteID(m.Site)
+	if site.IsZero() {
+		return site, nil, fmt.Errorf("%w: cleared versions of a zero site id", ErrProtocol)
+	}
+	if len(m.Ranges)%2 != 0 || len(m.Ranges) == 0 || len(m.Ranges) > 2*maxClearedRanges {
+		return site, nil, fmt.Errorf("%w: cleared: %d range bounds", ErrProtocol, len(m.Ranges))
+	}
+	rs := make(log.RangeSet, 0, len(m.Ranges)/2)
+	for i := 0; i < len(m.Ranges); i += 2 {
+		rs = append(rs, log.Range{First: m.Ranges[i], Last: m.Ranges[i+1]})
+	}
+	if err := rs.Valid(); err != nil {
+		return site, nil, fmt.Errorf("%w: cleared: %w", ErrProtocol, err)
+	}
+	if rs[0].First == 0 {
+		return site, nil, fmt.Errorf("%w: cleared: version 0", ErrProtocol)
+	}
+	return site, rs, nil
+}
+
 type doneMsg struct {
 	Changesets uint64 `msgpack:"changesets"`
 	Changes    uint64 `msgpack:"changes"`
+	Cleared    uint64 `msgpack:"cleared,omitempty"` // versions sent as cleared ranges
 }
 
 // appendFrame appends one frame to b.
