@@ -34,6 +34,13 @@ const (
 	maxFrame = 256 << 20
 )
 
+// Headers of GET /v1/changes once the log has been compacted: the horizon (the newest
+// arrival seq compaction has touched) and whether this stream starts before it.
+const (
+	headerHorizon   = "Patina-Compaction-Horizon"
+	headerCompacted = "Patina-Compacted"
+)
+
 func wantsMsgpack(h string) bool {
 	return strings.Contains(h, contentMsgpack) || strings.Contains(h, "application/x-msgpack")
 }
@@ -78,6 +85,14 @@ func (s *Server) handleChangesGet(w http.ResponseWriter, r *http.Request) error 
 		w.Header().Set("Content-Type", contentMsgpack)
 	} else {
 		w.Header().Set("Content-Type", ndjson)
+	}
+	// Log compaction (README "Log retention and compaction"): seqs up to the horizon may
+	// have been compacted, so a stream starting before it reads what survived (seq holes are
+	// cleared versions, "compacted": true marks trimmed ones) rather than every intermediate
+	// change; folded, it still gives the current state.
+	if h := s.cfg.Log.Stats().HorizonSeq; h > 0 {
+		w.Header().Set(headerHorizon, strconv.FormatUint(uint64(h), 10))
+		w.Header().Set(headerCompacted, strconv.FormatBool(log.Seq(since) < h))
 	}
 	w.WriteHeader(http.StatusOK)
 	ev := newEventWriter(w)

@@ -121,6 +121,11 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	mcfg.Logger = a.logger
 	mcfg.Registerer = a.reg
 	mcfg.OnCommit = a.broadcast
+	if ret, forever, err := a.cfg.Log.retention(); err != nil {
+		return err
+	} else if !forever {
+		mcfg.Compaction = &materializer.Compaction{Retention: ret}
+	}
 	a.mat = materializer.New(a.store, mcfg)
 	if err := a.mat.Open(ctx); err != nil {
 		if errors.Is(err, materializer.ErrSchema) || errors.Is(err, materializer.ErrSchemaConflict) {

@@ -36,6 +36,7 @@ type Config struct {
 
 	API    APIConfig    `toml:"api"`
 	DB     DBConfig     `toml:"db"`
+	Log    LogConfig    `toml:"log"`
 	Gossip GossipConfig `toml:"gossip"`
 	// Subscriptions: see agent_subs.go.
 	Subscriptions SubscriptionsConfig `toml:"subscriptions"`
@@ -96,6 +97,32 @@ type DBConfig struct {
 	ReadConns int `toml:"read_conns"`
 }
 
+// LogConfig is the [log] section: how much history the changeset log keeps.
+type LogConfig struct {
+	// Retention is "forever" (every version kept, as before compaction existed) or a
+	// duration: changes superseded longer ago than that are compacted away ("0s": as soon as
+	// they are superseded). See README "Log retention and compaction".
+	Retention string `toml:"retention"`
+}
+
+// DefaultLogRetention keeps an hour of full history: long enough for a CDC consumer or a
+// subscriber to ride out a restart or a deploy, and for "what did it say 20 minutes ago"
+// replays; short enough that at 1,000 updates/s the window costs about 3.6 M versions
+// (a few hundred MB) rather than growing without end.
+const DefaultLogRetention = "1h"
+
+// retention parses Retention: forever is true for "forever".
+func (c *LogConfig) retention() (d time.Duration, forever bool, err error) {
+	if strings.EqualFold(strings.TrimSpace(c.Retention), "forever") {
+		return 0, true, nil
+	}
+	d, err = time.ParseDuration(c.Retention)
+	if err != nil || d < 0 {
+		return 0, false, usagef("log.retention %q: want a duration >= 0 (such as 0s, 10m, 24h) or forever", c.Retention)
+	}
+	return d, false, nil
+}
+
 // GossipConfig is the [gossip] section.
 type GossipConfig struct {
 	// SecretKey is base64 of 16, 24 or 32 bytes; it encrypts memberlist traffic.
@@ -144,6 +171,7 @@ func DefaultConfig() Config {
 	c.API.MaxConcurrency, c.API.MaxStreams, c.API.MaxBodyBytes = a.MaxConcurrency, a.MaxStreams, a.MaxBodyBytes
 	c.API.BodyTimeout = a.BodyReadTimeout
 	c.API.QueueDepth, c.API.QueueTimeout = a.QueueDepth, a.QueueTimeout
+	c.Log.Retention = DefaultLogRetention
 	c.DB.FoldBatch, c.DB.ReadConns = m.FoldBatch, m.ReadConns
 	// gossip.DefaultConfig's values; agent_gossip.go starts from it and lays these over.
 	c.Gossip.Fanout, c.Gossip.SyncInterval = 3, time.Second
@@ -192,6 +220,7 @@ var options = []option{
 	{key: "api.body_timeout", usage: "longest a client may take to send a request body; slower is 408 (a data slot is taken only once the body is read)", field: func(c *Config) any { return &c.API.BodyTimeout }, agentOnly: true},
 	{key: "db.fold_batch", usage: "most changesets folded per SQLite transaction", field: func(c *Config) any { return &c.DB.FoldBatch }, agentOnly: true},
 	{key: "db.read_conns", usage: "read-only SQLite connections", field: func(c *Config) any { return &c.DB.ReadConns }, agentOnly: true},
+	{key: "log.retention", usage: "how long superseded changes stay in the log: a duration (0s: compact at once) or forever", field: func(c *Config) any { return &c.Log.Retention }, agentOnly: true},
 	{key: "gossip.secret_key", usage: "base64 key (16, 24 or 32 bytes) encrypting gossip", field: func(c *Config) any { return &c.Gossip.SecretKey }, agentOnly: true},
 	{key: "gossip.fanout", usage: "members each new changeset is sent to", field: func(c *Config) any { return &c.Gossip.Fanout }, agentOnly: true},
 	{key: "gossip.sync_interval", usage: "mean time between sync rounds", field: func(c *Config) any { return &c.Gossip.SyncInterval }, agentOnly: true},
@@ -359,6 +388,9 @@ func (c *Config) Validate() error {
 		return usagef("log_format %q: want text or json", c.LogFormat)
 	}
 	if _, err := c.API.apiTokens(); err != nil {
+		return err
+	}
+	if _, _, err := c.Log.retention(); err != nil {
 		return err
 	}
 	if c.Gossip.SecretKey != "" {

@@ -126,6 +126,8 @@ func TestUsageErrors(t *testing.T) {
 		{"bad env", []string{"agent"}, map[string]string{"PATINA_API_MAX_CONCURRENCY": "many"}, "PATINA_API_MAX_CONCURRENCY"},
 		{"bad site id", []string{"agent", "--site-id", "not-a-uuid", "--data-dir", dir}, nil, "site_id"},
 		{"bad log format", []string{"agent", "--log-format", "xml", "--data-dir", dir}, nil, "log_format"},
+		{"bad log retention", []string{"agent", "--log-retention", "a while", "--data-dir", dir}, nil, "log.retention"},
+		{"negative log retention", []string{"agent", "--data-dir", dir}, map[string]string{"PATINA_LOG_RETENTION": "-1h"}, "log.retention"},
 		{"exec without statements", []string{"exec"}, nil, "at least one statement"},
 		{"query with two statements", []string{"query", "SELECT 1", "SELECT 2"}, nil, "want 1 argument"},
 		{"bad output", []string{"query", "SELECT 1", "--output", "xml"}, nil, "--output"},
@@ -165,5 +167,22 @@ func TestHelp(t *testing.T) {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("agent --help lacks %s", flag)
 		}
+	}
+}
+
+// TestLogRetention: the retention is a duration or forever, from every source.
+func TestLogRetention(t *testing.T) {
+	for raw, want := range map[string]struct {
+		d       time.Duration
+		forever bool
+	}{"0s": {0, false}, "90m": {90 * time.Minute, false}, "forever": {0, true}, "Forever": {0, true}, DefaultLogRetention: {time.Hour, false}} {
+		c := LogConfig{Retention: raw}
+		d, forever, err := c.retention()
+		if err != nil || d != want.d || forever != want.forever {
+			t.Errorf("%q: %v %v %v", raw, d, forever, err)
+		}
+	}
+	if DefaultConfig().Log.Retention != DefaultLogRetention {
+		t.Fatalf("default retention %q", DefaultConfig().Log.Retention)
 	}
 }
