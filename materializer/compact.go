@@ -194,7 +194,7 @@ func (m *Materializer) compactLoop(cfg Compaction) {
 	if reclaim == 0 {
 		reclaim = 16 << 20
 	}
-	var lastThrough log.Seq
+	var lastThrough, lastSeen log.Seq
 	var kept uint64 // versions left with data after the last pass
 	var freed uint64
 	lastPass := time.Now()
@@ -209,8 +209,11 @@ func (m *Materializer) compactLoop(cfg Compaction) {
 		pos := m.FoldPosition()
 		grown := uint64(pos - min(pos, lastThrough))
 		m.met.compactLag.Set(float64(grown))
-		// Rarely, even with little growth: the retention window moves with the clock.
-		if grown == 0 || grown < max(uint64(minGrowth), kept/2) && time.Since(lastPass) < 60*interval {
+		idle := pos == lastSeen // no write since the last tick: a burst ended
+		lastSeen = pos
+		// Also when writes pause, and now and then whatever the growth: the retention window
+		// moves with the clock.
+		if grown == 0 || grown < max(uint64(minGrowth), kept/2) && !idle && time.Since(lastPass) < 60*interval {
 			continue
 		}
 		start := time.Now()

@@ -113,10 +113,14 @@ const DefaultLogRetention = "1h"
 
 // retention parses Retention: forever is true for "forever".
 func (c *LogConfig) retention() (d time.Duration, forever bool, err error) {
-	if strings.EqualFold(strings.TrimSpace(c.Retention), "forever") {
+	raw := strings.TrimSpace(c.Retention)
+	if strings.EqualFold(raw, "forever") {
 		return 0, true, nil
 	}
-	d, err = time.ParseDuration(c.Retention)
+	if raw == "" { // a Config built in code without DefaultConfig
+		raw = DefaultLogRetention
+	}
+	d, err = time.ParseDuration(raw)
 	if err != nil || d < 0 {
 		return 0, false, usagef("log.retention %q: want a duration >= 0 (such as 0s, 10m, 24h) or forever", c.Retention)
 	}
