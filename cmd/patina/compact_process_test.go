@@ -109,8 +109,10 @@ func churn(ctx context.Context, cl *client.Client, rows, count, writers int, bas
 // (log inspect --check). PATINA_COMPACT_UPDATES sets the number of updates (100,000 for the
 // issue's figure; 10,000 by default to keep CI short).
 func TestCompactionProcess(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
+	if testing.Short() || os.Getenv("PATINA_COMPACT_UPDATES") == "" {
+		// About a minute on the shared 2-core machine, and timing-dependent under heavy load:
+		// run it on purpose (PATINA_COMPACT_UPDATES=10000 or 100000).
+		t.Skip("set PATINA_COMPACT_UPDATES to run the compaction process test")
 	}
 	updates := 10000
 	if s := os.Getenv("PATINA_COMPACT_UPDATES"); s != "" {
