@@ -154,6 +154,10 @@ type Config struct {
 	// request takes one of the MaxConcurrency slots only once its body is read, so clients
 	// that trickle bodies hold connections (and at most this long), never slots.
 	BodyReadTimeout time.Duration
+	// TxTimeout is the longest a write transaction may run when the request asks for no
+	// shorter ?timeout (Corrosion: 60 s); its statements are then interrupted and it rolls
+	// back with 408, so that one client cannot hold the node's single writer. 0 is no limit.
+	TxTimeout time.Duration
 	// IdleTimeout closes keep-alive connections that carry no request for this long.
 	IdleTimeout time.Duration
 	// ShutdownTimeout bounds how long Close waits for requests in flight.
@@ -177,6 +181,7 @@ func DefaultConfig() Config {
 		MaxStreams:      1024,
 		MaxBodyBytes:    64 << 20,
 		BodyReadTimeout: 30 * time.Second,
+		TxTimeout:       60 * time.Second,
 		IdleTimeout:     2 * time.Minute,
 		ShutdownTimeout: 10 * time.Second,
 	}
@@ -199,6 +204,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("api config: max streams %d, want > 0", c.MaxStreams)
 	case c.MaxBodyBytes <= 0:
 		return fmt.Errorf("api config: max body bytes %d, want > 0", c.MaxBodyBytes)
+	case c.TxTimeout < 0:
+		return fmt.Errorf("api config: transaction timeout %v, want >= 0", c.TxTimeout)
 	case c.BodyReadTimeout < 0:
 		return fmt.Errorf("api config: body read timeout %v, want >= 0", c.BodyReadTimeout)
 	}

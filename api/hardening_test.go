@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -64,4 +65,35 @@ func TestSlowBodiesDoNotStarveFastClients(t *testing.T) {
 		}
 	}
 	n.healthy(t)
+}
+
+func withTxTimeout(d time.Duration) nodeOpt {
+	return func(c *api.Config, _ *log.Options) { c.TxTimeout = d }
+}
+
+// A runaway statement in a transaction is interrupted at ?timeout, or at the server's
+// TxTimeout when the request gives none: 408, the transaction rolls back, later writes run.
+func TestRunawayTransactionTimesOut(t *testing.T) {
+	n := newNode(t, withTxTimeout(700*time.Millisecond))
+	n.exec(t, stmtf("INSERT INTO kv (k, v) VALUES ('x', 0)"))
+	const runaway = `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c`
+	for _, tc := range []struct{ path, sql string }{
+		{"/v1/transactions?timeout=0.3", runaway},
+		{"/v1/transactions", runaway},
+		{"/v1/transactions?timeout=100", "UPDATE kv SET v = (" + runaway + ") WHERE k = 'x'"},
+	} {
+		body, _ := json.Marshal([]string{tc.sql})
+		start := time.Now()
+		a := n.do(t, "POST", tc.path, string(body), "Content-Type", "application/json")
+		if a.status != http.StatusRequestTimeout || a.errMsg() == "" {
+			t.Fatalf("%s %s: %d %s, want 408 with an error", tc.path, tc.sql[:20], a.status, a.body)
+		}
+		if el := time.Since(start); el > 5*time.Second {
+			t.Errorf("%s: answered after %v", tc.path, el)
+		}
+		n.healthy(t)
+	}
+	if got := n.query(t, "SELECT v FROM kv WHERE k = 'x'"); got[0][0] != "0" {
+		t.Fatalf("the interrupted update left v = %s", got[0][0])
+	}
 }

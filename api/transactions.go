@@ -39,6 +39,14 @@ func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	defer cancel()
+	if lim := s.cfg.TxTimeout; lim > 0 && (timeout == 0 || timeout > lim) {
+		// The server's limit caps the request's: the materializer interrupts the statements
+		// at the deadline and the transaction rolls back (408).
+		var capped context.CancelFunc
+		ctx, capped = context.WithTimeout(ctx, lim)
+		defer capped()
+		timeout = lim
+	}
 	body, err := s.readBody(w, r)
 	if err != nil {
 		return err

@@ -143,22 +143,34 @@ type localRow struct {
 
 // runLocal runs one local transaction inside a savepoint of the writer's SQLite transaction
 // and turns what the capture triggers saw into a changeset with the rules L1-L8 of docs/DESIGN.md section 3. The
-// changeset (nil when nothing changed) gets version; its clock records are written.
-func (m *Materializer) runLocal(ctx context.Context, stmts []Statement, version log.Version, st *foldState) (TxResult, *log.Changeset, error) {
+// changeset (nil when nothing changed) gets version; its clock records are written. The
+// user's statements run under user, whose end interrupts them (the rest under ctx). When the
+// interrupt made SQLite roll back the whole writer transaction, the error wraps errGroupLost
+// around the statement's error.
+func (m *Materializer) runLocal(ctx, user context.Context, stmts []Statement, version log.Version, st *foldState) (TxResult, *log.Changeset, error) {
 	w := m.w
 	if _, err := w.exec(ctx, "SAVEPOINT patina_tx"); err != nil {
 		return TxResult{}, nil, err
 	}
 	fail := func(err error) (TxResult, *log.Changeset, error) {
-		w.c.ExecContext(context.Background(), "ROLLBACK TO patina_tx")
+		if _, rerr := w.c.ExecContext(context.Background(), "ROLLBACK TO patina_tx"); rerr != nil {
+			// No savepoint left: SQLite rolled the whole transaction back.
+			return TxResult{}, nil, &groupLost{err}
+		}
 		w.c.ExecContext(context.Background(), "RELEASE patina_tx")
 		return TxResult{}, nil, err
 	}
 	res := TxResult{Results: make([]StmtResult, len(stmts))}
 	for i := range stmts {
 		start := time.Now()
-		n, err := m.execUser(ctx, &stmts[i])
+		n, err := m.execUser(user, &stmts[i])
 		if err != nil {
+			if user.Err() != nil {
+				// Interrupted: say why (deadline, client gone, closing), not SQLite's
+				// "interrupted".
+				err = fmt.Errorf("%w: statement interrupted after %v", context.Cause(user), time.Since(start).Round(time.Millisecond))
+				m.met.interrupted.Inc()
+			}
 			return fail(&StmtError{Index: i, Err: classify(err)})
 		}
 		res.Results[i] = StmtResult{RowsAffected: n, Time: time.Since(start)}
@@ -172,6 +184,14 @@ func (m *Materializer) runLocal(ctx context.Context, stmts []Statement, version 
 	}
 	return res, cs, nil
 }
+
+// groupLost wraps the error of a statement whose interrupt rolled back the writer
+// transaction; errors.Unwrap gives the statement's error back.
+type groupLost struct{ err error }
+
+func (e *groupLost) Error() string        { return e.err.Error() }
+func (e *groupLost) Unwrap() error        { return e.err }
+func (e *groupLost) Is(target error) bool { return target == errGroupLost }
 
 func (m *Materializer) execUser(ctx context.Context, st *Statement) (int64, error) {
 	if len(st.Params) > 0 && len(st.Named) > 0 {

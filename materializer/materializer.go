@@ -408,7 +408,11 @@ func (m *Materializer) watchLog() {
 
 // Transact runs statements as one local transaction (all or nothing) and appends its
 // changeset to the log durably before the commit becomes visible. A transaction that changes
-// nothing gets Version 0. A failing statement is reported as a *StmtError.
+// nothing gets Version 0. A failing statement is reported as a *StmtError. When ctx ends
+// (deadline, client gone) or the materializer closes, the running statement is interrupted
+// and the transaction rolls back; the error wraps context.Cause(ctx) (or ErrClosed). The
+// other transactions of the writer's group are not affected: they run again if SQLite rolled
+// the group back with the interrupted statement.
 func (m *Materializer) Transact(ctx context.Context, stmts []Statement) (TxResult, error) {
 	start := time.Now()
 	if len(stmts) == 0 {
@@ -419,12 +423,22 @@ func (m *Materializer) Transact(ctx context.Context, stmts []Statement) (TxResul
 			return TxResult{}, &StmtError{Index: i, Err: err}
 		}
 	}
-	r := &request{kind: reqTx, stmts: stmts, done: make(chan struct{})}
+	r := &request{ctx: ctx, kind: reqTx, stmts: stmts, done: make(chan struct{})}
 	if err := m.send(ctx, r); err != nil {
 		return TxResult{}, err
 	}
-	// Once queued, wait for the outcome even if ctx ends: the answer must be true.
-	<-r.done
+	// Once the writer has taken it, wait for the outcome even if ctx ends: the answer must be
+	// true, and the end of ctx interrupts the transaction's statements, so the wait is short.
+	// A transaction still queued when ctx ends is abandoned: the writer will skip it.
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(reqQueued, reqAbandoned) {
+			m.met.txAbandoned.Inc()
+			return TxResult{}, fmt.Errorf("%w (the transaction waited for the writer and did not run)", context.Cause(ctx))
+		}
+		<-r.done
+	}
 	if r.err != nil {
 		return TxResult{}, r.err
 	}

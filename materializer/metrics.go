@@ -20,6 +20,10 @@ type metrics struct {
 	// compaction
 	compactLag    prometheus.Gauge
 	compactPasses prometheus.Counter
+	// interrupted statements
+	interrupted prometheus.Counter
+	txRetried   prometheus.Counter
+	txAbandoned prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,9 +50,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Versions folded since the last log compaction pass started (not yet judged)."}),
 		compactPasses: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_log_compaction_passes_total",
 			Help: "Log compaction passes completed."}),
+		interrupted: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_materializer_interrupted_statements_total",
+			Help: "Statements of local transactions interrupted at their deadline, when their client left, or at shutdown."}),
+		txRetried: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_materializer_tx_retried_total",
+			Help: "Local transactions run again because an interrupted statement of their group rolled the writer transaction back."}),
+		txAbandoned: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_materializer_tx_abandoned_total",
+			Help: "Local transactions whose caller's deadline passed (or who left) while they waited for the writer; they never ran."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed, m.compactLag, m.compactPasses} {
+		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed, m.compactLag, m.compactPasses, m.interrupted, m.txRetried, m.txAbandoned} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/patinadb/patina/log"
@@ -21,6 +22,10 @@ const (
 
 // request is one unit of work queued to the writer loop.
 type request struct {
+	// ctx is the caller's: its end (deadline, client gone) interrupts the transaction's
+	// statements, and a transaction whose ctx ended while it waited in the queue is not run.
+	ctx      context.Context
+	state    atomic.Int32 // reqQueued, reqTaken or reqAbandoned (transactions only)
 	kind     reqKind
 	stmts    []Statement
 	schema   []string
@@ -33,8 +38,24 @@ type request struct {
 	migrate MigrateResult
 	cs      *log.Changeset // the committed local changeset, for OnCommit
 	err     error
-	done    chan struct{}
+	// retry: the writer transaction was rolled back under this request through no fault of
+	// its own (another statement of its group was interrupted); it runs again, unanswered.
+	retry bool
+	done  chan struct{}
 }
+
+// States of a queued transaction: the writer takes it to run it, or its caller abandons it
+// when its context ends first; whichever comes first wins, so the answer is always true.
+const (
+	reqQueued int32 = iota
+	reqTaken
+	reqAbandoned
+)
+
+// errGroupLost: an interrupted statement made SQLite roll back the whole writer transaction,
+// not just its own savepoint (SQLite does that for an interrupted write statement), so the
+// other transactions and the folds of the group must run again.
+var errGroupLost = errors.New("materializer: writer transaction rolled back by an interrupted statement")
 
 // writerLoop owns the write connection: it folds what the log holds beyond the fold position
 // and runs queued local transactions, several per SQLite commit and log sync.
@@ -96,7 +117,21 @@ func (m *Materializer) writerLoop() {
 			if n > 0 {
 				txs = batch[:n]
 			}
-			if _, err := m.iterate(work, txs); err != nil {
+			_, err := m.iterate(work, txs)
+			if errors.Is(err, errGroupLost) {
+				// Run the group's innocent transactions again, first, in their order.
+				var again []*request
+				for _, r := range txs {
+					if r.retry {
+						r.retry, r.tx, r.cs = false, TxResult{}, nil
+						again = append(again, r)
+					}
+				}
+				m.met.txRetried.Add(float64(len(again)))
+				batch = append(again, batch[n:]...)
+				continue
+			}
+			if err != nil {
 				m.logger.Error("writer iteration failed", "err", err)
 				// A persistent fault (disk full, I/O error) must not spin the loop: back off
 				// before trying the backlog again.
@@ -123,6 +158,28 @@ func (m *Materializer) writerLoop() {
 			}
 		}
 	}
+}
+
+// callerErr is the cause of the end of the caller's context, or nil while it lasts.
+func (r *request) callerErr() error {
+	if r.ctx == nil || r.ctx.Err() == nil {
+		return nil
+	}
+	return context.Cause(r.ctx)
+}
+
+// userContext is the context a transaction's own statements run under: it ends with the
+// caller's (deadline, client gone) and when the materializer closes, and its end interrupts
+// the running statement, so that a runaway statement cannot hold the single writer.
+// Call done once the statements have run.
+func (r *request) userContext(run context.Context) (ctx context.Context, done func()) {
+	parent := r.ctx
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithCancelCause(parent)
+	stop := context.AfterFunc(run, func() { cancel(ErrClosed) })
+	return ctx, func() { stop(); cancel(nil) }
 }
 
 func (m *Materializer) failQueued() {
@@ -166,6 +223,10 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 			return
 		}
 		for _, r := range txs {
+			if errors.Is(err, errGroupLost) && r.err == nil {
+				r.retry = true // answered when it runs again
+				continue
+			}
 			if r.err == nil && err != nil {
 				r.err = err
 			}
@@ -228,7 +289,22 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 		}
 	}
 	for _, r := range txs {
-		res, cs, err := m.runLocal(ctx, r.stmts, base+log.Version(len(locals)), &st)
+		if r.state.Load() != reqTaken && !r.state.CompareAndSwap(reqQueued, reqTaken) {
+			r.err = context.Cause(r.ctx) // abandoned: nobody waits for this answer
+			continue
+		}
+		if err := r.callerErr(); err != nil {
+			r.err = fmt.Errorf("%w (the transaction waited for the writer and did not run)", err)
+			continue
+		}
+		uctx, done := r.userContext(m.run)
+		res, cs, err := m.runLocal(ctx, uctx, r.stmts, base+log.Version(len(locals)), &st)
+		done()
+		if errors.Is(err, errGroupLost) {
+			r.err = errors.Unwrap(err)
+			rollback()
+			return 0, errGroupLost
+		}
 		if err != nil {
 			r.err = err
 			continue

@@ -161,7 +161,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	acfg.Tokens, _ = a.cfg.API.apiTokens() // checked by Validate
 	acfg.GuardPublic = a.cfg.API.Authz.GuardPublic
 	acfg.MaxConcurrency, acfg.MaxStreams, acfg.MaxBodyBytes = a.cfg.API.MaxConcurrency, a.cfg.API.MaxStreams, a.cfg.API.MaxBodyBytes
-	acfg.BodyReadTimeout = a.cfg.API.BodyTimeout
+	acfg.BodyReadTimeout, acfg.TxTimeout = a.cfg.API.BodyTimeout, a.cfg.API.TxTimeout
 	acfg.QueueDepth, acfg.QueueTimeout = a.cfg.API.QueueDepth, a.cfg.API.QueueTimeout
 	acfg.Registry, acfg.Logger = a.reg, a.logger
 	acfg.Subscriptions = a.subs

@@ -66,6 +66,8 @@ type APIConfig struct {
 	MaxBodyBytes int64         `toml:"max_body_bytes"`
 	// BodyTimeout bounds how long a client may take to send a request body (408 after).
 	BodyTimeout time.Duration `toml:"body_timeout"`
+	// TxTimeout caps every write transaction (a shorter ?timeout wins); 0 is no cap.
+	TxTimeout time.Duration `toml:"tx_timeout"`
 }
 
 // TokenConfig is one [[api.authz.tokens]] entry: what `patina token` prints.
@@ -173,7 +175,7 @@ func DefaultConfig() Config {
 		LogFormat:  "text",
 	}
 	c.API.MaxConcurrency, c.API.MaxStreams, c.API.MaxBodyBytes = a.MaxConcurrency, a.MaxStreams, a.MaxBodyBytes
-	c.API.BodyTimeout = a.BodyReadTimeout
+	c.API.BodyTimeout, c.API.TxTimeout = a.BodyReadTimeout, a.TxTimeout
 	c.API.QueueDepth, c.API.QueueTimeout = a.QueueDepth, a.QueueTimeout
 	c.Log.Retention = DefaultLogRetention
 	c.DB.FoldBatch, c.DB.ReadConns = m.FoldBatch, m.ReadConns
@@ -221,6 +223,7 @@ var options = []option{
 	{key: "api.queue_timeout", usage: "longest a data request waits for a slot before 503; an expected wait past it is refused at once", field: func(c *Config) any { return &c.API.QueueTimeout }, agentOnly: true},
 	{key: "api.max_streams", usage: "long-lived streams open at once", field: func(c *Config) any { return &c.API.MaxStreams }, agentOnly: true},
 	{key: "api.max_body_bytes", usage: "largest request body; more is 413", field: func(c *Config) any { return &c.API.MaxBodyBytes }, agentOnly: true},
+	{key: "api.tx_timeout", usage: "longest a write transaction may run (a shorter ?timeout wins); then it is interrupted, rolled back and answered 408; 0 is no limit", field: func(c *Config) any { return &c.API.TxTimeout }, agentOnly: true},
 	{key: "api.body_timeout", usage: "longest a client may take to send a request body; slower is 408 (a data slot is taken only once the body is read)", field: func(c *Config) any { return &c.API.BodyTimeout }, agentOnly: true},
 	{key: "db.fold_batch", usage: "most changesets folded per SQLite transaction", field: func(c *Config) any { return &c.DB.FoldBatch }, agentOnly: true},
 	{key: "db.read_conns", usage: "read-only SQLite connections", field: func(c *Config) any { return &c.DB.ReadConns }, agentOnly: true},
