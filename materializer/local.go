@@ -163,7 +163,9 @@ func (m *Materializer) runLocal(ctx, user context.Context, stmts []Statement, ve
 	res := TxResult{Results: make([]StmtResult, len(stmts))}
 	for i := range stmts {
 		start := time.Now()
+		m.inUser.Store(1)
 		n, err := m.execUser(user, &stmts[i])
+		m.inUser.Store(0)
 		if err != nil {
 			if user.Err() != nil {
 				// Interrupted: say why (deadline, client gone, closing), not SQLite's

@@ -59,6 +59,8 @@ type Materializer struct {
 	wg     sync.WaitGroup
 	opened bool
 	closed atomic.Bool
+	// inUser is 1 while the writer runs a statement of a local transaction (tests wait on it).
+	inUser atomic.Int32
 
 	foldMu  sync.Mutex
 	foldPos log.Seq
