@@ -421,6 +421,7 @@ func (s *Server) streamContext(r *http.Request) (context.Context, context.Cancel
 
 // The node's real components satisfy the interfaces; this catches drift at compile time.
 var (
-	_ View      = (*materializer.Materializer)(nil)
-	_ ChangeLog = (*log.Store)(nil)
+	_ View          = (*materializer.Materializer)(nil)
+	_ ChangeLog     = (*log.Store)(nil)
+	_ FaultReporter = (*log.Store)(nil)
 )

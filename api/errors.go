@@ -67,6 +67,8 @@ func statusOf(err error) int {
 		return http.StatusOK
 	case errors.As(err, &maxBytes), errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, log.ErrDiskFull):
+		return http.StatusInsufficientStorage
 	case errors.Is(err, errUnauthorized):
 		return http.StatusUnauthorized
 	case errors.Is(err, errForbidden):

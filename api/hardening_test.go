@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -95,5 +96,22 @@ func TestRunawayTransactionTimesOut(t *testing.T) {
 	}
 	if got := n.query(t, "SELECT v FROM kv WHERE k = 'x'"); got[0][0] != "0" {
 		t.Fatalf("the interrupted update left v = %s", got[0][0])
+	}
+}
+
+// On a full disk writes are refused with 507 and a JSON error, reads go on, and health says
+// so (503 with disk_full).
+func TestDiskFullRefusesWritesKeepsReads(t *testing.T) {
+	n := newNode(t, func(_ *api.Config, o *log.Options) { o.MinFreeBytes = 1 << 62 })
+	a := n.do(t, "POST", "/v1/transactions", `["INSERT INTO kv (k, v) VALUES ('a', 1)"]`, "Content-Type", "application/json")
+	if a.status != http.StatusInsufficientStorage || a.errMsg() == "" {
+		t.Fatalf("write on a full disk: %d %s, want 507 with an error", a.status, a.body)
+	}
+	if got := n.query(t, "SELECT count(*) FROM kv"); got[0][0] != "0" {
+		t.Fatalf("read on a full disk: %v", got)
+	}
+	h := n.do(t, "GET", "/v1/health", "")
+	if h.status != http.StatusServiceUnavailable || !bytes.Contains(h.body, []byte(`"disk_full":true`)) {
+		t.Fatalf("health on a full disk: %d %s", h.status, h.body)
 	}
 }

@@ -26,6 +26,17 @@ type healthFigures struct {
 	Members   int       `json:"members"`
 	P99Lag    jsonFloat `json:"p99_lag"`
 	QueueSize uint64    `json:"queue_size"`
+	// DiskFull: writes are refused (507) until space is freed; reads go on.
+	DiskFull bool `json:"disk_full,omitempty"`
+	// Corruption: the log met damaged data; the damaged range is not served.
+	Corruption string `json:"corruption,omitempty"`
+}
+
+// FaultReporter is implemented by a ChangeLog that watches its disk (*log.Store does):
+// health reports a full disk and on-disk corruption, and is unhealthy (503) with either.
+type FaultReporter interface {
+	DiskFull() bool
+	Corruption() error
 }
 
 // jsonFloat is a float64 that always prints as a JSON real (0.0, not 0), as Corrosion's f64
@@ -89,6 +100,16 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	var bad []string
+	if fr, ok := s.cfg.Log.(FaultReporter); ok {
+		fig.DiskFull = fr.DiskFull()
+		if err := fr.Corruption(); err != nil {
+			fig.Corruption = err.Error()
+			bad = append(bad, "on-disk corruption in the log")
+		}
+		if fig.DiskFull {
+			bad = append(bad, "disk full: writes refused")
+		}
+	}
 	if gapsSet && (maxGaps < 0 || fig.Gaps > uint64(maxGaps)) {
 		bad = append(bad, fmt.Sprintf("gaps %d > %d", fig.Gaps, maxGaps))
 	}

@@ -39,8 +39,11 @@ type Options struct {
 	ReadOnly bool
 	// FS is the filesystem Pebble keeps the log in; nil means the operating system's. The
 	// simulator (package sim) gives each of its nodes an in-memory one (vfs.NewMem).
-	FS     vfs.FS
-	Logger *slog.Logger
+	FS vfs.FS
+	// MinFreeBytes: writes are refused with ErrDiskFull while the disk has less free; 0
+	// means DefaultMinFreeBytes, a negative value no check.
+	MinFreeBytes int64
+	Logger       *slog.Logger
 }
 
 // DefaultCacheBytes is the default Options.CacheBytes.
@@ -82,6 +85,9 @@ type Stats struct {
 // use. Writes go through one committer goroutine that group-commits whatever callers queued
 // while the previous batch was being synced.
 type Store struct {
+	fs      vfs.FS
+	dir     string
+	faults  faults
 	db      *pebble.DB
 	lock    *pebble.Lock
 	site    SiteID
@@ -161,7 +167,11 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
+	s := &Store{}
 	popts := &pebble.Options{Logger: pebbleLogger{logger}, ReadOnly: opts.ReadOnly, CacheSize: opts.CacheBytes, FS: fs}
+	// Damage found while reading is an error of that read, recorded and logged by the
+	// store, not Pebble's default Fatalf: the node keeps serving what is intact.
+	popts.EventListener = &pebble.EventListener{DataCorruption: s.onCorruption}
 	if popts.CacheSize <= 0 {
 		popts.CacheSize = DefaultCacheBytes
 	}
@@ -185,7 +195,8 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 		lock.Close()
 		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
-	s := &Store{
+	*s = Store{
+		fs: fs, dir: dir,
 		db: db, lock: lock, maxPart: opts.MaxPartChanges, wopts: pebble.Sync, logger: logger,
 		hlc: NewHLC(), readOnly: opts.ReadOnly, lenient: lenient && opts.ReadOnly, metrics: newStoreMetrics(),
 		reqs: make(chan *appendReq, 1024), compacts: make(chan *compactReq), quit: make(chan struct{}), done: make(chan struct{}),
@@ -193,6 +204,10 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 	}
 	if s.maxPart <= 0 {
 		s.maxPart = DefaultMaxPartChanges
+	}
+	s.faults.minFree = uint64(DefaultMinFreeBytes)
+	if opts.MinFreeBytes != 0 {
+		s.faults.minFree = uint64(max(opts.MinFreeBytes, 0))
 	}
 	if opts.NoSync {
 		s.wopts = pebble.NoSync
@@ -463,6 +478,9 @@ func (s *Store) Append(ctx context.Context, css ...*Changeset) ([]AppendResult, 
 		s.appends.Add(1)
 		return req.res, nil
 	}
+	if err := s.checkFree(); err != nil {
+		return nil, fmt.Errorf("append: %w", err)
+	}
 	if err := s.enqueue(ctx, req); err != nil {
 		return nil, err
 	}
@@ -535,6 +553,9 @@ func (s *Store) AppendLocal(ctx context.Context, cs *Changeset) (Version, Seq, e
 	}
 	if cs.Kind == KindData && len(cs.Changes) == 0 {
 		return 0, 0, invalidf("append local: a data changeset without changes")
+	}
+	if err := s.checkFree(); err != nil {
+		return 0, 0, fmt.Errorf("append local: %w", err)
 	}
 	start := time.Now()
 	s.localMu.Lock()
@@ -940,7 +961,7 @@ func (s *Store) Scan(site SiteID, from, to Version) iter.Seq2[*Changeset, error]
 		for {
 			chunk, next, err := s.scanChunk(lower, upper)
 			if err != nil {
-				yield(nil, err)
+				yield(nil, corruptErr(err))
 				return
 			}
 			for _, cs := range chunk {
@@ -990,7 +1011,7 @@ func (s *Store) scanChunk(lower, upper []byte) ([]*Changeset, []byte, error) {
 // after (the version at LastSeq is never cleared, see Compact).
 func (s *Store) Read(after Seq, max int) ([]*Changeset, error) {
 	css, _, err := s.read(after, max, false)
-	return css, err
+	return css, corruptErr(err)
 }
 
 // read is Read; with sizes it also returns the encoded bytes stored for each version.

@@ -95,8 +95,10 @@ func (c *APIConfig) apiTokens() ([]api.Token, error) {
 
 // DBConfig is the [db] section: the materializer's tuning.
 type DBConfig struct {
-	FoldBatch int `toml:"fold_batch"`
-	ReadConns int `toml:"read_conns"`
+	// MinFreeBytes: writes are refused (507) while the data dir's disk has less free.
+	MinFreeBytes int64 `toml:"min_free_bytes"`
+	FoldBatch    int   `toml:"fold_batch"`
+	ReadConns    int   `toml:"read_conns"`
 }
 
 // LogConfig is the [log] section: how much history the changeset log keeps.
@@ -179,6 +181,7 @@ func DefaultConfig() Config {
 	c.API.QueueDepth, c.API.QueueTimeout = a.QueueDepth, a.QueueTimeout
 	c.Log.Retention = DefaultLogRetention
 	c.DB.FoldBatch, c.DB.ReadConns = m.FoldBatch, m.ReadConns
+	c.DB.MinFreeBytes = log.DefaultMinFreeBytes
 	// gossip.DefaultConfig's values; agent_gossip.go starts from it and lays these over.
 	c.Gossip.Fanout, c.Gossip.SyncInterval = 3, time.Second
 	return c
@@ -225,6 +228,7 @@ var options = []option{
 	{key: "api.max_body_bytes", usage: "largest request body; more is 413", field: func(c *Config) any { return &c.API.MaxBodyBytes }, agentOnly: true},
 	{key: "api.tx_timeout", usage: "longest a write transaction may run (a shorter ?timeout wins); then it is interrupted, rolled back and answered 408; 0 is no limit", field: func(c *Config) any { return &c.API.TxTimeout }, agentOnly: true},
 	{key: "api.body_timeout", usage: "longest a client may take to send a request body; slower is 408 (a data slot is taken only once the body is read)", field: func(c *Config) any { return &c.API.BodyTimeout }, agentOnly: true},
+	{key: "db.min_free_bytes", usage: "writes are refused with 507 while the data dir's disk has less free space (reads go on; writes resume once space is freed); -1 turns the check off", field: func(c *Config) any { return &c.DB.MinFreeBytes }, agentOnly: true},
 	{key: "db.fold_batch", usage: "most changesets folded per SQLite transaction", field: func(c *Config) any { return &c.DB.FoldBatch }, agentOnly: true},
 	{key: "db.read_conns", usage: "read-only SQLite connections", field: func(c *Config) any { return &c.DB.ReadConns }, agentOnly: true},
 	{key: "log.retention", usage: "how long superseded changes stay in the log: a duration (0s: compact at once) or forever", field: func(c *Config) any { return &c.Log.Retention }, agentOnly: true},

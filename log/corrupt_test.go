@@ -1,0 +1,96 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patinadb/patina/internal/testutil"
+)
+
+// corruptSSTs overwrites bytes in the middle of every SST of dir (a stopped store) with
+// garbage: what a failing disk does to a block.
+func corruptSSTs(tb testing.TB, dir string) int {
+	tb.Helper()
+	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	for _, p := range ssts {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for i := len(b) / 4; i < len(b)/4+64 && i < len(b); i++ {
+			b[i] ^= 0x5a
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return len(ssts)
+}
+
+// Damage inside a Pebble block is an error of the reads that meet it, never a panic (Pebble's
+// default listener calls Fatalf): Scan and Read fail with ErrCorrupt, Corruption reports it,
+// and the store still answers what it can (its vector, its stats).
+func TestCorruptBlockIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{SiteID: siteA})
+	for v := Version(1); v <= 300; v++ {
+		mustAppend(t, s, makeCS(siteB, v, 20))
+	}
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if n := corruptSSTs(t, dir); n == 0 {
+		t.Fatal("no sst to corrupt")
+	}
+	s = openStore(t, dir, Options{})
+	var scanErr error
+	for _, err := range s.Scan(siteB, 1, 1000) {
+		if err != nil {
+			scanErr = err
+		}
+	}
+	if !errors.Is(scanErr, ErrCorrupt) {
+		t.Fatalf("scan over a damaged block: %v, want ErrCorrupt", scanErr)
+	}
+	if _, err := s.Read(0, 1000); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("read over a damaged block: %v, want ErrCorrupt", err)
+	}
+	if err := s.Corruption(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), ".sst") {
+		t.Fatalf("Corruption() = %v, want the damaged file", err)
+	}
+	_ = s.Stats()
+}
+
+// Writes are refused with ErrDiskFull while the disk has less than MinFreeBytes free, and
+// resume by themselves once it has more; reads go on meanwhile.
+func TestDiskFullRefusesWrites(t *testing.T) {
+	s := openStore(t, t.TempDir(), Options{SiteID: siteA, MinFreeBytes: 1 << 62})
+	if _, err := s.Append(context.Background(), makeCS(siteB, 1, 2)); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("append on a full disk: %v, want ErrDiskFull", err)
+	}
+	if _, _, err := s.AppendLocal(context.Background(), makeCS(siteA, 1, 2)); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("local append on a full disk: %v, want ErrDiskFull", err)
+	}
+	if !s.DiskFull() {
+		t.Fatal("DiskFull() = false")
+	}
+	if _, err := s.Read(0, 10); err != nil {
+		t.Fatalf("read on a full disk: %v", err)
+	}
+	s.faults.freeMu.Lock()
+	s.faults.minFree = 1 // space freed
+	s.faults.freeMu.Unlock()
+	testutil.WaitFor(t, 5*time.Second, "writes to resume", func() bool {
+		_, err := s.Append(context.Background(), makeCS(siteB, 1, 2))
+		return err == nil
+	})
+	if s.DiskFull() {
+		t.Fatal("DiskFull() still true")
+	}
+}

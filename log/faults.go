@@ -1,0 +1,110 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Faults of the disk under the log (issue 12). Pebble's defaults turn both into a process
+// exit (its Logger.Fatalf); the store turns them into errors a node can live with. A read
+// that meets a damaged Pebble block (a checksum mismatch) fails with an error wrapping
+// ErrCorrupt (inspect.go): the range it covers is not served, Store.Corruption reports the
+// first damage found, and a restore from a peer repairs it.
+var (
+	// ErrDiskFull is returned by writes while the log's disk has less than
+	// Options.MinFreeBytes free: they are refused before Pebble could fail halfway (which it
+	// treats as fatal). Reads go on; writes resume by themselves once space is freed.
+	ErrDiskFull = errors.New("log: disk full")
+)
+
+// DefaultMinFreeBytes is the default Options.MinFreeBytes.
+const DefaultMinFreeBytes = 64 << 20
+
+// faults keeps what the store learned about its disk.
+type faults struct {
+	corrupt atomic.Pointer[error] // the first corruption seen
+	// corruptions counts DataCorruption events (one per damaged file and read).
+	corruptions atomic.Uint64
+
+	// free-space check, at most once per freeEvery
+	minFree  uint64
+	freeMu   sync.Mutex
+	freeAt   time.Time
+	freeErr  error
+	diskFull atomic.Bool
+}
+
+// freeEvery bounds how often the free space is asked of the file system.
+const freeEvery = 250 * time.Millisecond
+
+// onCorruption is Pebble's DataCorruption listener: it records the damage and logs it once
+// per store (Pebble's default listener calls Fatalf). The read that met it fails with an
+// error Pebble returns on its own, wrapped in ErrCorrupt by the store.
+func (s *Store) onCorruption(info pebble.DataCorruptionInfo) {
+	s.faults.corruptions.Add(1)
+	err := fmt.Errorf("%w: %s, keys %s: %v", ErrCorrupt, info.Path, info.Bounds.String(), info.Details)
+	if s.faults.corrupt.CompareAndSwap(nil, &err) {
+		s.logger.Error("log corruption: the damaged range is not served; restore this node's log from a peer (patina backup on a healthy node, patina restore here) or run patina log inspect --check",
+			"path", info.Path, "keys", info.Bounds.String(), "err", info.Details)
+	}
+}
+
+// Corruption returns the first on-disk corruption the store met (wrapping ErrCorrupt), or
+// nil.
+func (s *Store) Corruption() error {
+	if p := s.faults.corrupt.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// DiskFull reports whether the last free-space check found less than MinFreeBytes.
+func (s *Store) DiskFull() bool { return s.faults.diskFull.Load() }
+
+// corruptErr wraps a Pebble corruption error in ErrCorrupt; other errors pass unchanged.
+func corruptErr(err error) error {
+	if err != nil && pebble.IsCorruptionError(err) && !errors.Is(err, ErrCorrupt) {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return err
+}
+
+// checkFree refuses a write when the disk has less than MinFreeBytes free. The answer is
+// cached for freeEvery, so a burst of appends asks the file system once.
+func (s *Store) checkFree() error {
+	if s.faults.minFree == 0 || s.fs == nil {
+		return nil
+	}
+	f := &s.faults
+	f.freeMu.Lock()
+	defer f.freeMu.Unlock()
+	if time.Since(f.freeAt) < freeEvery {
+		return f.freeErr
+	}
+	f.freeAt = time.Now()
+	du, err := s.fs.GetDiskUsage(s.dir)
+	if err != nil {
+		f.freeErr = nil // a file system that cannot tell: let Pebble find out
+		return nil
+	}
+	was := f.diskFull.Load()
+	if du.AvailBytes < f.minFree {
+		f.freeErr = fmt.Errorf("%w: %d bytes free under %s, want at least %d; writes are refused until space is freed", ErrDiskFull, du.AvailBytes, s.dir, f.minFree)
+		f.diskFull.Store(true)
+		if !was {
+			s.logger.Error("disk full: refusing writes (reads go on)", "dir", s.dir, "free", du.AvailBytes, "min_free", f.minFree)
+		}
+		return f.freeErr
+	}
+	f.freeErr = nil
+	f.diskFull.Store(false)
+	if was {
+		s.logger.Info("disk space freed: writes resume", "dir", s.dir, "free", du.AvailBytes)
+	}
+	return nil
+}
