@@ -35,7 +35,8 @@ type Applier interface {
 	Apply(ctx context.Context, css []*log.Changeset) ([]bool, error)
 }
 
-// Migrator applies schema statements; it blocks on the writer loop.
+// Migrator applies schema statements: what they add is appended to the log as a schema
+// changeset that gossip spreads like data. It blocks on the writer loop.
 type Migrator interface {
 	Migrate(ctx context.Context, stmts []string) (materializer.MigrateResult, error)
 }
@@ -46,6 +47,8 @@ type Inspector interface {
 	TableStats(ctx context.Context, tables []string) ([]materializer.TableStat, []string, error)
 	Tables() []string
 	FoldPosition() log.Seq
+	// Schema is the replicated schema as this node holds it.
+	Schema() materializer.SchemaInfo
 }
 
 // Notifier publishes commit notices (used by subscriptions); see materializer.Notify.

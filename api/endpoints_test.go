@@ -37,7 +37,8 @@ func TestTransactionStatementForms(t *testing.T) {
 		{"object named", `[{"query": "INSERT INTO t (id, name) VALUES (:id, :n)", "named_params": {"id": 5, "n": "e"}}]`, [][]string{{"5", "'e'", "NULL", "NULL"}}, 5},
 		{"bool binds as integer", `[["INSERT INTO t (id, data) VALUES (?, ?)", [6, true]]]`, [][]string{{"6", "NULL", "NULL", "1"}}, 6},
 	}
-	var lastVersion uint64
+	// Version 1 is the schema changeset the node's schema file appended at start.
+	lastVersion := uint64(1)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := n.do(t, "POST", "/v1/transactions", tt.body)
@@ -94,8 +95,8 @@ func TestTransactionAllOrNothing(t *testing.T) {
 	if got := n.query(t, "SELECT count(*) FROM t"); got[0][0] != "0" {
 		t.Errorf("rows after a failed transaction = %v, want 0", got)
 	}
-	if got := n.store.LastSeq(); got != 0 {
-		t.Errorf("log last seq = %d after a failed transaction, want 0", got)
+	if got := n.store.LastSeq(); got != 1 { // the schema changeset of the node's start
+		t.Errorf("log last seq = %d after a failed transaction, want 1", got)
 	}
 }
 
@@ -224,8 +225,9 @@ func TestSyncStateMembersMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	self := n.store.SiteID()
-	if st.ActorID != self || st.Heads[self] != 3 || len(st.Need[self]) != 0 || st.LastSeq != 3 {
-		t.Errorf("sync state = %+v; want head 3 for %v, no need, last seq 3", st, self)
+	// Version and seq 1 are the schema changeset of the node's start.
+	if st.ActorID != self || st.Heads[self] != 4 || len(st.Need[self]) != 0 || st.LastSeq != 4 {
+		t.Errorf("sync state = %+v; want head 4 for %v, no need, last seq 4", st, self)
 	}
 	ms, err := n.cl.Members(context.Background())
 	if err != nil || len(ms) != 1 || ms[0].SiteID != self || !ms[0].Self || ms[0].State != "alive" {
@@ -237,7 +239,7 @@ func TestSyncStateMembersMetrics(t *testing.T) {
 	}
 	for _, want := range []string{
 		`patina_transactions_total{result="ok"} 3`,
-		"patina_log_last_seq 3",
+		"patina_log_last_seq 4",
 		"patina_fold_queue 0",
 		`patina_http_requests_total{code="200",route="POST /v1/transactions"} 3`,
 	} {
@@ -264,8 +266,9 @@ func TestChangesStreamAndIngest(t *testing.T) {
 				}
 				css = append(css, cs)
 			}
-			if len(css) != 3 {
-				t.Fatalf("got %d changesets, want 3", len(css))
+			// The first is the schema changeset of a's start.
+			if len(css) != 4 || css[0].Kind != log.KindSchema {
+				t.Fatalf("got %d changesets, want 4, the schema first", len(css))
 			}
 			for i, cs := range css {
 				if cs.Seq != log.Seq(i+1) || cs.Site != a.store.SiteID() || cs.Version != log.Version(i+1) {
@@ -277,8 +280,8 @@ func TestChangesStreamAndIngest(t *testing.T) {
 				post = b.cl.PostChangesJSON
 			}
 			res, err := post(context.Background(), css...)
-			if err != nil || res.Changesets != 3 || res.New != 3 {
-				t.Fatalf("ingest = %+v, %v; want 3 new", res, err)
+			if err != nil || res.Changesets != 4 || res.New != 4 {
+				t.Fatalf("ingest = %+v, %v; want 4 new", res, err)
 			}
 			// Answered after the fold: a read right after sees the changes.
 			want := [][]string{{"1", "'y'", "0.5", "X'FF'"}}
@@ -293,19 +296,19 @@ func TestChangesStreamAndIngest(t *testing.T) {
 			if err != nil || res.New != 0 {
 				t.Errorf("ingest again = %+v, %v; want 0 new", res, err)
 			}
-			if got := b.store.LastSeq(); got != 3 {
-				t.Errorf("b's log last seq = %d, want 3", got)
+			if got := b.store.LastSeq(); got != 5 { // its own schema changeset and a's four
+				t.Errorf("b's log last seq = %d, want 5", got)
 			}
-			// Resume after seq 2: only the third.
+			// Resume after seq 3: only the fourth.
 			var rest []log.Seq
-			for cs, err := range a.cl.Changes(context.Background(), client.ChangesOptions{Since: 2, JSON: form == "ndjson"}) {
+			for cs, err := range a.cl.Changes(context.Background(), client.ChangesOptions{Since: 3, JSON: form == "ndjson"}) {
 				if err != nil {
 					t.Fatal(err)
 				}
 				rest = append(rest, cs.Seq)
 			}
-			if !reflect.DeepEqual(rest, []log.Seq{3}) {
-				t.Errorf("since=2 gave seqs %v, want [3]", rest)
+			if !reflect.DeepEqual(rest, []log.Seq{4}) {
+				t.Errorf("since=3 gave seqs %v, want [4]", rest)
 			}
 			// An empty body (a piped stream with nothing new) is zero changesets, not an error.
 			if res, err := post(context.Background()); err != nil || res.Changesets != 0 || res.New != 0 {

@@ -346,9 +346,21 @@ func (s *Server) handleMigrations(w http.ResponseWriter, r *http.Request) error 
 	if applied == nil {
 		applied = []string{}
 	}
+	var version *log.Version
+	if res.Version != 0 {
+		version = &res.Version
+	}
 	writeJSON(w, http.StatusOK, struct {
-		Applied []string `json:"applied"`
-		Time    float64  `json:"time"`
-	}{applied, time.Since(start).Seconds()})
+		Applied []string     `json:"applied"`
+		Version *log.Version `json:"version"`
+		Time    float64      `json:"time"`
+	}{applied, version, time.Since(start).Seconds()})
+	return nil
+}
+
+// handleSchema shows the schema this node holds: every table with its columns, indexes and
+// version, and the schema elements that lost the merge.
+func (s *Server) handleSchema(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, s.cfg.View.Schema())
 	return nil
 }

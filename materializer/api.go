@@ -34,7 +34,9 @@ var (
 type Config struct {
 	// Path of the view database, normally <data>/views.db.
 	Path string
-	// Schema holds CREATE TABLE / CREATE INDEX statements applied at Open.
+	// Schema holds CREATE TABLE / CREATE INDEX statements applied at Open: what they add to
+	// the replicated schema is appended to the log as a schema changeset; what lags it is
+	// logged and skipped.
 	Schema []string
 	// FoldBatch is the most changesets folded per SQLite transaction; FoldDelay how long the
 	// writer, woken by the log alone, waits for more before folding a small batch. The default
@@ -134,6 +136,8 @@ type Notice struct {
 // MigrateResult says what a migration changed.
 type MigrateResult struct {
 	Applied []string // statements that changed the schema (others were no-ops)
+	// Version is the schema changeset's version in this node's log; 0 when nothing changed.
+	Version log.Version
 }
 
 // TableStat is the row count of a table.

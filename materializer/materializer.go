@@ -47,6 +47,7 @@ type Materializer struct {
 	capSeen int64 // the last capture row id read in the current group
 
 	tablesSnap atomic.Pointer[[]string] // sorted user table names, for Tables()
+	schemaSnap atomic.Pointer[schemaSnapshot]
 
 	rmu sync.RWMutex // guards rdb against a swap by Rebuild
 	rdb *sql.DB
@@ -113,7 +114,7 @@ func (m *Materializer) Open(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Dir(m.cfg.Path), 0o755); err != nil {
 		return fmt.Errorf("open view: %w", err)
 	}
-	if err := m.openWriter(ctx, m.cfg.Path, m.cfg.Schema); err != nil {
+	if err := m.openWriter(ctx, m.cfg.Path, nil); err != nil {
 		m.closeConns()
 		return err
 	}
@@ -121,8 +122,7 @@ func (m *Materializer) Open(ctx context.Context) error {
 		m.closeConns()
 		return err
 	}
-	// The schema given at start may add what pending changesets wait for (and a crash may
-	// have come between a migration and its refold).
+	// A crash may have come between a migration and its refold.
 	if err := m.refoldPending(ctx); err != nil {
 		m.closeConns()
 		return fmt.Errorf("open view: refold pending changes: %w", err)
@@ -141,6 +141,16 @@ func (m *Materializer) Open(ctx context.Context) error {
 		}
 	}
 	m.commit = newCommitQueue(m.cfg.OnCommit)
+	if err := m.loadSchema(ctx); err != nil {
+		m.closeConns()
+		m.commit.close()
+		return fmt.Errorf("open view: %w", err)
+	}
+	if err := m.startSchema(ctx, m.cfg.Schema); err != nil {
+		m.closeConns()
+		m.commit.close()
+		return fmt.Errorf("open view: schema: %w", err)
+	}
 	m.run, m.cancel = context.WithCancelCause(context.Background())
 	m.opened = true
 	m.wg.Add(2)
@@ -189,7 +199,7 @@ func (m *Materializer) initDB(ctx context.Context, schema []string) error {
 		return err
 	}
 	err := func() error {
-		for _, q := range internalDDL {
+		for _, q := range append(internalDDL, schemaDDL) {
 			if _, err := w.c.ExecContext(ctx, q); err != nil {
 				return err
 			}
@@ -206,7 +216,7 @@ func (m *Materializer) initDB(ctx context.Context, schema []string) error {
 		case log.SiteID(raw) != m.site || len(raw) != 16:
 			return fmt.Errorf("the view belongs to site %x, the log to %v: rebuild the view", raw, m.site)
 		}
-		if _, err := applySchema(ctx, w.c, schema); err != nil {
+		if _, _, err := applySchema(ctx, w.c, schema, nil); err != nil {
 			return err
 		}
 		var pos int64

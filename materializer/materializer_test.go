@@ -107,7 +107,8 @@ func TestLocalWriteRules(t *testing.T) {
 func TestTransactAtomicAndResults(t *testing.T) {
 	n := newNode(t, log.SiteID{1}, tSchema)
 	res := n.exec(t, "INSERT INTO t (id, x) VALUES (1, 'a'), (2, 'b')")
-	if res.Version != 1 || res.Results[0].RowsAffected != 2 {
+	// Version 1 is the schema changeset the schema given at open appended.
+	if res.Version != 2 || res.Results[0].RowsAffected != 2 {
 		t.Fatalf("result %+v", res)
 	}
 	_, err := n.m.Transact(context.Background(), []Statement{
@@ -122,14 +123,14 @@ func TestTransactAtomicAndResults(t *testing.T) {
 	if got := n.query(t, "SELECT count(*) FROM t"); got[0][0].Int != 2 {
 		t.Fatalf("rows after a failed transaction: %v", got)
 	}
-	if v := n.store.NextLocalVersion(); v != 2 {
+	if v := n.store.NextLocalVersion(); v != 3 {
 		t.Fatalf("a failed transaction used a version: next is %d", v)
 	}
 	res, err = n.m.Transact(context.Background(), []Statement{
 		{SQL: "UPDATE t SET x = :v WHERE id = :id", Named: map[string]log.Value{"v": log.Integer(5), ":id": log.Integer(1)}},
 		{SQL: "DELETE FROM t WHERE id = ?", Params: []log.Value{log.Integer(2)}},
 	})
-	if err != nil || res.Version != 2 || res.Results[0].RowsAffected != 1 || res.Results[1].RowsAffected != 1 {
+	if err != nil || res.Version != 3 || res.Results[0].RowsAffected != 1 || res.Results[1].RowsAffected != 1 {
 		t.Fatalf("res %+v err %v", res, err)
 	}
 	if got := n.query(t, "SELECT id, x FROM t"); len(got) != 1 || !got[0][1].Equal(log.Integer(5)) {
@@ -263,12 +264,26 @@ func TestSchemaRules(t *testing.T) {
 	if got := lastChanges(t, n, r); len(got) != 4 || got[2] != "1.z=2.5@1/1" || got[3] != "1.w=''@1/1" {
 		t.Fatalf("changes after migration: %v", got)
 	}
-	// A schema file that lacks columns a migration added would drop them: refused at open.
+	// A schema file that lacks columns a migration added lags the replicated schema: the
+	// replicated one is kept (and the file reported), nothing is dropped.
 	n.m.Close()
-	m := New(n.store, Config{Path: n.cfg.Path, Schema: tSchema})
+	reg := prometheus.NewRegistry()
+	m := New(n.store, Config{Path: n.cfg.Path, Schema: tSchema, Registerer: reg})
+	if err := m.Open(context.Background()); err != nil {
+		t.Fatalf("reopen with a schema missing columns: %v", err)
+	}
+	if got := counterValue(t, reg, "patina_schema_file_lagging_total"); got != 1 {
+		t.Fatalf("lagging statements counted: %v", got)
+	}
+	if cols := len(m.Schema().Tables[0].Columns); cols != 5 {
+		t.Fatalf("columns after reopen with a lagging file: %+v", m.Schema().Tables[0])
+	}
+	m.Close()
+	// A schema file that changes a column is refused at open, as before.
+	m = New(n.store, Config{Path: n.cfg.Path, Schema: []string{"CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, x INTEGER)"}})
 	if err := m.Open(context.Background()); !errors.Is(err, ErrSchemaConflict) {
 		m.Close()
-		t.Fatalf("reopen with a schema missing columns: %v", err)
+		t.Fatalf("reopen with a schema that changes a column: %v", err)
 	}
 	m.Close()
 }
@@ -371,7 +386,7 @@ func TestNotify(t *testing.T) {
 	defer cancel()
 	n.exec(t, "INSERT INTO t VALUES (1, 1, 'a')")
 	nt := <-ch
-	if len(nt.Rows) != 1 || nt.Rows[0].Table != "t" || nt.Rows[0].CL != 1 || nt.Lagged || nt.Seq != 1 {
+	if len(nt.Rows) != 1 || nt.Rows[0].Table != "t" || nt.Rows[0].CL != 1 || nt.Lagged || nt.Seq != 2 {
 		t.Fatalf("notice %+v", nt)
 	}
 	if !strings.EqualFold(nt.Rows[0].PK.String(), log.MustPackPK(log.Integer(1)).String()) {
@@ -421,12 +436,13 @@ func TestOnCommit(t *testing.T) {
 	testutil.WaitFor(t, 5*time.Second, "two local changesets", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(got) >= 2
+		return len(got) >= 3
 	})
 	n.m.Close()
 	mu.Lock()
 	defer mu.Unlock()
-	if len(got) != 2 || got[0].Version != 1 || got[1].Version != 2 || got[1].Site != n.store.SiteID() || got[1].Seq == 0 {
+	// The schema changeset the schema given at open appended is handed over too (version 1).
+	if len(got) != 3 || got[0].Kind != log.KindSchema || got[1].Version != 2 || got[2].Version != 3 || got[2].Site != n.store.SiteID() || got[2].Seq == 0 {
 		t.Fatalf("OnCommit saw %+v", got)
 	}
 }
@@ -486,7 +502,7 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 	if got := n.query(t, "SELECT count(*) FROM p")[0][0].Int; got != writers*each*2 {
 		t.Fatalf("%d rows", got)
 	}
-	if v := n.store.NextLocalVersion(); v != writers*each+1 {
+	if v := n.store.NextLocalVersion(); v != writers*each+2 { // and the schema changeset
 		t.Fatalf("next version %d", v)
 	}
 	if n.m.FoldPosition() != n.store.LastSeq() {
@@ -652,7 +668,7 @@ func TestLargeTransaction(t *testing.T) {
 	a := newNode(t, log.SiteID{1}, tSchema)
 	b := newNode(t, log.SiteID{2}, tSchema)
 	res := a.exec(t, "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 5000) INSERT INTO t (id, x) SELECT i, i * 2 FROM s")
-	if res.Results[0].RowsAffected != 5000 || res.Version != 1 {
+	if res.Results[0].RowsAffected != 5000 || res.Version != 2 {
 		t.Fatalf("result %+v", res)
 	}
 	a.syncTo(t, b)
@@ -754,7 +770,7 @@ func TestConcurrentApplyAndTransact(t *testing.T) {
 func TestStats(t *testing.T) {
 	n := newNode(t, log.SiteID{1}, tSchema)
 	n.exec(t, "INSERT INTO t VALUES (1, 1, 'a')")
-	if st := n.m.Stats(); st.FoldPosition != 1 || st.FoldLag != 0 || st.Queue != 0 {
+	if st := n.m.Stats(); st.FoldPosition != 2 || st.FoldLag != 0 || st.Queue != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 }

@@ -24,6 +24,12 @@ type metrics struct {
 	interrupted prometheus.Counter
 	txRetried   prometheus.Counter
 	txAbandoned prometheus.Counter
+
+	schemaChangesets prometheus.Counter
+	schemaRebuilds   prometheus.Counter
+	schemaLagging    prometheus.Counter
+	schemaConflicts  prometheus.Gauge
+	schemaWaiting    prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -56,9 +62,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Local transactions run again because an interrupted statement of their group rolled the writer transaction back."}),
 		txAbandoned: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_materializer_tx_abandoned_total",
 			Help: "Local transactions whose caller's deadline passed (or who left) while they waited for the writer; they never ran."}),
+
+		schemaChangesets: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_schema_changesets_total",
+			Help: "Schema changesets folded into the view (local and remote)."}),
+		schemaRebuilds: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_schema_rebuilds_total",
+			Help: "View rebuilds a schema changeset caused (concurrent columns reordered, or a conflict won by a definition the view had not applied)."}),
+		schemaLagging: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_schema_file_lagging_total",
+			Help: "Schema file statements skipped at start because they lag the replicated schema."}),
+		schemaConflicts: prometheus.NewGauge(prometheus.GaugeOpts{Name: "patina_schema_conflicts",
+			Help: "Schema elements that lost the merge (a table or column defined otherwise elsewhere, or refused); see GET /v1/schema."}),
+		schemaWaiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "patina_schema_waiting_elements",
+			Help: "Schema elements for tables whose definition has not arrived yet."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed, m.compactLag, m.compactPasses, m.interrupted, m.txRetried, m.txAbandoned} {
+		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed, m.compactLag, m.compactPasses, m.interrupted, m.txRetried, m.txAbandoned,
+			m.schemaChangesets, m.schemaRebuilds, m.schemaLagging, m.schemaConflicts, m.schemaWaiting} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -2,14 +2,209 @@ package materializer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/patinadb/patina/log"
 )
 
-// migrate applies schema statements in one SQLite transaction on the writer connection,
-// then refolds the changesets that waited for tables or columns the migration added.
-func (m *Materializer) migrate(ctx context.Context, stmts []string) (MigrateResult, error) {
+// schemaTable keeps every schema element the view has folded (see schemamerge.go); the
+// schema is computed from it. It commits with the fold position, like the data.
+const schemaTable = "__patina_schema"
+
+const schemaDDL = "CREATE TABLE IF NOT EXISTS " + schemaTable + " (site BLOB NOT NULL, version INTEGER NOT NULL, " +
+	"seq INTEGER NOT NULL, ts INTEGER NOT NULL, kind TEXT NOT NULL, tbl TEXT NOT NULL, name TEXT NOT NULL, " +
+	"sql TEXT NOT NULL, PRIMARY KEY (site, version, seq)) WITHOUT ROWID"
+
+// errRebuild says that the view cannot reach the merged schema by appending: it must be
+// rebuilt from the log.
+var errRebuild = errors.New("the view must be rebuilt to reach the merged schema")
+
+func insertElements(ctx context.Context, q querier, els []element) error {
+	for _, e := range els {
+		if _, err := q.ExecContext(ctx, "INSERT OR IGNORE INTO "+schemaTable+" (site, version, seq, ts, kind, tbl, name, sql) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			e.Site[:], int64(e.Version), int64(e.Seq), int64(e.TS), e.Kind, e.Table, e.Name, e.SQL); err != nil {
+			return fmt.Errorf("record schema element: %w", err)
+		}
+	}
+	return nil
+}
+
+func readElements(ctx context.Context, q querier) ([]element, error) {
+	rows, err := q.QueryContext(ctx, "SELECT site, version, seq, ts, kind, tbl, name, sql FROM "+schemaTable)
+	if err != nil {
+		return nil, fmt.Errorf("read schema elements: %w", err)
+	}
+	defer rows.Close()
+	var out []element
+	for rows.Next() {
+		var e element
+		var site []byte
+		var ver, seq, ts int64
+		if err := rows.Scan(&site, &ver, &seq, &ts, &e.Kind, &e.Table, &e.Name, &e.SQL); err != nil {
+			return nil, err
+		}
+		copy(e.Site[:], site)
+		e.Version, e.Seq, e.TS = log.Version(ver), uint64(seq), log.Timestamp(ts)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// realize brings the view's tables and indexes to the merged schema by creating tables,
+// appending columns and (re)creating or dropping indexes, inside the open transaction. It
+// reports whether it changed anything; errRebuild when appending cannot get there. Tables
+// and indexes the merged schema does not know are left alone.
+func realize(ctx context.Context, q querier, ms *mergedSchema) (changed bool, err error) {
+	for _, mt := range ms.Tables {
+		_, exists, err := objectSQL(ctx, q, "table", mt.Name)
+		if err != nil {
+			return changed, err
+		}
+		if !exists {
+			if _, err := q.ExecContext(ctx, mt.Create.SQL); err != nil {
+				return changed, fmt.Errorf("create table %q: %w", mt.Name, err)
+			}
+			if err := createClock(ctx, q, mt.Name); err != nil {
+				return changed, err
+			}
+			for _, a := range mt.Added {
+				if _, err := q.ExecContext(ctx, "ALTER TABLE "+quoteIdent(mt.Name)+" ADD COLUMN "+a.SQL); err != nil {
+					return changed, fmt.Errorf("table %q: add column %q: %w", mt.Name, a.Name, err)
+				}
+			}
+			changed = true
+			continue
+		}
+		phys, err := loadTable(ctx, q, mt.Name)
+		if err != nil {
+			return changed, err
+		}
+		if len(phys.Cols) > len(mt.Cols) || !sameColumns(phys.Cols, mt.Cols[:len(phys.Cols)]) {
+			return changed, fmt.Errorf("%w: table %q", errRebuild, mt.Name)
+		}
+		for _, c := range mt.Cols[len(phys.Cols):] {
+			if c.PK > 0 {
+				return changed, fmt.Errorf("%w: table %q lacks key column %q", errRebuild, mt.Name, c.Name)
+			}
+			if _, err := q.ExecContext(ctx, "ALTER TABLE "+quoteIdent(mt.Name)+" ADD COLUMN "+mt.defs[strings.ToLower(c.Name)]); err != nil {
+				return changed, fmt.Errorf("%w: table %q: add column %q: %v", errRebuild, mt.Name, c.Name, err)
+			}
+			changed = true
+		}
+	}
+	for _, ix := range ms.Indexes {
+		old, ok, err := objectSQL(ctx, q, "index", ix.Name)
+		if err != nil {
+			return changed, err
+		}
+		if ix.Last.Kind == log.SchemaDropIndex || ok && normalizeSQL(old) != normalizeSQL(ix.Last.SQL) {
+			if ok {
+				if _, err := q.ExecContext(ctx, "DROP INDEX "+quoteIdent(ix.Name)); err != nil {
+					return changed, fmt.Errorf("drop index %q: %w", ix.Name, err)
+				}
+				changed, ok = true, false
+			}
+		}
+		if ix.Last.Kind == log.SchemaIndex && !ok {
+			if _, err := q.ExecContext(ctx, ix.Last.SQL); err != nil {
+				return changed, fmt.Errorf("create index %q: %w", ix.Name, err)
+			}
+			changed = true
+		}
+	}
+	return changed, nil
+}
+
+// foldSchema folds the schema changeset at the head of the backlog (its seq is the fold
+// position + 1) in a transaction of its own: it records the elements, merges, brings the
+// view to the merged schema and refolds the changesets that waited for it. When the view
+// cannot get there by appending it is rebuilt from the log.
+func (m *Materializer) foldSchema(ctx context.Context, cs *log.Changeset) error {
+	start := time.Now()
+	if err := m.hlc.Update(cs.TS); err != nil {
+		m.logger.Warn("schema changeset from a clock far ahead", "site", cs.Site, "version", cs.Version, "err", err)
+	}
 	w := m.w
 	// Capture triggers name columns; drop them while tables change.
+	if err := dropCapture(ctx, w.c); err != nil {
+		return fmt.Errorf("fold schema: %w", err)
+	}
+	w.resetStmts()
+	if _, err := w.c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("fold schema: %w", err)
+	}
+	var ms *mergedSchema
+	var changed bool
+	err := func() error {
+		if err := insertElements(ctx, w.c, elementsOf(cs)); err != nil {
+			return err
+		}
+		els, err := readElements(ctx, w.c)
+		if err != nil {
+			return err
+		}
+		if ms, err = mergeSchema(ctx, els); err != nil {
+			return err
+		}
+		if changed, err = realize(ctx, w.c, ms); err != nil {
+			return err
+		}
+		_, err = w.exec(ctx, "UPDATE "+metaTable+" SET value = ? WHERE key = 'fold_pos'", int64(cs.Seq))
+		return err
+	}()
+	if err == nil {
+		_, err = w.c.ExecContext(ctx, "COMMIT")
+	}
+	if err != nil {
+		w.c.ExecContext(context.Background(), "ROLLBACK")
+		if rerr := m.reloadSchema(ctx); rerr != nil {
+			return fmt.Errorf("fold schema: %w (and reload: %v)", err, rerr)
+		}
+		if errors.Is(err, errRebuild) {
+			m.logger.Warn("schema changeset reorders or redefines what the view holds; rebuilding the view from the log",
+				"site", cs.Site, "version", cs.Version, "why", err)
+			m.met.schemaRebuilds.Inc()
+			return m.rebuildLive(ctx, nil)
+		}
+		return fmt.Errorf("fold schema %v/%d: %w", cs.Site, cs.Version, err)
+	}
+	if err := m.reloadSchema(ctx); err != nil {
+		return fmt.Errorf("fold schema: reload: %w", err)
+	}
+	m.met.schemaChangesets.Inc()
+	if err := m.publishSchema(ctx, ms); err != nil {
+		return err
+	}
+	level := slog.LevelDebug
+	if changed {
+		level = slog.LevelInfo
+	}
+	m.logger.Log(ctx, level, "schema changeset folded", "site", cs.Site, "version", cs.Version, "elements", len(cs.Changes),
+		"changed", changed, "took", time.Since(start))
+	if changed {
+		if err := m.refoldPending(ctx); err != nil {
+			return fmt.Errorf("fold schema: refold pending changes: %w", err)
+		}
+	}
+	// Only now: Apply's callers wait for the fold position, and the data that waited for
+	// this schema is part of what they expect to read.
+	m.setFoldPos(cs.Seq)
+	return nil
+}
+
+// migrate validates schema statements against the schema the view has (in a transaction
+// it rolls back), appends what they add as one schema changeset to the log and folds it:
+// the same path a remote schema changeset takes. lag is set for schema files at start.
+func (m *Materializer) migrate(ctx context.Context, stmts []string, lag func(stmt, why string)) (MigrateResult, error) {
+	// Validate against everything the log holds.
+	if err := m.catchUp(ctx); err != nil {
+		return MigrateResult{}, fmt.Errorf("migrate: %w", err)
+	}
+	w := m.w
 	if err := dropCapture(ctx, w.c); err != nil {
 		return MigrateResult{}, fmt.Errorf("migrate: %w", err)
 	}
@@ -17,29 +212,184 @@ func (m *Materializer) migrate(ctx context.Context, stmts []string) (MigrateResu
 	if _, err := w.c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return MigrateResult{}, fmt.Errorf("migrate: %w", err)
 	}
-	applied, err := applySchema(ctx, w.c, stmts)
+	applied, els, err := applySchema(ctx, w.c, stmts, lag)
+	w.c.ExecContext(context.Background(), "ROLLBACK")
+	if rerr := m.reloadSchema(ctx); rerr != nil {
+		return MigrateResult{}, fmt.Errorf("migrate: reload: %w", rerr)
+	}
 	if err != nil {
-		w.c.ExecContext(context.Background(), "ROLLBACK")
-		if rerr := m.reloadSchema(ctx); rerr != nil {
-			return MigrateResult{}, fmt.Errorf("migrate: %w (and reload: %v)", err, rerr)
-		}
 		return MigrateResult{}, err
 	}
-	if _, err := w.c.ExecContext(ctx, "COMMIT"); err != nil {
-		w.c.ExecContext(context.Background(), "ROLLBACK")
-		m.reloadSchema(ctx)
-		return MigrateResult{}, fmt.Errorf("migrate: commit: %w", err)
+	if len(els) == 0 {
+		return MigrateResult{}, nil
 	}
-	if err := m.reloadSchema(ctx); err != nil {
-		return MigrateResult{Applied: applied}, fmt.Errorf("migrate: reload: %w", err)
+	cs, err := m.appendSchema(ctx, els)
+	if err != nil {
+		return MigrateResult{}, fmt.Errorf("migrate: %w", err)
 	}
-	if len(applied) > 0 {
-		if err := m.refoldPending(ctx); err != nil {
-			return MigrateResult{Applied: applied}, fmt.Errorf("migrate: refold pending changes: %w", err)
+	return MigrateResult{Applied: applied, Version: cs.Version}, nil
+}
+
+// appendSchema appends elements as this node's next version, folds it, and hands it to
+// OnCommit for broadcast.
+func (m *Materializer) appendSchema(ctx context.Context, els []element) (*log.Changeset, error) {
+	ch := schemaChanges(els)
+	cs := &log.Changeset{Site: m.site, Version: m.store.NextLocalVersion(), TS: m.hlc.Now(), Kind: log.KindSchema,
+		Seqs: log.SeqRange{First: 0, Last: uint64(len(ch) - 1)}, LastSeq: uint64(len(ch) - 1), Changes: ch}
+	res, err := m.store.Append(ctx, cs)
+	if err != nil {
+		return nil, fmt.Errorf("append schema changeset: %w", err)
+	}
+	if !res[0].New || !res[0].Complete {
+		return nil, fmt.Errorf("append schema changeset: the log already held version %d", cs.Version)
+	}
+	cs.Seq = res[0].Seq
+	for m.FoldPosition() < cs.Seq {
+		if _, err := m.iterate(ctx, nil); err != nil {
+			return nil, err
 		}
 	}
-	return MigrateResult{Applied: applied}, nil
+	if m.commit != nil {
+		m.commit.push([]*log.Changeset{cs})
+	}
+	return cs, nil
 }
+
+// catchUp folds everything the log holds.
+func (m *Materializer) catchUp(ctx context.Context) error {
+	for m.store.LastSeq() > m.FoldPosition() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := m.iterate(ctx, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startSchema runs at Open: it adopts tables and indexes the view has but no schema
+// changeset describes (a view made before schemas were replicated, or by an offline
+// rebuild with schema files) and then applies the schema files, appending what they add.
+// Files that lag the replicated schema are reported and skipped.
+func (m *Materializer) startSchema(ctx context.Context, files []string) error {
+	if err := m.catchUp(ctx); err != nil {
+		return err
+	}
+	adopt, err := m.unreplicated(ctx)
+	if err != nil {
+		return err
+	}
+	if len(adopt) > 0 {
+		if _, err := m.appendSchema(ctx, adopt); err != nil {
+			return fmt.Errorf("replicate the view's schema: %w", err)
+		}
+		m.logger.Info("schema of the view appended to the log", "elements", len(adopt))
+	}
+	stmts, err := m.dropLaggingIndexes(files)
+	if err != nil {
+		return err
+	}
+	res, err := m.migrate(ctx, stmts, func(stmt, why string) {
+		m.met.schemaLagging.Inc()
+		m.logger.Warn("schema file lags the replicated schema; keeping the replicated one", "why", why, "statement", oneLine(stmt))
+	})
+	if err != nil {
+		return err
+	}
+	if len(res.Applied) > 0 {
+		m.logger.Debug("schema files ahead of the replicated schema appended to the log", "statements", len(res.Applied), "version", res.Version)
+	}
+	return nil
+}
+
+// dropLaggingIndexes leaves out CREATE INDEX statements of files for indexes the
+// replicated schema has dropped since.
+func (m *Materializer) dropLaggingIndexes(files []string) ([]string, error) {
+	snap := m.schemaSnap.Load()
+	var out []string
+	for _, raw := range files {
+		parts, err := splitStatements(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrSchema, err)
+		}
+		for _, stmt := range parts {
+			if s, err := parseSchemaStmt(stmt); err == nil && s.kind == "index" && snap != nil && snap.dropped[strings.ToLower(s.name)] {
+				m.met.schemaLagging.Inc()
+				m.logger.Warn("schema file lags the replicated schema; keeping the replicated one",
+					"why", fmt.Sprintf("index %q was dropped", s.name), "statement", oneLine(stmt))
+				continue
+			}
+			out = append(out, stmt)
+		}
+	}
+	return out, nil
+}
+
+// unreplicated describes the user tables and indexes of the view that no folded schema
+// element defines.
+func (m *Materializer) unreplicated(ctx context.Context) ([]element, error) {
+	snap := m.schemaSnap.Load()
+	rows, err := m.w.c.QueryContext(ctx, "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('table', 'index') AND sql IS NOT NULL ORDER BY rowid")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []element
+	for rows.Next() {
+		var typ string
+		var e element
+		if err := rows.Scan(&typ, &e.Name, &e.Table, &e.SQL); err != nil {
+			return nil, err
+		}
+		if isInternalName(e.Name) || isInternalName(e.Table) {
+			continue
+		}
+		if typ == "table" {
+			if snap != nil && snap.tables[strings.ToLower(e.Name)] {
+				// Columns the view added beyond the replicated ones (an offline rebuild
+				// with a newer schema file) are replicated too.
+				more, err := m.unreplicatedColumns(ctx, e.Name, e.SQL, snap.columns[strings.ToLower(e.Name)])
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, more...)
+				continue
+			}
+			e.Kind = log.SchemaTable
+		} else {
+			if snap != nil && snap.indexes[strings.ToLower(e.Name)] {
+				continue
+			}
+			e.Kind = log.SchemaIndex
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// unreplicatedColumns describes the columns of a table after the first known ones.
+func (m *Materializer) unreplicatedColumns(ctx context.Context, name, text string, known int) ([]element, error) {
+	t := m.lookupTable(name)
+	if t == nil || len(t.Cols) <= known {
+		return nil, nil
+	}
+	s, err := parseSchemaStmt(text)
+	if err != nil {
+		return nil, err
+	}
+	var out []element
+	for _, c := range t.Cols[known:] {
+		def, ok := s.colDefs[strings.ToLower(c.Name)]
+		if !ok {
+			return nil, fmt.Errorf("%w: table %q: cannot find the definition of column %q", ErrSchema, name, c.Name)
+		}
+		out = append(out, element{Kind: log.SchemaColumn, Table: t.Name, Name: c.Name, SQL: def})
+	}
+	return out, nil
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // refoldPending refolds every changeset recorded as pending. Merging is idempotent, so the
 // parts that were folded the first time change nothing; a changeset that still has unknown

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/patinadb/patina/log"
 )
 
 // Rebuild folds the whole log into a fresh file beside the live view and swaps it in
@@ -30,7 +32,12 @@ func (m *Materializer) Rebuild(ctx context.Context, progress func(RebuildProgres
 	if err != nil {
 		return err
 	}
-	tmp, err := m.buildFresh(ctx, append(schema, m.cfg.Schema...), progress)
+	seed, from, err := viewElements(ctx, m.cfg.Path)
+	if err != nil {
+		m.logger.Warn("rebuild: cannot read the schema elements of the old view; reading them from the whole log", "err", err)
+		seed, from = nil, 0
+	}
+	tmp, err := m.buildFresh(ctx, seed, from, append(schema, m.cfg.Schema...), progress)
 	if err != nil {
 		return err
 	}
@@ -82,13 +89,69 @@ func schemaOf(ctx context.Context, q querier) ([]string, error) {
 	return out, rows.Err()
 }
 
-// buildFresh folds the whole log into <path>.rebuild and returns its path, closed.
-func (m *Materializer) buildFresh(ctx context.Context, schema []string, progress func(RebuildProgress)) (string, error) {
+// viewElements reads the schema elements and the fold position of the view at path; a
+// missing file has none.
+func viewElements(ctx context.Context, path string) ([]element, log.Seq, error) {
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, 0, nil
+		}
+		return nil, 0, err
+	}
+	db, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		return nil, 0, err
+	}
+	defer db.Close()
+	var pos int64
+	if err := db.QueryRowContext(ctx, "SELECT value FROM "+metaTable+" WHERE key = 'fold_pos'").Scan(&pos); err != nil {
+		return nil, 0, err
+	}
+	els, err := readElements(ctx, db)
+	return els, log.Seq(pos), err
+}
+
+// logElements adds to seed the elements of the schema changesets the log holds after seq
+// from, up to target.
+func (m *Materializer) logElements(seed []element, from, target log.Seq) ([]element, error) {
+	for from < target {
+		css, err := m.store.Read(from, 4096)
+		if err != nil {
+			return nil, err
+		}
+		if len(css) == 0 {
+			break
+		}
+		for _, cs := range css {
+			if cs.Seq > target {
+				return seed, nil
+			}
+			if cs.Kind == log.KindSchema {
+				seed = append(seed, elementsOf(cs)...)
+			}
+			from = cs.Seq
+		}
+	}
+	return seed, nil
+}
+
+// buildFresh folds the whole log into <path>.rebuild and returns its path, closed. The new
+// view starts with the merged schema of every schema changeset up to the log's end (seed
+// holds the elements of those up to seq from; the rest are read from the log), so data
+// never waits for its tables and concurrent columns come out in the merged order at once.
+// extra statements (the old view's and the schema files') are applied for the tables and
+// indexes the merged schema does not name.
+func (m *Materializer) buildFresh(ctx context.Context, seed []element, from log.Seq, extra []string, progress func(RebuildProgress)) (string, error) {
 	tmp := m.cfg.Path + ".rebuild"
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		if err := os.Remove(tmp + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return "", fmt.Errorf("rebuild: %w", err)
 		}
+	}
+	target := m.store.LastSeq()
+	seed, err := m.logElements(seed, from, target)
+	if err != nil {
+		return "", fmt.Errorf("rebuild: read schema changesets: %w", err)
 	}
 	cfg := m.cfg
 	cfg.Path = tmp
@@ -97,7 +160,11 @@ func (m *Materializer) buildFresh(ctx context.Context, schema []string, progress
 	r.site = m.site
 	met, _ := newMetrics(nil)
 	r.met = met
-	if err := r.openWriter(ctx, tmp, schema); err != nil {
+	if err := r.openWriter(ctx, tmp, nil); err != nil {
+		r.closeConns()
+		return "", fmt.Errorf("rebuild: %w", err)
+	}
+	if err := r.seedSchema(ctx, seed, extra); err != nil {
 		r.closeConns()
 		return "", fmt.Errorf("rebuild: %w", err)
 	}
@@ -107,7 +174,6 @@ func (m *Materializer) buildFresh(ctx context.Context, schema []string, progress
 		r.closeConns()
 		return "", fmt.Errorf("rebuild: %w", err)
 	}
-	target := m.store.LastSeq()
 	var p RebuildProgress
 	p.Total = uint64(target)
 	for r.FoldPosition() < target {
@@ -118,7 +184,7 @@ func (m *Materializer) buildFresh(ctx context.Context, schema []string, progress
 		// Statements run without the caller's context: modernc watches a cancellable
 		// context with a goroutine per statement (a sixth of the rebuild's CPU in issue 14's
 		// profile); cancellation is checked between batches above instead.
-		n, err := r.foldOnly(context.WithoutCancel(ctx))
+		n, err := r.foldOnly(context.WithoutCancel(ctx), target)
 		if err != nil {
 			r.closeConns()
 			return "", fmt.Errorf("rebuild: %w", err)
@@ -145,9 +211,64 @@ func (m *Materializer) buildFresh(ctx context.Context, schema []string, progress
 	return tmp, nil
 }
 
-// foldOnly is iterate without local transactions or notices, for rebuilds; it returns the
-// cells folded.
-func (m *Materializer) foldOnly(ctx context.Context) (int, error) {
+// seedSchema records seed, brings the (new) view to the merged schema, and applies extra
+// statements for objects it does not name.
+func (m *Materializer) seedSchema(ctx context.Context, seed []element, extra []string) error {
+	w := m.w
+	if err := dropCapture(ctx, w.c); err != nil {
+		return err
+	}
+	w.resetStmts()
+	if _, err := w.c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	var ms *mergedSchema
+	err := func() error {
+		if err := insertElements(ctx, w.c, seed); err != nil {
+			return err
+		}
+		var err error
+		if ms, err = mergeSchema(ctx, seed); err != nil {
+			return err
+		}
+		if _, err := realize(ctx, w.c, ms); err != nil {
+			return err
+		}
+		var rest []string
+		for _, raw := range extra {
+			parts, err := splitStatements(raw)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrSchema, err)
+			}
+			for _, stmt := range parts {
+				s, err := parseSchemaStmt(stmt)
+				if err != nil {
+					return err
+				}
+				if s.kind == "table" && ms.table(s.name) != nil || s.kind != "table" && ms.hasIndex(s.name) {
+					continue
+				}
+				rest = append(rest, stmt)
+			}
+		}
+		_, _, err = applySchema(ctx, w.c, rest, func(stmt, why string) {
+			m.logger.Warn("schema statement lags the replicated schema; keeping the replicated one", "why", why, "statement", oneLine(stmt))
+		})
+		return err
+	}()
+	if err == nil {
+		_, err = w.c.ExecContext(ctx, "COMMIT")
+	}
+	if err != nil {
+		w.c.ExecContext(context.Background(), "ROLLBACK")
+		return err
+	}
+	return m.reloadSchema(ctx)
+}
+
+// foldOnly is iterate without local transactions or notices, for rebuilds; it folds up to
+// target and returns the cells folded. Schema changesets were seeded (seedSchema).
+func (m *Materializer) foldOnly(ctx context.Context, target log.Seq) (int, error) {
 	w := m.w
 	if _, err := w.exec(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return 0, err
@@ -157,6 +278,12 @@ func (m *Materializer) foldOnly(ctx context.Context) (int, error) {
 	if err != nil {
 		w.c.ExecContext(context.Background(), "ROLLBACK")
 		return 0, err
+	}
+	for i, cs := range css {
+		if cs.Seq > target {
+			css = css[:i]
+			break
+		}
 	}
 	var st foldState
 	if err := m.foldAll(ctx, css, &st, true, func() error {
@@ -188,7 +315,11 @@ func (m *Materializer) rebuildLive(ctx context.Context, progress func(RebuildPro
 	if err != nil {
 		return err
 	}
-	tmp, err := m.buildFresh(ctx, schema, progress)
+	seed, err := readElements(ctx, m.w.c)
+	if err != nil {
+		return err
+	}
+	tmp, err := m.buildFresh(ctx, seed, m.FoldPosition(), schema, progress)
 	if err != nil {
 		return err
 	}
@@ -214,6 +345,9 @@ func (m *Materializer) rebuildLive(ctx context.Context, progress func(RebuildPro
 	clear(m.ahead)
 	if err := m.openWriter(ctx, m.cfg.Path, nil); err != nil {
 		return fmt.Errorf("rebuild: reopen: %w", err)
+	}
+	if err := m.loadSchema(ctx); err != nil {
+		return fmt.Errorf("rebuild: %w", err)
 	}
 	db, err := sql.Open("sqlite", dsn(m.cfg.Path, true))
 	if err != nil {

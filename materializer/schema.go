@@ -369,25 +369,31 @@ func parseSchemaStmt(stmt string) (*schemaStmt, error) {
 }
 
 // applySchema applies schema statements inside the open transaction on conn and returns the
-// statements that changed something. It refuses what docs/DESIGN.md section 5 refuses.
-func applySchema(ctx context.Context, conn querier, stmts []string) ([]string, error) {
+// statements that changed something and the schema elements (see schemamerge.go) that
+// describe the change. It refuses what docs/DESIGN.md section 5 refuses. With lag set (schema
+// files at start), a statement that lags the schema the view has (a table with fewer
+// columns, an index defined otherwise or dropped since) is reported to lag and skipped
+// instead of refused: the replicated schema wins over a stale file.
+func applySchema(ctx context.Context, conn querier, stmts []string, lag func(stmt, why string)) ([]string, []element, error) {
 	var applied []string
+	var els []element
 	for _, raw := range stmts {
 		parts, err := splitStatements(raw)
 		if err != nil {
-			return applied, fmt.Errorf("%w: %v", ErrSchema, err)
+			return applied, els, fmt.Errorf("%w: %v", ErrSchema, err)
 		}
 		for _, stmt := range parts {
-			changed, err := applyOne(ctx, conn, stmt)
+			e, err := applyOne(ctx, conn, stmt, lag)
 			if err != nil {
-				return applied, err
+				return applied, els, err
 			}
-			if changed {
+			if len(e) > 0 {
 				applied = append(applied, stmt)
+				els = append(els, e...)
 			}
 		}
 	}
-	return applied, nil
+	return applied, els, nil
 }
 
 func objectSQL(ctx context.Context, q querier, typ, name string) (string, bool, error) {
@@ -399,63 +405,81 @@ func objectSQL(ctx context.Context, q querier, typ, name string) (string, bool, 
 	return s.String, err == nil, err
 }
 
-func applyOne(ctx context.Context, q querier, stmt string) (bool, error) {
+func applyOne(ctx context.Context, q querier, stmt string, lag func(stmt, why string)) ([]element, error) {
 	s, err := parseSchemaStmt(stmt)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if isInternalName(s.name) {
-		return false, fmt.Errorf("%w: %q: names starting with __patina or sqlite_ are reserved", ErrSchema, s.name)
+		return nil, fmt.Errorf("%w: %q: names starting with __patina or sqlite_ are reserved", ErrSchema, s.name)
 	}
 	switch s.kind {
 	case "table":
-		return applyTable(ctx, q, s)
+		return applyTable(ctx, q, s, lag)
 	case "index":
 		if s.unique {
-			return false, fmt.Errorf("%w: unique index %q: UNIQUE constraints other than the primary key cannot hold under concurrent writes at several sites", ErrSchema, s.name)
+			return nil, fmt.Errorf("%w: unique index %q: UNIQUE constraints other than the primary key cannot hold under concurrent writes at several sites", ErrSchema, s.name)
 		}
 		if isInternalName(s.on) {
-			return false, fmt.Errorf("%w: index %q on internal table %q", ErrSchema, s.name, s.on)
+			return nil, fmt.Errorf("%w: index %q on internal table %q", ErrSchema, s.name, s.on)
 		}
 		if _, ok, err := objectSQL(ctx, q, "table", s.on); err != nil {
-			return false, err
+			return nil, err
 		} else if !ok {
-			return false, fmt.Errorf("%w: index %q: no such table %q", ErrSchema, s.name, s.on)
+			return nil, fmt.Errorf("%w: index %q: no such table %q", ErrSchema, s.name, s.on)
 		}
 		old, ok, err := objectSQL(ctx, q, "index", s.name)
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		if ok {
 			if normalizeSQL(old) == normalizeSQL(stmt) || s.ifNotExists {
-				return false, nil
+				return nil, nil
+			}
+			if lag != nil {
+				lag(stmt, fmt.Sprintf("index %q is defined otherwise in the replicated schema", s.name))
+				return nil, nil
 			}
 			// An index holds no data of its own, so a changed definition is rebuilt.
 			if _, err := q.ExecContext(ctx, "DROP INDEX "+quoteIdent(s.name)); err != nil {
-				return false, fmt.Errorf("%w: %v", ErrSchema, err)
+				return nil, fmt.Errorf("%w: %v", ErrSchema, err)
 			}
 		}
 		if _, err := q.ExecContext(ctx, stmt); err != nil {
-			return false, fmt.Errorf("%w: %v", ErrSchema, err)
+			return nil, fmt.Errorf("%w: %v", ErrSchema, err)
 		}
-		return true, nil
+		return indexElement(ctx, q, s.name)
 	case "dropindex":
 		_, ok, err := objectSQL(ctx, q, "index", s.name)
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		if !ok {
 			if s.ifNotExists {
-				return false, nil
+				return nil, nil
 			}
-			return false, fmt.Errorf("%w: no such index %q", ErrSchema, s.name)
+			return nil, fmt.Errorf("%w: no such index %q", ErrSchema, s.name)
+		}
+		var name, tbl string
+		if err := q.QueryRowContext(ctx, "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND name = ? COLLATE NOCASE", s.name).Scan(&name, &tbl); err != nil {
+			return nil, err
 		}
 		if _, err := q.ExecContext(ctx, "DROP INDEX "+quoteIdent(s.name)); err != nil {
-			return false, fmt.Errorf("%w: %v", ErrSchema, err)
+			return nil, fmt.Errorf("%w: %v", ErrSchema, err)
 		}
-		return true, nil
+		return []element{{Kind: log.SchemaDropIndex, Table: tbl, Name: name}}, nil
 	}
-	return false, fmt.Errorf("%w: %q", ErrSchema, stmt)
+	return nil, fmt.Errorf("%w: %q", ErrSchema, stmt)
+}
+
+// indexElement describes an index as SQLite keeps it.
+func indexElement(ctx context.Context, q querier, name string) ([]element, error) {
+	var e element
+	if err := q.QueryRowContext(ctx, "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' AND name = ? COLLATE NOCASE", name).Scan(&e.Name, &e.Table, &e.SQL); err != nil {
+		return nil, err
+	}
+	e.Kind = log.SchemaIndex
+	return []element{e}, nil
 }
 
 // normalizeSQL makes two spellings of the same statement compare equal.
@@ -478,68 +502,84 @@ func normalizeSQL(s string) string {
 	return b.String()
 }
 
-func applyTable(ctx context.Context, q querier, s *schemaStmt) (bool, error) {
+func applyTable(ctx context.Context, q querier, s *schemaStmt, lag func(stmt, why string)) ([]element, error) {
 	_, exists, err := objectSQL(ctx, q, "table", s.name)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if !exists {
 		if _, err := q.ExecContext(ctx, s.sql); err != nil {
-			return false, fmt.Errorf("%w: %v", ErrSchema, err)
+			return nil, fmt.Errorf("%w: %v", ErrSchema, err)
 		}
 		t, err := loadTable(ctx, q, s.name)
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		if err := checkTable(ctx, q, t, s.toks); err != nil {
-			return false, err
+			return nil, err
 		}
-		if _, err := q.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+t.clock+
-			" (pk BLOB NOT NULL PRIMARY KEY, cl INTEGER NOT NULL, clock BLOB NOT NULL) WITHOUT ROWID"); err != nil {
-			return false, err
+		if err := createClock(ctx, q, t.Name); err != nil {
+			return nil, err
 		}
-		return true, nil
+		text, _, err := objectSQL(ctx, q, "table", t.Name)
+		if err != nil {
+			return nil, err
+		}
+		return []element{{Kind: log.SchemaTable, Table: t.Name, Name: t.Name, SQL: text}}, nil
 	}
 	// The table exists: the new definition may only add columns at the end.
 	cur, err := loadTable(ctx, q, s.name)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if err := checkTable(ctx, q, cur, nil); err != nil {
-		return false, err
+		return nil, err
 	}
 	want, err := scratchTable(ctx, s)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	for i, c := range cur.Cols {
 		if i >= len(want.Cols) {
-			return false, fmt.Errorf("%w: table %q: column %q is missing from the new definition (dropping or renaming a column is destructive)", ErrSchemaConflict, s.name, c.Name)
+			if lag != nil && sameColumns(want.Cols, cur.Cols[:len(want.Cols)]) {
+				lag(s.sql, fmt.Sprintf("table %q has %d columns in the replicated schema, %d here", cur.Name, len(cur.Cols), len(want.Cols)))
+				return nil, nil
+			}
+			return nil, fmt.Errorf("%w: table %q: column %q is missing from the new definition (dropping or renaming a column is destructive)", ErrSchemaConflict, s.name, c.Name)
 		}
 		w := want.Cols[i]
 		if !strings.EqualFold(w.Name, c.Name) {
-			return false, fmt.Errorf("%w: table %q: column %d is %q, was %q (dropping, renaming or reordering columns is destructive)", ErrSchemaConflict, s.name, i+1, w.Name, c.Name)
+			return nil, fmt.Errorf("%w: table %q: column %d is %q, was %q (dropping, renaming or reordering columns is destructive)", ErrSchemaConflict, s.name, i+1, w.Name, c.Name)
 		}
 		if !strings.EqualFold(w.Type, c.Type) || w.NotNull != c.NotNull || w.Default != c.Default || w.PK != c.PK {
-			return false, fmt.Errorf("%w: table %q: column %q changes its type, constraints, default or key membership (refused)", ErrSchemaConflict, s.name, c.Name)
+			return nil, fmt.Errorf("%w: table %q: column %q changes its type, constraints, default or key membership (refused)", ErrSchemaConflict, s.name, c.Name)
 		}
 	}
 	if len(want.Cols) == len(cur.Cols) {
-		return false, nil
+		return nil, nil
 	}
+	var els []element
 	for _, w := range want.Cols[len(cur.Cols):] {
 		if w.PK > 0 {
-			return false, fmt.Errorf("%w: table %q: new column %q changes the primary key (refused)", ErrSchemaConflict, s.name, w.Name)
+			return nil, fmt.Errorf("%w: table %q: new column %q changes the primary key (refused)", ErrSchemaConflict, s.name, w.Name)
 		}
 		def, ok := s.colDefs[strings.ToLower(w.Name)]
 		if !ok {
-			return false, fmt.Errorf("%w: table %q: cannot find the definition of new column %q", ErrSchema, s.name, w.Name)
+			return nil, fmt.Errorf("%w: table %q: cannot find the definition of new column %q", ErrSchema, s.name, w.Name)
 		}
-		if _, err := q.ExecContext(ctx, "ALTER TABLE "+quoteIdent(s.name)+" ADD COLUMN "+def); err != nil {
-			return false, fmt.Errorf("%w: table %q: add column %q: %v", ErrSchema, s.name, w.Name, err)
+		if _, err := q.ExecContext(ctx, "ALTER TABLE "+quoteIdent(cur.Name)+" ADD COLUMN "+def); err != nil {
+			return nil, fmt.Errorf("%w: table %q: add column %q: %v", ErrSchema, s.name, w.Name, err)
 		}
+		els = append(els, element{Kind: log.SchemaColumn, Table: cur.Name, Name: w.Name, SQL: def})
 	}
-	return true, nil
+	return els, nil
+}
+
+// createClock creates the clock table of a user table.
+func createClock(ctx context.Context, q querier, name string) error {
+	_, err := q.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+quoteIdent(clockTableName(name))+
+		" (pk BLOB NOT NULL PRIMARY KEY, cl INTEGER NOT NULL, clock BLOB NOT NULL) WITHOUT ROWID")
+	return err
 }
 
 // scratchTable creates the table in a private in-memory database to read its definition,

@@ -197,7 +197,7 @@ func (m *Materializer) failQueued() {
 func (m *Materializer) special(ctx context.Context, r *request) {
 	switch r.kind {
 	case reqMigrate:
-		r.migrate, r.err = m.migrate(ctx, r.schema)
+		r.migrate, r.err = m.migrate(ctx, r.schema, nil)
 	case reqReplay:
 		r.err = m.replay(ctx, r.seq)
 	case reqRebuild:
@@ -236,24 +236,41 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 			close(r.done)
 		}
 	}()
-	w := m.w
-	if w == nil {
+	if m.w == nil {
 		return 0, errors.New("materializer: the view is not open (a failed rebuild?); reopen the node")
 	}
+	pos := m.FoldPosition()
+	css, err := m.store.Read(pos, m.cfg.FoldBatch)
+	if err != nil {
+		return 0, fmt.Errorf("read log: %w", err)
+	}
+	// A schema changeset folds alone, in a transaction of its own, before anything after it
+	// in the log: data that needs it then finds its tables and columns.
+	for len(css) > 0 && css[0].Kind == log.KindSchema && !m.ahead[css[0].Seq] {
+		if err := m.foldSchema(ctx, css[0]); err != nil {
+			return 0, err
+		}
+		if m.w == nil {
+			return 0, errors.New("materializer: the view is not open (a failed rebuild?); reopen the node")
+		}
+		pos = m.FoldPosition()
+		if css, err = m.store.Read(pos, m.cfg.FoldBatch); err != nil {
+			return 0, fmt.Errorf("read log: %w", err)
+		}
+	}
+	w := m.w
 	if _, err := w.exec(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return 0, fmt.Errorf("begin: %w", err)
 	}
 	rollback := func() { w.c.ExecContext(context.Background(), "ROLLBACK") }
 	start := time.Now()
-	pos := m.FoldPosition()
 	var st foldState
-	css, err := m.store.Read(pos, m.cfg.FoldBatch)
-	if err != nil {
-		rollback()
-		return 0, fmt.Errorf("read log: %w", err)
-	}
 	cells := 0
 	for i, cs := range css {
+		if cs.Kind == log.KindSchema && !m.ahead[cs.Seq] {
+			css = css[:i] // next time, on its own
+			break
+		}
 		if i > 0 && cells >= foldCellBudget {
 			// Big changesets: commit what is folded so that local transactions and readers
 			// do not wait behind one huge SQLite transaction; the rest comes next time.

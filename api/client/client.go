@@ -362,7 +362,8 @@ func (c *Client) Health(ctx context.Context, th *HealthThresholds) (Health, erro
 	return out.Response, nil
 }
 
-// Migrate applies schema statements and returns those that changed the schema.
+// Migrate applies schema statements and returns those that changed the schema. What they
+// add is replicated to the whole cluster through the log.
 func (c *Client) Migrate(ctx context.Context, stmts ...string) ([]string, error) {
 	var out struct {
 		Applied []string `json:"applied"`
@@ -371,6 +372,44 @@ func (c *Client) Migrate(ctx context.Context, stmts ...string) ([]string, error)
 		return nil, err
 	}
 	return out.Applied, nil
+}
+
+// Schema is the replicated schema as a node holds it (GET /v1/schema).
+type Schema struct {
+	Tables []struct {
+		Name       string       `json:"name"`
+		SQL        string       `json:"sql"`
+		Columns    []string     `json:"columns"`
+		Indexes    []string     `json:"indexes"`
+		Version    int          `json:"version"`
+		LastChange SchemaOrigin `json:"last_change"`
+	} `json:"tables"`
+	Conflicts []struct {
+		Kind   string        `json:"kind"`
+		Table  string        `json:"table"`
+		Name   string        `json:"name"`
+		SQL    string        `json:"sql"`
+		Loser  SchemaOrigin  `json:"loser"`
+		Winner *SchemaOrigin `json:"winner"`
+		Reason string        `json:"reason"`
+	} `json:"conflicts"`
+	Waiting int `json:"waiting"`
+}
+
+// SchemaOrigin names the schema changeset an element came from.
+type SchemaOrigin struct {
+	Site    log.SiteID    `json:"site"`
+	Version log.Version   `json:"version"`
+	TS      log.Timestamp `json:"ts"`
+}
+
+// Schema returns the agent's schema: tables with their version, and conflicts.
+func (c *Client) Schema(ctx context.Context) (*Schema, error) {
+	var out Schema
+	if err := c.callJSON(ctx, http.MethodGet, "/v1/schema", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 // SyncState is a node's vector as GET /v1/sync/state shows it. Ranges are inclusive.

@@ -53,11 +53,19 @@ func TestClientCommands(t *testing.T) {
 	if out := cli(t, "migrate", "--api-addr", addr, schemaDir); !strings.Contains(out, "0 statement(s)") {
 		t.Errorf("migrate again: %q", out)
 	}
+	// The migration is version 1 of the log: a schema changeset.
+	if out := cli(t, "schema", "--api-addr", addr); !strings.Contains(out, "apps") || !strings.Contains(out, "id, name, cpu") ||
+		!strings.Contains(out, a.SiteID().String()+"/1") {
+		t.Errorf("schema: %q", out)
+	}
+	if out := cli(t, "schema", "--api-addr", addr, "-o", "json"); !strings.Contains(out, `"version": 2`) || !strings.Contains(out, `"conflicts": []`) {
+		t.Errorf("schema -o json: %q", out)
+	}
 	out := cli(t, "exec", "--api-addr", addr, "INSERT INTO apps (id, name, cpu) VALUES (1, 'web', 0.5)", `["INSERT INTO apps (id, name, cpu) VALUES (?, ?, ?)", [2, "db\tmain", 2.0]]`)
-	if !strings.Contains(out, "statement 1: 1 row(s) affected") || !strings.Contains(out, "version 1 of site "+a.SiteID().String()) {
+	if !strings.Contains(out, "statement 1: 1 row(s) affected") || !strings.Contains(out, "version 2 of site "+a.SiteID().String()) {
 		t.Errorf("exec: %q", out)
 	}
-	if out := cli(t, "exec", "--api-addr", addr, "--json", "UPDATE apps SET cpu = ? WHERE id = ?", "-p", "1.5", "-p", "1"); !strings.Contains(out, `"version": 2`) {
+	if out := cli(t, "exec", "--api-addr", addr, "--json", "UPDATE apps SET cpu = ? WHERE id = ?", "-p", "1.5", "-p", "1"); !strings.Contains(out, `"version": 3`) {
 		t.Errorf("exec --json: %q", out)
 	}
 	if _, err := cliErr(t, "exec", "--api-addr", addr, "INSERT INTO nope VALUES (1)"); exitCode(err) != 2 || !strings.Contains(err.Error(), "nope") {
@@ -76,10 +84,10 @@ func TestClientCommands(t *testing.T) {
 	}
 
 	tail := cli(t, "tail", "--api-addr", addr, "--follow=false", "-o", "summary")
-	if n := strings.Count(tail, "\n"); n != 2 || !strings.Contains(tail, "seq 2 site "+a.SiteID().String()+" version 2: 1 change(s)") {
+	if n := strings.Count(tail, "\n"); n != 3 || !strings.Contains(tail, "seq 3 site "+a.SiteID().String()+" version 3: 1 change(s)") {
 		t.Errorf("tail summary (%d lines):\n%s", n, tail)
 	}
-	tailJSON := cli(t, "tail", "--api-addr", addr, "--follow=false", "--since", "1")
+	tailJSON := cli(t, "tail", "--api-addr", addr, "--follow=false", "--since", "2")
 	var cs struct {
 		Seq     int `json:"seq"`
 		Changes []struct {
@@ -87,14 +95,14 @@ func TestClientCommands(t *testing.T) {
 			Val json.RawMessage `json:"val"`
 		} `json:"changes"`
 	}
-	if err := json.Unmarshal([]byte(tailJSON), &cs); err != nil || cs.Seq != 2 || len(cs.Changes) != 1 || string(cs.Changes[0].Val) != "1.5" {
-		t.Errorf("tail --since 1 = %q (%v)", tailJSON, err)
+	if err := json.Unmarshal([]byte(tailJSON), &cs); err != nil || cs.Seq != 3 || len(cs.Changes) != 1 || string(cs.Changes[0].Val) != "1.5" {
+		t.Errorf("tail --since 2 = %q (%v)", tailJSON, err)
 	}
 
 	var st struct {
 		Heads map[string]int `json:"heads"`
 	}
-	if err := json.Unmarshal([]byte(cli(t, "sync", "state", "--api-addr", addr)), &st); err != nil || st.Heads[a.SiteID().String()] != 2 {
+	if err := json.Unmarshal([]byte(cli(t, "sync", "state", "--api-addr", addr)), &st); err != nil || st.Heads[a.SiteID().String()] != 3 {
 		t.Errorf("sync state heads = %v (%v)", st.Heads, err)
 	}
 	if out := cli(t, "members", "--api-addr", addr); !strings.Contains(out, a.SiteID().String()) || !strings.Contains(out, "alive (self)") {
@@ -111,7 +119,7 @@ func TestClientCommands(t *testing.T) {
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"patina_log_last_seq 2", "patina_log_append_queue_length", "patina_http_requests_in_flight"} {
+	for _, want := range []string{"patina_log_last_seq 3", "patina_log_append_queue_length", "patina_http_requests_in_flight"} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
@@ -126,10 +134,10 @@ func TestClientCommands(t *testing.T) {
 		t.Errorf("log inspect:\n%s", ins)
 	}
 	lines := cli(t, "log", "inspect", "--data-dir", a.cfg.DataDir, "--changesets-only")
-	if strings.Count(lines, "\n") != 2 {
+	if strings.Count(lines, "\n") != 3 || !strings.Contains(lines, `"kind":"schema"`) {
 		t.Errorf("log inspect --changesets-only:\n%s", lines)
 	}
-	if out := cli(t, "rebuild", "--data-dir", a.cfg.DataDir, "-q"); !strings.Contains(out, "2 changesets") {
+	if out := cli(t, "rebuild", "--data-dir", a.cfg.DataDir, "-q"); !strings.Contains(out, "3 changesets") {
 		t.Errorf("rebuild: %q", out)
 	}
 }
@@ -247,8 +255,9 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatalf("restored rows = %v, %v", rows, err)
 	}
 	res, err := bcl.Exec(context.Background(), client.Options{}, client.Stmt("INSERT INTO kv (k, v) VALUES ('new', 1)"))
-	if err != nil || res.Version != 6 {
-		t.Errorf("first write after restore: version %v, %v; want 6", res, err)
+	// Version 1 is the schema changeset of a's start, then five writes.
+	if err != nil || res.Version != 7 {
+		t.Errorf("first write after restore: version %v, %v; want 7", res, err)
 	}
 
 	// The same file posted to a running node's /v1/changes, as the help text says.
@@ -260,7 +269,7 @@ func TestBackupRestore(t *testing.T) {
 	}
 	ans, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(ans), `"new":5`) {
+	if resp.StatusCode != 200 || !strings.Contains(string(ans), `"new":6`) {
 		t.Errorf("posting the backup: %d %s", resp.StatusCode, ans)
 	}
 }

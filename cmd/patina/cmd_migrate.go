@@ -16,7 +16,9 @@ func newMigrateCmd(m *Main) *cobra.Command {
 files in name order) to a running agent. Allowed: new tables, new nullable or defaulted
 columns, new indexes. Refused with the reason: UNIQUE constraints besides the primary key,
 AUTOINCREMENT, checked foreign keys, dropping or renaming tables and columns. Statements
-that change nothing (a table that already exists as declared) are skipped.`,
+that change nothing (a table that already exists as declared) are skipped. What the files add
+is appended to the agent's log as a schema changeset and reaches every node of the cluster
+(see patina schema).`,
 		Example: `  patina migrate schema/
   patina migrate schema/001_apps.sql schema/002_machines.sql`,
 		Args: func(c *cobra.Command, args []string) error {

@@ -1,5 +1,5 @@
 // Command patina is Patina's one binary: the agent (`patina agent`), the client commands that
-// talk to an agent's HTTP API (exec, query, tail, migrate, sync state, members), the offline
+// talk to an agent's HTTP API (exec, query, tail, migrate, schema, sync state, members), the offline
 // commands that work on a stopped node's data dir (rebuild, log inspect) and the helpers
 // (tls). docs/DESIGN.md section 8 is its contract.
 //

@@ -1,0 +1,404 @@
+package materializer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/patinadb/patina/log"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// counterValue reads a counter or gauge from reg; 0 when absent.
+func counterValue(tb testing.TB, reg *prometheus.Registry, name string) float64 {
+	tb.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		var sum float64
+		for _, m := range mf.GetMetric() {
+			if c := m.GetCounter(); c != nil {
+				sum += c.GetValue()
+			}
+			if g := m.GetGauge(); g != nil {
+				sum += g.GetValue()
+			}
+		}
+		return sum
+	}
+	return 0
+}
+
+// renderMerged is a canonical text of a merged schema.
+func renderMerged(ms *mergedSchema) string {
+	var b strings.Builder
+	for _, t := range ms.Tables {
+		fmt.Fprintf(&b, "table %s v%d by %v/%d:", t.Name, t.Version, t.Create.Site, t.Create.Version)
+		for _, c := range t.Cols {
+			fmt.Fprintf(&b, " %s %s nn=%v d=%v pk=%d;", c.Name, c.Type, c.NotNull, c.Default, c.PK)
+		}
+		b.WriteByte('\n')
+	}
+	for _, ix := range ms.Indexes {
+		fmt.Fprintf(&b, "index %s on %s: %s %q\n", ix.Name, ix.Table, ix.Last.Kind, ix.Last.SQL)
+	}
+	for _, c := range ms.Conflicts {
+		j, _ := json.Marshal(c)
+		fmt.Fprintf(&b, "conflict %s\n", j)
+	}
+	fmt.Fprintf(&b, "waiting %d\n", ms.Waiting)
+	return b.String()
+}
+
+// randElements makes schema elements of a few sites that overlap: tables defined twice
+// (alike or not), columns added concurrently (some with one name and two definitions),
+// index definitions and drops, elements for tables never defined, and invalid ones.
+func randElements(r *rand.Rand) []element {
+	sites := []log.SiteID{{1}, {2}, {3}}
+	var out []element
+	versions := map[log.SiteID]log.Version{}
+	add := func(kind, tbl, name, sql string) {
+		s := sites[r.IntN(len(sites))]
+		versions[s]++
+		out = append(out, element{Kind: kind, Table: tbl, Name: name, SQL: sql,
+			TS: log.Timestamp(1 + r.IntN(6)), Site: s, Version: versions[s]})
+	}
+	tables := []string{"a", "b", "c"}
+	for _, t := range tables {
+		for range 1 + r.IntN(2) {
+			switch r.IntN(4) {
+			case 0:
+				add(log.SchemaTable, t, t, fmt.Sprintf("CREATE TABLE %s (id INTEGER PRIMARY KEY NOT NULL, v TEXT)", t))
+			case 1:
+				add(log.SchemaTable, t, t, fmt.Sprintf("create table %s (id integer primary key not null, v text)", t))
+			case 2:
+				add(log.SchemaTable, t, t, fmt.Sprintf("CREATE TABLE %s (id TEXT PRIMARY KEY NOT NULL, w INTEGER)", t))
+			case 3:
+				add(log.SchemaTable, t, t, fmt.Sprintf("CREATE TABLE %s (id INTEGER, v TEXT)", t)) // no key: refused
+			}
+		}
+	}
+	cols := []string{"x", "y", "z", "v"}
+	defs := []string{"%s TEXT", "%s INTEGER DEFAULT 0", "%s REAL NOT NULL", "%s TEXT UNIQUE"}
+	for range r.IntN(8) {
+		t := tables[r.IntN(len(tables)+1)%len(tables)]
+		if r.IntN(8) == 0 {
+			t = "nosuch"
+		}
+		c := cols[r.IntN(len(cols))]
+		add(log.SchemaColumn, t, c, fmt.Sprintf(defs[r.IntN(len(defs))], c))
+	}
+	for range r.IntN(5) {
+		t := tables[r.IntN(len(tables))]
+		name := fmt.Sprintf("i%d", r.IntN(3))
+		switch r.IntN(3) {
+		case 0:
+			add(log.SchemaIndex, t, name, fmt.Sprintf("CREATE INDEX %s ON %s (id)", name, t))
+		case 1:
+			add(log.SchemaIndex, t, name, fmt.Sprintf("CREATE INDEX %s ON %s (x)", name, t))
+		case 2:
+			add(log.SchemaDropIndex, t, name, "")
+		}
+	}
+	// Seqs within a changeset: number the elements of each (site, version).
+	for i := range out {
+		out[i].Seq = 0
+	}
+	return out
+}
+
+// TestMergeSchemaProperty: the merged schema depends on the set of elements only: any
+// order, with duplicates, gives the same tables, columns, indexes and conflicts; no table
+// lacks a column that no conflict names; every loser is reported.
+func TestMergeSchemaProperty(t *testing.T) {
+	ctx := context.Background()
+	for seed := range 60 {
+		r := rand.New(rand.NewPCG(uint64(seed), 16))
+		els := randElements(r)
+		want, err := mergeSchema(ctx, els)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantText := renderMerged(want)
+		for range 4 {
+			shuffled := append([]element(nil), els...)
+			for i := range els {
+				if r.IntN(3) == 0 {
+					shuffled = append(shuffled, els[i])
+				}
+			}
+			r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+			got, err := mergeSchema(ctx, shuffled)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g := renderMerged(got); g != wantText {
+				t.Fatalf("seed %d: merge depends on order:\n%s\nvs\n%s", seed, g, wantText)
+			}
+		}
+		// Every valid column element for a defined table is in it, or reported.
+		lost := map[string]bool{}
+		for _, c := range want.Conflicts {
+			lost[c.Kind+"/"+c.Table+"/"+c.Name+"/"+c.SQL] = true
+		}
+		for _, e := range els {
+			if e.Kind != log.SchemaColumn {
+				continue
+			}
+			mt := want.table(e.Table)
+			if mt == nil {
+				continue
+			}
+			found := false
+			for _, c := range mt.Cols {
+				found = found || strings.EqualFold(c.Name, e.Name)
+			}
+			if !found && !lost[e.Kind+"/"+e.Table+"/"+e.Name+"/"+e.SQL] {
+				t.Fatalf("seed %d: column element %+v neither applied nor reported:\n%s", seed, e, wantText)
+			}
+		}
+	}
+}
+
+// schemaOfView renders the view's user tables with their columns in physical order and
+// their indexes.
+func schemaOfView(tb testing.TB, n *node) string {
+	tb.Helper()
+	var b strings.Builder
+	for _, name := range n.m.Tables() {
+		fmt.Fprintf(&b, "%s:", name)
+		for _, r := range n.query(tb, "SELECT name, type FROM pragma_table_info(?) ORDER BY cid", log.Text(name)) {
+			fmt.Fprintf(&b, " %s %s;", r[0].Text, r[1].Text)
+		}
+		b.WriteByte('\n')
+	}
+	for _, r := range n.query(tb, "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND name NOT LIKE '__patina%' ORDER BY name") {
+		fmt.Fprintf(&b, "index %s\n", r[1].Text)
+	}
+	return b.String()
+}
+
+func (n *node) migrate(tb testing.TB, stmts ...string) MigrateResult {
+	tb.Helper()
+	res, err := n.m.Migrate(context.Background(), stmts)
+	if err != nil {
+		tb.Fatalf("migrate %q: %v", stmts, err)
+	}
+	return res
+}
+
+func schemaJSON(tb testing.TB, n *node) string {
+	tb.Helper()
+	b, err := json.Marshal(n.m.Schema())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestSchemaReplicates: a migration on one node reaches a node started with no schema,
+// whatever the order its changesets arrive in: data for the new table waits until the
+// schema changeset comes, then folds.
+func TestSchemaReplicates(t *testing.T) {
+	a := newNode(t, log.SiteID{1}, nil)
+	res := a.migrate(t, "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, x TEXT)", "CREATE INDEX tx ON t (x)")
+	if res.Version != 1 || len(res.Applied) != 2 {
+		t.Fatalf("migrate: %+v", res)
+	}
+	a.exec(t, "INSERT INTO t VALUES (1, 'one'), (2, 'two')")
+	a.migrate(t, "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, x TEXT, y INTEGER)")
+	a.exec(t, "UPDATE t SET y = 7 WHERE id = 2")
+
+	// In log order.
+	b := newNode(t, log.SiteID{2}, nil)
+	a.syncTo(t, b)
+	// Data first, schema last: the data waits.
+	c := newNode(t, log.SiteID{3}, nil)
+	all, err := a.store.Read(0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data, schema []*log.Changeset
+	for _, cs := range all {
+		cs.Seq = 0
+		if cs.Kind == log.KindSchema {
+			schema = append(schema, cs)
+		} else {
+			data = append(data, cs)
+		}
+	}
+	if _, err := c.m.Apply(context.Background(), data); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.m.Tables()) != 0 {
+		t.Fatalf("tables before the schema arrived: %v", c.m.Tables())
+	}
+	if _, err := c.m.Apply(context.Background(), schema); err != nil {
+		t.Fatal(err)
+	}
+	want := snapshot(t, a)
+	for _, n := range []*node{b, c} {
+		if got := snapshot(t, n); got != want {
+			t.Fatalf("replica differs:\n%s\nvs\n%s", got, want)
+		}
+		if got, w := schemaOfView(t, n), schemaOfView(t, a); got != w {
+			t.Fatalf("replica schema differs:\n%s\nvs\n%s", got, w)
+		}
+		if got, w := schemaJSON(t, n), schemaJSON(t, a); got != w {
+			t.Fatalf("GET /v1/schema would differ:\n%s\nvs\n%s", got, w)
+		}
+	}
+	info := a.m.Schema()
+	if len(info.Tables) != 1 || info.Tables[0].Version != 3 || strings.Join(info.Tables[0].Columns, ",") != "id,x,y" ||
+		len(info.Tables[0].Indexes) != 1 || len(info.Conflicts) != 0 {
+		t.Fatalf("schema: %+v", info)
+	}
+	// Local writes on the replica capture the replicated column.
+	r := b.exec(t, "UPDATE t SET y = 9 WHERE id = 1")
+	if got := lastChanges(t, b, r); len(got) != 1 || !strings.Contains(got[0], ".y=9") {
+		t.Fatalf("changes on the replica: %v", got)
+	}
+}
+
+// TestConcurrentColumnsConverge: two nodes add different columns to one table at the same
+// time and write into them; both columns survive, in the same order on both nodes, and the
+// tables converge. The node whose column sorts after the other's rebuilds its view locally.
+func TestConcurrentColumnsConverge(t *testing.T) {
+	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
+	a := openNode(t, t.TempDir(), log.SiteID{1}, nil, func(c *Config) { c.Registerer = regA })
+	b := openNode(t, t.TempDir(), log.SiteID{2}, nil, func(c *Config) { c.Registerer = regB })
+	a.migrate(t, "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v TEXT)")
+	a.exec(t, "INSERT INTO t (id, v) VALUES (1, 'a'), (2, 'b')")
+	a.syncTo(t, b)
+	a.migrate(t, "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v TEXT, x INTEGER)")
+	b.migrate(t, "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v TEXT, y TEXT DEFAULT 'none')")
+	a.exec(t, "UPDATE t SET x = 10 WHERE id = 1")
+	b.exec(t, "UPDATE t SET y = 'why' WHERE id = 2")
+	b.exec(t, "INSERT INTO t (id, v, y) VALUES (3, 'c', 'new')")
+	a.syncTo(t, b)
+	b.syncTo(t, a)
+	if got, want := schemaOfView(t, b), schemaOfView(t, a); got != want {
+		t.Fatalf("column order differs:\n%s\nvs\n%s", got, want)
+	}
+	if !strings.Contains(schemaOfView(t, a), " x INTEGER;") || !strings.Contains(schemaOfView(t, a), " y TEXT;") {
+		t.Fatalf("a column is missing: %s", schemaOfView(t, a))
+	}
+	if got, want := snapshot(t, b), snapshot(t, a); got != want {
+		t.Fatalf("tables differ:\n%s\nvs\n%s", got, want)
+	}
+	if got, want := schemaJSON(t, b), schemaJSON(t, a); got != want {
+		t.Fatalf("schema differs:\n%s\nvs\n%s", got, want)
+	}
+	if n := counterValue(t, regA, "patina_schema_rebuilds_total") + counterValue(t, regB, "patina_schema_rebuilds_total"); n != 1 {
+		t.Fatalf("%v rebuilds, want 1 (on the node whose column sorts last)", n)
+	}
+	if got := a.query(t, "SELECT x, y FROM t WHERE id = 1")[0]; got[0].Int != 10 || got[1].Text != "none" {
+		t.Fatalf("row 1: %v", fmtRows([][]log.Value{got}))
+	}
+}
+
+// TestConflictingDefinitions: two nodes define one table differently, and one column
+// differently, at the same time. Every node ends with the same winner and reports the same
+// losers (Schema, metrics); the data written under the losing definition keeps what fits.
+func TestConflictingDefinitions(t *testing.T) {
+	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
+	a := openNode(t, t.TempDir(), log.SiteID{1}, nil, func(c *Config) { c.Registerer = regA })
+	b := openNode(t, t.TempDir(), log.SiteID{2}, nil, func(c *Config) { c.Registerer = regB })
+	a.migrate(t, "CREATE TABLE u (id INTEGER PRIMARY KEY NOT NULL, name TEXT)")
+	b.migrate(t, "CREATE TABLE u (id INTEGER PRIMARY KEY NOT NULL, label TEXT, n INTEGER DEFAULT 0)")
+	a.migrate(t, "CREATE TABLE w (id INTEGER PRIMARY KEY NOT NULL)")
+	a.syncTo(t, b)
+	a.migrate(t, "CREATE TABLE w (id INTEGER PRIMARY KEY NOT NULL, c TEXT)")
+	b.migrate(t, "CREATE TABLE w (id INTEGER PRIMARY KEY NOT NULL, c INTEGER DEFAULT 1)")
+	a.exec(t, "INSERT INTO u (id, name) VALUES (1, 'from a')")
+	b.exec(t, "INSERT INTO w (id, c) VALUES (5, 3)")
+	a.syncTo(t, b)
+	b.syncTo(t, a)
+	if got, want := schemaOfView(t, b), schemaOfView(t, a); got != want {
+		t.Fatalf("schemas differ:\n%s\nvs\n%s", got, want)
+	}
+	if got, want := snapshot(t, b), snapshot(t, a); got != want {
+		t.Fatalf("tables differ:\n%s\nvs\n%s", got, want)
+	}
+	sa, sb := schemaJSON(t, a), schemaJSON(t, b)
+	if sa != sb {
+		t.Fatalf("reported schema differs:\n%s\nvs\n%s", sa, sb)
+	}
+	info := a.m.Schema()
+	if len(info.Conflicts) != 2 {
+		t.Fatalf("conflicts: %+v", info.Conflicts)
+	}
+	for _, c := range info.Conflicts {
+		if c.Winner == nil || c.Reason == "" {
+			t.Fatalf("conflict without a winner or reason: %+v", c)
+		}
+	}
+	for _, reg := range []*prometheus.Registry{regA, regB} {
+		if got := counterValue(t, reg, "patina_schema_conflicts"); got != 2 {
+			t.Fatalf("patina_schema_conflicts = %v", got)
+		}
+	}
+	// The same statement again is refused where the other definition won.
+	loser := a
+	if info.Conflicts[0].Loser.Site == b.store.SiteID() {
+		loser = b
+	}
+	_ = loser
+	if _, err := a.m.Migrate(context.Background(), []string{"CREATE TABLE u (id INTEGER PRIMARY KEY NOT NULL, other BLOB)"}); !errors.Is(err, ErrSchemaConflict) {
+		t.Fatalf("redefining a table after the merge: %v", err)
+	}
+}
+
+// TestSchemaConvergenceShuffled: three nodes migrate and write concurrently; every
+// changeset is delivered to every node in random order with duplicates; the views end
+// identical.
+func TestSchemaConvergenceShuffled(t *testing.T) {
+	for seed := range 3 {
+		r := rand.New(rand.NewPCG(uint64(seed), 99))
+		var nodes []*node
+		for i := range 3 {
+			nodes = append(nodes, newNode(t, log.SiteID{byte(i + 1)}, nil))
+		}
+		nodes[0].migrate(t, "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v TEXT)")
+		for _, n := range nodes[1:] {
+			nodes[0].syncTo(t, n)
+		}
+		for i, n := range nodes {
+			n.migrate(t, fmt.Sprintf("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v TEXT, c%d INTEGER DEFAULT %d)", i, i))
+			n.migrate(t, fmt.Sprintf("CREATE INDEX t_c%d ON t (c%d)", i, i))
+			for k := range 5 {
+				n.exec(t, fmt.Sprintf("INSERT INTO t (id, v, c%d) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET v = excluded.v, c%d = excluded.c%d", i, i, i),
+					log.Integer(int64(r.IntN(8))), log.Text(fmt.Sprint(i, k)), log.Integer(int64(k)))
+			}
+		}
+		for _, src := range nodes {
+			for _, dst := range nodes {
+				if src != dst {
+					src.shuffle = r
+					src.syncTo(t, dst)
+				}
+			}
+		}
+		want, wantSchema := snapshot(t, nodes[0]), schemaOfView(t, nodes[0])
+		for _, n := range nodes[1:] {
+			if got := schemaOfView(t, n); got != wantSchema {
+				t.Fatalf("seed %d: schema differs:\n%s\nvs\n%s", seed, got, wantSchema)
+			}
+			if got := snapshot(t, n); got != want {
+				t.Fatalf("seed %d: tables differ:\n%s\nvs\n%s", seed, got, want)
+			}
+		}
+		if !strings.Contains(wantSchema, "c0 INTEGER; c1 INTEGER; c2 INTEGER;") && !strings.Contains(wantSchema, "c2") {
+			t.Fatalf("columns: %s", wantSchema)
+		}
+	}
+}

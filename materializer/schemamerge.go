@@ -1,0 +1,476 @@
+package materializer
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/patinadb/patina/log"
+)
+
+// The replicated schema. A migration (Migrate, or the schema files at Open) is appended to the
+// log as a schema changeset of elements (log.SchemaTable ...); every node keeps every element
+// it folded in __patina_schema and computes the schema from that set alone with mergeSchema,
+// so the result does not depend on the order elements arrive in. The rules:
+//
+//   - Elements are totally ordered by (HLC ts, site, version, seq). A node's HLC moves past the
+//     ts of every schema changeset it folds, so a migration made after another one was seen
+//     orders after it.
+//   - A table is defined by its first valid table element; a later one that defines the same
+//     columns is a duplicate, one that differs loses (a conflict, reported).
+//   - A column element adds a column at the end of its table, in element order; one whose
+//     name the table has already is a duplicate when its definition is the same, else it
+//     loses. A column element that SQLite or the rules refuse on that table loses.
+//   - An index is what its last element says (created with that definition, or dropped):
+//     indexes hold no data, so a later definition simply replaces an earlier one.
+//   - Elements for a table no element defines yet wait (they are not conflicts): the table's
+//     element may still be on its way.
+//
+// A node whose view does not match the merged schema by appending (a column that another
+// node added concurrently sorts before one this node already has, or a conflict was won by a
+// definition this node had not applied) rebuilds its view from the log, locally.
+
+// element is one element of a schema changeset, with its origin.
+type element struct {
+	Kind    string // log.SchemaTable, log.SchemaColumn, log.SchemaIndex, log.SchemaDropIndex
+	Table   string
+	Name    string
+	SQL     string
+	TS      log.Timestamp
+	Site    log.SiteID
+	Version log.Version
+	Seq     uint64
+}
+
+// compareElements is the total order of the merge.
+func compareElements(a, b *element) int {
+	if c := cmp.Compare(a.TS, b.TS); c != 0 {
+		return c
+	}
+	if c := a.Site.Compare(b.Site); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Version, b.Version); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Seq, b.Seq)
+}
+
+// elementsOf reads the elements of a schema changeset (validated by package log).
+func elementsOf(cs *log.Changeset) []element {
+	out := make([]element, 0, len(cs.Changes))
+	for i := range cs.Changes {
+		c := &cs.Changes[i]
+		name, err := log.UnpackPK(c.PK)
+		if err != nil || len(name) != 1 {
+			continue
+		}
+		out = append(out, element{Kind: c.CID, Table: c.Table, Name: name[0].Text, SQL: c.Val.Text,
+			TS: cs.TS, Site: cs.Site, Version: cs.Version, Seq: c.Seq})
+	}
+	return out
+}
+
+// schemaChanges turns elements into the changes of a schema changeset.
+func schemaChanges(els []element) []log.Change {
+	out := make([]log.Change, len(els))
+	for i, e := range els {
+		out[i] = log.Change{Table: e.Table, PK: log.MustPackPK(log.Text(e.Name)), CID: e.Kind,
+			Val: log.Text(e.SQL), CL: 1, Seq: uint64(i)}
+	}
+	return out
+}
+
+// SchemaOrigin names the schema changeset an element came from.
+type SchemaOrigin struct {
+	Site    log.SiteID    `json:"site"`
+	Version log.Version   `json:"version"`
+	TS      log.Timestamp `json:"ts"`
+}
+
+func (e *element) origin() SchemaOrigin {
+	return SchemaOrigin{Site: e.Site, Version: e.Version, TS: e.TS}
+}
+
+// SchemaConflict is a schema element that lost the merge: every node that holds the same
+// elements reports the same conflicts.
+type SchemaConflict struct {
+	Kind   string        `json:"kind"` // table, column, index
+	Table  string        `json:"table"`
+	Name   string        `json:"name"`
+	SQL    string        `json:"sql"`
+	Loser  SchemaOrigin  `json:"loser"`
+	Winner *SchemaOrigin `json:"winner,omitempty"` // nil when the element was refused on its own
+	Reason string        `json:"reason"`
+}
+
+// mergedTable is one table of the merged schema.
+type mergedTable struct {
+	Name    string
+	Create  *element          // the winning table element
+	Added   []*element        // accepted column elements, in order
+	Cols    []column          // the resulting columns, base then added
+	Version int               // accepted elements of the table (creation, columns, index changes)
+	Last    *element          // the latest of them
+	defs    map[string]string // lower-case column name -> definition text
+}
+
+// mergedIndex is an index whose last element decides it.
+type mergedIndex struct {
+	Name  string
+	Table string
+	Last  *element // a create (SQL) or a drop
+}
+
+// mergedSchema is the schema the set of elements defines.
+type mergedSchema struct {
+	Tables    []*mergedTable // in the order of their winning elements
+	Indexes   []*mergedIndex // by name
+	Conflicts []SchemaConflict
+	Waiting   int // elements for tables no element defines yet
+	byName    map[string]*mergedTable
+}
+
+func (s *mergedSchema) table(name string) *mergedTable {
+	if s == nil {
+		return nil
+	}
+	return s.byName[strings.ToLower(name)]
+}
+
+func (s *mergedSchema) hasIndex(name string) bool {
+	for _, ix := range s.Indexes {
+		if strings.EqualFold(ix.Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// mergeSchema computes the schema a set of elements defines; the result depends on the set
+// only (neither on the order of els nor on duplicates). It builds the tables in a private
+// in-memory database to check them the way SQLite will.
+func mergeSchema(ctx context.Context, els []element) (*mergedSchema, error) {
+	sorted := make([]*element, len(els))
+	for i := range els {
+		sorted[i] = &els[i]
+	}
+	slices.SortFunc(sorted, compareElements)
+	sorted = slices.CompactFunc(sorted, func(a, b *element) bool { return compareElements(a, b) == 0 })
+
+	db, err := sql.Open("sqlite", ":memory:")
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+
+	out := &mergedSchema{byName: map[string]*mergedTable{}}
+	lose := func(e, winner *element, reason string) {
+		c := SchemaConflict{Kind: e.Kind, Table: e.Table, Name: e.Name, SQL: e.SQL, Loser: e.origin(), Reason: reason}
+		if winner != nil {
+			o := winner.origin()
+			c.Winner = &o
+		}
+		out.Conflicts = append(out.Conflicts, c)
+	}
+	touch := func(t *mergedTable, e *element) {
+		t.Version++
+		if t.Last == nil || compareElements(e, t.Last) > 0 {
+			t.Last = e
+		}
+	}
+	// Tables: the first valid definition wins.
+	for _, e := range sorted {
+		if e.Kind != log.SchemaTable {
+			continue
+		}
+		s, err := parseSchemaStmt(e.SQL)
+		if err == nil && (s.kind != "table" || !strings.EqualFold(s.name, e.Name) || !strings.EqualFold(e.Table, e.Name)) {
+			err = fmt.Errorf("%w: not a CREATE TABLE of %q", ErrSchema, e.Name)
+		}
+		if err == nil && isInternalName(s.name) {
+			err = fmt.Errorf("%w: %q is a reserved name", ErrSchema, s.name)
+		}
+		if err != nil {
+			lose(e, nil, err.Error())
+			continue
+		}
+		if w := out.table(e.Name); w != nil {
+			if normalizeSQL(w.Create.SQL) == normalizeSQL(e.SQL) {
+				continue
+			}
+			cand, err := scratchTable(ctx, s)
+			if err == nil && sameColumns(cand.Cols, w.Cols) {
+				continue // the same table spelled differently
+			}
+			lose(e, w.Create, fmt.Sprintf("table %q is already defined otherwise", w.Name))
+			continue
+		}
+		if _, err := conn.ExecContext(ctx, e.SQL); err != nil {
+			lose(e, nil, err.Error())
+			continue
+		}
+		t, err := loadTable(ctx, conn, s.name)
+		if err == nil {
+			err = checkTable(ctx, conn, t, s.toks)
+		}
+		if err != nil {
+			if _, derr := conn.ExecContext(ctx, "DROP TABLE "+quoteIdent(s.name)); derr != nil {
+				return nil, derr
+			}
+			lose(e, nil, err.Error())
+			continue
+		}
+		mt := &mergedTable{Name: t.Name, Create: e, Cols: t.Cols, defs: s.colDefs}
+		touch(mt, e)
+		out.Tables = append(out.Tables, mt)
+		out.byName[strings.ToLower(t.Name)] = mt
+	}
+	// Columns: appended in element order.
+	for _, e := range sorted {
+		if e.Kind != log.SchemaColumn {
+			continue
+		}
+		t := out.table(e.Table)
+		if t == nil {
+			out.Waiting++
+			continue
+		}
+		lname := strings.ToLower(e.Name)
+		if def, ok := t.defs[lname]; ok {
+			if normalizeSQL(def) != normalizeSQL(e.SQL) {
+				winner := t.Create
+				for _, a := range t.Added {
+					if strings.EqualFold(a.Name, e.Name) {
+						winner = a
+					}
+				}
+				lose(e, winner, fmt.Sprintf("table %q already has a column %q defined otherwise", t.Name, e.Name))
+			}
+			continue
+		}
+		if _, err := conn.ExecContext(ctx, "SAVEPOINT col"); err != nil {
+			return nil, err
+		}
+		nt, err := addColumn(ctx, conn, t.Name, e)
+		if err != nil {
+			if _, rerr := conn.ExecContext(ctx, "ROLLBACK TO col"); rerr != nil {
+				return nil, rerr
+			}
+		}
+		if _, rerr := conn.ExecContext(ctx, "RELEASE col"); rerr != nil {
+			return nil, rerr
+		}
+		if err != nil {
+			lose(e, nil, err.Error())
+			continue
+		}
+		t.Cols = nt.Cols
+		t.Added = append(t.Added, e)
+		t.defs[lname] = e.SQL
+		touch(t, e)
+	}
+	// Indexes: the last element of each name decides.
+	last := map[string]*element{}
+	for _, e := range sorted {
+		if e.Kind == log.SchemaIndex || e.Kind == log.SchemaDropIndex {
+			last[strings.ToLower(e.Name)] = e
+		}
+	}
+	for _, e := range last {
+		t := out.table(e.Table)
+		if t == nil {
+			out.Waiting++
+			continue
+		}
+		if e.Kind == log.SchemaIndex {
+			if err := checkIndex(ctx, conn, e); err != nil {
+				lose(e, nil, err.Error())
+				continue
+			}
+		}
+		touch(t, e)
+		out.Indexes = append(out.Indexes, &mergedIndex{Name: e.Name, Table: t.Name, Last: e})
+	}
+	slices.SortFunc(out.Indexes, func(a, b *mergedIndex) int { return strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)) })
+	slices.SortFunc(out.Conflicts, func(a, b SchemaConflict) int {
+		return cmp.Or(cmp.Compare(a.Loser.TS, b.Loser.TS), a.Loser.Site.Compare(b.Loser.Site),
+			cmp.Compare(a.Loser.Version, b.Loser.Version), strings.Compare(a.Name, b.Name))
+	})
+	return out, nil
+}
+
+// addColumn adds e's column to table in the scratch database and checks the result.
+func addColumn(ctx context.Context, q querier, name string, e *element) (*table, error) {
+	before, err := loadTable(ctx, q, name)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := q.ExecContext(ctx, "ALTER TABLE "+quoteIdent(name)+" ADD COLUMN "+e.SQL); err != nil {
+		return nil, fmt.Errorf("%w: table %q: add column %q: %v", ErrSchema, name, e.Name, err)
+	}
+	t, err := loadTable(ctx, q, name)
+	if err != nil {
+		return nil, err
+	}
+	if len(t.Cols) != len(before.Cols)+1 || !strings.EqualFold(t.Cols[len(t.Cols)-1].Name, e.Name) {
+		return nil, fmt.Errorf("%w: table %q: column element %q defines another column: %q", ErrSchema, name, e.Name, e.SQL)
+	}
+	if err := checkTable(ctx, q, t, nil); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// checkIndex creates and drops e's index in the scratch database.
+func checkIndex(ctx context.Context, q querier, e *element) error {
+	s, err := parseSchemaStmt(e.SQL)
+	if err != nil {
+		return err
+	}
+	if s.kind != "index" || !strings.EqualFold(s.name, e.Name) || !strings.EqualFold(s.on, e.Table) {
+		return fmt.Errorf("%w: not a CREATE INDEX %q ON %q", ErrSchema, e.Name, e.Table)
+	}
+	if s.unique {
+		return fmt.Errorf("%w: unique index %q: UNIQUE constraints other than the primary key cannot hold under concurrent writes at several sites", ErrSchema, s.name)
+	}
+	if _, err := q.ExecContext(ctx, e.SQL); err != nil {
+		return fmt.Errorf("%w: %v", ErrSchema, err)
+	}
+	_, err = q.ExecContext(ctx, "DROP INDEX "+quoteIdent(s.name))
+	return err
+}
+
+// sameColumn says whether two columns have the same definition.
+func sameColumn(a, b column) bool {
+	return strings.EqualFold(a.Name, b.Name) && strings.EqualFold(a.Type, b.Type) && a.NotNull == b.NotNull &&
+		a.Default == b.Default && a.PK == b.PK
+}
+
+func sameColumns(a, b []column) bool {
+	return slices.EqualFunc(a, b, sameColumn)
+}
+
+// SchemaInfo is the schema a node holds, as GET /v1/schema shows it. Nodes that folded the
+// same schema changesets show the same SchemaInfo.
+type SchemaInfo struct {
+	Tables    []SchemaTableInfo `json:"tables"`
+	Conflicts []SchemaConflict  `json:"conflicts"`
+	// Waiting counts elements for tables no element defines yet (on their way).
+	Waiting int `json:"waiting"`
+}
+
+// SchemaTableInfo is one table of the schema.
+type SchemaTableInfo struct {
+	Name    string   `json:"name"`
+	SQL     string   `json:"sql"` // CREATE TABLE with the columns added since
+	Columns []string `json:"columns"`
+	Indexes []string `json:"indexes"` // CREATE INDEX statements, by name
+	// Version counts the schema elements that shaped the table (its creation, each added
+	// column, each index change): the same on every node that has them all.
+	Version    int          `json:"version"`
+	LastChange SchemaOrigin `json:"last_change"`
+}
+
+// schemaSnapshot is the published merged schema.
+type schemaSnapshot struct {
+	info                     SchemaInfo
+	tables, indexes, dropped map[string]bool // lower-case names
+	columns                  map[string]int  // lower-case table name -> columns
+}
+
+// Schema returns the schema as of the last schema changeset folded; it never blocks on the
+// writer.
+func (m *Materializer) Schema() SchemaInfo {
+	s := m.schemaSnap.Load()
+	if s == nil {
+		return SchemaInfo{Tables: []SchemaTableInfo{}, Conflicts: []SchemaConflict{}}
+	}
+	return s.info
+}
+
+// loadSchema merges the elements the view holds and publishes the result.
+func (m *Materializer) loadSchema(ctx context.Context) error {
+	els, err := readElements(ctx, m.w.c)
+	if err != nil {
+		return err
+	}
+	ms, err := mergeSchema(ctx, els)
+	if err != nil {
+		return fmt.Errorf("merge schema: %w", err)
+	}
+	return m.publishSchema(ctx, ms)
+}
+
+// publishSchema publishes ms for Schema and reports conflicts that are new.
+func (m *Materializer) publishSchema(ctx context.Context, ms *mergedSchema) error {
+	snap := &schemaSnapshot{
+		info:    SchemaInfo{Tables: []SchemaTableInfo{}, Conflicts: ms.Conflicts, Waiting: ms.Waiting},
+		tables:  map[string]bool{},
+		indexes: map[string]bool{},
+		dropped: map[string]bool{},
+		columns: map[string]int{},
+	}
+	if snap.info.Conflicts == nil {
+		snap.info.Conflicts = []SchemaConflict{}
+	}
+	byTable := map[string][]string{}
+	for _, ix := range ms.Indexes {
+		snap.indexes[strings.ToLower(ix.Name)] = true
+		if ix.Last.Kind == log.SchemaDropIndex {
+			snap.dropped[strings.ToLower(ix.Name)] = true
+			continue
+		}
+		byTable[strings.ToLower(ix.Table)] = append(byTable[strings.ToLower(ix.Table)], ix.Last.SQL)
+	}
+	for _, mt := range ms.Tables {
+		snap.tables[strings.ToLower(mt.Name)] = true
+		snap.columns[strings.ToLower(mt.Name)] = len(mt.Cols)
+		text, _, err := objectSQL(ctx, m.w.c, "table", mt.Name)
+		if err != nil {
+			return err
+		}
+		ti := SchemaTableInfo{Name: mt.Name, SQL: text, Version: mt.Version, LastChange: mt.Last.origin(),
+			Indexes: byTable[strings.ToLower(mt.Name)]}
+		if ti.Indexes == nil {
+			ti.Indexes = []string{}
+		}
+		for _, c := range mt.Cols {
+			ti.Columns = append(ti.Columns, c.Name)
+		}
+		snap.info.Tables = append(snap.info.Tables, ti)
+	}
+	slices.SortFunc(snap.info.Tables, func(a, b SchemaTableInfo) int { return strings.Compare(a.Name, b.Name) })
+	old := m.schemaSnap.Swap(snap)
+	seen := map[SchemaOrigin]map[string]bool{}
+	if old != nil {
+		for _, c := range old.info.Conflicts {
+			if seen[c.Loser] == nil {
+				seen[c.Loser] = map[string]bool{}
+			}
+			seen[c.Loser][c.Kind+"\x00"+c.Table+"\x00"+c.Name] = true
+		}
+	}
+	for _, c := range ms.Conflicts {
+		if seen[c.Loser][c.Kind+"\x00"+c.Table+"\x00"+c.Name] {
+			continue
+		}
+		attrs := []any{"kind", c.Kind, "table", c.Table, "name", c.Name, "loser_site", c.Loser.Site, "loser_version", c.Loser.Version, "reason", c.Reason}
+		if c.Winner != nil {
+			attrs = append(attrs, "winner_site", c.Winner.Site, "winner_version", c.Winner.Version)
+		}
+		m.logger.Warn("schema conflict: element lost the merge", attrs...)
+	}
+	m.met.schemaConflicts.Set(float64(len(ms.Conflicts)))
+	m.met.schemaWaiting.Set(float64(ms.Waiting))
+	return nil
+}
