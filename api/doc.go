@@ -1,6 +1,6 @@
 // Package api is Patina's HTTP API: Corrosion's endpoint shapes (transactions, queries,
 // subscriptions, table stats, health, migrations) and Patina's own (the changeset stream,
-// changeset ingest, sync state, members, metrics). docs/DESIGN.md section 7 is its contract.
+// changeset ingest, the replicated schema, sync state, members, metrics). docs/DESIGN.md section 7 is its contract.
 //
 // It owns request parsing, the JSON forms of statements and results, the mapping of errors to
 // status codes, authentication, load shedding, body limits and the /metrics registry. It
