@@ -129,6 +129,14 @@ func (m *Materializer) foldSchema(ctx context.Context, cs *log.Changeset) error 
 		m.logger.Warn("schema changeset from a clock far ahead", "site", cs.Site, "version", cs.Version, "err", err)
 	}
 	w := m.w
+	if els := elementsOf(cs); m.schemaSnap.Load().duplicates(els) {
+		if err := m.foldDuplicateSchema(ctx, cs, els); err != nil {
+			return fmt.Errorf("fold schema %v/%d: %w", cs.Site, cs.Version, err)
+		}
+		m.met.schemaChangesets.Inc()
+		m.setFoldPos(cs.Seq)
+		return nil
+	}
 	// Capture triggers name columns; drop them while tables change.
 	if err := dropCapture(ctx, w.c); err != nil {
 		return fmt.Errorf("fold schema: %w", err)
@@ -194,6 +202,26 @@ func (m *Materializer) foldSchema(ctx context.Context, cs *log.Changeset) error 
 	// this schema is part of what they expect to read.
 	m.setFoldPos(cs.Seq)
 	return nil
+}
+
+// foldDuplicateSchema records elements that change nothing (see duplicates) with the fold
+// position, in one transaction.
+func (m *Materializer) foldDuplicateSchema(ctx context.Context, cs *log.Changeset, els []element) error {
+	w := m.w
+	if _, err := w.exec(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	err := insertElements(ctx, w.c, els)
+	if err == nil {
+		_, err = w.exec(ctx, "UPDATE "+metaTable+" SET value = ? WHERE key = 'fold_pos'", int64(cs.Seq))
+	}
+	if err == nil {
+		_, err = w.exec(ctx, "COMMIT")
+	}
+	if err != nil {
+		w.c.ExecContext(context.Background(), "ROLLBACK")
+	}
+	return err
 }
 
 // migrate validates schema statements against the schema the view has (in a transaction
@@ -289,6 +317,9 @@ func (m *Materializer) startSchema(ctx context.Context, files []string) error {
 	stmts, err := m.dropLaggingIndexes(files)
 	if err != nil {
 		return err
+	}
+	if len(stmts) == 0 {
+		return nil
 	}
 	res, err := m.migrate(ctx, stmts, func(stmt, why string) {
 		m.met.schemaLagging.Inc()

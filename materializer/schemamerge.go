@@ -161,6 +161,10 @@ func mergeSchema(ctx context.Context, els []element) (*mergedSchema, error) {
 	slices.SortFunc(sorted, compareElements)
 	sorted = slices.CompactFunc(sorted, func(a, b *element) bool { return compareElements(a, b) == 0 })
 
+	out := &mergedSchema{byName: map[string]*mergedTable{}}
+	if len(sorted) == 0 {
+		return out, nil
+	}
 	db, err := sql.Open("sqlite", ":memory:")
 	if err != nil {
 		return nil, err
@@ -173,7 +177,6 @@ func mergeSchema(ctx context.Context, els []element) (*mergedSchema, error) {
 	}
 	defer conn.Close()
 
-	out := &mergedSchema{byName: map[string]*mergedTable{}}
 	lose := func(e, winner *element, reason string) {
 		c := SchemaConflict{Kind: e.Kind, Table: e.Table, Name: e.Name, SQL: e.SQL, Loser: e.origin(), Reason: reason}
 		if winner != nil {
@@ -384,8 +387,28 @@ type SchemaTableInfo struct {
 // schemaSnapshot is the published merged schema.
 type schemaSnapshot struct {
 	info                     SchemaInfo
-	tables, indexes, dropped map[string]bool // lower-case names
-	columns                  map[string]int  // lower-case table name -> columns
+	tables, indexes, dropped map[string]bool    // lower-case names
+	columns                  map[string]int     // lower-case table name -> columns
+	creators                 map[string]element // lower-case table name -> its winning element
+}
+
+// duplicates reports whether every element of els defines a table exactly as its winning
+// element does and sorts after it: such elements change nothing the merge computes (a later
+// duplicate of a table's definition neither wins nor loses), so folding them needs no merge.
+// Every node that starts with the same schema file appends such a changeset.
+func (s *schemaSnapshot) duplicates(els []element) bool {
+	if s == nil || len(els) == 0 {
+		return false
+	}
+	for i := range els {
+		e := &els[i]
+		w, ok := s.creators[strings.ToLower(e.Name)]
+		if e.Kind != log.SchemaTable || !ok || !strings.EqualFold(e.Table, e.Name) ||
+			compareElements(e, &w) <= 0 || normalizeSQL(e.SQL) != normalizeSQL(w.SQL) {
+			return false
+		}
+	}
+	return true
 }
 
 // Schema returns the schema as of the last schema changeset folded; it never blocks on the
@@ -419,6 +442,8 @@ func (m *Materializer) publishSchema(ctx context.Context, ms *mergedSchema) erro
 		indexes: map[string]bool{},
 		dropped: map[string]bool{},
 		columns: map[string]int{},
+
+		creators: map[string]element{},
 	}
 	if snap.info.Conflicts == nil {
 		snap.info.Conflicts = []SchemaConflict{}
@@ -435,6 +460,7 @@ func (m *Materializer) publishSchema(ctx context.Context, ms *mergedSchema) erro
 	for _, mt := range ms.Tables {
 		snap.tables[strings.ToLower(mt.Name)] = true
 		snap.columns[strings.ToLower(mt.Name)] = len(mt.Cols)
+		snap.creators[strings.ToLower(mt.Name)] = *mt.Create
 		text, _, err := objectSQL(ctx, m.w.c, "table", mt.Name)
 		if err != nil {
 			return err
