@@ -161,7 +161,7 @@ func TestPropertyCompaction(t *testing.T) {
 				t.Fatalf("a node fed replica 0's compacted log differs:\n%s\nvs\n%s", got, want)
 			}
 			if !fresh.store.Vector().Equal(nodes[0].store.Vector()) {
-				t.Fatalf("a node fed replica 0's compacted log holds other versions")
+				t.Fatalf("a node fed replica 0's compacted log holds other versions:\n%+v\nvs\n%+v", fresh.store.Vector(), nodes[0].store.Vector())
 			}
 			for i, n := range nodes {
 				if err := n.m.Rebuild(ctx, nil); err != nil {
