@@ -5,7 +5,8 @@
 // It owns the view file: user tables, one clock table per user table
 // (__patina_clock_<table>: one row per table row, the row's cl and an encoded clock of
 // per-cell records col_version, origin site, origin version, seq), __patina_meta (site id,
-// fold position) and __patina_pending (changesets waiting for schema). It reads and appends
+// fold position), __patina_pending (changesets waiting for schema) and __patina_schema (every
+// schema element folded, the set the schema is computed from). It reads and appends
 // to package log; it must not import api, gossip, cmd, bench or materializer/subs.
 //
 // Invariants:
@@ -24,4 +25,8 @@
 //     while any record of its row's clock names its origin; refused and pending changesets,
 //     unknown tables and columns, and versions not yet folded are always live.
 //   - Readers use separate read-only connections and never wait for the writer.
+//   - The schema is replicated: migrations and schema files append schema changesets
+//     (log.KindSchema) that fold alone, before anything after them in the log; the schema
+//     is a function of the set of schema elements held (schemamerge.go, TestMergeSchemaProperty),
+//     and a view that cannot reach it by appending is rebuilt from the log.
 package materializer
