@@ -272,7 +272,7 @@ func TestSchemaRules(t *testing.T) {
 	if err := m.Open(context.Background()); err != nil {
 		t.Fatalf("reopen with a schema missing columns: %v", err)
 	}
-	if got := counterValue(t, reg, "patina_schema_file_lagging_total"); got != 1 {
+	if got := registryValue(t, reg, "patina_schema_file_lagging_total"); got != 1 {
 		t.Fatalf("lagging statements counted: %v", got)
 	}
 	if cols := len(m.Schema().Tables[0].Columns); cols != 5 {

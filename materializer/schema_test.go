@@ -14,7 +14,7 @@ import (
 )
 
 // counterValue reads a counter or gauge from reg; 0 when absent.
-func counterValue(tb testing.TB, reg *prometheus.Registry, name string) float64 {
+func registryValue(tb testing.TB, reg *prometheus.Registry, name string) float64 {
 	tb.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -298,7 +298,7 @@ func TestConcurrentColumnsConverge(t *testing.T) {
 	if got, want := schemaJSON(t, b), schemaJSON(t, a); got != want {
 		t.Fatalf("schema differs:\n%s\nvs\n%s", got, want)
 	}
-	if n := counterValue(t, regA, "patina_schema_rebuilds_total") + counterValue(t, regB, "patina_schema_rebuilds_total"); n != 1 {
+	if n := registryValue(t, regA, "patina_schema_rebuilds_total") + registryValue(t, regB, "patina_schema_rebuilds_total"); n != 1 {
 		t.Fatalf("%v rebuilds, want 1 (on the node whose column sorts last)", n)
 	}
 	if got := a.query(t, "SELECT x, y FROM t WHERE id = 1")[0]; got[0].Int != 10 || got[1].Text != "none" {
@@ -343,7 +343,7 @@ func TestConflictingDefinitions(t *testing.T) {
 		}
 	}
 	for _, reg := range []*prometheus.Registry{regA, regB} {
-		if got := counterValue(t, reg, "patina_schema_conflicts"); got != 2 {
+		if got := registryValue(t, reg, "patina_schema_conflicts"); got != 2 {
 			t.Fatalf("patina_schema_conflicts = %v", got)
 		}
 	}
