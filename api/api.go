@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -111,6 +112,11 @@ type Config struct {
 	// Listener, when set, is served instead of listening on Addr (the agent listens first so
 	// that gossip can advertise the bound address). The Server closes it.
 	Listener net.Listener
+
+	// TLS, when set, serves HTTPS: it must hold the server's certificate (Certificates or
+	// GetCertificate); ClientAuth and ClientCAs ask for client certificates. The server
+	// speaks HTTP/1.1 only over it, as it does without TLS (see Open).
+	TLS *tls.Config
 
 	// View and Log are the node's materializer and log; both are required. Handlers of other
 	// files in this package (subscriptions.go) reach them as s.cfg.View and s.cfg.Log.
@@ -329,6 +335,19 @@ func (s *Server) Open(ctx context.Context) error {
 			return fmt.Errorf("listen api: %w", err)
 		}
 	}
+	scheme := "http"
+	if s.cfg.TLS != nil {
+		tc := s.cfg.TLS.Clone()
+		if tc.MinVersion == 0 {
+			tc.MinVersion = tls.VersionTLS12
+		}
+		// HTTP/1.1 only, as without TLS: one connection per request in flight keeps the
+		// server's limits (MaxConcurrency, MaxStreams) and the client's pool behaving the
+		// same whatever the transport, instead of HTTP/2's cap of streams per connection.
+		tc.NextProtos = []string{"http/1.1"}
+		ln = tls.NewListener(ln, tc)
+		scheme = "https"
+	}
 	s.ln = ln
 	s.srv = &http.Server{
 		Handler:           s.handler,
@@ -347,7 +366,7 @@ func (s *Server) Open(ctx context.Context) error {
 			s.logger.Error("api server stopped", attrErr, err)
 		}
 	}()
-	s.logger.Info("api listening", attrAddr, ln.Addr().String())
+	s.logger.Info("api listening", attrAddr, ln.Addr().String(), "scheme", scheme, "client_certs", s.cfg.TLS != nil && s.cfg.TLS.ClientAuth >= tls.VerifyClientCertIfGiven)
 	return nil
 }
 

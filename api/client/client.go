@@ -8,6 +8,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +46,7 @@ type Client struct {
 	base  *url.URL
 	http  *http.Client
 	token string
+	tls   *tls.Config
 }
 
 // Option configures a Client.
@@ -56,24 +58,44 @@ func WithToken(token string) Option { return func(c *Client) { c.token = token }
 // WithHTTPClient uses hc instead of a client with its own connection pool.
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = hc } }
 
+// WithTLS uses cfg for https addresses: the CA that signed the agent's certificate (RootCAs)
+// and, when the agent wants client certificates, this client's (Certificates). A "host:port"
+// address without a scheme is then https. It has no effect with WithHTTPClient.
+func WithTLS(cfg *tls.Config) Option { return func(c *Client) { c.tls = cfg } }
+
 // New returns a client of the agent at addr: "host:port" or an http(s) URL.
 func New(addr string, opts ...Option) (*Client, error) {
-	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
-	}
-	u, err := url.Parse(addr)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("api address %q: want host:port or http://host:port", addr)
-	}
-	u.Path = strings.TrimSuffix(u.Path, "/")
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 128
-	c := &Client{base: u, http: &http.Client{Transport: tr}}
+	c := &Client{}
 	for _, o := range opts {
 		o(c)
 	}
+	if !strings.Contains(addr, "://") {
+		if c.tls != nil {
+			addr = "https://" + addr
+		} else {
+			addr = "http://" + addr
+		}
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("api address %q: want host:port, http://host:port or https://host:port", addr)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	c.base = u
+	if c.http == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 128
+		if c.tls != nil {
+			tr.TLSClientConfig = c.tls.Clone()
+		}
+		c.http = &http.Client{Transport: tr}
+	}
 	return c, nil
 }
+
+// HTTPClient is the http.Client the client sends with (its TLS settings and pool), for
+// requests the client has no method for.
+func (c *Client) HTTPClient() *http.Client { return c.http }
 
 // URL returns the agent's base URL.
 func (c *Client) URL() string { return c.base.String() }

@@ -108,6 +108,9 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 		}
 		return err
 	}
+	for _, w := range securityWarnings(&a.cfg) {
+		a.logger.Warn(w)
+	}
 	if err := a.checkClusterID(); err != nil {
 		return err
 	}
@@ -160,6 +163,10 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	acfg.BearerToken = a.cfg.API.Authz.BearerToken
 	acfg.Tokens, _ = a.cfg.API.apiTokens() // checked by Validate
 	acfg.GuardPublic = a.cfg.API.Authz.GuardPublic
+	if acfg.TLS, err = a.cfg.API.TLS.serverTLS(); err != nil {
+		ln.Close()
+		return err
+	}
 	acfg.MaxConcurrency, acfg.MaxStreams, acfg.MaxBodyBytes = a.cfg.API.MaxConcurrency, a.cfg.API.MaxStreams, a.cfg.API.MaxBodyBytes
 	acfg.BodyReadTimeout, acfg.TxTimeout = a.cfg.API.BodyTimeout, a.cfg.API.TxTimeout
 	acfg.QueueDepth, acfg.QueueTimeout = a.cfg.API.QueueDepth, a.cfg.API.QueueTimeout

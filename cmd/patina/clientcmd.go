@@ -31,6 +31,13 @@ func (m *Main) client(c *cobra.Command, f *clientFlags) (*client.Client, error) 
 	if cfg.API.Authz.BearerToken != "" {
 		opts = append(opts, client.WithToken(cfg.API.Authz.BearerToken))
 	}
+	tc, err := cfg.API.TLS.clientTLS()
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		opts = append(opts, client.WithTLS(tc))
+	}
 	cl, err := client.New(cfg.APIAddr, opts...)
 	if err != nil {
 		return nil, &usageError{err}

@@ -97,7 +97,7 @@ changes from now on (no columns, rows or eoq).`,
 		if tok := cfg.API.Authz.BearerToken; tok != "" {
 			req.Header.Set("Authorization", "Bearer "+tok)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := cl.HTTPClient().Do(req)
 		if err != nil {
 			if c.Context().Err() != nil {
 				return nil

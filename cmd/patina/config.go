@@ -57,7 +57,9 @@ type APIConfig struct {
 		// GuardPublic puts /v1/health and /metrics behind a read token too.
 		GuardPublic bool `toml:"guard_public"`
 	} `toml:"authz"`
-	MaxConcurrency int `toml:"max_concurrency"`
+	// TLS: see api_tls.go.
+	TLS            APITLSConfig `toml:"tls"`
+	MaxConcurrency int          `toml:"max_concurrency"`
 	// QueueDepth and QueueTimeout shape the admission queue in front of the concurrency
 	// limit (api.Config's fields of the same names; a negative depth means no queue).
 	QueueDepth   int           `toml:"queue_depth"`
@@ -221,6 +223,9 @@ var options = []option{
 	{key: "log_format", usage: "text or json", field: func(c *Config) any { return &c.LogFormat }, agentOnly: true},
 	{key: "api.authz.bearer_token", usage: "bearer token the API requires (clients: the token to send)", field: func(c *Config) any { return &c.API.Authz.BearerToken }},
 	{key: "api.authz.guard_public", usage: "require a read token for /v1/health and /metrics too", field: func(c *Config) any { return &c.API.Authz.GuardPublic }, agentOnly: true},
+	{key: "api.tls.cert_file", usage: "agent: HTTPS certificate (PEM); client: certificate to present", field: func(c *Config) any { return &c.API.TLS.CertFile }},
+	{key: "api.tls.key_file", usage: "private key (PEM) of api.tls.cert_file", field: func(c *Config) any { return &c.API.TLS.KeyFile }},
+	{key: "api.tls.ca_file", usage: "agent: require client certificates of this CA; client: CA the agent's certificate chains to", field: func(c *Config) any { return &c.API.TLS.CAFile }},
 	{key: "api.max_concurrency", usage: "data requests served at once; more wait in the admission queue", field: func(c *Config) any { return &c.API.MaxConcurrency }, agentOnly: true},
 	{key: "api.queue_depth", usage: "data requests that may wait for a slot; more are refused with 503 (-1: no queue)", field: func(c *Config) any { return &c.API.QueueDepth }, agentOnly: true},
 	{key: "api.queue_timeout", usage: "longest a data request waits for a slot before 503; an expected wait past it is refused at once", field: func(c *Config) any { return &c.API.QueueTimeout }, agentOnly: true},
@@ -402,6 +407,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if _, _, err := c.Log.retention(); err != nil {
+		return err
+	}
+	if err := c.API.TLS.validate(); err != nil {
 		return err
 	}
 	if c.Gossip.SecretKey != "" {
