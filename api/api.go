@@ -240,6 +240,7 @@ type Server struct {
 	streamCtx    context.Context
 	cancelStream context.CancelFunc
 	closing      atomic.Bool
+	opened       time.Time // when Open started serving, for the dashboard's uptime
 
 	// methods lists the methods registered per path, for 405 answers (see route).
 	methods map[string][]string
@@ -360,6 +361,7 @@ func (s *Server) Open(ctx context.Context) error {
 		ConnState:   s.trackConn,
 	}
 	s.srv.RegisterOnShutdown(s.cancelStream)
+	s.opened = time.Now()
 	go func() {
 		defer close(s.serveDone)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -20,6 +20,9 @@ const (
 	// kindPublic: no limit, no token unless Config.GuardPublic puts it behind ScopeRead
 	// (health, metrics).
 	kindPublic routeKind = iota
+	// kindPage: never a token, no limit: a static page that holds no data (the dashboard;
+	// its data comes from a guarded route).
+	kindPage
 	// kindCheap: token; cheap answers that need no slot (sync state, members).
 	kindCheap
 	// kindData: token and one of MaxConcurrency slots, shed with 503 when none is free. The
@@ -59,6 +62,8 @@ func (s *Server) routes() http.Handler {
 		metricsHandler.ServeHTTP(w, r)
 		return nil
 	})
+	s.route(mux, "GET /ui", kindPage, ScopeNone, s.handleUI)
+	s.route(mux, "GET /v1/dashboard", kindCheap, ScopeRead, s.handleDashboard)
 	s.routeSubscriptions(mux)
 	// JSON answers for what the patterns above do not match, instead of the mux's plain text.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -133,7 +138,7 @@ var execShaped = map[string]bool{"/v1/transactions": true, "/v1/migrations": tru
 
 // guard checks shutdown and the bearer token's scope.
 func (s *Server) guard(r *http.Request, kind routeKind, need Scope) error {
-	if kind == kindPublic && !s.cfg.GuardPublic {
+	if kind == kindPage || (kind == kindPublic && !s.cfg.GuardPublic) {
 		return nil
 	}
 	if kind != kindPublic && s.closing.Load() {

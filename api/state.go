@@ -245,6 +245,15 @@ type memberJSON struct {
 
 // handleMembers lists the cluster's members; a node without gossip lists itself.
 func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request) error {
+	out := struct {
+		Members []memberJSON `json:"members"`
+	}{Members: s.membersJSON()}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// membersJSON is the member list of /v1/members and the dashboard.
+func (s *Server) membersJSON() []memberJSON {
 	var members []Member
 	if s.cfg.Cluster != nil {
 		members = s.cfg.Cluster.Members()
@@ -256,18 +265,15 @@ func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request) error {
 		self.Name = self.SiteID.String()
 		members = []Member{self}
 	}
-	out := struct {
-		Members []memberJSON `json:"members"`
-	}{Members: make([]memberJSON, len(members))}
+	out := make([]memberJSON, len(members))
 	for i, m := range members {
-		out.Members[i] = memberJSON{Name: m.Name, SiteID: m.SiteID, State: m.State, GossipAddr: m.GossipAddr, QUICAddr: m.QUICAddr, APIAddr: m.APIAddr, Self: m.Self}
+		out[i] = memberJSON{Name: m.Name, SiteID: m.SiteID, State: m.State, GossipAddr: m.GossipAddr, QUICAddr: m.QUICAddr, APIAddr: m.APIAddr, Self: m.Self}
 		if m.RTT > 0 {
 			rtt := m.RTT.Seconds()
-			out.Members[i].RTT = &rtt
+			out[i].RTT = &rtt
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out
 }
 
 // handleTableStats counts rows of the named tables; no names means every user table.
