@@ -104,7 +104,8 @@ func securityWarnings(c *Config) []string {
 			out = append(out, fmt.Sprintf("INSECURE: the HTTP API listens on %s, beyond loopback, without any token: anyone who reaches it can read, write and migrate (add [[api.authz.tokens]], see patina token)", c.APIAddr))
 		}
 	}
-	gossipOpen := !isLoopbackBind(c.GossipAddr) || !isLoopbackBind(c.QUICAddr)
+	// An empty address is a node without gossip (in-process tests).
+	gossipOpen := (c.GossipAddr != "" && !isLoopbackBind(c.GossipAddr)) || (c.QUICAddr != "" && !isLoopbackBind(c.QUICAddr))
 	if gossipOpen {
 		if c.Gossip.TLS.CAFile == "" {
 			out = append(out, fmt.Sprintf("INSECURE: gossip listens on %s and %s, beyond loopback, without mutual TLS: any host can join and send changesets (set gossip.tls.ca_file, cert_file, key_file; see patina tls)", c.GossipAddr, c.QUICAddr))

@@ -60,6 +60,10 @@ func (m *Main) runAgent(ctx context.Context, cfg Config, configPath string, logg
 	if m.onAgentReady != nil {
 		m.onAgentReady(a)
 	}
+	notifyReady(a.logger)
+	wdCtx, stopWatchdog := context.WithCancel(context.Background())
+	wdDone := make(chan struct{})
+	go func() { defer close(wdDone); runWatchdog(wdCtx, a, a.logger) }()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -71,6 +75,9 @@ func (m *Main) runAgent(ctx context.Context, cfg Config, configPath string, logg
 		}
 	}
 	a.logger.Info("shutting down", "cause", context.Cause(ctx))
+	notifyStopping(a.logger)
+	stopWatchdog()
+	<-wdDone
 	if err := a.Close(); err != nil {
 		return fmt.Errorf("close: %w", err)
 	}

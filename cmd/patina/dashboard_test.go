@@ -45,15 +45,19 @@ func TestDashboardChromium(t *testing.T) {
 		chromedp.ExecPath(chrome),
 		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox cannot start
 		chromedp.DisableGPU,
+		// Containers often give /dev/shm 64 MB, where renderers stall; use /tmp instead.
+		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.WindowSize(390, 844), // a phone
 		chromedp.UserDataDir(t.TempDir()),
 	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	// One deadline for the browser's whole life (the first Run starts it under this context),
+	// so that a stuck Chromium fails the test in bounded time instead of eating CI's budget.
+	bctx, cancelB := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancelB()
+	actx, cancelAlloc := chromedp.NewExecAllocator(bctx, opts...)
 	defer cancelAlloc()
 	ctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancelT()
 
 	// An empty page must fail the screenshot check, or the check proves nothing.
 	var blank []byte

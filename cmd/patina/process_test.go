@@ -21,13 +21,23 @@ import (
 	"github.com/patinadb/patina/internal/testutil"
 )
 
-// buildPatina builds the patina binary into a temp dir of tb and returns its path.
+// buildPatina builds the patina binary into a temp dir of tb and returns its path. It builds
+// it exactly as the Dockerfile does (static, same flags; see dockerBuild), so that every
+// process test runs the binary that ships, and CI builds it the Dockerfile's way.
 func buildPatina(tb testing.TB) string {
 	tb.Helper()
 	bin := filepath.Join(tb.TempDir(), "patina")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		tb.Fatalf("go build: %v\n%s", err, out)
+	env, args := dockerBuild(tb)
+	for i, a := range args {
+		if a == "-o" && i+1 < len(args) {
+			args[i+1] = bin
+		}
+	}
+	build := exec.Command("go", append([]string{"build"}, args...)...)
+	build.Dir = repoRoot
+	build.Env = append(os.Environ(), env...)
+	if out, err := build.CombinedOutput(); err != nil {
+		tb.Fatalf("go build %v (env %v, as in the Dockerfile): %v\n%s", args, env, err, out)
 	}
 	return bin
 }
