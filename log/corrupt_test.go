@@ -84,7 +84,7 @@ func TestDiskFullRefusesWrites(t *testing.T) {
 		t.Fatalf("read on a full disk: %v", err)
 	}
 	s.faults.freeMu.Lock()
-	s.faults.minFree = 1 // space freed
+	s.faults.minFree.Store(1) // space freed
 	s.faults.freeMu.Unlock()
 	testutil.WaitFor(t, 5*time.Second, "writes to resume", func() bool {
 		_, err := s.Append(context.Background(), makeCS(siteB, 1, 2))

@@ -32,7 +32,7 @@ type faults struct {
 	corruptions atomic.Uint64
 
 	// free-space check, at most once per freeEvery
-	minFree  uint64
+	minFree  atomic.Uint64
 	freeMu   sync.Mutex
 	freeAt   time.Time
 	freeErr  error
@@ -63,6 +63,16 @@ func (s *Store) Corruption() error {
 	return nil
 }
 
+// SetMinFreeBytes changes Options.MinFreeBytes of an open store (0: no check) and makes
+// the next write ask the file system again. Operators' tools and tests use it to move the
+// threshold without a restart.
+func (s *Store) SetMinFreeBytes(n int64) {
+	s.faults.freeMu.Lock()
+	defer s.faults.freeMu.Unlock()
+	s.faults.minFree.Store(uint64(max(n, 0)))
+	s.faults.freeAt = time.Time{}
+}
+
 // DiskFull reports whether the last free-space check found less than MinFreeBytes.
 func (s *Store) DiskFull() bool { return s.faults.diskFull.Load() }
 
@@ -77,7 +87,8 @@ func corruptErr(err error) error {
 // checkFree refuses a write when the disk has less than MinFreeBytes free. The answer is
 // cached for freeEvery, so a burst of appends asks the file system once.
 func (s *Store) checkFree() error {
-	if s.faults.minFree == 0 || s.fs == nil {
+	minFree := s.faults.minFree.Load()
+	if minFree == 0 || s.fs == nil {
 		return nil
 	}
 	f := &s.faults
@@ -93,11 +104,11 @@ func (s *Store) checkFree() error {
 		return nil
 	}
 	was := f.diskFull.Load()
-	if du.AvailBytes < f.minFree {
-		f.freeErr = fmt.Errorf("%w: %d bytes free under %s, want at least %d; writes are refused until space is freed", ErrDiskFull, du.AvailBytes, s.dir, f.minFree)
+	if du.AvailBytes < minFree {
+		f.freeErr = fmt.Errorf("%w: %d bytes free under %s, want at least %d; writes are refused until space is freed", ErrDiskFull, du.AvailBytes, s.dir, minFree)
 		f.diskFull.Store(true)
 		if !was {
-			s.logger.Error("disk full: refusing writes (reads go on)", "dir", s.dir, "free", du.AvailBytes, "min_free", f.minFree)
+			s.logger.Error("disk full: refusing writes (reads go on)", "dir", s.dir, "free", du.AvailBytes, "min_free", minFree)
 		}
 		return f.freeErr
 	}

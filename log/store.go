@@ -205,9 +205,9 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 	if s.maxPart <= 0 {
 		s.maxPart = DefaultMaxPartChanges
 	}
-	s.faults.minFree = uint64(DefaultMinFreeBytes)
+	s.faults.minFree.Store(uint64(DefaultMinFreeBytes))
 	if opts.MinFreeBytes != 0 {
-		s.faults.minFree = uint64(max(opts.MinFreeBytes, 0))
+		s.faults.minFree.Store(uint64(max(opts.MinFreeBytes, 0)))
 	}
 	if opts.NoSync {
 		s.wopts = pebble.NoSync
