@@ -249,13 +249,16 @@ func TestLossyLinks(t *testing.T) {
 	waitConverged(t, nodes, 150, 60*time.Second)
 }
 
-// TestRegionAwareBroadcast runs six nodes in two regions with sync rounds an hour apart, so
-// that only broadcast can deliver: region-aware broadcast (one node of the other region,
-// then that node to its whole region) must reach every node, each write crossing from one
-// region to the other once. (The simulator's tests measure the traffic it saves.)
+// TestRegionAwareBroadcast runs six nodes in two regions: region-aware broadcast (one node of
+// the other region, then that node to its whole region) must reach every node, each write
+// crossing from one region to the other once, and almost every delivery must come by
+// broadcast. Sync rounds run every few seconds only to repair the rare broadcast a loaded
+// machine loses (with sync an hour apart such a loss failed CI under -race); the count of
+// broadcast deliveries below is what tests the tree. (The simulator's tests measure the
+// traffic it saves.)
 func TestRegionAwareBroadcast(t *testing.T) {
 	region := func(r string) nodeOpt {
-		return func(c *Config) { c.Region, c.SyncInterval = r, time.Hour }
+		return func(c *Config) { c.Region, c.SyncInterval = r, 3 * time.Second }
 	}
 	nodes := []*testNode{startNode(t, region("a"))}
 	for i := 1; i < 6; i++ {
@@ -274,12 +277,8 @@ func TestRegionAwareBroadcast(t *testing.T) {
 	var recv float64
 	for _, n := range nodes {
 		recv += metricValue(t, n.g.m.versionsRecv.WithLabelValues("broadcast", "true"))
-		if s := n.g.syncRounds.Load(); s > 1 {
-			// Joins trigger a round or so; an hour's interval allows no more.
-			t.Logf("node %v: %d sync rounds", n.site, s)
-		}
 	}
-	// A sync round triggered by a late join may bring a write first now and then.
+	// A sync round may bring a write first now and then.
 	if want := float64(writes * 5); recv < 0.9*want {
 		t.Fatalf("%v deliveries by broadcast, want about %v (every write on the five other nodes)", recv, want)
 	}

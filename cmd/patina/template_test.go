@@ -68,7 +68,7 @@ count {{ queryValue "SELECT count(*) FROM t" }}
 	// A write on the other node: DEST follows.
 	start := time.Now()
 	exec(n1, "INSERT INTO t (id, v, node) VALUES (2, '{\"port\": 8080}', 1)")
-	testutil.WaitFor(t, 10*time.Second, "DEST to follow node 1's write", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "DEST to follow node 1's write", func() bool {
 		return read() == "server 1 port 80\nserver 2 port 8080\ncount 2\n"
 	})
 	t.Logf("a write on node 1 reached DEST (via node 0) in %v", time.Since(start))
