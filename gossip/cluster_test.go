@@ -258,7 +258,7 @@ func TestLossyLinks(t *testing.T) {
 // traffic it saves.)
 func TestRegionAwareBroadcast(t *testing.T) {
 	region := func(r string) nodeOpt {
-		return func(c *Config) { c.Region, c.SyncInterval = r, 3 * time.Second }
+		return func(c *Config) { c.Region, c.SyncInterval = r, 3*time.Second }
 	}
 	nodes := []*testNode{startNode(t, region("a"))}
 	for i := 1; i < 6; i++ {
