@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patinadb/patina/api"
+	"github.com/patinadb/patina/internal/testutil"
 	"github.com/patinadb/patina/log"
 	"github.com/patinadb/patina/materializer"
 	"github.com/patinadb/patina/materializer/subs"
@@ -207,16 +208,29 @@ func TestSubscriptionHTTP(t *testing.T) {
 		`{"change":["update",2,["m2","10.0.0.2","www"],3]}`,
 		`{"change":["delete",1,["m1","10.0.0.1","www"],4]}`,
 	)
-	// The engine's metrics are on /metrics.
-	mresp, err := http.Get(n.url + "/metrics")
+	// The engine's metrics are on /metrics. The events counter moves just after an event is
+	// written to the stream, so the client may read the fourth event first: wait for it.
+	wants := []string{"patina_subscriptions 1", `patina_subscription_clients{kind="subscriptions"} 1`, "patina_subscription_events_total 4"}
+	var mb []byte
+	err := testutil.Poll(10*time.Second, func() bool {
+		mresp, err := http.Get(n.url + "/metrics")
+		if err != nil {
+			return false
+		}
+		mb, _ = io.ReadAll(mresp.Body)
+		mresp.Body.Close()
+		for _, want := range wants {
+			if !strings.Contains(string(mb), want) {
+				return false
+			}
+		}
+		return true
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	mb, _ := io.ReadAll(mresp.Body)
-	mresp.Body.Close()
-	for _, want := range []string{"patina_subscriptions 1", `patina_subscription_clients{kind="subscriptions"} 1`, "patina_subscription_events_total 4"} {
-		if !strings.Contains(string(mb), want) {
-			t.Errorf("/metrics lacks %q", want)
+		for _, want := range wants {
+			if !strings.Contains(string(mb), want) {
+				t.Errorf("/metrics lacks %q", want)
+			}
 		}
 	}
 	es.close()
