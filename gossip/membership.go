@@ -187,12 +187,6 @@ func (g *Gossip) newPeer(name string, site log.SiteID, addr string) *peer {
 	return &peer{g: g, name: name, site: site, addr: addr, ctx: ctx, cancel: cancel}
 }
 
-func (p *peer) queuedBytes() int {
-	p.qmu.Lock()
-	defer p.qmu.Unlock()
-	return p.qbytes
-}
-
 // memberlistMembership is production's Membership: hashicorp/memberlist (SWIM) with
 // Patina's metadata, refusing nodes of other clusters, plus the join loop.
 type memberlistMembership struct {

@@ -843,7 +843,7 @@ func trim(cs *Changeset, keep RangeSet) ([]*Changeset, [][]byte) {
 	encs := make([][]byte, 0, len(keep))
 	for _, r := range keep {
 		part := *cs
-		part.Seqs = SeqRange{r.First, r.Last}
+		part.Seqs = SeqRange(r)
 		switch {
 		case cs.Compacted:
 			// Changes are a sparse subset of the seqs: pick them by seq.

@@ -135,17 +135,6 @@ func appendFloat(b []byte, f float64) []byte {
 	return strconv.AppendFloat(b, f, 'g', -1, 64)
 }
 
-// binaryFits reports whether v can be sent in binary format as oid; when not, the column is
-// sent in text format (decided per column in RowDescription, so a mismatching value is
-// rendered as text of the column's type where possible: see appendBinary).
-func binaryOK(oid uint32) bool {
-	switch oid {
-	case oidBool, oidInt8, oidFloat8, oidText, oidBytea, oidNumeric, oidJSON:
-		return true
-	}
-	return false
-}
-
 // appendBinary appends v's binary form as oid. A value of another storage class is
 // converted when that loses nothing (an integral real as int8, a numeric text as a number);
 // otherwise it is an error the client sees (SQLSTATE 22P03).
