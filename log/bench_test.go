@@ -32,7 +32,7 @@ func benchDir(b *testing.B) string {
 // and a few integer, real and text columns.
 func benchCS(site SiteID, v Version) *Changeset {
 	const n = 10
-	cs := &Changeset{Site: site, Version: v, TS: Timestamp(1e18 + uint64(v)), Seqs: SeqRange{0, n - 1}, LastSeq: n - 1}
+	cs := &Changeset{Site: site, Version: v, TS: Timestamp(1e18 + uint64(v)), Seqs: SeqRange{First: 0, Last: n - 1}, LastSeq: n - 1}
 	cs.Changes = make([]Change, n)
 	pk := MustPackPK(Integer(int64(v)))
 	for i := range n {
@@ -195,7 +195,7 @@ func benchVectors() (mine, theirs *Vector) {
 	rng := rand.New(rand.NewPCG(2, 2))
 	for i := range 1000 {
 		site := SiteID{0xbe, byte(i >> 8), byte(i)}
-		ms, ts := mine.site(site), theirs.site(site)
+		ms, ts := mine.Site(site), theirs.Site(site)
 		for v := uint64(1); v <= 10_000; v += 100 {
 			ms.Versions.Add(v, v+98-uint64(rng.IntN(3)))
 			ts.Versions.Add(v+uint64(rng.IntN(50)), v+99)

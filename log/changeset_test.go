@@ -16,7 +16,7 @@ import (
 func sampleChangeset() *Changeset {
 	site := MustParseSiteID("00000000-0000-0000-0000-000000000001")
 	return &Changeset{
-		Site: site, Version: 7, TS: 1764000000123456789, Seqs: SeqRange{0, 4}, LastSeq: 4,
+		Site: site, Version: 7, TS: 1764000000123456789, Seqs: SeqRange{First: 0, Last: 4}, LastSeq: 4,
 		Changes: []Change{
 			{Table: "t", PK: MustPackPK(Integer(1)), CID: "x", Val: Integer(1), ColVersion: 1, CL: 1, Seq: 0},
 			{Table: "t", PK: MustPackPK(Integer(1)), CID: "y", Val: Real(1), ColVersion: 2, CL: 1, Seq: 1},
@@ -81,8 +81,8 @@ func TestChangesetValidate(t *testing.T) {
 		{"version 0", func(cs *Changeset) { cs.Version = 0 }, "version 0", ""},
 		{"zero site", func(cs *Changeset) { cs.Site = SiteID{} }, "zero site id", ""},
 		{"seq outside last_seq", func(cs *Changeset) { cs.LastSeq = 3 }, "seq range [0, 4] outside last_seq 3", ""},
-		{"part outside last_seq", func(cs *Changeset) { cs.Seqs = SeqRange{5, 9}; cs.LastSeq = 7 }, "outside last_seq 7", ""},
-		{"reversed seqs", func(cs *Changeset) { cs.Seqs = SeqRange{4, 0} }, "reversed", ""},
+		{"part outside last_seq", func(cs *Changeset) { cs.Seqs = SeqRange{First: 5, Last: 9}; cs.LastSeq = 7 }, "outside last_seq 7", ""},
+		{"reversed seqs", func(cs *Changeset) { cs.Seqs = SeqRange{First: 4, Last: 0} }, "reversed", ""},
 		{"empty table", func(cs *Changeset) { cs.Changes[1].Table = "" }, "empty table name", ""},
 		{"table not utf8", func(cs *Changeset) { cs.Changes[1].Table = "t\xff" }, "not UTF-8", "-"},
 		{"empty cid", func(cs *Changeset) { cs.Changes[1].CID = "" }, "empty cid", ""},

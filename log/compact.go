@@ -351,7 +351,7 @@ func (s *Store) commitCompaction(r *compactReq) {
 				r.err = err
 				return
 			}
-			cs.Changes, cs.Compacted, cs.Seq, cs.Seqs = nil, true, 0, SeqRange{0, cs.LastSeq}
+			cs.Changes, cs.Compacted, cs.Seq, cs.Seqs = nil, true, 0, SeqRange{First: 0, Last: cs.LastSeq}
 			keep = &cs
 		}
 		var newBytes uint64
@@ -382,7 +382,7 @@ func (s *Store) commitCompaction(r *compactReq) {
 				return
 			}
 			sv.Cleared.Add(uint64(rw.ver), uint64(rw.ver))
-			pubCleared = append(pubCleared, clr{rw.site, RangeSet{{uint64(rw.ver), uint64(rw.ver)}}})
+			pubCleared = append(pubCleared, clr{rw.site, RangeSet{{First: uint64(rw.ver), Last: uint64(rw.ver)}}})
 			dirty[rw.site] = struct{}{}
 			r.res.Cleared++
 			cst.cleared++
@@ -395,7 +395,7 @@ func (s *Store) commitCompaction(r *compactReq) {
 		totBytes = totBytes - min(rw.oldBytes, totBytes) + newBytes
 	}
 	for _, c := range r.cleared {
-		sv := s.work.site(c.Site)
+		sv := s.work.Site(c.Site)
 		newVers := c.Cleared.Subtract(sv.Versions)
 		if len(newVers) == 0 {
 			continue
@@ -446,11 +446,11 @@ func (s *Store) commitCompaction(r *compactReq) {
 	}
 	for site := range dirty {
 		sv := s.work.Sites[site]
-		if err := b.Set(clearedKey(site), appendRanges(nil, sv.Cleared), nil); err != nil {
+		if err := b.Set(clearedKey(site), AppendRanges(nil, sv.Cleared), nil); err != nil {
 			r.err = err
 			return
 		}
-		if err := b.Set(vectorKey(site), appendRanges(nil, sv.Versions), nil); err != nil {
+		if err := b.Set(vectorKey(site), AppendRanges(nil, sv.Versions), nil); err != nil {
 			r.err = err
 			return
 		}
@@ -489,10 +489,10 @@ func (s *Store) commitCompaction(r *compactReq) {
 		return
 	}
 	for _, c := range pubCleared {
-		s.vec.site(c.site).Cleared.AddSet(c.rs)
+		s.vec.Site(c.site).Cleared.AddSet(c.rs)
 	}
 	for _, c := range pubVersions {
-		sv := s.vec.site(c.site)
+		sv := s.vec.Site(c.site)
 		sv.Versions.AddSet(c.rs)
 		sv.Cleared.AddSet(c.rs)
 	}

@@ -38,7 +38,7 @@ func TestCompact(t *testing.T) {
 	for v := Version(1); v <= 8; v++ {
 		mustAppend(t, s, makeCS(siteA, v, 3))
 	}
-	schema := &Changeset{Site: siteA, Version: 9, TS: 5, Kind: KindSchema, LastSeq: 0, Seqs: SeqRange{0, 0},
+	schema := &Changeset{Site: siteA, Version: 9, TS: 5, Kind: KindSchema, LastSeq: 0, Seqs: SeqRange{First: 0, Last: 0},
 		Changes: []Change{{Table: "t", PK: MustPackPK(Text("t")), CID: SchemaTable, Val: Text("CREATE TABLE t (a PRIMARY KEY)"), CL: 1}}}
 	mustAppend(t, s, schema)
 	mustAppend(t, s, makeCS(siteA, 10, 2)) // seq 11, the last
@@ -69,7 +69,7 @@ func TestCompact(t *testing.T) {
 			t.Fatalf("seqs after compaction %v, want %v", seqs, want)
 		}
 		v2, err := s.Get(siteA, 2)
-		if err != nil || !v2.Compacted || len(v2.Changes) != 2 || v2.Changes[0].Seq != 0 || v2.Changes[1].Seq != 2 || v2.Seqs != (SeqRange{0, 2}) {
+		if err != nil || !v2.Compacted || len(v2.Changes) != 2 || v2.Changes[0].Seq != 0 || v2.Changes[1].Seq != 2 || v2.Seqs != (SeqRange{First: 0, Last: 2}) {
 			t.Fatalf("version 2: %+v, %v", v2, err)
 		}
 		if v5, _ := s.Get(siteA, 5); len(v5.Changes) != 1 || v5.Changes[0].Seq != 1 {
@@ -85,7 +85,7 @@ func TestCompact(t *testing.T) {
 			t.Fatalf("cleared version 3 still readable")
 		}
 		sv := s.Vector().Sites[siteA]
-		if !reflect.DeepEqual(sv.Cleared, RangeSet{{3, 4}}) || !reflect.DeepEqual(sv.Versions, RangeSet{{1, 10}}) {
+		if !reflect.DeepEqual(sv.Cleared, RangeSet{{First: 3, Last: 4}}) || !reflect.DeepEqual(sv.Versions, RangeSet{{First: 1, Last: 10}}) {
 			t.Fatalf("vector: %+v", sv)
 		}
 		st := s.Stats()
@@ -137,12 +137,12 @@ func TestAppendCleared(t *testing.T) {
 	mustAppend(t, s, makeCS(siteB, 2, 1))
 	full := makeCS(siteB, 5, 4)
 	mustAppend(t, s, slicePart(full, 0, 1))
-	added, err := s.AppendCleared(ctx, siteB, RangeSet{{1, 6}})
+	added, err := s.AppendCleared(ctx, siteB, RangeSet{{First: 1, Last: 6}})
 	if err != nil || added != 5 {
 		t.Fatalf("added %d, %v", added, err)
 	}
 	sv := s.Vector().Sites[siteB]
-	if !reflect.DeepEqual(sv.Versions, RangeSet{{1, 6}}) || !reflect.DeepEqual(sv.Cleared, RangeSet{{1, 1}, {3, 6}}) || len(sv.Partials) != 0 {
+	if !reflect.DeepEqual(sv.Versions, RangeSet{{First: 1, Last: 6}}) || !reflect.DeepEqual(sv.Cleared, RangeSet{{First: 1, Last: 1}, {First: 3, Last: 6}}) || len(sv.Partials) != 0 {
 		t.Fatalf("vector %+v", sv)
 	}
 	if st := s.Stats(); st.Changes != 1 || st.Cleared != 5 {
@@ -155,14 +155,14 @@ func TestAppendCleared(t *testing.T) {
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AppendCleared(ctx, siteB, RangeSet{{0, 1}}); !errors.Is(err, ErrInvalid) {
+	if _, err := s.AppendCleared(ctx, siteB, RangeSet{{First: 0, Last: 1}}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("version 0: %v", err)
 	}
-	if _, err := s.AppendCleared(ctx, siteB, RangeSet{{4, 3}}); !errors.Is(err, ErrInvalid) {
+	if _, err := s.AppendCleared(ctx, siteB, RangeSet{{First: 4, Last: 3}}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("reversed range: %v", err)
 	}
 	// Our own cleared versions move the local counter past them.
-	if _, err := s.AppendCleared(ctx, s.SiteID(), RangeSet{{1, 7}}); err != nil {
+	if _, err := s.AppendCleared(ctx, s.SiteID(), RangeSet{{First: 1, Last: 7}}); err != nil {
 		t.Fatal(err)
 	}
 	if s.NextLocalVersion() != 8 {

@@ -42,7 +42,7 @@ func crashSite(w int) SiteID {
 // it to check what it reads back byte for byte.
 func crashCS(site SiteID, v Version) *Changeset {
 	n := 1 + int(v%10)
-	cs := &Changeset{Site: site, Version: v, TS: Timestamp(v), Seqs: SeqRange{0, uint64(n - 1)}, LastSeq: uint64(n - 1)}
+	cs := &Changeset{Site: site, Version: v, TS: Timestamp(v), Seqs: SeqRange{First: 0, Last: uint64(n - 1)}, LastSeq: uint64(n - 1)}
 	for i := range n {
 		cs.Changes = append(cs.Changes, Change{
 			Table: "t", PK: MustPackPK(Integer(int64(v)), Integer(int64(i))), CID: "c",

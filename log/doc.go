@@ -1,13 +1,30 @@
-// Package log is Patina's shared vocabulary and its source of truth: the changeset types
-// (SiteID, Version, Value, PK, Change, Changeset, Timestamp, Vector), their msgpack and JSON
-// encodings, and the append-only Pebble store of changesets (Store) that every node keeps in
-// <data>/log/, with inspection (Inspect, Store.Check) for stopped nodes.
+// Package log is Patina's source of truth: the append-only Pebble store of changesets (Store)
+// that every node keeps in <data>/log/, with compaction (Compact) and inspection (Inspect,
+// Store.Check) for stopped nodes. The vocabulary it stores (SiteID, Version, Value, PK,
+// Change, Changeset, Timestamp, Vector and their encodings) lives in the leaf package
+// log/format, so the Go client can speak it without Pebble; log re-exports every name of it
+// (format_aliases.go), so log.Changeset and format.Changeset are one type.
 //
 // # Imports
 //
-// It imports nothing of Patina's (materializer, gossip, api and cmd import it, never the
-// reverse; internal/archtest checks this). Outside the standard library it uses only Pebble,
-// msgpack and the Prometheus client.
+// It imports nothing of Patina's but log/format (materializer, gossip, api and cmd import
+// it, never the reverse; internal/archtest checks this). Outside the standard library it
+// uses only Pebble, msgpack and the Prometheus client.
+//
+// # Glossary
+//
+// Two counters are both called "seq" for historical reasons (the change-level name is
+// cr-sqlite's and Corrosion's, so it stays on the wire); they never mix:
+//
+//   - Change.Seq, Changeset.Seqs and LastSeq: a change's position inside its version,
+//     0..LastSeq, the same on every node (cr-sqlite's seq).
+//   - Seq (the type), Changeset.Seq, Stats.LastSeq, the 0x04 arrival index, Tail and Read
+//     positions: this node's own arrival counter over its log, different on every node and
+//     meaningless to send to another (an offset, as in Kafka).
+//
+// A site is one writer (SiteID, 16 bytes, a node's identity in the log); a version is one
+// transaction of one site, numbered 1, 2, ... by that site; a vector is what a node holds,
+// per site, as ranges of versions (plus versions held in part and cleared versions).
 //
 // # Pebble key layout
 //

@@ -3,6 +3,8 @@ package log
 import (
 	"errors"
 	"fmt"
+
+	"github.com/patinadb/patina/log/format"
 )
 
 // Sentinel errors of the log package. Callers compare with errors.Is.
@@ -16,7 +18,7 @@ var (
 	// ErrSiteMismatch means a data directory belongs to another site than the one asked for.
 	ErrSiteMismatch = errors.New("log: site id mismatch")
 	// ErrInvalid wraps every validation failure of a changeset, value, pk or vector.
-	ErrInvalid = errors.New("invalid")
+	ErrInvalid = format.ErrInvalid
 	// ErrSeqBeyondLog means a tail was asked to start after a seq the log has not reached.
 	ErrSeqBeyondLog = errors.New("log: seq beyond end of log")
 	// ErrLocked means another process (or another Store in this one) has the log open.
@@ -24,20 +26,6 @@ var (
 	// ErrReadOnly is returned by every write to a store opened with Options.ReadOnly.
 	ErrReadOnly = errors.New("log: opened read-only")
 )
-
-// DecodeError is returned by every decoder of bytes from disk or network. Off is the byte
-// offset at which decoding failed (best effort), Err the cause.
-type DecodeError struct {
-	What string
-	Off  int64
-	Err  error
-}
-
-func (e *DecodeError) Error() string {
-	return fmt.Sprintf("decode %s at %d: %v", e.What, e.Off, e.Err)
-}
-
-func (e *DecodeError) Unwrap() error { return e.Err }
 
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)

@@ -22,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite the seed files in testdata/")
 func seedChangesets() map[string]*Changeset {
 	part := slicePart(makeCS(siteB, 3, 10), 4, 6)
 	reals := &Changeset{
-		Site: siteA, Version: 1 << 40, TS: math.MaxUint64, Seqs: SeqRange{0, 7}, LastSeq: 7,
+		Site: siteA, Version: 1 << 40, TS: math.MaxUint64, Seqs: SeqRange{First: 0, Last: 7}, LastSeq: 7,
 		Changes: []Change{
 			{Table: "r", PK: MustPackPK(Real(0.5)), CID: "a", Val: Real(math.Inf(1)), ColVersion: 1, CL: 1, Seq: 0},
 			{Table: "r", PK: MustPackPK(Real(0.5)), CID: "b", Val: Real(math.Inf(-1)), ColVersion: 1, CL: 1, Seq: 1},
@@ -35,7 +35,7 @@ func seedChangesets() map[string]*Changeset {
 		},
 	}
 	schema := &Changeset{
-		Site: siteB, Version: 2, TS: 7, Seqs: SeqRange{0, 3}, LastSeq: 3, Kind: KindSchema,
+		Site: siteB, Version: 2, TS: 7, Seqs: SeqRange{First: 0, Last: 3}, LastSeq: 3, Kind: KindSchema,
 		Changes: []Change{
 			{Table: "t", PK: MustPackPK(Text("t")), CID: SchemaTable, Val: Text("CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, a TEXT)"), CL: 1, Seq: 0},
 			{Table: "t", PK: MustPackPK(Text("b")), CID: SchemaColumn, Val: Text("b INTEGER DEFAULT 0"), CL: 1, Seq: 1},
@@ -61,13 +61,13 @@ func seedChangesets() map[string]*Changeset {
 
 func seedVectors() map[string]*Vector {
 	one := NewVector()
-	one.Sites[siteA] = &SiteVector{Versions: RangeSet{{1, 1000}, {1002, 2000}}}
+	one.Sites[siteA] = &SiteVector{Versions: RangeSet{{First: 1, Last: 1000}, {First: 1002, Last: 2000}}}
 	parts := NewVector()
-	parts.Sites[siteA] = &SiteVector{Versions: RangeSet{{1, 5}}, Partials: map[Version]*Partial{
-		7: {LastSeq: 9999, Seqs: RangeSet{{0, 4095}}},
-		9: {LastSeq: 10, Seqs: RangeSet{{0, 2}, {5, 5}}},
+	parts.Sites[siteA] = &SiteVector{Versions: RangeSet{{First: 1, Last: 5}}, Partials: map[Version]*Partial{
+		7: {LastSeq: 9999, Seqs: RangeSet{{First: 0, Last: 4095}}},
+		9: {LastSeq: 10, Seqs: RangeSet{{First: 0, Last: 2}, {First: 5, Last: 5}}},
 	}}
-	parts.Sites[siteB] = &SiteVector{Versions: RangeSet{{3, 3}, {math.MaxUint64 - 1, math.MaxUint64}}}
+	parts.Sites[siteB] = &SiteVector{Versions: RangeSet{{First: 3, Last: 3}, {First: math.MaxUint64 - 1, Last: math.MaxUint64}}}
 	many := NewVector()
 	for i := range 20 {
 		var s SiteID
@@ -97,19 +97,19 @@ func seedPKs() map[string]PK {
 
 func seedPartials() map[string]*Partial {
 	return map[string]*Partial{
-		"small": {LastSeq: 10, Seqs: RangeSet{{0, 2}, {5, 5}}},
-		"large": {LastSeq: 1 << 20, Seqs: RangeSet{{0, 4095}, {8192, 12287}}},
-		"tail":  {LastSeq: math.MaxUint64, Seqs: RangeSet{{math.MaxUint64, math.MaxUint64}}},
+		"small": {LastSeq: 10, Seqs: RangeSet{{First: 0, Last: 2}, {First: 5, Last: 5}}},
+		"large": {LastSeq: 1 << 20, Seqs: RangeSet{{First: 0, Last: 4095}, {First: 8192, Last: 12287}}},
+		"tail":  {LastSeq: math.MaxUint64, Seqs: RangeSet{{First: math.MaxUint64, Last: math.MaxUint64}}},
 	}
 }
 
 func seedRanges() map[string]RangeSet {
 	return map[string]RangeSet{
 		"empty":  nil,
-		"one":    {{1, 1}},
-		"gaps":   {{1, 100}, {102, 5000}, {6000, 6000}},
-		"max":    {{1, math.MaxUint64}},
-		"sparse": {{3, 3}, {5, 5}, {7, 7}, {1 << 33, 1 << 34}},
+		"one":    {{First: 1, Last: 1}},
+		"gaps":   {{First: 1, Last: 100}, {First: 102, Last: 5000}, {First: 6000, Last: 6000}},
+		"max":    {{First: 1, Last: math.MaxUint64}},
+		"sparse": {{First: 3, Last: 3}, {First: 5, Last: 5}, {First: 7, Last: 7}, {First: 1 << 33, Last: 1 << 34}},
 	}
 }
 
@@ -167,7 +167,7 @@ func TestSeedFiles(t *testing.T) {
 		writeOrCheck(t, "testdata/partial/"+name+".bin", encodePartialValue(p))
 	}
 	for name, rs := range seedRanges() {
-		writeOrCheck(t, "testdata/ranges/"+name+".bin", appendRanges(nil, rs))
+		writeOrCheck(t, "testdata/ranges/"+name+".bin", AppendRanges(nil, rs))
 	}
 	for name, s := range seedValueJSON {
 		writeOrCheck(t, "testdata/value_json/"+name+".json", []byte(s))
@@ -179,7 +179,7 @@ func TestSeedFiles(t *testing.T) {
 		"vector_json":    func(b []byte) error { var v Vector; return json.Unmarshal(b, &v) },
 		"pk":             func(b []byte) error { _, err := UnpackPK(b); return err },
 		"partial":        func(b []byte) error { _, err := decodePartialValue(b); return err },
-		"ranges":         func(b []byte) error { _, err := decodeRangesValue("ranges", b, false); return err },
+		"ranges":         func(b []byte) error { _, err := DecodeRanges("ranges", b, false); return err },
 		"value_json":     func(b []byte) error { _, err := ParseJSONValue(b); return err },
 	} {
 		for name, b := range readSeeds(t, dir) {
@@ -310,7 +310,7 @@ func checkVectorValid(t *testing.T, v *Vector) {
 			if err := p.Seqs.Valid(); err != nil {
 				t.Fatalf("site %v partial %d: %v", s, ver, err)
 			}
-			if ver == 0 || sv.Versions.Contains(uint64(ver)) || p.complete() || len(p.Seqs) == 0 {
+			if ver == 0 || sv.Versions.Contains(uint64(ver)) || p.Seqs.ContainsRange(0, p.LastSeq) || len(p.Seqs) == 0 {
 				t.Fatalf("site %v partial %d is not a partial: %+v", s, ver, p)
 			}
 		}
@@ -346,7 +346,7 @@ func checkVectorRoundTrips(t *testing.T, v *Vector) {
 	got := NewVector()
 	for _, m := range v.Missing(nil) {
 		for _, r := range m.Versions {
-			got.site(m.Site).Versions.Add(r.First, r.Last)
+			got.Site(m.Site).Versions.Add(r.First, r.Last)
 		}
 		for ver, seqs := range m.Parts {
 			p := v.Partial(m.Site, ver)
@@ -429,7 +429,7 @@ func FuzzDecodePartialValue(f *testing.F) {
 func FuzzDecodeRangesValue(f *testing.F) {
 	addSeeds(f, "ranges")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		rs, err := decodeRangesValue("ranges", b, false)
+		rs, err := DecodeRanges("ranges", b, false)
 		if err != nil {
 			return
 		}
@@ -439,8 +439,8 @@ func FuzzDecodeRangesValue(f *testing.F) {
 		if len(rs) > 0 && rs[0].First == 0 {
 			t.Fatalf("decoded version 0: %v", rs)
 		}
-		enc := appendRanges(nil, rs)
-		back, err := decodeRangesValue("ranges", enc, false)
+		enc := AppendRanges(nil, rs)
+		back, err := DecodeRanges("ranges", enc, false)
 		if err != nil || !slices.Equal(back, rs) {
 			t.Fatalf("round trip: %v -> %v, %v", rs, back, err)
 		}

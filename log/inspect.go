@@ -125,7 +125,7 @@ func (s *Store) writeSummary(w io.Writer, opt InspectOptions) error {
 	for _, kv := range meta {
 		fmt.Fprintf(w, "meta:      %s = %s\n", kv[0], showBytes(kv[1]))
 	}
-	for _, site := range vec.sortedSites() {
+	for _, site := range vec.SortedSites() {
 		sv := vec.Sites[site]
 		needs := sv.Needs()
 		local := ""
@@ -329,11 +329,11 @@ func (s *Store) Check() error {
 		if len(k) != 17 {
 			return bad("vector key %x of %d bytes", k, len(k))
 		}
-		rs, err := decodeRangesValue("vector", v, false)
+		rs, err := DecodeRanges("vector", v, false)
 		if err != nil {
 			return bad("vector of %v: %v", SiteID(k[1:]), err)
 		}
-		stored.site(SiteID(k[1:])).Versions = rs
+		stored.Site(SiteID(k[1:])).Versions = rs
 		return true
 	})
 	if err != nil {
@@ -347,8 +347,8 @@ func (s *Store) Check() error {
 		if err != nil {
 			return bad("partial key %x: %v", k, err)
 		}
-		sv, ver := stored.site(SiteID(k[1:17])), Version(binary.BigEndian.Uint64(k[17:]))
-		if err := checkPartial(sv, ver, p); err != nil {
+		sv, ver := stored.Site(SiteID(k[1:17])), Version(binary.BigEndian.Uint64(k[17:]))
+		if err := CheckPartial(sv, ver, p); err != nil {
 			return bad("partial %v/%d: %v", SiteID(k[1:17]), ver, err)
 		}
 		if sv.Partials == nil {
@@ -366,19 +366,19 @@ func (s *Store) Check() error {
 		if len(k) != 17 {
 			return bad("cleared key %x of %d bytes", k, len(k))
 		}
-		rs, err := decodeRangesValue("cleared", v, false)
+		rs, err := DecodeRanges("cleared", v, false)
 		if err != nil {
 			return bad("cleared versions of %v: %v", SiteID(k[1:]), err)
 		}
 		site := SiteID(k[1:])
-		cleared.site(site).Versions = rs
+		cleared.Site(site).Versions = rs
 		for _, r := range rs {
 			if dv := data.Sites[site]; dv != nil && dv.Versions.Intersects(r.First, r.Last) {
 				if !bad("site %v: cleared versions %d-%d hold data", site, r.First, r.Last) {
 					return false
 				}
 			}
-			data.site(site).Versions.Add(r.First, r.Last)
+			data.Site(site).Versions.Add(r.First, r.Last)
 		}
 		return true
 	})
@@ -505,4 +505,11 @@ func showPartial(p *Partial) string {
 		return "none (not partial)"
 	}
 	return fmt.Sprintf("%s of 0-%d", fmtRanges(p.Seqs, 8), p.LastSeq)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

@@ -194,7 +194,7 @@ func TestCheckFindsCorruption(t *testing.T) {
 			must(t, s.db.Set(arrivalKey(6), arrivalValue(siteB, 3), nil))
 		}, "not held complete"},
 		{"vector short", func(t *testing.T, s *Store) {
-			must(t, s.db.Set(vectorKey(siteB), appendRanges(nil, RangeSet{{1, 2}}), nil))
+			must(t, s.db.Set(vectorKey(siteB), AppendRanges(nil, RangeSet{{First: 1, Last: 2}}), nil))
 		}, "the data holds versions [1-2 5], the vector says [1-2]"},
 		{"partial lost", func(t *testing.T, s *Store) { must(t, s.db.Delete(partialKey(siteB, 6), nil)) }, "version 6: the data holds seqs [0-3] of 0-9, the vector says none"},
 		{"garbage part", func(t *testing.T, s *Store) {

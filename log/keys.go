@@ -72,7 +72,7 @@ func incPrefix(p []byte) []byte {
 
 func encodePartialValue(p *Partial) []byte {
 	b := binary.AppendUvarint([]byte{FormatV1}, p.LastSeq)
-	return appendRanges(b, p.Seqs)
+	return AppendRanges(b, p.Seqs)
 }
 
 func decodePartialValue(b []byte) (*Partial, error) {
@@ -83,7 +83,7 @@ func decodePartialValue(b []byte) (*Partial, error) {
 	if n <= 0 {
 		return nil, &DecodeError{What: "partial", Off: 1, Err: fmt.Errorf("bad last_seq")}
 	}
-	rs, err := decodeRangesValue("partial", b[1+n:], true)
+	rs, err := DecodeRanges("partial", b[1+n:], true)
 	if err != nil {
 		return nil, err
 	}

@@ -285,10 +285,10 @@ func (s *Store) load(want SiteID) error {
 		var err error
 		if len(k) != 17 {
 			err = &DecodeError{What: "vector key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}
-		} else if rs, derr := decodeRangesValue("vector", it.Value(), false); derr != nil {
+		} else if rs, derr := DecodeRanges("vector", it.Value(), false); derr != nil {
 			err = fmt.Errorf("vector of %v: %w", SiteID(k[1:17]), derr)
 		} else {
-			vec.site(SiteID(k[1:17])).Versions = rs
+			vec.Site(SiteID(k[1:17])).Versions = rs
 		}
 		if err != nil {
 			if err := bad(err); err != nil {
@@ -312,9 +312,9 @@ func (s *Store) load(want SiteID) error {
 		} else if p, derr := decodePartialValue(it.Value()); derr != nil {
 			err = fmt.Errorf("partial %v/%d: %w", SiteID(k[1:17]), binary.BigEndian.Uint64(k[17:]), derr)
 		} else {
-			sv := vec.site(SiteID(k[1:17]))
+			sv := vec.Site(SiteID(k[1:17]))
 			ver := Version(binary.BigEndian.Uint64(k[17:]))
-			if cerr := checkPartial(sv, ver, p); cerr != nil {
+			if cerr := CheckPartial(sv, ver, p); cerr != nil {
 				err = fmt.Errorf("stored partial %v/%d: %w", SiteID(k[1:17]), ver, cerr)
 			} else {
 				if sv.Partials == nil {
@@ -342,7 +342,7 @@ func (s *Store) load(want SiteID) error {
 		var err error
 		if len(k) != 17 {
 			err = &DecodeError{What: "cleared key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}
-		} else if rs, derr := decodeRangesValue("cleared", it.Value(), false); derr != nil {
+		} else if rs, derr := DecodeRanges("cleared", it.Value(), false); derr != nil {
 			err = fmt.Errorf("cleared versions of %v: %w", SiteID(k[1:17]), derr)
 		} else if sv := vec.Sites[SiteID(k[1:17])]; sv == nil || len(rs.Subtract(sv.Versions)) > 0 {
 			err = &DecodeError{What: "cleared versions", Err: fmt.Errorf("site %v: cleared %s are not all held", SiteID(k[1:17]), fmtRanges(rs, 4))}
@@ -509,7 +509,7 @@ func (s *Store) split(items []item, cs *Changeset, idx int) ([]item, error) {
 		part := *cs
 		part.Seq = 0
 		part.Changes = cs.Changes[off:end:end]
-		part.Seqs = SeqRange{part.Changes[0].Seq, part.Changes[len(part.Changes)-1].Seq}
+		part.Seqs = SeqRange{First: part.Changes[0].Seq, Last: part.Changes[len(part.Changes)-1].Seq}
 		if cs.Compacted {
 			// The parts of a compacted changeset tile its seqs, superseded ones included.
 			part.Seqs.First = first
@@ -568,7 +568,7 @@ func (s *Store) AppendLocal(ctx context.Context, cs *Changeset) (Version, Seq, e
 	if n := len(cs.Changes); n > 0 {
 		cs.LastSeq = uint64(n - 1)
 	}
-	cs.Seqs = SeqRange{0, cs.LastSeq}
+	cs.Seqs = SeqRange{First: 0, Last: cs.LastSeq}
 	for i := range cs.Changes {
 		cs.Changes[i].Seq = uint64(i)
 	}
@@ -704,7 +704,7 @@ func (s *Store) commit(reqs []*appendReq) bool {
 		for _, it := range r.items {
 			cs := it.cs
 			res := &r.res[it.idx]
-			sv := s.work.site(cs.Site)
+			sv := s.work.Site(cs.Site)
 			if sv.Versions.Contains(uint64(cs.Version)) {
 				res.Complete = true
 				continue
@@ -712,11 +712,11 @@ func (s *Store) commit(reqs []*appendReq) bool {
 			parts := []*Changeset{cs}
 			encs := [][]byte{it.enc}
 			if p := sv.Partials[cs.Version]; p != nil {
-				newSeqs := RangeSet{{cs.Seqs.First, cs.Seqs.Last}}.Subtract(p.Seqs)
+				newSeqs := RangeSet{{First: cs.Seqs.First, Last: cs.Seqs.Last}}.Subtract(p.Seqs)
 				if len(newSeqs) == 0 {
 					continue
 				}
-				if len(newSeqs) != 1 || newSeqs[0] != (Range{cs.Seqs.First, cs.Seqs.Last}) {
+				if len(newSeqs) != 1 || newSeqs[0] != (Range{First: cs.Seqs.First, Last: cs.Seqs.Last}) {
 					parts, encs = trim(cs, newSeqs)
 				}
 			}
@@ -749,7 +749,7 @@ func (s *Store) commit(reqs []*appendReq) bool {
 		return false
 	}
 	for site := range dirtySites {
-		b.Set(vectorKey(site), appendRanges(nil, s.work.Sites[site].Versions), nil)
+		b.Set(vectorKey(site), AppendRanges(nil, s.work.Sites[site].Versions), nil)
 	}
 	for pk := range dirtyParts {
 		b.Set(partialKey(pk.site, pk.ver), encodePartialValue(s.work.Partial(pk.site, pk.ver)), nil)
@@ -1141,7 +1141,7 @@ func (s *Store) Vector() *Vector {
 	out := &Vector{Sites: make(map[SiteID]*SiteVector, len(sites))}
 	for _, site := range sites {
 		s.mu.RLock()
-		out.Sites[site] = s.vec.Sites[site].clone()
+		out.Sites[site] = s.vec.Sites[site].Clone()
 		s.mu.RUnlock()
 	}
 	return out
@@ -1172,12 +1172,12 @@ func (s *Store) Contains(site SiteID, v Version) bool {
 // was computed, and the log only grows, so the whole is never more than what is held.
 func (s *Store) Missing(theirs *Vector) []SiteMissing {
 	s.mu.RLock()
-	sites := s.vec.sortedSites()
+	sites := s.vec.SortedSites()
 	s.mu.RUnlock()
 	var out []SiteMissing
 	for _, site := range sites {
 		s.mu.RLock()
-		m, ok := missingSite(site, s.vec.Sites[site], theirs)
+		m, ok := MissingSite(site, s.vec.Sites[site], theirs)
 		s.mu.RUnlock()
 		if ok {
 			out = append(out, m)

@@ -39,7 +39,7 @@ func openStore(tb testing.TB, dir string, opts Options) *Store {
 
 // makeCS builds a valid data changeset of n changes (seqs 0..n-1) of site/version.
 func makeCS(site SiteID, v Version, n int) *Changeset {
-	cs := &Changeset{Site: site, Version: v, TS: Timestamp(1e18 + uint64(v)), LastSeq: uint64(n - 1), Seqs: SeqRange{0, uint64(n - 1)}}
+	cs := &Changeset{Site: site, Version: v, TS: Timestamp(1e18 + uint64(v)), LastSeq: uint64(n - 1), Seqs: SeqRange{First: 0, Last: uint64(n - 1)}}
 	for i := range n {
 		cs.Changes = append(cs.Changes, Change{
 			Table: "t", PK: MustPackPK(Integer(int64(v)), Integer(int64(i))), CID: "c",
@@ -52,7 +52,7 @@ func makeCS(site SiteID, v Version, n int) *Changeset {
 // slicePart returns the part of cs holding seqs first..last.
 func slicePart(cs *Changeset, first, last uint64) *Changeset {
 	p := *cs
-	p.Seqs = SeqRange{first, last}
+	p.Seqs = SeqRange{First: first, Last: last}
 	p.Changes = cs.Changes[first : last+1]
 	return &p
 }
@@ -222,7 +222,7 @@ func TestStorePartsOutOfOrder(t *testing.T) {
 		t.Fatal("a partial version got a seq")
 	}
 	p := s.Vector().Partial(siteB, 1)
-	if p == nil || !reflect.DeepEqual(p.Seqs, RangeSet{{0, 5}, {7, 9}}) {
+	if p == nil || !reflect.DeepEqual(p.Seqs, RangeSet{{First: 0, Last: 5}, {First: 7, Last: 9}}) {
 		t.Fatalf("partial = %+v", p)
 	}
 	// Reopen keeps the partial.
@@ -314,7 +314,7 @@ func TestStoreReopen(t *testing.T) {
 	if !s.Vector().Equal(want) {
 		t.Fatalf("vector after reopen %v, want %v", s.Vector(), want)
 	}
-	if got := s.Vector().Needs()[siteB]; !reflect.DeepEqual(got, RangeSet{{20, 20}}) {
+	if got := s.Vector().Needs()[siteB]; !reflect.DeepEqual(got, RangeSet{{First: 20, Last: 20}}) {
 		t.Fatalf("needs = %v", got)
 	}
 	st2 := s.Stats()
@@ -546,7 +546,7 @@ func TestStoreRandomParts(t *testing.T) {
 
 // universeCS is the content of version v of site in a universe where it has seqs 0..lastSeq.
 func universeCS(site SiteID, v Version, lastSeq uint64) *Changeset {
-	cs := &Changeset{Site: site, Version: v, TS: Timestamp(v), Seqs: SeqRange{0, lastSeq}, LastSeq: lastSeq}
+	cs := &Changeset{Site: site, Version: v, TS: Timestamp(v), Seqs: SeqRange{First: 0, Last: lastSeq}, LastSeq: lastSeq}
 	for i := range lastSeq + 1 {
 		cs.Changes = append(cs.Changes, Change{
 			Table: "u", PK: MustPackPK(Integer(int64(v)), Integer(int64(i))), CID: "c",
@@ -564,10 +564,10 @@ func TestStoreMissingIsACopy(t *testing.T) {
 	mustAppend(t, s, slicePart(cs, 0, 1), makeCS(siteB, 2, 1))
 	m := s.Missing(NewVector())
 	mustAppend(t, s, slicePart(cs, 2, 5))
-	if len(m) != 1 || !slices.Equal(m[0].Parts[1], RangeSet{{0, 1}}) || !slices.Equal(m[0].Versions, RangeSet{{2, 2}}) {
+	if len(m) != 1 || !slices.Equal(m[0].Parts[1], RangeSet{{First: 0, Last: 1}}) || !slices.Equal(m[0].Versions, RangeSet{{First: 2, Last: 2}}) {
 		t.Fatalf("missing changed under the caller: %+v", m)
 	}
-	if got := s.Missing(NewVector()); !slices.Equal(got[0].Parts[1], RangeSet{{0, 5}}) {
+	if got := s.Missing(NewVector()); !slices.Equal(got[0].Parts[1], RangeSet{{First: 0, Last: 5}}) {
 		t.Fatalf("missing now = %+v", got)
 	}
 }

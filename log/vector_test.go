@@ -50,7 +50,7 @@ func TestRangeSetModel(t *testing.T) {
 					f, l := randRange(rng, base)
 					added := s.Add(f, l)
 					before := ms
-					ms |= bitsOf(RangeSet{{f, l}}, base)
+					ms |= bitsOf(RangeSet{{First: f, Last: l}}, base)
 					if added != (ms != before) {
 						t.Fatalf("round %d: Add(%d, %d) reported %v on %v", round, f-base, l-base, added, s)
 					}
@@ -83,7 +83,7 @@ func TestRangeSetModel(t *testing.T) {
 					t.Fatalf("round %d: %v | %v = %v (%v)", round, s, o, u, err)
 				}
 				lo, hi := randRange(rng, base)
-				window := bitsOf(RangeSet{{lo, hi}}, base)
+				window := bitsOf(RangeSet{{First: lo, Last: hi}}, base)
 				gaps := s.Gaps(lo, hi)
 				if err := gaps.Valid(); err != nil || bitsOf(gaps, base) != window&^ms {
 					t.Fatalf("round %d: gaps of %v in [%d, %d] = %v (%v)", round, s, lo-base, hi-base, gaps, err)
@@ -107,17 +107,17 @@ func TestRangeSetAdd(t *testing.T) {
 		want  RangeSet
 		new   bool
 	}{
-		{"empty", nil, Range{1, 1}, RangeSet{{1, 1}}, true},
-		{"append adjacent", RangeSet{{1, 5}}, Range{6, 6}, RangeSet{{1, 6}}, true},
-		{"append gap", RangeSet{{1, 5}}, Range{7, 7}, RangeSet{{1, 5}, {7, 7}}, true},
-		{"fill gap merges", RangeSet{{1, 5}, {7, 9}}, Range{6, 6}, RangeSet{{1, 9}}, true},
-		{"inside", RangeSet{{1, 9}}, Range{3, 4}, RangeSet{{1, 9}}, false},
-		{"spans several", RangeSet{{1, 2}, {4, 5}, {7, 8}, {20, 21}}, Range{3, 9}, RangeSet{{1, 9}, {20, 21}}, true},
-		{"before all", RangeSet{{5, 6}}, Range{1, 2}, RangeSet{{1, 2}, {5, 6}}, true},
-		{"prepend adjacent", RangeSet{{5, 6}}, Range{1, 4}, RangeSet{{1, 6}}, true},
-		{"at max", RangeSet{{1, 2}}, Range{math.MaxUint64, math.MaxUint64}, RangeSet{{1, 2}, {math.MaxUint64, math.MaxUint64}}, true},
-		{"up to max", RangeSet{{math.MaxUint64, math.MaxUint64}}, Range{math.MaxUint64 - 1, math.MaxUint64 - 1}, RangeSet{{math.MaxUint64 - 1, math.MaxUint64}}, true},
-		{"reversed is a no-op", RangeSet{{1, 2}}, Range{5, 4}, RangeSet{{1, 2}}, false},
+		{"empty", nil, Range{First: 1, Last: 1}, RangeSet{{First: 1, Last: 1}}, true},
+		{"append adjacent", RangeSet{{First: 1, Last: 5}}, Range{First: 6, Last: 6}, RangeSet{{First: 1, Last: 6}}, true},
+		{"append gap", RangeSet{{First: 1, Last: 5}}, Range{First: 7, Last: 7}, RangeSet{{First: 1, Last: 5}, {First: 7, Last: 7}}, true},
+		{"fill gap merges", RangeSet{{First: 1, Last: 5}, {First: 7, Last: 9}}, Range{First: 6, Last: 6}, RangeSet{{First: 1, Last: 9}}, true},
+		{"inside", RangeSet{{First: 1, Last: 9}}, Range{First: 3, Last: 4}, RangeSet{{First: 1, Last: 9}}, false},
+		{"spans several", RangeSet{{First: 1, Last: 2}, {First: 4, Last: 5}, {First: 7, Last: 8}, {First: 20, Last: 21}}, Range{First: 3, Last: 9}, RangeSet{{First: 1, Last: 9}, {First: 20, Last: 21}}, true},
+		{"before all", RangeSet{{First: 5, Last: 6}}, Range{First: 1, Last: 2}, RangeSet{{First: 1, Last: 2}, {First: 5, Last: 6}}, true},
+		{"prepend adjacent", RangeSet{{First: 5, Last: 6}}, Range{First: 1, Last: 4}, RangeSet{{First: 1, Last: 6}}, true},
+		{"at max", RangeSet{{First: 1, Last: 2}}, Range{First: math.MaxUint64, Last: math.MaxUint64}, RangeSet{{First: 1, Last: 2}, {First: math.MaxUint64, Last: math.MaxUint64}}, true},
+		{"up to max", RangeSet{{First: math.MaxUint64, Last: math.MaxUint64}}, Range{First: math.MaxUint64 - 1, Last: math.MaxUint64 - 1}, RangeSet{{First: math.MaxUint64 - 1, Last: math.MaxUint64}}, true},
+		{"reversed is a no-op", RangeSet{{First: 1, Last: 2}}, Range{First: 5, Last: 4}, RangeSet{{First: 1, Last: 2}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -218,7 +218,7 @@ func checkCanonical(tb testing.TB, v *Vector) {
 			tb.Fatalf("site %v versions %v: %v", s, sv.Versions, err)
 		}
 		for ver, p := range sv.Partials {
-			if err := checkPartial(&SiteVector{Versions: sv.Versions}, ver, p); err != nil {
+			if err := CheckPartial(&SiteVector{Versions: sv.Versions}, ver, p); err != nil {
 				tb.Fatalf("site %v: %v", s, err)
 			}
 			if err := p.Seqs.Valid(); err != nil {
@@ -329,17 +329,17 @@ func TestVectorMissingCases(t *testing.T) {
 		mine, their *SiteVector
 		want        *SiteMissing // nil: nothing missing
 	}{
-		{"equal", full(Range{1, 10}), full(Range{1, 10}), nil},
-		{"they lack all", full(Range{1, 10}), nil, &SiteMissing{Versions: RangeSet{{1, 10}}}},
-		{"they have more", full(Range{1, 5}), full(Range{1, 10}), nil},
-		{"gaps", full(Range{1, 10}), full(Range{2, 3}, Range{7, 7}), &SiteMissing{Versions: RangeSet{{1, 1}, {4, 6}, {8, 10}}}},
-		{"they hold one in part", full(Range{1, 3}),
-			&SiteVector{Versions: RangeSet{{1, 1}}, Partials: map[Version]*Partial{2: {LastSeq: 9, Seqs: RangeSet{{0, 3}}}}},
-			&SiteMissing{Versions: RangeSet{{3, 3}}, Parts: map[Version]RangeSet{2: {{4, 9}}}}},
-		{"both in part", &SiteVector{Partials: map[Version]*Partial{4: {LastSeq: 9, Seqs: RangeSet{{0, 6}}}}},
-			&SiteVector{Partials: map[Version]*Partial{4: {LastSeq: 9, Seqs: RangeSet{{2, 3}}}}},
-			&SiteMissing{Parts: map[Version]RangeSet{4: {{0, 1}, {4, 6}}}}},
-		{"mine in part, theirs whole", &SiteVector{Partials: map[Version]*Partial{4: {LastSeq: 9, Seqs: RangeSet{{0, 6}}}}}, full(Range{4, 4}), nil},
+		{"equal", full(Range{First: 1, Last: 10}), full(Range{First: 1, Last: 10}), nil},
+		{"they lack all", full(Range{First: 1, Last: 10}), nil, &SiteMissing{Versions: RangeSet{{First: 1, Last: 10}}}},
+		{"they have more", full(Range{First: 1, Last: 5}), full(Range{First: 1, Last: 10}), nil},
+		{"gaps", full(Range{First: 1, Last: 10}), full(Range{First: 2, Last: 3}, Range{First: 7, Last: 7}), &SiteMissing{Versions: RangeSet{{First: 1, Last: 1}, {First: 4, Last: 6}, {First: 8, Last: 10}}}},
+		{"they hold one in part", full(Range{First: 1, Last: 3}),
+			&SiteVector{Versions: RangeSet{{First: 1, Last: 1}}, Partials: map[Version]*Partial{2: {LastSeq: 9, Seqs: RangeSet{{First: 0, Last: 3}}}}},
+			&SiteMissing{Versions: RangeSet{{First: 3, Last: 3}}, Parts: map[Version]RangeSet{2: {{First: 4, Last: 9}}}}},
+		{"both in part", &SiteVector{Partials: map[Version]*Partial{4: {LastSeq: 9, Seqs: RangeSet{{First: 0, Last: 6}}}}},
+			&SiteVector{Partials: map[Version]*Partial{4: {LastSeq: 9, Seqs: RangeSet{{First: 2, Last: 3}}}}},
+			&SiteMissing{Parts: map[Version]RangeSet{4: {{First: 0, Last: 1}, {First: 4, Last: 6}}}}},
+		{"mine in part, theirs whole", &SiteVector{Partials: map[Version]*Partial{4: {LastSeq: 9, Seqs: RangeSet{{First: 0, Last: 6}}}}}, full(Range{First: 4, Last: 4}), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -378,7 +378,7 @@ func TestVectorHeadsNeeds(t *testing.T) {
 	if h := v.Heads()[siteA]; h != 12 {
 		t.Fatalf("head = %d, want 12 (a partial counts)", h)
 	}
-	if n := v.Needs()[siteA]; !slices.Equal(n, RangeSet{{4, 5}, {7, 8}, {10, 12}}) {
+	if n := v.Needs()[siteA]; !slices.Equal(n, RangeSet{{First: 4, Last: 5}, {First: 7, Last: 8}, {First: 10, Last: 12}}) {
 		t.Fatalf("needs = %v", n)
 	}
 	if c, p := v.Counts(); c != 5 || p != 1 {
@@ -472,13 +472,13 @@ func TestVectorCompactMillions(t *testing.T) {
 	if b := v.MustEncode(); len(b) > 100 {
 		t.Fatalf("encoded vector is %d bytes", len(b))
 	}
-	if got := sv.Needs(); !slices.Equal(got, RangeSet{{17, 17}, {250_000, 250_001}, {777_777, 777_777}}) {
+	if got := sv.Needs(); !slices.Equal(got, RangeSet{{First: 17, Last: 17}, {First: 250_000, Last: 250_001}, {First: 777_777, Last: 777_777}}) {
 		t.Fatalf("needs = %v", got)
 	}
 	for ver := range lost {
 		v.AddVersion(siteA, Version(ver))
 	}
-	if !slices.Equal(sv.Versions, RangeSet{{1, n}}) {
+	if !slices.Equal(sv.Versions, RangeSet{{First: 1, Last: n}}) {
 		t.Fatalf("after filling the gaps: %v", sv.Versions)
 	}
 }

@@ -10,20 +10,20 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/log/format"
 )
 
 // Backup is an online backup of a running node (GET /v1/backup): every changeset of its log
 // up to the end as of the request, in arrival order. Read it with Next until it returns
 // false, then check Err; Close it in any case.
 type Backup struct {
-	SiteID   log.SiteID // the node's site id
-	LastSeq  log.Seq    // the seq the stream ends at (for progress)
-	Versions uint64     // complete versions the node's log holds
+	SiteID   format.SiteID // the node's site id
+	LastSeq  format.Seq    // the seq the stream ends at (for progress)
+	Versions uint64        // complete versions the node's log holds
 
 	resp *http.Response
 	br   *bufio.Reader
-	cs   *log.Changeset
+	cs   *format.Changeset
 	n    uint64
 	done bool
 	err  error
@@ -41,9 +41,9 @@ func (c *Client) Backup(ctx context.Context) (*Backup, error) {
 		return nil, err
 	}
 	b := &Backup{resp: resp, br: bufio.NewReaderSize(resp.Body, 1<<20)}
-	b.SiteID, _ = log.ParseSiteID(resp.Header.Get("Patina-Site-Id"))
+	b.SiteID, _ = format.ParseSiteID(resp.Header.Get("Patina-Site-Id"))
 	if n, err := strconv.ParseUint(resp.Header.Get("Patina-Last-Seq"), 10, 64); err == nil {
-		b.LastSeq = log.Seq(n)
+		b.LastSeq = format.Seq(n)
 	}
 	b.Versions, _ = strconv.ParseUint(resp.Header.Get("Patina-Versions"), 10, 64)
 	return b, nil
@@ -94,7 +94,7 @@ func (b *Backup) Next() bool {
 		}
 		return false
 	}
-	cs, err := log.DecodeChangeset(frame)
+	cs, err := format.DecodeChangeset(frame)
 	if err != nil {
 		b.err = fmt.Errorf("backup: changeset %d: %w", b.n+1, err)
 		return false
@@ -105,7 +105,7 @@ func (b *Backup) Next() bool {
 }
 
 // Changeset is the changeset Next read.
-func (b *Backup) Changeset() *log.Changeset { return b.cs }
+func (b *Backup) Changeset() *format.Changeset { return b.cs }
 
 // Err is the error that ended the backup early (a failure on the node arrives as an *Error).
 func (b *Backup) Err() error { return b.err }

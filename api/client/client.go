@@ -19,7 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/log/format"
 )
 
 // Error is an error answer of the API: its status code and its "error" message.
@@ -181,8 +181,8 @@ func closeBody(body io.ReadCloser) {
 // form is the API's object form.
 type Statement struct {
 	SQL    string
-	Params []log.Value
-	Named  map[string]log.Value
+	Params []format.Value
+	Named  map[string]format.Value
 }
 
 // MarshalJSON writes {"query": ..., "params": [...]} or {"query": ..., "named_params": {...}}.
@@ -228,8 +228,8 @@ func (st Statement) MarshalJSON() ([]byte, error) {
 }
 
 // Stmt returns a statement with positional parameters converted from Go values: nil, bool,
-// integers, floats, string, []byte or log.Value. It panics on other types (a programming
-// error); use Statement with log.Values to build one from untrusted types.
+// integers, floats, string, []byte or format.Value. It panics on other types (a programming
+// error); use Statement with format.Values to build one from untrusted types.
 func Stmt(sql string, params ...any) Statement {
 	st := Statement{SQL: sql}
 	for _, p := range params {
@@ -242,36 +242,36 @@ func Stmt(sql string, params ...any) Statement {
 	return st
 }
 
-// ToValue converts a Go value to a log.Value.
-func ToValue(x any) (log.Value, error) {
+// ToValue converts a Go value to a format.Value.
+func ToValue(x any) (format.Value, error) {
 	switch v := x.(type) {
 	case nil:
-		return log.Null(), nil
-	case log.Value:
+		return format.Null(), nil
+	case format.Value:
 		return v, nil
 	case bool:
 		if v {
-			return log.Integer(1), nil
+			return format.Integer(1), nil
 		}
-		return log.Integer(0), nil
+		return format.Integer(0), nil
 	case int:
-		return log.Integer(int64(v)), nil
+		return format.Integer(int64(v)), nil
 	case int32:
-		return log.Integer(int64(v)), nil
+		return format.Integer(int64(v)), nil
 	case int64:
-		return log.Integer(v), nil
+		return format.Integer(v), nil
 	case uint32:
-		return log.Integer(int64(v)), nil
+		return format.Integer(int64(v)), nil
 	case float64:
-		return log.Real(v), nil
+		return format.Real(v), nil
 	case float32:
-		return log.Real(float64(v)), nil
+		return format.Real(float64(v)), nil
 	case string:
-		return log.Text(v), nil
+		return format.Text(v), nil
 	case []byte:
-		return log.Blob(v), nil
+		return format.Blob(v), nil
 	}
-	return log.Value{}, fmt.Errorf("client: cannot use %T as a SQL value", x)
+	return format.Value{}, fmt.Errorf("client: cannot use %T as a SQL value", x)
 }
 
 // ExecResult is the answer of a transaction.
@@ -279,8 +279,8 @@ type ExecResult struct {
 	Results []StmtResult `json:"results"`
 	Time    float64      `json:"time"`
 	// Version is the transaction's version at this node's site; 0 when it changed nothing.
-	Version log.Version `json:"version"`
-	ActorID log.SiteID  `json:"actor_id"`
+	Version format.Version `json:"version"`
+	ActorID format.SiteID  `json:"actor_id"`
 }
 
 // StmtResult is one statement's outcome.
@@ -420,9 +420,9 @@ type Schema struct {
 
 // SchemaOrigin names the schema changeset an element came from.
 type SchemaOrigin struct {
-	Site    log.SiteID    `json:"site"`
-	Version log.Version   `json:"version"`
-	TS      log.Timestamp `json:"ts"`
+	Site    format.SiteID    `json:"site"`
+	Version format.Version   `json:"version"`
+	TS      format.Timestamp `json:"ts"`
 }
 
 // Schema returns the agent's schema: tables with their version, and conflicts.
@@ -436,11 +436,11 @@ func (c *Client) Schema(ctx context.Context) (*Schema, error) {
 
 // SyncState is a node's vector as GET /v1/sync/state shows it. Ranges are inclusive.
 type SyncState struct {
-	ActorID     log.SiteID                                 `json:"actor_id"`
-	LastSeq     log.Seq                                    `json:"last_seq"`
-	Heads       map[log.SiteID]log.Version                 `json:"heads"`
-	Need        map[log.SiteID][][2]uint64                 `json:"need"`
-	PartialNeed map[log.SiteID]map[log.Version][][2]uint64 `json:"partial_need"`
+	ActorID     format.SiteID                                    `json:"actor_id"`
+	LastSeq     format.Seq                                       `json:"last_seq"`
+	Heads       map[format.SiteID]format.Version                 `json:"heads"`
+	Need        map[format.SiteID][][2]uint64                    `json:"need"`
+	PartialNeed map[format.SiteID]map[format.Version][][2]uint64 `json:"partial_need"`
 }
 
 // SyncState returns the agent's vector.
@@ -454,14 +454,14 @@ func (c *Client) SyncState(ctx context.Context) (*SyncState, error) {
 
 // Member is one cluster member.
 type Member struct {
-	Name       string     `json:"name"`
-	SiteID     log.SiteID `json:"site_id"`
-	State      string     `json:"state"`
-	GossipAddr string     `json:"gossip_addr"`
-	QUICAddr   string     `json:"quic_addr"`
-	APIAddr    string     `json:"api_addr"`
-	RTT        *float64   `json:"rtt"` // seconds; nil when unknown
-	Self       bool       `json:"self"`
+	Name       string        `json:"name"`
+	SiteID     format.SiteID `json:"site_id"`
+	State      string        `json:"state"`
+	GossipAddr string        `json:"gossip_addr"`
+	QUICAddr   string        `json:"quic_addr"`
+	APIAddr    string        `json:"api_addr"`
+	RTT        *float64      `json:"rtt"` // seconds; nil when unknown
+	Self       bool          `json:"self"`
 }
 
 // Members lists the cluster's members as the agent sees them.

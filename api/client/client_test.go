@@ -5,7 +5,7 @@ import (
 	"math"
 	"testing"
 
-	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/log/format"
 )
 
 func TestStatementJSON(t *testing.T) {
@@ -16,7 +16,7 @@ func TestStatementJSON(t *testing.T) {
 		{Statement{SQL: "SELECT 1"}, `{"query":"SELECT 1"}`},
 		{Stmt("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)", 1, 1.0, "a\"b", []byte{1, 2}, nil, true),
 			`{"query":"INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)","params":[1,1.0,"a\"b",[1,2],null,1]}`},
-		{Statement{SQL: "SELECT :a", Named: map[string]log.Value{"a": log.Real(math.Inf(1))}},
+		{Statement{SQL: "SELECT :a", Named: map[string]format.Value{"a": format.Real(math.Inf(1))}},
 			`{"query":"SELECT :a","named_params":{"a":1e999}}`},
 		{Statement{SQL: "SELECT '\u2028'"}, `{"query":"SELECT '\u2028'"}`},
 	}

@@ -14,7 +14,7 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/log/format"
 )
 
 // maxLine bounds one NDJSON event the client accepts (a row or a changeset).
@@ -26,7 +26,7 @@ type Rows struct {
 	sc      *bufio.Scanner
 	columns []string
 	rowid   int64
-	values  []log.Value
+	values  []format.Value
 	elapsed float64
 	done    bool
 	err     error
@@ -118,7 +118,7 @@ func (r *Rows) Next() bool {
 		}
 		r.values = r.values[:0]
 		for _, cell := range cells {
-			v, err := log.ParseJSONValue(cell)
+			v, err := format.ParseJSONValue(cell)
 			if err != nil {
 				r.done, r.err = true, fmt.Errorf("query: row %d: %w", r.rowid, err)
 				return false
@@ -135,7 +135,7 @@ func (r *Rows) Next() bool {
 func (r *Rows) RowID() int64 { return r.rowid }
 
 // Values are the current row's cells, type-exact; valid until the next call to Next.
-func (r *Rows) Values() []log.Value { return r.values }
+func (r *Rows) Values() []format.Value { return r.values }
 
 // Err is the error that ended the rows, nil at a clean end.
 func (r *Rows) Err() error { return r.err }
@@ -155,14 +155,14 @@ func (r *Rows) Close() error {
 }
 
 // QueryAll runs a query and collects its rows; for small results.
-func (c *Client) QueryAll(ctx context.Context, opts Options, st Statement) (columns []string, rows [][]log.Value, err error) {
+func (c *Client) QueryAll(ctx context.Context, opts Options, st Statement) (columns []string, rows [][]format.Value, err error) {
 	rs, err := c.Query(ctx, opts, st)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer rs.Close()
 	for rs.Next() {
-		rows = append(rows, append([]log.Value(nil), rs.Values()...))
+		rows = append(rows, append([]format.Value(nil), rs.Values()...))
 	}
 	return rs.Columns(), rows, rs.Err()
 }
@@ -170,7 +170,7 @@ func (c *Client) QueryAll(ctx context.Context, opts Options, st Statement) (colu
 // ChangesOptions select a part of the changeset stream.
 type ChangesOptions struct {
 	// Since is the local seq to resume after (0: from the start).
-	Since log.Seq
+	Since format.Seq
 	// Follow keeps the stream open for new changesets until ctx ends.
 	Follow bool
 	// JSON asks for NDJSON instead of msgpack frames (the same changesets; msgpack is smaller
@@ -181,8 +181,8 @@ type ChangesOptions struct {
 // Changes streams the agent's changesets in its arrival order; each has Seq set to resume
 // from. The iteration ends at the end of the log (or, with Follow, when ctx ends, which is
 // not an error), or with an error.
-func (c *Client) Changes(ctx context.Context, opts ChangesOptions) iter.Seq2[*log.Changeset, error] {
-	return func(yield func(*log.Changeset, error) bool) {
+func (c *Client) Changes(ctx context.Context, opts ChangesOptions) iter.Seq2[*format.Changeset, error] {
+	return func(yield func(*format.Changeset, error) bool) {
 		q := url.Values{}
 		q.Set("since", strconv.FormatUint(uint64(opts.Since), 10))
 		if opts.Follow {
@@ -222,7 +222,7 @@ func (c *Client) Changes(ctx context.Context, opts ChangesOptions) iter.Seq2[*lo
 	}
 }
 
-func readNDJSONChangeset(br *bufio.Reader) (*log.Changeset, error) {
+func readNDJSONChangeset(br *bufio.Reader) (*format.Changeset, error) {
 	var line []byte
 	for len(line) == 0 {
 		var err error
@@ -237,14 +237,14 @@ func readNDJSONChangeset(br *bufio.Reader) (*log.Changeset, error) {
 		json.Unmarshal(line, &e)
 		return nil, &Error{Status: http.StatusOK, Message: e.Error}
 	}
-	var cs log.Changeset
+	var cs format.Changeset
 	if err := json.Unmarshal(line, &cs); err != nil {
 		return nil, fmt.Errorf("changes: decode: %w", err)
 	}
 	return &cs, nil
 }
 
-func readFrame(br *bufio.Reader) (*log.Changeset, error) {
+func readFrame(br *bufio.Reader) (*format.Changeset, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -265,7 +265,7 @@ func readFrame(br *bufio.Reader) (*log.Changeset, error) {
 		json.Unmarshal(b, &e)
 		return nil, &Error{Status: http.StatusOK, Message: e.Error}
 	}
-	return log.DecodeChangeset(b)
+	return format.DecodeChangeset(b)
 }
 
 // IngestResult says how many changesets an ingest received and how many were new.
@@ -276,13 +276,13 @@ type IngestResult struct {
 
 // PostChanges sends changesets made elsewhere (msgpack frames); it returns once they are
 // folded into the agent's view.
-func (c *Client) PostChanges(ctx context.Context, css ...*log.Changeset) (IngestResult, error) {
+func (c *Client) PostChanges(ctx context.Context, css ...*format.Changeset) (IngestResult, error) {
 	var body []byte
 	for _, cs := range css {
 		start := len(body)
 		body = append(body, 0, 0, 0, 0)
 		var err error
-		if body, err = log.AppendChangeset(body, cs); err != nil {
+		if body, err = format.AppendChangeset(body, cs); err != nil {
 			return IngestResult{}, err
 		}
 		binary.BigEndian.PutUint32(body[start:], uint32(len(body)-start-4))
@@ -291,7 +291,7 @@ func (c *Client) PostChanges(ctx context.Context, css ...*log.Changeset) (Ingest
 }
 
 // PostChangesJSON is PostChanges with the NDJSON form.
-func (c *Client) PostChangesJSON(ctx context.Context, css ...*log.Changeset) (IngestResult, error) {
+func (c *Client) PostChangesJSON(ctx context.Context, css ...*format.Changeset) (IngestResult, error) {
 	var body []byte
 	for _, cs := range css {
 		b, err := json.Marshal(cs)

@@ -1,4 +1,4 @@
-package log
+package format
 
 import (
 	"bytes"
@@ -247,7 +247,8 @@ func (sv *SiteVector) Needs() RangeSet {
 	return sv.Versions.Gaps(1, uint64(h))
 }
 
-func (sv *SiteVector) clone() *SiteVector {
+// Clone returns a deep copy.
+func (sv *SiteVector) Clone() *SiteVector {
 	c := &SiteVector{Versions: sv.Versions.Clone(), Cleared: sv.Cleared.Clone()}
 	if len(sv.Partials) > 0 {
 		c.Partials = make(map[Version]*Partial, len(sv.Partials))
@@ -276,7 +277,8 @@ type SiteMissing struct {
 // NewVector returns an empty vector.
 func NewVector() *Vector { return &Vector{Sites: map[SiteID]*SiteVector{}} }
 
-func (v *Vector) site(s SiteID) *SiteVector {
+// Site returns s's entry, adding an empty one when v has none (for building vectors).
+func (v *Vector) Site(s SiteID) *SiteVector {
 	if v.Sites == nil {
 		v.Sites = map[SiteID]*SiteVector{}
 	}
@@ -293,7 +295,7 @@ func (v *Vector) AddVersion(site SiteID, ver Version) bool {
 	if ver == 0 {
 		return false
 	}
-	sv := v.site(site)
+	sv := v.Site(site)
 	delete(sv.Partials, ver)
 	return sv.Versions.Add(uint64(ver), uint64(ver))
 }
@@ -309,7 +311,7 @@ func (v *Vector) AddPart(site SiteID, ver Version, lastSeq, first, last uint64) 
 	if first > last || last > lastSeq {
 		return false, false, invalidf("vector: seqs [%d, %d] outside last_seq %d", first, last, lastSeq)
 	}
-	sv := v.site(site)
+	sv := v.Site(site)
 	if sv.Versions.Contains(uint64(ver)) {
 		return false, true, nil
 	}
@@ -398,7 +400,7 @@ func (v *Vector) Counts() (complete, partial uint64) {
 func (v *Vector) Clone() *Vector {
 	c := &Vector{Sites: make(map[SiteID]*SiteVector, len(v.Sites))}
 	for s, sv := range v.Sites {
-		c.Sites[s] = sv.clone()
+		c.Sites[s] = sv.Clone()
 	}
 	return c
 }
@@ -445,8 +447,8 @@ func (v *Vector) Canonical() *Vector {
 	return c
 }
 
-// sortedSites returns the site ids of v in byte order, for deterministic output.
-func (v *Vector) sortedSites() []SiteID {
+// SortedSites returns the site ids of v in byte order, for deterministic output.
+func (v *Vector) SortedSites() []SiteID {
 	ids := slices.Collect(maps.Keys(v.Sites))
 	slices.SortFunc(ids, SiteID.Compare)
 	return ids
@@ -458,17 +460,17 @@ func (v *Vector) sortedSites() []SiteID {
 // Applying the result to theirs makes it cover v.
 func (v *Vector) Missing(theirs *Vector) []SiteMissing {
 	var out []SiteMissing
-	for _, s := range v.sortedSites() {
-		if m, ok := missingSite(s, v.Sites[s], theirs); ok {
+	for _, s := range v.SortedSites() {
+		if m, ok := MissingSite(s, v.Sites[s], theirs); ok {
 			out = append(out, m)
 		}
 	}
 	return out
 }
 
-// missingSite is Missing for one site; ok is false when theirs lacks nothing of mine. The
+// MissingSite is Missing for one site; ok is false when theirs lacks nothing of mine. The
 // result shares no memory with mine or theirs.
-func missingSite(s SiteID, mine *SiteVector, theirs *Vector) (m SiteMissing, ok bool) {
+func MissingSite(s SiteID, mine *SiteVector, theirs *Vector) (m SiteMissing, ok bool) {
 	var other *SiteVector
 	if theirs != nil {
 		other = theirs.Sites[s]
@@ -550,7 +552,7 @@ func EncodeVector(v *Vector) ([]byte, error) {
 	e.Reset(w)
 	defer func() { e.Reset(nil); encPool.Put(e) }()
 	c := v.Canonical()
-	sites := c.sortedSites()
+	sites := c.SortedSites()
 	e.EncodeArrayLen(len(sites))
 	for _, s := range sites {
 		sv := c.Sites[s]
@@ -587,8 +589,8 @@ func encodeRanges(e *msgpack.Encoder, rs RangeSet) {
 	}
 }
 
-// appendRanges is the stored form of one site's complete versions (format byte, ranges).
-func appendRanges(b []byte, rs RangeSet) []byte {
+// AppendRanges is the stored form of one site's complete versions (format byte, ranges).
+func AppendRanges(b []byte, rs RangeSet) []byte {
 	w := &byteWriter{b: append(b, FormatV1)}
 	e := encPool.Get().(*msgpack.Encoder)
 	e.Reset(w)
@@ -598,8 +600,8 @@ func appendRanges(b []byte, rs RangeSet) []byte {
 	return w.b
 }
 
-// decodeRangesValue reads what appendRanges wrote.
-func decodeRangesValue(what string, b []byte, allowZero bool) (RangeSet, error) {
+// DecodeRanges reads what AppendRanges wrote.
+func DecodeRanges(what string, b []byte, allowZero bool) (RangeSet, error) {
 	if len(b) == 0 || b[0] != FormatV1 {
 		return nil, &DecodeError{What: what, Err: errors.New("unknown format")}
 	}
@@ -710,7 +712,7 @@ func DecodeVector(b []byte) (*Vector, error) {
 			if err := d.skipExtra(pf - 3); err != nil {
 				return nil, err
 			}
-			if err := checkPartial(sv, Version(ver), p); err != nil {
+			if err := CheckPartial(sv, Version(ver), p); err != nil {
 				return nil, d.fail(err)
 			}
 			if sv.Partials == nil {
@@ -731,7 +733,9 @@ func DecodeVector(b []byte) (*Vector, error) {
 	return v, nil
 }
 
-func checkPartial(sv *SiteVector, ver Version, p *Partial) error {
+// CheckPartial reports whether p is a consistent held part of version ver of a site whose
+// complete versions are sv (read back from disk, so it is checked, not trusted).
+func CheckPartial(sv *SiteVector, ver Version, p *Partial) error {
 	switch {
 	case ver == 0:
 		return invalidf("partial of version 0")
@@ -842,7 +846,7 @@ func (v *Vector) UnmarshalJSON(b []byte) error {
 			if ver > uint64(sj.Head) {
 				return invalidf("vector json: site %v: partial %d above head %d", s, ver, sj.Head)
 			}
-			if err := checkPartial(sv, Version(ver), p); err != nil {
+			if err := CheckPartial(sv, Version(ver), p); err != nil {
 				return fmt.Errorf("vector json: site %v: %w", s, err)
 			}
 			if sv.Partials == nil {
