@@ -3,7 +3,8 @@
 // Store.Check) for stopped nodes. The vocabulary it stores (SiteID, Version, Value, PK,
 // Change, Changeset, Timestamp, Vector and their encodings) lives in the leaf package
 // log/format, so the Go client can speak it without Pebble; log re-exports every name of it
-// (format_aliases.go), so log.Changeset and format.Changeset are one type.
+// (format_aliases.go, written by go generate), so log.Changeset and format.Changeset are
+// one type.
 //
 // # Imports
 //
