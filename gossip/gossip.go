@@ -300,7 +300,7 @@ func (g *Gossip) SetFaults(rules []FaultRule) error {
 	}
 	for i, r := range rules {
 		if err := r.validate(); err != nil {
-			return fmt.Errorf("%w: fault rule %d: %v", ErrConfig, i, err)
+			return fmt.Errorf("%w: fault rule %d: %w", ErrConfig, i, err)
 		}
 	}
 	g.faults.set(rules)

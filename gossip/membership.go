@@ -38,7 +38,7 @@ func decodeMeta(b []byte) (*nodeMeta, error) {
 	}
 	var m nodeMeta
 	if err := msgpack.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%w: node metadata: %v", ErrProtocol, err)
+		return nil, fmt.Errorf("%w: node metadata: %w", ErrProtocol, err)
 	}
 	m.site = log.SiteID(m.Site)
 	if m.site.IsZero() {

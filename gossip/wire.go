@@ -109,7 +109,7 @@ func clearedFrames(b []byte, site log.SiteID, rs log.RangeSet) ([]byte, error) {
 func decodeCleared(body []byte) (log.SiteID, log.RangeSet, error) {
 	var m clearedMsg
 	if err := msgpack.Unmarshal(body, &m); err != nil {
-		return log.SiteID{}, nil, fmt.Errorf("%w: cleared: %v", ErrProtocol, err)
+		return log.SiteID{}, nil, fmt.Errorf("%w: cleared: %w", ErrProtocol, err)
 	}
 	site := log.SiteID(m.Site)
 	if site.IsZero() {
@@ -255,7 +255,7 @@ func decodeHello(typ byte, body []byte) (*hello, error) {
 	}
 	var h hello
 	if err := msgpack.Unmarshal(body, &h); err != nil {
-		return nil, fmt.Errorf("%w: hello: %v", ErrProtocol, err)
+		return nil, fmt.Errorf("%w: hello: %w", ErrProtocol, err)
 	}
 	if h.V != protoVersion {
 		return nil, fmt.Errorf("%w: protocol version %d, want %d", ErrProtocol, h.V, protoVersion)

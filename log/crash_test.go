@@ -152,7 +152,9 @@ func TestCrashChild(t *testing.T) {
 // TestCrashSafety kills an appending child 20 times at random moments, in the same data
 // directory, and after each kill checks that every acknowledged changeset is present and
 // intact, that the persisted vector and stats agree with the stored data, and that the
-// arrival index is dense.
+// arrival index is dense. The kill schedule comes from a seed printed at the start;
+// PATINA_CRASH_SEED=<seed> replays it (the child's own timing still varies from run to run,
+// so a replay repeats the schedule of kills, not every interleaving).
 func TestCrashSafety(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process crash test")
@@ -162,7 +164,14 @@ func TestCrashSafety(t *testing.T) {
 	}
 	dir := t.TempDir()
 	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	if env := os.Getenv("PATINA_CRASH_SEED"); env != "" {
+		v, err := strconv.ParseUint(env, 10, 64)
+		if err != nil {
+			t.Fatalf("PATINA_CRASH_SEED=%q: %v", env, err)
+		}
+		seed = v
+	}
+	t.Logf("seed %d (replay with PATINA_CRASH_SEED=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 6))
 	acked := map[SiteID]map[Version]bool{}
 	const rounds = 20

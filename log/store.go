@@ -187,7 +187,7 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 	// error instead of being one of Pebble's many open failures.
 	lock, err := pebble.LockDirectory(dir, fs)
 	if err != nil {
-		return nil, fmt.Errorf("open log %s: %w (a running node?): %v", dir, ErrLocked, err)
+		return nil, fmt.Errorf("open log %s: %w (a running node?): %w", dir, ErrLocked, err)
 	}
 	popts.Lock = lock
 	db, err := pebble.Open(dir, popts)

@@ -132,16 +132,16 @@ func classify(err error) error {
 	}
 	switch sqliteCode(err) {
 	case sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_TOOBIG:
-		return fmt.Errorf("%w: %v", ErrConstraint, err)
+		return fmt.Errorf("%w: %w", ErrConstraint, err)
 	case sqlite3.SQLITE_READONLY:
-		return fmt.Errorf("%w: %v", ErrReadOnly, err)
+		return fmt.Errorf("%w: %w", ErrReadOnly, err)
 	case sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOMEM,
 		sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_NOTADB:
 		return err // a fault of the node, not of the statement
 	}
 	// Everything else a user statement can fail with (syntax, unknown table or column, wrong
 	// parameter count from database/sql) is the statement's fault.
-	return fmt.Errorf("%w: %v", ErrBadStatement, err)
+	return fmt.Errorf("%w: %w", ErrBadStatement, err)
 }
 
 func formatSQLiteTime(t time.Time) string {

@@ -202,13 +202,13 @@ func (m *Materializer) execUser(ctx context.Context, st *Statement) (int64, erro
 	args := make([]any, 0, len(st.Params)+len(st.Named))
 	for _, v := range st.Params {
 		if err := v.Validate(); err != nil {
-			return 0, fmt.Errorf("%w: %v", ErrBadStatement, err)
+			return 0, fmt.Errorf("%w: %w", ErrBadStatement, err)
 		}
 		args = append(args, v.SQL())
 	}
 	for k, v := range st.Named {
 		if err := v.Validate(); err != nil {
-			return 0, fmt.Errorf("%w: %v", ErrBadStatement, err)
+			return 0, fmt.Errorf("%w: %w", ErrBadStatement, err)
 		}
 		args = append(args, sql.Named(strings.TrimLeft(k, ":@$"), v.SQL()))
 	}
@@ -299,7 +299,7 @@ func (m *Materializer) captured(ctx context.Context, version log.Version, st *fo
 		}
 		pk, err := log.PackPK(pkv...)
 		if err != nil {
-			return nil, fmt.Errorf("%w: table %s: primary key: %v", ErrConstraint, t.Name, err)
+			return nil, fmt.Errorf("%w: table %s: primary key: %w", ErrConstraint, t.Name, err)
 		}
 		key := t.Name + "\x00" + string(pk)
 		if r, ok := byKey[key]; ok {

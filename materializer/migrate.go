@@ -91,7 +91,7 @@ func realize(ctx context.Context, q querier, ms *mergedSchema) (changed bool, er
 				return changed, fmt.Errorf("%w: table %q lacks key column %q", errRebuild, mt.Name, c.Name)
 			}
 			if _, err := q.ExecContext(ctx, "ALTER TABLE "+quoteIdent(mt.Name)+" ADD COLUMN "+mt.defs[strings.ToLower(c.Name)]); err != nil {
-				return changed, fmt.Errorf("%w: table %q: add column %q: %v", errRebuild, mt.Name, c.Name, err)
+				return changed, fmt.Errorf("%w: table %q: add column %q: %w", errRebuild, mt.Name, c.Name, err)
 			}
 			changed = true
 		}
@@ -342,7 +342,7 @@ func (m *Materializer) dropLaggingIndexes(files []string) ([]string, error) {
 	for _, raw := range files {
 		parts, err := splitStatements(raw)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSchema, err)
+			return nil, fmt.Errorf("%w: %w", ErrSchema, err)
 		}
 		for _, stmt := range parts {
 			if s, err := parseSchemaStmt(stmt); err == nil && s.kind == "index" && snap != nil && snap.dropped[strings.ToLower(s.name)] {

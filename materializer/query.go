@@ -25,21 +25,9 @@ func (m *Materializer) Query(ctx context.Context, st Statement) (Rows, error) {
 	if err := checkReadStatement(st.SQL); err != nil {
 		return nil, err
 	}
-	if len(st.Params) > 0 && len(st.Named) > 0 {
-		return nil, fmt.Errorf("%w: positional and named parameters together", ErrBadStatement)
-	}
-	args := make([]any, 0, len(st.Params)+len(st.Named))
-	for _, v := range st.Params {
-		if err := v.Validate(); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadStatement, err)
-		}
-		args = append(args, v.SQL())
-	}
-	for k, v := range st.Named {
-		if err := v.Validate(); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadStatement, err)
-		}
-		args = append(args, sql.Named(strings.TrimLeft(k, ":@$"), v.SQL()))
+	args, err := bindArgs(st)
+	if err != nil {
+		return nil, err
 	}
 	db, release, err := m.readDB()
 	if err != nil {
@@ -47,6 +35,47 @@ func (m *Materializer) Query(ctx context.Context, st Statement) (Rows, error) {
 	}
 	rows, err := db.QueryContext(ctx, st.SQL, args...)
 	release()
+	return newRows(rows, err)
+}
+
+// QueryDB runs st on db exactly as Query runs it on the view (the same parameter binding,
+// value decoding and error classes), for code that consumes Rows against a plain SQLite
+// database: the subscription engine's tests use it instead of a copy of this file.
+func QueryDB(ctx context.Context, db *sql.DB, st Statement) (Rows, error) {
+	if err := checkReadStatement(st.SQL); err != nil {
+		return nil, err
+	}
+	args, err := bindArgs(st)
+	if err != nil {
+		return nil, err
+	}
+	return newRows(db.QueryContext(ctx, st.SQL, args...))
+}
+
+// bindArgs turns st's parameters into database/sql arguments, refusing invalid values and
+// a mix of positional and named parameters.
+func bindArgs(st Statement) ([]any, error) {
+	if len(st.Params) > 0 && len(st.Named) > 0 {
+		return nil, fmt.Errorf("%w: positional and named parameters together", ErrBadStatement)
+	}
+	args := make([]any, 0, len(st.Params)+len(st.Named))
+	for _, v := range st.Params {
+		if err := v.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadStatement, err)
+		}
+		args = append(args, v.SQL())
+	}
+	for k, v := range st.Named {
+		if err := v.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadStatement, err)
+		}
+		args = append(args, sql.Named(strings.TrimLeft(k, ":@$"), v.SQL()))
+	}
+	return args, nil
+}
+
+// newRows wraps the result of QueryContext as Rows.
+func newRows(rows *sql.Rows, err error) (Rows, error) {
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -105,7 +134,7 @@ func (r *sqlRows) Close() error { return r.rows.Close() }
 func oneStatement(q string) ([]token, error) {
 	parts, err := splitStatements(q)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadStatement, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadStatement, err)
 	}
 	switch len(parts) {
 	case 0:

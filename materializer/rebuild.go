@@ -238,7 +238,7 @@ func (m *Materializer) seedSchema(ctx context.Context, seed []element, extra []s
 		for _, raw := range extra {
 			parts, err := splitStatements(raw)
 			if err != nil {
-				return fmt.Errorf("%w: %v", ErrSchema, err)
+				return fmt.Errorf("%w: %w", ErrSchema, err)
 			}
 			for _, stmt := range parts {
 				s, err := parseSchemaStmt(stmt)

@@ -239,7 +239,7 @@ type schemaStmt struct {
 func parseSchemaStmt(stmt string) (*schemaStmt, error) {
 	toks, err := tokenize(stmt)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSchema, err)
+		return nil, fmt.Errorf("%w: %w", ErrSchema, err)
 	}
 	s := &schemaStmt{sql: stmt, toks: toks}
 	p := 0
@@ -380,7 +380,7 @@ func applySchema(ctx context.Context, conn querier, stmts []string, lag func(stm
 	for _, raw := range stmts {
 		parts, err := splitStatements(raw)
 		if err != nil {
-			return applied, els, fmt.Errorf("%w: %v", ErrSchema, err)
+			return applied, els, fmt.Errorf("%w: %w", ErrSchema, err)
 		}
 		for _, stmt := range parts {
 			e, err := applyOne(ctx, conn, stmt, lag)
@@ -442,11 +442,11 @@ func applyOne(ctx context.Context, q querier, stmt string, lag func(stmt, why st
 			}
 			// An index holds no data of its own, so a changed definition is rebuilt.
 			if _, err := q.ExecContext(ctx, "DROP INDEX "+quoteIdent(s.name)); err != nil {
-				return nil, fmt.Errorf("%w: %v", ErrSchema, err)
+				return nil, fmt.Errorf("%w: %w", ErrSchema, err)
 			}
 		}
 		if _, err := q.ExecContext(ctx, stmt); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSchema, err)
+			return nil, fmt.Errorf("%w: %w", ErrSchema, err)
 		}
 		return indexElement(ctx, q, s.name)
 	case "dropindex":
@@ -465,7 +465,7 @@ func applyOne(ctx context.Context, q querier, stmt string, lag func(stmt, why st
 			return nil, err
 		}
 		if _, err := q.ExecContext(ctx, "DROP INDEX "+quoteIdent(s.name)); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSchema, err)
+			return nil, fmt.Errorf("%w: %w", ErrSchema, err)
 		}
 		return []element{{Kind: log.SchemaDropIndex, Table: tbl, Name: name}}, nil
 	}
@@ -509,7 +509,7 @@ func applyTable(ctx context.Context, q querier, s *schemaStmt, lag func(stmt, wh
 	}
 	if !exists {
 		if _, err := q.ExecContext(ctx, s.sql); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSchema, err)
+			return nil, fmt.Errorf("%w: %w", ErrSchema, err)
 		}
 		t, err := loadTable(ctx, q, s.name)
 		if err != nil {
@@ -568,7 +568,7 @@ func applyTable(ctx context.Context, q querier, s *schemaStmt, lag func(stmt, wh
 			return nil, fmt.Errorf("%w: table %q: cannot find the definition of new column %q", ErrSchema, s.name, w.Name)
 		}
 		if _, err := q.ExecContext(ctx, "ALTER TABLE "+quoteIdent(cur.Name)+" ADD COLUMN "+def); err != nil {
-			return nil, fmt.Errorf("%w: table %q: add column %q: %v", ErrSchema, s.name, w.Name, err)
+			return nil, fmt.Errorf("%w: table %q: add column %q: %w", ErrSchema, s.name, w.Name, err)
 		}
 		els = append(els, element{Kind: log.SchemaColumn, Table: cur.Name, Name: w.Name, SQL: def})
 	}
@@ -592,7 +592,7 @@ func scratchTable(ctx context.Context, s *schemaStmt) (*table, error) {
 	defer db.Close()
 	db.SetMaxOpenConns(1)
 	if _, err := db.ExecContext(ctx, s.sql); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSchema, err)
+		return nil, fmt.Errorf("%w: %w", ErrSchema, err)
 	}
 	t, err := loadTable(ctx, db, s.name)
 	if err != nil {

@@ -319,7 +319,7 @@ func addColumn(ctx context.Context, q querier, name string, e *element) (*table,
 		return nil, err
 	}
 	if _, err := q.ExecContext(ctx, "ALTER TABLE "+quoteIdent(name)+" ADD COLUMN "+e.SQL); err != nil {
-		return nil, fmt.Errorf("%w: table %q: add column %q: %v", ErrSchema, name, e.Name, err)
+		return nil, fmt.Errorf("%w: table %q: add column %q: %w", ErrSchema, name, e.Name, err)
 	}
 	t, err := loadTable(ctx, q, name)
 	if err != nil {
@@ -347,7 +347,7 @@ func checkIndex(ctx context.Context, q querier, e *element) error {
 		return fmt.Errorf("%w: unique index %q: UNIQUE constraints other than the primary key cannot hold under concurrent writes at several sites", ErrSchema, s.name)
 	}
 	if _, err := q.ExecContext(ctx, e.SQL); err != nil {
-		return fmt.Errorf("%w: %v", ErrSchema, err)
+		return fmt.Errorf("%w: %w", ErrSchema, err)
 	}
 	_, err = q.ExecContext(ctx, "DROP INDEX "+quoteIdent(s.name))
 	return err

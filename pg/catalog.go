@@ -125,7 +125,7 @@ func (c *catalog) query(ctx context.Context, st materializer.Statement) (materia
 	}
 	rows, err := c.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", materializer.ErrBadStatement, err)
+		return nil, fmt.Errorf("%w: %w", materializer.ErrBadStatement, err)
 	}
 	defer rows.Close()
 	cols, _ := rows.Columns()
@@ -142,7 +142,7 @@ func (c *catalog) query(ctx context.Context, st materializer.Statement) (materia
 	}
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
-			return nil, fmt.Errorf("%w: %v", materializer.ErrBadStatement, err)
+			return nil, fmt.Errorf("%w: %w", materializer.ErrBadStatement, err)
 		}
 		row := make([]log.Value, len(cols))
 		for i, x := range tmp {
@@ -158,7 +158,7 @@ func (c *catalog) query(ctx context.Context, st materializer.Statement) (materia
 		out.rows = append(out.rows, row)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %v", materializer.ErrBadStatement, err)
+		return nil, fmt.Errorf("%w: %w", materializer.ErrBadStatement, err)
 	}
 	return out, nil
 }

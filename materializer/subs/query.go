@@ -109,7 +109,7 @@ type schemaFunc func(table string) (*tableInfo, bool)
 func analyse(st materializer.Statement, isTable func(string) bool, schema schemaFunc) (*plan, error) {
 	toks, err := tokenize(st.SQL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotSelect, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotSelect, err)
 	}
 	// Drop trailing semicolons; any other top-level one means several statements.
 	for len(toks) > 0 && toks[len(toks)-1].Text == ";" {

@@ -3,7 +3,6 @@ package subs
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -73,60 +72,8 @@ func (s *sqlSource) Notify(buf int) (<-chan materializer.Notice, func()) {
 }
 
 func (s *sqlSource) Query(ctx context.Context, st materializer.Statement) (materializer.Rows, error) {
-	args := make([]any, 0, len(st.Params)+len(st.Named))
-	for _, v := range st.Params {
-		args = append(args, v.SQL())
-	}
-	for k, v := range st.Named {
-		args = append(args, sql.Named(k, v.SQL()))
-	}
-	rows, err := s.db.QueryContext(ctx, st.SQL, args...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", materializer.ErrBadStatement, err)
-	}
-	cols, err := rows.Columns()
-	if err != nil {
-		rows.Close()
-		return nil, err
-	}
-	return &sqlRows{rows: rows, cols: cols, vals: make([]log.Value, len(cols)), tmp: make([]any, len(cols))}, nil
+	return materializer.QueryDB(ctx, s.db, st)
 }
-
-type sqlRows struct {
-	rows *sql.Rows
-	cols []string
-	vals []log.Value
-	tmp  []any
-	err  error
-}
-
-func (r *sqlRows) Columns() []string { return r.cols }
-func (r *sqlRows) Next() bool {
-	if r.err != nil || !r.rows.Next() {
-		return false
-	}
-	ptrs := make([]any, len(r.tmp))
-	for i := range r.tmp {
-		ptrs[i] = &r.tmp[i]
-	}
-	if r.err = r.rows.Scan(ptrs...); r.err != nil {
-		return false
-	}
-	for i, x := range r.tmp {
-		if r.vals[i], r.err = log.FromSQL(x); r.err != nil {
-			return false
-		}
-	}
-	return true
-}
-func (r *sqlRows) Values() []log.Value { return r.vals }
-func (r *sqlRows) Err() error {
-	if r.err != nil {
-		return r.err
-	}
-	return r.rows.Err()
-}
-func (r *sqlRows) Close() error { return r.rows.Close() }
 
 // op is one write of a test: an upsert of a row or a delete by primary key.
 type op struct {
