@@ -448,4 +448,6 @@ var (
 	_ View          = (*materializer.Materializer)(nil)
 	_ ChangeLog     = (*log.Store)(nil)
 	_ FaultReporter = (*log.Store)(nil)
+	_ Screener      = (*log.Store)(nil)
+	_ ForgeReporter = (*log.Store)(nil)
 )

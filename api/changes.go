@@ -198,6 +198,9 @@ func (s *Server) handleChangesPost(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
+	if err := s.screenIngest(r, css); err != nil {
+		return err
+	}
 	out := ingestResponse{Changesets: len(css)}
 	start := time.Now()
 	for i := 0; i < len(css); i += applyBatch {
@@ -216,6 +219,65 @@ func (s *Server) handleChangesPost(w http.ResponseWriter, r *http.Request) error
 	s.metrics.ingested.WithLabelValues("true").Add(float64(out.New))
 	s.metrics.ingested.WithLabelValues("false").Add(float64(out.Changesets - out.New))
 	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// Screener is implemented by a ChangeLog that refuses forged input (*log.Store does):
+// Screen says whether ingest would refuse a changeset (log.ErrForged, log.ErrCollision).
+type Screener interface {
+	Screen(cs *log.Changeset) error
+}
+
+// screenIngest refuses a whole ingest body before any of it is applied (issue 12, item 4)
+// when one of its changesets is a version of this node's own site it did not write, collides
+// with a held version of other content, or would open a gap in its site's versions: a forged
+// far-future version (1000 where the cluster has 3) would leave every node waiting forever
+// for versions nobody will send. ?allow_gaps=true lifts the last check for an operator who
+// posts a backup whose compacted ranges were cleared (sync fills those from peers).
+func (s *Server) screenIngest(r *http.Request, css []*log.Changeset) error {
+	if sc, ok := s.cfg.Log.(Screener); ok {
+		for i, cs := range css {
+			if err := sc.Screen(cs); err != nil {
+				return fmt.Errorf("changeset %d (%v/%d): %w", i, cs.Site, cs.Version, err)
+			}
+		}
+	}
+	allow := false
+	if raw := r.URL.Query().Get("allow_gaps"); raw != "" {
+		var err error
+		if allow, err = strconv.ParseBool(raw); err != nil {
+			return badRequestf("allow_gaps=%q: want true or false", raw)
+		}
+	}
+	if allow {
+		return nil
+	}
+	body := map[log.SiteID]*log.RangeSet{}
+	for _, cs := range css {
+		if body[cs.Site] == nil {
+			body[cs.Site] = &log.RangeSet{}
+		}
+		body[cs.Site].Add(uint64(cs.Version), uint64(cs.Version))
+	}
+	vec := s.cfg.Log.Vector()
+	for site, set := range body {
+		rs := *set
+		var head uint64
+		var held log.RangeSet
+		if sv := vec.Sites[site]; sv != nil {
+			head, _ = siteHead(sv)
+			held = sv.Versions
+		}
+		top := rs[len(rs)-1].Last
+		if top <= head {
+			continue
+		}
+		// Every version from the one after the head to the top must be held or in the body.
+		missing := log.RangeSet{{First: head + 1, Last: top}}.Subtract(rs).Subtract(held)
+		if len(missing) > 0 {
+			return fmt.Errorf("%w: changesets of site %v up to version %d would leave versions %d..%d missing (this node holds up to %d); post them in order, or add ?allow_gaps=true for a backup with cleared ranges", errGapRefused, site, top, missing[0].First, missing[0].Last, head)
+		}
+	}
 	return nil
 }
 

@@ -177,11 +177,19 @@ func TestTableStatsHealthMigrations(t *testing.T) {
 	if err != nil || h.Members != 1 || h.Gaps != 0 || h.QueueSize != 0 {
 		t.Errorf("health = %+v, %v", h, err)
 	}
-	// Version 3 of a foreign site without 1 and 2: two versions missing.
+	// Version 3 of a foreign site without 1 and 2: two versions missing. Ingest refuses to
+	// open a gap unless told to (issue 12: a forged far-future version).
 	foreign := log.MustParseSiteID("00000000-0000-0000-0000-0000000000bb")
-	if _, err := n.cl.PostChanges(context.Background(), &log.Changeset{Site: foreign, Version: 3,
-		Changes: []log.Change{{Table: "kv", PK: log.MustPackPK(log.Text("f")), CID: "v", Val: log.Integer(3), ColVersion: 1, CL: 1}}}); err != nil {
+	gapped, err := json.Marshal(&log.Changeset{Site: foreign, Version: 3,
+		Changes: []log.Change{{Table: "kv", PK: log.MustPackPK(log.Text("f")), CID: "v", Val: log.Integer(3), ColVersion: 1, CL: 1}}})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if a := n.do(t, "POST", "/v1/changes", string(gapped)); a.status != 409 || !strings.Contains(string(a.body), "versions 1..2 missing") {
+		t.Fatalf("gap-opening ingest: %d %s", a.status, a.body)
+	}
+	if a := n.do(t, "POST", "/v1/changes?allow_gaps=true", string(gapped)); a.status != 200 {
+		t.Fatalf("ingest with allow_gaps: %d %s", a.status, a.body)
 	}
 	h, err = n.cl.Health(context.Background(), &client.HealthThresholds{Gaps: 1, MaxQueue: -1, P99Lag: -1})
 	if client.StatusOf(err) != 503 || h.Gaps != 2 || !strings.Contains(err.Error(), "gaps 2 > 1") {

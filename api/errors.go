@@ -43,6 +43,8 @@ var (
 	errNotFound = errors.New("not found")
 	// errNotImplemented: an endpoint this node does not serve (501).
 	errNotImplemented = errors.New("not implemented")
+	// errGapRefused: an ingest body would open a gap in a site's versions (409).
+	errGapRefused = errors.New("ingest refused")
 )
 
 // badRequest is a 400 whose message needs no "bad request" prefix.
@@ -81,8 +83,10 @@ func statusOf(err error) int {
 		return statusClientClosed
 	case errors.Is(err, errTimeout), errors.Is(err, errBodyTimeout), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusRequestTimeout
-	case errors.Is(err, materializer.ErrSchemaConflict):
+	case errors.Is(err, materializer.ErrSchemaConflict), errors.Is(err, log.ErrCollision), errors.Is(err, errGapRefused):
 		return http.StatusConflict
+	case errors.Is(err, log.ErrForged):
+		return http.StatusForbidden
 	case errors.Is(err, errBadRequest),
 		errors.Is(err, materializer.ErrBadStatement),
 		errors.Is(err, materializer.ErrReadOnly),

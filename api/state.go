@@ -30,6 +30,16 @@ type healthFigures struct {
 	DiskFull bool `json:"disk_full,omitempty"`
 	// Corruption: the log met damaged data; the damaged range is not served.
 	Corruption string `json:"corruption,omitempty"`
+	// Forged and Collisions (issue 12): changesets refused since the node started, as
+	// versions of its own site it did not write, and as versions held with other content.
+	// They do not make the node unhealthy (it refused them); they tell an operator to look.
+	Forged     uint64 `json:"forged,omitempty"`
+	Collisions uint64 `json:"collisions,omitempty"`
+}
+
+// ForgeReporter is implemented by a ChangeLog that refuses forged input (*log.Store does).
+type ForgeReporter interface {
+	Forgeries() log.ForgeStats
 }
 
 // FaultReporter is implemented by a ChangeLog that watches its disk (*log.Store does):
@@ -98,6 +108,10 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 		if lr, ok := s.cfg.Cluster.(LagReporter); ok {
 			fig.P99Lag = jsonFloat(lr.P99Lag().Seconds())
 		}
+	}
+	if fr, ok := s.cfg.Log.(ForgeReporter); ok {
+		st := fr.Forgeries()
+		fig.Forged, fig.Collisions = st.Forged, st.Collisions
 	}
 	var bad []string
 	if fr, ok := s.cfg.Log.(FaultReporter); ok {

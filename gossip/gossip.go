@@ -384,6 +384,13 @@ func (g *Gossip) gaps() map[log.SiteID]uint64 {
 			high[s] = max(high[s], uint64(sv.Head()))
 		}
 	}
+	// A node is the only writer of its own site: versions of it that peers claim and it does
+	// not hold were not written by it (forged, and refused by its log), not a gap to wait for.
+	if sv := ours.Sites[g.site]; sv != nil {
+		high[g.site] = uint64(sv.Head())
+	} else {
+		delete(high, g.site)
+	}
 	for s, h := range high {
 		var have uint64
 		if sv := ours.Sites[s]; sv != nil {
@@ -420,10 +427,13 @@ func (g *Gossip) applyBatch(css []*log.Changeset, path string) ([]bool, error) {
 	now := g.clock.Now()
 	nNew := 0
 	for i, cs := range css {
-		g.noteHead(cs.Site, cs.Version)
 		if !news[i] {
+			if cs.Site != g.site { // our own, not new: held already, or refused as forged
+				g.noteHead(cs.Site, cs.Version)
+			}
 			continue
 		}
+		g.noteHead(cs.Site, cs.Version)
 		nNew++
 		if cs.TS != 0 {
 			lag := max(now.Sub(cs.TS.Time()), 0)

@@ -274,6 +274,10 @@ func checkChangesetRoundTrips(t *testing.T, cs *Changeset) {
 
 func FuzzDecodeChangeset(f *testing.F) {
 	addSeeds(f, "changeset")
+	withDigest := makeCS(siteB, 2, 3)
+	withDigest.Digest, _ = withDigest.ComputeDigest()
+	f.Add(withDigest.MustEncode())                  // the 11-field layout (issue 12)
+	f.Add(slicePart(withDigest, 1, 2).MustEncode()) // a part carrying the whole's digest
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cs, err := DecodeChangeset(b)
 		if err != nil {

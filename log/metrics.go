@@ -14,6 +14,9 @@ type storeMetrics struct {
 	compactSeconds prometheus.Histogram
 	compactDropped prometheus.Counter
 	compactCleared prometheus.Counter
+	// forged history (forge.go)
+	forged     prometheus.Counter
+	collisions prometheus.Counter
 }
 
 func newStoreMetrics() *storeMetrics {
@@ -30,6 +33,10 @@ func newStoreMetrics() *storeMetrics {
 			Help: "Superseded changes compaction dropped from the log (its rate is the compaction rate)."}),
 		compactCleared: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_log_compaction_cleared_versions_total",
 			Help: "Versions compaction cleared (all their changes superseded)."}),
+		forged: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_log_forged_refused_total",
+			Help: "Changesets of this node's own site that it did not write, refused by ingest (gossip, sync, POST /v1/changes)."}),
+		collisions: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_log_digest_collisions_total",
+			Help: "Versions that arrived with another content digest than the copy held (refused; two writers of one site or a forgery)."}),
 	}
 }
 
@@ -63,6 +70,8 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.s.metrics.compactSeconds.Describe(ch)
 	c.s.metrics.compactDropped.Describe(ch)
 	c.s.metrics.compactCleared.Describe(ch)
+	c.s.metrics.forged.Describe(ch)
+	c.s.metrics.collisions.Describe(ch)
 	c.s.metrics.appendSeconds.Describe(ch)
 	c.s.metrics.commitSeconds.Describe(ch)
 	c.s.metrics.batchAppends.Describe(ch)
@@ -93,4 +102,6 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	c.s.metrics.compactSeconds.Collect(ch)
 	c.s.metrics.compactDropped.Collect(ch)
 	c.s.metrics.compactCleared.Collect(ch)
+	c.s.metrics.forged.Collect(ch)
+	c.s.metrics.collisions.Collect(ch)
 }

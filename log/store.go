@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,9 @@ type AppendResult struct {
 	New      bool // it was not held before (false: a duplicate, skipped)
 	Complete bool // its version is now complete (all parts held)
 	Seq      Seq  // the version's local arrival seq, when Complete and New
+	// Refused (Ingest only): ErrForged or ErrCollision when the changeset was refused; the
+	// others of the call were stored all the same.
+	Refused error
 }
 
 // Stats are counters for metrics.
@@ -131,6 +135,8 @@ type Store struct {
 	compSt  compactionState
 	notify  chan struct{} // closed and replaced whenever lastSeq grows
 	failed  error         // a commit failed: the store refuses further writes
+
+	forge forgeState // Ingest's refusals (forge.go)
 
 	appends atomic.Uint64
 	syncs   atomic.Uint64
@@ -386,6 +392,9 @@ func (s *Store) load(want SiteID) error {
 	if sv := vec.Sites[s.site]; sv != nil {
 		next = uint64(sv.Head()) + 1
 	}
+	if t := uint64(s.ownTrusted()); t >= next { // a restore as this site (forge.go)
+		next = t + 1
+	}
 	s.nextLocal.Store(next)
 	return nil
 }
@@ -447,12 +456,27 @@ func (s *Store) Append(ctx context.Context, css ...*Changeset) ([]AppendResult, 
 	}
 	start := time.Now()
 	req := &appendReq{res: make([]AppendResult, len(css)), done: make(chan struct{})}
+	copied := false
 	for i, cs := range css {
 		if cs == nil {
 			return nil, invalidf("append: changeset %d is nil", i)
 		}
 		if err := cs.Validate(); err != nil {
 			return nil, fmt.Errorf("append: %w", err)
+		}
+		withDigest, err := checkDigest(cs)
+		if err != nil {
+			return nil, fmt.Errorf("append: %w", err)
+		}
+		if withDigest != cs && cs.Site == s.site {
+			// This node's own new version (the materializer's writer, a migration, a
+			// restore): the caller owns it and broadcasts it next, carrying the digest.
+			cs.Digest = withDigest.Digest
+		} else if withDigest != cs {
+			if !copied { // the caller's slice is not ours to write
+				css, copied = slices.Clone(css), true
+			}
+			css[i] = withDigest
 		}
 	}
 	// Versions already held complete are answered at once: in a cluster every changeset
@@ -576,6 +600,7 @@ func (s *Store) AppendLocal(ctx context.Context, cs *Changeset) (Version, Seq, e
 		s.localMu.Unlock()
 		return 0, 0, fmt.Errorf("append local: %w", err)
 	}
+	cs.Digest, _ = cs.ComputeDigest()
 	req := &appendReq{res: make([]AppendResult, 1), done: make(chan struct{}), local: true}
 	var err error
 	if req.items, err = s.split(nil, cs, 0); err != nil {
@@ -734,6 +759,9 @@ func (s *Store) commit(reqs []*appendReq) bool {
 					lastSeq++
 					res.Complete, res.Seq = true, lastSeq
 					b.Set(arrivalKey(lastSeq), arrivalValue(part.Site, part.Version), nil)
+					if !part.Digest.IsZero() {
+						b.Set(digestKey(part.Site, part.Version), part.Digest[:], nil)
+					}
 					if part.IsPart() { // a partial key may be on disk from an earlier batch
 						b.Delete(partialKey(pk.site, pk.ver), nil)
 					}

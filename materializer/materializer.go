@@ -377,7 +377,9 @@ func (m *Materializer) Apply(ctx context.Context, css []*log.Changeset) ([]bool,
 	if m.closed.Load() || !m.opened {
 		return nil, ErrClosed
 	}
-	res, err := m.store.Append(ctx, css...)
+	// Ingest, not Append: versions of this node's own site it did not write, and versions
+	// held with other content, are refused (counted and logged by the log), not stored.
+	res, err := m.store.Ingest(ctx, css...)
 	if err != nil {
 		if errors.Is(err, log.ErrClosed) {
 			return nil, ErrClosed

@@ -244,13 +244,15 @@ skips the question when you know the whole cluster, that site included, is down)
 			return usagef("restore: %s is not empty; restore makes a new data dir", dataDir)
 		}
 		var site log.SiteID
+		var clusterHead log.Version // the cluster's newest version of the restored site
 		if siteID != "" {
 			var err error
 			if site, err = parseSiteID(siteID); err != nil {
 				return usagef("--site-id %q: %v", siteID, err)
 			}
 			if !noCheck {
-				if err := m.checkSiteDown(c, f, site); err != nil {
+				var err error
+				if clusterHead, err = m.checkSiteDown(c, f, site); err != nil {
 					return err
 				}
 			}
@@ -281,6 +283,12 @@ skips the question when you know the whole cluster, that site included, is down)
 		bar.done()
 		if err == nil && clusterID != "" {
 			err = store.SetMeta(metaClusterID, []byte(clusterID))
+		}
+		if err == nil && clusterHead > 0 {
+			// The versions the replaced node wrote after the backup exist in the cluster:
+			// this node takes them back by sync (its log refuses versions of its own site it
+			// did not write, except these) and writes after them, never over them.
+			err = store.TrustOwnVersions(clusterHead)
 		}
 		if cerr := store.Close(); err == nil {
 			err = cerr
@@ -353,21 +361,26 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // checkSiteDown refuses a restore as site when a live node of the cluster says that site is
 // alive or suspect, or when no node can be asked (see restore's help).
-func (m *Main) checkSiteDown(c *cobra.Command, f *clientFlags, site log.SiteID) error {
+// It returns the newest version of site the asked node knows.
+func (m *Main) checkSiteDown(c *cobra.Command, f *clientFlags, site log.SiteID) (log.Version, error) {
 	cl, err := m.client(c, f)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(c.Context(), 10*time.Second)
 	defer cancel()
 	members, err := cl.Members(ctx)
 	if err != nil {
-		return usagef("restore --site-id %s: cannot ask the cluster whether that site is alive (%s: %v); give --api-addr of a live node, or --no-cluster-check if the whole cluster is down", site, cl.URL(), err)
+		return 0, usagef("restore --site-id %s: cannot ask the cluster whether that site is alive (%s: %v); give --api-addr of a live node, or --no-cluster-check if the whole cluster is down", site, cl.URL(), err)
 	}
 	for _, mb := range members {
 		if mb.SiteID == site && (mb.State == "alive" || mb.State == "suspect") {
-			return usagef("restore --site-id %s: that site is %s in the cluster (member %s, api %s); two nodes with one site id would write different changes under the same versions: stop it first, or restore without --site-id to get a new one", site, mb.State, mb.Name, mb.APIAddr)
+			return 0, usagef("restore --site-id %s: that site is %s in the cluster (member %s, api %s); two nodes with one site id would write different changes under the same versions: stop it first, or restore without --site-id to get a new one", site, mb.State, mb.Name, mb.APIAddr)
 		}
 	}
-	return nil
+	st, err := cl.SyncState(ctx)
+	if err != nil {
+		return 0, usagef("restore --site-id %s: cannot ask %s for the cluster's versions of that site: %v", site, cl.URL(), err)
+	}
+	return st.Heads[site], nil
 }

@@ -1,6 +1,7 @@
 package format
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"unicode/utf8"
@@ -107,6 +108,10 @@ type Changeset struct {
 	// Seq is this node's local arrival seq of the version; 0 when not read from a log.
 	// It is not part of the changeset's identity.
 	Seq Seq
+	// Digest is the content digest of the whole version (see ComputeDigest), computed by its
+	// origin and carried by every copy, parts and compacted copies included, so that two
+	// different contents under one (site, version) are told apart. Zero when unknown.
+	Digest Digest
 }
 
 // IsPart reports whether cs holds only some of its version's seqs.
@@ -247,8 +252,10 @@ type changesetJSON struct {
 	LastSeq uint64    `json:"last_seq"`
 	Kind    string    `json:"kind,omitempty"`
 	// Compacted marks a version compaction trimmed (outside the retention window).
-	Compacted bool         `json:"compacted,omitempty"`
-	Changes   []changeJSON `json:"changes"`
+	Compacted bool `json:"compacted,omitempty"`
+	// Digest is the hex content digest; absent when unknown.
+	Digest  string       `json:"digest,omitempty"`
+	Changes []changeJSON `json:"changes"`
 }
 
 type changeJSON struct {
@@ -270,6 +277,9 @@ func (cs *Changeset) MarshalJSON() ([]byte, error) {
 	}
 	if cs.Kind != KindData {
 		j.Kind = cs.Kind.String()
+	}
+	if !cs.Digest.IsZero() {
+		j.Digest = cs.Digest.String()
 	}
 	for i := range cs.Changes {
 		c := &cs.Changes[i]
@@ -300,6 +310,13 @@ func (cs *Changeset) UnmarshalJSON(b []byte) error {
 		Seq: j.Seq, Site: j.Site, Version: j.Version, TS: j.TS,
 		Seqs: SeqRange{First: j.Seqs[0], Last: j.Seqs[1]}, LastSeq: j.LastSeq, Kind: kind, Compacted: j.Compacted,
 		Changes: make([]Change, len(j.Changes)),
+	}
+	if j.Digest != "" {
+		d, err := hex.DecodeString(j.Digest)
+		if err != nil || len(d) != len(out.Digest) {
+			return invalidf("changeset json: digest %q: want %d hex bytes", truncate(j.Digest, 40), len(out.Digest))
+		}
+		out.Digest = Digest(d)
 	}
 	for i, c := range j.Changes {
 		pk, err := PackPK(c.PK...)

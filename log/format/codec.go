@@ -19,9 +19,11 @@ const FormatV1 byte = 1
 //
 //	[site bin16, version uint, ts uint, first uint, last uint, last_seq uint, kind uint,
 //	 changes [[table str, pk bin, cid str, val, col_version uint, cl uint, seq uint], ...],
-//	 local_seq uint, compacted bool]
+//	 local_seq uint, compacted bool, digest bin16]
 //
-// compacted is written only when true (older changesets have 9 fields).
+// compacted is written only when true or when a digest follows (older changesets have 9
+// fields); digest (issue 12: the content digest, see ComputeDigest) only when known, so
+// changesets written before it (9 or 10 fields) read as before, and older readers skip it.
 // val is msgpack nil, int, float64, str or bin for NULL, INTEGER, REAL, TEXT and BLOB, so the
 // storage class travels exactly. Decoders ignore extra trailing array elements, so fields can
 // be appended without a new format byte.
@@ -67,9 +69,12 @@ func (cs *Changeset) MustEncode() []byte {
 }
 
 func encodeChangeset(e *msgpack.Encoder, cs *Changeset) error {
-	if cs.Compacted {
+	switch {
+	case !cs.Digest.IsZero():
+		e.EncodeArrayLen(11)
+	case cs.Compacted:
 		e.EncodeArrayLen(10)
-	} else {
+	default:
 		e.EncodeArrayLen(9)
 	}
 	e.EncodeBytes(cs.Site[:])
@@ -94,6 +99,11 @@ func encodeChangeset(e *msgpack.Encoder, cs *Changeset) error {
 		e.EncodeUint(c.Seq)
 	}
 	// The byteWriter never fails, so only the last error matters.
+	if !cs.Digest.IsZero() {
+		e.EncodeUint(uint64(cs.Seq))
+		e.EncodeBool(cs.Compacted)
+		return e.EncodeBytes(cs.Digest[:])
+	}
 	if cs.Compacted {
 		e.EncodeUint(uint64(cs.Seq))
 		return e.EncodeBool(true)
@@ -448,6 +458,17 @@ func (d *decoder) changeset() (*Changeset, error) {
 			return nil, d.fail(fmt.Errorf("compacted flag: %w", err))
 		}
 		cs.Compacted = c
+		n--
+	}
+	if n >= 9 {
+		dg, err := d.bin()
+		if err != nil {
+			return nil, err
+		}
+		if len(dg) != len(cs.Digest) {
+			return nil, d.fail(fmt.Errorf("digest of %d bytes", len(dg)))
+		}
+		cs.Digest = Digest(dg)
 		n--
 	}
 	if err := d.skipExtra(n - 8); err != nil {
