@@ -10,6 +10,7 @@ type (
 	Change      = format.Change
 	Changeset   = format.Changeset
 	DecodeError = format.DecodeError
+	Digest      = format.Digest
 	HLC         = format.HLC
 	Kind        = format.Kind
 	PK          = format.PK
