@@ -26,7 +26,7 @@ func FuzzStatementChecks(f *testing.F) {
 		if werr == nil && rerr == nil {
 			// Both accept only when the first word is SELECT, WITH or VALUES.
 			toks, _ := oneStatement(s)
-			if !(toks[0].is("SELECT") || toks[0].is("WITH") || toks[0].is("VALUES")) {
+			if !(toks[0].Is("SELECT") || toks[0].Is("WITH") || toks[0].Is("VALUES")) {
 				t.Fatalf("%q accepted as both a read and a write", s)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer/internal/sqltok"
 )
 
 // schemaTable keeps every schema element the view has folded (see schemamerge.go); the
@@ -340,7 +341,7 @@ func (m *Materializer) dropLaggingIndexes(files []string) ([]string, error) {
 	snap := m.schemaSnap.Load()
 	var out []string
 	for _, raw := range files {
-		parts, err := splitStatements(raw)
+		parts, err := sqltok.Split(raw)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrSchema, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer/internal/sqltok"
 )
 
 // readDB returns the read pool; release must be called once the query has started.
@@ -131,8 +132,8 @@ func (r *sqlRows) Err() error {
 func (r *sqlRows) Close() error { return r.rows.Close() }
 
 // oneStatement tokenizes sql, refuses several statements and returns the tokens.
-func oneStatement(q string) ([]token, error) {
-	parts, err := splitStatements(q)
+func oneStatement(q string) ([]sqltok.Token, error) {
+	parts, err := sqltok.Split(q)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadStatement, err)
 	}
@@ -143,7 +144,7 @@ func oneStatement(q string) ([]token, error) {
 	default:
 		return nil, fmt.Errorf("%w: one statement per entry, got %d", ErrBadStatement, len(parts))
 	}
-	return tokenize(parts[0])
+	return sqltok.Tokenize(parts[0])
 }
 
 // checkWriteStatement lets through the statements a local transaction may run: DML (and
@@ -155,18 +156,18 @@ func checkWriteStatement(q string) error {
 		return err
 	}
 	for _, t := range toks {
-		if (t.kind == tokWord || t.kind == tokQuoted) && isInternalName(t.ident()) {
-			return fmt.Errorf("%w: %q", ErrInternalTable, t.ident())
+		if (t.Kind == sqltok.Word || t.Kind == sqltok.Quoted) && isInternalName(t.Ident()) {
+			return fmt.Errorf("%w: %q", ErrInternalTable, t.Ident())
 		}
 	}
 	switch first := toks[0]; {
-	case first.is("INSERT"), first.is("REPLACE"), first.is("UPDATE"), first.is("DELETE"),
-		first.is("WITH"), first.is("SELECT"), first.is("VALUES"):
+	case first.Is("INSERT"), first.Is("REPLACE"), first.Is("UPDATE"), first.Is("DELETE"),
+		first.Is("WITH"), first.Is("SELECT"), first.Is("VALUES"):
 		return nil
-	case first.is("CREATE"), first.is("DROP"), first.is("ALTER"):
+	case first.Is("CREATE"), first.Is("DROP"), first.Is("ALTER"):
 		return fmt.Errorf("%w: schema changes go through migrations, not transactions", ErrBadStatement)
 	default:
-		return fmt.Errorf("%w: %s statements are not allowed in a transaction", ErrBadStatement, strings.ToUpper(first.text))
+		return fmt.Errorf("%w: %s statements are not allowed in a transaction", ErrBadStatement, strings.ToUpper(first.Text))
 	}
 }
 
@@ -178,18 +179,18 @@ func checkReadStatement(q string) error {
 		return err
 	}
 	switch first := toks[0]; {
-	case first.is("SELECT"), first.is("WITH"), first.is("VALUES"), first.is("EXPLAIN"):
+	case first.Is("SELECT"), first.Is("WITH"), first.Is("VALUES"), first.Is("EXPLAIN"):
 		return nil
-	case first.is("PRAGMA"):
+	case first.Is("PRAGMA"):
 		for _, t := range toks {
-			if t.kind == tokPunct && t.text == "=" {
+			if t.Kind == sqltok.Punct && t.Text == "=" {
 				return fmt.Errorf("%w: %s", ErrReadOnly, q)
 			}
 		}
 		return nil
 	}
 	for _, w := range writeKeywords {
-		if toks[0].is(w) {
+		if toks[0].Is(w) {
 			return fmt.Errorf("%w: %s", ErrReadOnly, q)
 		}
 	}

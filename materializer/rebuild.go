@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer/internal/sqltok"
 )
 
 // Rebuild folds the whole log into a fresh file beside the live view and swaps it in
@@ -236,7 +237,7 @@ func (m *Materializer) seedSchema(ctx context.Context, seed []element, extra []s
 		}
 		var rest []string
 		for _, raw := range extra {
-			parts, err := splitStatements(raw)
+			parts, err := sqltok.Split(raw)
 			if err != nil {
 				return fmt.Errorf("%w: %w", ErrSchema, err)
 			}

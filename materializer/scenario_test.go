@@ -11,6 +11,7 @@ import (
 
 	"github.com/patinadb/patina/internal/scenario"
 	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer/internal/sqltok"
 )
 
 func parseRows(tb testing.TB, rows [][]string) [][]log.Value {
@@ -161,7 +162,7 @@ func runScenarioWith(t *testing.T, sc scenario.Scenario, seed uint64, compact bo
 		case st.Replica != nil:
 			n := nodes[*st.Replica]
 			// A step of several statements ran as one transaction (crsqlite-gen MULTI=1).
-			parts, err := splitStatements(st.SQL)
+			parts, err := sqltok.Split(st.SQL)
 			if err != nil || len(parts) == 0 {
 				t.Fatalf("step %d: %q: %v", i, st.SQL, err)
 			}

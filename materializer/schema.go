@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer/internal/sqltok"
 )
 
 // affinity is a column's SQLite type affinity (https://sqlite.org/datatype3.html 3.1).
@@ -187,7 +188,7 @@ func (t *table) upsert(written []bool, vals []log.Value, pkArgs []any) (string, 
 }
 
 // checkTable applies the schema rules of docs/DESIGN.md section 5 to a table.
-func checkTable(ctx context.Context, q querier, t *table, toks []token) error {
+func checkTable(ctx context.Context, q querier, t *table, toks []sqltok.Token) error {
 	if len(t.PK) == 0 {
 		return fmt.Errorf("%w: table %q has no PRIMARY KEY; every table needs one", ErrSchema, t.Name)
 	}
@@ -203,7 +204,7 @@ func checkTable(ctx context.Context, q querier, t *table, toks []token) error {
 		}
 	}
 	for _, tk := range toks {
-		if tk.is("AUTOINCREMENT") {
+		if tk.Is("AUTOINCREMENT") {
 			return fmt.Errorf("%w: table %q: AUTOINCREMENT cannot hold across sites", ErrSchema, t.Name)
 		}
 	}
@@ -232,72 +233,72 @@ type schemaStmt struct {
 	ifNotExists bool
 	unique      bool
 	colDefs     map[string]string // table: lower-case column name -> its definition text
-	toks        []token
+	toks        []sqltok.Token
 }
 
 // parseSchemaStmt recognises the statements a schema may hold.
 func parseSchemaStmt(stmt string) (*schemaStmt, error) {
-	toks, err := tokenize(stmt)
+	toks, err := sqltok.Tokenize(stmt)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSchema, err)
 	}
 	s := &schemaStmt{sql: stmt, toks: toks}
 	p := 0
-	next := func() token {
+	next := func() sqltok.Token {
 		if p < len(toks) {
 			p++
 			return toks[p-1]
 		}
-		return token{kind: tokPunct}
+		return sqltok.Token{Kind: sqltok.Punct}
 	}
-	peek := func() token {
+	peek := func() sqltok.Token {
 		if p < len(toks) {
 			return toks[p]
 		}
-		return token{kind: tokPunct}
+		return sqltok.Token{Kind: sqltok.Punct}
 	}
 	// name reads a possibly schema-qualified name; only main is accepted.
 	name := func() (string, error) {
 		t := next()
-		if t.kind != tokWord && t.kind != tokQuoted && t.kind != tokString {
+		if t.Kind != sqltok.Word && t.Kind != sqltok.Quoted && t.Kind != sqltok.String {
 			return "", fmt.Errorf("%w: expected a name in %q", ErrSchema, stmt)
 		}
-		n := t.ident()
-		if peek().kind == tokPunct && peek().text == "." {
+		n := t.Ident()
+		if peek().Kind == sqltok.Punct && peek().Text == "." {
 			next()
 			if !strings.EqualFold(n, "main") {
 				return "", fmt.Errorf("%w: only the main schema is supported: %q", ErrSchema, stmt)
 			}
 			t = next()
-			n = t.ident()
+			n = t.Ident()
 		}
 		return n, nil
 	}
 	first := next()
 	switch {
-	case first.is("CREATE"):
+	case first.Is("CREATE"):
 		t := next()
-		if t.is("TEMP") || t.is("TEMPORARY") {
+		if t.Is("TEMP") || t.Is("TEMPORARY") {
 			return nil, fmt.Errorf("%w: temporary objects are not replicated: %q", ErrSchema, stmt)
 		}
-		if t.is("VIRTUAL") {
+		if t.Is("VIRTUAL") {
 			return nil, fmt.Errorf("%w: virtual tables are not supported: %q", ErrSchema, stmt)
 		}
-		if t.is("UNIQUE") {
+		if t.Is("UNIQUE") {
 			s.unique = true
 			t = next()
 		}
 		switch {
-		case t.is("TABLE") && !s.unique:
+		case t.Is("TABLE") && !s.unique:
 			s.kind = "table"
-		case t.is("INDEX"):
+		case t.Is("INDEX"):
 			s.kind = "index"
 		default:
 			return nil, fmt.Errorf("%w: only CREATE TABLE, CREATE INDEX and DROP INDEX are allowed: %q", ErrSchema, stmt)
 		}
-		if peek().is("IF") {
+		if peek().Is("IF") {
 			next()
-			if !next().is("NOT") || !next().is("EXISTS") {
+			if !next().Is("NOT") || !next().Is("EXISTS") {
 				return nil, fmt.Errorf("%w: bad IF NOT EXISTS in %q", ErrSchema, stmt)
 			}
 			s.ifNotExists = true
@@ -306,7 +307,7 @@ func parseSchemaStmt(stmt string) (*schemaStmt, error) {
 			return nil, err
 		}
 		if s.kind == "index" {
-			if !next().is("ON") {
+			if !next().Is("ON") {
 				return nil, fmt.Errorf("%w: expected ON in %q", ErrSchema, stmt)
 			}
 			if s.on, err = name(); err != nil {
@@ -314,44 +315,44 @@ func parseSchemaStmt(stmt string) (*schemaStmt, error) {
 			}
 			return s, nil
 		}
-		if peek().is("AS") {
+		if peek().Is("AS") {
 			return nil, fmt.Errorf("%w: CREATE TABLE ... AS SELECT is not supported (no primary key): %q", ErrSchema, stmt)
 		}
-		if t := next(); t.kind != tokPunct || t.text != "(" {
+		if t := next(); t.Kind != sqltok.Punct || t.Text != "(" {
 			return nil, fmt.Errorf("%w: expected ( after the table name in %q", ErrSchema, stmt)
 		}
 		s.colDefs = map[string]string{}
 		depth, start := 0, p
 		for p < len(toks) {
 			t := toks[p]
-			if t.kind == tokPunct && t.text == "(" {
+			if t.Kind == sqltok.Punct && t.Text == "(" {
 				depth++
 			}
-			end := t.kind == tokPunct && (t.text == "," && depth == 0 || t.text == ")" && depth == 0)
-			if t.kind == tokPunct && t.text == ")" && depth > 0 {
+			end := t.Kind == sqltok.Punct && (t.Text == "," && depth == 0 || t.Text == ")" && depth == 0)
+			if t.Kind == sqltok.Punct && t.Text == ")" && depth > 0 {
 				depth--
 			}
 			if end {
 				if start < p {
 					def := toks[start:p]
 					h := def[0]
-					if !(h.is("CONSTRAINT") || h.is("PRIMARY") || h.is("UNIQUE") || h.is("CHECK") || h.is("FOREIGN")) {
-						s.colDefs[strings.ToLower(h.ident())] = strings.TrimSpace(stmt[h.start:t.start])
+					if !(h.Is("CONSTRAINT") || h.Is("PRIMARY") || h.Is("UNIQUE") || h.Is("CHECK") || h.Is("FOREIGN")) {
+						s.colDefs[strings.ToLower(h.Ident())] = strings.TrimSpace(stmt[h.Start:t.Start])
 					}
 				}
 				start = p + 1
-				if t.text == ")" {
+				if t.Text == ")" {
 					break
 				}
 			}
 			p++
 		}
 		return s, nil
-	case first.is("DROP"):
+	case first.Is("DROP"):
 		t := next()
-		if t.is("INDEX") {
+		if t.Is("INDEX") {
 			s.kind = "dropindex"
-			if peek().is("IF") {
+			if peek().Is("IF") {
 				next()
 				next()
 				s.ifNotExists = true
@@ -361,8 +362,8 @@ func parseSchemaStmt(stmt string) (*schemaStmt, error) {
 			}
 			return s, nil
 		}
-		return nil, fmt.Errorf("%w: dropping a %s is destructive and is refused: %q", ErrSchemaConflict, strings.ToLower(t.text), stmt)
-	case first.is("ALTER"):
+		return nil, fmt.Errorf("%w: dropping a %s is destructive and is refused: %q", ErrSchemaConflict, strings.ToLower(t.Text), stmt)
+	case first.Is("ALTER"):
 		return nil, fmt.Errorf("%w: ALTER TABLE is refused; add columns by re-applying CREATE TABLE with the new columns (renames and drops are destructive): %q", ErrSchemaConflict, stmt)
 	}
 	return nil, fmt.Errorf("%w: only CREATE TABLE, CREATE INDEX and DROP INDEX are allowed: %q", ErrSchema, stmt)
@@ -378,7 +379,7 @@ func applySchema(ctx context.Context, conn querier, stmts []string, lag func(stm
 	var applied []string
 	var els []element
 	for _, raw := range stmts {
-		parts, err := splitStatements(raw)
+		parts, err := sqltok.Split(raw)
 		if err != nil {
 			return applied, els, fmt.Errorf("%w: %w", ErrSchema, err)
 		}
@@ -484,18 +485,18 @@ func indexElement(ctx context.Context, q querier, name string) ([]element, error
 
 // normalizeSQL makes two spellings of the same statement compare equal.
 func normalizeSQL(s string) string {
-	toks, err := tokenize(s)
+	toks, err := sqltok.Tokenize(s)
 	if err != nil {
 		return s
 	}
 	var b strings.Builder
 	for _, t := range toks {
-		if t.kind == tokWord {
-			b.WriteString(strings.ToUpper(t.text))
-		} else if t.kind == tokQuoted {
-			b.WriteString(strings.ToUpper(t.ident()))
+		if t.Kind == sqltok.Word {
+			b.WriteString(strings.ToUpper(t.Text))
+		} else if t.Kind == sqltok.Quoted {
+			b.WriteString(strings.ToUpper(t.Ident()))
 		} else {
-			b.WriteString(t.text)
+			b.WriteString(t.Text)
 		}
 		b.WriteByte(' ')
 	}
