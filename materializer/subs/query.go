@@ -104,14 +104,55 @@ var aggregates = map[string]bool{
 // schemaFunc returns what is known of a user table (lower-cased name).
 type schemaFunc func(table string) (*tableInfo, bool)
 
-// analyse checks that st is one SELECT and works out how to evaluate it. userTables maps
-// lower-cased names of user tables to their info loader.
+// analyse checks that st is one SELECT and works out how to evaluate it: by primary key
+// (modePK), by row position (modeOrdinal), by group (groupPlan) or by comparing whole
+// results (modeContent, always correct, the fallback). isTable says whether a lower-cased
+// name is a user table, schema what is known of one.
 func analyse(st materializer.Statement, isTable func(string) bool, schema schemaFunc) (*plan, error) {
-	toks, err := tokenize(st.SQL)
+	toks, err := oneSelect(st.SQL)
+	if err != nil {
+		return nil, err
+	}
+	sql := st.SQL[:toks[len(toks)-1].End]
+	p := &plan{sql: sql, tables: map[string]bool{}, whereKw: -1, restrict: map[string]int{}}
+	refs, window, err := p.scanTables(toks, isTable)
+	if err != nil {
+		return nil, err
+	}
+	if toks[0].Upper() == "WITH" || window {
+		p.mode = modeContent
+		return p.finish(), nil
+	}
+	cl := findClauses(toks)
+	if cl.compound || cl.distinct || cl.at[cWindow] != 0 {
+		p.mode = modeContent
+		return p.finish(), nil
+	}
+	selEnd := len(toks)
+	if cl.at[cFrom] != 0 {
+		selEnd = cl.at[cFrom]
+	}
+	// Only aggregates of this SELECT count: one inside a subquery (a scalar count(*)) does
+	// not fold the outer rows into one.
+	aggregate := hasAggregate(toks, 1, selEnd) ||
+		cl.at[cHaving] != 0 && hasAggregate(toks, cl.at[cHaving], cl.end(cHaving, len(toks)))
+	if cl.at[cGroup] != 0 {
+		return p.groupPlan(toks, selEnd, cl.at[cGroup]+2, cl.end(cGroup, len(toks)))
+	}
+	if aggregate || cl.at[cFrom] == 0 {
+		p.mode = modeOrdinal
+		return p.finish(), nil
+	}
+	return p.pkPlan(toks, cl, refs, isTable, schema, st), nil
+}
+
+// oneSelect tokenizes sql and checks that it is one SELECT (or WITH) statement; trailing
+// semicolons are dropped.
+func oneSelect(sql string) ([]token, error) {
+	toks, err := tokenize(sql)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotSelect, err)
 	}
-	// Drop trailing semicolons; any other top-level one means several statements.
 	for len(toks) > 0 && toks[len(toks)-1].Text == ";" {
 		toks = toks[:len(toks)-1]
 	}
@@ -123,17 +164,20 @@ func analyse(st materializer.Statement, isTable func(string) bool, schema schema
 			return nil, fmt.Errorf("%w: one statement only", ErrNotSelect)
 		}
 	}
-	sql := st.SQL[:toks[len(toks)-1].End]
-	p := &plan{sql: sql, tables: map[string]bool{}, whereKw: -1, restrict: map[string]int{}}
-	first := toks[0].upper()
-	if first != "SELECT" && first != "WITH" {
+	if first := toks[0].Upper(); first != "SELECT" && first != "WITH" {
 		return nil, fmt.Errorf("%w: a subscription is one SELECT, not %s", ErrNotSelect, toks[0].Text)
 	}
-	refs := map[string]int{}
-	window := false
+	return toks, nil
+}
+
+// scanTables records in p the user tables toks name and whether the result is ordered;
+// refs counts each table's unqualified references, window says a window function is used.
+// A writing keyword at the top level is an error.
+func (p *plan) scanTables(toks []token, isTable func(string) bool) (refs map[string]int, window bool, err error) {
+	refs = map[string]int{}
 	depth := 0
 	for i, t := range toks {
-		if depth == 0 && t.upper() == "ORDER" && i+1 < len(toks) && toks[i+1].upper() == "BY" {
+		if depth == 0 && t.Upper() == "ORDER" && i+1 < len(toks) && toks[i+1].Upper() == "BY" {
 			p.ordered = true
 		}
 		switch {
@@ -145,38 +189,55 @@ func analyse(st materializer.Statement, isTable func(string) bool, schema schema
 		// A name followed by "." qualifies a column (p.pid): it is no other instance of
 		// the table, so it must not stop the table being re-evaluated by key.
 		qualifier := i+1 < len(toks) && toks[i+1].Text == "."
-		if n := t.name(); n != "" && isTable(n) && !qualifier {
+		if n := t.Name(); n != "" && isTable(n) && !qualifier {
 			p.tables[n] = true
 			refs[n]++
 		}
-		switch t.upper() {
+		switch t.Upper() {
 		case "INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "ATTACH", "DETACH", "PRAGMA", "VACUUM", "REINDEX":
 			if depth == 0 {
-				return nil, fmt.Errorf("%w: a subscription is one SELECT", ErrNotSelect)
+				return nil, false, fmt.Errorf("%w: a subscription is one SELECT", ErrNotSelect)
 			}
 		case "OVER":
 			window = true
 		}
 	}
-	if first == "WITH" || window {
-		p.mode = modeContent
-		return p.finish(), nil
-	}
+	return refs, window, nil
+}
 
-	// Clause boundaries at depth 0.
-	const (
-		cFrom = iota
-		cWhere
-		cGroup
-		cHaving
-		cWindow
-		cOrder
-		cLimit
-		nClauses
-	)
-	var at [nClauses]int // token index of the clause keyword, 0 when absent
-	distinct, compound := false, false
-	depth = 0
+// The top-level clauses of a SELECT, in the order SQL requires them.
+const (
+	cFrom = iota
+	cWhere
+	cGroup
+	cHaving
+	cWindow
+	cOrder
+	cLimit
+	nClauses
+)
+
+// clauses is where a SELECT's top-level clauses start.
+type clauses struct {
+	at                 [nClauses]int // token index of the clause keyword, 0 when absent
+	distinct, compound bool
+}
+
+// end returns the token index where clause c ends: the next present clause, or n (the
+// number of tokens).
+func (cl *clauses) end(c, n int) int {
+	for k := c + 1; k < nClauses; k++ {
+		if cl.at[k] != 0 {
+			return cl.at[k]
+		}
+	}
+	return n
+}
+
+// findClauses finds the top-level clause keywords of a SELECT.
+func findClauses(toks []token) clauses {
+	var cl clauses
+	depth := 0
 	for i, t := range toks {
 		switch t.Text {
 		case "(":
@@ -189,103 +250,83 @@ func analyse(st materializer.Statement, isTable func(string) bool, schema schema
 		if depth != 0 || t.Kind != tkIdent {
 			continue
 		}
-		switch t.upper() {
+		switch t.Upper() {
 		case "FROM":
 			// x IS [NOT] DISTINCT FROM y is an operator, not the clause.
-			if i > 0 && toks[i-1].upper() == "DISTINCT" && i > 1 && (toks[i-2].upper() == "IS" || toks[i-2].upper() == "NOT") {
+			if i > 0 && toks[i-1].Upper() == "DISTINCT" && i > 1 && (toks[i-2].Upper() == "IS" || toks[i-2].Upper() == "NOT") {
 				continue
 			}
-			if at[cFrom] == 0 {
-				at[cFrom] = i
+			if cl.at[cFrom] == 0 {
+				cl.at[cFrom] = i
 			}
 		case "DISTINCT":
 			if i == 1 {
-				distinct = true
+				cl.distinct = true
 			}
 		case "WHERE":
-			if at[cWhere] == 0 {
-				at[cWhere] = i
+			if cl.at[cWhere] == 0 {
+				cl.at[cWhere] = i
 			}
 		case "GROUP":
-			if at[cGroup] == 0 && i+1 < len(toks) && toks[i+1].upper() == "BY" {
-				at[cGroup] = i
+			if cl.at[cGroup] == 0 && i+1 < len(toks) && toks[i+1].Upper() == "BY" {
+				cl.at[cGroup] = i
 			}
 		case "HAVING":
-			at[cHaving] = i
+			cl.at[cHaving] = i
 		case "WINDOW":
-			at[cWindow] = i
+			cl.at[cWindow] = i
 		case "ORDER":
-			if i+1 < len(toks) && toks[i+1].upper() == "BY" {
-				at[cOrder] = i
+			if i+1 < len(toks) && toks[i+1].Upper() == "BY" {
+				cl.at[cOrder] = i
 			}
 		case "LIMIT":
-			at[cLimit] = i
+			cl.at[cLimit] = i
 		case "UNION", "INTERSECT", "EXCEPT", "VALUES":
-			compound = true
+			cl.compound = true
 		}
 	}
-	if compound || distinct || at[cWindow] != 0 {
-		p.mode = modeContent
-		return p.finish(), nil
-	}
-	// end returns the token index where the clause starting at token i ends.
-	end := func(c int) int {
-		for n := c + 1; n < nClauses; n++ {
-			if at[n] != 0 {
-				return at[n]
-			}
-		}
-		return len(toks)
-	}
-	selEnd := len(toks)
-	if at[cFrom] != 0 {
-		selEnd = at[cFrom]
-	}
-	aggregate := false
-	// Only aggregates of this SELECT count: one inside a subquery (a scalar count(*)) does
-	// not fold the outer rows into one.
-	hasAgg := func(from, to int) {
-		depth := 0
-		for i := from; i < to && i < len(toks); i++ {
-			switch toks[i].Text {
-			case "(":
-				depth++
-			case ")":
-				depth--
-			}
-			if depth == 0 && aggregates[toks[i].upper()] && i+1 < len(toks) && toks[i+1].Text == "(" {
-				aggregate = true
-			}
-		}
-	}
-	hasAgg(1, selEnd)
-	if at[cHaving] != 0 {
-		hasAgg(at[cHaving], end(cHaving))
-	}
+	return cl
+}
 
-	if at[cGroup] != 0 {
-		return p.groupPlan(toks, selEnd, at[cGroup]+2, end(cGroup))
+// hasAggregate reports whether toks[from:to] calls an aggregate function outside any
+// parentheses.
+func hasAggregate(toks []token, from, to int) bool {
+	depth := 0
+	for i := from; i < to && i < len(toks); i++ {
+		switch toks[i].Text {
+		case "(":
+			depth++
+		case ")":
+			depth--
+		}
+		if depth == 0 && aggregates[toks[i].Upper()] && i+1 < len(toks) && toks[i+1].Text == "(" {
+			return true
+		}
 	}
-	if aggregate || at[cFrom] == 0 {
-		p.mode = modeOrdinal
-		return p.finish(), nil
-	}
-	items, rightFull, ok := parseFrom(toks[at[cFrom]+1 : end(cFrom)])
+	return false
+}
+
+// pkPlan plans a plain SELECT ... FROM by the primary keys of its tables, falling back to
+// modeContent when a FROM item is not a user table with a primary key.
+func (p *plan) pkPlan(toks []token, cl clauses, refs map[string]int, isTable func(string) bool, schema schemaFunc, st materializer.Statement) *plan {
+	sql := p.sql
+	fromEnd := cl.end(cFrom, len(toks))
+	items, rightFull, ok := parseFrom(toks[cl.at[cFrom]+1 : fromEnd])
 	if !ok {
 		p.mode = modeContent
-		return p.finish(), nil
+		return p.finish()
 	}
 	var hidden []string
 	for i := range items {
 		it := &items[i]
 		if !isTable(it.table) {
 			p.mode = modeContent
-			return p.finish(), nil
+			return p.finish()
 		}
 		info, ok := schema(it.table)
 		if !ok || len(info.PK) == 0 {
 			p.mode = modeContent
-			return p.finish(), nil
+			return p.finish()
 		}
 		it.hidden, it.npk = len(hidden), len(info.PK)
 		for _, c := range info.PK {
@@ -294,19 +335,18 @@ func analyse(st materializer.Statement, isTable func(string) bool, schema schema
 	}
 	p.mode = modePK
 	p.from = items
-	p.fromKwStart = toks[at[cFrom]].Start
+	p.fromKwStart = toks[cl.at[cFrom]].Start
 	p.hiddenSQL = sql[:p.fromKwStart] + ", " + strings.Join(hidden, ", ") + " " + sql[p.fromKwStart:]
 	p.nhidden = len(hidden)
 	p.hiddenCols = hidden
-	fromEnd := end(cFrom)
 	if fromEnd < len(toks) {
 		p.fromEnd = toks[fromEnd].Start
 	} else {
 		p.fromEnd = len(sql)
 	}
-	if at[cWhere] != 0 {
-		p.whereKw = toks[at[cWhere]].End
-		if we := end(cWhere); we < len(toks) {
+	if cl.at[cWhere] != 0 {
+		p.whereKw = toks[cl.at[cWhere]].End
+		if we := cl.end(cWhere, len(toks)); we < len(toks) {
 			p.whereEnd = toks[we].Start
 		} else {
 			p.whereEnd = len(sql)
@@ -315,17 +355,17 @@ func analyse(st materializer.Statement, isTable func(string) bool, schema schema
 	// A table can be re-evaluated by primary key alone when its rows only ever contribute to
 	// result rows that carry its primary key: it appears once, in the top-level FROM, on
 	// the preserved side of every join, and the result is not cut by LIMIT.
-	if at[cLimit] == 0 && !rightFull {
+	if cl.at[cLimit] == 0 && !rightFull {
 		for i, it := range items {
 			if !it.nullSide && refs[it.table] == 1 {
 				p.restrict[it.table] = i
 			}
 		}
 	}
-	if at[cWhere] != 0 {
-		p.preds = wherePreds(toks[at[cWhere]+1:end(cWhere)], items, schema, st)
+	if cl.at[cWhere] != 0 {
+		p.preds = wherePreds(toks[cl.at[cWhere]+1:cl.end(cWhere, len(toks))], items, schema, st)
 	}
-	return p.finish(), nil
+	return p.finish()
 }
 
 // finish fills the defaults of content and ordinal plans.
@@ -401,13 +441,13 @@ func parseFrom(toks []token) (items []fromItem, rightFull bool, ok bool) {
 	nullSide := false
 	for i < len(toks) {
 		t := toks[i]
-		if t.Kind != tkIdent && t.Kind != tkQIdent || nonAlias[t.upper()] {
+		if t.Kind != tkIdent && t.Kind != tkQIdent || nonAlias[t.Upper()] {
 			return nil, false, false
 		}
 		nameTok := t
 		i++
 		if i < len(toks) && toks[i].Text == "." {
-			if nameTok.name() != "main" || i+1 >= len(toks) {
+			if nameTok.Name() != "main" || i+1 >= len(toks) {
 				return nil, false, false
 			}
 			nameTok = toks[i+1]
@@ -416,12 +456,12 @@ func parseFrom(toks []token) (items []fromItem, rightFull bool, ok bool) {
 		if i < len(toks) && toks[i].Text == "(" {
 			return nil, false, false // table-valued function
 		}
-		it := fromItem{table: nameTok.name(), qual: nameTok.Text, qualName: nameTok.name(), nullSide: nullSide}
-		if i < len(toks) && toks[i].upper() == "AS" {
+		it := fromItem{table: nameTok.Name(), qual: nameTok.Text, qualName: nameTok.Name(), nullSide: nullSide}
+		if i < len(toks) && toks[i].Upper() == "AS" {
 			i++
 		}
-		if i < len(toks) && (toks[i].Kind == tkQIdent || toks[i].Kind == tkIdent && !nonAlias[toks[i].upper()]) {
-			it.qual, it.qualName = toks[i].Text, toks[i].name()
+		if i < len(toks) && (toks[i].Kind == tkQIdent || toks[i].Kind == tkIdent && !nonAlias[toks[i].Upper()]) {
+			it.qual, it.qualName = toks[i].Text, toks[i].Name()
 			i++
 		}
 		items = append(items, it)
@@ -438,11 +478,11 @@ func parseFrom(toks []token) (items []fromItem, rightFull bool, ok bool) {
 				depth--
 			case depth == 0 && t.Text == ",":
 				sawJoin = true
-			case depth == 0 && (t.upper() == "LEFT"):
+			case depth == 0 && (t.Upper() == "LEFT"):
 				nullSide = true
-			case depth == 0 && (t.upper() == "RIGHT" || t.upper() == "FULL"):
+			case depth == 0 && (t.Upper() == "RIGHT" || t.Upper() == "FULL"):
 				rightFull = true
-			case depth == 0 && t.upper() == "JOIN":
+			case depth == 0 && t.Upper() == "JOIN":
 				sawJoin = true
 			}
 			i++
@@ -469,7 +509,7 @@ func wherePreds(toks []token, items []fromItem, schema schemaFunc, st materializ
 			depth--
 			continue
 		}
-		switch t.upper() {
+		switch t.Upper() {
 		case "CASE":
 			depth++
 		case "END":
@@ -503,7 +543,7 @@ func matchPred(c []token, items []fromItem, schema schemaFunc, st materializer.S
 	// col op lit | lit op col, where col is name or qual.name.
 	opAt := -1
 	for i, t := range c {
-		if t.Text == "=" || t.Text == "==" || t.upper() == "IS" {
+		if t.Text == "=" || t.Text == "==" || t.Upper() == "IS" {
 			opAt = i
 			break
 		}
@@ -525,9 +565,9 @@ func colLit(col, lit []token, items []fromItem, schema schemaFunc, st materializ
 	var qual, name string
 	switch {
 	case len(col) == 1 && (col[0].Kind == tkIdent || col[0].Kind == tkQIdent):
-		name = col[0].name()
-	case len(col) == 3 && col[1].Text == "." && col[0].name() != "" && col[2].name() != "":
-		qual, name = col[0].name(), col[2].name()
+		name = col[0].Name()
+	case len(col) == 3 && col[1].Text == "." && col[0].Name() != "" && col[2].Name() != "":
+		qual, name = col[0].Name(), col[2].Name()
 	default:
 		return pred{}, false
 	}
