@@ -227,12 +227,36 @@ func (m *Materializer) execUser(ctx context.Context, st *Statement) (int64, erro
 	return r.RowsAffected()
 }
 
-// captured reads and clears the capture table and applies L1-L8 in capture order.
+// captured reads the capture rows of the transaction just run, applies L1-L8 in capture
+// order and returns the changeset (nil when nothing changed), with the rows' clocks
+// written.
 func (m *Materializer) captured(ctx context.Context, version log.Version, st *foldState) (*log.Changeset, error) {
-	w := m.w
-	// Capture rows of earlier transactions of the group stay until the group ends (one
-	// DELETE per group); a rolled-back transaction's rows went with its savepoint.
-	sel, err := w.stmt(ctx, "SELECT * FROM "+captureTable+" WHERE id > ? ORDER BY id")
+	events, err := m.readCapture(ctx)
+	if err != nil || len(events) == 0 {
+		return nil, err
+	}
+	rows := &localRows{m: m, byKey: map[string]*localRow{}}
+	for _, ev := range events {
+		if err := rows.apply(ctx, ev); err != nil {
+			return nil, err
+		}
+	}
+	return m.localChangeset(ctx, version, rows.order, st)
+}
+
+// captureEvent is one row of the capture table: an insert, update or delete of a row of t,
+// with the old values then the new ones (2 x len(t.Cols)).
+type captureEvent struct {
+	t    *table
+	op   int64
+	vals []log.Value
+}
+
+// readCapture reads the capture rows written since the last call. Capture rows of earlier
+// transactions of the group stay until the group ends (one DELETE per group); a
+// rolled-back transaction's rows went with its savepoint.
+func (m *Materializer) readCapture(ctx context.Context) ([]captureEvent, error) {
+	sel, err := m.w.stmt(ctx, "SELECT * FROM "+captureTable+" WHERE id > ? ORDER BY id")
 	if err != nil {
 		return nil, err
 	}
@@ -240,17 +264,12 @@ func (m *Materializer) captured(ctx context.Context, version log.Version, st *fo
 	if err != nil {
 		return nil, err
 	}
+	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
-		rows.Close()
 		return nil, err
 	}
-	type event struct {
-		t    *table
-		op   int64
-		vals []log.Value
-	}
-	var events []event
+	var events []captureEvent
 	tmp := make([]any, len(cols))
 	ptrs := make([]any, len(cols))
 	for i := range tmp {
@@ -258,7 +277,6 @@ func (m *Materializer) captured(ctx context.Context, version log.Version, st *fo
 	}
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
-			rows.Close()
 			return nil, err
 		}
 		if id, ok := tmp[0].(int64); ok && id > m.capSeen {
@@ -268,166 +286,187 @@ func (m *Materializer) captured(ctx context.Context, version log.Version, st *fo
 		op, _ := tmp[2].(int64)
 		t := m.lookupTable(name)
 		if t == nil {
-			rows.Close()
 			return nil, fmt.Errorf("capture: unknown table %q", name)
 		}
 		vals := make([]log.Value, 2*len(t.Cols))
 		for i := range vals {
-			v, err := log.FromSQL(tmp[3+i])
-			if err != nil {
-				rows.Close()
+			if vals[i], err = log.FromSQL(tmp[3+i]); err != nil {
 				return nil, err
 			}
-			vals[i] = v
 		}
-		events = append(events, event{t, op, vals})
+		events = append(events, captureEvent{t, op, vals})
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if len(events) == 0 {
-		return nil, nil
-	}
+	return events, rows.Err()
+}
 
-	byKey := map[string]*localRow{}
-	var order []*localRow
-	get := func(t *table, rowVals []log.Value) (*localRow, error) {
-		pkv := make([]log.Value, len(t.PK))
-		for i, c := range t.PK {
-			pkv[i] = rowVals[c]
-		}
-		pk, err := log.PackPK(pkv...)
-		if err != nil {
-			return nil, fmt.Errorf("%w: table %s: primary key: %w", ErrConstraint, t.Name, err)
-		}
-		key := t.Name + "\x00" + string(pk)
-		if r, ok := byKey[key]; ok {
-			return r, nil
-		}
-		r := &localRow{t: t, pk: pk, touched: make([]bool, len(t.NonPK)), vals: make([]log.Value, len(t.NonPK))}
-		if _, err := m.loadClock(ctx, t, pk, &r.rc); err != nil {
-			return nil, err
-		}
-		r.rc = r.rc.clone()
-		byKey[key] = r
-		order = append(order, r)
+// localRows are the rows one local transaction touched, in first-touch order, each with
+// its clock as stored before the transaction and then moved by the rules.
+type localRows struct {
+	m     *Materializer
+	byKey map[string]*localRow
+	order []*localRow
+}
+
+// get returns the row of t whose primary key is in rowVals, loading its clock the first
+// time.
+func (lr *localRows) get(ctx context.Context, t *table, rowVals []log.Value) (*localRow, error) {
+	pkv := make([]log.Value, len(t.PK))
+	for i, c := range t.PK {
+		pkv[i] = rowVals[c]
+	}
+	pk, err := log.PackPK(pkv...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: table %s: primary key: %w", ErrConstraint, t.Name, err)
+	}
+	key := t.Name + "\x00" + string(pk)
+	if r, ok := lr.byKey[key]; ok {
 		return r, nil
 	}
-	setVals := func(r *localRow, rowVals []log.Value) {
-		for ord, ci := range r.t.NonPK {
-			r.vals[ord] = rowVals[ci]
-		}
+	r := &localRow{t: t, pk: pk, touched: make([]bool, len(t.NonPK)), vals: make([]log.Value, len(t.NonPK))}
+	if _, err := lr.m.loadClock(ctx, t, pk, &r.rc); err != nil {
+		return nil, err
 	}
-	del := func(r *localRow) { // L3
-		if s := &r.rc.Sentinel; s.Present {
-			s.ColVersion++
+	r.rc = r.rc.clone()
+	lr.byKey[key] = r
+	lr.order = append(lr.order, r)
+	return r, nil
+}
+
+// setVals records the row's non-pk values from a full row.
+func (r *localRow) setVals(rowVals []log.Value) {
+	for ord, ci := range r.t.NonPK {
+		r.vals[ord] = rowVals[ci]
+	}
+}
+
+// del is L3: a delete makes the causal length even and drops the column clocks.
+func (r *localRow) del() {
+	if s := &r.rc.Sentinel; s.Present {
+		s.ColVersion++
+	} else {
+		*s = cellClock{Present: true, ColVersion: 2}
+	}
+	r.rc.dropCols()
+	r.sentTouched = true
+	clear(r.touched)
+}
+
+// bump moves column ord's version on by one (1 when it had none).
+func (r *localRow) bump(ord int) {
+	c := r.rc.col(ord)
+	if c.Present {
+		c.ColVersion++
+	} else {
+		*c = cellClock{Present: true, ColVersion: 1}
+	}
+	r.touched[ord] = true
+}
+
+// apply moves the clocks of the rows ev touches by the rules L1-L8 of docs/DESIGN.md.
+func (lr *localRows) apply(ctx context.Context, ev captureEvent) error {
+	t := ev.t
+	n := len(t.Cols)
+	oldV, newV := ev.vals[:n], ev.vals[n:]
+	switch ev.op {
+	case opInsert:
+		r, err := lr.get(ctx, t, newV)
+		if err != nil {
+			return err
+		}
+		r.insert()
+		r.setVals(newV)
+	case opUpdate:
+		ro, err := lr.get(ctx, t, oldV)
+		if err != nil {
+			return err
+		}
+		rn, err := lr.get(ctx, t, newV)
+		if err != nil {
+			return err
+		}
+		if ro == rn { // L2
+			for ord, ci := range t.NonPK {
+				if !oldV[ci].Equal(newV[ci]) {
+					rn.bump(ord)
+				}
+			}
 		} else {
-			*s = cellClock{Present: true, ColVersion: 2}
+			moveKey(ro, rn, oldV, newV)
 		}
-		r.rc.dropCols()
-		r.sentTouched = true
-		clear(r.touched)
+		rn.setVals(newV)
+	case opDelete:
+		r, err := lr.get(ctx, t, oldV)
+		if err != nil {
+			return err
+		}
+		r.del()
 	}
-	bump := func(r *localRow, ord int) {
-		c := r.rc.col(ord)
-		if c.Present {
-			c.ColVersion++
+	return nil
+}
+
+// insert moves the clocks of an inserted row: L1 for a new key, L4 for a key with history
+// and no live row, L5 for a REPLACE over a live row.
+func (r *localRow) insert() {
+	switch cl := r.rc.CL(); {
+	case cl == 0: // L1
+		if len(r.t.NonPK) == 0 {
+			r.rc.Sentinel = cellClock{Present: true, ColVersion: 1}
+			r.sentTouched = true
+		}
+		for ord := range r.t.NonPK {
+			*r.rc.col(ord) = cellClock{Present: true, ColVersion: 1}
+			r.touched[ord] = true
+		}
+	case cl%2 == 0: // L4
+		r.rc.Sentinel.ColVersion = cl + 1
+		r.sentTouched = true
+		for ord := range r.t.NonPK {
+			r.bump(ord)
+		}
+	default: // L5: the REPLACE's implicit delete fired no trigger
+		if r.rc.Sentinel.Present {
+			r.rc.Sentinel.ColVersion += 2
+			r.sentTouched = true
+		}
+		for ord := range r.t.NonPK {
+			r.bump(ord)
+		}
+	}
+}
+
+// moveKey is L7: a primary key update is a delete of the old key and a (re)insert of the
+// new one that keeps the column versions.
+func moveKey(ro, rn *localRow, oldV, newV []log.Value) {
+	moved := append([]cellClock(nil), ro.rc.Cols...)
+	ro.del()
+	switch cl := rn.rc.CL(); {
+	case cl == 0:
+		rn.rc.Sentinel = cellClock{Present: true, ColVersion: 1}
+	case cl%2 == 0:
+		rn.rc.Sentinel = cellClock{Present: true, ColVersion: cl + 1}
+	default:
+		rn.rc.Sentinel = cellClock{Present: true, ColVersion: cl + 2}
+	}
+	rn.sentTouched = true
+	rn.rc.dropCols()
+	for ord, ci := range rn.t.NonPK {
+		c := rn.rc.col(ord)
+		if ord < len(moved) && moved[ord].Present && moved[ord].ColVersion > 0 {
+			*c = cellClock{Present: true, ColVersion: moved[ord].ColVersion}
+			if !oldV[ci].Equal(newV[ci]) {
+				c.ColVersion++
+			}
 		} else {
 			*c = cellClock{Present: true, ColVersion: 1}
 		}
-		r.touched[ord] = true
+		rn.touched[ord] = true
 	}
-	for _, ev := range events {
-		t := ev.t
-		n := len(t.Cols)
-		oldV, newV := ev.vals[:n], ev.vals[n:]
-		switch ev.op {
-		case opInsert:
-			r, err := get(t, newV)
-			if err != nil {
-				return nil, err
-			}
-			switch cl := r.rc.CL(); {
-			case cl == 0: // L1
-				if len(t.NonPK) == 0 {
-					r.rc.Sentinel = cellClock{Present: true, ColVersion: 1}
-					r.sentTouched = true
-				}
-				for ord := range t.NonPK {
-					*r.rc.col(ord) = cellClock{Present: true, ColVersion: 1}
-					r.touched[ord] = true
-				}
-			case cl%2 == 0: // L4: a key with history and no live row
-				r.rc.Sentinel.ColVersion = cl + 1
-				r.sentTouched = true
-				for ord := range t.NonPK {
-					bump(r, ord)
-				}
-			default: // L5: REPLACE over a live row (its implicit delete fired no trigger)
-				if r.rc.Sentinel.Present {
-					r.rc.Sentinel.ColVersion += 2
-					r.sentTouched = true
-				}
-				for ord := range t.NonPK {
-					bump(r, ord)
-				}
-			}
-			setVals(r, newV)
-		case opUpdate:
-			ro, err := get(t, oldV)
-			if err != nil {
-				return nil, err
-			}
-			rn, err := get(t, newV)
-			if err != nil {
-				return nil, err
-			}
-			if ro == rn { // L2
-				for ord, ci := range t.NonPK {
-					if !oldV[ci].Equal(newV[ci]) {
-						bump(rn, ord)
-					}
-				}
-				setVals(rn, newV)
-				continue
-			}
-			// L7: a primary key update is a delete of the old key and a (re)insert of the new
-			// one that keeps the column versions.
-			moved := append([]cellClock(nil), ro.rc.Cols...)
-			del(ro)
-			switch cl := rn.rc.CL(); {
-			case cl == 0:
-				rn.rc.Sentinel = cellClock{Present: true, ColVersion: 1}
-			case cl%2 == 0:
-				rn.rc.Sentinel = cellClock{Present: true, ColVersion: cl + 1}
-			default:
-				rn.rc.Sentinel = cellClock{Present: true, ColVersion: cl + 2}
-			}
-			rn.sentTouched = true
-			rn.rc.dropCols()
-			for ord, ci := range t.NonPK {
-				c := rn.rc.col(ord)
-				if ord < len(moved) && moved[ord].Present && moved[ord].ColVersion > 0 {
-					*c = cellClock{Present: true, ColVersion: moved[ord].ColVersion}
-					if !oldV[ci].Equal(newV[ci]) {
-						c.ColVersion++
-					}
-				} else {
-					*c = cellClock{Present: true, ColVersion: 1}
-				}
-				rn.touched[ord] = true
-			}
-			setVals(rn, newV)
-		case opDelete:
-			r, err := get(t, oldV)
-			if err != nil {
-				return nil, err
-			}
-			del(r)
-		}
-	}
+}
 
+// localChangeset turns the touched rows into the transaction's changeset (sentinel first,
+// then touched columns, per row in first-touch order), stamps the clocks with their new
+// (site, version, seq) and writes them. It returns nil when no row changed.
+func (m *Materializer) localChangeset(ctx context.Context, version log.Version, order []*localRow, st *foldState) (*log.Changeset, error) {
 	cs := &log.Changeset{Site: m.site, Version: version, TS: m.hlc.Now(), Kind: log.KindData}
 	for _, r := range order {
 		start := len(cs.Changes)
@@ -450,7 +489,6 @@ func (m *Materializer) captured(ctx context.Context, version log.Version, st *fo
 		if len(cs.Changes) == start {
 			continue
 		}
-
 		if err := m.storeClock(ctx, r.t, r.pk, &r.rc, st); err != nil {
 			return nil, err
 		}
