@@ -107,154 +107,189 @@ func (m *Materializer) foldRow(ctx context.Context, cs *log.Changeset, ch []log.
 			"site", cs.Site, "version", cs.Version, "pk", ch[0].PK.String())
 		return false, nil
 	}
-	pkArgs := make([]any, len(pkVals))
+	f := rowFold{m: m, t: t, cs: cs, rc: &st.rc, pkArgs: make([]any, len(pkVals))}
 	for i, v := range pkVals {
-		pkArgs[i] = v.SQL()
+		f.pkArgs[i] = v.SQL()
 	}
-	rc := &st.rc
-	if _, err := m.loadClock(ctx, t, ch[0].PK, rc); err != nil {
+	if _, err := m.loadClock(ctx, t, ch[0].PK, f.rc); err != nil {
 		return false, err
 	}
-	nonPK := len(t.NonPK)
-	var (
-		written    []bool
-		newVals    []log.Value
-		nwritten   int
-		ensure     bool
-		needDelete bool
-		changed    bool
-		cur        []log.Value // the row's stored values, loaded on the first tie
-	)
-	resurrect := func(rec cellClock) {
+	for k := range ch {
+		if err := f.merge(ctx, &ch[k]); err != nil {
+			return false, err
+		}
+	}
+	if !f.changed {
+		return f.pending, nil
+	}
+	if err := f.write(ctx, ch[0].PK, st); err != nil {
+		return false, err
+	}
+	return f.pending, nil
+}
+
+// rowFold is the merge of one row's changes from one changeset: the row's clock, moved
+// change by change by the rules R1-R12 of docs/DESIGN.md, and the writes the view needs.
+type rowFold struct {
+	m      *Materializer
+	t      *table
+	cs     *log.Changeset
+	rc     *rowClock
+	pkArgs []any
+
+	written    []bool      // by clock ordinal: the column takes newVals[ord]
+	newVals    []log.Value // by clock ordinal
+	nwritten   int
+	ensure     bool        // the row must exist (live) after the fold
+	needDelete bool        // the stored row goes first (a delete won)
+	changed    bool        // the clock moved: store it and notify
+	pending    bool        // a change named a column this node's schema lacks yet
+	cur        []log.Value // the row's stored values, loaded on the first tie
+}
+
+// merge applies one change to the row's clock and pending writes.
+func (f *rowFold) merge(ctx context.Context, c *log.Change) error {
+	rc := f.rc
+	local := rc.CL()
+	if c.CL < local { // R1
+		return nil
+	}
+	rec := cellClock{Present: true, ColVersion: c.ColVersion, Site: f.cs.Site, Version: f.cs.Version, Seq: c.Seq}
+	if c.CL%2 == 0 { // R2: a delete
+		if c.CL == local {
+			f.changed = tieSentinel(rc, &rec) || f.changed
+			return nil
+		}
+		rec.ColVersion = c.CL
 		rc.dropCols()
 		rc.Sentinel = rec
-		ensure = true
-		changed = true
+		clear(f.written)
+		f.nwritten, f.ensure, f.needDelete, f.changed = 0, false, true, true
+		return nil
 	}
-	for k := range ch {
-		c := &ch[k]
-		local := rc.CL()
-		if c.CL < local { // R1
-			continue
+	if c.IsSentinel() { // R3
+		rec.ColVersion = c.CL
+		if c.CL == local {
+			f.changed = tieSentinel(rc, &rec) || f.changed
+			return nil
 		}
-		rec := cellClock{Present: true, ColVersion: c.ColVersion, Site: cs.Site, Version: cs.Version, Seq: c.Seq}
-		if c.CL%2 == 0 { // R2: a delete
-			if c.CL == local {
-				changed = tieSentinel(rc, &rec) || changed
-				continue
-			}
-			rec.ColVersion = c.CL
-			rc.dropCols()
-			rc.Sentinel = rec
-			for i := range written {
-				written[i] = false
-			}
-			nwritten, ensure, needDelete, changed = 0, false, true, true
-			continue
-		}
-		if c.IsSentinel() { // R3
-			rec.ColVersion = c.CL
-			if c.CL == local {
-				changed = tieSentinel(rc, &rec) || changed
-				continue
-			}
-			resurrect(rec)
-			continue
-		}
-		ord, ok := t.ordOf(c.CID)
-		if !ok {
-			if _, isPK := t.pkByName[lowerASCII(c.CID)]; !isPK {
-				pending = true // a column this node's schema lacks yet
-			}
-			continue
-		}
-		win := false
-		val := c.Val
-		if c.CL > local { // R4: resurrect or create; the change wins outright
-			if local%2 == 1 || c.CL > 1 {
-				srec := rec
-				srec.ColVersion = c.CL
-				srec.Synthetic = true
-				resurrect(srec)
-			}
-			win = true
-		} else { // R5, R6
-			var held cellClock
-			if ord < len(rc.Cols) {
-				held = rc.Cols[ord]
-			}
-			switch {
-			case !held.Present || c.ColVersion > held.ColVersion:
-				win = true
-			case c.ColVersion < held.ColVersion:
-			default:
-				in, err := m.aff.convert(ctx, m.w, t.nonPKCol(ord).aff, c.Val)
-				if err != nil {
-					return false, err
-				}
-				var lv log.Value
-				if written != nil && written[ord] {
-					if lv, err = m.aff.convert(ctx, m.w, t.nonPKCol(ord).aff, newVals[ord]); err != nil {
-						return false, err
-					}
-				} else {
-					if cur == nil {
-						if cur, err = m.readRow(ctx, t, pkArgs); err != nil {
-							return false, err
-						}
-					}
-					lv = cur[ord]
-				}
-				switch cmp := log.Compare(in, lv); {
-				case cmp > 0:
-					win, val = true, in
-				case cmp == 0 && originAfter(&rec, &held): // R12
-					*rc.col(ord) = rec
-					changed = true
-				}
-			}
-		}
-		if !win {
-			continue
-		}
-		*rc.col(ord) = rec
-		if written == nil {
-			written = make([]bool, nonPK)
-			newVals = make([]log.Value, nonPK)
-		}
-		if !written[ord] {
-			nwritten++
-		}
-		written[ord], newVals[ord] = true, val
-		ensure, changed = true, true
+		f.resurrect(rec)
+		return nil
 	}
-	if !changed {
-		return pending, nil
+	ord, ok := f.t.ordOf(c.CID)
+	if !ok {
+		if _, isPK := f.t.pkByName[lowerASCII(c.CID)]; !isPK {
+			f.pending = true // a column this node's schema lacks yet
+		}
+		return nil
 	}
-	cl := rc.CL()
-	if needDelete {
-		if _, err := m.w.exec(ctx, t.sqlDelete, pkArgs...); err != nil {
-			return false, fmt.Errorf("delete row of %s: %w", t.Name, err)
+	win, val := true, c.Val
+	if c.CL > local { // R4: resurrect or create; the change wins outright
+		if local%2 == 1 || c.CL > 1 {
+			srec := rec
+			srec.ColVersion = c.CL
+			srec.Synthetic = true
+			f.resurrect(srec)
+		}
+	} else {
+		var err error
+		if win, val, err = f.columnWins(ctx, c, ord, &rec); err != nil {
+			return err
+		}
+	}
+	if !win {
+		return nil
+	}
+	*rc.col(ord) = rec
+	if f.written == nil {
+		f.written = make([]bool, len(f.t.NonPK))
+		f.newVals = make([]log.Value, len(f.t.NonPK))
+	}
+	if !f.written[ord] {
+		f.nwritten++
+	}
+	f.written[ord], f.newVals[ord] = true, val
+	f.ensure, f.changed = true, true
+	return nil
+}
+
+// resurrect makes the row live again under rec, dropping the column clocks of its past life.
+func (f *rowFold) resurrect(rec cellClock) {
+	f.rc.dropCols()
+	f.rc.Sentinel = rec
+	f.ensure = true
+	f.changed = true
+}
+
+// columnWins decides a column change of the row's current life (R5, R6): the higher column
+// version wins; on a tie the greater value (after the column's affinity) wins, and equal
+// values keep the least origin (R12), which moves the clock but writes nothing.
+func (f *rowFold) columnWins(ctx context.Context, c *log.Change, ord int, rec *cellClock) (bool, log.Value, error) {
+	var held cellClock
+	if ord < len(f.rc.Cols) {
+		held = f.rc.Cols[ord]
+	}
+	switch {
+	case !held.Present || c.ColVersion > held.ColVersion:
+		return true, c.Val, nil
+	case c.ColVersion < held.ColVersion:
+		return false, log.Value{}, nil
+	}
+	m, aff := f.m, f.t.nonPKCol(ord).aff
+	in, err := m.aff.convert(ctx, m.w, aff, c.Val)
+	if err != nil {
+		return false, log.Value{}, err
+	}
+	var lv log.Value
+	if f.written != nil && f.written[ord] {
+		if lv, err = m.aff.convert(ctx, m.w, aff, f.newVals[ord]); err != nil {
+			return false, log.Value{}, err
+		}
+	} else {
+		if f.cur == nil {
+			if f.cur, err = m.readRow(ctx, f.t, f.pkArgs); err != nil {
+				return false, log.Value{}, err
+			}
+		}
+		lv = f.cur[ord]
+	}
+	switch cmp := log.Compare(in, lv); {
+	case cmp > 0:
+		return true, in, nil
+	case cmp == 0 && originAfter(rec, &held): // R12
+		*f.rc.col(ord) = *rec
+		f.changed = true
+	}
+	return false, log.Value{}, nil
+}
+
+// write brings the view's row in line with the merged clock and stores the clock.
+func (f *rowFold) write(ctx context.Context, pk log.PK, st *foldState) error {
+	m, t := f.m, f.t
+	cl := f.rc.CL()
+	if f.needDelete {
+		if _, err := m.w.exec(ctx, t.sqlDelete, f.pkArgs...); err != nil {
+			return fmt.Errorf("delete row of %s: %w", t.Name, err)
 		}
 	}
 	if cl%2 == 1 {
 		switch {
-		case nwritten > 0:
-			q, args := t.upsert(written, newVals, pkArgs)
+		case f.nwritten > 0:
+			q, args := t.upsert(f.written, f.newVals, f.pkArgs)
 			if _, err := m.w.exec(ctx, q, args...); err != nil {
-				return false, fmt.Errorf("write row of %s: %w", t.Name, err)
+				return fmt.Errorf("write row of %s: %w", t.Name, err)
 			}
-		case ensure:
-			if _, err := m.w.exec(ctx, t.sqlEnsure, pkArgs...); err != nil {
-				return false, fmt.Errorf("create row of %s: %w", t.Name, err)
+		case f.ensure:
+			if _, err := m.w.exec(ctx, t.sqlEnsure, f.pkArgs...); err != nil {
+				return fmt.Errorf("create row of %s: %w", t.Name, err)
 			}
 		}
 	}
-	if err := m.storeClock(ctx, t, ch[0].PK, rc, st); err != nil {
-		return false, err
+	if err := m.storeClock(ctx, t, pk, f.rc, st); err != nil {
+		return err
 	}
-	st.rows = append(st.rows, RowChange{Table: t.Name, PK: ch[0].PK, CL: cl})
-	return pending, nil
+	st.rows = append(st.rows, RowChange{Table: t.Name, PK: pk, CL: cl})
+	return nil
 }
 
 func (m *Materializer) loadClock(ctx context.Context, t *table, pk log.PK, rc *rowClock) (bool, error) {
