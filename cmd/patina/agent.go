@@ -38,9 +38,6 @@ type clusterNode interface {
 	Close() error
 }
 
-// openCluster opens the gossip component; agent_gossip.go sets it. nil runs the agent alone.
-var openCluster func(ctx context.Context, cfg *Config, store *log.Store, mat *materializer.Materializer, apiAddr string, reg prometheus.Registerer, logger *slog.Logger) (clusterNode, error)
-
 // Agent is one running node: the log, the materializer folding it into the view, gossip and
 // the HTTP API.
 type Agent struct {
@@ -146,8 +143,8 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen api %s: %w", a.cfg.APIAddr, err)
 	}
-	if openCluster != nil && !a.standalone {
-		if a.cluster, err = openCluster(ctx, &a.cfg, a.store, a.mat, ln.Addr().String(), a.reg, a.logger); err != nil {
+	if !a.standalone {
+		if a.cluster, err = openGossip(ctx, &a.cfg, a.store, a.mat, ln.Addr().String(), a.reg, a.logger); err != nil {
 			ln.Close()
 			return err
 		}

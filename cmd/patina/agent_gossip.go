@@ -15,8 +15,6 @@ import (
 	"github.com/patinadb/patina/materializer"
 )
 
-func init() { openCluster = openGossip }
-
 // openGossip starts the gossip component with the materializer as its Applier.
 func openGossip(ctx context.Context, cfg *Config, store *log.Store, mat *materializer.Materializer, apiAddr string, reg prometheus.Registerer, logger *slog.Logger) (clusterNode, error) {
 	gcfg, err := cfg.gossipConfig()

@@ -17,15 +17,14 @@ type PGConfig struct {
 	} `toml:"tls"`
 }
 
-func init() {
-	options = append(options,
-		option{key: "pg.addr", usage: "PostgreSQL protocol address, e.g. 127.0.0.1:5432 (empty: off); password: the API token",
-			field: func(c *Config) any { return &c.PG.Addr }, agentOnly: true},
-		option{key: "pg.tls.cert_file", usage: "certificate (PEM) offered to PostgreSQL clients that ask for TLS",
-			field: func(c *Config) any { return &c.PG.TLS.CertFile }, agentOnly: true},
-		option{key: "pg.tls.key_file", usage: "private key (PEM) of pg.tls.cert_file",
-			field: func(c *Config) any { return &c.PG.TLS.KeyFile }, agentOnly: true},
-	)
+// pgOptions are the agent's options of this room; config.go lists them with the others.
+var pgOptions = []option{
+	{key: "pg.addr", usage: "PostgreSQL protocol address, e.g. 127.0.0.1:5432 (empty: off); password: the API token",
+		field: func(c *Config) any { return &c.PG.Addr }, agentOnly: true},
+	{key: "pg.tls.cert_file", usage: "certificate (PEM) offered to PostgreSQL clients that ask for TLS",
+		field: func(c *Config) any { return &c.PG.TLS.CertFile }, agentOnly: true},
+	{key: "pg.tls.key_file", usage: "private key (PEM) of pg.tls.cert_file",
+		field: func(c *Config) any { return &c.PG.TLS.KeyFile }, agentOnly: true},
 }
 
 // openPG starts the PostgreSQL protocol server when pg.addr is set. It reads and writes the

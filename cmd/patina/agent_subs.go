@@ -17,16 +17,14 @@ type SubscriptionsConfig struct {
 	ClientBuffer  int           `toml:"client_buffer"`
 }
 
-func init() {
-	d := subs.DefaultConfig("")
-	options = append(options,
-		option{key: "subscriptions.idle_timeout", usage: fmt.Sprintf("drop a subscription without clients after this long (0: %v)", d.IdleTimeout),
-			field: func(c *Config) any { return &c.Subscriptions.IdleTimeout }, agentOnly: true},
-		option{key: "subscriptions.retain_changes", usage: fmt.Sprintf("change events kept per subscription for resuming with ?from (0: %d)", d.RetainChanges),
-			field: func(c *Config) any { return &c.Subscriptions.RetainChanges }, agentOnly: true},
-		option{key: "subscriptions.client_buffer", usage: fmt.Sprintf("events a subscriber may fall behind before it is disconnected (0: %d)", d.ClientBuffer),
-			field: func(c *Config) any { return &c.Subscriptions.ClientBuffer }, agentOnly: true},
-	)
+// subsOptions are the agent's options of this room; config.go lists them with the others.
+var subsOptions = []option{
+	{key: "subscriptions.idle_timeout", usage: fmt.Sprintf("drop a subscription without clients after this long (0: %v)", subs.DefaultConfig("").IdleTimeout),
+		field: func(c *Config) any { return &c.Subscriptions.IdleTimeout }, agentOnly: true},
+	{key: "subscriptions.retain_changes", usage: fmt.Sprintf("change events kept per subscription for resuming with ?from (0: %d)", subs.DefaultConfig("").RetainChanges),
+		field: func(c *Config) any { return &c.Subscriptions.RetainChanges }, agentOnly: true},
+	{key: "subscriptions.client_buffer", usage: fmt.Sprintf("events a subscriber may fall behind before it is disconnected (0: %d)", subs.DefaultConfig("").ClientBuffer),
+		field: func(c *Config) any { return &c.Subscriptions.ClientBuffer }, agentOnly: true},
 }
 
 // openSubscriptions opens the subscription engine over the open view; its subscriptions live

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -209,7 +210,11 @@ func (o option) env() string {
 	return "PATINA_" + strings.ToUpper(strings.ReplaceAll(o.key, ".", "_"))
 }
 
-var options = []option{
+// options are every setting of the config, in the order help lists them: the core ones
+// here, then the PostgreSQL and subscription ones their own files declare.
+var options = slices.Concat(coreOptions, pgOptions, subsOptions)
+
+var coreOptions = []option{
 	{key: "data_dir", usage: "data directory (log and view)", field: func(c *Config) any { return &c.DataDir }, agentOnly: true},
 	{key: "site_id", usage: "site id (UUID) of a NEW data dir; an error on one with another id", field: func(c *Config) any { return &c.SiteID }, agentOnly: true},
 	{key: "cluster_id", usage: "cluster name; nodes of other clusters are refused", field: func(c *Config) any { return &c.ClusterID }, agentOnly: true},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,25 +22,55 @@ import (
 	"github.com/patinadb/patina/internal/testutil"
 )
 
-// buildPatina builds the patina binary into a temp dir of tb and returns its path. It builds
-// it exactly as the Dockerfile does (static, same flags; see dockerBuild), so that every
-// process test runs the binary that ships, and CI builds it the Dockerfile's way.
+// buildPatina returns the path of the patina binary, built once per test process (a link
+// of the whole binary costs seconds, and a dozen tests need it) into a temp dir that
+// TestMain removes. It builds it exactly as the Dockerfile does (static, same flags; see
+// dockerBuild), so that every process test runs the binary that ships, and CI builds it
+// the Dockerfile's way.
 func buildPatina(tb testing.TB) string {
 	tb.Helper()
-	bin := filepath.Join(tb.TempDir(), "patina")
-	env, args := dockerBuild(tb)
-	for i, a := range args {
-		if a == "-o" && i+1 < len(args) {
-			args[i+1] = bin
+	patinaBin.once.Do(func() {
+		patinaBin.err = errors.New("the build stopped the test that ran it")
+		dir, err := os.MkdirTemp("", "patina-bin-")
+		if err != nil {
+			patinaBin.err = err
+			return
 		}
+		patinaBin.dir = dir
+		bin := filepath.Join(dir, "patina")
+		env, args := dockerBuild(tb)
+		for i, a := range args {
+			if a == "-o" && i+1 < len(args) {
+				args[i+1] = bin
+			}
+		}
+		build := exec.Command("go", append([]string{"build"}, args...)...)
+		build.Dir = repoRoot
+		build.Env = append(os.Environ(), env...)
+		if out, err := build.CombinedOutput(); err != nil {
+			patinaBin.err = fmt.Errorf("go build %v (env %v, as in the Dockerfile): %v\n%s", args, env, err, out)
+			return
+		}
+		patinaBin.path, patinaBin.err = bin, nil
+	})
+	if patinaBin.err != nil {
+		tb.Fatal(patinaBin.err)
 	}
-	build := exec.Command("go", append([]string{"build"}, args...)...)
-	build.Dir = repoRoot
-	build.Env = append(os.Environ(), env...)
-	if out, err := build.CombinedOutput(); err != nil {
-		tb.Fatalf("go build %v (env %v, as in the Dockerfile): %v\n%s", args, env, err, out)
+	return patinaBin.path
+}
+
+var patinaBin struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if patinaBin.dir != "" {
+		os.RemoveAll(patinaBin.dir)
 	}
-	return bin
+	os.Exit(code)
 }
 
 // lockedBuffer collects a process's output for failure messages.
