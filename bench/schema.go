@@ -102,35 +102,9 @@ func RunSchemaStorm(ctx context.Context, cfg SchemaStormConfig) (res SchemaStorm
 	if err := os.WriteFile(schema, []byte(stormSchema), 0o644); err != nil {
 		return res, err
 	}
-	agents := make([]*benchAgent, cfg.Nodes)
-	ports := &portPicker{}
-	for i := range agents {
-		a, err := newBenchAgent(cfg.Binary, filepath.Join(dir, fmt.Sprintf("node%d", i)), schema, 4, ports)
-		if err != nil {
-			ports.release()
-			return res, err
-		}
-		agents[i] = a
-	}
-	ports.release()
-	for _, a := range agents {
-		for _, o := range agents {
-			if o != a {
-				a.bootstrap = append(a.bootstrap, o.gossip)
-			}
-		}
-	}
-	defer func() {
-		for _, a := range agents {
-			a.kill()
-		}
-	}()
-	for i, a := range agents {
-		if err := a.start(ctx); err != nil {
-			return res, fmt.Errorf("start node %d: %w", i, err)
-		}
-	}
-	if err := waitMembers(ctx, agents); err != nil {
+	agents, kill, err := startAgents(ctx, cfg.Binary, dir, schema, cfg.Nodes, 4, nil)
+	defer kill()
+	if err != nil {
 		return res, err
 	}
 	sent := func(name string) (float64, error) {

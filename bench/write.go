@@ -192,44 +192,19 @@ func RunWrite(ctx context.Context, cfg WriteConfig) (res WriteResult, err error)
 	if err := os.WriteFile(schema, []byte(writeSchema), 0o644); err != nil {
 		return res, err
 	}
-	agents := make([]*benchAgent, cfg.Nodes)
-	ports := &portPicker{}
-	for i := range agents {
-		a, err := newBenchAgent(cfg.Binary, filepath.Join(dir, fmt.Sprintf("node%d", i)), schema, cfg.Clients, ports)
-		if err != nil {
-			ports.release()
-			return res, err
-		}
-		if cfg.ProfileDir != "" {
+	var setup func(int, *benchAgent)
+	if cfg.ProfileDir != "" {
+		setup = func(i int, a *benchAgent) {
 			a.env = []string{
 				"PATINA_CPUPROFILE=" + filepath.Join(cfg.ProfileDir, fmt.Sprintf("node%d.cpu.pprof", i)),
 				"PATINA_MEMPROFILE=" + filepath.Join(cfg.ProfileDir, fmt.Sprintf("node%d.allocs.pprof", i)),
 			}
 		}
-		agents[i] = a
 	}
-	ports.release()
-	for _, a := range agents {
-		for _, o := range agents {
-			if o != a {
-				a.bootstrap = append(a.bootstrap, o.gossip)
-			}
-		}
-	}
-	defer func() {
-		for _, a := range agents {
-			a.kill()
-		}
-	}()
-	for i, a := range agents {
-		if err := a.start(ctx); err != nil {
-			return res, fmt.Errorf("start node %d: %w", i, err)
-		}
-	}
-	if cfg.Nodes > 1 {
-		if err := waitMembers(ctx, agents); err != nil {
-			return res, err
-		}
+	agents, kill, err := startAgents(ctx, cfg.Binary, dir, schema, cfg.Nodes, cfg.Clients, setup)
+	defer kill()
+	if err != nil {
+		return res, err
 	}
 	logf("bench write: %d agents up in %s; writing for %v", len(agents), dir, cfg.Duration)
 
