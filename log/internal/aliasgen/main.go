@@ -12,90 +12,101 @@ import (
 	"go/printer"
 	"go/token"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 )
 
 func main() {
 	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, os.Args[1], func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, parser.ParseComments)
+	// The package's non-test files (log/format has no build tags, so every .go file counts).
+	paths, err := filepath.Glob(filepath.Join(os.Args[1], "*.go"))
 	if err != nil {
 		panic(err)
 	}
+	var files []*ast.File
+	for _, path := range paths {
+		if strings.HasSuffix(path, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.ParseComments)
+		if err != nil {
+			panic(err)
+		}
+		files = append(files, f)
+	}
 	var types, consts, vars, funcs []string
 	str := func(n any) string { var b bytes.Buffer; printer.Fprint(&b, fset, n); return b.String() }
-	for _, p := range pkgs {
-		for _, f := range p.Files {
-			for _, d := range f.Decls {
-				switch d := d.(type) {
-				case *ast.GenDecl:
-					for _, s := range d.Specs {
-						switch s := s.(type) {
-						case *ast.TypeSpec:
-							if s.Name.IsExported() {
-								types = append(types, fmt.Sprintf("\t%s = format.%s", s.Name, s.Name))
-							}
-						case *ast.ValueSpec:
-							for _, n := range s.Names {
-								if !n.IsExported() || n.Name == "ErrInvalid" {
-									continue
-								}
-								if d.Tok == token.CONST {
-									consts = append(consts, fmt.Sprintf("\t%s = format.%s", n, n))
-								} else {
-									vars = append(vars, fmt.Sprintf("\t%s = format.%s", n, n))
-								}
-							}
+	for _, f := range files {
+		for _, d := range f.Decls {
+			switch d := d.(type) {
+			case *ast.GenDecl:
+				for _, s := range d.Specs {
+					switch s := s.(type) {
+					case *ast.TypeSpec:
+						if s.Name.IsExported() {
+							types = append(types, fmt.Sprintf("\t%s = format.%s", s.Name, s.Name))
 						}
-					}
-				case *ast.FuncDecl:
-					if d.Recv != nil || !d.Name.IsExported() {
-						continue
-					}
-					var params, args []string
-					for i, fld := range d.Type.Params.List {
-						names := fld.Names
-						if len(names) == 0 {
-							names = []*ast.Ident{ast.NewIdent(fmt.Sprintf("a%d", i))}
-						}
-						t := str(fld.Type)
-						for _, n := range names {
-							nm := n.Name
-							if nm == "_" {
-								nm = fmt.Sprintf("a%d", i)
+					case *ast.ValueSpec:
+						for _, n := range s.Names {
+							if !n.IsExported() || n.Name == "ErrInvalid" {
+								continue
 							}
-							params = append(params, nm+" "+qual(t))
-							if strings.HasPrefix(t, "...") {
-								args = append(args, nm+"...")
+							if d.Tok == token.CONST {
+								consts = append(consts, fmt.Sprintf("\t%s = format.%s", n, n))
 							} else {
-								args = append(args, nm)
+								vars = append(vars, fmt.Sprintf("\t%s = format.%s", n, n))
 							}
 						}
 					}
-					res := ""
-					if d.Type.Results != nil {
-						var rs []string
-						for _, fld := range d.Type.Results.List {
-							t := qual(str(fld.Type))
-							if len(fld.Names) == 0 {
-								rs = append(rs, t)
-							}
-							for _, n := range fld.Names {
-								rs = append(rs, n.Name+" "+t)
-							}
-						}
-						res = " " + strings.Join(rs, ", ")
-						if len(rs) > 1 || len(d.Type.Results.List[0].Names) > 0 {
-							res = " (" + strings.Join(rs, ", ") + ")"
-						}
-					}
-					doc := fmt.Sprintf("// %s is format.%s.\n", d.Name, d.Name)
-					body := "return "
-					if d.Type.Results == nil {
-						body = ""
-					}
-					funcs = append(funcs, fmt.Sprintf("%sfunc %s(%s)%s { %sformat.%s(%s) }", doc, d.Name, strings.Join(params, ", "), res, body, d.Name, strings.Join(args, ", ")))
 				}
+			case *ast.FuncDecl:
+				if d.Recv != nil || !d.Name.IsExported() {
+					continue
+				}
+				var params, args []string
+				for i, fld := range d.Type.Params.List {
+					names := fld.Names
+					if len(names) == 0 {
+						names = []*ast.Ident{ast.NewIdent(fmt.Sprintf("a%d", i))}
+					}
+					t := str(fld.Type)
+					for _, n := range names {
+						nm := n.Name
+						if nm == "_" {
+							nm = fmt.Sprintf("a%d", i)
+						}
+						params = append(params, nm+" "+qual(t))
+						if strings.HasPrefix(t, "...") {
+							args = append(args, nm+"...")
+						} else {
+							args = append(args, nm)
+						}
+					}
+				}
+				res := ""
+				if d.Type.Results != nil {
+					var rs []string
+					for _, fld := range d.Type.Results.List {
+						t := qual(str(fld.Type))
+						if len(fld.Names) == 0 {
+							rs = append(rs, t)
+						}
+						for _, n := range fld.Names {
+							rs = append(rs, n.Name+" "+t)
+						}
+					}
+					res = " " + strings.Join(rs, ", ")
+					if len(rs) > 1 || len(d.Type.Results.List[0].Names) > 0 {
+						res = " (" + strings.Join(rs, ", ") + ")"
+					}
+				}
+				doc := fmt.Sprintf("// %s is format.%s.\n", d.Name, d.Name)
+				body := "return "
+				if d.Type.Results == nil {
+					body = ""
+				}
+				funcs = append(funcs, fmt.Sprintf("%sfunc %s(%s)%s { %sformat.%s(%s) }", doc, d.Name, strings.Join(params, ", "), res, body, d.Name, strings.Join(args, ", ")))
 			}
 		}
 	}
