@@ -74,8 +74,10 @@ type Gossip struct {
 	byRegion   map[string][]*peer     // the same by region (Config.Region), sorted by name
 	regionList []string               // byRegion's keys, sorted
 	known      map[string]*memberInfo // every member ever seen, for Members and reconnects
-	vectors    map[string]*log.Vector // last vector learned from each peer (by name)
-	heads      map[log.SiteID]uint64  // highest version seen per site
+	// refusedAddrs: addresses refused under mutual TLS that are no known member (trust.go).
+	refusedAddrs map[string]bool
+	vectors      map[string]*log.Vector // last vector learned from each peer (by name)
+	heads        map[log.SiteID]uint64  // highest version seen per site
 
 	joinTries  atomic.Uint64 // bootstrap join attempts, for tests and logs
 	served     atomic.Int32
@@ -488,6 +490,7 @@ func (g *Gossip) Members() []Member {
 		if st, ok := live[name]; ok {
 			mb.State = st
 		}
+		mb.State = g.memberState(info, mb.State)
 		out = append(out, mb)
 	}
 	g.mu.Unlock()

@@ -54,6 +54,7 @@ type memberInfo struct {
 	state MemberState
 	rtt   time.Duration
 	since time.Time
+	tls   trust // what mutual TLS says of it (trust.go)
 }
 
 // metaFor returns this node's membership metadata. host, when set, is the host the
@@ -105,6 +106,9 @@ func (g *Gossip) memberUp(name, addr string, meta []byte) {
 	info.meta, info.addr, info.state, info.since = m, addr, StateAlive, g.clock.Now()
 	p := g.peers[name]
 	fresh := p == nil || p.addr != m.QUIC || p.region != m.Region
+	if info.tls == trustRefused {
+		fresh = false // its certificate was refused: no broadcasts, no syncs (trust.go)
+	}
 	var old *peer
 	if fresh && !g.closed.Load() {
 		old = p
@@ -117,6 +121,13 @@ func (g *Gossip) memberUp(name, addr string, meta []byte) {
 	g.mu.Unlock()
 	if old != nil {
 		old.stop()
+	}
+	if fresh {
+		// Dial it at once: under mutual TLS that verifies it; without, a node that peers
+		// refuse learns (and logs) it now rather than at its first sync.
+		if v, ok := g.tr.(interface{ verify(addr string) }); ok {
+			v.verify(m.QUIC)
+		}
 	}
 	if fresh {
 		g.logger.Info("member up", "node", name, attrAddr, addr, "quic", m.QUIC)
@@ -139,6 +150,7 @@ func (g *Gossip) memberDown(name, addr string) {
 			state = StateLeft
 		}
 		info.state, info.since = state, g.clock.Now()
+		info.tls = trustUnknown // a node that comes back is verified again
 	}
 	p := g.peers[name]
 	delete(g.peers, name)
@@ -154,8 +166,9 @@ func (g *Gossip) memberDown(name, addr string) {
 // updateMemberGauges needs g.mu.
 func (g *Gossip) updateMemberGauges() {
 	counts := map[MemberState]int{StateAlive: 0, StateSuspect: 0, StateDead: 0, StateLeft: 0}
+	counts[StateUntrusted], counts[StateUnverified] = 0, 0
 	for _, info := range g.known {
-		counts[info.state]++
+		counts[g.memberState(info, info.state)]++
 	}
 	for s, n := range counts {
 		g.m.members.WithLabelValues(string(s)).Set(float64(n))

@@ -1,11 +1,16 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -187,24 +192,118 @@ func TestMutualTLS(t *testing.T) {
 	nodes[1].write(1, 1)
 	waitConverged(t, nodes, 2, 30*time.Second)
 
-	stranger := startNode(t, tlsFor("two"), withBootstrap(nodes[0]))
+	// A rogue member (issue 12, item 9): a certificate from another CA, in the same cluster
+	// id. Membership (memberlist) is not TLS, so it joins it; on main it was listed alive and
+	// counted. Now the QUIC handshakes are refused, both sides log it at warn and count it,
+	// and each side lists the other as untrusted, with no data crossing.
+	var goodLog, rogueLog logBuffer
+	stranger := startNode(t, tlsFor("two"), withBootstrap(nodes[0]), withLog(&rogueLog))
+	watched := startNode(t, good, withBootstrap(nodes[0]), withLog(&goodLog))
+	nodes = append(nodes, watched)
 	stranger.write(2, 1)
-	// Membership (memberlist) is not TLS: the stranger joins it, but every QUIC handshake
-	// fails, so no data crosses.
-	waitMembers(t, append(nodes, stranger))
-	start := stranger.g.syncRounds.Load()
-	p := stranger.g.alivePeers()[0]
-	if err := stranger.g.syncWith(p); err == nil {
-		t.Fatal("sync between different CAs succeeded")
+	states := func(n *testNode) map[string]MemberState {
+		out := map[string]MemberState{}
+		for _, m := range n.g.Members() {
+			if !m.Self {
+				out[m.Name] = m.State
+			}
+		}
+		return out
 	}
-	if stranger.g.syncRounds.Load() != start {
-		t.Fatal("a sync round completed across CAs")
+	testutil.WaitFor(t, 60*time.Second, "the rogue member to be untrusted everywhere, and the good ones alive", func() bool {
+		for _, n := range nodes {
+			st := states(n)
+			if st[stranger.site.String()] != StateUntrusted {
+				return false
+			}
+			for _, o := range nodes {
+				if o != n && st[o.site.String()] != StateAlive {
+					return false
+				}
+			}
+		}
+		st := states(stranger)
+		for _, n := range nodes {
+			if st[n.site.String()] != StateUntrusted {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range nodes {
+		if got := len(n.g.alivePeers()); got != len(nodes)-1 {
+			t.Fatalf("a good node has %d live peers, want %d (the rogue one is not a peer)", got, len(nodes)-1)
+		}
+	}
+	if len(stranger.g.alivePeers()) != 0 {
+		t.Fatal("the rogue node kept peers")
+	}
+	if err := testutil.Poll(10*time.Second, func() bool {
+		return strings.Contains(goodLog.String(), "level=WARN msg=\"refusing a peer under mutual TLS") &&
+			strings.Contains(rogueLog.String(), "level=WARN msg=\"refusing a peer under mutual TLS")
+	}); err != nil {
+		t.Fatalf("no warn line on both sides:\ngood:\n%s\nrogue:\n%s", goodLog.String(), rogueLog.String())
+	}
+	refused := func(n *testNode) float64 {
+		var total float64
+		for _, dir := range []string{"in", "out"} {
+			var m dto.Metric
+			if err := n.g.m.tlsRefused.WithLabelValues(dir).Write(&m); err != nil {
+				t.Fatal(err)
+			}
+			total += m.GetCounter().GetValue()
+		}
+		return total
+	}
+	if refused(watched) == 0 || refused(stranger) == 0 {
+		t.Fatalf("patina_gossip_tls_refused_total: good %v, rogue %v", refused(watched), refused(stranger))
+	}
+	// A node with no certificate of its own (no CA: an ephemeral self-signed one) is
+	// refused the same way; its handshakes are refused by the good nodes' servers ("in").
+	var noCertLog logBuffer
+	noCert := startNode(t, withBootstrap(nodes[0]), withLog(&noCertLog))
+	testutil.WaitFor(t, 60*time.Second, "the member without a certificate to be untrusted", func() bool {
+		for _, n := range nodes {
+			if states(n)[noCert.site.String()] != StateUntrusted {
+				return false
+			}
+		}
+		return true
+	})
+	// Its own side: in TLS 1.3 a client's handshake completes before the server checks the
+	// client certificate, so it sees a closed connection, not an alert; the good side logs.
+	if err := testutil.Poll(10*time.Second, func() bool {
+		return strings.Contains(goodLog.String(), "direction=in") || strings.Contains(goodLog.String(), noCert.site.String())
+	}); err != nil {
+		t.Fatalf("the good node did not log the refusal of the node without a certificate:\n%s", goodLog.String())
 	}
 	nodes[0].write(3, 1)
 	waitConverged(t, nodes, 3, 30*time.Second)
 	if stranger.complete() != 1 || nodes[0].st.Contains(stranger.site, 1) {
 		t.Fatal("data crossed between nodes of different CAs")
 	}
+}
+
+// logBuffer collects a node's log lines for a test to read while the node writes.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func withLog(w io.Writer) nodeOpt {
+	return func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(w, nil)) }
 }
 
 func TestTLSGenerateErrors(t *testing.T) {

@@ -21,6 +21,7 @@ type metrics struct {
 	siteGaps       *prometheus.GaugeVec   // by site
 	lag            prometheus.Histogram
 	refusedCluster prometheus.Counter
+	tlsRefused     *prometheus.CounterVec // trust.go
 }
 
 func newMetrics() *metrics {
@@ -49,6 +50,9 @@ func newMetrics() *metrics {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}),
 		refusedCluster: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "refused_peers_total",
 			Help: "Peers refused because they belong to another cluster id."}),
+		tlsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "patina_gossip_tls_refused_total",
+			Help: "QUIC handshakes refused on certificate grounds under mutual TLS: in, a peer whose certificate is not from the cluster's CA (or none); out, a peer that refused ours or whose certificate we refused when dialling."},
+			[]string{"direction"}),
 	}
 	m.zero()
 	return m
@@ -77,7 +81,7 @@ func (m *metrics) zero() {
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
-		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster} {
+		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -87,7 +91,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 
 func (m *metrics) unregister(r prometheus.Registerer) {
 	for _, c := range []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
-		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster} {
+		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused} {
 		r.Unregister(c)
 	}
 }

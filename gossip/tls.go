@@ -78,7 +78,7 @@ func tlsConfigs(c TLSConfig) (server, client *tls.Config, insecure bool, err err
 // verifyChain checks a peer's chain against the CA without a hostname check.
 func verifyChain(raw [][]byte, roots *x509.CertPool, usage x509.ExtKeyUsage) error {
 	if len(raw) == 0 {
-		return errors.New("tls: peer sent no certificate")
+		return errNoPeerCert
 	}
 	certs := make([]*x509.Certificate, len(raw))
 	for i, b := range raw {

@@ -95,6 +95,9 @@ func (t *quicTransport) Listen(in Inbound) (string, error) {
 			"gossip tls ca_file, cert_file and key_file (see `patina tls`) for anything else !!!")
 	}
 	t.serverTLS, t.clientTLS = srv, cli
+	if !insecure {
+		t.serverTLS = t.verifyingServer(srv)
+	}
 	udpAddr, err := net.ResolveUDPAddr("udp", g.cfg.QUICAddr)
 	if err != nil {
 		return "", fmt.Errorf("quic addr %q: %w", g.cfg.QUICAddr, err)
@@ -471,6 +474,14 @@ func (l *link) close() {
 
 // connect returns the peer's connection, dialing it if needed.
 func (l *link) connect(ctx context.Context) (*quic.Conn, error) {
+	// The TLS outcome is recorded after cmu is released: a refusal stops the peer, which
+	// closes this link (trust.go).
+	var outcome func()
+	defer func() {
+		if outcome != nil {
+			outcome()
+		}
+	}()
 	l.cmu.Lock()
 	defer l.cmu.Unlock()
 	if l.conn != nil && l.conn.Context().Err() == nil {
@@ -487,8 +498,12 @@ func (l *link) connect(ctx context.Context) (*quic.Conn, error) {
 	defer cancel()
 	conn, err := l.t.qt.Dial(dctx, addr, l.t.clientTLS, l.t.quicConfig())
 	if err != nil {
+		if isCertRefusal(err) {
+			outcome = func() { l.t.g.tlsOutcome("out", l.addr, err) }
+		}
 		return nil, fmt.Errorf("dial %s: %w", l.addr, err)
 	}
+	outcome = func() { l.t.g.tlsOutcome("out", l.addr, nil) }
 	l.conn = conn
 	return conn, nil
 }
