@@ -46,6 +46,7 @@ of the config file.`,
 		if err != nil {
 			return err
 		}
+		logConfigNotes(logger, cfg.notes)
 		return m.runAgent(c.Context(), cfg, cf.path, logger, level)
 	}
 	return c

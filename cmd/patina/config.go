@@ -45,6 +45,10 @@ type Config struct {
 	PG PGConfig `toml:"pg"`
 	// Templates are the [[template]] entries: see agent_template.go.
 	Templates []template.Spec `toml:"template"`
+
+	// notes say what became of the Corrosion keys of the file (config_corrosion.go); the
+	// agent logs them once its logger exists.
+	notes []configNote
 }
 
 // APIConfig is the [api] section.
@@ -332,6 +336,12 @@ func loadFile(path string, cfg *Config) error {
 	if err != nil {
 		return usagef("config: %v", err)
 	}
+	// A Corrosion config file is read too: its keys become Patina's (config_corrosion.go).
+	b, notes, err := corrosionDoc(path, b)
+	if err != nil {
+		return err
+	}
+	cfg.notes = append(cfg.notes, notes...)
 	md, err := toml.Decode(string(b), cfg)
 	if err != nil {
 		return usagef("config %s: %v", path, err)
