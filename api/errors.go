@@ -45,6 +45,8 @@ var (
 	errNotImplemented = errors.New("not implemented")
 	// errGapRefused: an ingest body would open a gap in a site's versions (409).
 	errGapRefused = errors.New("ingest refused")
+	// errUnreachable: an admin operation found no peer to work with (503).
+	errUnreachable = errors.New("no peer reachable")
 )
 
 // badRequest is a 400 whose message needs no "bad request" prefix.
@@ -75,7 +77,7 @@ func statusOf(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, errForbidden):
 		return http.StatusForbidden
-	case errors.Is(err, errOverloaded), errors.Is(err, errShuttingDown),
+	case errors.Is(err, errOverloaded), errors.Is(err, errShuttingDown), errors.Is(err, errUnreachable),
 		errors.Is(err, materializer.ErrClosed), errors.Is(err, log.ErrClosed):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, context.Canceled):

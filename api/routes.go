@@ -65,6 +65,7 @@ func (s *Server) routes() http.Handler {
 	s.route(mux, "GET /ui", kindPage, ScopeNone, s.handleUI)
 	s.route(mux, "GET /v1/dashboard", kindCheap, ScopeRead, s.handleDashboard)
 	s.routeSubscriptions(mux)
+	s.routeClusterAdmin(mux) // admin_cluster.go
 	// JSON answers for what the patterns above do not match, instead of the mux's plain text.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: no endpoint %s %s", errNotFound, r.Method, r.URL.Path))

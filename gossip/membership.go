@@ -394,6 +394,22 @@ func (m *memberlistMembership) Leave(timeout time.Duration) error {
 	return m.ml.Leave(timeout)
 }
 
+// Rejoin announces this node with a fresh incarnation (memberlist's UpdateNode: other
+// members that hold it suspect or dead take it back as alive, with its current metadata),
+// then joins addrs with a full state exchange each. For gossip's Rejoin (admin.go).
+func (m *memberlistMembership) Rejoin(addrs []string, timeout time.Duration) (int, error) {
+	if m.ml == nil {
+		return 0, errNotOpen
+	}
+	if err := m.ml.UpdateNode(timeout); err != nil {
+		m.g.logger.Debug("rejoin: announce", attrErr, err)
+	}
+	if len(addrs) == 0 {
+		return 0, nil
+	}
+	return m.ml.Join(addrs)
+}
+
 // Close stops the join loop and memberlist.
 func (m *memberlistMembership) Close() error {
 	var err error

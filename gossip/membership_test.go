@@ -454,7 +454,7 @@ func TestMetricsAtZero(t *testing.T) {
 	}
 	want := map[string]int{
 		"patina_gossip_members": 4, "patina_gossip_broadcast_queue_length": 1,
-		"patina_gossip_broadcast_dropped_total": 1, "patina_gossip_sync_rounds_total": 6,
+		"patina_gossip_broadcast_dropped_total": 1, "patina_gossip_sync_rounds_total": 9, "patina_gossip_admin_operations_total": 2,
 		"patina_gossip_changesets_sent_total": 2, "patina_gossip_changesets_received_total": 4,
 		"patina_gossip_bytes_sent_total": 2, "patina_gossip_bytes_received_total": 2,
 		"patina_gossip_replication_lag_seconds": 1, "patina_gossip_refused_peers_total": 1,

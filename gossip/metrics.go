@@ -13,7 +13,7 @@ type metrics struct {
 	members        *prometheus.GaugeVec // by state
 	queueLen       prometheus.Gauge
 	drops          prometheus.Counter
-	syncRounds     *prometheus.CounterVec // by role (client, server) and result
+	syncRounds     *prometheus.CounterVec // by role (client, server, reconcile) and result
 	versionsSent   *prometheus.CounterVec // by path
 	versionsRecv   *prometheus.CounterVec // by path and new (true/false)
 	bytesSent      *prometheus.CounterVec // by path
@@ -22,6 +22,7 @@ type metrics struct {
 	lag            prometheus.Histogram
 	refusedCluster prometheus.Counter
 	tlsRefused     *prometheus.CounterVec // trust.go
+	adminOps       *prometheus.CounterVec // by op (rejoin, reconcile): admin.go
 }
 
 func newMetrics() *metrics {
@@ -53,6 +54,8 @@ func newMetrics() *metrics {
 		tlsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "patina_gossip_tls_refused_total",
 			Help: "QUIC handshakes refused on certificate grounds under mutual TLS: in, a peer whose certificate is not from the cluster's CA (or none); out, a peer that refused ours or whose certificate we refused when dialling."},
 			[]string{"direction"}),
+		adminOps: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "admin_operations_total",
+			Help: "Operator-requested rejoins and gap reconciliations."}, []string{"op"}),
 	}
 	m.zero()
 	return m
@@ -65,7 +68,10 @@ func (m *metrics) zero() {
 	for _, s := range []MemberState{StateAlive, StateSuspect, StateDead, StateLeft} {
 		m.members.WithLabelValues(string(s))
 	}
-	for _, role := range []string{"client", "server"} {
+	for _, op := range []string{"rejoin", "reconcile"} {
+		m.adminOps.WithLabelValues(op)
+	}
+	for _, role := range []string{"client", "server", "reconcile"} {
 		for _, res := range []string{"ok", "busy", "error"} {
 			m.syncRounds.WithLabelValues(role, res)
 		}
@@ -81,7 +87,7 @@ func (m *metrics) zero() {
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
-		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused} {
+		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -91,7 +97,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 
 func (m *metrics) unregister(r prometheus.Registerer) {
 	for _, c := range []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
-		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused} {
+		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps} {
 		r.Unregister(c)
 	}
 }

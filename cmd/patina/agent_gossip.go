@@ -99,3 +99,19 @@ func (n gossipNode) P99Lag() time.Duration {
 }
 
 var _ api.LagReporter = gossipNode{}
+
+// Rejoin, SiteGaps and Reconcile serve the API's cluster admin endpoints.
+func (n gossipNode) Rejoin(ctx context.Context) (api.RejoinReport, error) {
+	r, err := n.g.Rejoin(ctx)
+	return api.RejoinReport{Addresses: r.Addresses, Contacted: r.Contacted, Alive: r.Alive}, err
+}
+
+func (n gossipNode) SiteGaps() map[log.SiteID]uint64 { return n.g.SiteGaps() }
+
+func (n gossipNode) Reconcile(ctx context.Context) (api.ReconcileReport, error) {
+	r, err := n.g.Reconcile(ctx)
+	return api.ReconcileReport{Before: r.Before, After: r.After, Passes: r.Passes, Sessions: r.Sessions,
+		Busy: r.Busy, Failed: r.Failed, Peers: r.Peers}, err
+}
+
+var _ api.ClusterAdmin = gossipNode{}

@@ -3,15 +3,103 @@ package main
 import (
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/patinadb/patina/api/client"
 )
 
 // patina admin: Corrosion's admin commands over the API's admin endpoints (admin scope).
 func init() {
 	register("admin", newAdminSubsCmd)
 	register("admin", newAdminLogLevelCmd)
-	groupShort["admin"] = "Inspect and steer a running agent (subscriptions, log level)"
+	register("admin", newAdminRejoinCmd)
+	register("admin", newAdminGapsCmd)
+	register("admin", newAdminReconcileCmd)
+	groupShort["admin"] = "Inspect and steer a running agent (subscriptions, log level, rejoin, sync gaps)"
+}
+
+func newAdminRejoinCmd(m *Main) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "rejoin",
+		Short: "Make the agent rejoin the cluster now (POST /v1/admin/cluster/rejoin)",
+		Long: `Make the agent announce itself with a fresh incarnation (members that hold it suspect or
+dead take it back) and join its bootstrap addresses and every member it knows that has not
+left, then run a sync round. Corrosion's "corrosion cluster rejoin". Prints what it did as
+JSON; exits 1 when no address answered.`,
+		Args: noArgs,
+	}
+	f := addClientFlags(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		cl, err := m.client(c, f)
+		if err != nil {
+			return err
+		}
+		rep, err := cl.Rejoin(c.Context())
+		if err != nil {
+			return err
+		}
+		return writeJSON(m.Stdout, rep)
+	}
+	return c
+}
+
+func newAdminGapsCmd(m *Main) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "gaps",
+		Short: "Print the versions the agent lacks per site (GET /v1/admin/sync/gaps)",
+		Long: `Print, per site, how many versions the agent lacks up to the newest version of that site
+known anywhere in the cluster (its own vector and its peers' announcements), and the total
+that /v1/health's gaps threshold is about. "patina sync state" shows the exact ranges.`,
+		Args: noArgs,
+	}
+	f := addClientFlags(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		cl, err := m.client(c, f)
+		if err != nil {
+			return err
+		}
+		g, err := cl.SyncGaps(c.Context())
+		if err != nil {
+			return err
+		}
+		return writeJSON(m.Stdout, g)
+	}
+	return c
+}
+
+func newAdminReconcileCmd(m *Main) *cobra.Command {
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "reconcile-gaps",
+		Short: "Make the agent fill its sync gaps now (POST /v1/admin/sync/reconcile)",
+		Long: `Make the agent sync with every alive peer now, pass after pass, until it lacks nothing,
+a pass brings nothing (what is still missing is held by no reachable peer), or --timeout
+passes. Corrosion's "corrosion sync reconcile-gaps". Prints the gaps before and after per
+site as JSON; exits 1 when some remain.`,
+		Args: noArgs,
+	}
+	f := addClientFlags(c)
+	c.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "give up after this long")
+	c.RunE = func(c *cobra.Command, args []string) error {
+		cl, err := m.client(c, f)
+		if err != nil {
+			return err
+		}
+		rep, err := cl.ReconcileGaps(c.Context(), client.Options{Timeout: timeout})
+		if err != nil {
+			return err
+		}
+		if err := writeJSON(m.Stdout, rep); err != nil {
+			return err
+		}
+		if !rep.Complete {
+			return fmt.Errorf("gaps remain after reconcile: no reachable peer holds them")
+		}
+		return nil
+	}
+	return c
 }
 
 func newAdminSubsCmd(m *Main) *cobra.Command {
