@@ -4,7 +4,7 @@ import (
 	"context"
 	"net/http"
 
-	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/log/format"
 )
 
 // RejoinReport is what POST /v1/admin/cluster/rejoin did.
@@ -26,7 +26,7 @@ func (c *Client) Rejoin(ctx context.Context) (RejoinReport, error) {
 // known anywhere.
 type Gaps struct {
 	Total uint64                `json:"total"`
-	Sites map[log.SiteID]uint64 `json:"sites"`
+	Sites map[format.SiteID]uint64 `json:"sites"`
 }
 
 // SyncGaps reads the agent's gaps per site (admin scope).
@@ -38,8 +38,8 @@ func (c *Client) SyncGaps(ctx context.Context) (Gaps, error) {
 
 // ReconcileReport is what POST /v1/admin/sync/reconcile did.
 type ReconcileReport struct {
-	Before   map[log.SiteID]uint64 `json:"before"`
-	After    map[log.SiteID]uint64 `json:"after"`
+	Before   map[format.SiteID]uint64 `json:"before"`
+	After    map[format.SiteID]uint64 `json:"after"`
 	Passes   int                   `json:"passes"`
 	Sessions int                   `json:"sessions"`
 	Busy     int                   `json:"busy"`
