@@ -25,7 +25,7 @@ func (c *Client) Rejoin(ctx context.Context) (RejoinReport, error) {
 // Gaps is GET /v1/admin/sync/gaps: per site, the versions the agent lacks up to the newest
 // known anywhere.
 type Gaps struct {
-	Total uint64                `json:"total"`
+	Total uint64                   `json:"total"`
 	Sites map[format.SiteID]uint64 `json:"sites"`
 }
 
@@ -40,12 +40,12 @@ func (c *Client) SyncGaps(ctx context.Context) (Gaps, error) {
 type ReconcileReport struct {
 	Before   map[format.SiteID]uint64 `json:"before"`
 	After    map[format.SiteID]uint64 `json:"after"`
-	Passes   int                   `json:"passes"`
-	Sessions int                   `json:"sessions"`
-	Busy     int                   `json:"busy"`
-	Failed   int                   `json:"failed"`
-	Peers    int                   `json:"peers"`
-	Complete bool                  `json:"complete"`
+	Passes   int                      `json:"passes"`
+	Sessions int                      `json:"sessions"`
+	Busy     int                      `json:"busy"`
+	Failed   int                      `json:"failed"`
+	Peers    int                      `json:"peers"`
+	Complete bool                     `json:"complete"`
 }
 
 // ReconcileGaps asks the agent to sync with every alive peer now until it lacks nothing a
