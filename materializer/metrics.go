@@ -27,9 +27,11 @@ type metrics struct {
 
 	schemaChangesets prometheus.Counter
 	schemaRebuilds   prometheus.Counter
-	schemaLagging    prometheus.Counter
-	schemaConflicts  prometheus.Gauge
-	schemaWaiting    prometheus.Gauge
+	// schemaTableRebuilds: tables recreated and refolded alone (migrate.go's recreateTable).
+	schemaTableRebuilds prometheus.Counter
+	schemaLagging       prometheus.Counter
+	schemaConflicts     prometheus.Gauge
+	schemaWaiting       prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -66,7 +68,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		schemaChangesets: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_schema_changesets_total",
 			Help: "Schema changesets folded into the view (local and remote)."}),
 		schemaRebuilds: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_schema_rebuilds_total",
-			Help: "View rebuilds a schema changeset caused (concurrent columns reordered, or a conflict won by a definition the view had not applied)."}),
+			Help: "Whole-view rebuilds a schema changeset caused (only when a recreated table's own indexes no longer fit the merged columns)."}),
+		schemaTableRebuilds: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_schema_table_rebuilds_total",
+			Help: "Tables a schema changeset made the view recreate and refold from the log alone (concurrent columns reordered, or a conflict won by a definition the view had not applied)."}),
 		schemaLagging: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_schema_file_lagging_total",
 			Help: "Schema file statements skipped at start because they lag the replicated schema."}),
 		schemaConflicts: prometheus.NewGauge(prometheus.GaugeOpts{Name: "patina_schema_conflicts",
@@ -76,7 +80,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed, m.compactLag, m.compactPasses, m.interrupted, m.txRetried, m.txAbandoned,
-			m.schemaChangesets, m.schemaRebuilds, m.schemaLagging, m.schemaConflicts, m.schemaWaiting} {
+			m.schemaChangesets, m.schemaRebuilds, m.schemaTableRebuilds, m.schemaLagging, m.schemaConflicts, m.schemaWaiting} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -57,42 +57,53 @@ func readElements(ctx context.Context, q querier) ([]element, error) {
 
 // realize brings the view's tables and indexes to the merged schema by creating tables,
 // appending columns and (re)creating or dropping indexes, inside the open transaction. It
-// reports whether it changed anything; errRebuild when appending cannot get there. Tables
-// and indexes the merged schema does not know are left alone.
-func realize(ctx context.Context, q querier, ms *mergedSchema) (changed bool, err error) {
+// reports whether it changed anything and which tables it recreated empty (see
+// recreateTable) because appending could not get them there; with rebuild false such a
+// table is errRebuild instead. Tables and indexes the merged schema does not know are left
+// alone.
+func realize(ctx context.Context, q querier, ms *mergedSchema, rebuild bool) (changed bool, rebuilt []string, err error) {
 	for _, mt := range ms.Tables {
 		_, exists, err := objectSQL(ctx, q, "table", mt.Name)
 		if err != nil {
-			return changed, err
+			return changed, rebuilt, err
 		}
 		if !exists {
-			if _, err := q.ExecContext(ctx, mt.Create.SQL); err != nil {
-				return changed, fmt.Errorf("create table %q: %w", mt.Name, err)
-			}
-			if err := createClock(ctx, q, mt.Name); err != nil {
-				return changed, err
-			}
-			for _, a := range mt.Added {
-				if _, err := q.ExecContext(ctx, "ALTER TABLE "+quoteIdent(mt.Name)+" ADD COLUMN "+a.SQL); err != nil {
-					return changed, fmt.Errorf("table %q: add column %q: %w", mt.Name, a.Name, err)
-				}
+			if err := createMerged(ctx, q, mt); err != nil {
+				return changed, rebuilt, err
 			}
 			changed = true
 			continue
 		}
 		phys, err := loadTable(ctx, q, mt.Name)
 		if err != nil {
-			return changed, err
+			return changed, rebuilt, err
 		}
+		why := ""
 		if len(phys.Cols) > len(mt.Cols) || !sameColumns(phys.Cols, mt.Cols[:len(phys.Cols)]) {
-			return changed, fmt.Errorf("%w: table %q", errRebuild, mt.Name)
+			why = "its columns are not a prefix of the merged ones"
+		} else {
+			for _, c := range mt.Cols[len(phys.Cols):] {
+				if c.PK > 0 {
+					why = fmt.Sprintf("it lacks key column %q", c.Name)
+				}
+			}
+		}
+		if why != "" {
+			if !rebuild {
+				return changed, rebuilt, fmt.Errorf("%w: table %q: %s", errRebuild, mt.Name, why)
+			}
+			if err := recreateTable(ctx, q, mt, ms); err != nil {
+				return changed, rebuilt, fmt.Errorf("table %q (%s): %w", mt.Name, why, err)
+			}
+			changed, rebuilt = true, append(rebuilt, mt.Name)
+			continue
 		}
 		for _, c := range mt.Cols[len(phys.Cols):] {
 			if c.PK > 0 {
-				return changed, fmt.Errorf("%w: table %q lacks key column %q", errRebuild, mt.Name, c.Name)
+				return changed, rebuilt, fmt.Errorf("%w: table %q lacks key column %q", errRebuild, mt.Name, c.Name)
 			}
 			if _, err := q.ExecContext(ctx, "ALTER TABLE "+quoteIdent(mt.Name)+" ADD COLUMN "+mt.defs[strings.ToLower(c.Name)]); err != nil {
-				return changed, fmt.Errorf("%w: table %q: add column %q: %w", errRebuild, mt.Name, c.Name, err)
+				return changed, rebuilt, fmt.Errorf("%w: table %q: add column %q: %w", errRebuild, mt.Name, c.Name, err)
 			}
 			changed = true
 		}
@@ -100,24 +111,138 @@ func realize(ctx context.Context, q querier, ms *mergedSchema) (changed bool, er
 	for _, ix := range ms.Indexes {
 		old, ok, err := objectSQL(ctx, q, "index", ix.Name)
 		if err != nil {
-			return changed, err
+			return changed, rebuilt, err
 		}
 		if ix.Last.Kind == log.SchemaDropIndex || ok && normalizeSQL(old) != normalizeSQL(ix.Last.SQL) {
 			if ok {
 				if _, err := q.ExecContext(ctx, "DROP INDEX "+quoteIdent(ix.Name)); err != nil {
-					return changed, fmt.Errorf("drop index %q: %w", ix.Name, err)
+					return changed, rebuilt, fmt.Errorf("drop index %q: %w", ix.Name, err)
 				}
 				changed, ok = true, false
 			}
 		}
 		if ix.Last.Kind == log.SchemaIndex && !ok {
 			if _, err := q.ExecContext(ctx, ix.Last.SQL); err != nil {
-				return changed, fmt.Errorf("create index %q: %w", ix.Name, err)
+				return changed, rebuilt, fmt.Errorf("create index %q: %w", ix.Name, err)
 			}
 			changed = true
 		}
 	}
-	return changed, nil
+	return changed, rebuilt, nil
+}
+
+// createMerged creates the merged table mt and its clock table: the winning definition,
+// then the accepted columns in the merged order.
+func createMerged(ctx context.Context, q querier, mt *mergedTable) error {
+	if _, err := q.ExecContext(ctx, mt.Create.SQL); err != nil {
+		return fmt.Errorf("create table %q: %w", mt.Name, err)
+	}
+	if err := createClock(ctx, q, mt.Name); err != nil {
+		return err
+	}
+	for _, a := range mt.Added {
+		if _, err := q.ExecContext(ctx, "ALTER TABLE "+quoteIdent(mt.Name)+" ADD COLUMN "+a.SQL); err != nil {
+			return fmt.Errorf("table %q: add column %q: %w", mt.Name, a.Name, err)
+		}
+	}
+	return nil
+}
+
+// recreateTable replaces a table whose columns cannot reach the merged ones by appending (a
+// concurrent column that sorts before one this node added, a column or table whose other
+// definition won) with an empty table of the merged definition and an empty clock table;
+// the caller refolds the table's changes from the log (refoldTables) in the same
+// transaction. Indexes the merged schema names are created again by realize; the table's
+// other indexes (from schema files not replicated) are created again here.
+func recreateTable(ctx context.Context, q querier, mt *mergedTable, ms *mergedSchema) error {
+	rows, err := q.QueryContext(ctx, "SELECT name, sql FROM main.sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name = ? COLLATE NOCASE", mt.Name)
+	if err != nil {
+		return err
+	}
+	var local []string
+	for rows.Next() {
+		var name, text string
+		if err := rows.Scan(&name, &text); err != nil {
+			rows.Close()
+			return err
+		}
+		if !ms.hasIndex(name) {
+			local = append(local, text)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, stmt := range []string{"DROP TABLE " + quoteIdent(mt.Name), "DROP TABLE IF EXISTS " + quoteIdent(clockTableName(mt.Name))} {
+		if _, err := q.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("%s: %w", stmt, err)
+		}
+	}
+	if err := createMerged(ctx, q, mt); err != nil {
+		return err
+	}
+	for _, text := range local {
+		if _, err := q.ExecContext(ctx, text); err != nil {
+			// An index of this node's own files that no longer fits the merged columns.
+			return fmt.Errorf("%w: recreate index %q: %w", errRebuild, text, err)
+		}
+	}
+	return nil
+}
+
+// refoldTables folds again, into the tables named (recreated empty by realize), every
+// change the view had folded into them: the changesets of the log before seq before, and
+// the local ones folded ahead of the fold position. Only those tables' changes are folded,
+// in arrival order with the merged schema, which is what a rebuild of the whole view gives
+// them (the merge is per row); the other tables are not touched. Runs in the caller's
+// transaction, with m.tables describing the recreated tables.
+func (m *Materializer) refoldTables(ctx context.Context, names []string, before log.Seq) (changes int, err error) {
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[strings.ToLower(n)] = true
+	}
+	limit := before - 1
+	for s := range m.ahead {
+		limit = max(limit, s)
+	}
+	var st foldState
+	after := log.Seq(0)
+	for after < limit {
+		css, err := m.store.Read(after, 1024)
+		if err != nil {
+			return changes, err
+		}
+		if len(css) == 0 {
+			break
+		}
+		for _, cs := range css {
+			after = cs.Seq
+			if cs.Seq > limit {
+				break
+			}
+			if cs.Kind != log.KindData || cs.Seq >= before && !m.ahead[cs.Seq] {
+				continue
+			}
+			var keep []log.Change
+			for _, ch := range cs.Changes {
+				if want[strings.ToLower(ch.Table)] {
+					keep = append(keep, ch)
+				}
+			}
+			if len(keep) == 0 {
+				continue
+			}
+			c := *cs
+			c.Changes = keep
+			if err := m.foldChangeset(ctx, &c, &st); err != nil {
+				return changes, fmt.Errorf("refold %v/%d: %w", cs.Site, cs.Version, err)
+			}
+			changes += len(keep)
+			st.rows = st.rows[:0] // nobody is told: the rows are what they were
+		}
+	}
+	return changes, nil
 }
 
 // foldSchema folds the schema changeset at the head of the backlog (its seq is the fold
@@ -148,6 +273,8 @@ func (m *Materializer) foldSchema(ctx context.Context, cs *log.Changeset) error 
 	}
 	var ms *mergedSchema
 	var changed bool
+	var rebuilt []string
+	var refolded int
 	err := func() error {
 		if err := insertElements(ctx, w.c, elementsOf(cs)); err != nil {
 			return err
@@ -159,8 +286,21 @@ func (m *Materializer) foldSchema(ctx context.Context, cs *log.Changeset) error 
 		if ms, err = mergeSchema(ctx, els); err != nil {
 			return err
 		}
-		if changed, err = realize(ctx, w.c, ms); err != nil {
+		if changed, rebuilt, err = realize(ctx, w.c, ms, true); err != nil {
 			return err
+		}
+		if len(rebuilt) > 0 {
+			// The refold needs the recreated tables' new shape (no capture triggers: those
+			// writes are the log's, not local ones).
+			tables, err := loadTables(ctx, w.c)
+			if err != nil {
+				return err
+			}
+			m.tables, m.aff = tables, &affinityConv{}
+			w.resetStmts()
+			if refolded, err = m.refoldTables(ctx, rebuilt, cs.Seq); err != nil {
+				return err
+			}
 		}
 		_, err = w.exec(ctx, "UPDATE "+metaTable+" SET value = ? WHERE key = 'fold_pos'", int64(cs.Seq))
 		return err
@@ -174,6 +314,8 @@ func (m *Materializer) foldSchema(ctx context.Context, cs *log.Changeset) error 
 			return fmt.Errorf("fold schema: %w (and reload: %v)", err, rerr)
 		}
 		if errors.Is(err, errRebuild) {
+			// Only when a recreated table's own indexes no longer fit: rebuilding everything
+			// applies the files' statements to the merged schema as a fresh start does.
 			m.logger.Warn("schema changeset reorders or redefines what the view holds; rebuilding the view from the log",
 				"site", cs.Site, "version", cs.Version, "why", err)
 			m.met.schemaRebuilds.Inc()
@@ -185,6 +327,11 @@ func (m *Materializer) foldSchema(ctx context.Context, cs *log.Changeset) error 
 		return fmt.Errorf("fold schema: reload: %w", err)
 	}
 	m.met.schemaChangesets.Inc()
+	if len(rebuilt) > 0 {
+		m.met.schemaTableRebuilds.Add(float64(len(rebuilt)))
+		m.logger.Warn("schema changeset reorders or redefines columns; rebuilt those tables from the log",
+			"site", cs.Site, "version", cs.Version, "tables", rebuilt, "changes", refolded, "took", time.Since(start))
+	}
 	if err := m.publishSchema(ctx, ms); err != nil {
 		return err
 	}

@@ -232,7 +232,7 @@ func (m *Materializer) seedSchema(ctx context.Context, seed []element, extra []s
 		if ms, err = mergeSchema(ctx, seed); err != nil {
 			return err
 		}
-		if _, err := realize(ctx, w.c, ms); err != nil {
+		if _, _, err := realize(ctx, w.c, ms, false); err != nil {
 			return err
 		}
 		var rest []string

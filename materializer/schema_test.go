@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -271,7 +273,7 @@ func TestSchemaReplicates(t *testing.T) {
 
 // TestConcurrentColumnsConverge: two nodes add different columns to one table at the same
 // time and write into them; both columns survive, in the same order on both nodes, and the
-// tables converge. The node whose column sorts after the other's rebuilds its view locally.
+// tables converge. The node whose column sorts after the other's rebuilds that table locally.
 func TestConcurrentColumnsConverge(t *testing.T) {
 	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
 	a := openNode(t, t.TempDir(), log.SiteID{1}, nil, func(c *Config) { c.Registerer = regA })
@@ -298,11 +300,88 @@ func TestConcurrentColumnsConverge(t *testing.T) {
 	if got, want := schemaJSON(t, b), schemaJSON(t, a); got != want {
 		t.Fatalf("schema differs:\n%s\nvs\n%s", got, want)
 	}
-	if n := registryValue(t, regA, "patina_schema_rebuilds_total") + registryValue(t, regB, "patina_schema_rebuilds_total"); n != 1 {
-		t.Fatalf("%v rebuilds, want 1 (on the node whose column sorts last)", n)
+	if n := registryValue(t, regA, "patina_schema_table_rebuilds_total") + registryValue(t, regB, "patina_schema_table_rebuilds_total"); n != 1 {
+		t.Fatalf("%v table rebuilds, want 1 (on the node whose column sorts last)", n)
+	}
+	if n := registryValue(t, regA, "patina_schema_rebuilds_total") + registryValue(t, regB, "patina_schema_rebuilds_total"); n != 0 {
+		t.Fatalf("%v whole-view rebuilds, want none", n)
 	}
 	if got := a.query(t, "SELECT x, y FROM t WHERE id = 1")[0]; got[0].Int != 10 || got[1].Text != "none" {
 		t.Fatalf("row 1: %v", fmtRows([][]log.Value{got}))
+	}
+}
+
+// TestTableRebuildAlone: a schema changeset that reorders one table's columns rebuilds that
+// table in place from the log: the view file stays (no whole-view rebuild and swap), the other
+// tables keep their rows untouched, the table's own writes survive, its indexes (one made on
+// each node) are there again, and the result is
+// exactly what a rebuild of the whole view from the log gives, clocks included.
+func TestTableRebuildAlone(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	dir := t.TempDir()
+	a := newNode(t, log.SiteID{1}, nil)
+	b := openNode(t, dir, log.SiteID{2}, nil, func(c *Config) { c.Registerer = reg })
+	a.migrate(t, "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v TEXT)", "CREATE TABLE other (k TEXT PRIMARY KEY NOT NULL, n INTEGER)")
+	a.exec(t, "INSERT INTO t (id, v) VALUES (1, 'a'), (2, 'b')")
+	a.exec(t, "INSERT INTO other VALUES ('x', 1), ('y', 2)")
+	a.syncTo(t, b)
+	if _, err := b.m.Migrate(context.Background(), []string{"CREATE INDEX t_local ON t (v)"}); err != nil {
+		t.Fatal(err)
+	}
+	// Concurrent columns: a's x sorts before b's y (site 1 before site 2), so b must reorder.
+	a.migrate(t, "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v TEXT, x INTEGER)", "CREATE INDEX t_x ON t (x)")
+	b.migrate(t, "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v TEXT, y TEXT DEFAULT 'none')")
+	a.exec(t, "UPDATE t SET x = 10 WHERE id = 1")
+	b.exec(t, "UPDATE t SET y = 'why', v = 'B' WHERE id = 2")
+	b.exec(t, "INSERT INTO t (id, v, y) VALUES (3, 'c', 'new')")
+	b.exec(t, "UPDATE other SET n = 20 WHERE k = 'y'")
+	otherBefore := b.query(t, "SELECT rowid, k, n FROM other ORDER BY k")
+	view := filepath.Join(dir, "views.db")
+	before, err := os.Stat(view)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	a.syncTo(t, b)
+	b.syncTo(t, a)
+
+	if n := registryValue(t, reg, "patina_schema_table_rebuilds_total"); n != 1 {
+		t.Fatalf("%v table rebuilds, want 1", n)
+	}
+	if n := registryValue(t, reg, "patina_schema_rebuilds_total"); n != 0 {
+		t.Fatalf("%v whole-view rebuilds, want 0", n)
+	}
+	after, err := os.Stat(view)
+	if err != nil || !os.SameFile(before, after) {
+		t.Fatalf("the view file was replaced (%v): a whole-view rebuild ran", err)
+	}
+	if got := b.query(t, "SELECT rowid, k, n FROM other ORDER BY k"); !rowsEqual(got, otherBefore) {
+		t.Fatalf("the other table changed: %v, was %v", fmtRows(got), fmtRows(otherBefore))
+	}
+	if got, want := schemaOfView(t, b), schemaOfView(t, a); got != want {
+		t.Fatalf("column order differs:\n%s\nvs\n%s", got, want)
+	}
+	idx := b.query(t, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 't' AND sql IS NOT NULL ORDER BY name")
+	if len(idx) != 2 || idx[0][0].Text != "t_local" || idx[1][0].Text != "t_x" {
+		t.Fatalf("indexes of t after the rebuild: %v", fmtRows(idx))
+	}
+	want := snapshot(t, a)
+	if got := snapshot(t, b); got != want {
+		t.Fatalf("tables differ from the other node:\n%s\nvs\n%s", got, want)
+	}
+	if got := b.query(t, "SELECT v, y FROM t WHERE id = 2")[0]; got[0].Text != "B" || got[1].Text != "why" {
+		t.Fatalf("b's own write to t: %v", fmtRows([][]log.Value{got}))
+	}
+	// Exactly what a rebuild of the whole view from the log gives.
+	tclock := b.query(t, "SELECT * FROM __patina_clock_t ORDER BY 1")
+	if err := b.m.Rebuild(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := snapshot(t, b); got != want {
+		t.Fatalf("the table rebuilt alone differs from a whole rebuild:\n%s\nvs\n%s", want, got)
+	}
+	if got := b.query(t, "SELECT * FROM __patina_clock_t ORDER BY 1"); !rowsEqual(got, tclock) {
+		t.Fatalf("clock rows after a whole rebuild %v, after the table rebuild %v", fmtRows(got), fmtRows(tclock))
 	}
 }
 
