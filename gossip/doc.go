@@ -40,8 +40,10 @@
 //
 // Lifecycle: New (no I/O) -> Open (binds QUIC and memberlist, starts the loops; joining
 // the bootstrap addresses goes on in the background) -> Close (graceful leave, then stop;
-// idempotent). Broadcast, Members, Stats, P99Lag, Gaps and SetFaults are safe for
-// concurrent use once Open has returned.
+// idempotent). Broadcast, Members, Stats, P99Lag, Gaps, SiteGaps and SetFaults are safe for
+// concurrent use once Open has returned. Rejoin and Reconcile (admin.go, an operator's
+// requests through the API) block their caller until done and start no goroutine; the
+// simulator does not call them.
 //
 // Invariants:
 //   - Whether a received changeset is forwarded is decided only by the Applier's answer
