@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -168,6 +169,27 @@ type benchAgent struct {
 	clients            int
 	// env is added to the agent's environment (PATINA_CPUPROFILE and friends).
 	env []string
+	// extra are more agent flags; clp is cl for goroutines that run across restarts;
+	// panicked is set when the agent's output shows a panic (chaos.go).
+	extra    []string
+	clp      atomic.Pointer[client.Client]
+	panicked atomic.Bool
+}
+
+// client is the agent's API client, safe to call while the agent restarts.
+func (a *benchAgent) client() *client.Client { return a.clp.Load() }
+
+// running reports whether the agent process is up.
+func (a *benchAgent) running() bool {
+	if a.cmd == nil || a.done == nil {
+		return false
+	}
+	select {
+	case <-a.done:
+		return false
+	default:
+		return true
+	}
 }
 
 // startAgents starts n agents of bin, in dir/node<i>, on schema, each bootstrapping from all
@@ -266,6 +288,9 @@ func (p *portPicker) release() {
 }
 
 func (a *benchAgent) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("panic:")) || bytes.Contains(p, []byte("fatal error:")) {
+		a.panicked.Store(true)
+	}
 	a.outMu.Lock()
 	defer a.outMu.Unlock()
 	if a.out.Len() > 1<<20 {
@@ -290,6 +315,7 @@ func (a *benchAgent) start(ctx context.Context) error {
 	for _, b := range a.bootstrap {
 		args = append(args, "--bootstrap", b)
 	}
+	args = append(args, a.extra...)
 	a.cmd = exec.Command(a.bin, args...)
 	a.cmd.Stdout, a.cmd.Stderr = a, a
 	if len(a.env) > 0 {
@@ -308,6 +334,7 @@ func (a *benchAgent) start(ctx context.Context) error {
 		return err
 	}
 	a.cl = cl
+	a.clp.Store(cl)
 	var herr error
 	err = poll(ctx, 60*time.Second, 5*time.Millisecond, func() (bool, error) {
 		select {

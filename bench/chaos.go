@@ -1,0 +1,366 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/patinadb/patina/api/client"
+	"github.com/patinadb/patina/log"
+)
+
+// The chaos workload (issue 12): real agent processes under faults while every node takes
+// writes, then the invariants a replicated log must keep. Faults, one at a time, each healed
+// before the next (the seed fixes their order and targets):
+//
+//   - kill -9 of an agent, restarted at the next step;
+//   - SIGTERM restart;
+//   - loss and delay (30% dropped, 50 ms ± 20 ms) on one agent's gossip to every peer,
+//     through the [gossip.fault] hook re-read on SIGHUP;
+//   - a partition: one agent blocks all its gossip traffic, both ways.
+//
+// Invariants checked once the faults end: every acknowledged write is present on every node
+// (each write inserts a row with a unique id; rows of a small hot table are overwritten
+// concurrently on purpose and only compared across nodes, being legitimately superseded),
+// identical dumps and heads on every node, 0 gaps, and no panic in any agent's output.
+
+const chaosSchema = `CREATE TABLE chaos (id INTEGER PRIMARY KEY NOT NULL, node INTEGER, val TEXT);
+CREATE TABLE hot (k INTEGER PRIMARY KEY NOT NULL, node INTEGER, val INTEGER);
+`
+
+// ChaosConfig configures RunChaos.
+type ChaosConfig struct {
+	Binary   string        // the patina binary to spawn
+	Nodes    int           // agents
+	Duration time.Duration // time under faults
+	Step     time.Duration // time between faults (each heals the previous one)
+	Seed     uint64
+	// Converge bounds the wait for convergence once the faults end.
+	Converge time.Duration
+	Dir      string // data dirs (default: a temp dir, removed after)
+	Logf     func(format string, args ...any)
+}
+
+// DefaultChaosConfig is `patina bench chaos` without flags.
+func DefaultChaosConfig() ChaosConfig {
+	return ChaosConfig{Nodes: 3, Duration: time.Minute, Step: 3 * time.Second, Seed: 1, Converge: 2 * time.Minute}
+}
+
+// Validate checks the configuration.
+func (c *ChaosConfig) Validate() error {
+	switch {
+	case c.Binary == "":
+		return errors.New("chaos: no binary")
+	case c.Nodes < 2 || c.Nodes > 9:
+		return fmt.Errorf("chaos: --nodes %d: want 2 to 9", c.Nodes)
+	case c.Duration <= 0:
+		return fmt.Errorf("chaos: --duration %v: want > 0", c.Duration)
+	case c.Step < 500*time.Millisecond:
+		return fmt.Errorf("chaos: --step %v: want at least 500ms", c.Step)
+	case c.Converge <= 0:
+		return fmt.Errorf("chaos: --converge %v: want > 0", c.Converge)
+	}
+	return nil
+}
+
+// ChaosResult is what a chaos run measured.
+type ChaosResult struct {
+	Acknowledged int            // writes acknowledged (HTTP 200)
+	Failed       int            // writes refused or unanswered (not acknowledged: no promise)
+	Lost         int            // acknowledged writes missing on some node after healing
+	Faults       map[string]int // faults injected, by kind
+	Converge     time.Duration  // from the end of the faults to identical dumps, heads, gaps 0
+	Rows, Hot    int            // rows of each table after convergence
+	Panics       []string       // agents whose output shows a panic
+}
+
+func (r ChaosResult) String() string {
+	kinds := make([]string, 0, len(r.Faults))
+	for k, n := range r.Faults {
+		kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+	}
+	slices.Sort(kinds)
+	return fmt.Sprintf("acknowledged %d, failed %d (unacknowledged), lost %d; faults: %s; converged %.2fs after the faults ended (%d rows, %d hot rows); panics: %d",
+		r.Acknowledged, r.Failed, r.Lost, strings.Join(kinds, ", "), r.Converge.Seconds(), r.Rows, r.Hot, len(r.Panics))
+}
+
+// Err is nil when every invariant held.
+func (r ChaosResult) Err() error {
+	var errs []error
+	if r.Lost > 0 {
+		errs = append(errs, fmt.Errorf("%d acknowledged writes lost", r.Lost))
+	}
+	if len(r.Panics) > 0 {
+		errs = append(errs, fmt.Errorf("panics in %s", strings.Join(r.Panics, ", ")))
+	}
+	if r.Acknowledged == 0 {
+		errs = append(errs, errors.New("no write was acknowledged"))
+	}
+	return errors.Join(errs...)
+}
+
+// RunChaos runs the chaos workload; an error means the run could not be made or the
+// cluster did not converge (invariant failures are in the result: see ChaosResult.Err).
+func RunChaos(ctx context.Context, cfg ChaosConfig) (res ChaosResult, err error) {
+	if err := cfg.Validate(); err != nil {
+		return res, err
+	}
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	dir := cfg.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "patina-bench-chaos-"); err != nil {
+			return res, err
+		}
+		defer os.RemoveAll(dir)
+	}
+	schema := filepath.Join(dir, "schema.sql")
+	if err := os.WriteFile(schema, []byte(chaosSchema), 0o600); err != nil {
+		return res, err
+	}
+	cfgPath := func(i int) string { return filepath.Join(dir, fmt.Sprintf("node%d.toml", i)) }
+	for i := range cfg.Nodes {
+		if err := os.WriteFile(cfgPath(i), []byte("[gossip.fault]\nenabled = true\n"), 0o600); err != nil {
+			return res, err
+		}
+	}
+	agents, kill, err := startAgents(ctx, cfg.Binary, dir, schema, cfg.Nodes, 2, func(i int, a *benchAgent) {
+		a.extra = []string{"--config", cfgPath(i), "--gossip-sync-interval", "1s"}
+	})
+	defer kill()
+	if err != nil {
+		return res, err
+	}
+	logf("bench chaos: %d agents up in %s (seed %d)", len(agents), dir, cfg.Seed)
+	setFaults := func(i int, rule string) error {
+		body := "[gossip.fault]\nenabled = true\n"
+		if rule != "" {
+			var peers []string
+			for j, o := range agents {
+				if j != i {
+					peers = append(peers, fmt.Sprintf("%q", o.gossip), fmt.Sprintf("%q", o.quic))
+				}
+			}
+			body += fmt.Sprintf("[[gossip.fault.rules]]\npeers = [%s]\n%s\n", strings.Join(peers, ", "), rule)
+		}
+		if err := os.WriteFile(cfgPath(i), []byte(body), 0o600); err != nil {
+			return err
+		}
+		if agents[i].running() {
+			return agents[i].cmd.Process.Signal(syscall.SIGHUP)
+		}
+		return nil
+	}
+
+	// Writers: one per node, each write a transaction of a unique row and an upsert of a
+	// hot row that every node overwrites.
+	var (
+		mu     sync.Mutex
+		acked  = map[int64]string{}
+		failed atomic.Int64
+		stop   = make(chan struct{})
+		wg     sync.WaitGroup
+	)
+	stopWriters := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopWriters()
+	for i, a := range agents {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(i)))
+			for n := int64(1); ; n++ {
+				select {
+				case <-stop:
+					return
+				case <-ctx.Done():
+					return
+				default:
+				}
+				id := int64(i)<<40 | n
+				val := fmt.Sprintf("n%d-%d", i, n)
+				wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_, err := a.client().Exec(wctx, client.Options{},
+					client.Stmt("INSERT INTO chaos (id, node, val) VALUES (?, ?, ?)", id, i, val),
+					client.Stmt("INSERT INTO hot (k, node, val) VALUES (?, ?, ?) ON CONFLICT(k) DO UPDATE SET node = excluded.node, val = excluded.val", rng.IntN(8), i, n))
+				cancel()
+				if err != nil {
+					failed.Add(1)
+					select { // a node that is down: do not spin
+					case <-stop:
+						return
+					case <-time.After(50 * time.Millisecond):
+					}
+					continue
+				}
+				mu.Lock()
+				acked[id] = val
+				mu.Unlock()
+			}
+		}()
+	}
+
+	// Faults.
+	res.Faults = map[string]int{}
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0xc4a05))
+	var heal func() error
+	end := time.Now().Add(cfg.Duration)
+	for time.Now().Before(end) && ctx.Err() == nil {
+		if heal != nil {
+			if err := heal(); err != nil {
+				stopWriters()
+				return res, err
+			}
+			heal = nil
+		}
+		i := rng.IntN(len(agents))
+		a := agents[i]
+		kind := []string{"kill -9", "sigterm restart", "loss and delay", "partition"}[rng.IntN(4)]
+		switch kind {
+		case "kill -9":
+			a.kill()
+			heal = func() error { return a.start(ctx) }
+			res.Faults[kind]++
+		case "sigterm restart":
+			if err := a.stop(); err != nil {
+				logf("bench chaos: node %d: %v", i, err)
+			}
+			if err := a.start(ctx); err != nil {
+				stopWriters()
+				return res, fmt.Errorf("restart node %d: %w", i, err)
+			}
+			res.Faults[kind]++
+		case "loss and delay":
+			if err := setFaults(i, "drop = 0.3\ndelay = \"50ms\"\njitter = \"20ms\""); err != nil {
+				return res, err
+			}
+			heal = func() error { return setFaults(i, "") }
+			res.Faults[kind]++
+		case "partition":
+			if err := setFaults(i, "block = true"); err != nil {
+				return res, err
+			}
+			heal = func() error { return setFaults(i, "") }
+			res.Faults[kind]++
+		}
+		logf("bench chaos: %s on node %d", kind, i)
+		select {
+		case <-time.After(cfg.Step):
+		case <-ctx.Done():
+		}
+	}
+	if heal != nil {
+		if err := heal(); err != nil {
+			stopWriters()
+			return res, err
+		}
+	}
+	faultsEnd := time.Now()
+	stopWriters()
+	res.Acknowledged, res.Failed = len(acked), int(failed.Load())
+	logf("bench chaos: faults over; %d writes acknowledged, %d failed; waiting for convergence", res.Acknowledged, res.Failed)
+
+	// Convergence: identical heads and dumps everywhere, 0 gaps.
+	var last string
+	err = poll(ctx, cfg.Converge, 100*time.Millisecond, func() (bool, error) {
+		var dump0, heads0 string
+		for j, a := range agents {
+			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			h, err := a.client().Health(qctx, nil)
+			if err != nil || h.Gaps != 0 {
+				cancel()
+				last = fmt.Sprintf("node %d: health %+v, %v", j, h, err)
+				return false, nil
+			}
+			st, err := a.client().SyncState(qctx)
+			if err != nil {
+				cancel()
+				last = fmt.Sprintf("node %d: sync state: %v", j, err)
+				return false, nil
+			}
+			heads := fmt.Sprint(sortedHeads(st.Heads))
+			d, err := chaosDump(qctx, a.client())
+			cancel()
+			if err != nil {
+				last = fmt.Sprintf("node %d: dump: %v", j, err)
+				return false, nil
+			}
+			if j == 0 {
+				dump0, heads0 = d, heads
+			} else if d != dump0 || heads != heads0 {
+				last = fmt.Sprintf("node %d differs from node 0 (heads %s vs %s)", j, heads, heads0)
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("no convergence within %v after the faults: %s (%w)", cfg.Converge, last, err)
+	}
+	res.Converge = time.Since(faultsEnd)
+
+	// Every acknowledged write, on every node.
+	for j, a := range agents {
+		_, rows, err := a.client().QueryAll(ctx, client.Options{}, client.Stmt("SELECT id, val FROM chaos"))
+		if err != nil {
+			return res, fmt.Errorf("node %d: read rows: %w", j, err)
+		}
+		have := make(map[int64]string, len(rows))
+		for _, r := range rows {
+			have[r[0].Int] = r[1].Text
+		}
+		lost := 0
+		for id, val := range acked {
+			if have[id] != val {
+				lost++
+			}
+		}
+		res.Lost = max(res.Lost, lost)
+		if j == 0 {
+			res.Rows = len(rows)
+			if _, hot, err := a.client().QueryAll(ctx, client.Options{}, client.Stmt("SELECT k FROM hot")); err == nil {
+				res.Hot = len(hot)
+			}
+		}
+	}
+	for j, a := range agents {
+		if a.panicked.Load() {
+			res.Panics = append(res.Panics, fmt.Sprintf("node %d", j))
+		}
+	}
+	return res, nil
+}
+
+func sortedHeads(h map[log.SiteID]log.Version) []string {
+	out := make([]string, 0, len(h))
+	for s, v := range h {
+		out = append(out, fmt.Sprintf("%v=%d", s, v))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// chaosDump is a node's whole data, in a comparable form.
+func chaosDump(ctx context.Context, cl *client.Client) (string, error) {
+	var b strings.Builder
+	for _, q := range []string{"SELECT id, node, val FROM chaos ORDER BY id", "SELECT k, node, val FROM hot ORDER BY k"} {
+		_, rows, err := cl.QueryAll(ctx, client.Options{}, client.Stmt(q))
+		if err != nil {
+			return "", err
+		}
+		for _, r := range rows {
+			fmt.Fprintln(&b, r)
+		}
+	}
+	return b.String(), nil
+}

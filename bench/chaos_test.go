@@ -1,0 +1,34 @@
+package bench
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestChaosShort is the short chaos run of `go test ./...`: real agent processes, kill -9,
+// SIGTERM restarts, loss and partitions through the fault hook, then every invariant
+// (nothing acknowledged lost, identical dumps and heads, gaps 0, no panics). The long run
+// is `patina bench chaos --duration 10m`. Network namespaces are not used by this workload
+// (see bench/RESULTS.md), so it needs no root.
+func TestChaosShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the chaos run starts agent processes")
+	}
+	cfg := DefaultChaosConfig()
+	cfg.Binary = buildPatinaForCluster(t)
+	cfg.Duration, cfg.Step, cfg.Seed = 8*time.Second, 1500*time.Millisecond, 7
+	cfg.Dir = t.TempDir()
+	cfg.Logf = t.Logf
+	res, err := RunChaos(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res)
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res.Rows < res.Acknowledged || len(res.Faults) == 0 {
+		t.Fatalf("rows %d for %d acknowledged writes; faults %v", res.Rows, res.Acknowledged, res.Faults)
+	}
+}
