@@ -135,6 +135,11 @@ type Config struct {
 	// BearerToken is Corrosion's single api.authz.bearer_token: when not empty it is accepted
 	// as "Authorization: Bearer <token>" with the admin scope.
 	BearerToken string
+	// EndpointName is Corrosion's api.endpoint_name: a request whose
+	// x-corrosion-requested-endpoint-name header names another endpoint is refused with 421
+	// Misdirected Request (a client's request that reached the wrong node by a stale address).
+	// Without the header, or with no name configured, nothing is checked.
+	EndpointName string
 	// Tokens are the scoped tokens, stored hashed (see Token, HashToken). When BearerToken
 	// or Tokens name any token, every endpoint but /v1/health, /metrics and /ui requires one
 	// whose scope covers the route's (401 without a valid token, 403 with too small a scope);

@@ -45,6 +45,8 @@ var (
 	errNotImplemented = errors.New("not implemented")
 	// errGapRefused: an ingest body would open a gap in a site's versions (409).
 	errGapRefused = errors.New("ingest refused")
+	// errMisdirected: the request names another endpoint (421; Config.EndpointName).
+	errMisdirected = errors.New("misdirected request")
 	// errUnreachable: an admin operation found no peer to work with (503).
 	errUnreachable = errors.New("no peer reachable")
 )
@@ -100,6 +102,8 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, errNotFound), errors.Is(err, log.ErrNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, errMisdirected):
+		return http.StatusMisdirectedRequest
 	case errors.Is(err, errNotImplemented):
 		return http.StatusNotImplemented
 	}

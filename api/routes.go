@@ -39,6 +39,9 @@ const (
 // what only looks, write for transactions, admin for what changes the schema or takes
 // changesets or data wholesale. A new route must pick one; when in doubt, admin.
 
+// headerEndpointName names the endpoint a Corrosion client meant to reach (Config.EndpointName).
+const headerEndpointName = "X-Corrosion-Requested-Endpoint-Name"
+
 // handlerFunc is a handler that returns its error instead of writing it: the wrapper in
 // route writes it as {"error": ...} with its status if nothing was written yet. A streaming
 // handler that already started its answer writes its own final error event and returns nil.
@@ -139,6 +142,13 @@ var execShaped = map[string]bool{"/v1/transactions": true, "/v1/migrations": tru
 
 // guard checks shutdown and the bearer token's scope.
 func (s *Server) guard(r *http.Request, kind routeKind, need Scope) error {
+	if name := s.cfg.EndpointName; name != "" && kind != kindPage {
+		// Before the token, as Corrosion checks it.
+		if asked := r.Header.Values(headerEndpointName); len(asked) > 0 && asked[0] != name {
+			s.logger.Warn("request meant for another endpoint refused", "endpoint", name, "requested", asked[0], attrPath, r.URL.Path)
+			return fmt.Errorf("%w: this is endpoint %q; the request is for %q", errMisdirected, name, asked[0])
+		}
+	}
 	if kind == kindPage || (kind == kindPublic && !s.cfg.GuardPublic) {
 		return nil
 	}

@@ -160,6 +160,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	acfg.BearerToken = a.cfg.API.Authz.BearerToken
 	acfg.Tokens, _ = a.cfg.API.apiTokens() // checked by Validate
 	acfg.GuardPublic = a.cfg.API.Authz.GuardPublic
+	acfg.EndpointName = a.cfg.API.EndpointName
 	if acfg.TLS, err = a.cfg.API.TLS.serverTLS(); err != nil {
 		ln.Close()
 		return err

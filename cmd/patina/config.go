@@ -75,6 +75,8 @@ type APIConfig struct {
 	BodyTimeout time.Duration `toml:"body_timeout"`
 	// TxTimeout caps every write transaction (a shorter ?timeout wins); 0 is no cap.
 	TxTimeout time.Duration `toml:"tx_timeout"`
+	// EndpointName is Corrosion's api.endpoint_name (api.Config's EndpointName).
+	EndpointName string `toml:"endpoint_name"`
 }
 
 // TokenConfig is one [[api.authz.tokens]] entry: what `patina token` prints.
@@ -241,6 +243,7 @@ var coreOptions = []option{
 	{key: "api.max_streams", usage: "long-lived streams open at once", field: func(c *Config) any { return &c.API.MaxStreams }, agentOnly: true},
 	{key: "api.max_body_bytes", usage: "largest request body; more is 413", field: func(c *Config) any { return &c.API.MaxBodyBytes }, agentOnly: true},
 	{key: "api.tx_timeout", usage: "longest a write transaction may run (a shorter ?timeout wins); then it is interrupted, rolled back and answered 408; 0 is no limit", field: func(c *Config) any { return &c.API.TxTimeout }, agentOnly: true},
+	{key: "api.endpoint_name", usage: "this node's endpoint name: requests whose x-corrosion-requested-endpoint-name header names another are refused with 421 (Corrosion's key)", field: func(c *Config) any { return &c.API.EndpointName }, agentOnly: true},
 	{key: "api.body_timeout", usage: "longest a client may take to send a request body; slower is 408 (a data slot is taken only once the body is read)", field: func(c *Config) any { return &c.API.BodyTimeout }, agentOnly: true},
 	{key: "db.min_free_bytes", usage: "writes are refused with 507 while the data dir's disk has less free space (reads go on; writes resume once space is freed); -1 turns the check off", field: func(c *Config) any { return &c.DB.MinFreeBytes }, agentOnly: true},
 	{key: "db.fold_batch", usage: "most changesets folded per SQLite transaction", field: func(c *Config) any { return &c.DB.FoldBatch }, agentOnly: true},

@@ -280,9 +280,7 @@ func (t *corroTranslator) api() {
 			t.warn("api."+k, "ignored address %q: Patina's API listens on one address", extra)
 		}
 	}
-	if v, ok := t.take(a, "endpoint_name"); ok {
-		t.warn("api.endpoint_name", "ignored (%v): Patina does not check x-corrosion-requested-endpoint-name", v)
-	}
+	// endpoint_name is Patina's key too (api.endpoint_name): nothing to translate.
 	if v, ok := t.take(a, "authorization"); ok {
 		// Corrosion's long name of [api.authz].
 		m, _ := v.(map[string]any)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -193,6 +194,27 @@ func TestCorrosionConfigStartsAgent(t *testing.T) {
 	_, rows, err := cl.QueryAll(context.Background(), client.Options{}, client.Statement{SQL: "SELECT title FROM todos"})
 	if err != nil || len(rows) != 1 || !rows[0][0].Equal(log.Text("from a corrosion config")) {
 		t.Fatalf("read back: %v %+v", err, rows)
+	}
+
+	// api.endpoint_name: a request meant for another endpoint is refused with 421, as
+	// Corrosion does; the right name or none is served.
+	for _, tc := range []struct {
+		name string
+		want int
+	}{{"", 200}, {"corrosion-local-1", 200}, {"corrosion-iad-2", 421}} {
+		req, _ := http.NewRequest("POST", "http://"+a.APIAddr()+"/v1/queries", strings.NewReader(`"SELECT 1"`))
+		req.Header.Set("Authorization", "Bearer corrosion-token")
+		if tc.name != "" {
+			req.Header.Set("x-corrosion-requested-endpoint-name", tc.name)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("x-corrosion-requested-endpoint-name %q: status %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
 	}
 
 	// log.format = "json": every line is JSON; one warning per ignored key.
