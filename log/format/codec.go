@@ -371,6 +371,9 @@ func DecodeChangeset(b []byte) (*Changeset, error) {
 	return cs, nil
 }
 
+// changeset reads the positional array that encodeChangeset writes. It is long (about 100
+// lines) on purpose: one step per field, in wire order, so it reads beside the layout
+// comment at the top of this file; cutting it up would scatter the layout.
 func (d *decoder) changeset() (*Changeset, error) {
 	n, err := d.arrayLen()
 	if err != nil {

@@ -19,10 +19,31 @@ import (
 
 func main() {
 	fset := token.NewFileSet()
-	// The package's non-test files (log/format has no build tags, so every .go file counts).
-	paths, err := filepath.Glob(filepath.Join(os.Args[1], "*.go"))
+	files, err := parseDir(fset, os.Args[1])
 	if err != nil {
-		panic(err)
+		fmt.Fprintln(os.Stderr, "aliasgen:", err)
+		os.Exit(1)
+	}
+	var d decls
+	for _, f := range files {
+		for _, decl := range f.Decls {
+			d.add(fset, decl)
+		}
+	}
+	src, err := d.render()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "aliasgen:", err)
+		os.Exit(1)
+	}
+	os.Stdout.Write(src)
+}
+
+// parseDir parses the package's non-test files (log/format has no build tags, so every .go
+// file counts).
+func parseDir(fset *token.FileSet, dir string) ([]*ast.File, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		return nil, err
 	}
 	var files []*ast.File
 	for _, path := range paths {
@@ -31,103 +52,108 @@ func main() {
 		}
 		f, err := parser.ParseFile(fset, path, nil, parser.ParseComments)
 		if err != nil {
-			panic(err)
+			return nil, err
 		}
 		files = append(files, f)
 	}
-	var types, consts, vars, funcs []string
+	return files, nil
+}
+
+// decls are the lines of the generated file, by kind.
+type decls struct {
+	types, consts, vars, funcs []string
+}
+
+// add records the exported names of one top-level declaration.
+func (d *decls) add(fset *token.FileSet, decl ast.Decl) {
+	switch decl := decl.(type) {
+	case *ast.GenDecl:
+		for _, s := range decl.Specs {
+			switch s := s.(type) {
+			case *ast.TypeSpec:
+				if s.Name.IsExported() {
+					d.types = append(d.types, fmt.Sprintf("\t%s = format.%s", s.Name, s.Name))
+				}
+			case *ast.ValueSpec:
+				for _, n := range s.Names {
+					// log declares ErrInvalid itself, among its own sentinel errors.
+					if !n.IsExported() || n.Name == "ErrInvalid" {
+						continue
+					}
+					if decl.Tok == token.CONST {
+						d.consts = append(d.consts, fmt.Sprintf("\t%s = format.%s", n, n))
+					} else {
+						d.vars = append(d.vars, fmt.Sprintf("\t%s = format.%s", n, n))
+					}
+				}
+			}
+		}
+	case *ast.FuncDecl:
+		if decl.Recv == nil && decl.Name.IsExported() {
+			d.funcs = append(d.funcs, forwarder(fset, decl))
+		}
+	}
+}
+
+// forwarder writes a function of the same signature that calls format's.
+func forwarder(fset *token.FileSet, fd *ast.FuncDecl) string {
 	str := func(n any) string { var b bytes.Buffer; printer.Fprint(&b, fset, n); return b.String() }
-	for _, f := range files {
-		for _, d := range f.Decls {
-			switch d := d.(type) {
-			case *ast.GenDecl:
-				for _, s := range d.Specs {
-					switch s := s.(type) {
-					case *ast.TypeSpec:
-						if s.Name.IsExported() {
-							types = append(types, fmt.Sprintf("\t%s = format.%s", s.Name, s.Name))
-						}
-					case *ast.ValueSpec:
-						for _, n := range s.Names {
-							if !n.IsExported() || n.Name == "ErrInvalid" {
-								continue
-							}
-							if d.Tok == token.CONST {
-								consts = append(consts, fmt.Sprintf("\t%s = format.%s", n, n))
-							} else {
-								vars = append(vars, fmt.Sprintf("\t%s = format.%s", n, n))
-							}
-						}
-					}
-				}
-			case *ast.FuncDecl:
-				if d.Recv != nil || !d.Name.IsExported() {
-					continue
-				}
-				var params, args []string
-				for i, fld := range d.Type.Params.List {
-					names := fld.Names
-					if len(names) == 0 {
-						names = []*ast.Ident{ast.NewIdent(fmt.Sprintf("a%d", i))}
-					}
-					t := str(fld.Type)
-					for _, n := range names {
-						nm := n.Name
-						if nm == "_" {
-							nm = fmt.Sprintf("a%d", i)
-						}
-						params = append(params, nm+" "+qual(t))
-						if strings.HasPrefix(t, "...") {
-							args = append(args, nm+"...")
-						} else {
-							args = append(args, nm)
-						}
-					}
-				}
-				res := ""
-				if d.Type.Results != nil {
-					var rs []string
-					for _, fld := range d.Type.Results.List {
-						t := qual(str(fld.Type))
-						if len(fld.Names) == 0 {
-							rs = append(rs, t)
-						}
-						for _, n := range fld.Names {
-							rs = append(rs, n.Name+" "+t)
-						}
-					}
-					res = " " + strings.Join(rs, ", ")
-					if len(rs) > 1 || len(d.Type.Results.List[0].Names) > 0 {
-						res = " (" + strings.Join(rs, ", ") + ")"
-					}
-				}
-				doc := fmt.Sprintf("// %s is format.%s.\n", d.Name, d.Name)
-				body := "return "
-				if d.Type.Results == nil {
-					body = ""
-				}
-				funcs = append(funcs, fmt.Sprintf("%sfunc %s(%s)%s { %sformat.%s(%s) }", doc, d.Name, strings.Join(params, ", "), res, body, d.Name, strings.Join(args, ", ")))
+	var params, args []string
+	for i, fld := range fd.Type.Params.List {
+		names := fld.Names
+		if len(names) == 0 {
+			names = []*ast.Ident{ast.NewIdent(fmt.Sprintf("a%d", i))}
+		}
+		t := str(fld.Type)
+		for _, n := range names {
+			nm := n.Name
+			if nm == "_" {
+				nm = fmt.Sprintf("a%d", i)
+			}
+			params = append(params, nm+" "+qual(t))
+			if strings.HasPrefix(t, "...") {
+				args = append(args, nm+"...")
+			} else {
+				args = append(args, nm)
 			}
 		}
 	}
-	sort.Strings(types)
-	sort.Strings(consts)
-	sort.Strings(vars)
-	sort.Strings(funcs)
+	res, ret := "", ""
+	if fd.Type.Results != nil {
+		var rs []string
+		for _, fld := range fd.Type.Results.List {
+			t := qual(str(fld.Type))
+			if len(fld.Names) == 0 {
+				rs = append(rs, t)
+			}
+			for _, n := range fld.Names {
+				rs = append(rs, n.Name+" "+t)
+			}
+		}
+		res = " " + strings.Join(rs, ", ")
+		if len(rs) > 1 || len(fd.Type.Results.List[0].Names) > 0 {
+			res = " (" + strings.Join(rs, ", ") + ")"
+		}
+		ret = "return "
+	}
+	return fmt.Sprintf("// %s is format.%s.\nfunc %s(%s)%s { %sformat.%s(%s) }",
+		fd.Name, fd.Name, fd.Name, strings.Join(params, ", "), res, ret, fd.Name, strings.Join(args, ", "))
+}
+
+// render writes the generated file, gofmt'ed, each kind sorted by name.
+func (d *decls) render() ([]byte, error) {
+	for _, l := range [][]string{d.types, d.consts, d.vars, d.funcs} {
+		sort.Strings(l)
+	}
 	var out bytes.Buffer
 	fmt.Fprint(&out, "// Code generated by aliasgen from log/format; DO NOT EDIT.\n\npackage log\n\nimport \"github.com/patinadb/patina/log/format\"\n\n")
 	fmt.Fprintln(&out, "// The log's data model lives in log/format (a leaf package without Pebble, so the Go\n// client stays light); these aliases keep log.X working for every package that has a Store.\ntype (")
-	fmt.Fprint(&out, strings.Join(types, "\n")+"\n)\n\nconst (\n"+strings.Join(consts, "\n")+"\n)\n\n")
-	if len(vars) > 0 {
-		fmt.Fprint(&out, "var (\n"+strings.Join(vars, "\n")+"\n)\n\n")
+	fmt.Fprint(&out, strings.Join(d.types, "\n")+"\n)\n\nconst (\n"+strings.Join(d.consts, "\n")+"\n)\n\n")
+	if len(d.vars) > 0 {
+		fmt.Fprint(&out, "var (\n"+strings.Join(d.vars, "\n")+"\n)\n\n")
 	}
-	fmt.Fprintln(&out, strings.Join(funcs, "\n\n"))
-	src, err := goformat.Source(out.Bytes())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "aliasgen:", err)
-		os.Exit(1)
-	}
-	os.Stdout.Write(src)
+	fmt.Fprintln(&out, strings.Join(d.funcs, "\n\n"))
+	return goformat.Source(out.Bytes())
 }
 
 // qual qualifies the exported identifiers of a type expression printed from log/format
