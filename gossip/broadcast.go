@@ -55,7 +55,16 @@ func (g *Gossip) sendTo(cs *log.Changeset, hops, fanout int, from string, cand [
 		g.logger.Error("broadcast: encode", attrSite, cs.Site, "version", cs.Version, attrErr, err)
 		return
 	}
+	var zframe []byte // compressed once, for the peers that decode it
+	if g.compressing() && len(frame) >= g.cfg.CompressMinBytes {
+		zframe = compressFrame(frame, g.cfg.CompressMinBytes)
+	}
 	for _, p := range cand {
+		if zframe != nil && p.zstd.Load() {
+			g.countCompressed("broadcast", len(frame), len(zframe))
+			p.enqueue(zframe)
+			continue
+		}
 		p.enqueue(frame)
 	}
 }
@@ -249,6 +258,7 @@ func (g *Gossip) receiveBroadcast(from log.SiteID, r io.Reader) error {
 	}
 	var batch []item
 	var css []*log.Changeset
+	var zseen [2]uint64
 	for {
 		batch, css = batch[:0], css[:0]
 		before := fr.bytes
@@ -275,6 +285,7 @@ func (g *Gossip) receiveBroadcast(from log.SiteID, r io.Reader) error {
 			}
 		}
 		g.m.bytesRecv.WithLabelValues("broadcast").Add(float64(fr.bytes - before))
+		g.countReceived("broadcast", fr, &zseen)
 		news, err := g.applyBatch(css, "broadcast")
 		if err != nil {
 			if g.run.Err() != nil {

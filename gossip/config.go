@@ -64,6 +64,13 @@ type Config struct {
 	// as parts (as the log stores them).
 	PartChanges int
 
+	// Compression is how frames to peers that decode it are compressed: "zstd" (the
+	// default) or "none". A node decodes zstd frames either way (see compress.go).
+	Compression string
+	// CompressMinBytes is the smallest frame body worth compressing; smaller frames (most
+	// single-row writes) go plain, where zstd's header would eat the saving.
+	CompressMinBytes int
+
 	// SyncInterval is the mean time between sync rounds (jittered by +-25%).
 	SyncInterval time.Duration
 	// SyncPeers is how many peers one round syncs with.
@@ -101,6 +108,10 @@ type Config struct {
 	Rand       Rand
 	Transport  Transport
 	Membership Membership
+
+	// preZstd makes the node advertise itself as one from before wire compression (no
+	// nodeMeta.Zstd), for the mixed-version tests.
+	preZstd bool
 
 	// Registerer receives the Prometheus metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
@@ -140,6 +151,8 @@ func DefaultConfig() Config {
 		BatchBytes:        64 << 10,
 		QueueLen:          10_000,
 		PartChanges:       4096,
+		Compression:       CompressionZstd,
+		CompressMinBytes:  256,
 		SyncInterval:      time.Second,
 		SyncPeers:         1,
 		SyncChunk:         512,
@@ -221,6 +234,14 @@ func (c *Config) Validate() error {
 		if p.v <= 0 {
 			return bad("%s must be positive (got %d)", p.name, p.v)
 		}
+	}
+	switch c.Compression {
+	case CompressionZstd, CompressionNone:
+	default:
+		return bad("compression %q: want %q or %q", c.Compression, CompressionZstd, CompressionNone)
+	}
+	if c.CompressMinBytes < 0 {
+		return bad("compress_min_bytes must not be negative")
 	}
 	if c.BatchDelay < 0 {
 		return bad("batch_delay must not be negative")

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -28,6 +29,9 @@ type nodeMeta struct {
 	// rather than dead and do not try to reconnect to it (memberlist's Node.State does not
 	// tell them apart).
 	Leaving bool `msgpack:"leaving,omitempty"`
+	// Zstd says the node decodes zstd frames (compress.go); nodes from before compression
+	// leave it out, and peers send them plain frames only.
+	Zstd bool `msgpack:"zstd,omitempty"`
 
 	site log.SiteID
 }
@@ -68,7 +72,7 @@ func (g *Gossip) metaFor(host string) []byte {
 	quicAddr := g.quicAddr
 	g.mu.Unlock()
 	meta, err := msgpack.Marshal(&nodeMeta{V: 1, Site: wireSite(g.site), Cluster: g.cfg.ClusterID, QUIC: quicAddr,
-		API: g.cfg.APIAddr, Region: g.cfg.Region, Leaving: g.leaving.Load()})
+		API: g.cfg.APIAddr, Region: g.cfg.Region, Leaving: g.leaving.Load(), Zstd: !g.cfg.preZstd})
 	if err != nil {
 		panic(err) // a fixed struct always encodes
 	}
@@ -116,6 +120,10 @@ func (g *Gossip) memberUp(name, addr string, meta []byte) {
 		np.region = m.Region
 		g.peers[name] = np
 		g.setPeersLocked()
+		p = np
+	}
+	if p != nil {
+		p.zstd.Store(m.Zstd) // a restart with another version changes it in place
 	}
 	g.updateMemberGauges()
 	g.mu.Unlock()
@@ -180,8 +188,9 @@ type peer struct {
 	g      *Gossip
 	name   string
 	site   log.SiteID
-	addr   string // transport address (QUIC)
-	region string // its Config.Region
+	addr   string      // transport address (QUIC)
+	region string      // its Config.Region
+	zstd   atomic.Bool // its metadata says it decodes zstd frames
 
 	ctx    context.Context // ends when the peer stops
 	cancel context.CancelFunc

@@ -23,6 +23,8 @@ type metrics struct {
 	refusedCluster prometheus.Counter
 	tlsRefused     *prometheus.CounterVec // trust.go
 	adminOps       *prometheus.CounterVec // by op (rejoin, reconcile): admin.go
+	zstdPlain      *prometheus.CounterVec // by path and direction: zstd frames' bytes before compression
+	zstdWire       *prometheus.CounterVec // by path and direction: the same frames' bytes on the wire
 }
 
 func newMetrics() *metrics {
@@ -56,6 +58,10 @@ func newMetrics() *metrics {
 			[]string{"direction"}),
 		adminOps: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "admin_operations_total",
 			Help: "Operator-requested rejoins and gap reconciliations."}, []string{"op"}),
+		zstdPlain: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "zstd_plain_bytes_total",
+			Help: "Bytes of the frames sent or received zstd-compressed, before compression, by path and direction."}, []string{"path", "direction"}),
+		zstdWire: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "zstd_wire_bytes_total",
+			Help: "Bytes the same frames took on the wire (plain minus wire is what compression saved), by path and direction."}, []string{"path", "direction"}),
 	}
 	m.zero()
 	return m
@@ -82,12 +88,16 @@ func (m *metrics) zero() {
 		m.bytesRecv.WithLabelValues(path)
 		m.versionsRecv.WithLabelValues(path, "true")
 		m.versionsRecv.WithLabelValues(path, "false")
+		for _, dir := range []string{"sent", "received"} {
+			m.zstdPlain.WithLabelValues(path, dir)
+			m.zstdWire.WithLabelValues(path, dir)
+		}
 	}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
-		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps} {
+		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.zstdPlain, m.zstdWire} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -97,7 +107,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 
 func (m *metrics) unregister(r prometheus.Registerer) {
 	for _, c := range []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
-		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps} {
+		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.zstdPlain, m.zstdWire} {
 		r.Unregister(c)
 	}
 }

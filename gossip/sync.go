@@ -193,7 +193,7 @@ func (s *syncSession) SendMissing(w io.Writer) error {
 	if s.theirs == nil {
 		return errors.New("sync: send before the peer's vector")
 	}
-	return s.g.sendMissing(w, s.theirs)
+	return s.g.sendMissing(w, s.theirs, s.g.compressing() && s.g.peerZstd(s.name))
 }
 
 // Receive applies the peer's changesets until its done frame.
@@ -215,7 +215,8 @@ func (s *syncSession) End(err error) {
 
 // sendMissing writes what theirs lacks, oldest version first per site, then a done frame.
 // QUIC flow control bounds what is in flight; the log is read as it goes.
-func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector) error {
+// With zstd set, frames that compress well go compressed (compress.go).
+func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector, zstd bool) error {
 	w := bufio.NewWriterSize(out, 256<<10)
 	var done doneMsg
 	var bytes uint64
@@ -223,6 +224,12 @@ func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector) error {
 		frame, err := changesetFrame(cs, 0)
 		if err != nil {
 			return err
+		}
+		if zstd && len(frame) >= g.cfg.CompressMinBytes {
+			if z := compressFrame(frame, g.cfg.CompressMinBytes); z != nil {
+				g.countCompressed("sync", len(frame), len(z))
+				frame = z
+			}
 		}
 		if _, err := w.Write(frame); err != nil {
 			return err
@@ -314,7 +321,11 @@ func (g *Gossip) receiveSync(name string, fr *frameReader) error {
 		return err
 	}
 	before := fr.bytes
-	defer func() { g.m.bytesRecv.WithLabelValues("sync").Add(float64(fr.bytes - before)) }()
+	zseen := [2]uint64{fr.zwire, fr.zplain}
+	defer func() {
+		g.m.bytesRecv.WithLabelValues("sync").Add(float64(fr.bytes - before))
+		g.countReceived("sync", fr, &zseen)
+	}()
 	for {
 		typ, body, err := fr.next()
 		if err != nil {

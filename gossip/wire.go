@@ -29,6 +29,7 @@ const (
 	frameBusy      byte = 4 // empty: the peer serves too many syncs
 	frameDone      byte = 5 // msgpack doneMsg: the sender has sent all it had to send
 	frameCleared   byte = 6 // msgpack clearedMsg: versions the sender holds cleared
+	frameZstd      byte = 7 // another frame, compressed (compress.go); only to peers advertising nodeMeta.Zstd
 )
 
 // protoVersion is the hello's version; a peer with another major version is refused.
@@ -177,6 +178,8 @@ func msgFrame(typ byte, v any) ([]byte, error) {
 type frameReader struct {
 	r     *bufio.Reader
 	bytes uint64 // total bytes read, for metrics
+	// zwire and zplain total the wire and the unwrapped bytes of the zstd frames read.
+	zwire, zplain uint64
 }
 
 func newFrameReader(r io.Reader) *frameReader {
@@ -187,7 +190,8 @@ func newFrameReader(r io.Reader) *frameReader {
 // can batch what arrived together without waiting.
 func (fr *frameReader) buffered() bool { return fr.r.Buffered() > 0 }
 
-// next reads one frame. io.EOF only at a clean frame boundary.
+// next reads one frame, unwrapping a zstd frame (compress.go). io.EOF only at a clean
+// frame boundary.
 func (fr *frameReader) next() (typ byte, body []byte, err error) {
 	n, err := binary.ReadUvarint(fr.r)
 	if err != nil {
@@ -224,6 +228,15 @@ func (fr *frameReader) next() (typ byte, body []byte, err error) {
 		buf = bb.Bytes()
 	}
 	fr.bytes += uint64(n) + uint64(uvarintLen(n))
+	if buf[0] == frameZstd {
+		typ, inner, err := decodeZstdFrame(buf[1:])
+		if err != nil {
+			return 0, nil, err
+		}
+		fr.zwire += uint64(n) + uint64(uvarintLen(n))
+		fr.zplain += uint64(len(inner)) + 1 + uint64(uvarintLen(uint64(len(inner))+1))
+		return typ, inner, nil
+	}
 	return buf[0], buf[1:], nil
 }
 
