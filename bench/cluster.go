@@ -49,6 +49,8 @@ type ClusterConfig struct {
 	Dir string
 	// Seed seeds the row values.
 	Seed uint64
+	// Compression, when set, is every agent's gossip.compression ("zstd" or "none").
+	Compression string
 	// Logf, when set, receives progress lines.
 	Logf func(format string, args ...any)
 }
@@ -99,20 +101,31 @@ type ClusterResult struct {
 	CatchUpReady    time.Duration // process start to its API answering
 	CatchUpTime     time.Duration // API answering to every missed row visible
 	CatchUpRate     float64       // changes/s over CatchUpTime
+
+	// GossipBytes is patina_gossip_bytes_sent_total summed over the agents at the end
+	// (broadcast and sync frames as sent); ZstdPlain and ZstdWire are the bytes of the
+	// frames sent compressed, before and after (patina_gossip_zstd_*_bytes_total, sent).
+	GossipBytes, ZstdPlain, ZstdWire float64
+}
+
+// wire is the result's line about gossip bytes.
+func (r ClusterResult) wire() string {
+	return fmt.Sprintf("gossip bytes sent: %.0f (of which %.0f went zstd-compressed as %.0f: %.0f saved)",
+		r.GossipBytes, r.ZstdPlain, r.ZstdWire, r.ZstdPlain-r.ZstdWire)
 }
 
 func (r ClusterResult) String() string {
 	if r.CatchUpChanges > 0 {
-		return fmt.Sprintf("catch-up: %d changes (%d transactions) in %v after the API answered (%v to start): %.0f changes/s",
-			r.CatchUpChanges, r.CatchUpVersions, r.CatchUpTime.Round(time.Millisecond), r.CatchUpReady.Round(time.Millisecond), r.CatchUpRate)
+		return fmt.Sprintf("catch-up: %d changes (%d transactions) in %v after the API answered (%v to start): %.0f changes/s\n%s",
+			r.CatchUpChanges, r.CatchUpVersions, r.CatchUpTime.Round(time.Millisecond), r.CatchUpReady.Round(time.Millisecond), r.CatchUpRate, r.wire())
 	}
 	return fmt.Sprintf("%d nodes, %d writes/s asked, %.0f achieved, %d writes (%d lost)\n"+
 		"replication ack -> visible on all others: p50 %v p99 %v max %v\n"+
 		"replication ack -> visible per node:      p50 %v p99 %v\n"+
 		"write ack latency:                        p50 %v p99 %v max %v\n"+
-		"nodes' own p99 replication lag (commit to folded, /v1/health): %v",
+		"nodes' own p99 replication lag (commit to folded, /v1/health): %v\n%s",
 		r.Nodes, r.Rate, r.Achieved, r.Writes, r.Lost, ms(r.P50), ms(r.P99), ms(r.Max), ms(r.PairP50), ms(r.PairP99),
-		ms(r.AckP50), ms(r.AckP99), ms(r.AckMax), ms(r.LagP99))
+		ms(r.AckP50), ms(r.AckP99), ms(r.AckMax), ms(r.LagP99), r.wire())
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }
@@ -139,16 +152,41 @@ func RunCluster(ctx context.Context, cfg ClusterConfig) (res ClusterResult, err 
 	if err := os.WriteFile(schema, []byte(clusterSchema), 0o644); err != nil {
 		return res, err
 	}
-	agents, kill, err := startAgents(ctx, cfg.Binary, dir, schema, cfg.Nodes, cfg.Clients, nil)
+	var setup func(int, *benchAgent)
+	if cfg.Compression != "" {
+		setup = func(_ int, a *benchAgent) { a.env = append(a.env, "PATINA_GOSSIP_COMPRESSION="+cfg.Compression) }
+	}
+	agents, kill, err := startAgents(ctx, cfg.Binary, dir, schema, cfg.Nodes, cfg.Clients, setup)
 	defer kill()
 	if err != nil {
 		return res, err
 	}
 	logf("bench cluster: %d agents up in %s", len(agents), dir)
 	if cfg.CatchUp > 0 {
-		return runCatchUp(ctx, cfg, agents, logf)
+		res, err = runCatchUp(ctx, cfg, agents, logf)
+	} else {
+		res, err = runLatency(ctx, cfg, agents, logf)
 	}
-	return runLatency(ctx, cfg, agents, logf)
+	if err != nil {
+		return res, err
+	}
+	for i, a := range agents {
+		for _, m := range []struct {
+			name string
+			dst  *float64
+		}{
+			{"patina_gossip_bytes_sent_total", &res.GossipBytes},
+			{`patina_gossip_zstd_plain_bytes_total{direction="sent"`, &res.ZstdPlain},
+			{`patina_gossip_zstd_wire_bytes_total{direction="sent"`, &res.ZstdWire},
+		} {
+			v, err := metricSum(ctx, a.cl, m.name)
+			if err != nil {
+				return res, fmt.Errorf("node %d metrics: %w", i, err)
+			}
+			*m.dst += v
+		}
+	}
+	return res, nil
 }
 
 // benchAgent is one spawned agent.

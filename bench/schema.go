@@ -235,15 +235,17 @@ func countRows(ctx context.Context, a *benchAgent, q string) (int64, error) {
 	return rows[0][0].Int, nil
 }
 
-// metricSum sums every sample of one metric on an agent's /metrics page.
+// metricSum sums every sample of one metric on an agent's /metrics page. A name with a
+// brace (`name{label="x"`) sums the samples whose first labels are those.
 func metricSum(ctx context.Context, cl *client.Client, name string) (float64, error) {
+	prefix := strings.Contains(name, "{")
 	text, err := cl.Metrics(ctx)
 	if err != nil {
 		return 0, err
 	}
 	var sum float64
 	for _, line := range strings.Split(text, "\n") {
-		if strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
+		if (prefix && strings.HasPrefix(line, name)) || strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
 			f := strings.Fields(line)
 			v, err := strconv.ParseFloat(f[len(f)-1], 64)
 			if err != nil {

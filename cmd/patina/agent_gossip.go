@@ -44,6 +44,9 @@ func (c *Config) gossipConfig() (gossip.Config, error) {
 	g.GossipAddr, g.QUICAddr, g.AdvertiseAddr = c.GossipAddr, c.QUICAddr, c.AdvertiseAddr
 	g.Bootstrap = c.Bootstrap
 	g.Fanout, g.SyncInterval, g.Region = c.Gossip.Fanout, c.Gossip.SyncInterval, c.Gossip.Region
+	if c.Gossip.Compression != "" { // a Config built in code without DefaultConfig keeps gossip's
+		g.Compression, g.CompressMinBytes = c.Gossip.Compression, c.Gossip.CompressMinBytes
+	}
 	if c.Gossip.SecretKey != "" {
 		k, err := base64.StdEncoding.DecodeString(c.Gossip.SecretKey)
 		if err != nil {

@@ -39,6 +39,7 @@ every missed row being visible gives the catch-up rate in changes/s.`,
 	fs.IntVar(&cfg.CatchUp, "catchup", 0, "measure the catch-up of a restarted node that missed this many changes")
 	fs.StringVar(&cfg.Dir, "data-dir", "", "where the agents keep their data (default: a temp dir, removed after)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the row values")
+	fs.StringVar(&cfg.Compression, "compression", "", "every agent's gossip.compression: zstd or none (default: the agents' default)")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		exe, err := os.Executable()
 		if err != nil {

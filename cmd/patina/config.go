@@ -148,7 +148,11 @@ type GossipConfig struct {
 	SyncInterval time.Duration `toml:"sync_interval"`
 	// Region names this node's region; set on every node, broadcast becomes region-aware.
 	Region string `toml:"region"`
-	TLS    struct {
+	// Compression is "zstd" (default) or "none": how frames to peers that decode zstd go.
+	Compression string `toml:"compression"`
+	// CompressMinBytes is the smallest frame body compressed.
+	CompressMinBytes int `toml:"compress_min_bytes"`
+	TLS              struct {
 		CAFile   string `toml:"ca_file"`
 		CertFile string `toml:"cert_file"`
 		KeyFile  string `toml:"key_file"`
@@ -193,6 +197,7 @@ func DefaultConfig() Config {
 	c.DB.MinFreeBytes = log.DefaultMinFreeBytes
 	// gossip.DefaultConfig's values; agent_gossip.go starts from it and lays these over.
 	c.Gossip.Fanout, c.Gossip.SyncInterval = 3, time.Second
+	c.Gossip.Compression, c.Gossip.CompressMinBytes = "zstd", 256
 	return c
 }
 
@@ -253,6 +258,8 @@ var coreOptions = []option{
 	{key: "gossip.fanout", usage: "members each new changeset is sent to", field: func(c *Config) any { return &c.Gossip.Fanout }, agentOnly: true},
 	{key: "gossip.sync_interval", usage: "mean time between sync rounds", field: func(c *Config) any { return &c.Gossip.SyncInterval }, agentOnly: true},
 	{key: "gossip.region", usage: "this node's region (e.g. its cloud region); set on every node for region-aware broadcast", field: func(c *Config) any { return &c.Gossip.Region }, agentOnly: true},
+	{key: "gossip.compression", usage: "zstd or none: compression of gossip and sync frames to peers that decode it", field: func(c *Config) any { return &c.Gossip.Compression }, agentOnly: true},
+	{key: "gossip.compress_min_bytes", usage: "smallest gossip frame body compressed", field: func(c *Config) any { return &c.Gossip.CompressMinBytes }, agentOnly: true},
 	{key: "gossip.tls.ca_file", usage: "CA certificate (PEM): mutual TLS between nodes", field: func(c *Config) any { return &c.Gossip.TLS.CAFile }, agentOnly: true},
 	{key: "gossip.tls.cert_file", usage: "node certificate (PEM)", field: func(c *Config) any { return &c.Gossip.TLS.CertFile }, agentOnly: true},
 	{key: "gossip.tls.key_file", usage: "node private key (PEM)", field: func(c *Config) any { return &c.Gossip.TLS.KeyFile }, agentOnly: true},
