@@ -173,6 +173,18 @@ func (a *authority) authorize(r *http.Request, need Scope) (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
+	t, err := a.lookup(tok)
+	if err != nil {
+		return t, err
+	}
+	if t.Scope < need {
+		return t, &scopeError{have: t.Scope, need: need}
+	}
+	return t, nil
+}
+
+// lookup returns the configured token tok is, errUnauthorized when none.
+func (a *authority) lookup(tok string) (Token, error) {
 	sum := sha256.Sum256([]byte(tok))
 	// Every hash is compared, in constant time each, so the time taken says nothing about
 	// which token (or how much of a hash) matched.
@@ -185,12 +197,41 @@ func (a *authority) authorize(r *http.Request, need Scope) (Token, error) {
 	if found < 0 {
 		return Token{}, fmt.Errorf("%w: unknown token", errUnauthorized)
 	}
-	t := a.tokens[found]
-	if t.Scope < need {
-		return t, &scopeError{have: t.Scope, need: need}
+	return a.tokens[found], nil
+}
+
+// TokenChecker checks tokens that come through another door than HTTP (the PostgreSQL
+// port's password) against the API's: the same hashes, the same scopes, bearer_token as
+// admin.
+type TokenChecker struct{ a *authority }
+
+// NewTokenChecker returns the checker of cfg's BearerToken and Tokens; an error when a
+// hash is malformed.
+func NewTokenChecker(cfg *Config) (*TokenChecker, error) {
+	a, err := buildAuthority(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &TokenChecker{a: a}, nil
+}
+
+// Enabled reports whether any token is configured.
+func (c *TokenChecker) Enabled() bool { return c.a.enabled() }
+
+// Check returns the token tok is; an error (ErrUnknownToken) when it is none of them.
+func (c *TokenChecker) Check(tok string) (Token, error) {
+	if c.a.bad != nil {
+		return Token{}, c.a.bad
+	}
+	t, err := c.a.lookup(tok)
+	if err != nil {
+		return Token{}, ErrUnknownToken
 	}
 	return t, nil
 }
+
+// ErrUnknownToken is TokenChecker.Check's answer to a token that is not configured.
+var ErrUnknownToken = errors.New("unknown token")
 
 // scopeError is a 403: the token is valid, its scope is too small.
 type scopeError struct{ have, need Scope }
