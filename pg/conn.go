@@ -31,6 +31,9 @@ type session struct {
 	pid    uint32
 	secret uint32
 	user   string
+	// access is what the client may do: what its token allows, else everything (no
+	// authentication, or the single SCRAM password).
+	access Access
 
 	settings map[string]string // SET values, for SHOW
 	stmts    map[string]*prepared
@@ -52,7 +55,7 @@ type session struct {
 // serveConn runs the start-up and then the session until the client leaves or the server
 // closes.
 func (s *Server) serveConn(c net.Conn) {
-	ss := &session{s: s, conn: c, be: pgproto3.NewBackend(c, c), tx: 'I',
+	ss := &session{s: s, conn: c, be: pgproto3.NewBackend(c, c), tx: 'I', access: AccessWrite,
 		settings: map[string]string{}, stmts: map[string]*prepared{}, portals: map[string]*portal{}}
 	ss.be.SetMaxBodyLen(maxMessage)
 	ok, err := ss.startup()
@@ -134,8 +137,12 @@ func (ss *session) startup() (ok bool, err error) {
 					ss.settings[strings.ToLower(k)] = v
 				}
 			}
-			if ss.s.cfg.Password != "" {
-				if err := ss.authenticate(); err != nil {
+			auth := ss.authenticate
+			if ss.s.cfg.Authenticate != nil {
+				auth = ss.authenticateToken
+			}
+			if ss.s.cfg.Password != "" || ss.s.cfg.Authenticate != nil {
+				if err := auth(); err != nil {
 					var pe *pgError
 					if errors.As(err, &pe) {
 						ss.s.metrics.accepted.WithLabelValues("auth_failed").Inc()

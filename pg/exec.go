@@ -220,6 +220,15 @@ func (ss *session) simpleQuery(q string) {
 			ss.fail()
 			return
 		}
+		if p.kind == cmdWrite {
+			if err := ss.mayWrite(); err != nil {
+				if flush() {
+					ss.sendError(err)
+				}
+				ss.fail()
+				return
+			}
+		}
 		if p.kind == cmdWrite && ss.tx == 'I' {
 			group = append(group, p)
 			continue
@@ -242,8 +251,20 @@ func (ss *session) simpleQuery(q string) {
 	}
 }
 
+// mayWrite refuses a write of a session whose token may only read (42501,
+// insufficient_privilege), before it is queued or run.
+func (ss *session) mayWrite() error {
+	if ss.access >= AccessWrite {
+		return nil
+	}
+	return errf("42501", "permission denied: this token may only read (a write token may write)")
+}
+
 // write commits statements as one Patina transaction and returns their row counts.
 func (ss *session) write(stmts []materializer.Statement) ([]int64, error) {
+	if err := ss.mayWrite(); err != nil { // every path checked before; this is the last door
+		return nil, err
+	}
 	ctx, done := ss.queryContext()
 	defer done()
 	start := time.Now()
@@ -412,6 +433,9 @@ func (ss *session) run(pt *portal, maxRows int64, sendDesc bool) (suspended bool
 		pt.close()
 		return false, nil
 	case cmdWrite:
+		if err := ss.mayWrite(); err != nil {
+			return false, err
+		}
 		st := stmtOf(p.sql, pt.params)
 		switch ss.tx {
 		case 'T':

@@ -29,6 +29,8 @@ type node struct {
 	srv   *pg.Server
 	addr  string
 	reg   *prometheus.Registry
+	// sslmode is the url's: disable unless a test sets it.
+	sslmode string
 }
 
 type nodeOpt func(*pg.Config)
@@ -38,7 +40,7 @@ func withPassword(p string) nodeOpt { return func(c *pg.Config) { c.Password = p
 func newNode(tb testing.TB, opts ...nodeOpt) *node {
 	tb.Helper()
 	dir := tb.TempDir()
-	n := &node{reg: prometheus.NewRegistry()}
+	n := &node{reg: prometheus.NewRegistry(), sslmode: "disable"}
 	var err error
 	if n.store, err = log.Open(filepath.Join(dir, "log"), log.Options{}); err != nil {
 		tb.Fatalf("open log: %v", err)
@@ -68,13 +70,13 @@ func newNode(tb testing.TB, opts ...nodeOpt) *node {
 	return n
 }
 
-// url is a connection URL for the node.
+// url is a connection URL for the node, without TLS (see sslmode).
 func (n *node) url(password string) string {
 	host, port, _ := strings.Cut(n.addr, ":")
 	if password != "" {
-		return fmt.Sprintf("postgres://patina:%s@%s:%s/patina?sslmode=disable", password, host, port)
+		return fmt.Sprintf("postgres://patina:%s@%s:%s/patina?sslmode=%s", password, host, port, n.sslmode)
 	}
-	return fmt.Sprintf("postgres://patina@%s:%s/patina?sslmode=disable", host, port)
+	return fmt.Sprintf("postgres://patina@%s:%s/patina?sslmode=%s", host, port, n.sslmode)
 }
 
 func (n *node) connect(tb testing.TB, password string) *pgx.Conn {

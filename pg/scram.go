@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -69,6 +70,34 @@ func (ss *session) authenticate() error {
 }
 
 var errBadProof = errors.New("wrong password")
+
+// authenticateToken asks for the password in cleartext, over TLS only, and takes it as a
+// Patina token (Config.Authenticate): its scope becomes the session's access. A client
+// without TLS is refused before it sends anything secret.
+func (ss *session) authenticateToken() error {
+	if _, ok := ss.conn.(*tls.Conn); !ok {
+		return errf("28000", "this server takes Patina tokens as passwords over TLS only: connect with sslmode=require")
+	}
+	ss.be.Send(&pgproto3.AuthenticationCleartextPassword{})
+	if err := ss.be.Flush(); err != nil {
+		return err
+	}
+	ss.be.SetAuthType(pgproto3.AuthTypeCleartextPassword)
+	msg, err := ss.be.Receive()
+	if err != nil {
+		return err
+	}
+	pw, ok := msg.(*pgproto3.PasswordMessage)
+	if !ok {
+		return errf("08P01", fmt.Sprintf("expected a password message, got %T", msg))
+	}
+	access, err := ss.s.cfg.Authenticate(pw.Password)
+	if err != nil || (access != AccessRead && access != AccessWrite) {
+		return errf("28P01", fmt.Sprintf("password authentication failed for user %q (the password is a Patina token)", ss.user))
+	}
+	ss.access = access
+	return nil
+}
 
 // scram is one server-side exchange.
 type scram struct {

@@ -34,6 +34,13 @@ type Config struct {
 	// Password, when set, is required of every client with SCRAM-SHA-256 (any user name): the
 	// agent passes its API token, so one secret guards both doors.
 	Password string
+	// Authenticate, when set, takes the client's password as a Patina token (scoped tokens,
+	// or the API's single token) and says what it may do; an error refuses the client.
+	// Tokens are kept hashed, which SCRAM cannot verify against, so the server asks for the
+	// password in cleartext (AuthenticationCleartextPassword), over TLS only: a client that
+	// did not start TLS is refused before it sends the password. It needs TLS and takes
+	// precedence over Password.
+	Authenticate func(password string) (Access, error)
 	// TLS, when set, is offered to clients that ask for it (SSLRequest); nil answers 'N'.
 	TLS *tls.Config
 	// MaxConns bounds the connections served at once; more are refused with SQLSTATE 53300.
@@ -41,6 +48,26 @@ type Config struct {
 	// Registerer receives the metrics; nil registers none.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+}
+
+// Access is what an authenticated client may do.
+type Access int
+
+const (
+	// AccessRead may read (SELECT and the catalog); writes are refused with 42501.
+	AccessRead Access = iota + 1
+	// AccessWrite may also write.
+	AccessWrite
+)
+
+func (a Access) String() string {
+	switch a {
+	case AccessRead:
+		return "read"
+	case AccessWrite:
+		return "write"
+	}
+	return "none"
 }
 
 // Server serves the PostgreSQL protocol for one node.
@@ -83,6 +110,9 @@ func (s *Server) Open(ctx context.Context) error {
 	if s.cfg.View == nil {
 		return errors.New("pg config: no view")
 	}
+	if s.cfg.Authenticate != nil && s.cfg.TLS == nil {
+		return errors.New("pg config: token authentication needs TLS (the password travels in cleartext)")
+	}
 	if s.cfg.Registerer != nil {
 		if err := s.metrics.register(s.cfg.Registerer); err != nil {
 			return fmt.Errorf("register pg metrics: %w", err)
@@ -102,7 +132,7 @@ func (s *Server) Open(ctx context.Context) error {
 	s.ln = ln
 	s.wg.Add(1)
 	go s.acceptLoop()
-	s.logger.Info("postgres protocol listening", "addr", ln.Addr().String(), "auth", s.cfg.Password != "", "tls", s.cfg.TLS != nil)
+	s.logger.Info("postgres protocol listening", "addr", ln.Addr().String(), "auth", s.authKind(), "tls", s.cfg.TLS != nil)
 	return nil
 }
 
@@ -249,4 +279,15 @@ func (m *metrics) observe(kind string, start time.Time, err error) {
 	}
 	m.queries.WithLabelValues(kind, res).Inc()
 	m.duration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+}
+
+// authKind names how clients authenticate, for the start-up log line.
+func (s *Server) authKind() string {
+	switch {
+	case s.cfg.Authenticate != nil:
+		return "tokens (cleartext over TLS)"
+	case s.cfg.Password != "":
+		return "password (SCRAM-SHA-256)"
+	}
+	return "none"
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/patinadb/patina/api"
 	"github.com/patinadb/patina/api/client"
 	"github.com/patinadb/patina/internal/testutil"
 )
@@ -45,6 +46,68 @@ func TestPGAgent(t *testing.T) {
 		t.Fatal("wrong password accepted")
 	} else if !strings.Contains(err.Error(), "28P01") {
 		t.Fatalf("wrong password: %v", err)
+	}
+}
+
+// TestPGTokens: with scoped tokens the PG port takes a token as the password, over TLS with
+// the API's certificate (made by patina tls): a read token reads and is refused a write
+// (42501), a write token and the single bearer token write, and a client without TLS or with
+// an unknown token is refused. Without any TLS material the agent refuses to start.
+func TestPGTokens(t *testing.T) {
+	dir := t.TempDir()
+	cli(t, "tls", "ca", "--out-dir", dir)
+	cli(t, "tls", "server", "--out-dir", dir, "--ca", filepath.Join(dir, "ca.pem"), "--ca-key", filepath.Join(dir, "ca-key.pem"), "--host", "127.0.0.1")
+	readTok, writeTok := "r-"+strings.Repeat("a", 40), "w-"+strings.Repeat("b", 40)
+	schema := writePGSchema(t, "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v TEXT);")
+	tokens := func(c *Config) {
+		c.PG.Addr = "127.0.0.1:0"
+		c.API.Authz.BearerToken = "legacy"
+		c.API.Authz.Tokens = []TokenConfig{{Name: "ro", Scope: "read", Hash: api.HashToken(readTok)}, {Name: "rw", Scope: "write", Hash: api.HashToken(writeTok)}}
+		c.Schema = []string{schema}
+	}
+	a := startTestAgent(t, func(c *Config) {
+		tokens(c)
+		c.API.TLS = APITLSConfig{CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server-key.pem")}
+	})
+	ctx := context.Background()
+	connect := func(tok, mode string) (*pgx.Conn, error) {
+		return pgx.Connect(ctx, fmt.Sprintf("postgres://patina:%s@%s/patina?sslmode=%s", tok, a.PGAddr(), mode))
+	}
+	for i, tok := range []string{writeTok, "legacy"} {
+		c, err := connect(tok, "require")
+		if err != nil {
+			t.Fatalf("connect with a write token: %v", err)
+		}
+		if _, err := c.Exec(ctx, "INSERT INTO t (id, v) VALUES ($1, 'x')", i); err != nil {
+			t.Fatalf("write token writes: %v", err)
+		}
+		c.Close(ctx)
+	}
+	r, err := connect(readTok, "require")
+	if err != nil {
+		t.Fatalf("connect with the read token: %v", err)
+	}
+	defer r.Close(ctx)
+	var n int
+	if err := r.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("read token reads %d rows, %v", n, err)
+	}
+	if _, err := r.Exec(ctx, "DELETE FROM t"); err == nil || !strings.Contains(err.Error(), "42501") {
+		t.Fatalf("read token deletes: %v, want 42501", err)
+	}
+	for _, bad := range []struct{ tok, mode, code string }{{"nope", "require", "28P01"}, {readTok, "disable", "28000"}} {
+		if c, err := connect(bad.tok, bad.mode); err == nil {
+			c.Close(ctx)
+			t.Fatalf("%s with sslmode=%s accepted", bad.tok, bad.mode)
+		} else if !strings.Contains(err.Error(), bad.code) {
+			t.Fatalf("%s with sslmode=%s: %v, want %s", bad.tok, bad.mode, err, bad.code)
+		}
+	}
+	// Scoped tokens and no certificate anywhere: a usage error naming the fix.
+	cfg := DefaultConfig()
+	tokens(&cfg)
+	if err := NewAgent(cfg, nil).openPG(ctx); err == nil || !strings.Contains(err.Error(), "needs TLS") {
+		t.Fatalf("scoped tokens without TLS: %v", err)
 	}
 }
 
