@@ -1,10 +1,12 @@
 package log
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -61,11 +63,15 @@ type CompactResult struct {
 
 // compactionState is persisted under metaCompaction.
 type compactionState struct {
-	horizonSeq Seq       // a replay up to a seq >= this is exact
-	horizonTS  Timestamp // a replay up to a time >= this is exact
-	dropped    uint64
-	cleared    uint64
-	bytes      uint64
+	// horizonSeq: a replay up to a seq >= this is exact (every compacted version, and the
+	// arrival seq of every winner a dropped change lost to, is at or before it).
+	horizonSeq Seq
+	// horizonTS: a replay up to a time >= this is exact (every winner a dropped change lost
+	// to, and every version a peer sent already cleared, was committed at or before it).
+	horizonTS Timestamp
+	dropped   uint64
+	cleared   uint64
+	bytes     uint64
 }
 
 func (c compactionState) encode() []byte {
@@ -139,6 +145,14 @@ func (s *Store) Compact(ctx context.Context, opts CompactOptions) (CompactResult
 		batch = 256
 	}
 	through := min(opts.Through, s.LastSeq())
+	// The replay horizon must cover the arrival seq of every winner a dropped change loses
+	// to (a replay to a seq before it would miss both); the judge may see winners folded
+	// after through, so their seqs are looked up, and a change whose winner arrived after
+	// this snapshot is kept (a later pass drops it).
+	arrived, err := s.arrivals(s.LastSeq())
+	if err != nil {
+		return res, fmt.Errorf("compact: %w", err)
+	}
 	tsCache := map[Dominator]Timestamp{}
 	domTS := func(d Dominator) (Timestamp, bool) {
 		if ts, ok := tsCache[d]; ok {
@@ -219,6 +233,13 @@ func (s *Store) Compact(ctx context.Context, opts CompactOptions) (CompactResult
 			var keep []Change
 			dropped := uint64(0)
 			for j, d := range v {
+				var dseq Seq
+				if !d.IsZero() {
+					var ok bool
+					if dseq, ok = arrived.seq(d); !ok {
+						d = Dominator{}
+					}
+				}
 				if !d.IsZero() && opts.Horizon != 0 {
 					// Inside the window (or a winner too recent to say): keep.
 					if ts, ok := domTS(d); !ok || ts >= opts.Horizon || cs.TS >= opts.Horizon {
@@ -235,6 +256,7 @@ func (s *Store) Compact(ctx context.Context, opts CompactOptions) (CompactResult
 					keep = append(make([]Change, 0, len(cs.Changes)), cs.Changes[:j]...)
 				}
 				dropped++
+				req.horizonSeq = max(req.horizonSeq, dseq)
 				if ts, ok := domTS(d); ok && ts > req.horizonTS {
 					req.horizonTS = ts
 				}
@@ -432,6 +454,9 @@ func (s *Store) commitCompaction(r *compactReq) {
 		sv.Versions.AddSet(newVers)
 		sv.Cleared.AddSet(newVers)
 		r.added += newVers.Count()
+		// What those versions held, and when it lost, is unknown here: a replay to a time
+		// before now could miss it.
+		r.horizonTS = max(r.horizonTS, s.hlc.Now())
 		pubVersions = append(pubVersions, clr{c.Site, newVers})
 		dirty[c.Site] = struct{}{}
 		if c.Site == s.site {
@@ -455,7 +480,7 @@ func (s *Store) commitCompaction(r *compactReq) {
 			return
 		}
 	}
-	if r.res.Dropped > 0 {
+	if r.res.Dropped > 0 || r.added > 0 {
 		cst.dropped += r.res.Dropped
 		cst.bytes += r.res.Bytes
 		cst.horizonSeq = max(cst.horizonSeq, r.horizonSeq)
@@ -561,4 +586,54 @@ func (s *Store) ReclaimSpace(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// arrivals maps complete versions to their arrival seqs: the arrival index read once, per
+// site sorted by version (16 bytes a version held with data; cleared ones have no entry).
+type arrivals map[SiteID][]verSeq
+
+type verSeq struct {
+	ver Version
+	seq Seq
+}
+
+// arrivals reads the arrival index up to seq last.
+func (s *Store) arrivals(last Seq) (arrivals, error) {
+	if err := s.rlock(); err != nil {
+		return nil, err
+	}
+	defer s.closeMu.RUnlock()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: arrivalKey(1), UpperBound: arrivalKey(last + 1)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	out := arrivals{}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		val, err := it.ValueAndErr()
+		if err != nil {
+			return nil, err
+		}
+		if len(k) != 9 || len(val) != 24 {
+			return nil, &DecodeError{What: "arrival entry", Err: fmt.Errorf("key %x: %d bytes", k, len(val))}
+		}
+		site := SiteID(val[:16])
+		out[site] = append(out[site], verSeq{Version(binary.BigEndian.Uint64(val[16:])), Seq(binary.BigEndian.Uint64(k[1:]))})
+	}
+	for _, vs := range out {
+		// Mostly sorted already: a site's versions usually arrive in order.
+		slices.SortFunc(vs, func(a, b verSeq) int { return cmp.Compare(a.ver, b.ver) })
+	}
+	return out, it.Error()
+}
+
+// seq is the arrival seq of d's version, if it was read.
+func (a arrivals) seq(d Dominator) (Seq, bool) {
+	vs := a[d.Site]
+	i, ok := slices.BinarySearchFunc(vs, d.Version, func(e verSeq, v Version) int { return cmp.Compare(e.ver, v) })
+	if !ok {
+		return 0, false
+	}
+	return vs[i].seq, true
 }

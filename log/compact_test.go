@@ -6,6 +6,7 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // dropJudge supersedes, per version, the seqs listed (all of them when the list holds -1),
@@ -210,5 +211,49 @@ func TestCompactedEncodings(t *testing.T) {
 	bad.Changes = nil
 	if err := bad.Validate(); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("compacted empty kind: %v", err)
+	}
+}
+
+// TestCompactHorizon: the replay horizon covers the arrival seq of every winner a dropped
+// change lost to, also one that arrived after the pass's Through; a change whose winner
+// the log does not hold is kept; cleared versions from a peer move the time horizon to now.
+func TestCompactHorizon(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, "", Options{})
+	for v := Version(1); v <= 3; v++ {
+		mustAppend(t, s, makeCS(siteA, v, 1)) // seqs 1..3
+	}
+	mustAppend(t, s, makeCS(siteB, 1, 1)) // seq 4: the winner, folded after Through
+	mustAppend(t, s, makeCS(siteA, 4, 1)) // seq 5
+	judge := func(_ context.Context, css []*Changeset) ([][]Dominator, error) {
+		out := make([][]Dominator, len(css))
+		for i, cs := range css {
+			out[i] = make([]Dominator, len(cs.Changes))
+			switch cs.Version {
+			case 1:
+				out[i][0] = Dominator{Site: siteB, Version: 1}
+			case 2:
+				out[i][0] = Dominator{Site: siteB, Version: 9} // not in the log
+			}
+		}
+		return out, nil
+	}
+	res, err := s.Compact(ctx, CompactOptions{Through: 3, Judge: judge})
+	if err != nil || res.Cleared != 1 || res.Dropped != 1 {
+		t.Fatalf("compact: %+v, %v", res, err)
+	}
+	if _, err := s.Get(siteA, 2); err != nil {
+		t.Fatalf("the change whose winner the log lacks was dropped: %v", err)
+	}
+	st := s.Stats()
+	if st.HorizonSeq != 4 || st.HorizonTS != makeCS(siteB, 1, 1).TS {
+		t.Fatalf("horizon seq %d ts %d, want 4 (the winner's arrival) and its commit time", st.HorizonSeq, st.HorizonTS)
+	}
+	before := time.Now()
+	if _, err := s.AppendCleared(ctx, SiteID{15: 0xcc}, RangeSet{{1, 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.HorizonSeq != 4 || st.HorizonTS.Time().Before(before) {
+		t.Fatalf("after cleared versions from a peer: horizon seq %d ts %s, want 4 and now", st.HorizonSeq, st.HorizonTS)
 	}
 }

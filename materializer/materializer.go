@@ -72,6 +72,11 @@ type Materializer struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// Only on the fresh view a rebuild or a replay folds into (build): keep, when set, says
+	// which changesets a replay to a time folds; replayed and skipped count them.
+	keep              func(*log.Changeset) bool
+	replayed, skipped uint64
 }
 
 // New returns a materializer over store; it does no I/O.

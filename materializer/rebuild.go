@@ -115,6 +115,11 @@ func viewElements(ctx context.Context, path string) ([]element, log.Seq, error) 
 // logElements adds to seed the elements of the schema changesets the log holds after seq
 // from, up to target.
 func (m *Materializer) logElements(seed []element, from, target log.Seq) ([]element, error) {
+	return m.logElementsIf(seed, from, target, nil)
+}
+
+// logElementsIf is logElements for the schema changesets keep accepts (nil: all).
+func (m *Materializer) logElementsIf(seed []element, from, target log.Seq, keep func(*log.Changeset) bool) ([]element, error) {
 	for from < target {
 		css, err := m.store.Read(from, 4096)
 		if err != nil {
@@ -127,7 +132,7 @@ func (m *Materializer) logElements(seed []element, from, target log.Seq) ([]elem
 			if cs.Seq > target {
 				return seed, nil
 			}
-			if cs.Kind == log.KindSchema {
+			if cs.Kind == log.KindSchema && (keep == nil || keep(cs)) {
 				seed = append(seed, elementsOf(cs)...)
 			}
 			from = cs.Seq
@@ -144,43 +149,60 @@ func (m *Materializer) logElements(seed []element, from, target log.Seq) ([]elem
 // indexes the merged schema does not name.
 func (m *Materializer) buildFresh(ctx context.Context, seed []element, from log.Seq, extra []string, progress func(RebuildProgress)) (string, error) {
 	tmp := m.cfg.Path + ".rebuild"
+	return tmp, m.build(ctx, buildSpec{path: tmp, seed: seed, from: from, target: m.store.LastSeq(), extra: extra}, progress, nil)
+}
+
+// buildSpec is what build folds: the log up to target into a new file at path (removed
+// first), keeping only the changesets keep accepts (nil: all; replays to a time).
+type buildSpec struct {
+	path   string
+	seed   []element
+	from   log.Seq
+	target log.Seq
+	keep   func(*log.Changeset) bool
+	extra  []string
+}
+
+// build is buildFresh for spec; stats, when not nil, receives the replay's counts.
+func (m *Materializer) build(ctx context.Context, spec buildSpec, progress func(RebuildProgress), stats *ReplayResult) error {
+	tmp, target, extra := spec.path, spec.target, spec.extra
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		if err := os.Remove(tmp + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("rebuild: %w", err)
+			return fmt.Errorf("rebuild: %w", err)
 		}
 	}
-	target := m.store.LastSeq()
-	seed, err := m.logElements(seed, from, target)
+	seed, err := m.logElementsIf(spec.seed, spec.from, target, spec.keep)
 	if err != nil {
-		return "", fmt.Errorf("rebuild: read schema changesets: %w", err)
+		return fmt.Errorf("rebuild: read schema changesets: %w", err)
 	}
 	cfg := m.cfg
 	cfg.Path = tmp
 	cfg.FoldBatch = max(cfg.FoldBatch, 2048)
 	r := New(m.store, cfg)
 	r.site = m.site
+	r.keep = spec.keep
 	met, _ := newMetrics(nil)
 	r.met = met
 	if err := r.openWriter(ctx, tmp, nil); err != nil {
 		r.closeConns()
-		return "", fmt.Errorf("rebuild: %w", err)
+		return fmt.Errorf("rebuild: %w", err)
 	}
 	if err := r.seedSchema(ctx, seed, extra); err != nil {
 		r.closeConns()
-		return "", fmt.Errorf("rebuild: %w", err)
+		return fmt.Errorf("rebuild: %w", err)
 	}
 	// The file is not the view until the rename: a crash before it leaves a stray file that
 	// the next rebuild removes. So no fsync per commit, one at the end (below).
 	if _, err := r.w.c.ExecContext(ctx, "PRAGMA synchronous = OFF"); err != nil {
 		r.closeConns()
-		return "", fmt.Errorf("rebuild: %w", err)
+		return fmt.Errorf("rebuild: %w", err)
 	}
 	var p RebuildProgress
 	p.Total = uint64(target)
 	for r.FoldPosition() < target {
 		if err := ctx.Err(); err != nil {
 			r.closeConns()
-			return "", fmt.Errorf("rebuild: %w", err)
+			return fmt.Errorf("rebuild: %w", err)
 		}
 		// Statements run without the caller's context: modernc watches a cancellable
 		// context with a goroutine per statement (a sixth of the rebuild's CPU in issue 14's
@@ -188,10 +210,13 @@ func (m *Materializer) buildFresh(ctx context.Context, seed []element, from log.
 		n, err := r.foldOnly(context.WithoutCancel(ctx), target)
 		if err != nil {
 			r.closeConns()
-			return "", fmt.Errorf("rebuild: %w", err)
+			return fmt.Errorf("rebuild: %w", err)
 		}
 		p.Done = uint64(r.FoldPosition())
 		p.Cells += uint64(n)
+		if stats != nil {
+			stats.Cells = p.Cells
+		}
 		if progress != nil {
 			progress(p)
 		}
@@ -200,16 +225,19 @@ func (m *Materializer) buildFresh(ctx context.Context, seed []element, from log.
 	for _, q := range []string{"PRAGMA synchronous = FULL", "PRAGMA wal_checkpoint(TRUNCATE)"} {
 		if _, err := r.w.c.ExecContext(ctx, q); err != nil {
 			r.closeConns()
-			return "", fmt.Errorf("rebuild: %s: %w", q, err)
+			return fmt.Errorf("rebuild: %s: %w", q, err)
 		}
 	}
 	if err := r.closeConns(); err != nil {
-		return "", fmt.Errorf("rebuild: close: %w", err)
+		return fmt.Errorf("rebuild: close: %w", err)
 	}
 	if err := syncFile(tmp); err != nil {
-		return "", fmt.Errorf("rebuild: %w", err)
+		return fmt.Errorf("rebuild: %w", err)
 	}
-	return tmp, nil
+	if stats != nil {
+		stats.Seq, stats.Changesets, stats.Skipped = r.FoldPosition(), r.replayed, r.skipped
+	}
+	return nil
 }
 
 // seedSchema records seed, brings the (new) view to the merged schema, and applies extra
@@ -280,12 +308,29 @@ func (m *Materializer) foldOnly(ctx context.Context, target log.Seq) (int, error
 		w.c.ExecContext(context.Background(), "ROLLBACK")
 		return 0, err
 	}
+	if len(css) > 0 {
+		// The position moves past what keep leaves out, too.
+		pos = css[len(css)-1].Seq
+	}
 	for i, cs := range css {
 		if cs.Seq > target {
-			css = css[:i]
+			// Read past target: everything up to it is read (target itself may be a seq
+			// compaction cleared, for a replay).
+			css, pos = css[:i], target
 			break
 		}
 	}
+	if m.keep != nil {
+		kept := css[:0:0]
+		for _, cs := range css {
+			if m.keep(cs) {
+				kept = append(kept, cs)
+			}
+		}
+		m.skipped += uint64(len(css) - len(kept))
+		css = kept
+	}
+	m.replayed += uint64(len(css))
 	var st foldState
 	if err := m.foldAll(ctx, css, &st, true, func() error {
 		w.c.ExecContext(context.Background(), "ROLLBACK")
@@ -294,9 +339,6 @@ func (m *Materializer) foldOnly(ctx context.Context, target log.Seq) (int, error
 	}); err != nil {
 		w.c.ExecContext(context.Background(), "ROLLBACK")
 		return 0, err
-	}
-	if len(css) > 0 {
-		pos = css[len(css)-1].Seq
 	}
 	if _, err := w.exec(ctx, "UPDATE "+metaTable+" SET value = ? WHERE key = 'fold_pos'", int64(pos)); err != nil {
 		w.c.ExecContext(context.Background(), "ROLLBACK")
