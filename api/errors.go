@@ -91,6 +91,9 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, log.ErrForged):
 		return http.StatusForbidden
+	case errors.Is(err, materializer.ErrBeforeHorizon):
+		// The history asked for is compacted away.
+		return http.StatusGone
 	case errors.Is(err, errBadRequest),
 		errors.Is(err, materializer.ErrBadStatement),
 		errors.Is(err, materializer.ErrReadOnly),

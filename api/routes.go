@@ -56,6 +56,7 @@ func (s *Server) routes() http.Handler {
 	s.route(mux, "GET /v1/changes", kindStream, ScopeRead, s.handleChangesGet)
 	s.route(mux, "POST /v1/changes", kindData, ScopeAdmin, s.handleChangesPost)
 	s.route(mux, "GET /v1/backup", kindStream, ScopeAdmin, s.handleBackup) // backup.go
+	s.route(mux, "GET /v1/replay", kindStream, ScopeAdmin, s.handleReplay) // replay.go
 	s.route(mux, "GET /v1/schema", kindCheap, ScopeRead, s.handleSchema)
 	s.route(mux, "GET /v1/sync/state", kindCheap, ScopeRead, s.handleSyncState)
 	s.route(mux, "GET /v1/members", kindCheap, ScopeRead, s.handleMembers)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"time"
 
 	"github.com/patinadb/patina/log"
 )
@@ -143,4 +145,27 @@ func (m *Materializer) cfgCopy() *Materializer {
 	r := New(m.store, m.cfg)
 	r.site = m.site
 	return r
+}
+
+// ParseUntil reads a replay point: an integer is an arrival seq; an RFC 3339 time is a
+// commit time; a duration (15m, 2h30m) is that long before now.
+func ParseUntil(s string, now time.Time) (ReplayOptions, error) {
+	var opts ReplayOptions
+	if n, err := strconv.ParseUint(s, 10, 64); err == nil {
+		if n == 0 {
+			return opts, fmt.Errorf("%w: until %q: seqs start at 1", log.ErrInvalid, s)
+		}
+		opts.UntilSeq = log.Seq(n)
+		return opts, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		opts.UntilTS = log.Timestamp(now.Add(-d).UnixNano())
+		return opts, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil || t.UnixNano() <= 0 {
+		return opts, fmt.Errorf("%w: until %q: want an arrival seq (1234), an RFC 3339 time (2026-12-06T14:03:00Z) or a duration ago (15m)", log.ErrInvalid, s)
+	}
+	opts.UntilTS = log.Timestamp(t.UnixNano())
+	return opts, nil
 }
