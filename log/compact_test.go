@@ -250,7 +250,7 @@ func TestCompactHorizon(t *testing.T) {
 		t.Fatalf("horizon seq %d ts %d, want 4 (the winner's arrival) and its commit time", st.HorizonSeq, st.HorizonTS)
 	}
 	before := time.Now()
-	if _, err := s.AppendCleared(ctx, SiteID{15: 0xcc}, RangeSet{{1, 2}}); err != nil {
+	if _, err := s.AppendCleared(ctx, SiteID{15: 0xcc}, RangeSet{{First: 1, Last: 2}}); err != nil {
 		t.Fatal(err)
 	}
 	if st := s.Stats(); st.HorizonSeq != 4 || st.HorizonTS.Time().Before(before) {
