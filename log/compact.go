@@ -580,7 +580,9 @@ func (s *Store) ReclaimSpace(ctx context.Context) error {
 		return err
 	}
 	defer s.closeMu.RUnlock()
-	for _, pfx := range []byte{pfxData, pfxArrival} {
+	// Every key space, one at a time: besides the data and arrival entries compaction
+	// deletes, the vector, cleared and stats keys are rewritten by every batch.
+	for pfx := pfxMeta; pfx <= pfxCleared; pfx++ {
 		if err := s.db.Compact(ctx, []byte{pfx}, []byte{pfx + 1}, false); err != nil {
 			return fmt.Errorf("reclaim space: %w", err)
 		}
