@@ -38,9 +38,10 @@ func (m *Main) rootCmd() *cobra.Command {
 state in SQLite, replicated with fast eventual consistency.
 
 Run a node with "patina agent". Talk to a running node with the client commands: exec,
-query, subscribe, tail, migrate, schema, members, sync state, health, admin, backup (online);
-keep files rendered from its data with template. Work on a stopped node's data dir with
-rebuild, log inspect, backup --data-dir and restore. Make certificates (gossip and API) with
+query, subscribe, tail, migrate, schema, members, sync state, health, admin, backup (online),
+replay (the view at a point in time); keep files rendered from its data with template. Work
+on a stopped node's data dir with rebuild, log inspect, backup --data-dir, replay --data-dir
+and restore. Make certificates (gossip and API) with
 tls and API tokens with token; load a node with bench; print this binary's version with version (or
 --version).
 
