@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/patinadb/patina/api/client"
 	"github.com/patinadb/patina/log"
 )
 
@@ -178,6 +180,8 @@ func appendEvent(b []byte, cs *log.Changeset, msgpack bool) ([]byte, error) {
 type ingestResponse struct {
 	Changesets int `json:"changesets"` // received
 	New        int `json:"new"`        // not held before (the rest were duplicates)
+	// Cleared counts the versions of cleared frames (a backup's) newly held cleared.
+	Cleared uint64 `json:"cleared,omitempty"`
 }
 
 // handleChangesPost ingests changesets made elsewhere. Every changeset of the body is decoded
@@ -190,7 +194,11 @@ func (s *Server) handleChangesPost(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	var css []*log.Changeset
+	var cleared map[log.SiteID]log.RangeSet
 	if wantsMsgpack(r.Header.Get("Content-Type")) {
+		if body, cleared, err = splitCleared(body); err != nil {
+			return err
+		}
 		css, err = decodeFrames(body)
 	} else {
 		css, err = decodeNDJSON(body)
@@ -198,10 +206,36 @@ func (s *Server) handleChangesPost(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	if err := s.screenIngest(r, css); err != nil {
+	if err := s.screenIngest(r, css, cleared); err != nil {
 		return err
 	}
 	out := ingestResponse{Changesets: len(css)}
+	if len(cleared) > 0 {
+		ca, ok := s.cfg.Log.(ClearedAppender)
+		if !ok {
+			return fmt.Errorf("%w: this node cannot record cleared versions", errNotImplemented)
+		}
+		own := s.cfg.Log.SiteID()
+		held := s.cfg.Log.Vector()
+		for _, site := range client.SortedSites(cleared) {
+			rs := cleared[site]
+			if site == own {
+				// Only this node writes its versions: never more of them from outside.
+				var mine log.RangeSet
+				if sv := held.Sites[own]; sv != nil {
+					mine = sv.Versions
+				}
+				if extra := rs.Subtract(mine); len(extra) > 0 {
+					return fmt.Errorf("cleared versions %d..%d of this node's own site: %w", extra[0].First, extra[0].Last, log.ErrForged)
+				}
+			}
+			n, err := ca.AppendCleared(r.Context(), site, rs)
+			if err != nil {
+				return fmt.Errorf("cleared versions of %v: %w", site, err)
+			}
+			out.Cleared += n
+		}
+	}
 	start := time.Now()
 	for i := 0; i < len(css); i += applyBatch {
 		chunk := css[i:min(i+applyBatch, len(css))]
@@ -234,7 +268,7 @@ type Screener interface {
 // far-future version (1000 where the cluster has 3) would leave every node waiting forever
 // for versions nobody will send. ?allow_gaps=true lifts the last check for an operator who
 // posts a backup whose compacted ranges were cleared (sync fills those from peers).
-func (s *Server) screenIngest(r *http.Request, css []*log.Changeset) error {
+func (s *Server) screenIngest(r *http.Request, css []*log.Changeset, cleared map[log.SiteID]log.RangeSet) error {
 	if sc, ok := s.cfg.Log.(Screener); ok {
 		for i, cs := range css {
 			if err := sc.Screen(cs); err != nil {
@@ -258,6 +292,13 @@ func (s *Server) screenIngest(r *http.Request, css []*log.Changeset) error {
 			body[cs.Site] = &log.RangeSet{}
 		}
 		body[cs.Site].Add(uint64(cs.Version), uint64(cs.Version))
+	}
+	// A backup's cleared versions are part of what it holds (client.AppendClearedFrame).
+	for site, rs := range cleared {
+		if body[site] == nil {
+			body[site] = &log.RangeSet{}
+		}
+		body[site].AddSet(rs)
 	}
 	vec := s.cfg.Log.Vector()
 	for site, set := range body {
@@ -338,4 +379,53 @@ func decodeFrames(body []byte) ([]*log.Changeset, error) {
 		}
 		css = append(css, cs)
 	}
+}
+
+// ClearedAppender is implemented by a ChangeLog that records versions held cleared
+// (*log.Store does): a backup's cleared ranges posted with its changesets.
+type ClearedAppender interface {
+	AppendCleared(ctx context.Context, site log.SiteID, rs log.RangeSet) (uint64, error)
+}
+
+var _ ClearedAppender = (*log.Store)(nil)
+
+// splitCleared takes the cleared frames (client.AppendClearedFrame) out of a msgpack ingest
+// body: it returns the other frames, unchanged, and the cleared versions they named.
+func splitCleared(body []byte) ([]byte, map[log.SiteID]log.RangeSet, error) {
+	var rest []byte
+	var cleared map[log.SiteID]log.RangeSet
+	for off, i := 0, 0; off < len(body); i++ {
+		if len(body)-off < 4 {
+			return nil, nil, badRequestf("changeset frame %d: truncated length", i)
+		}
+		n := int(binary.BigEndian.Uint32(body[off:]))
+		if n > maxFrame || n > len(body)-off-4 {
+			return nil, nil, badRequestf("changeset frame %d: length %d is larger than the body", i, n)
+		}
+		frame := body[off+4 : off+4+n]
+		if client.IsClearedFrame(frame) {
+			m, err := client.DecodeClearedFrame(frame)
+			if err != nil {
+				return nil, nil, badRequestf("frame %d: %v", i, err)
+			}
+			if cleared == nil {
+				cleared = map[log.SiteID]log.RangeSet{}
+			}
+			for site, rs := range m {
+				all := cleared[site]
+				all.AddSet(rs)
+				cleared[site] = all
+			}
+			if rest == nil {
+				rest = append(make([]byte, 0, len(body)), body[:off]...)
+			}
+		} else if rest != nil {
+			rest = append(rest, body[off:off+4+n]...)
+		}
+		off += 4 + n
+	}
+	if rest == nil {
+		return body, nil, nil
+	}
+	return rest, cleared, nil
 }

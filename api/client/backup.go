@@ -20,6 +20,9 @@ type Backup struct {
 	SiteID   format.SiteID // the node's site id
 	LastSeq  format.Seq    // the seq the stream ends at (for progress)
 	Versions uint64        // complete versions the node's log holds
+	// Cleared are the versions the node holds cleared (compacted away entirely), per site;
+	// set once Next has returned false at the end of a whole backup.
+	Cleared map[format.SiteID]format.RangeSet
 
 	resp *http.Response
 	br   *bufio.Reader
@@ -75,7 +78,8 @@ func (b *Backup) Next() bool {
 		var ev struct {
 			Error string `json:"error"`
 			Done  *struct {
-				Changesets uint64 `json:"changesets"`
+				Changesets uint64                        `json:"changesets"`
+				Cleared    map[format.SiteID][][2]uint64 `json:"cleared"`
 			} `json:"done"`
 		}
 		if err := json.Unmarshal(frame, &ev); err != nil {
@@ -88,6 +92,10 @@ func (b *Backup) Next() bool {
 		case ev.Done != nil && ev.Done.Changesets != b.n:
 			b.err = fmt.Errorf("backup: the node sent %d changesets but counted %d", b.n, ev.Done.Changesets)
 		case ev.Done != nil:
+			if b.Cleared, b.err = decodeCleared(ev.Done.Cleared); b.err != nil {
+				b.err = fmt.Errorf("backup: trailer: %w", b.err)
+				return false
+			}
 			b.done = true
 		default:
 			b.err = fmt.Errorf("backup: unknown event %s", truncate(string(frame), 80))

@@ -7,16 +7,16 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/log/format"
 )
 
 // Replay is a point-in-time replay of a running node (GET /v1/replay): a SQLite file holding
 // the view as of the point asked for. Read the file from it (it is an io.Reader of exactly
 // Size bytes), then Close it.
 type Replay struct {
-	Seq        log.Seq // the arrival seq the replay stopped at
-	Changesets uint64  // changesets folded
-	Size       int64   // bytes of the file (-1 when the node did not say)
+	Seq        format.Seq // the arrival seq the replay stopped at
+	Changesets uint64     // changesets folded
+	Size       int64      // bytes of the file (-1 when the node did not say)
 	io.ReadCloser
 }
 
@@ -35,7 +35,7 @@ func (c *Client) Replay(ctx context.Context, until string) (*Replay, error) {
 	}
 	r := &Replay{ReadCloser: resp.Body, Size: resp.ContentLength}
 	if n, err := strconv.ParseUint(resp.Header.Get("Patina-Replay-Seq"), 10, 64); err == nil {
-		r.Seq = log.Seq(n)
+		r.Seq = format.Seq(n)
 	}
 	r.Changesets, _ = strconv.ParseUint(resp.Header.Get("Patina-Replay-Changesets"), 10, 64)
 	return r, nil

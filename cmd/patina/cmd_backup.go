@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/patinadb/patina/api/client"
 	"github.com/patinadb/patina/log"
 )
 
@@ -129,6 +130,11 @@ func (m *Main) onlineBackup(c *cobra.Command, f *clientFlags, out string, quiet,
 	if err == nil {
 		err = b.Err()
 	}
+	if err == nil && len(b.Cleared) > 0 {
+		if buf, err = client.AppendClearedFrame(buf[:0], b.Cleared); err == nil {
+			_, err = w.Write(buf)
+		}
+	}
 	if err == nil {
 		bar.step(uint64(b.LastSeq), uint64(b.LastSeq), "seq")
 		err = commit()
@@ -190,7 +196,14 @@ func writeBackup(store *log.Store, w io.Writer) (int, error) {
 			return n, err
 		}
 		if len(batch) == 0 {
-			return n, nil
+			// Last, the versions held cleared: a restore records them (no gaps there).
+			if cl := client.ClearedOf(store.Vector()); len(cl) > 0 {
+				if buf, err = client.AppendClearedFrame(buf[:0], cl); err != nil {
+					return n, err
+				}
+				_, err = w.Write(buf)
+			}
+			return n, err
 		}
 		for _, cs := range batch {
 			buf = append(buf[:0], 0, 0, 0, 0)
@@ -305,7 +318,18 @@ skips the question when you know the whole cluster, that site included, is down)
 // readBackup appends the frames of r to store in batches; a bad frame is bad input.
 func readBackup(ctx context.Context, store *log.Store, r *bufio.Reader, progress func()) (int, error) {
 	var batch []*log.Changeset
+	var cleared map[log.SiteID]log.RangeSet
 	n := 0
+	// The cleared versions (a frame after the changesets) are recorded once every changeset
+	// is in: a version held cleared drops any part of it held.
+	done := func() error {
+		for _, site := range client.SortedSites(cleared) {
+			if _, err := store.AppendCleared(ctx, site, cleared[site]); err != nil {
+				return fmt.Errorf("cleared versions of %v: %w", site, err)
+			}
+		}
+		return nil
+	}
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -320,7 +344,10 @@ func readBackup(ctx context.Context, store *log.Store, r *bufio.Reader, progress
 		var hdr [4]byte
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			if errors.Is(err, io.EOF) {
-				return n, flush()
+				if err := flush(); err != nil {
+					return n, err
+				}
+				return n, done()
 			}
 			return n, usagef("backup frame %d: truncated length", i)
 		}
@@ -331,6 +358,21 @@ func readBackup(ctx context.Context, store *log.Store, r *bufio.Reader, progress
 		b := make([]byte, size)
 		if _, err := io.ReadFull(r, b); err != nil {
 			return n, usagef("backup frame %d: truncated (want %d bytes)", i, size)
+		}
+		if client.IsClearedFrame(b) {
+			m, err := client.DecodeClearedFrame(b)
+			if err != nil {
+				return n, usagef("backup frame %d: %v", i, err)
+			}
+			if cleared == nil {
+				cleared = map[log.SiteID]log.RangeSet{}
+			}
+			for site, rs := range m {
+				all := cleared[site]
+				all.AddSet(rs)
+				cleared[site] = all
+			}
+			continue
 		}
 		cs, err := log.DecodeChangeset(b)
 		if err != nil {
