@@ -113,13 +113,8 @@ func viewElements(ctx context.Context, path string) ([]element, log.Seq, error) 
 }
 
 // logElements adds to seed the elements of the schema changesets the log holds after seq
-// from, up to target.
-func (m *Materializer) logElements(seed []element, from, target log.Seq) ([]element, error) {
-	return m.logElementsIf(seed, from, target, nil)
-}
-
-// logElementsIf is logElements for the schema changesets keep accepts (nil: all).
-func (m *Materializer) logElementsIf(seed []element, from, target log.Seq, keep func(*log.Changeset) bool) ([]element, error) {
+// from, up to target, those keep accepts (nil: all).
+func (m *Materializer) logElements(seed []element, from, target log.Seq, keep func(*log.Changeset) bool) ([]element, error) {
 	for from < target {
 		css, err := m.store.Read(from, 4096)
 		if err != nil {
@@ -171,7 +166,7 @@ func (m *Materializer) build(ctx context.Context, spec buildSpec, progress func(
 			return fmt.Errorf("rebuild: %w", err)
 		}
 	}
-	seed, err := m.logElementsIf(spec.seed, spec.from, target, spec.keep)
+	seed, err := m.logElements(spec.seed, spec.from, target, spec.keep)
 	if err != nil {
 		return fmt.Errorf("rebuild: read schema changesets: %w", err)
 	}
