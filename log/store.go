@@ -172,6 +172,9 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 	fs := opts.FS
 	if fs == nil {
 		fs = vfs.Default
+		if !opts.ReadOnly {
+			fs = privateFS{vfs.Default}
+		}
 	}
 	s := &Store{}
 	popts := &pebble.Options{Logger: pebbleLogger{logger}, ReadOnly: opts.ReadOnly, CacheSize: opts.CacheBytes, FS: fs}
@@ -186,7 +189,7 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 		if _, err := fs.Stat(dir); err != nil {
 			return nil, fmt.Errorf("open log %s read-only: %w", dir, err)
 		}
-	} else if err := fs.MkdirAll(dir, 0o755); err != nil {
+	} else if err := openPrivate(fs, dir, logger); err != nil {
 		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
 	// Take Pebble's directory lock ourselves, so that "another process has it" gets its own

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/patinadb/patina/internal/fsmode"
 	"github.com/patinadb/patina/log"
 )
 
@@ -116,7 +117,7 @@ func (m *Materializer) Open(ctx context.Context) error {
 		return fmt.Errorf("materializer metrics: %w", err)
 	}
 	m.met = met
-	if err := os.MkdirAll(filepath.Dir(m.cfg.Path), 0o755); err != nil {
+	if _, err := fsmode.Dir(filepath.Dir(m.cfg.Path)); err != nil {
 		return fmt.Errorf("open view: %w", err)
 	}
 	if err := m.openWriter(ctx, m.cfg.Path, nil); err != nil {
@@ -172,6 +173,9 @@ func (m *Materializer) Open(ctx context.Context) error {
 // openWriter opens the write connection on path, creates the internal tables, applies
 // schema and prepares capture.
 func (m *Materializer) openWriter(ctx context.Context, path string, schema []string) error {
+	if err := m.privateFiles(path); err != nil {
+		return fmt.Errorf("open view %s: %w", path, err)
+	}
 	db, err := sql.Open("sqlite", dsn(path, false))
 	if err != nil {
 		return fmt.Errorf("open view %s: %w", path, err)
@@ -546,4 +550,28 @@ func (m *Materializer) Stats() Stats {
 		lag = uint64(last - pos)
 	}
 	return Stats{FoldPosition: pos, FoldLag: lag, Queue: len(m.reqs)}
+}
+
+// privateFiles creates the view file at path 0600 before SQLite opens it (SQLite would
+// create it 0644, and its -wal and -shm files take the database file's mode), and tightens
+// the files an older version left readable by others.
+func (m *Materializer) privateFiles(path string) error {
+	tightened, err := fsmode.File(path)
+	if err != nil {
+		return err
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		st, err := os.Stat(path + suffix)
+		if err != nil || st.Mode().Perm()&0o077 == 0 {
+			continue
+		}
+		if err := fsmode.Chmod(path + suffix); err != nil {
+			return err
+		}
+		tightened = true
+	}
+	if tightened {
+		m.logger.Warn("view files were readable by other users; made them private (0600)", "path", path)
+	}
+	return nil
 }

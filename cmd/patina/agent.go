@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/patinadb/patina/api"
+	"github.com/patinadb/patina/internal/fsmode"
 	"github.com/patinadb/patina/log"
 	"github.com/patinadb/patina/materializer"
 	"github.com/patinadb/patina/materializer/subs"
@@ -91,8 +92,11 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	a.reg = prometheus.NewRegistry()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	if err := os.MkdirAll(a.cfg.DataDir, 0o755); err != nil {
+	// The data dir holds every row of the cluster: private to the user that runs the agent.
+	if tightened, err := fsmode.Dir(a.cfg.DataDir); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	} else if tightened {
+		a.logger.Warn("the data dir was readable by other users; made it private (0700)", "data_dir", a.cfg.DataDir)
 	}
 	var site log.SiteID
 	if a.cfg.SiteID != "" {

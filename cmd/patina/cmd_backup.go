@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/patinadb/patina/api/client"
+	"github.com/patinadb/patina/internal/fsmode"
 	"github.com/patinadb/patina/log"
 )
 
@@ -285,7 +286,7 @@ skips the question when you know the whole cluster, that site included, is down)
 		}
 		cr := &countingReader{r: r}
 		bar := newProgressBar(m.Stderr, quiet || size == 0)
-		if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		if _, err := fsmode.Dir(dataDir); err != nil {
 			return err
 		}
 		store, err := log.Open(filepath.Join(dataDir, "log"), log.Options{SiteID: site, Logger: slog.New(slog.DiscardHandler)})

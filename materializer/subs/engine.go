@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/patinadb/patina/internal/fsmode"
 	"github.com/patinadb/patina/log"
 	"github.com/patinadb/patina/materializer"
 )
@@ -207,7 +207,14 @@ func (e *Engine) Open(ctx context.Context) error {
 		}
 	}
 	if e.cfg.Dir != "" {
-		if err := os.MkdirAll(e.cfg.Dir, 0o755); err != nil {
+		// Subscriptions hold query results: private like the view (0700, 0600).
+		if _, err := fsmode.Dir(e.cfg.Dir); err != nil {
+			return fmt.Errorf("open subscriptions: %w", err)
+		}
+		if _, err := fsmode.Tighten(e.cfg.Dir); err != nil {
+			return fmt.Errorf("open subscriptions: %w", err)
+		}
+		if _, err := fsmode.File(filepath.Join(e.cfg.Dir, "subs.db")); err != nil {
 			return fmt.Errorf("open subscriptions: %w", err)
 		}
 		st, err := openStore(ctx, filepath.Join(e.cfg.Dir, "subs.db"))
