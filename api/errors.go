@@ -80,7 +80,8 @@ func statusOf(err error) int {
 	case errors.Is(err, errForbidden):
 		return http.StatusForbidden
 	case errors.Is(err, errOverloaded), errors.Is(err, errShuttingDown), errors.Is(err, errUnreachable),
-		errors.Is(err, materializer.ErrClosed), errors.Is(err, log.ErrClosed):
+		errors.Is(err, materializer.ErrClosed), errors.Is(err, log.ErrClosed),
+		errors.Is(err, materializer.ErrViewCorrupt):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, context.Canceled):
 		// The client went away; nobody reads the answer. nginx's "client closed request".

@@ -35,6 +35,14 @@ type healthFigures struct {
 	// They do not make the node unhealthy (it refused them); they tell an operator to look.
 	Forged     uint64 `json:"forged,omitempty"`
 	Collisions uint64 `json:"collisions,omitempty"`
+	// ViewCorruption: SQLite found views.db damaged; it is being rebuilt from the log.
+	ViewCorruption string `json:"view_corruption,omitempty"`
+}
+
+// ViewFaultReporter is implemented by a View that watches its file (*materializer.Materializer
+// does): health is unhealthy (503) while the view is damaged and not yet rebuilt.
+type ViewFaultReporter interface {
+	ViewCorruption() error
 }
 
 // ForgeReporter is implemented by a ChangeLog that refuses forged input (*log.Store does).
@@ -122,6 +130,12 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 		}
 		if fig.DiskFull {
 			bad = append(bad, "disk full: writes refused")
+		}
+	}
+	if vr, ok := s.cfg.View.(ViewFaultReporter); ok {
+		if err := vr.ViewCorruption(); err != nil {
+			fig.ViewCorruption = err.Error()
+			bad = append(bad, "views.db damaged: rebuilding from the log")
 		}
 	}
 	if gapsSet && (maxGaps < 0 || fig.Gaps > uint64(maxGaps)) {

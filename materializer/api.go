@@ -28,6 +28,10 @@ var (
 	ErrSchemaConflict = errors.New("schema conflict")
 	// ErrConstraint: a constraint violation (NOT NULL, primary key) in a transaction (HTTP 400).
 	ErrConstraint = errors.New("constraint violation")
+	// ErrViewCorrupt: SQLite found the view file damaged ("database disk image is malformed",
+	// "file is not a database"). The log is the source of truth: the materializer rebuilds the
+	// view from it by itself and the request can be retried (HTTP 503).
+	ErrViewCorrupt = errors.New("the view (views.db) is damaged; it is being rebuilt from the log, retry shortly")
 )
 
 // Config configures a Materializer.
@@ -61,6 +65,10 @@ type Config struct {
 	// Compaction, when set, runs log compaction in the background (see Compaction); nil
 	// keeps every version (log.retention = forever).
 	Compaction *Compaction
+	// NoOpenCheck skips the PRAGMA quick_check Open runs on the view (it reads the whole
+	// file). A damaged view is then found by the first statement that meets the damage, and
+	// rebuilt from the log then. For views so large that the check delays start too much.
+	NoOpenCheck bool
 }
 
 // DefaultConfig returns the defaults for path.

@@ -173,7 +173,7 @@ func (m *Materializer) runLocal(ctx, user context.Context, stmts []Statement, ve
 				err = fmt.Errorf("%w: statement interrupted after %v", context.Cause(user), time.Since(start).Round(time.Millisecond))
 				m.met.interrupted.Inc()
 			}
-			return fail(&StmtError{Index: i, Err: classify(err)})
+			return fail(&StmtError{Index: i, Err: m.fault(classify(err))})
 		}
 		res.Results[i] = StmtResult{RowsAffected: n, Time: time.Since(start)}
 	}

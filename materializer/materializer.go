@@ -78,6 +78,10 @@ type Materializer struct {
 	// which changesets a replay to a time folds; replayed and skipped count them.
 	keep              func(*log.Changeset) bool
 	replayed, skipped uint64
+	// corrupt is the damage SQLite reported in the view, until a rebuild repairs it; healWG
+	// waits for that rebuild's goroutine (heal.go).
+	corrupt atomic.Pointer[error]
+	healWG  sync.WaitGroup
 }
 
 // New returns a materializer over store; it does no I/O.
@@ -120,7 +124,7 @@ func (m *Materializer) Open(ctx context.Context) error {
 	if _, err := fsmode.Dir(filepath.Dir(m.cfg.Path)); err != nil {
 		return fmt.Errorf("open view: %w", err)
 	}
-	if err := m.openWriter(ctx, m.cfg.Path, nil); err != nil {
+	if err := m.openView(ctx); err != nil {
 		m.closeConns()
 		return err
 	}
@@ -168,6 +172,23 @@ func (m *Materializer) Open(ctx context.Context) error {
 	}
 	m.logger.Debug("view open", "path", m.cfg.Path, "fold_pos", m.FoldPosition(), "tables", len(m.tables))
 	return nil
+}
+
+// openView opens the writer on the view file, checked unless Config.NoOpenCheck. A file
+// SQLite finds damaged is rebuilt from the log first (heal.go).
+func (m *Materializer) openView(ctx context.Context) error {
+	err := m.openWriter(ctx, m.cfg.Path, nil)
+	if err == nil && !m.cfg.NoOpenCheck {
+		err = m.checkView(ctx)
+	}
+	if err == nil || !isCorrupt(err) {
+		return err
+	}
+	m.closeConns()
+	if err := m.healAtOpen(ctx, err); err != nil {
+		return err
+	}
+	return m.openWriter(ctx, m.cfg.Path, nil)
 }
 
 // openWriter opens the write connection on path, creates the internal tables, applies
@@ -318,6 +339,7 @@ func (m *Materializer) Close() error {
 			m.sendMu.Lock()
 			m.failQueued()
 			m.sendMu.Unlock()
+			m.healWG.Wait()
 		}
 		if m.commit != nil {
 			m.commit.close()

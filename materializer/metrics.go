@@ -32,6 +32,11 @@ type metrics struct {
 	schemaLagging       prometheus.Counter
 	schemaConflicts     prometheus.Gauge
 	schemaWaiting       prometheus.Gauge
+
+	// a damaged view (heal.go)
+	viewCorruptions prometheus.Counter
+	viewCorrupt     prometheus.Gauge
+	viewHeals       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -77,10 +82,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Schema elements that lost the merge (a table or column defined otherwise elsewhere, or refused); see GET /v1/schema."}),
 		schemaWaiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "patina_schema_waiting_elements",
 			Help: "Schema elements for tables whose definition has not arrived yet."}),
+
+		viewCorruptions: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_view_corruptions_total",
+			Help: "Statements (and start-up checks) that found views.db damaged."}),
+		viewCorrupt: prometheus.NewGauge(prometheus.GaugeOpts{Name: "patina_view_corrupt",
+			Help: "1 while views.db is known damaged and its rebuild from the log has not finished."}),
+		viewHeals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "patina_view_heals_total",
+			Help: "Rebuilds of a damaged view from the log, by result (ok, failed)."}, []string{"result"}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed, m.compactLag, m.compactPasses, m.interrupted, m.txRetried, m.txAbandoned,
-			m.schemaChangesets, m.schemaRebuilds, m.schemaTableRebuilds, m.schemaLagging, m.schemaConflicts, m.schemaWaiting} {
+			m.schemaChangesets, m.schemaRebuilds, m.schemaTableRebuilds, m.schemaLagging, m.schemaConflicts, m.schemaWaiting,
+			m.viewCorruptions, m.viewCorrupt, m.viewHeals} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -36,7 +36,7 @@ func (m *Materializer) Query(ctx context.Context, st Statement) (Rows, error) {
 	}
 	rows, err := db.QueryContext(ctx, st.SQL, args...)
 	release()
-	return newRows(rows, err)
+	return m.newRows(rows, err)
 }
 
 // QueryDB runs st on db exactly as Query runs it on the view (the same parameter binding,
@@ -50,7 +50,8 @@ func QueryDB(ctx context.Context, db *sql.DB, st Statement) (Rows, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newRows(db.QueryContext(ctx, st.SQL, args...))
+	var none *Materializer // a plain database: no view to heal
+	return none.newRows(db.QueryContext(ctx, st.SQL, args...))
 }
 
 // bindArgs turns st's parameters into database/sql arguments, refusing invalid values and
@@ -75,15 +76,16 @@ func bindArgs(st Statement) ([]any, error) {
 	return args, nil
 }
 
-// newRows wraps the result of QueryContext as Rows.
-func newRows(rows *sql.Rows, err error) (Rows, error) {
+// newRows wraps the result of QueryContext as Rows; m (nil for a plain database) hears of
+// damage in the view.
+func (m *Materializer) newRows(rows *sql.Rows, err error) (Rows, error) {
 	if err != nil {
-		return nil, classify(err)
+		return nil, m.fault(classify(err))
 	}
 	cols, err := rows.Columns()
 	if err != nil {
 		rows.Close()
-		return nil, classify(err)
+		return nil, m.fault(classify(err))
 	}
 	decl := make([]string, len(cols))
 	if cts, err := rows.ColumnTypes(); err == nil {
@@ -91,10 +93,11 @@ func newRows(rows *sql.Rows, err error) (Rows, error) {
 			decl[i] = ct.DatabaseTypeName()
 		}
 	}
-	return &sqlRows{rows: rows, cols: cols, decl: decl, vals: make([]log.Value, len(cols)), tmp: make([]any, len(cols))}, nil
+	return &sqlRows{m: m, rows: rows, cols: cols, decl: decl, vals: make([]log.Value, len(cols)), tmp: make([]any, len(cols))}, nil
 }
 
 type sqlRows struct {
+	m    *Materializer
 	rows *sql.Rows
 	cols []string
 	decl []string
@@ -114,7 +117,7 @@ func (r *sqlRows) Next() bool {
 		return false
 	}
 	if err := scanValues(r.rows, r.vals, r.tmp); err != nil {
-		r.err = err
+		r.err = r.m.fault(err)
 		return false
 	}
 	return true
@@ -126,7 +129,7 @@ func (r *sqlRows) Err() error {
 	if r.err != nil {
 		return r.err
 	}
-	return classify(r.rows.Err())
+	return r.m.fault(classify(r.rows.Err()))
 }
 
 func (r *sqlRows) Close() error { return r.rows.Close() }

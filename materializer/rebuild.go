@@ -31,7 +31,13 @@ func (m *Materializer) Rebuild(ctx context.Context, progress func(RebuildProgres
 	m.site = m.store.SiteID()
 	schema, err := liveSchema(ctx, m.cfg.Path, true)
 	if err != nil {
-		return err
+		if !isCorrupt(err) {
+			return err
+		}
+		// The damaged view is what a rebuild is for: the log's schema changesets and the
+		// schema files give its schema.
+		m.logger.Warn("rebuild: the old view is damaged; taking its schema from the log and the schema files", "err", err)
+		schema = nil
 	}
 	seed, from, err := viewElements(ctx, m.cfg.Path)
 	if err != nil {
@@ -349,15 +355,28 @@ func (m *Materializer) foldOnly(ctx context.Context, target log.Seq) (int, error
 
 // rebuildLive rebuilds a running view from the writer loop and swaps it in.
 func (m *Materializer) rebuildLive(ctx context.Context, progress func(RebuildProgress)) error {
+	if m.w == nil {
+		return errors.New("materializer: the view is not open (a failed rebuild?); reopen the node")
+	}
+	damaged := m.ViewCorruption() != nil
 	schema, err := schemaOf(ctx, m.w.c)
-	if err != nil {
+	if err != nil && !damaged {
 		return err
 	}
-	seed, err := readElements(ctx, m.w.c)
-	if err != nil {
-		return err
+	seed, from := []element(nil), m.FoldPosition()
+	if err == nil {
+		seed, err = readElements(ctx, m.w.c)
 	}
-	tmp, err := m.buildFresh(ctx, seed, m.FoldPosition(), schema, progress)
+	if err != nil {
+		if !damaged {
+			return err
+		}
+		// A damaged view may not even give its schema back: the log's schema changesets
+		// and the schema files give it.
+		m.logger.Warn("rebuild: the damaged view's schema is unreadable; taking it from the log and the schema files", "err", err)
+		schema, seed, from = m.cfg.Schema, nil, 0
+	}
+	tmp, err := m.buildFresh(ctx, seed, from, schema, progress)
 	if err != nil {
 		return err
 	}
@@ -371,7 +390,11 @@ func (m *Materializer) rebuildLive(ctx context.Context, progress func(RebuildPro
 	m.w.close()
 	m.wdb.Close()
 	m.w, m.wdb = nil, nil
-	if err := os.Rename(tmp, m.cfg.Path); err != nil {
+	if damaged {
+		if err := swapDamaged(tmp, m.cfg.Path); err != nil {
+			return err
+		}
+	} else if err := os.Rename(tmp, m.cfg.Path); err != nil {
 		return fmt.Errorf("rebuild: swap: %w", err)
 	}
 	for _, suffix := range []string{"-wal", "-shm"} {

@@ -132,6 +132,7 @@ func (m *Materializer) writerLoop() {
 				continue
 			}
 			if err != nil {
+				err = m.fault(err) // damage in the view starts its rebuild from the log
 				m.logger.Error("writer iteration failed", "err", err)
 				// A persistent fault (disk full, I/O error) must not spin the loop: back off
 				// before trying the backlog again.

@@ -122,6 +122,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	mcfg := materializer.DefaultConfig(filepath.Join(a.cfg.DataDir, "views.db"))
 	mcfg.Schema = schema
 	mcfg.FoldBatch, mcfg.ReadConns = a.cfg.DB.FoldBatch, a.cfg.DB.ReadConns
+	mcfg.NoOpenCheck = !a.cfg.DB.CheckOnStart
 	mcfg.Logger = a.logger
 	mcfg.Registerer = a.reg
 	mcfg.OnCommit = a.broadcast

@@ -108,6 +108,10 @@ type DBConfig struct {
 	MinFreeBytes int64 `toml:"min_free_bytes"`
 	FoldBatch    int   `toml:"fold_batch"`
 	ReadConns    int   `toml:"read_conns"`
+	// CheckOnStart runs SQLite's quick_check on views.db at start; a damaged view is then
+	// rebuilt from the log before the node serves. Off, damage is found (and the view
+	// rebuilt) by the first statement that meets it.
+	CheckOnStart bool `toml:"check_on_start"`
 }
 
 // LogConfig is the [log] section: how much history the changeset log keeps.
@@ -195,6 +199,7 @@ func DefaultConfig() Config {
 	c.Log.Retention = DefaultLogRetention
 	c.DB.FoldBatch, c.DB.ReadConns = m.FoldBatch, m.ReadConns
 	c.DB.MinFreeBytes = log.DefaultMinFreeBytes
+	c.DB.CheckOnStart = true
 	// gossip.DefaultConfig's values; agent_gossip.go starts from it and lays these over.
 	c.Gossip.Fanout, c.Gossip.SyncInterval = 3, time.Second
 	c.Gossip.Compression, c.Gossip.CompressMinBytes = "zstd", 256
@@ -252,6 +257,7 @@ var coreOptions = []option{
 	{key: "api.body_timeout", usage: "longest a client may take to send a request body; slower is 408 (a data slot is taken only once the body is read)", field: func(c *Config) any { return &c.API.BodyTimeout }, agentOnly: true},
 	{key: "db.min_free_bytes", usage: "writes are refused with 507 while the data dir's disk has less free space (reads go on; writes resume once space is freed); -1 turns the check off", field: func(c *Config) any { return &c.DB.MinFreeBytes }, agentOnly: true},
 	{key: "db.fold_batch", usage: "most changesets folded per SQLite transaction", field: func(c *Config) any { return &c.DB.FoldBatch }, agentOnly: true},
+	{key: "db.check_on_start", usage: "check views.db at start (PRAGMA quick_check reads the whole file) and rebuild a damaged one from the log; off, the first statement that meets damage starts that rebuild", field: func(c *Config) any { return &c.DB.CheckOnStart }, agentOnly: true},
 	{key: "db.read_conns", usage: "read-only SQLite connections", field: func(c *Config) any { return &c.DB.ReadConns }, agentOnly: true},
 	{key: "log.retention", usage: "how long superseded changes stay in the log: a duration (0s: compact at once) or forever", field: func(c *Config) any { return &c.Log.Retention }, agentOnly: true},
 	{key: "gossip.secret_key", usage: "base64 key (16, 24 or 32 bytes) encrypting gossip", field: func(c *Config) any { return &c.Gossip.SecretKey }, agentOnly: true},

@@ -1,13 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
+	"errors"
+	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/patinadb/patina/api/client"
+	"github.com/patinadb/patina/internal/testutil"
 )
 
 // writeSchema writes a kv schema file and returns its path.
@@ -48,5 +56,88 @@ func TestDataDirIsPrivate(t *testing.T) {
 	})
 	if n < 5 {
 		t.Fatalf("walked %d entries: the data dir is not populated", n)
+	}
+}
+
+// damageTable overwrites the root page of table name in the stopped agent's views.db with
+// garbage, as a failing disk would.
+func damageTable(tb testing.TB, dataDir, name string) {
+	tb.Helper()
+	path := filepath.Join(dataDir, "views.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var root, pageSize int64
+	if err := db.QueryRow("SELECT rootpage FROM sqlite_master WHERE name = ?", name).Scan(&root); err != nil {
+		tb.Fatal(err)
+	}
+	if err := db.QueryRow("PRAGMA page_size").Scan(&pageSize); err != nil {
+		tb.Fatal(err)
+	}
+	db.Close()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, int(pageSize)/4), (root-1)*pageSize); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Issue 12, item 7: an agent whose views.db was damaged while it was down serves every row:
+// with the start check it rebuilds the view before serving; without it, the first read that
+// meets the damage answers 503 with a JSON error (not 500 "malformed" forever), health says
+// so, and the view is rebuilt from the log by itself.
+func TestDamagedViewIsRebuiltFromTheLog(t *testing.T) {
+	for _, check := range []bool{true, false} {
+		t.Run(fmt.Sprintf("check_on_start=%v", check), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			schema := writeSchema(t)
+			a := startTestAgent(t, func(c *Config) { c.DataDir, c.Schema = dir, []string{schema} })
+			cl := a.client(t)
+			ctx := context.Background()
+			for i := range 20 {
+				stmts := make([]client.Statement, 50)
+				for j := range stmts {
+					stmts[j] = client.Stmt("INSERT INTO kv (k, v) VALUES (?, ?)", fmt.Sprintf("key-%04d-%s", i*50+j, strings.Repeat("x", 100)), i*50+j)
+				}
+				if _, err := cl.Exec(ctx, client.Options{}, stmts...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := a.Close(); err != nil {
+				t.Fatal(err)
+			}
+			damageTable(t, dir, "kv")
+
+			b := startTestAgent(t, func(c *Config) { c.DataDir, c.Schema, c.DB.CheckOnStart = dir, []string{schema}, check })
+			bcl := b.client(t)
+			count := func() (int64, error) {
+				_, rows, err := bcl.QueryAll(ctx, client.Options{}, client.Stmt("SELECT count(*) FROM kv WHERE v >= 0"))
+				if err != nil {
+					return 0, err
+				}
+				return rows[0][0].Int, nil
+			}
+			if !check {
+				_, err := count()
+				var ce *client.Error
+				if !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable || !strings.Contains(ce.Message, "rebuilt from the log") {
+					t.Fatalf("read of a damaged table: %v, want 503 saying the view is being rebuilt", err)
+				}
+			}
+			testutil.WaitFor(t, 30*time.Second, "every row readable", func() bool {
+				n, err := count()
+				return err == nil && n == 1000
+			})
+			if _, err := bcl.Health(ctx, nil); err != nil {
+				t.Fatalf("health after the rebuild: %v", err)
+			}
+			if _, err := bcl.Exec(ctx, client.Options{}, client.Stmt("INSERT INTO kv (k, v) VALUES ('after', 1)")); err != nil {
+				t.Fatalf("write after the rebuild: %v", err)
+			}
+		})
 	}
 }
