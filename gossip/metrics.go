@@ -25,6 +25,7 @@ type metrics struct {
 	adminOps       *prometheus.CounterVec // by op (rejoin, reconcile): admin.go
 	zstdPlain      *prometheus.CounterVec // by path and direction: zstd frames' bytes before compression
 	zstdWire       *prometheus.CounterVec // by path and direction: the same frames' bytes on the wire
+	damaged        *prometheus.CounterVec // by side: skipped (ours), peer (reported by a peer)
 }
 
 func newMetrics() *metrics {
@@ -62,6 +63,8 @@ func newMetrics() *metrics {
 			Help: "Bytes of the frames sent or received zstd-compressed, before compression, by path and direction."}, []string{"path", "direction"}),
 		zstdWire: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "zstd_wire_bytes_total",
 			Help: "Bytes the same frames took on the wire (plain minus wire is what compression saved), by path and direction."}, []string{"path", "direction"}),
+		damaged: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "sync_damaged_versions_total",
+			Help: "Versions a sync could not send because they lie in a damaged part of the sender's log: side=skipped for this node's, side=peer for what peers reported (the versions are then taken from another node)."}, []string{"side"}),
 	}
 	m.zero()
 	return m
@@ -77,6 +80,8 @@ func (m *metrics) zero() {
 	for _, op := range []string{"rejoin", "reconcile"} {
 		m.adminOps.WithLabelValues(op)
 	}
+	m.damaged.WithLabelValues("skipped")
+	m.damaged.WithLabelValues("peer")
 	for _, role := range []string{"client", "server", "reconcile"} {
 		for _, res := range []string{"ok", "busy", "error"} {
 			m.syncRounds.WithLabelValues(role, res)
@@ -98,6 +103,7 @@ func (m *metrics) zero() {
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
 		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.zstdPlain, m.zstdWire} {
+		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.damaged} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -108,6 +114,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 func (m *metrics) unregister(r prometheus.Registerer) {
 	for _, c := range []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
 		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.zstdPlain, m.zstdWire} {
+		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.damaged} {
 		r.Unregister(c)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"time"
 
@@ -254,15 +255,10 @@ func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector, zstd bool) error
 			bytes += uint64(len(frames))
 			versions = versions.Subtract(sm.Cleared)
 		}
-		for _, r := range versions {
-			for cs, err := range g.log.Scan(sm.Site, log.Version(r.First), log.Version(r.Last)) {
-				if err != nil {
-					return fmt.Errorf("scan %v [%d, %d]: %w", sm.Site, r.First, r.Last, err)
-				}
-				if err := write(cs); err != nil {
-					return err
-				}
-			}
+		skipped, err := g.sendVersions(sm.Site, versions, write)
+		done.Damaged += skipped
+		if err != nil {
+			return err
 		}
 		vs := make([]log.Version, 0, len(sm.Parts))
 		for v := range sm.Parts {
@@ -272,6 +268,10 @@ func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector, zstd bool) error
 		for _, v := range vs {
 			need := sm.Parts[v]
 			for cs, err := range g.log.Scan(sm.Site, v, v) {
+				if errors.Is(err, log.ErrCorrupt) {
+					done.Damaged++
+					break
+				}
 				if err != nil {
 					return fmt.Errorf("scan %v/%d: %w", sm.Site, v, err)
 				}
@@ -282,6 +282,11 @@ func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector, zstd bool) error
 				}
 			}
 		}
+	}
+	if done.Damaged > 0 {
+		g.m.damaged.WithLabelValues("skipped").Add(float64(done.Damaged))
+		g.logger.Warn("sync: versions in a damaged part of the log were not sent; the peer takes them from another node",
+			"versions", done.Damaged)
 	}
 	body, err := msgpack.Marshal(&done)
 	if err != nil {
@@ -296,6 +301,68 @@ func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector, zstd bool) error
 	g.m.versionsSent.WithLabelValues("sync").Add(float64(done.Changesets))
 	g.m.bytesSent.WithLabelValues("sync").Add(float64(bytes))
 	return nil
+}
+
+// DamageReporter is implemented by a Log that knows which versions lie in damaged files
+// (*log.Store does), file by file: sync skips the rest of such a range at once after
+// damagedStreak unreadable versions in a row.
+type DamageReporter interface {
+	DamagedVersionsOf(site log.SiteID) log.RangeSet
+}
+
+// damagedStreak is how many unreadable versions in a row sync skips one by one before it
+// skips all that the damaged file may hold. One by one loses nothing readable when one block
+// of a file is damaged (Pebble reports the whole file's range); the streak bounds the cost
+// when the whole file is gone.
+const damagedStreak = 64
+
+// sendVersions writes the changesets of site's versions in rs, in order. A version the log
+// cannot read (ErrCorrupt: a damaged file) is skipped and counted, never the session's end:
+// the rest of the range, and the other sites, still go, and the done frame says how many
+// were skipped. A version cut short by the damage reaches the peer as a partial version, which
+// its vector records as such, so nothing is taken as complete that was not sent whole.
+func (g *Gossip) sendVersions(site log.SiteID, rs log.RangeSet, write func(*log.Changeset) error) (skipped uint64, err error) {
+	todo := slices.Clone(rs)
+	streak := 0
+	for len(todo) > 0 {
+		r := todo[0]
+		from := r.First
+		var scanErr error
+		for cs, err := range g.log.Scan(site, log.Version(r.First), log.Version(r.Last)) {
+			if err != nil {
+				scanErr = err
+				break
+			}
+			if err := write(cs); err != nil {
+				return skipped, err
+			}
+			streak = 0
+			from = uint64(cs.Version) + 1
+			if cs.Seqs.Last < cs.LastSeq {
+				from = uint64(cs.Version) // more parts of this version to come
+			}
+		}
+		if scanErr == nil {
+			todo = todo[1:]
+			continue
+		}
+		if !errors.Is(scanErr, log.ErrCorrupt) {
+			return skipped, fmt.Errorf("scan %v [%d, %d]: %w", site, r.First, r.Last, scanErr)
+		}
+		// Skip the version the scan stopped on; after a streak, all the damage may cover.
+		rest := log.RangeSet{{First: from, Last: r.Last}}
+		skip := log.RangeSet{{First: from, Last: from}}
+		if streak++; streak >= damagedStreak {
+			if dr, ok := g.log.(DamageReporter); ok {
+				if d := rest.Intersect(dr.DamagedVersionsOf(site)); len(d) > 0 && d[0].First == from {
+					skip = d[:1]
+				}
+			}
+		}
+		skipped += skip.Count()
+		todo = append(rest.Subtract(skip), todo[1:]...)
+	}
+	return skipped, nil
 }
 
 func overlaps(rs log.RangeSet, r log.SeqRange) bool {
@@ -356,6 +423,12 @@ func (g *Gossip) receiveSync(name string, fr *frameReader) error {
 				return fmt.Errorf("record cleared versions: %w", err)
 			}
 		case frameDone:
+			var done doneMsg
+			if err := msgpack.Unmarshal(body, &done); err == nil && done.Damaged > 0 {
+				g.m.damaged.WithLabelValues("peer").Add(float64(done.Damaged))
+				g.logger.Warn("sync: the peer could not send versions from a damaged part of its log; they will come from another node",
+					attrPeer, name, "versions", done.Damaged)
+			}
 			return flush()
 		default:
 			return fmt.Errorf("%w: sync frame of type %d", ErrProtocol, typ)

@@ -136,6 +136,9 @@ type doneMsg struct {
 	Changesets uint64 `msgpack:"changesets"`
 	Changes    uint64 `msgpack:"changes"`
 	Cleared    uint64 `msgpack:"cleared,omitempty"` // versions sent as cleared ranges
+	// Damaged counts versions the sender holds but could not read (a damaged file in its
+	// log): the receiver must get them elsewhere. Older senders never set it.
+	Damaged uint64 `msgpack:"damaged,omitempty"`
 }
 
 // appendFrame appends one frame to b.

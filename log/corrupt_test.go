@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/patinadb/patina/internal/testutil"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // corruptSSTs overwrites bytes in the middle of every SST of dir (a stopped store) with
@@ -92,5 +93,55 @@ func TestDiskFullRefusesWrites(t *testing.T) {
 	})
 	if s.DiskFull() {
 		t.Fatal("DiskFull() still true")
+	}
+}
+
+// Issue 12, item 2: the offline check of a log with a damaged file is an error wrapping
+// ErrCorrupt (never a panic) that names the damaged file and the keys it held in the log's
+// terms, and the store's metrics count the damage.
+func TestCheckReportsDamagedKeys(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{SiteID: siteA})
+	for v := Version(1); v <= 300; v++ {
+		mustAppend(t, s, makeCS(siteB, v, 20))
+	}
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if n := corruptSSTs(t, dir); n == 0 {
+		t.Fatal("no sst to corrupt")
+	}
+	var out strings.Builder
+	err := Inspect(dir, &out, InspectOptions{Check: true})
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Inspect --check of a damaged log: %v, want ErrCorrupt\n%s", err, out.String())
+	}
+	for _, want := range []string{"check: FAILED", "damaged file", ".sst", "versions [1-300] of " + siteB.String()} {
+		if !strings.Contains(out.String()+err.Error(), want) {
+			t.Errorf("the report does not say %q:\n%s", want, out.String())
+		}
+	}
+
+	s = openStore(t, dir, Options{})
+	for range s.Scan(siteB, 1, 1000) {
+	}
+	if len(s.Damage()) == 0 {
+		t.Fatal("Damage() is empty after a read met the damage")
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	if got["patina_log_corruptions_total"] < 1 || got["patina_log_damaged_files"] < 1 {
+		t.Fatalf("corruption metrics: %v", got)
 	}
 }

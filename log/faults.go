@@ -30,6 +30,12 @@ type faults struct {
 	corrupt atomic.Pointer[error] // the first corruption seen
 	// corruptions counts DataCorruption events (one per damaged file and read).
 	corruptions atomic.Uint64
+	// damage lists the damaged files, once each, in the order found (damage.go).
+	damageMu sync.Mutex
+	damage   []Damage
+	// refused counts appends refused on a full disk; freeBytes is the last free space seen.
+	refused   atomic.Uint64
+	freeBytes atomic.Uint64
 
 	// free-space check, at most once per freeEvery
 	minFree  atomic.Uint64
@@ -47,10 +53,11 @@ const freeEvery = 250 * time.Millisecond
 // error Pebble returns on its own, wrapped in ErrCorrupt by the store.
 func (s *Store) onCorruption(info pebble.DataCorruptionInfo) {
 	s.faults.corruptions.Add(1)
+	s.recordDamage(info)
 	err := fmt.Errorf("%w: %s, keys %s: %v", ErrCorrupt, info.Path, info.Bounds.String(), info.Details)
 	if s.faults.corrupt.CompareAndSwap(nil, &err) {
 		s.logger.Error("log corruption: the damaged range is not served; restore this node's log from a peer (patina backup on a healthy node, patina restore here) or run patina log inspect --check",
-			"path", info.Path, "keys", info.Bounds.String(), "err", info.Details)
+			"path", info.Path, "keys", describeKeys(info.Bounds.Start, info.Bounds.End.Key), "err", info.Details.Error())
 	}
 }
 
@@ -95,6 +102,9 @@ func (s *Store) checkFree() error {
 	f.freeMu.Lock()
 	defer f.freeMu.Unlock()
 	if time.Since(f.freeAt) < freeEvery {
+		if f.freeErr != nil {
+			f.refused.Add(1)
+		}
 		return f.freeErr
 	}
 	f.freeAt = time.Now()
@@ -104,7 +114,9 @@ func (s *Store) checkFree() error {
 		return nil
 	}
 	was := f.diskFull.Load()
+	f.freeBytes.Store(du.AvailBytes)
 	if du.AvailBytes < minFree {
+		f.refused.Add(1)
 		f.freeErr = fmt.Errorf("%w: %d bytes free under %s, want at least %d; writes are refused until space is freed", ErrDiskFull, du.AvailBytes, s.dir, minFree)
 		f.diskFull.Store(true)
 		if !was {

@@ -266,22 +266,50 @@ func (s *Store) Check() error {
 		problems = append(problems, fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...))
 		return len(problems) < maxProblems
 	}
+	// iter walks one key space. A damaged file in it is reported once, with the keys it
+	// holds, and the walk resumes past it: the report names every damaged range, and the
+	// checks below still run on what is readable (they then report the holes, too).
+	reported := map[string]bool{}
 	iter := func(pfx byte, fn func(k, v []byte) bool) error {
-		it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{pfx}, UpperBound: []byte{pfx + 1}})
-		if err != nil {
-			return err
-		}
-		for ok := it.First(); ok; ok = it.Next() {
-			v, err := it.ValueAndErr()
+		lower, upper := []byte{pfx}, []byte{pfx + 1}
+		for {
+			it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 			if err != nil {
-				it.Close()
 				return err
 			}
-			if !fn(it.Key(), v) {
-				break
+			stopped := false
+			for ok := it.First(); ok; ok = it.Next() {
+				v, verr := it.ValueAndErr()
+				if verr != nil {
+					err = verr
+					break
+				}
+				if !fn(it.Key(), v) {
+					stopped = true
+					break
+				}
+				lower = append(lower[:0:0], it.Key()...)
 			}
+			err = errors.Join(err, it.Error(), it.Close())
+			if err == nil || stopped || !pebble.IsCorruptionError(err) {
+				return err
+			}
+			d, ok := s.damageOver(lower, upper)
+			if !ok {
+				return corruptErr(err)
+			}
+			if !reported[d.Path] {
+				reported[d.Path] = true
+				if !bad("damaged file %s unreadable (restore from a peer: patina backup on a healthy node, patina restore here): %v", s.describeDamage(d), d.Err) {
+					return nil
+				}
+			}
+			next := d.after()
+			if bytes.Compare(next, lower) <= 0 || bytes.Compare(next, upper) >= 0 {
+				return nil
+			}
+			lower = next
 		}
-		return errors.Join(it.Error(), it.Close())
 	}
 
 	// Metadata.

@@ -54,6 +54,12 @@ var (
 	descCleared  = prometheus.NewDesc("patina_log_cleared_versions", "Versions held cleared (all changes superseded; kept as ranges in the vector).", nil, nil)
 	descHorizon  = prometheus.NewDesc("patina_log_compaction_horizon_seq", "Oldest arrival seq a replay is exact from (0: nothing compacted).", nil, nil)
 	descHorizTS  = prometheus.NewDesc("patina_log_compaction_horizon_timestamp_seconds", "Oldest commit time a replay is exact from (0: nothing compacted).", nil, nil)
+	// Faults of the disk (faults.go, damage.go).
+	descCorruptions = prometheus.NewDesc("patina_log_corruptions_total", "Reads that met a damaged Pebble file (checksum mismatch); the damaged range is not served.", nil, nil)
+	descDamaged     = prometheus.NewDesc("patina_log_damaged_files", "Pebble files found damaged since the store opened.", nil, nil)
+	descDiskFull    = prometheus.NewDesc("patina_log_disk_full", "1 while writes are refused because the log's disk has less than db.min_free_bytes free.", nil, nil)
+	descRefused     = prometheus.NewDesc("patina_log_refused_writes_total", "Appends refused because the log's disk was full (HTTP 507).", nil, nil)
+	descFreeBytes   = prometheus.NewDesc("patina_log_disk_free_bytes", "Free bytes of the log's disk at the last check (0 before the first write).", nil, nil)
 )
 
 type storeCollector struct{ s *Store }
@@ -64,7 +70,8 @@ type storeCollector struct{ s *Store }
 func (s *Store) Collector() prometheus.Collector { return storeCollector{s} }
 
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueue, descLastSeq, descVersions, descChanges, descBytes, descDisk, descSites, descAppends, descSyncs, descWaiting, descCleared, descHorizon, descHorizTS} {
+	for _, d := range []*prometheus.Desc{descQueue, descLastSeq, descVersions, descChanges, descBytes, descDisk, descSites, descAppends, descSyncs, descWaiting, descCleared, descHorizon, descHorizTS,
+		descCorruptions, descDamaged, descDiskFull, descRefused, descFreeBytes} {
 		ch <- d
 	}
 	c.s.metrics.compactSeconds.Describe(ch)
@@ -96,6 +103,16 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descHorizTS, float64(st.HorizonTS)/1e9)
 	ch <- prometheus.MustNewConstMetric(descAppends, prometheus.CounterValue, float64(st.Appends))
 	ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(st.Syncs))
+	f := &c.s.faults
+	ch <- prometheus.MustNewConstMetric(descCorruptions, prometheus.CounterValue, float64(f.corruptions.Load()))
+	gauge(descDamaged, float64(len(c.s.Damage())))
+	full := 0.0
+	if f.diskFull.Load() {
+		full = 1
+	}
+	gauge(descDiskFull, full)
+	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(f.refused.Load()))
+	gauge(descFreeBytes, float64(f.freeBytes.Load()))
 	c.s.metrics.appendSeconds.Collect(ch)
 	c.s.metrics.commitSeconds.Collect(ch)
 	c.s.metrics.batchAppends.Collect(ch)

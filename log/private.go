@@ -84,7 +84,8 @@ func openPrivate(fs vfs.FS, dir string, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if tightened || n > 0 {
+	// A new, empty directory made by someone else's mkdir (0755) is no news.
+	if ents, _ := os.ReadDir(dir); (tightened || n > 0) && len(ents) > 0 {
 		logger.Warn("log files were readable by other users; made them private (0700 directories, 0600 files)", "dir", dir, "changed", n+btoi(tightened))
 	}
 	return nil

@@ -991,14 +991,16 @@ func (s *Store) Scan(site SiteID, from, to Version) iter.Seq2[*Changeset, error]
 		}
 		for {
 			chunk, next, err := s.scanChunk(lower, upper)
-			if err != nil {
-				yield(nil, corruptErr(err))
-				return
-			}
+			// What was read before an error is good: hand it out first, so that a damaged
+			// block costs only the versions in it (sync skips them and sends the rest).
 			for _, cs := range chunk {
 				if !yield(cs, nil) {
 					return
 				}
+			}
+			if err != nil {
+				yield(nil, corruptErr(err))
+				return
 			}
 			if next == nil {
 				return
@@ -1025,11 +1027,11 @@ func (s *Store) scanChunk(lower, upper []byte) ([]*Changeset, []byte, error) {
 		}
 		val, err := it.ValueAndErr()
 		if err != nil {
-			return nil, nil, err
+			return out, nil, err
 		}
 		cs, err := DecodeChangeset(val)
 		if err != nil {
-			return nil, nil, fmt.Errorf("scan: %w", err)
+			return out, nil, fmt.Errorf("scan: %w", err)
 		}
 		out = append(out, cs)
 	}

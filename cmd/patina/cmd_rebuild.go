@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
@@ -57,6 +58,11 @@ check a view. The agent must not be running on the data dir (the log is locked).
 			bar.update(p)
 		})
 		bar.done()
+		if err != nil && errors.Is(err, log.ErrCorrupt) {
+			// Name what is damaged, in the log's terms, rather than Pebble's error chain.
+			return fmt.Errorf("rebuild: the log is damaged, the old view is left in place: %s; restore this node's log from a healthy peer (patina backup there, patina restore here) (%w)",
+				strings.Join(store.DamageReport(), "; "), log.ErrCorrupt)
+		}
 		if err != nil {
 			return fmt.Errorf("rebuild: %w", err)
 		}
@@ -76,7 +82,8 @@ func openStoppedLog(dataDir string) (*log.Store, error) {
 		return nil, usagef("%s is not a Patina data dir (no log/ in it)", dataDir)
 	}
 	// Read-only: an offline command must never change the source of truth it reads.
-	store, err := log.Open(dir, log.Options{ReadOnly: true})
+	// The command reports damage in its own error; the store's log line would repeat it.
+	store, err := log.Open(dir, log.Options{ReadOnly: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		if errors.Is(err, log.ErrLocked) {
 			return nil, fmt.Errorf("open %s: is an agent running on it? stop it first (%w)", dir, err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/patinadb/patina/api/client"
 	"github.com/patinadb/patina/internal/testutil"
+	"github.com/patinadb/patina/log"
 )
 
 // writeSchema writes a kv schema file and returns its path.
@@ -139,5 +140,66 @@ func TestDamagedViewIsRebuiltFromTheLog(t *testing.T) {
 				t.Fatalf("write after the rebuild: %v", err)
 			}
 		})
+	}
+}
+
+// Issue 12, item 2: on a log with a damaged table file, patina log inspect --check and patina
+// rebuild fail with exit 1 and an error naming the damaged file and the versions it held
+// (never a panic), and rebuild leaves the old view in place.
+func TestOfflineToolsReportDamagedLog(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	schema := writeSchema(t)
+	a := startTestAgent(t, func(c *Config) { c.DataDir, c.Schema = dir, []string{schema} })
+	cl := a.client(t)
+	for i := range 30 {
+		stmts := make([]client.Statement, 20)
+		for j := range stmts {
+			stmts[j] = client.Stmt("INSERT INTO kv (k, v) VALUES (?, ?)", fmt.Sprintf("key-%04d-%s", i*20+j, strings.Repeat("y", 200)), i*20+j)
+		}
+		if _, err := cl.Exec(context.Background(), client.Options{}, stmts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	site := a.SiteID()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Pebble flushes the recovered write-ahead log into a table file when the log is opened.
+	st, err := log.Open(filepath.Join(dir, "log"), log.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	ssts, _ := filepath.Glob(filepath.Join(dir, "log", "*.sst"))
+	if len(ssts) == 0 {
+		t.Fatal("no table file to damage")
+	}
+	for _, p := range ssts {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := len(b) / 4; i < len(b)/4+64; i++ {
+			b[i] ^= 0x5a
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	view, err := os.ReadFile(filepath.Join(dir, "views.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := cliErr(t, "log", "inspect", "--data-dir", dir, "--check")
+	if exitCode(err) != 1 || !strings.Contains(out+err.Error(), "damaged file") || !strings.Contains(out+err.Error(), "of "+site.String()) {
+		t.Errorf("log inspect --check of a damaged log: exit %d, %v\n%s", exitCode(err), err, out)
+	}
+	_, err = cliErr(t, "rebuild", "--data-dir", dir, "-q")
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "damaged") || !strings.Contains(err.Error(), "versions [") {
+		t.Errorf("rebuild of a damaged log: exit %d, %v", exitCode(err), err)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, "views.db")); !bytes.Equal(after, view) {
+		t.Error("the failed rebuild changed views.db")
 	}
 }
