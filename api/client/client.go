@@ -334,6 +334,11 @@ type Health struct {
 	Members   int     `json:"members"`
 	P99Lag    float64 `json:"p99_lag"`
 	QueueSize uint64  `json:"queue_size"`
+	// Faults of the node's disk (issue 12): writes refused for want of space, damage found in
+	// the log or in the view.
+	DiskFull       bool   `json:"disk_full,omitempty"`
+	Corruption     string `json:"corruption,omitempty"`
+	ViewCorruption string `json:"view_corruption,omitempty"`
 }
 
 // HealthThresholds make Health fail (HTTP 503) when a figure passes one; negative: unset.

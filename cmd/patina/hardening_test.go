@@ -9,8 +9,10 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -201,5 +203,144 @@ func TestOfflineToolsReportDamagedLog(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(filepath.Join(dir, "views.db")); !bytes.Equal(after, view) {
 		t.Error("the failed rebuild changed views.db")
+	}
+}
+
+// mountTmpfs mounts a tmpfs of size bytes on a new directory and unmounts it when the test
+// ends (after everything registered later, such as the agent on it, is closed). It skips the
+// test when not root or when the mount is refused (a container without CAP_SYS_ADMIN).
+func mountTmpfs(t *testing.T, size int64) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: mounting a small tmpfs to fill needs root (run go test as root to include it)")
+	}
+	dir := filepath.Join(t.TempDir(), "tmpfs")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("skipped: mount tmpfs refused (needs CAP_SYS_ADMIN): %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// freeBytes is what statfs says is available on dir's file system.
+func freeBytes(tb testing.TB, dir string) int64 {
+	tb.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		tb.Fatal(err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}
+
+// Issue 12, item 3, on a real full disk (a small tmpfs): writes are refused with 507 once the
+// free space falls under db.min_free_bytes, never a crash; every acknowledged write is
+// readable; reads, health (503, disk_full), metrics and subscriptions (open ones and new
+// ones) keep working; once space is freed, writes resume by themselves and open
+// subscriptions see them.
+func TestDiskFullOnTmpfs(t *testing.T) {
+	const minFree = 16 << 20
+	mnt := mountTmpfs(t, 96<<20)
+	schema := writeSchema(t)
+	a := startTestAgent(t, func(c *Config) {
+		c.DataDir, c.Schema, c.DB.MinFreeBytes = filepath.Join(mnt, "data"), []string{schema}, minFree
+	})
+	cl := a.client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	sub, err := cl.Subscribe(ctx, client.Stmt("SELECT k FROM kv"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for sub.Next() && sub.Event().EOQ == nil {
+	}
+	if sub.Err() != nil {
+		t.Fatal(sub.Err())
+	}
+
+	// Ballast leaves about 6 MiB above the threshold, then writes fill it.
+	ballast := filepath.Join(mnt, "ballast")
+	if err := os.WriteFile(ballast, make([]byte, freeBytes(t, mnt)-minFree-6<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	value := strings.Repeat("z", 64<<10)
+	var acked []string
+	var refused *client.Error
+	for i := 0; i < 1000 && refused == nil; i++ {
+		k := fmt.Sprintf("k%04d", i)
+		_, err := cl.Exec(ctx, client.Options{}, client.Stmt("INSERT INTO kv (k, v) VALUES (?, ?)", k+value, i))
+		switch {
+		case err == nil:
+			acked = append(acked, k)
+		case errors.As(err, &refused) && refused.Status == http.StatusInsufficientStorage:
+		default:
+			t.Fatalf("write %d: %v, want success or 507", i, err)
+		}
+	}
+	if refused == nil || len(acked) == 0 {
+		t.Fatalf("after %d writes: no 507 (free %d bytes)", len(acked), freeBytes(t, mnt))
+	}
+	count := func() int64 {
+		_, rows, err := cl.QueryAll(ctx, client.Options{}, client.Stmt("SELECT count(*) FROM kv"))
+		if err != nil {
+			t.Fatalf("read on a full disk: %v", err)
+		}
+		return rows[0][0].Int
+	}
+	if n := count(); n != int64(len(acked)) {
+		t.Fatalf("%d rows readable, %d writes acknowledged", n, len(acked))
+	}
+	if h, err := cl.Health(ctx, nil); err == nil || !h.DiskFull {
+		t.Fatalf("health on a full disk: %+v, %v; want 503 with disk_full", h, err)
+	}
+	metrics, err := cl.Metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"patina_log_disk_full 1", "patina_log_refused_writes_total"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	sub2, err := cl.Subscribe(ctx, client.Stmt("SELECT count(*) FROM kv"), false)
+	if err != nil {
+		t.Fatalf("subscribe on a full disk: %v", err)
+	}
+	for sub2.Next() && sub2.Event().EOQ == nil {
+	}
+	sub2.Close()
+	if sub2.Err() != nil {
+		t.Fatalf("subscription opened on a full disk: %v", sub2.Err())
+	}
+
+	// Space is freed: writes resume by themselves, and the open subscription sees them.
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 30*time.Second, "writes to resume", func() bool {
+		_, err := cl.Exec(ctx, client.Options{}, client.Stmt("INSERT INTO kv (k, v) VALUES ('after', 1)"))
+		return err == nil
+	})
+	for sub.Next() {
+		if ch := sub.Event().Change; len(ch) >= 3 && strings.Contains(string(ch[2]), "after") {
+			break
+		}
+	}
+	if sub.Err() != nil {
+		t.Fatalf("open subscription after the disk freed: %v", sub.Err())
+	}
+	if _, err := cl.Health(ctx, nil); err != nil {
+		t.Fatalf("health after space was freed: %v", err)
+	}
+	if n := count(); n != int64(len(acked))+1 {
+		t.Fatalf("%d rows after recovery, want %d", n, len(acked)+1)
 	}
 }
