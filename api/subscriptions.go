@@ -114,7 +114,8 @@ func subsError(err error) error {
 // resumeError says whether err is a refusal of ?from that the answer carries as an error
 // event in the stream (docs/DESIGN.md section 7: never a silent gap).
 func resumeError(err error) bool {
-	return errors.Is(err, subs.ErrTooOld) || errors.Is(err, subs.ErrFromAhead)
+	return errors.Is(err, subs.ErrTooOld) || errors.Is(err, subs.ErrFromAhead) ||
+		errors.Is(err, subs.ErrEventTooLarge) // a row too large to send: the stream says why
 }
 
 func (sr *subscriptions) handleSubscribe(w http.ResponseWriter, r *http.Request) error {

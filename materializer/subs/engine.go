@@ -48,6 +48,17 @@ type Config struct {
 	ClientBuffer int
 	// NotifyBuffer is the engine's buffer of commit notices.
 	NotifyBuffer int
+	// Memory bounds (issue 12, item 6). Encoded events are shared: one encoding of a change
+	// goes to every client, and a large row's encoding is kept on the row and shared by
+	// every client that attaches, so memory does not grow with the number of subscribers.
+	// MaxEventBytes caps one encoded event (a row or a change): a larger one is never sent;
+	// the clients get ErrEventTooLarge instead. ClientBufferBytes caps the bytes of events a
+	// client may fall behind by (with ClientBuffer, the count) before it is disconnected.
+	// RetainBytes caps the bytes of retained changes a subscription keeps in memory for
+	// resuming (with RetainChanges, the count). 0 takes the default.
+	MaxEventBytes     int
+	ClientBufferBytes int64
+	RetainBytes       int64
 	// Registerer receives the engine's metrics; nil registers none.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -61,8 +72,19 @@ func DefaultConfig(dir string) Config {
 		RetainChanges: 10000,
 		ClientBuffer:  65536,
 		NotifyBuffer:  8192,
+
+		MaxEventBytes:     DefaultMaxEventBytes,
+		ClientBufferBytes: DefaultClientBufferBytes,
+		RetainBytes:       DefaultRetainBytes,
 	}
 }
+
+// Defaults of the memory bounds.
+const (
+	DefaultMaxEventBytes     = 16 << 20
+	DefaultClientBufferBytes = 64 << 20
+	DefaultRetainBytes       = 64 << 20
+)
 
 // Validate checks the config.
 func (c *Config) Validate() error {
@@ -75,6 +97,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("subs config: client buffer %d, want > 0", c.ClientBuffer)
 	case c.NotifyBuffer <= 0:
 		return fmt.Errorf("subs config: notify buffer %d, want > 0", c.NotifyBuffer)
+	case c.MaxEventBytes < 0 || c.ClientBufferBytes < 0 || c.RetainBytes < 0:
+		return fmt.Errorf("subs config: negative memory bound")
 	}
 	return nil
 }
@@ -135,6 +159,15 @@ func New(src Source, cfg Config) *Engine {
 	}
 	if cfg.NotifyBuffer == 0 {
 		cfg.NotifyBuffer = d.NotifyBuffer
+	}
+	if cfg.MaxEventBytes == 0 {
+		cfg.MaxEventBytes = d.MaxEventBytes
+	}
+	if cfg.ClientBufferBytes == 0 {
+		cfg.ClientBufferBytes = d.ClientBufferBytes
+	}
+	if cfg.RetainBytes == 0 {
+		cfg.RetainBytes = d.RetainBytes
 	}
 	logger := cfg.Logger
 	if logger == nil {

@@ -29,4 +29,8 @@ var (
 	ErrClosed = errors.New("subs: closed")
 	// ErrDropped: the subscription was removed (idle).
 	ErrDropped = errors.New("subs: subscription dropped")
+	// ErrEventTooLarge: an event (a row or a change) encodes to more than
+	// Config.MaxEventBytes: it is not sent, and the stream ends with this error (as an error
+	// event) rather than hold that much memory per client.
+	ErrEventTooLarge = errors.New("subs: event too large to send")
 )

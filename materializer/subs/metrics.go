@@ -14,6 +14,7 @@ type metrics struct {
 	match         prometheus.Histogram
 	drops         prometheus.Counter
 	batch         prometheus.Histogram
+	tooLarge      prometheus.Counter
 }
 
 // matchBuckets span 10 us to about 10 s: a restricted re-run is tens of microseconds, a
@@ -36,7 +37,10 @@ func newMetrics() *metrics {
 			Buckets: matchBuckets,
 		}),
 		drops: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "patina_subscription_drops_total", Help: "Clients disconnected because their event buffer was full.",
+			Name: "patina_subscription_drops_total", Help: "Clients disconnected because their event buffer was full (events or bytes).",
+		}),
+		tooLarge: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "patina_subscription_events_too_large_total", Help: "Events (rows or changes) not sent because they encode to more than subscriptions.max_event_bytes.",
 		}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "patina_subscription_batch_seconds", Help: "Time to take in one batch of commit notices, for every subscription it touches.",
@@ -50,7 +54,7 @@ func newMetrics() *metrics {
 func (m *metrics) register(r prometheus.Registerer) error {
 	return errors.Join(
 		adopt(r, &m.subscriptions), adopt(r, &m.clients), adopt(r, &m.events),
-		adopt(r, &m.match), adopt(r, &m.drops), adopt(r, &m.batch))
+		adopt(r, &m.match), adopt(r, &m.drops), adopt(r, &m.batch), adopt(r, &m.tooLarge))
 }
 
 func adopt[C prometheus.Collector](r prometheus.Registerer, c *C) error {

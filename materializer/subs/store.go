@@ -87,6 +87,9 @@ type storedRow struct {
 type retained struct {
 	id   uint64
 	line []byte
+	// tooLarge: the change was past MaxEventBytes; line is its error event (never stored
+	// or sent in full).
+	tooLarge error
 }
 
 // create stores a new subscription and its first result.

@@ -10,26 +10,31 @@ import (
 // queue is a slice that grows only while the client is behind, so an idle client costs
 // nothing however large the limit.
 type client struct {
-	mu     sync.Mutex
-	q      [][]byte
-	limit  int
-	wake   chan struct{} // capacity 1: a line was queued
-	done   chan struct{} // closed by fail
-	err    error         // why it was failed; set before done is closed
-	failed sync.Once
+	mu       sync.Mutex
+	q        [][]byte
+	limit    int
+	bytes    int64 // of the lines in q
+	maxBytes int64
+	wake     chan struct{} // capacity 1: a line was queued
+	done     chan struct{} // closed by fail
+	err      error         // why it was failed; set before done is closed
+	failed   sync.Once
 }
 
-func newClient(limit int) *client {
-	return &client{limit: limit, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newClient(limit int, maxBytes int64) *client {
+	return &client{limit: limit, maxBytes: maxBytes, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-// push queues a line; false when the queue is full.
+// push queues a line; false when the queue is full: limit lines, or maxBytes bytes (a line
+// alone in the queue always fits: MaxEventBytes bounds it). The lines are shared with the
+// other clients, so the bytes are what this client keeps alive by falling behind.
 func (c *client) push(line []byte) bool {
 	c.mu.Lock()
-	if len(c.q) >= c.limit {
+	if len(c.q) >= c.limit || (len(c.q) > 0 && c.bytes+int64(len(line)) > c.maxBytes) {
 		c.mu.Unlock()
 		return false
 	}
+	c.bytes += int64(len(line))
 	c.q = append(c.q, line)
 	c.mu.Unlock()
 	select {
@@ -48,6 +53,7 @@ func (c *client) pop() ([]byte, bool) {
 	l := c.q[0]
 	c.q[0] = nil
 	c.q = c.q[1:]
+	c.bytes -= int64(len(l))
 	if len(c.q) == 0 {
 		c.q = nil // let the grown array go
 	}

@@ -45,7 +45,16 @@ type row struct {
 	rowid int64
 	cells []log.Value
 	pks   []string // pk mode: packed pk per FROM instance
+	// line caches the row's encoded event when it is large (sharedRowBytes or more), so
+	// that every client attaching gets the same bytes instead of an encoding of its own;
+	// nil when not encoded yet or when the cells changed.
+	line []byte
 }
+
+// sharedRowBytes is the size from which a row's encoding is kept on the row: one copy per
+// subscription however many clients attach. Smaller rows are encoded per attach, which
+// costs less than keeping them twice.
+const sharedRowBytes = 4 << 10
 
 // newRow is a row of an evaluation.
 type newRow struct {
@@ -119,6 +128,7 @@ func (s *sub) restore(p *persisted) {
 		tail[i], tail[j] = tail[j], tail[i]
 	}
 	s.changes = tail
+	s.trimRetainedLocked()
 	for _, sr := range p.rows {
 		r := &row{key: sr.key, rowid: sr.rowid, cells: sr.cells, pks: s.plan.keyPKs(sr.key)}
 		s.rows[r.key] = r
@@ -584,13 +594,13 @@ func (s *sub) applyLocked(ctx context.Context, rows []newRow, scope map[string]*
 			e.r.rowid = nextRowID
 			nextRowID++
 			ops = append(ops, rowOp{key: e.r.key, rowid: e.r.rowid, cells: e.r.cells})
-			lines = append(lines, retained{id: changeID, line: changeLine("insert", e.r.rowid, e.r.cells, changeID)})
+			lines = append(lines, s.changeRetained(changeID, changeLine("insert", e.r.rowid, e.r.cells, changeID)))
 		case "update":
 			ops = append(ops, rowOp{key: e.old.key, rowid: e.old.rowid, cells: e.cell})
-			lines = append(lines, retained{id: changeID, line: changeLine("update", e.old.rowid, e.cell, changeID)})
+			lines = append(lines, s.changeRetained(changeID, changeLine("update", e.old.rowid, e.cell, changeID)))
 		case "delete":
 			ops = append(ops, rowOp{key: e.old.key})
-			lines = append(lines, retained{id: changeID, line: changeLine("delete", e.old.rowid, e.old.cells, changeID)})
+			lines = append(lines, s.changeRetained(changeID, changeLine("delete", e.old.rowid, e.old.cells, changeID)))
 		}
 	}
 	var prune uint64
@@ -610,7 +620,7 @@ func (s *sub) applyLocked(ctx context.Context, rows []newRow, scope map[string]*
 			s.rows[e.r.key] = e.r
 			s.index(e.r)
 		case "update":
-			e.old.cells = e.cell
+			e.old.cells, e.old.line = e.cell, nil
 		case "delete":
 			delete(s.rows, e.old.key)
 			s.unindex(e.old)
@@ -621,8 +631,16 @@ func (s *sub) applyLocked(ctx context.Context, rows []newRow, scope map[string]*
 	if over := len(s.changes) - s.e.cfg.RetainChanges; over > 0 {
 		s.changes = append(s.changes[:0:0], s.changes[over:]...)
 	}
+	s.trimRetainedLocked()
 	s.dirty = true
 	for _, l := range lines {
+		if l.tooLarge != nil {
+			// Never sent: every client ends with the error, and resumes past it.
+			for c := range s.clients {
+				s.detachLocked(c, l.tooLarge)
+			}
+			continue
+		}
 		s.broadcast(l.line)
 	}
 	s.e.metrics.events.Add(float64(len(lines)))
@@ -639,6 +657,38 @@ func equalCells(a, b []log.Value) bool {
 		}
 	}
 	return true
+}
+
+// changeRetained is the retained form of change id's line: the line itself, or, when it
+// passes MaxEventBytes, an error event in its place (kept and stored instead of the line, so
+// that neither memory nor subs.db holds it, and a resume meets the same error).
+func (s *sub) changeRetained(id uint64, line []byte) retained {
+	if max := s.e.cfg.MaxEventBytes; max > 0 && len(line) > max {
+		err := fmt.Errorf("%w: change %d of subscription %s is %d bytes, more than the limit of %d (subscriptions.max_event_bytes)",
+			ErrEventTooLarge, id, s.id, len(line), max)
+		s.e.metrics.tooLarge.Inc()
+		s.e.logger.Warn("subscription event too large to send", "id", s.id, "change_id", id, "bytes", len(line), "max", max)
+		return retained{id: id, line: ErrorLine(err), tooLarge: err}
+	}
+	return retained{id: id, line: line}
+}
+
+// trimRetainedLocked drops the oldest retained changes beyond RetainBytes (a resume from
+// before them gets ErrTooOld, as past RetainChanges).
+func (s *sub) trimRetainedLocked() {
+	max := s.e.cfg.RetainBytes
+	if max <= 0 {
+		return
+	}
+	var total int64
+	i := len(s.changes)
+	for i > 0 && total+int64(len(s.changes[i-1].line)) <= max {
+		i--
+		total += int64(len(s.changes[i].line))
+	}
+	if i > 0 {
+		s.changes = append(s.changes[:0:0], s.changes[i:]...)
+	}
 }
 
 // broadcast sends a line to every client; one whose buffer is full is disconnected.
@@ -707,10 +757,13 @@ func (s *sub) attach(ctx context.Context, opts Options) (*Stream, error) {
 			}
 		}
 		if !opts.SkipRows {
-			st.pending = s.appendResultLocked(st.pending)
+			var err error
+			if st.pending, err = s.appendResultLocked(st.pending); err != nil {
+				return nil, err
+			}
 		}
 	}
-	c := newClient(s.e.cfg.ClientBuffer)
+	c := newClient(s.e.cfg.ClientBuffer, s.e.cfg.ClientBufferBytes)
 	s.clients[c] = struct{}{}
 	s.e.metrics.clients.WithLabelValues("subscriptions").Inc()
 	st.c = c
@@ -719,12 +772,16 @@ func (s *sub) attach(ctx context.Context, opts Options) (*Stream, error) {
 
 // appendResultLocked appends the current result as events: columns, the rows (in the
 // statement's order where it has one), eoq with the latest change id.
-func (s *sub) appendResultLocked(lines [][]byte) [][]byte {
+func (s *sub) appendResultLocked(lines [][]byte) ([][]byte, error) {
 	lines = append(lines, columnsLine(s.columns))
 	sent := make(map[string]bool, len(s.rows))
 	for _, k := range s.order {
 		if r, ok := s.rows[k]; ok {
-			lines = append(lines, rowLine(r.rowid, r.cells))
+			l, err := s.rowLineLocked(r)
+			if err != nil {
+				return nil, err
+			}
+			lines = append(lines, l)
 			sent[k] = true
 		}
 	}
@@ -737,10 +794,32 @@ func (s *sub) appendResultLocked(lines [][]byte) [][]byte {
 		}
 		slices.SortFunc(rest, func(a, b *row) int { return cmp.Compare(a.rowid, b.rowid) })
 		for _, r := range rest {
-			lines = append(lines, rowLine(r.rowid, r.cells))
+			l, err := s.rowLineLocked(r)
+			if err != nil {
+				return nil, err
+			}
+			lines = append(lines, l)
 		}
 	}
-	return append(lines, eoqLine(s.queryTime, s.changeID))
+	return append(lines, eoqLine(s.queryTime, s.changeID)), nil
+}
+
+// rowLineLocked is r's row event: shared by every client when large (row.line), refused
+// past MaxEventBytes.
+func (s *sub) rowLineLocked(r *row) ([]byte, error) {
+	l := r.line
+	if l == nil {
+		l = rowLine(r.rowid, r.cells)
+	}
+	if max := s.e.cfg.MaxEventBytes; max > 0 && len(l) > max {
+		s.e.metrics.tooLarge.Inc()
+		return nil, fmt.Errorf("%w: row %d of subscription %s is %d bytes, more than the limit of %d (subscriptions.max_event_bytes)",
+			ErrEventTooLarge, r.rowid, s.id, len(l), max)
+	}
+	if len(l) >= sharedRowBytes {
+		r.line = l
+	}
+	return l, nil
 }
 
 // hasReal reports whether a packed pk holds a REAL (or cannot be read).
