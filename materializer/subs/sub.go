@@ -49,6 +49,9 @@ type row struct {
 	// that every client attaching gets the same bytes instead of an encoding of its own;
 	// nil when not encoded yet or when the cells changed.
 	line []byte
+	// tooLarge is the size of the row's encoding once it was found past MaxEventBytes, so
+	// that later attaches refuse it without encoding it again (0: not known to be).
+	tooLarge int
 }
 
 // sharedRowBytes is the size from which a row's encoding is kept on the row: one copy per
@@ -620,7 +623,7 @@ func (s *sub) applyLocked(ctx context.Context, rows []newRow, scope map[string]*
 			s.rows[e.r.key] = e.r
 			s.index(e.r)
 		case "update":
-			e.old.cells, e.old.line = e.cell, nil
+			e.old.cells, e.old.line, e.old.tooLarge = e.cell, nil, 0
 		case "delete":
 			delete(s.rows, e.old.key)
 			s.unindex(e.old)
@@ -807,14 +810,17 @@ func (s *sub) appendResultLocked(lines [][]byte) ([][]byte, error) {
 // rowLineLocked is r's row event: shared by every client when large (row.line), refused
 // past MaxEventBytes.
 func (s *sub) rowLineLocked(r *row) ([]byte, error) {
-	l := r.line
-	if l == nil {
+	max := s.e.cfg.MaxEventBytes
+	l, size := r.line, r.tooLarge
+	if l == nil && size == 0 {
 		l = rowLine(r.rowid, r.cells)
+		size = len(l)
 	}
-	if max := s.e.cfg.MaxEventBytes; max > 0 && len(l) > max {
+	if max > 0 && size > max {
+		r.tooLarge = size
 		s.e.metrics.tooLarge.Inc()
 		return nil, fmt.Errorf("%w: row %d of subscription %s is %d bytes, more than the limit of %d (subscriptions.max_event_bytes)",
-			ErrEventTooLarge, r.rowid, s.id, len(l), max)
+			ErrEventTooLarge, r.rowid, s.id, size, max)
 	}
 	if len(l) >= sharedRowBytes {
 		r.line = l
