@@ -97,13 +97,12 @@ func TestSyncSkipsDamagedVersions(t *testing.T) {
 		sv := b.st.Vector().Sites[siteY]
 		return sv != nil && sv.Versions.ContainsRange(1, 150)
 	})
+	// B counts what A's done frame reported: the session with the damaged node ran to its
+	// end (whichever side started it).
 	testutil.WaitFor(t, 30*time.Second, "A to report the versions it skipped", func() bool {
 		return counterValue(a.g.m.damaged.WithLabelValues("skipped")) > 0 &&
 			counterValue(b.g.m.damaged.WithLabelValues("peer")) > 0
 	})
-	if counterValue(b.g.m.syncRounds.WithLabelValues("client", "ok")) == 0 {
-		t.Fatal("no sync session with the damaged node completed")
-	}
 	if a.st.Corruption() == nil {
 		t.Fatal("A's store does not report the damage")
 	}
