@@ -65,6 +65,12 @@ count {{ queryValue "SELECT count(*) FROM t" }}
 		t.Errorf("DEST mode %v, want 0600 kept", st.Mode().Perm())
 	}
 
+	// The runner subscribes to the render's queries after the render; write once both
+	// subscriptions are in place, so the write is a change event of them.
+	testutil.WaitFor(t, 10*time.Second, "the template's subscriptions", func() bool {
+		return n0.metric("patina_subscriptions") == 2
+	})
+
 	// A write on the other node: DEST follows.
 	start := time.Now()
 	exec(n1, "INSERT INTO t (id, v, node) VALUES (2, '{\"port\": 8080}', 1)")
