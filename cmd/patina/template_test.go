@@ -143,6 +143,11 @@ func TestTemplateAgentConfig(t *testing.T) {
 	a := startTestAgent(t, func(c *Config) { c.Templates, c.Schema = cfg.Templates, []string{schema} })
 	read := func() string { b, _ := os.ReadFile(dest); return string(b) }
 	testutil.WaitFor(t, 10*time.Second, "the first render", func() bool { _, err := os.Stat(dest); return err == nil })
+	// The runner subscribes to the render's query after the render: write once the
+	// subscription exists, so the write is a change event of it.
+	testutil.WaitFor(t, 10*time.Second, "the template's subscription", func() bool {
+		return metricValue(a.client(t), "patina_subscriptions") == 1
+	})
 	if _, err := a.client(t).Exec(context.Background(), client.Options{}, client.Stmt("INSERT INTO kv (k) VALUES ('a'), ('b')")); err != nil {
 		t.Fatal(err)
 	}
