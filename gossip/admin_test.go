@@ -16,6 +16,9 @@ func TestReconcile(t *testing.T) {
 	hourly := func(c *Config) { c.SyncInterval = time.Hour }
 	nodes := cluster(t, 3, hourly)
 	a, b, c := nodes[0], nodes[1], nodes[2]
+	// Each member-up event triggers a round; one still running would carry the versions
+	// below before Reconcile does (it did once in CI: b had 1 gap of a's, not 3).
+	waitSyncIdle(t, nodes)
 	// Versions appended without a broadcast: only sync can carry them.
 	quiet := func(n *testNode, key int) {
 		cs := &log.Changeset{Kind: log.KindData, Changes: []log.Change{{Table: "t",

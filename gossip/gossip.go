@@ -92,6 +92,7 @@ type Gossip struct {
 	syncTimer   Timer
 	syncing     bool // a round runs
 	syncPending bool // a round was asked for while one ran
+	syncSoon    bool // a round is armed to start at once (not the next interval's)
 
 	run     context.Context
 	cancel  context.CancelCauseFunc

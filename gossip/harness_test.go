@@ -222,6 +222,24 @@ func waitMembers(tb testing.TB, nodes []*testNode) {
 	})
 }
 
+// waitSyncIdle waits until no node runs a sync round or has one armed to start at once: the
+// rounds that joins trigger are over, and with a long SyncInterval only what the test does
+// moves versions by sync.
+func waitSyncIdle(tb testing.TB, nodes []*testNode) {
+	tb.Helper()
+	testutil.WaitFor(tb, 30*time.Second, "join-time sync rounds to end", func() bool {
+		for _, n := range nodes {
+			n.g.smu.Lock()
+			busy := n.g.syncing || n.g.syncPending || n.g.syncSoon
+			n.g.smu.Unlock()
+			if busy {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // waitConverged waits until every node holds want complete versions with equal vectors and
 // no partial versions, then checks that every log holds the same data.
 func waitConverged(tb testing.TB, nodes []*testNode, want uint64, timeout time.Duration) {

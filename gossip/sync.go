@@ -34,7 +34,7 @@ func (g *Gossip) triggerSync() {
 	if g.syncTimer != nil && !g.syncTimer.Stop() {
 		return // it fired and its round is about to start
 	}
-	g.syncTimer = g.after(0, g.syncTick)
+	g.syncTimer, g.syncSoon = g.after(0, g.syncTick), true
 }
 
 // scheduleSync arms the timer of the next round: SyncInterval jittered by +-25%, or at once
@@ -44,7 +44,7 @@ func (g *Gossip) scheduleSyncLocked() {
 	if g.syncPending {
 		g.syncPending, d = false, 0
 	}
-	g.syncTimer = g.after(d, g.syncTick)
+	g.syncTimer, g.syncSoon = g.after(d, g.syncTick), d == 0
 }
 
 // syncTick runs one round, then arms the next. Rounds never overlap.
@@ -55,7 +55,7 @@ func (g *Gossip) syncTick() {
 		g.smu.Unlock()
 		return
 	}
-	g.syncing, g.syncTimer = true, nil
+	g.syncing, g.syncTimer, g.syncSoon = true, nil, false
 	g.smu.Unlock()
 	g.syncRound(func(done, busy int) {
 		g.gaps()
