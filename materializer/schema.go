@@ -242,131 +242,153 @@ func parseSchemaStmt(stmt string) (*schemaStmt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSchema, err)
 	}
+	ps := &schemaParser{stmt: stmt, toks: toks}
 	s := &schemaStmt{sql: stmt, toks: toks}
-	p := 0
-	next := func() sqltok.Token {
-		if p < len(toks) {
-			p++
-			return toks[p-1]
-		}
-		return sqltok.Token{Kind: sqltok.Punct}
-	}
-	peek := func() sqltok.Token {
-		if p < len(toks) {
-			return toks[p]
-		}
-		return sqltok.Token{Kind: sqltok.Punct}
-	}
-	// name reads a possibly schema-qualified name; only main is accepted.
-	name := func() (string, error) {
-		t := next()
-		if t.Kind != sqltok.Word && t.Kind != sqltok.Quoted && t.Kind != sqltok.String {
-			return "", fmt.Errorf("%w: expected a name in %q", ErrSchema, stmt)
-		}
-		n := t.Ident()
-		if peek().Kind == sqltok.Punct && peek().Text == "." {
-			next()
-			if !strings.EqualFold(n, "main") {
-				return "", fmt.Errorf("%w: only the main schema is supported: %q", ErrSchema, stmt)
-			}
-			t = next()
-			n = t.Ident()
-		}
-		return n, nil
-	}
-	first := next()
-	switch {
+	switch first := ps.next(); {
 	case first.Is("CREATE"):
-		t := next()
-		if t.Is("TEMP") || t.Is("TEMPORARY") {
-			return nil, fmt.Errorf("%w: temporary objects are not replicated: %q", ErrSchema, stmt)
+		return s, ps.create(s)
+	case first.Is("DROP"):
+		t := ps.next()
+		if !t.Is("INDEX") {
+			return nil, fmt.Errorf("%w: dropping a %s is destructive and is refused: %q", ErrSchemaConflict, strings.ToLower(t.Text), stmt)
 		}
-		if t.Is("VIRTUAL") {
-			return nil, fmt.Errorf("%w: virtual tables are not supported: %q", ErrSchema, stmt)
-		}
-		if t.Is("UNIQUE") {
-			s.unique = true
-			t = next()
-		}
-		switch {
-		case t.Is("TABLE") && !s.unique:
-			s.kind = "table"
-		case t.Is("INDEX"):
-			s.kind = "index"
-		default:
-			return nil, fmt.Errorf("%w: only CREATE TABLE, CREATE INDEX and DROP INDEX are allowed: %q", ErrSchema, stmt)
-		}
-		if peek().Is("IF") {
-			next()
-			if !next().Is("NOT") || !next().Is("EXISTS") {
-				return nil, fmt.Errorf("%w: bad IF NOT EXISTS in %q", ErrSchema, stmt)
-			}
+		s.kind = "dropindex"
+		if ps.peek().Is("IF") {
+			ps.next()
+			ps.next()
 			s.ifNotExists = true
 		}
-		if s.name, err = name(); err != nil {
+		if s.name, err = ps.name(); err != nil {
 			return nil, err
 		}
-		if s.kind == "index" {
-			if !next().Is("ON") {
-				return nil, fmt.Errorf("%w: expected ON in %q", ErrSchema, stmt)
-			}
-			if s.on, err = name(); err != nil {
-				return nil, err
-			}
-			return s, nil
-		}
-		if peek().Is("AS") {
-			return nil, fmt.Errorf("%w: CREATE TABLE ... AS SELECT is not supported (no primary key): %q", ErrSchema, stmt)
-		}
-		if t := next(); t.Kind != sqltok.Punct || t.Text != "(" {
-			return nil, fmt.Errorf("%w: expected ( after the table name in %q", ErrSchema, stmt)
-		}
-		s.colDefs = map[string]string{}
-		depth, start := 0, p
-		for p < len(toks) {
-			t := toks[p]
-			if t.Kind == sqltok.Punct && t.Text == "(" {
-				depth++
-			}
-			end := t.Kind == sqltok.Punct && (t.Text == "," && depth == 0 || t.Text == ")" && depth == 0)
-			if t.Kind == sqltok.Punct && t.Text == ")" && depth > 0 {
-				depth--
-			}
-			if end {
-				if start < p {
-					def := toks[start:p]
-					h := def[0]
-					if !(h.Is("CONSTRAINT") || h.Is("PRIMARY") || h.Is("UNIQUE") || h.Is("CHECK") || h.Is("FOREIGN")) {
-						s.colDefs[strings.ToLower(h.Ident())] = strings.TrimSpace(stmt[h.Start:t.Start])
-					}
-				}
-				start = p + 1
-				if t.Text == ")" {
-					break
-				}
-			}
-			p++
-		}
 		return s, nil
-	case first.Is("DROP"):
-		t := next()
-		if t.Is("INDEX") {
-			s.kind = "dropindex"
-			if peek().Is("IF") {
-				next()
-				next()
-				s.ifNotExists = true
-			}
-			if s.name, err = name(); err != nil {
-				return nil, err
-			}
-			return s, nil
-		}
-		return nil, fmt.Errorf("%w: dropping a %s is destructive and is refused: %q", ErrSchemaConflict, strings.ToLower(t.Text), stmt)
 	case first.Is("ALTER"):
 		return nil, fmt.Errorf("%w: ALTER TABLE is refused; add columns by re-applying CREATE TABLE with the new columns (renames and drops are destructive): %q", ErrSchemaConflict, stmt)
 	}
 	return nil, fmt.Errorf("%w: only CREATE TABLE, CREATE INDEX and DROP INDEX are allowed: %q", ErrSchema, stmt)
+}
+
+// schemaParser walks one statement's tokens; past the end it reads an empty punctuation
+// token, which no check accepts, so a truncated statement fails where it stops.
+type schemaParser struct {
+	stmt string
+	toks []sqltok.Token
+	p    int
+}
+
+func (ps *schemaParser) next() sqltok.Token {
+	if ps.p < len(ps.toks) {
+		ps.p++
+		return ps.toks[ps.p-1]
+	}
+	return sqltok.Token{Kind: sqltok.Punct}
+}
+
+func (ps *schemaParser) peek() sqltok.Token {
+	if ps.p < len(ps.toks) {
+		return ps.toks[ps.p]
+	}
+	return sqltok.Token{Kind: sqltok.Punct}
+}
+
+// name reads a possibly schema-qualified name; only main is accepted.
+func (ps *schemaParser) name() (string, error) {
+	t := ps.next()
+	if t.Kind != sqltok.Word && t.Kind != sqltok.Quoted && t.Kind != sqltok.String {
+		return "", fmt.Errorf("%w: expected a name in %q", ErrSchema, ps.stmt)
+	}
+	n := t.Ident()
+	if ps.peek().Kind == sqltok.Punct && ps.peek().Text == "." {
+		ps.next()
+		if !strings.EqualFold(n, "main") {
+			return "", fmt.Errorf("%w: only the main schema is supported: %q", ErrSchema, ps.stmt)
+		}
+		n = ps.next().Ident()
+	}
+	return n, nil
+}
+
+// create parses the rest of a CREATE TABLE or CREATE [UNIQUE] INDEX into s.
+func (ps *schemaParser) create(s *schemaStmt) error {
+	stmt := ps.stmt
+	t := ps.next()
+	if t.Is("TEMP") || t.Is("TEMPORARY") {
+		return fmt.Errorf("%w: temporary objects are not replicated: %q", ErrSchema, stmt)
+	}
+	if t.Is("VIRTUAL") {
+		return fmt.Errorf("%w: virtual tables are not supported: %q", ErrSchema, stmt)
+	}
+	if t.Is("UNIQUE") {
+		s.unique = true
+		t = ps.next()
+	}
+	switch {
+	case t.Is("TABLE") && !s.unique:
+		s.kind = "table"
+	case t.Is("INDEX"):
+		s.kind = "index"
+	default:
+		return fmt.Errorf("%w: only CREATE TABLE, CREATE INDEX and DROP INDEX are allowed: %q", ErrSchema, stmt)
+	}
+	if ps.peek().Is("IF") {
+		ps.next()
+		if !ps.next().Is("NOT") || !ps.next().Is("EXISTS") {
+			return fmt.Errorf("%w: bad IF NOT EXISTS in %q", ErrSchema, stmt)
+		}
+		s.ifNotExists = true
+	}
+	var err error
+	if s.name, err = ps.name(); err != nil {
+		return err
+	}
+	if s.kind == "index" {
+		if !ps.next().Is("ON") {
+			return fmt.Errorf("%w: expected ON in %q", ErrSchema, stmt)
+		}
+		s.on, err = ps.name()
+		return err
+	}
+	if ps.peek().Is("AS") {
+		return fmt.Errorf("%w: CREATE TABLE ... AS SELECT is not supported (no primary key): %q", ErrSchema, stmt)
+	}
+	if t := ps.next(); t.Kind != sqltok.Punct || t.Text != "(" {
+		return fmt.Errorf("%w: expected ( after the table name in %q", ErrSchema, stmt)
+	}
+	s.colDefs = ps.columnDefs()
+	return nil
+}
+
+// columnDefs reads a table's definitions up to its closing parenthesis and returns each
+// column's definition text by lower-cased name (table constraints are skipped).
+func (ps *schemaParser) columnDefs() map[string]string {
+	defs := map[string]string{}
+	toks := ps.toks
+	depth, start := 0, ps.p
+	for ; ps.p < len(toks); ps.p++ {
+		t := toks[ps.p]
+		if t.Kind == sqltok.Punct && t.Text == "(" {
+			depth++
+		}
+		end := t.Kind == sqltok.Punct && (t.Text == "," && depth == 0 || t.Text == ")" && depth == 0)
+		if t.Kind == sqltok.Punct && t.Text == ")" && depth > 0 {
+			depth--
+		}
+		if !end {
+			continue
+		}
+		if start < ps.p {
+			def := toks[start:ps.p]
+			h := def[0]
+			if !(h.Is("CONSTRAINT") || h.Is("PRIMARY") || h.Is("UNIQUE") || h.Is("CHECK") || h.Is("FOREIGN")) {
+				defs[strings.ToLower(h.Ident())] = strings.TrimSpace(ps.stmt[h.Start:t.Start])
+			}
+		}
+		start = ps.p + 1
+		if t.Text == ")" {
+			break
+		}
+	}
+	return defs
 }
 
 // applySchema applies schema statements inside the open transaction on conn and returns the

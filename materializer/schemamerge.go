@@ -177,21 +177,51 @@ func mergeSchema(ctx context.Context, els []element) (*mergedSchema, error) {
 	}
 	defer conn.Close()
 
-	lose := func(e, winner *element, reason string) {
-		c := SchemaConflict{Kind: e.Kind, Table: e.Table, Name: e.Name, SQL: e.SQL, Loser: e.origin(), Reason: reason}
-		if winner != nil {
-			o := winner.origin()
-			c.Winner = &o
-		}
-		out.Conflicts = append(out.Conflicts, c)
+	m := &merger{ctx: ctx, conn: conn, out: out}
+	// Tables before columns before indexes: each phase needs the tables the last one kept.
+	if err := m.tables(sorted); err != nil {
+		return nil, err
 	}
-	touch := func(t *mergedTable, e *element) {
-		t.Version++
-		if t.Last == nil || compareElements(e, t.Last) > 0 {
-			t.Last = e
-		}
+	if err := m.columns(sorted); err != nil {
+		return nil, err
 	}
-	// Tables: the first valid definition wins.
+	m.indexes(sorted)
+	slices.SortFunc(out.Indexes, func(a, b *mergedIndex) int { return strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)) })
+	slices.SortFunc(out.Conflicts, func(a, b SchemaConflict) int {
+		return cmp.Or(cmp.Compare(a.Loser.TS, b.Loser.TS), a.Loser.Site.Compare(b.Loser.Site),
+			cmp.Compare(a.Loser.Version, b.Loser.Version), strings.Compare(a.Name, b.Name))
+	})
+	return out, nil
+}
+
+// merger holds one mergeSchema's scratch database and result while its phases run.
+type merger struct {
+	ctx  context.Context
+	conn *sql.Conn
+	out  *mergedSchema
+}
+
+// lose records e as a conflict's loser, with the element that won when there is one.
+func (m *merger) lose(e, winner *element, reason string) {
+	c := SchemaConflict{Kind: e.Kind, Table: e.Table, Name: e.Name, SQL: e.SQL, Loser: e.origin(), Reason: reason}
+	if winner != nil {
+		o := winner.origin()
+		c.Winner = &o
+	}
+	m.out.Conflicts = append(m.out.Conflicts, c)
+}
+
+// touch counts e in t's version and keeps the latest element that changed t.
+func touch(t *mergedTable, e *element) {
+	t.Version++
+	if t.Last == nil || compareElements(e, t.Last) > 0 {
+		t.Last = e
+	}
+}
+
+// tables keeps, for each table name, the first valid definition in element order.
+func (m *merger) tables(sorted []*element) error {
+	ctx, conn, out := m.ctx, m.conn, m.out
 	for _, e := range sorted {
 		if e.Kind != log.SchemaTable {
 			continue
@@ -204,7 +234,7 @@ func mergeSchema(ctx context.Context, els []element) (*mergedSchema, error) {
 			err = fmt.Errorf("%w: %q is a reserved name", ErrSchema, s.name)
 		}
 		if err != nil {
-			lose(e, nil, err.Error())
+			m.lose(e, nil, err.Error())
 			continue
 		}
 		if w := out.table(e.Name); w != nil {
@@ -215,11 +245,11 @@ func mergeSchema(ctx context.Context, els []element) (*mergedSchema, error) {
 			if err == nil && sameColumns(cand.Cols, w.Cols) {
 				continue // the same table spelled differently
 			}
-			lose(e, w.Create, fmt.Sprintf("table %q is already defined otherwise", w.Name))
+			m.lose(e, w.Create, fmt.Sprintf("table %q is already defined otherwise", w.Name))
 			continue
 		}
 		if _, err := conn.ExecContext(ctx, e.SQL); err != nil {
-			lose(e, nil, err.Error())
+			m.lose(e, nil, err.Error())
 			continue
 		}
 		t, err := loadTable(ctx, conn, s.name)
@@ -228,9 +258,9 @@ func mergeSchema(ctx context.Context, els []element) (*mergedSchema, error) {
 		}
 		if err != nil {
 			if _, derr := conn.ExecContext(ctx, "DROP TABLE "+quoteIdent(s.name)); derr != nil {
-				return nil, derr
+				return derr
 			}
-			lose(e, nil, err.Error())
+			m.lose(e, nil, err.Error())
 			continue
 		}
 		mt := &mergedTable{Name: t.Name, Create: e, Cols: t.Cols, defs: s.colDefs}
@@ -238,7 +268,13 @@ func mergeSchema(ctx context.Context, els []element) (*mergedSchema, error) {
 		out.Tables = append(out.Tables, mt)
 		out.byName[strings.ToLower(t.Name)] = mt
 	}
-	// Columns: appended in element order.
+	return nil
+}
+
+// columns appends added columns to their tables in element order; a second definition of
+// a column loses unless it is the same definition.
+func (m *merger) columns(sorted []*element) error {
+	ctx, conn, out := m.ctx, m.conn, m.out
 	for _, e := range sorted {
 		if e.Kind != log.SchemaColumn {
 			continue
@@ -257,24 +293,24 @@ func mergeSchema(ctx context.Context, els []element) (*mergedSchema, error) {
 						winner = a
 					}
 				}
-				lose(e, winner, fmt.Sprintf("table %q already has a column %q defined otherwise", t.Name, e.Name))
+				m.lose(e, winner, fmt.Sprintf("table %q already has a column %q defined otherwise", t.Name, e.Name))
 			}
 			continue
 		}
 		if _, err := conn.ExecContext(ctx, "SAVEPOINT col"); err != nil {
-			return nil, err
+			return err
 		}
 		nt, err := addColumn(ctx, conn, t.Name, e)
 		if err != nil {
 			if _, rerr := conn.ExecContext(ctx, "ROLLBACK TO col"); rerr != nil {
-				return nil, rerr
+				return rerr
 			}
 		}
 		if _, rerr := conn.ExecContext(ctx, "RELEASE col"); rerr != nil {
-			return nil, rerr
+			return rerr
 		}
 		if err != nil {
-			lose(e, nil, err.Error())
+			m.lose(e, nil, err.Error())
 			continue
 		}
 		t.Cols = nt.Cols
@@ -282,7 +318,11 @@ func mergeSchema(ctx context.Context, els []element) (*mergedSchema, error) {
 		t.defs[lname] = e.SQL
 		touch(t, e)
 	}
-	// Indexes: the last element of each name decides.
+	return nil
+}
+
+// indexes keeps, for each index name, what its last element (create or drop) says.
+func (m *merger) indexes(sorted []*element) {
 	last := map[string]*element{}
 	for _, e := range sorted {
 		if e.Kind == log.SchemaIndex || e.Kind == log.SchemaDropIndex {
@@ -290,26 +330,20 @@ func mergeSchema(ctx context.Context, els []element) (*mergedSchema, error) {
 		}
 	}
 	for _, e := range last {
-		t := out.table(e.Table)
+		t := m.out.table(e.Table)
 		if t == nil {
-			out.Waiting++
+			m.out.Waiting++
 			continue
 		}
 		if e.Kind == log.SchemaIndex {
-			if err := checkIndex(ctx, conn, e); err != nil {
-				lose(e, nil, err.Error())
+			if err := checkIndex(m.ctx, m.conn, e); err != nil {
+				m.lose(e, nil, err.Error())
 				continue
 			}
 		}
 		touch(t, e)
-		out.Indexes = append(out.Indexes, &mergedIndex{Name: e.Name, Table: t.Name, Last: e})
+		m.out.Indexes = append(m.out.Indexes, &mergedIndex{Name: e.Name, Table: t.Name, Last: e})
 	}
-	slices.SortFunc(out.Indexes, func(a, b *mergedIndex) int { return strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)) })
-	slices.SortFunc(out.Conflicts, func(a, b SchemaConflict) int {
-		return cmp.Or(cmp.Compare(a.Loser.TS, b.Loser.TS), a.Loser.Site.Compare(b.Loser.Site),
-			cmp.Compare(a.Loser.Version, b.Loser.Version), strings.Compare(a.Name, b.Name))
-	})
-	return out, nil
 }
 
 // addColumn adds e's column to table in the scratch database and checks the result.
