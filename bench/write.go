@@ -37,6 +37,11 @@ type WriteConfig struct {
 	Rows int
 	// Duration is how long the clients write; the baseline runs as long.
 	Duration time.Duration
+	// SingleClients, when positive, adds the single-row phase after the batches: that many
+	// HTTP clients, spread over the nodes, post one single-row INSERT per transaction for
+	// Duration (the issue's 32 clients), beside a baseline of single-row transactions of
+	// plain SQLite in the same run.
+	SingleClients int
 	// Rebuild, when set, stops the last node after replication and rebuilds its view with
 	// `patina rebuild`.
 	Rebuild bool
@@ -50,9 +55,10 @@ type WriteConfig struct {
 	Logf func(format string, args ...any)
 }
 
-// DefaultWriteConfig is the issue's shape: 3 nodes, 8 clients, 100-row transactions, 10 s.
+// DefaultWriteConfig is the issue's shape: 3 nodes, 8 clients, 100-row transactions, 10 s,
+// then 32 clients of single-row transactions.
 func DefaultWriteConfig() WriteConfig {
-	return WriteConfig{Nodes: 3, Clients: 8, Rows: 100, Duration: 10 * time.Second, Rebuild: true}
+	return WriteConfig{Nodes: 3, Clients: 8, Rows: 100, Duration: 10 * time.Second, SingleClients: 32, Rebuild: true}
 }
 
 // Validate reports the first problem of c.
@@ -64,6 +70,8 @@ func (c *WriteConfig) Validate() error {
 		return fmt.Errorf("bench write: %d nodes; want at least 1", c.Nodes)
 	case c.Clients <= 0:
 		return errors.New("bench write: clients must be positive")
+	case c.SingleClients < 0:
+		return errors.New("bench write: single-row clients must be 0 (no single-row phase) or more")
 	case c.Rows <= 0 || c.Rows > 5000:
 		return fmt.Errorf("bench write: rows %d; want 1..5000", c.Rows)
 	case c.Duration <= 0:
@@ -96,6 +104,18 @@ type WriteResult struct {
 	CPUPerRow time.Duration
 	CPUTotal  time.Duration
 
+	// Single-row phase (SingleClients > 0): transactions of one row acknowledged by the
+	// nodes, their rate, latency and the agents' CPU per transaction (until every node holds
+	// them); beside plain SQLite's single-row transactions (WAL, synchronous=FULL, one
+	// connection) in the same run.
+	SingleClients          int
+	SingleTx               int
+	SingleTxSec            float64
+	SingleP50, SingleP99   time.Duration
+	SingleCPUPerTx         time.Duration
+	BaselineSingleTxSec    float64
+	BaselineSingleCPUPerTx time.Duration
+
 	// Rebuild of the last node's view from its log.
 	RebuildCells   int
 	RebuildTime    time.Duration // the whole command, process start and log open included
@@ -122,6 +142,12 @@ func (r WriteResult) String() string {
 	fmt.Fprintf(&b, "CPU of the %d agents: %v in all, %.1f us per replicated row = %.1fx the baseline's %.1f us per row",
 		r.Nodes, r.CPUTotal.Round(time.Millisecond), float64(r.CPUPerRow)/1e3,
 		ratio(float64(r.CPUPerRow), float64(r.BaselineCPUPerRow)), float64(r.BaselineCPUPerRow)/1e3)
+	if r.SingleClients > 0 {
+		fmt.Fprintf(&b, "\nsingle-row writes, %d clients: %d transactions, %.0f tx/s (p50 %s, p99 %s) = %.3fx the baseline's %.0f single-row tx/s, %.4fx its 100-row rows/s; agents' CPU %.1f us per tx (baseline %.1f us)",
+			r.SingleClients, r.SingleTx, r.SingleTxSec, ms(r.SingleP50), ms(r.SingleP99),
+			ratio(r.SingleTxSec, r.BaselineSingleTxSec), r.BaselineSingleTxSec, ratio(r.SingleTxSec, base),
+			float64(r.SingleCPUPerTx)/1e3, float64(r.BaselineSingleCPUPerTx)/1e3)
+	}
 	if r.RebuildCells > 0 {
 		fmt.Fprintf(&b, "\nrebuild: %d cells in %v = %.0f cells/s = %.3fx baseline cells/s (target >= 0.25x); the rebuild call alone %.0f cells/s = %.3fx",
 			r.RebuildCells, r.RebuildTime.Round(time.Millisecond), r.RebuildCellSec, ratio(r.RebuildCellSec, base*baselineCells),
@@ -187,6 +213,25 @@ func RunWrite(ctx context.Context, cfg WriteConfig) (res WriteResult, err error)
 		res.BaselineCPUPerRow = (cpuEnd - cpuStart) / time.Duration(res.BaselineRows)
 	}
 	res.BaselineRowsSec = float64(res.BaselineRows) / cfg.Duration.Seconds()
+	if cfg.SingleClients > 0 {
+		logf("bench write: single-row baseline for %v", cfg.Duration)
+		c0, err := selfCPU()
+		if err != nil {
+			return res, err
+		}
+		n, err := runBaseline(ctx, filepath.Join(dir, "baseline1.db"), 1, cfg.Duration)
+		if err != nil {
+			return res, fmt.Errorf("single-row baseline: %w", err)
+		}
+		c1, err := selfCPU()
+		if err != nil {
+			return res, err
+		}
+		res.BaselineSingleTxSec = float64(n) / cfg.Duration.Seconds()
+		if n > 0 {
+			res.BaselineSingleCPUPerTx = (c1 - c0) / time.Duration(n)
+		}
+	}
 
 	schema := filepath.Join(dir, "schema.sql")
 	if err := os.WriteFile(schema, []byte(writeSchema), 0o644); err != nil {
@@ -201,7 +246,7 @@ func RunWrite(ctx context.Context, cfg WriteConfig) (res WriteResult, err error)
 			}
 		}
 	}
-	agents, kill, err := startAgents(ctx, cfg.Binary, dir, schema, cfg.Nodes, cfg.Clients, setup)
+	agents, kill, err := startAgents(ctx, cfg.Binary, dir, schema, cfg.Nodes, max(cfg.Clients, cfg.SingleClients), setup)
 	defer kill()
 	if err != nil {
 		return res, err
@@ -212,63 +257,19 @@ func RunWrite(ctx context.Context, cfg WriteConfig) (res WriteResult, err error)
 	if err != nil {
 		return res, err
 	}
-	var (
-		next    atomic.Int64
-		mu      sync.Mutex
-		lat     []time.Duration
-		failed  error
-		wg      sync.WaitGroup
-		stopAt  = time.Now().Add(cfg.Duration)
-		started = time.Now()
-	)
-	for c := range cfg.Clients {
-		a := agents[c%len(agents)]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var body bytes.Buffer
-			for time.Now().Before(stopAt) && ctx.Err() == nil {
-				first := next.Add(int64(cfg.Rows)) - int64(cfg.Rows)
-				body.Reset()
-				batchBody(&body, first, cfg.Rows)
-				t0 := time.Now()
-				err := postTx(ctx, a, body.Bytes())
-				took := time.Since(t0)
-				mu.Lock()
-				if err != nil {
-					if failed == nil {
-						failed = err
-					}
-					mu.Unlock()
-					return
-				}
-				lat = append(lat, took)
-				mu.Unlock()
-			}
-		}()
+	var next atomic.Int64
+	started := time.Now()
+	lat, err := drive(ctx, agents, cfg.Clients, cfg.Rows, cfg.Duration, &next)
+	if err != nil {
+		return res, err
 	}
-	wg.Wait()
 	ackedAt := time.Since(started)
-	if failed != nil {
-		return res, failed
-	}
 	res.Rows = len(lat) * cfg.Rows
 	res.AckRowsSec = float64(res.Rows) / ackedAt.Seconds()
 	res.TxP50, res.TxP99 = quantile(lat, 0.50), quantile(lat, 0.99)
 	logf("bench write: %d rows acknowledged; waiting for every node to hold them", res.Rows)
-	for i, a := range agents {
-		var n int64
-		err := poll(ctx, 10*time.Minute, 5*time.Millisecond, func() (bool, error) {
-			var err error
-			n, _, err = a.cl.TableStats(ctx, "bench_write")
-			return err == nil && n >= int64(res.Rows), nil
-		})
-		if errors.Is(err, errPollTimeout) {
-			return res, fmt.Errorf("node %d holds %d of %d rows after 10 minutes", i, n, res.Rows)
-		}
-		if err != nil {
-			return res, err
-		}
+	if err := waitRows(ctx, agents, int64(res.Rows)); err != nil {
+		return res, err
 	}
 	res.ReplicatedTime = time.Since(started)
 	res.ReplicatedSec = float64(res.Rows) / res.ReplicatedTime.Seconds()
@@ -279,6 +280,29 @@ func RunWrite(ctx context.Context, cfg WriteConfig) (res WriteResult, err error)
 	res.CPUTotal = cpu1 - cpu0
 	if res.Rows > 0 {
 		res.CPUPerRow = res.CPUTotal / time.Duration(res.Rows)
+	}
+
+	if cfg.SingleClients > 0 {
+		logf("bench write: single-row transactions, %d clients, for %v", cfg.SingleClients, cfg.Duration)
+		res.SingleClients = cfg.SingleClients
+		started := time.Now()
+		lat, err := drive(ctx, agents, cfg.SingleClients, 1, cfg.Duration, &next)
+		if err != nil {
+			return res, err
+		}
+		res.SingleTx = len(lat)
+		res.SingleTxSec = float64(res.SingleTx) / time.Since(started).Seconds()
+		res.SingleP50, res.SingleP99 = quantile(lat, 0.50), quantile(lat, 0.99)
+		if err := waitRows(ctx, agents, int64(res.Rows+res.SingleTx)); err != nil {
+			return res, err
+		}
+		cpu2, err := agentsCPU(agents)
+		if err != nil {
+			return res, err
+		}
+		if res.SingleTx > 0 {
+			res.SingleCPUPerTx = (cpu2 - cpu1) / time.Duration(res.SingleTx)
+		}
 	}
 
 	for i, a := range agents {
@@ -315,6 +339,66 @@ func RunWrite(ctx context.Context, cfg WriteConfig) (res WriteResult, err error)
 	// The whole command, process start and log open included: what an operator waits for.
 	res.RebuildCellSec = float64(res.RebuildCells) / res.RebuildTime.Seconds()
 	return res, nil
+}
+
+// drive runs clients HTTP writers, spread round robin over the agents, each posting
+// transactions of one rows-row INSERT (ids from next) for d; it returns every acknowledged
+// transaction's latency, or the first failure.
+func drive(ctx context.Context, agents []*benchAgent, clients, rows int, d time.Duration, next *atomic.Int64) ([]time.Duration, error) {
+	var (
+		mu     sync.Mutex
+		lat    []time.Duration
+		failed error
+		wg     sync.WaitGroup
+		stopAt = time.Now().Add(d)
+	)
+	for c := range clients {
+		a := agents[c%len(agents)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var body bytes.Buffer
+			for time.Now().Before(stopAt) && ctx.Err() == nil {
+				first := next.Add(int64(rows)) - int64(rows)
+				body.Reset()
+				batchBody(&body, first, rows)
+				t0 := time.Now()
+				err := postTx(ctx, a, body.Bytes())
+				took := time.Since(t0)
+				mu.Lock()
+				if err != nil {
+					if failed == nil {
+						failed = err
+					}
+					mu.Unlock()
+					return
+				}
+				lat = append(lat, took)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return lat, failed
+}
+
+// waitRows waits until every agent's bench_write table holds at least rows rows.
+func waitRows(ctx context.Context, agents []*benchAgent, rows int64) error {
+	for i, a := range agents {
+		var n int64
+		err := poll(ctx, 10*time.Minute, 5*time.Millisecond, func() (bool, error) {
+			var err error
+			n, _, err = a.cl.TableStats(ctx, "bench_write")
+			return err == nil && n >= rows, nil
+		})
+		if errors.Is(err, errPollTimeout) {
+			return fmt.Errorf("node %d holds %d of %d rows after 10 minutes", i, n, rows)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var rebuiltRE = regexp.MustCompile(`changesets, (\d+) cells in \S+ \((\d+) cells/s\)`)
@@ -358,8 +442,8 @@ func postTx(ctx context.Context, a *benchAgent, body []byte) error {
 	return nil
 }
 
-// runBaseline inserts rows for d in transactions of rows single-row INSERTs (one prepared
-// statement, as a SQLite program would) and returns the rows committed.
+// runBaseline inserts rows for d in transactions of rows single-row INSERTs (one statement
+// prepared once, as a SQLite program would) and returns the rows committed.
 func runBaseline(ctx context.Context, path string, rows int, d time.Duration) (int, error) {
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
 	if err != nil {
@@ -373,6 +457,11 @@ func runBaseline(ctx context.Context, path string, rows int, d time.Duration) (i
 	if _, err := db.ExecContext(ctx, strings.TrimSuffix(writeSchema, ";\n")); err != nil {
 		return 0, err
 	}
+	ins, err := db.PrepareContext(ctx, "INSERT INTO bench_write (id, a, b, c, d) VALUES (?, ?, ?, ?, ?)")
+	if err != nil {
+		return 0, err
+	}
+	defer ins.Close()
 	n := 0
 	stopAt := time.Now().Add(d)
 	for time.Now().Before(stopAt) {
@@ -380,11 +469,7 @@ func runBaseline(ctx context.Context, path string, rows int, d time.Duration) (i
 		if err != nil {
 			return n, err
 		}
-		st, err := tx.PrepareContext(ctx, "INSERT INTO bench_write (id, a, b, c, d) VALUES (?, ?, ?, ?, ?)")
-		if err != nil {
-			tx.Rollback()
-			return n, err
-		}
+		st := tx.StmtContext(ctx, ins)
 		for i := range rows {
 			id := int64(n + i)
 			a, r, c, dd := writeRow(id)

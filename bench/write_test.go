@@ -17,7 +17,7 @@ func TestWriteWorkload(t *testing.T) {
 	}
 	bin := buildPatinaForCluster(t)
 	cfg := DefaultWriteConfig()
-	cfg.Binary, cfg.Nodes, cfg.Clients, cfg.Rows, cfg.Duration = bin, 2, 2, 10, 500*time.Millisecond
+	cfg.Binary, cfg.Nodes, cfg.Clients, cfg.Rows, cfg.Duration, cfg.SingleClients = bin, 2, 2, 10, 500*time.Millisecond, 4
 	cfg.ProfileDir = t.TempDir()
 	res, err := RunWrite(t.Context(), cfg)
 	if err != nil {
@@ -27,16 +27,19 @@ func TestWriteWorkload(t *testing.T) {
 	if res.BaselineRows == 0 || res.Rows == 0 || res.ReplicatedSec <= 0 || res.CPUTotal <= 0 {
 		t.Fatalf("figures missing: %+v", res)
 	}
+	if res.SingleTx == 0 || res.SingleTxSec <= 0 || res.BaselineSingleTxSec <= 0 || res.SingleCPUPerTx <= 0 {
+		t.Fatalf("single-row figures missing: %+v", res)
+	}
 	// Every row inserted has 4 non-key columns: 4 changes (cells) each.
-	if res.RebuildCells != 4*res.Rows || res.RebuildFoldSec <= 0 {
-		t.Fatalf("rebuild folded %d cells at %v/s; want %d", res.RebuildCells, res.RebuildFoldSec, 4*res.Rows)
+	if want := 4 * (res.Rows + res.SingleTx); res.RebuildCells != want || res.RebuildFoldSec <= 0 {
+		t.Fatalf("rebuild folded %d cells at %v/s; want %d", res.RebuildCells, res.RebuildFoldSec, want)
 	}
 	for _, f := range []string{"node0.cpu.pprof", "node1.allocs.pprof", "rebuild.cpu.pprof"} {
 		if st, err := os.Stat(filepath.Join(cfg.ProfileDir, f)); err != nil || st.Size() == 0 {
 			t.Errorf("profile %s: %v", f, err)
 		}
 	}
-	if s := res.String(); !strings.Contains(s, "x baseline") {
+	if s := res.String(); !strings.Contains(s, "x baseline") || !strings.Contains(s, "single-row tx/s") {
 		t.Errorf("no ratio printed:\n%s", s)
 	}
 	bad := cfg

@@ -25,7 +25,9 @@ spread over the nodes, post transactions of one --rows-row INSERT of the same ro
 --duration; the replicated rate is the rows acknowledged over the time until every node
 holds them, and the agents' CPU (user + system) is divided by those rows. Last, the agents
 stop and the last node's view is rebuilt from its log with "patina rebuild" (cells/s against
-the baseline's rows x 5 columns).
+the baseline's rows x 5 columns). Between the two, unless --single-clients is 0,
+--single-clients HTTP clients post single-row transactions for --duration, beside plain
+SQLite's single-row transactions (WAL, synchronous=FULL) measured in the same run.
 
 With --profile-dir DIR every agent and the rebuild write a CPU and an allocation profile
 there (go tool pprof DIR/node0.cpu.pprof).`,
@@ -36,6 +38,7 @@ there (go tool pprof DIR/node0.cpu.pprof).`,
 	fs := c.Flags()
 	fs.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "agents to start")
 	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "concurrent HTTP writers, spread over the nodes")
+	fs.IntVar(&cfg.SingleClients, "single-clients", cfg.SingleClients, "concurrent writers of the single-row phase (0: skip it)")
 	fs.IntVar(&cfg.Rows, "rows", cfg.Rows, "rows per transaction")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long the clients (and the baseline) write")
 	fs.BoolVar(&noRebuild, "no-rebuild", false, "skip the rebuild")
