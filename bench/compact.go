@@ -200,7 +200,7 @@ func compactRun(ctx context.Context, cfg CompactConfig, dir string, updates int,
 	run.P50, run.P99 = all[len(all)/2], all[int(0.99*float64(len(all)-1))]
 	if compact {
 		// What the background loop reaches at its next pass.
-		if _, err := n.mat.CompactLog(ctx, 0, 0); err != nil {
+		if err := compactNow(ctx, n.mat); err != nil {
 			return run, err
 		}
 	}
@@ -295,6 +295,34 @@ func compactRun(ctx context.Context, cfg CompactConfig, dir string, updates int,
 		return run, fmt.Errorf("%d updates, %s: the fresh node's rows differ", updates, label)
 	}
 	return run, nil
+}
+
+// compactNow runs one compaction pass through everything folded. The background loop may be
+// in a pass of its own (log.ErrCompactBusy, one pass at a time): wait for it to end and run
+// ours after it, so the figures are of a log compacted through its last write.
+func compactNow(ctx context.Context, m *materializer.Materializer) error {
+	return retryBusy(ctx, func() error {
+		_, err := m.CompactLog(ctx, 0, 0)
+		return err
+	})
+}
+
+// retryBusy calls pass until it returns anything but log.ErrCompactBusy, backing off up to a
+// second between calls.
+func retryBusy(ctx context.Context, pass func() error) error {
+	backoff := 10 * time.Millisecond
+	for {
+		err := pass()
+		if !errors.Is(err, log.ErrCompactBusy) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
 }
 
 // queryAll renders every row of q.
