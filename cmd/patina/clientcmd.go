@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +20,35 @@ type clientFlags struct {
 
 func addClientFlags(c *cobra.Command) *clientFlags {
 	return &clientFlags{cf: addConfigFlags(c, false)}
+}
+
+// clientRun is the body of a command that talks to one agent, run with its client made.
+type clientRun func(c *cobra.Command, cl *client.Client, args []string) error
+
+// withClient gives c the client flags and a RunE that makes the client the flags, env and
+// config file name, then calls run: the skeleton every client command shares.
+func (m *Main) withClient(c *cobra.Command, run clientRun) *cobra.Command {
+	f := addClientFlags(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		cl, err := m.client(c, f)
+		if err != nil {
+			return err
+		}
+		return run(c, cl, args)
+	}
+	return c
+}
+
+// printJSON is a clientRun that prints what get (a client method expression) answers as
+// indented JSON.
+func printJSON[T any](m *Main, get func(*client.Client, context.Context) (T, error)) clientRun {
+	return func(c *cobra.Command, cl *client.Client, _ []string) error {
+		v, err := get(cl, c.Context())
+		if err != nil {
+			return err
+		}
+		return writeJSON(m.Stdout, v)
+	}
 }
 
 // client returns an API client for the agent the flags, env and config file name.

@@ -30,19 +30,7 @@ left, then run a sync round. Corrosion's "corrosion cluster rejoin". Prints what
 JSON; exits 1 when no address answered.`,
 		Args: noArgs,
 	}
-	f := addClientFlags(c)
-	c.RunE = func(c *cobra.Command, args []string) error {
-		cl, err := m.client(c, f)
-		if err != nil {
-			return err
-		}
-		rep, err := cl.Rejoin(c.Context())
-		if err != nil {
-			return err
-		}
-		return writeJSON(m.Stdout, rep)
-	}
-	return c
+	return m.withClient(c, printJSON(m, (*client.Client).Rejoin))
 }
 
 func newAdminGapsCmd(m *Main) *cobra.Command {
@@ -54,19 +42,7 @@ known anywhere in the cluster (its own vector and its peers' announcements), and
 that /v1/health's gaps threshold is about. "patina sync state" shows the exact ranges.`,
 		Args: noArgs,
 	}
-	f := addClientFlags(c)
-	c.RunE = func(c *cobra.Command, args []string) error {
-		cl, err := m.client(c, f)
-		if err != nil {
-			return err
-		}
-		g, err := cl.SyncGaps(c.Context())
-		if err != nil {
-			return err
-		}
-		return writeJSON(m.Stdout, g)
-	}
-	return c
+	return m.withClient(c, printJSON(m, (*client.Client).SyncGaps))
 }
 
 func newAdminReconcileCmd(m *Main) *cobra.Command {
@@ -80,13 +56,8 @@ passes. Corrosion's "corrosion sync reconcile-gaps". Prints the gaps before and 
 site as JSON; exits 1 when some remain.`,
 		Args: noArgs,
 	}
-	f := addClientFlags(c)
 	c.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "give up after this long")
-	c.RunE = func(c *cobra.Command, args []string) error {
-		cl, err := m.client(c, f)
-		if err != nil {
-			return err
-		}
+	return m.withClient(c, func(c *cobra.Command, cl *client.Client, args []string) error {
 		rep, err := cl.ReconcileGaps(c.Context(), client.Options{Timeout: timeout})
 		if err != nil {
 			return err
@@ -98,8 +69,7 @@ site as JSON; exits 1 when some remain.`,
 			return fmt.Errorf("gaps remain after reconcile: no reachable peer holds them")
 		}
 		return nil
-	}
-	return c
+	})
 }
 
 func newAdminSubsCmd(m *Main) *cobra.Command {
@@ -109,14 +79,9 @@ func newAdminSubsCmd(m *Main) *cobra.Command {
 		Short: "List the agent's live subscriptions, or describe one (GET /v1/admin/subscriptions)",
 		Args:  rangeArgs(0, 1),
 	}
-	f := addClientFlags(c)
 	c.Flags().StringVarP(&output, "output", "o", "table", "table or json")
-	c.RunE = func(c *cobra.Command, args []string) error {
+	return m.withClient(c, func(c *cobra.Command, cl *client.Client, args []string) error {
 		if err := checkOutput(output, "table", "json"); err != nil {
-			return err
-		}
-		cl, err := m.client(c, f)
-		if err != nil {
 			return err
 		}
 		if len(args) == 1 {
@@ -139,8 +104,7 @@ func newAdminSubsCmd(m *Main) *cobra.Command {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t\n", s.ID, s.Mode, s.Clients, s.ChangeID, s.Rows, s.SQL)
 		}
 		return tw.Flush()
-	}
-	return c
+	})
 }
 
 func newAdminLogLevelCmd(m *Main) *cobra.Command {
@@ -150,12 +114,7 @@ func newAdminLogLevelCmd(m *Main) *cobra.Command {
 		Example: "  patina admin log-level debug",
 		Args:    rangeArgs(0, 1),
 	}
-	f := addClientFlags(c)
-	c.RunE = func(c *cobra.Command, args []string) error {
-		cl, err := m.client(c, f)
-		if err != nil {
-			return err
-		}
+	return m.withClient(c, func(c *cobra.Command, cl *client.Client, args []string) error {
 		set := ""
 		if len(args) == 1 {
 			set = args[0]
@@ -166,6 +125,5 @@ func newAdminLogLevelCmd(m *Main) *cobra.Command {
 		}
 		fmt.Fprintln(m.Stdout, level)
 		return nil
-	}
-	return c
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/patinadb/patina/api/client"
 	"github.com/spf13/cobra"
 )
 
@@ -19,14 +20,9 @@ func newMembersCmd(m *Main) *cobra.Command {
   patina members --output json`,
 		Args: noArgs,
 	}
-	f := addClientFlags(c)
 	c.Flags().StringVarP(&output, "output", "o", "table", "table or json")
-	c.RunE = func(c *cobra.Command, args []string) error {
+	return m.withClient(c, func(c *cobra.Command, cl *client.Client, args []string) error {
 		if err := checkOutput(output, "table", "json"); err != nil {
-			return err
-		}
-		cl, err := m.client(c, f)
-		if err != nil {
 			return err
 		}
 		ms, err := cl.Members(c.Context())
@@ -50,8 +46,7 @@ func newMembersCmd(m *Main) *cobra.Command {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", mb.SiteID, state, dash(mb.GossipAddr), dash(mb.QUICAddr), dash(mb.APIAddr), rtt)
 		}
 		return tw.Flush()
-	}
-	return c
+	})
 }
 
 func dash(s string) string {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/patinadb/patina/api/client"
 	"github.com/spf13/cobra"
 )
 
@@ -23,14 +24,9 @@ conflicts, so scripts notice them.`,
   patina schema --output json`,
 		Args: noArgs,
 	}
-	f := addClientFlags(c)
 	c.Flags().StringVarP(&output, "output", "o", "table", "table or json")
-	c.RunE = func(c *cobra.Command, args []string) error {
+	return m.withClient(c, func(c *cobra.Command, cl *client.Client, args []string) error {
 		if err := checkOutput(output, "table", "json"); err != nil {
-			return err
-		}
-		cl, err := m.client(c, f)
-		if err != nil {
 			return err
 		}
 		s, err := cl.Schema(c.Context())
@@ -62,6 +58,5 @@ conflicts, so scripts notice them.`,
 			return fmt.Errorf("%d schema conflict(s)", len(s.Conflicts))
 		}
 		return nil
-	}
-	return c
+	})
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/patinadb/patina/api/client"
 )
 
 func init() { register("sync", newSyncStateCmd) }
@@ -16,17 +18,5 @@ missing (partial_need). A converged node has empty need and partial_need.`,
 		Example: `  patina sync state --api-addr 127.0.0.1:8080`,
 		Args:    noArgs,
 	}
-	f := addClientFlags(c)
-	c.RunE = func(c *cobra.Command, args []string) error {
-		cl, err := m.client(c, f)
-		if err != nil {
-			return err
-		}
-		st, err := cl.SyncState(c.Context())
-		if err != nil {
-			return err
-		}
-		return writeJSON(m.Stdout, st)
-	}
-	return c
+	return m.withClient(c, printJSON(m, (*client.Client).SyncState))
 }
