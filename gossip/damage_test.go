@@ -103,12 +103,14 @@ func TestSyncSkipsDamagedVersions(t *testing.T) {
 		return counterValue(a.g.m.damaged.WithLabelValues("skipped")) > 0 &&
 			counterValue(b.g.m.damaged.WithLabelValues("peer")) > 0
 	})
-	if a.st.Corruption() == nil {
-		t.Fatal("A's store does not report the damage")
-	}
 	got := b.st.Vector().Sites[siteX]
 	if got == nil || got.Versions.Count() == 0 || got.Versions.ContainsRange(1, 150) {
 		t.Fatalf("B holds X versions %v from A: want the readable ones, not all", got)
+	}
+	// A repairs itself: the damaged file and the versions it made unreadable leave its log.
+	testutil.WaitFor(t, 30*time.Second, "A to repair its log", func() bool { done, _, _ := a.st.Repairs(); return done > 0 })
+	if r := a.st.LastRepair(); r.RemovedCount() == 0 {
+		t.Fatalf("A's repair removed nothing: %+v", r)
 	}
 
 	// C holds a healthy copy of X: B repairs what A could not send.
@@ -120,6 +122,23 @@ func TestSyncSkipsDamagedVersions(t *testing.T) {
 		sv := b.st.Vector().Sites[siteX]
 		return sv != nil && sv.Versions.ContainsRange(1, 150)
 	})
+	// And A takes back, through sync, what its repair removed: it ends whole and clean.
+	testutil.WaitFor(t, 30*time.Second, "A to hold X and Y again", func() bool {
+		x, y := a.st.Vector().Sites[siteX], a.st.Vector().Sites[siteY]
+		return x != nil && y != nil && x.Versions.ContainsRange(1, 150) && y.Versions.ContainsRange(1, 150)
+	})
+	if _, _, pending := a.st.Repairs(); pending != 0 || len(a.st.Damage()) != 0 || a.st.Corruption() != nil {
+		t.Fatalf("A after the re-fetch: %d pending, damage %v, corruption %v", pending, a.st.Damage(), a.st.Corruption())
+	}
+	for _, cs := range append(xs, ys...) {
+		got, err := a.st.Get(cs.Site, cs.Version)
+		if err != nil || len(got.Changes) != len(cs.Changes) || got.Changes[7].Val.Text != cs.Changes[7].Val.Text {
+			t.Fatalf("A's %v/%d after the repair: %v", cs.Site, cs.Version, err)
+		}
+	}
+	if err := a.st.Check(); err != nil {
+		t.Fatalf("A's log after the repair: %v", err)
+	}
 }
 
 func counterValue(c prometheus.Counter) float64 {

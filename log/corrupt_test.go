@@ -15,7 +15,10 @@ import (
 
 // corruptSSTs overwrites bytes in the middle of every SST of dir (a stopped store) with
 // garbage: what a failing disk does to a block.
-func corruptSSTs(tb testing.TB, dir string) int {
+func corruptSSTs(tb testing.TB, dir string) int { return corruptSSTsAt(tb, dir, 0.25) }
+
+// corruptSSTsAt is corruptSSTs at a fraction of each file's length.
+func corruptSSTsAt(tb testing.TB, dir string, at float64) int {
 	tb.Helper()
 	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
 	for _, p := range ssts {
@@ -23,7 +26,8 @@ func corruptSSTs(tb testing.TB, dir string) int {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		for i := len(b) / 4; i < len(b)/4+64 && i < len(b); i++ {
+		off := int(float64(len(b)) * at)
+		for i := off; i < off+64 && i < len(b); i++ {
 			b[i] ^= 0x5a
 		}
 		if err := os.WriteFile(p, b, 0o600); err != nil {
@@ -49,7 +53,7 @@ func TestCorruptBlockIsAnError(t *testing.T) {
 	if n := corruptSSTs(t, dir); n == 0 {
 		t.Fatal("no sst to corrupt")
 	}
-	s = openStore(t, dir, Options{})
+	s = openStore(t, dir, Options{NoRepair: true})
 	var scanErr error
 	for _, err := range s.Scan(siteB, 1, 1000) {
 		if err != nil {
@@ -123,7 +127,7 @@ func TestCheckReportsDamagedKeys(t *testing.T) {
 		}
 	}
 
-	s = openStore(t, dir, Options{})
+	s = openStore(t, dir, Options{NoRepair: true})
 	for range s.Scan(siteB, 1, 1000) {
 	}
 	if len(s.Damage()) == 0 {

@@ -56,9 +56,10 @@ func (s *Store) onCorruption(info pebble.DataCorruptionInfo) {
 	s.recordDamage(info)
 	err := fmt.Errorf("%w: %s, keys %s: %v", ErrCorrupt, info.Path, info.Bounds.String(), info.Details)
 	if s.faults.corrupt.CompareAndSwap(nil, &err) {
-		s.logger.Error("log corruption: the damaged range is not served; restore this node's log from a peer (patina backup on a healthy node, patina restore here) or run patina log inspect --check",
+		s.logger.Error("log corruption: the damaged range is not served until the log repairs itself (damaged versions are removed and fetched again from peers)",
 			"path", info.Path, "keys", describeKeys(info.Bounds.Start, info.Bounds.End.Key), "err", info.Details.Error())
 	}
+	s.repairSoon()
 }
 
 // Corruption returns the first on-disk corruption the store met (wrapping ErrCorrupt), or

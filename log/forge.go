@@ -124,7 +124,9 @@ func (s *Store) TrustOwnVersions(v Version) error {
 	if err := s.rlock(); err != nil {
 		return err
 	}
+	s.rep.metaMu.RLock()
 	err := s.db.Set(metaKey(metaOwnTrusted), b[:], s.wopts)
+	s.rep.metaMu.RUnlock()
 	s.closeMu.RUnlock()
 	if err != nil {
 		return fmt.Errorf("trust own versions: %w", err)
@@ -166,9 +168,10 @@ func (s *Store) screen(cs *Changeset, note bool) error {
 		}
 		return fmt.Errorf("%w: %v/%d (this node's next version is %d)", ErrForged, cs.Site, cs.Version, s.NextLocalVersion())
 	}
-	if !held || cs.Digest.IsZero() {
+	if cs.Digest.IsZero() || !held && !s.repairPending(cs.Site, cs.Version) {
 		return nil
 	}
+	// Held, or removed by a repair (repair.go) whose digest was kept: the copy must match.
 	h, err := s.heldDigest(cs.Site, cs.Version)
 	if err != nil {
 		return err

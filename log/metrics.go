@@ -59,6 +59,9 @@ var (
 	descDamaged     = prometheus.NewDesc("patina_log_damaged_files", "Pebble files found damaged since the store opened.", nil, nil)
 	descDiskFull    = prometheus.NewDesc("patina_log_disk_full", "1 while writes are refused because the log's disk has less than db.min_free_bytes free.", nil, nil)
 	descRefused     = prometheus.NewDesc("patina_log_refused_writes_total", "Appends refused because the log's disk was full (HTTP 507).", nil, nil)
+	descRepairs     = prometheus.NewDesc("patina_log_repairs_total", "Repairs of a damaged log (damaged files removed, unreadable versions dropped to be fetched again from peers).", nil, nil)
+	descRepairedOut = prometheus.NewDesc("patina_log_repair_removed_versions_total", "Unreadable versions repairs removed from the log.", nil, nil)
+	descRepairWait  = prometheus.NewDesc("patina_log_repair_pending_versions", "Versions a repair removed that are not held again yet (sync fetches them from peers).", nil, nil)
 	descFreeBytes   = prometheus.NewDesc("patina_log_disk_free_bytes", "Free bytes of the log's disk at the last check (0 before the first write).", nil, nil)
 )
 
@@ -71,7 +74,7 @@ func (s *Store) Collector() prometheus.Collector { return storeCollector{s} }
 
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueue, descLastSeq, descVersions, descChanges, descBytes, descDisk, descSites, descAppends, descSyncs, descWaiting, descCleared, descHorizon, descHorizTS,
-		descCorruptions, descDamaged, descDiskFull, descRefused, descFreeBytes} {
+		descCorruptions, descDamaged, descDiskFull, descRefused, descFreeBytes, descRepairs, descRepairedOut, descRepairWait} {
 		ch <- d
 	}
 	c.s.metrics.compactSeconds.Describe(ch)
@@ -113,6 +116,10 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descDiskFull, full)
 	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(f.refused.Load()))
 	gauge(descFreeBytes, float64(f.freeBytes.Load()))
+	done, removed, pending := c.s.Repairs()
+	ch <- prometheus.MustNewConstMetric(descRepairs, prometheus.CounterValue, float64(done))
+	ch <- prometheus.MustNewConstMetric(descRepairedOut, prometheus.CounterValue, float64(removed))
+	gauge(descRepairWait, float64(pending))
 	c.s.metrics.appendSeconds.Collect(ch)
 	c.s.metrics.commitSeconds.Collect(ch)
 	c.s.metrics.batchAppends.Collect(ch)

@@ -44,7 +44,10 @@ type Options struct {
 	// MinFreeBytes: writes are refused with ErrDiskFull while the disk has less free; 0
 	// means DefaultMinFreeBytes, a negative value no check.
 	MinFreeBytes int64
-	Logger       *slog.Logger
+	// NoRepair: damage found while reading is reported but not repaired (Repair still
+	// can be called). Tests of the damage reports use it.
+	NoRepair bool
+	Logger   *slog.Logger
 }
 
 // DefaultCacheBytes is the default Options.CacheBytes.
@@ -138,6 +141,10 @@ type Store struct {
 
 	forge forgeState // Ingest's refusals (forge.go)
 
+	rep      repairState // self-repair of damaged files (repair.go)
+	repairs  chan *repairReq
+	noRepair bool
+
 	appends atomic.Uint64
 	syncs   atomic.Uint64
 	waiting atomic.Int32 // callers blocked in Wait (tails at the end of the log)
@@ -210,6 +217,7 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 		hlc: NewHLC(), readOnly: opts.ReadOnly, lenient: lenient && opts.ReadOnly, metrics: newStoreMetrics(),
 		reqs: make(chan *appendReq, 1024), compacts: make(chan *compactReq), quit: make(chan struct{}), done: make(chan struct{}),
 		closedCh: make(chan struct{}), notify: make(chan struct{}),
+		repairs: make(chan *repairReq), noRepair: opts.NoRepair,
 	}
 	if s.maxPart <= 0 {
 		s.maxPart = DefaultMaxPartChanges
@@ -230,6 +238,8 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 		close(s.done)
 		return s, nil
 	}
+	// A repair's table file left by a crash before its ingest (repair.go).
+	_ = fs.RemoveAll(fs.PathJoin(dir, repairDir))
 	go s.commitLoop()
 	return s, nil
 }
@@ -390,6 +400,9 @@ func (s *Store) load(want SiteID) error {
 	}
 	if err := it.Close(); err != nil {
 		return err
+	}
+	if raw, err := s.get(metaKey(metaSeqFloor)); err == nil && len(raw) == 8 {
+		s.lastSeq = max(s.lastSeq, Seq(binary.BigEndian.Uint64(raw))) // repair.go
 	}
 	var next uint64 = 1
 	if sv := vec.Sites[s.site]; sv != nil {
@@ -646,6 +659,10 @@ func (s *Store) commitLoop() {
 		case cr := <-s.compacts:
 			s.commitCompaction(cr)
 			close(cr.done)
+			continue
+		case rr := <-s.repairs:
+			s.commitRepair(rr)
+			close(rr.done)
 			continue
 		}
 		n := len(batch[0].items)
@@ -1108,6 +1125,7 @@ func (s *Store) Tail(ctx context.Context, after Seq) iter.Seq2[*Changeset, error
 			return
 		}
 		for {
+			last := s.LastSeq()
 			chunk, err := s.Read(after, tailChunk)
 			if err != nil {
 				yield(nil, err)
@@ -1120,6 +1138,9 @@ func (s *Store) Tail(ctx context.Context, after Seq) iter.Seq2[*Changeset, error
 				after = cs.Seq
 			}
 			if len(chunk) == 0 {
+				// Nothing up to last: its seqs are holes (versions a repair removed), and
+				// waiting for LastSeq > after would not wait.
+				after = max(after, last)
 				if err := s.Wait(ctx, after); err != nil {
 					yield(nil, err)
 					return
@@ -1260,6 +1281,8 @@ func (s *Store) SetMeta(key string, val []byte) error {
 		return err
 	}
 	defer s.closeMu.RUnlock()
+	s.rep.metaMu.RLock()
+	defer s.rep.metaMu.RUnlock()
 	var err error
 	if val == nil {
 		err = s.db.Delete(userMetaKey(key), pebble.Sync)
