@@ -172,16 +172,16 @@ func (g *Gossip) SiteGaps() map[log.SiteID]uint64 {
 	return nonZero(g.gaps())
 }
 
-// byLack orders peers as a sync round does: those this node knows it lacks most from first.
+// byLack orders peers as a sync round does: those this node knows it lacks most from first
+// (the count learnt from each one's last vector; a peer never synced with counts 1).
 func (g *Gossip) byLack(peers []*peer) {
-	ours := g.log.Vector()
 	lack := make(map[string]uint64, len(peers))
 	g.mu.Lock()
 	for _, p := range peers {
-		if v := g.vectors[p.name]; v != nil {
-			lack[p.name] = lackCount(ours, v)
+		if n, ok := g.lack[p.name]; ok {
+			lack[p.name] = n
 		} else {
-			lack[p.name] = 1
+			lack[p.name] = 1 // never synced with: worth a look
 		}
 	}
 	g.mu.Unlock()

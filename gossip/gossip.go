@@ -76,8 +76,12 @@ type Gossip struct {
 	known      map[string]*memberInfo // every member ever seen, for Members and reconnects
 	// refusedAddrs: addresses refused under mutual TLS that are no known member (trust.go).
 	refusedAddrs map[string]bool
-	vectors      map[string]*log.Vector // last vector learned from each peer (by name)
-	heads        map[log.SiteID]uint64  // highest version seen per site
+	// lack is, per peer (by name), how many complete versions the last vector it sent held
+	// that this node lacked; a completed session brought them, so it is 0 then. Sync rounds
+	// prefer peers with the most (sync.go). Only this count is kept, not the vectors: at
+	// n nodes a vector has n sites, and one per peer would be n² per node.
+	lack  map[string]uint64
+	heads map[log.SiteID]uint64 // highest version seen per site
 
 	joinTries  atomic.Uint64 // bootstrap join attempts, for tests and logs
 	served     atomic.Int32
@@ -128,21 +132,21 @@ func New(cfg Config, l Log, app Applier) (*Gossip, error) {
 		lg = slog.Default()
 	}
 	g := &Gossip{
-		cfg:     cfg,
-		log:     l,
-		app:     app,
-		logger:  lg.With(attrComponent, "gossip"),
-		m:       newMetrics(),
-		lags:    newLagWindow(1024),
-		peers:   map[string]*peer{},
-		known:   map[string]*memberInfo{},
-		vectors: map[string]*log.Vector{},
-		heads:   map[log.SiteID]uint64{},
-		joined:  make(chan struct{}),
-		clock:   cfg.Clock,
-		rand:    cfg.Rand,
-		tr:      cfg.Transport,
-		mem:     cfg.Membership,
+		cfg:    cfg,
+		log:    l,
+		app:    app,
+		logger: lg.With(attrComponent, "gossip"),
+		m:      newMetrics(),
+		lags:   newLagWindow(1024),
+		peers:  map[string]*peer{},
+		known:  map[string]*memberInfo{},
+		lack:   map[string]uint64{},
+		heads:  map[log.SiteID]uint64{},
+		joined: make(chan struct{}),
+		clock:  cfg.Clock,
+		rand:   cfg.Rand,
+		tr:     cfg.Transport,
+		mem:    cfg.Membership,
 	}
 	if cfg.Fault.Enabled {
 		g.faults = newFaults(cfg.Fault.Rules)
@@ -372,13 +376,6 @@ func (g *Gossip) gaps() map[log.SiteID]uint64 {
 	g.mu.Lock()
 	for s, h := range g.heads {
 		high[s] = h
-	}
-	for _, v := range g.vectors {
-		for s, sv := range v.Sites {
-			if sv != nil {
-				high[s] = max(high[s], uint64(sv.Head()))
-			}
-		}
 	}
 	g.mu.Unlock()
 	out := map[log.SiteID]uint64{}

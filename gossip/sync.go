@@ -73,18 +73,7 @@ func (g *Gossip) syncTick() {
 func (g *Gossip) syncRound(finish func(done, busy int)) {
 	peers := g.alivePeers()
 	shuffle(g.rand, len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
-	ours := g.log.Vector()
-	lack := make(map[string]uint64, len(peers))
-	g.mu.Lock()
-	for _, p := range peers {
-		if v := g.vectors[p.name]; v != nil {
-			lack[p.name] = lackCount(ours, v)
-		} else {
-			lack[p.name] = 1 // unknown: worth a look
-		}
-	}
-	g.mu.Unlock()
-	sort.SliceStable(peers, func(i, j int) bool { return lack[peers[i].name] > lack[peers[j].name] })
+	g.byLack(peers)
 	var done, busy int
 	var next func(i int)
 	next = func(i int) {
@@ -96,6 +85,7 @@ func (g *Gossip) syncRound(finish func(done, busy int)) {
 		g.startSync(p, func(err error) {
 			switch {
 			case err == nil:
+				g.synced(p.name)
 				done++
 				g.syncRounds.Add(1)
 				g.m.syncRounds.WithLabelValues("client", "ok").Inc()
@@ -183,10 +173,34 @@ func (s *syncSession) ReadVector(r io.Reader) error {
 		return err
 	}
 	s.theirs = theirs
-	s.g.mu.Lock()
-	s.g.vectors[s.name] = theirs
-	s.g.mu.Unlock()
+	s.g.learnVector(s.name, theirs)
 	return nil
+}
+
+// learnVector records what a peer's vector says: the highest version of each site (for
+// Gaps) and how much of it this node lacks (for the choice of sync peers).
+func (g *Gossip) learnVector(name string, theirs *log.Vector) {
+	n := lackCount(g.log.Vector(), theirs)
+	g.mu.Lock()
+	for s, sv := range theirs.Sites {
+		if sv == nil {
+			continue
+		}
+		if h := uint64(sv.Head()); h > g.heads[s] {
+			g.heads[s] = h
+		}
+	}
+	g.lack[name] = n
+	g.mu.Unlock()
+}
+
+// synced records that a session with a peer completed: this node holds what it lacked.
+func (g *Gossip) synced(name string) {
+	g.mu.Lock()
+	if _, ok := g.lack[name]; ok {
+		g.lack[name] = 0
+	}
+	g.mu.Unlock()
 }
 
 // SendMissing writes what the peer's vector lacks, then a done frame.
@@ -211,6 +225,7 @@ func (s *syncSession) End(err error) {
 		s.g.m.syncRounds.WithLabelValues("server", "error").Inc()
 		return
 	}
+	s.g.synced(s.name)
 	s.g.m.syncRounds.WithLabelValues("server", "ok").Inc()
 }
 
@@ -218,7 +233,15 @@ func (s *syncSession) End(err error) {
 // QUIC flow control bounds what is in flight; the log is read as it goes.
 // With zstd set, frames that compress well go compressed (compress.go).
 func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector, zstd bool) error {
-	w := bufio.NewWriterSize(out, 256<<10)
+	var w interface {
+		io.Writer
+		Flush() error
+	}
+	if _, ok := out.(interface{ AvailableBuffer() []byte }); ok {
+		w = noFlush{out} // it buffers already (a bytes.Buffer: the simulator's message)
+	} else {
+		w = bufio.NewWriterSize(out, 256<<10)
+	}
 	var done doneMsg
 	var bytes uint64
 	write := func(cs *log.Changeset) error {
@@ -364,6 +387,11 @@ func (g *Gossip) sendVersions(site log.SiteID, rs log.RangeSet, write func(*log.
 	}
 	return skipped, nil
 }
+
+// noFlush is a writer that buffers by itself.
+type noFlush struct{ io.Writer }
+
+func (noFlush) Flush() error { return nil }
 
 func overlaps(rs log.RangeSet, r log.SeqRange) bool {
 	for _, x := range rs {
