@@ -6,9 +6,9 @@
 //
 // It fills gossip's seams (gossip/seams.go) with its own: a Clock on one event loop
 // (clock.go), a seeded Rand per node, a Transport over the network model (net.go: the
-// round trips of Microsoft's published Azure inter-region table in azure_rtt.go, per-link
-// bandwidth, QUIC-like loss recovery, per-message and per-byte processing cost measured
-// from the real receive path, partitions and crashes) and a Membership model (membership.go)
+// round trips of Microsoft's published Azure inter-region table, embedded as data with its
+// citation in azure_rtt.txt; per-link bandwidth, QUIC-like loss recovery, per-message and
+// per-byte processing cost measured from the real receive path, partitions and crashes) and a Membership model (membership.go)
 // with failure-detection delays from memberlist's configuration, since memberlist runs on
 // wall time.
 //

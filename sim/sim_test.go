@@ -145,3 +145,24 @@ func TestLoopOrderAndStop(t *testing.T) {
 		t.Fatalf("now %v", c.Now())
 	}
 }
+
+// FuzzParseAzureRTT: the table's parser returns a table or an error, never panics, and
+// every cell it returns is a positive round trip.
+func FuzzParseAzureRTT(f *testing.F) {
+	f.Add(azureRTT)
+	f.Add("|Source|A|B|\n|A||3|\n|B|4||\n")
+	f.Add("# comment\n|Source|A|\n|A|x|\n")
+	f.Add("|A|1|\n")
+	f.Add("|Source|A|\n|A|NaN|\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := parseAzureRTT(s)
+		if err != nil {
+			return
+		}
+		for k, ms := range m {
+			if !(ms > 0 && ms < 10_000) {
+				t.Fatalf("%v: %v", k, ms)
+			}
+		}
+	})
+}
