@@ -58,7 +58,8 @@ type memberInfo struct {
 	state MemberState
 	rtt   time.Duration
 	since time.Time
-	tls   trust // what mutual TLS says of it (trust.go)
+	tls   trust       // what mutual TLS says of it (trust.go)
+	shown MemberState // the state the members gauge counts it in (gaugeLocked)
 }
 
 // metaFor returns this node's membership metadata. host, when set, is the host the
@@ -107,7 +108,8 @@ func (g *Gossip) memberUp(name, addr string, meta []byte) {
 		info = &memberInfo{}
 		g.known[name] = info
 	}
-	info.meta, info.addr, info.state, info.since = m, addr, StateAlive, g.clock.Now()
+	g.setStateLocked(info, StateAlive)
+	info.meta, info.addr, info.since = m, addr, g.clock.Now()
 	p := g.peers[name]
 	fresh := p == nil || p.addr != m.QUIC || p.region != m.Region
 	if info.tls == trustRefused {
@@ -125,7 +127,6 @@ func (g *Gossip) memberUp(name, addr string, meta []byte) {
 	if p != nil {
 		p.zstd.Store(m.Zstd) // a restart with another version changes it in place
 	}
-	g.updateMemberGauges()
 	g.mu.Unlock()
 	if old != nil {
 		old.stop()
@@ -157,13 +158,13 @@ func (g *Gossip) memberDown(name, addr string) {
 		if info.meta != nil && info.meta.Leaving {
 			state = StateLeft
 		}
-		info.state, info.since = state, g.clock.Now()
 		info.tls = trustUnknown // a node that comes back is verified again
+		g.setStateLocked(info, state)
+		info.since = g.clock.Now()
 	}
 	p := g.peers[name]
 	delete(g.peers, name)
 	g.setPeersLocked()
-	g.updateMemberGauges()
 	g.mu.Unlock()
 	if p != nil {
 		p.stop()
@@ -171,16 +172,26 @@ func (g *Gossip) memberDown(name, addr string) {
 	g.logger.Info("member down", "node", name, attrAddr, addr, "state", state)
 }
 
-// updateMemberGauges needs g.mu.
-func (g *Gossip) updateMemberGauges() {
-	counts := map[MemberState]int{StateAlive: 0, StateSuspect: 0, StateDead: 0, StateLeft: 0}
-	counts[StateUntrusted], counts[StateUnverified] = 0, 0
-	for _, info := range g.known {
-		counts[g.memberState(info, info.state)]++
+// setStateLocked moves a known member to state st, and the members gauge with it. Needs g.mu.
+func (g *Gossip) setStateLocked(info *memberInfo, st MemberState) {
+	info.state = st
+	g.gaugeLocked(info)
+}
+
+// gaugeLocked moves the members gauge to the state Members reports for info (its state as
+// mutual TLS sees it, trust.go), one step per change: recounting every member on each event
+// made a cluster's start cost n³ across its n nodes. Call it whenever info.state or info.tls
+// changed. Needs g.mu.
+func (g *Gossip) gaugeLocked(info *memberInfo) {
+	st := g.memberState(info, info.state)
+	if st == info.shown {
+		return
 	}
-	for s, n := range counts {
-		g.m.members.WithLabelValues(string(s)).Set(float64(n))
+	if info.shown != "" {
+		g.m.members.WithLabelValues(string(info.shown)).Dec()
 	}
+	info.shown = st
+	g.m.members.WithLabelValues(string(st)).Inc()
 }
 
 // peer is a live member: its broadcast queue and the state of its flushes.

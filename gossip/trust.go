@@ -68,6 +68,7 @@ func (g *Gossip) tlsOutcome(direction, addr string, err error) {
 	if err == nil {
 		if info != nil && info.tls != trustVerified {
 			info.tls = trustVerified
+			g.gaugeLocked(info) // unverified -> alive
 			first = true
 		}
 		g.mu.Unlock()
@@ -83,7 +84,7 @@ func (g *Gossip) tlsOutcome(direction, addr string, err error) {
 			delete(g.peers, name)
 			g.setPeersLocked()
 		}
-		g.updateMemberGauges()
+		g.gaugeLocked(info)
 	} else {
 		if g.refusedAddrs == nil {
 			g.refusedAddrs = map[string]bool{}
