@@ -155,10 +155,65 @@ func (c *faultPacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	return c.PacketConn.WriteTo(p, addr)
 }
 
-// faultTransport filters memberlist's outgoing packets and stream dials.
+// faultTransport filters memberlist's outgoing packets and stream dials, and what this
+// node writes on streams peers opened (a TCP fallback ping's ack, a push-pull's answer):
+// a blocked node answers nobody, as a crashed one would. Inbound streams come from an
+// ephemeral port, so only rules for every peer (no Peers) can match them.
 type faultTransport struct {
 	*memberlist.NetTransport
 	f *faults
+
+	once     sync.Once
+	stopOnce sync.Once
+	streams  chan net.Conn
+	done     chan struct{}
+}
+
+// StreamCh hands memberlist the streams peers open, each wrapped by the filter.
+func (t *faultTransport) StreamCh() <-chan net.Conn {
+	t.once.Do(t.startStreams)
+	return t.streams
+}
+
+func (t *faultTransport) startStreams() {
+	t.streams, t.done = make(chan net.Conn), make(chan struct{})
+	in := t.NetTransport.StreamCh()
+	go func() {
+		for {
+			select {
+			case c := <-in:
+				select {
+				case t.streams <- faultConn{Conn: c, f: t.f}:
+				case <-t.done:
+					_ = c.Close()
+					return
+				}
+			case <-t.done:
+				return
+			}
+		}
+	}()
+}
+
+// Shutdown ends the stream filter, then the transport.
+func (t *faultTransport) Shutdown() error {
+	t.once.Do(t.startStreams)
+	t.stopOnce.Do(func() { close(t.done) })
+	return t.NetTransport.Shutdown()
+}
+
+// faultConn is a stream a peer opened: writes to a blocked peer fail and close it.
+type faultConn struct {
+	net.Conn
+	f *faults
+}
+
+func (c faultConn) Write(b []byte) (int, error) {
+	if c.f.blocked(c.RemoteAddr().String()) {
+		_ = c.Conn.Close()
+		return 0, fmt.Errorf("write to %s: blocked by the fault hook", c.RemoteAddr())
+	}
+	return c.Conn.Write(b)
 }
 
 var _ memberlist.NodeAwareTransport = (*faultTransport)(nil)

@@ -94,9 +94,10 @@ type Gossip struct {
 	// Sync scheduling (sync.go).
 	smu         sync.Mutex
 	syncTimer   Timer
-	syncing     bool // a round runs
-	syncPending bool // a round was asked for while one ran
-	syncSoon    bool // a round is armed to start at once (not the next interval's)
+	syncing     bool      // a round runs
+	syncPending bool      // a round was asked for while one ran
+	syncSoon    bool      // a round is armed to start at once (not the next interval's)
+	gapsAt      time.Time // the gaps gauge's last refresh by a round (rounds never overlap)
 
 	run     context.Context
 	cancel  context.CancelCauseFunc

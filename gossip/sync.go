@@ -22,6 +22,10 @@ const syncApplyBytes = 8 << 20
 // the next round can pick another peer.
 const syncIdleTimeout = 10 * time.Second
 
+// gapsRefresh is the most often sync rounds refresh the per-site gaps gauge (Stats and
+// GET /v1/health compute gaps afresh).
+const gapsRefresh = 5 * time.Second
+
 // triggerSync runs a sync round soon: at once when none is running, else right after the
 // running one.
 func (g *Gossip) triggerSync() {
@@ -58,7 +62,12 @@ func (g *Gossip) syncTick() {
 	g.syncing, g.syncTimer, g.syncSoon = true, nil, false
 	g.smu.Unlock()
 	g.syncRound(func(done, busy int) {
-		g.gaps()
+		// The per-site gaps gauge, at most every gapsRefresh: it reads the log's whole
+		// vector and sets one series per site, n of them at n nodes.
+		if now := g.clock.Now(); now.Sub(g.gapsAt) >= gapsRefresh {
+			g.gapsAt = now
+			g.gaps()
+		}
 		g.smu.Lock()
 		g.syncing = false
 		g.scheduleSyncLocked()
@@ -85,7 +94,6 @@ func (g *Gossip) syncRound(finish func(done, busy int)) {
 		g.startSync(p, func(err error) {
 			switch {
 			case err == nil:
-				g.synced(p.name)
 				done++
 				g.syncRounds.Add(1)
 				g.m.syncRounds.WithLabelValues("client", "ok").Inc()
@@ -110,6 +118,7 @@ func (g *Gossip) startSync(p *peer, done func(error)) {
 	s := &syncSession{g: g, name: p.name}
 	g.tr.Sync(ctx, p.addr, s, func(err error) {
 		cancel()
+		s.ended(err)
 		done(err)
 	})
 }
@@ -132,7 +141,7 @@ type syncSession struct {
 	server bool
 	fr     *frameReader
 	theirs *log.Vector
-	ended  bool
+	done   bool // End ran
 }
 
 // reader wraps the session's reader once: its buffer holds what was read ahead.
@@ -173,14 +182,12 @@ func (s *syncSession) ReadVector(r io.Reader) error {
 		return err
 	}
 	s.theirs = theirs
-	s.g.learnVector(s.name, theirs)
+	s.g.learnVector(theirs)
 	return nil
 }
 
-// learnVector records what a peer's vector says: the highest version of each site (for
-// Gaps) and how much of it this node lacks (for the choice of sync peers).
-func (g *Gossip) learnVector(name string, theirs *log.Vector) {
-	n := lackCount(g.log.Vector(), theirs)
+// learnVector records the highest version of each site a peer's vector holds (for Gaps).
+func (g *Gossip) learnVector(theirs *log.Vector) {
 	g.mu.Lock()
 	for s, sv := range theirs.Sites {
 		if sv == nil {
@@ -190,17 +197,24 @@ func (g *Gossip) learnVector(name string, theirs *log.Vector) {
 			g.heads[s] = h
 		}
 	}
-	g.lack[name] = n
 	g.mu.Unlock()
 }
 
-// synced records that a session with a peer completed: this node holds what it lacked.
-func (g *Gossip) synced(name string) {
-	g.mu.Lock()
-	if _, ok := g.lack[name]; ok {
-		g.lack[name] = 0
+// ended records how much a session with a peer left this node lacking of what the peer
+// holds, for the choice of sync peers: nothing when it completed (it brought all of it);
+// after a failure, what the peer's vector holds that this log still lacks. (Only this count
+// is kept, so the log's vector is copied only after a failure.)
+func (s *syncSession) ended(err error) {
+	var n uint64
+	if err != nil {
+		if s.theirs == nil {
+			return // nothing learnt
+		}
+		n = lackCount(s.g.log.Vector(), s.theirs)
 	}
-	g.mu.Unlock()
+	s.g.mu.Lock()
+	s.g.lack[s.name] = n
+	s.g.mu.Unlock()
 }
 
 // SendMissing writes what the peer's vector lacks, then a done frame.
@@ -216,16 +230,16 @@ func (s *syncSession) Receive(r io.Reader) error { return s.g.receiveSync(s.name
 
 // End frees a served session's slot and counts its outcome.
 func (s *syncSession) End(err error) {
-	if !s.server || s.ended {
+	if !s.server || s.done {
 		return
 	}
-	s.ended = true
+	s.done = true
 	s.g.served.Add(-1)
+	s.ended(err)
 	if err != nil {
 		s.g.m.syncRounds.WithLabelValues("server", "error").Inc()
 		return
 	}
-	s.g.synced(s.name)
 	s.g.m.syncRounds.WithLabelValues("server", "ok").Inc()
 }
 
