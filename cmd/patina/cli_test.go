@@ -276,6 +276,21 @@ func TestBackupRestore(t *testing.T) {
 
 // TestVersion: patina version and patina --version print the same line, and a build stamped
 // with -ldflags prints the stamped version and commit.
+// TestBenchSimUsage: the simulator's commands refuse bad flags with exit 2 before running.
+func TestBenchSimUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "sim", "--nodes", "1"},
+		{"bench", "sim", "--regions", "41"},
+		{"bench", "sim", "--loss", "1"},
+		{"bench", "membership", "--nodes", "2"},
+		{"bench", "membership", "--rounds", "0"},
+	} {
+		if _, err := cliErr(t, args...); exitCode(err) != 2 {
+			t.Errorf("patina %v: %v, want exit 2", args, err)
+		}
+	}
+}
+
 func TestVersion(t *testing.T) {
 	v := cli(t, "version")
 	if !strings.HasPrefix(v, "patina ") || !strings.Contains(v, runtime.Version()) {
