@@ -79,6 +79,9 @@ type Config struct {
 	SyncChunk int
 	// SyncTimeout bounds one sync session.
 	SyncTimeout time.Duration
+	// SyncFullVectors opens every sync session with the full vector, as before digests
+	// (sync.go), and tells peers so; for comparisons (patina bench sim --full-vectors).
+	SyncFullVectors bool
 	// MaxServedSyncs limits concurrent syncs served to peers; more are refused and the peer
 	// tries elsewhere.
 	MaxServedSyncs int

@@ -32,6 +32,9 @@ type nodeMeta struct {
 	// Zstd says the node decodes zstd frames (compress.go); nodes from before compression
 	// leave it out, and peers send them plain frames only.
 	Zstd bool `msgpack:"zstd,omitempty"`
+	// Digest: the node serves sync sessions that open with a vector digest (sync.go).
+	// Nodes without it (older ones) are sent full vectors.
+	Digest bool `msgpack:"sd,omitempty"`
 
 	site log.SiteID
 }
@@ -73,7 +76,8 @@ func (g *Gossip) metaFor(host string) []byte {
 	quicAddr := g.quicAddr
 	g.mu.Unlock()
 	meta, err := msgpack.Marshal(&nodeMeta{V: 1, Site: wireSite(g.site), Cluster: g.cfg.ClusterID, QUIC: quicAddr,
-		API: g.cfg.APIAddr, Region: g.cfg.Region, Leaving: g.leaving.Load(), Zstd: !g.cfg.preZstd})
+		API: g.cfg.APIAddr, Region: g.cfg.Region, Leaving: g.leaving.Load(), Zstd: !g.cfg.preZstd,
+		Digest: !g.cfg.SyncFullVectors})
 	if err != nil {
 		panic(err) // a fixed struct always encodes
 	}
@@ -111,7 +115,7 @@ func (g *Gossip) memberUp(name, addr string, meta []byte) {
 	g.setStateLocked(info, StateAlive)
 	info.meta, info.addr, info.since = m, addr, g.clock.Now()
 	p := g.peers[name]
-	fresh := p == nil || p.addr != m.QUIC || p.region != m.Region
+	fresh := p == nil || p.addr != m.QUIC || p.region != m.Region || p.digest != m.Digest
 	if info.tls == trustRefused {
 		fresh = false // its certificate was refused: no broadcasts, no syncs (trust.go)
 	}
@@ -119,7 +123,7 @@ func (g *Gossip) memberUp(name, addr string, meta []byte) {
 	if fresh && !g.closed.Load() {
 		old = p
 		np := g.newPeer(name, m.site, m.QUIC)
-		np.region = m.Region
+		np.region, np.digest = m.Region, m.Digest
 		g.peers[name] = np
 		g.setPeersLocked()
 		p = np
@@ -202,6 +206,7 @@ type peer struct {
 	addr   string      // transport address (QUIC)
 	region string      // its Config.Region
 	zstd   atomic.Bool // its metadata says it decodes zstd frames
+	digest bool        // it serves sync sessions that open with a digest
 
 	ctx    context.Context // ends when the peer stops
 	cancel context.CancelFunc

@@ -76,13 +76,21 @@ type Inbound interface {
 	ServeSync(from log.SiteID) (SyncSession, error)
 }
 
-// SyncSession is one side of one sync session: vectors are swapped, then each side streams
-// what the other lacks and a done frame. Every read of one session passes the same reader.
+// SyncSession is one side of one sync session: vectors (or digests of them) are swapped,
+// then each side streams what the other lacks and a done frame. Every read of one session
+// passes the same reader.
 type SyncSession interface {
 	WriteVector(w io.Writer) error
 	ReadVector(r io.Reader) error
 	SendMissing(w io.Writer) error
 	Receive(r io.Reader) error
+	// Ready reports whether SendMissing can run before Receive has read anything: a
+	// served session whose client opened with a digest that differed needs the client's
+	// vector first, which Receive reads, and its SendMissing waits for it. A transport
+	// that runs SendMissing alongside Receive (QUIC) need not ask; one that runs a
+	// session's steps one after the other (the simulator) calls Receive first when Ready
+	// is false.
+	Ready() bool
 	// End records the outcome of a served session and frees its slot (the client's outcome
 	// goes to Transport.Sync's done instead; End is a no-op for it).
 	End(err error)

@@ -2,12 +2,14 @@ package gossip
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/patinadb/patina/log"
@@ -115,7 +117,7 @@ func (g *Gossip) syncRound(finish func(done, busy int)) {
 // startSync runs one session with p as the client; done gets its outcome.
 func (g *Gossip) startSync(p *peer, done func(error)) {
 	ctx, cancel := context.WithTimeout(p.ctx, g.cfg.SyncTimeout)
-	s := &syncSession{g: g, name: p.name}
+	s := &syncSession{g: g, name: p.name, digest: p.digest && !g.cfg.SyncFullVectors}
 	g.tr.Sync(ctx, p.addr, s, func(err error) {
 		cancel()
 		s.ended(err)
@@ -135,6 +137,19 @@ func (in inbound) ServeSync(from log.SiteID) (SyncSession, error) {
 }
 
 // syncSession is one side of a sync session (SyncSession).
+//
+// A session opens in one of two ways. With full vectors (a peer that does not advertise
+// digests): the client sends its vector; the server answers with its own and streams
+// what the client lacks while the client streams what the server lacks; three legs.
+// With a digest (every node serves it and says so in its metadata, unless configured with
+// SyncFullVectors):
+// the client sends only a digest of its vector (digestLen bytes). If the server's digest
+// is the same, it answers with it and both sides send just a done frame: an idle
+// cluster's sync costs a few dozen bytes whatever its size, where a vector has one entry
+// per site, n at n nodes. If not, the server answers with its full vector, the client
+// sends its own ahead of what the server lacks, and the server streams what the client
+// lacks once it has read it; four legs, about one round trip more than full vectors, only
+// when there is something to sync.
 type syncSession struct {
 	g      *Gossip
 	name   string // the peer's
@@ -142,6 +157,15 @@ type syncSession struct {
 	fr     *frameReader
 	theirs *log.Vector
 	done   bool // End ran
+
+	digest bool // the session opened with the client's digest
+	same   bool // the digests matched: nothing to exchange
+	// digestOf is the client's digest (server) or the one sent (client).
+	digestOf [digestLen]byte
+	// vectorIn (server, digests differed) is closed once Receive has read the client's
+	// vector (or failed first): SendMissing waits for it.
+	vectorIn  chan struct{}
+	closeOnce sync.Once
 }
 
 // reader wraps the session's reader once: its buffer holds what was read ahead.
@@ -152,20 +176,36 @@ func (s *syncSession) reader(r io.Reader) *frameReader {
 	return s.fr
 }
 
-// WriteVector writes the vector frame of what this node's log holds now.
+// WriteVector writes the session's opening (client: its digest, or its vector to a peer
+// without digests) or the answer to it (server: its digest when they match, else its
+// vector).
 func (s *syncSession) WriteVector(w io.Writer) error {
-	vb, err := encodeVector(s.g.log.Vector())
+	enc, digest, err := vectorDigest(s.g.log.Vector())
 	if err != nil {
 		return fmt.Errorf("encode vector: %w", err)
 	}
-	if _, err := w.Write(appendFrame(nil, frameVector, vb)); err != nil {
+	var frame []byte
+	switch {
+	case !s.server && s.digest:
+		s.digestOf = digest
+		frame = appendFrame(nil, frameDigest, digest[:])
+	case s.server && s.digest && digest == s.digestOf:
+		s.same = true
+		frame = appendFrame(nil, frameDigest, digest[:])
+	default:
+		if s.server && s.digest {
+			s.vectorIn = make(chan struct{})
+		}
+		frame = appendFrame(nil, frameVector, enc)
+	}
+	if _, err := w.Write(frame); err != nil {
 		return fmt.Errorf("send vector: %w", err)
 	}
 	return nil
 }
 
-// ReadVector reads the peer's vector (ErrBusy: the server refused) and remembers it for
-// the choice of sync peers and for Gaps.
+// ReadVector reads the peer's opening or answer (ErrBusy: the server refused) and
+// remembers a vector for the choice of sync peers and for Gaps.
 func (s *syncSession) ReadVector(r io.Reader) error {
 	typ, body, err := s.reader(r).next()
 	if err != nil {
@@ -174,9 +214,28 @@ func (s *syncSession) ReadVector(r io.Reader) error {
 	switch {
 	case typ == frameBusy && !s.server:
 		return ErrBusy
+	case typ == frameDigest && (s.server || s.digest):
+		if len(body) != digestLen {
+			return fmt.Errorf("%w: digest of %d bytes", ErrProtocol, len(body))
+		}
+		if s.server {
+			s.digest = true
+			copy(s.digestOf[:], body)
+			return nil
+		}
+		// A server answers with a digest only when it equals the client's.
+		if !bytes.Equal(body, s.digestOf[:]) {
+			return fmt.Errorf("%w: sync answered with another digest", ErrProtocol)
+		}
+		s.same = true
+		return nil
 	case typ != frameVector:
 		return fmt.Errorf("%w: sync frame of type %d, want vector", ErrProtocol, typ)
 	}
+	return s.readTheirs(body)
+}
+
+func (s *syncSession) readTheirs(body []byte) error {
 	theirs, err := decodeVector(body)
 	if err != nil {
 		return err
@@ -185,6 +244,10 @@ func (s *syncSession) ReadVector(r io.Reader) error {
 	s.g.learnVector(theirs)
 	return nil
 }
+
+// Ready reports whether SendMissing can run without waiting for Receive: not on a served
+// session whose digests differed until the client's vector was read.
+func (s *syncSession) Ready() bool { return s.vectorIn == nil || s.theirs != nil }
 
 // learnVector records the highest version of each site a peer's vector holds (for Gaps).
 func (g *Gossip) learnVector(theirs *log.Vector) {
@@ -217,16 +280,55 @@ func (s *syncSession) ended(err error) {
 	s.g.mu.Unlock()
 }
 
-// SendMissing writes what the peer's vector lacks, then a done frame.
+// SendMissing writes what the peer's vector lacks, then a done frame (only the done frame
+// when the digests matched). A client that opened with a digest sends its vector first; a
+// server whose digest differed waits until Receive has read the client's.
 func (s *syncSession) SendMissing(w io.Writer) error {
+	if s.same {
+		return s.g.sendMissing(w, nil, false) // a done frame only
+	}
+	if !s.server && s.digest {
+		vb, err := encodeVector(s.g.log.Vector())
+		if err != nil {
+			return fmt.Errorf("encode vector: %w", err)
+		}
+		if _, err := w.Write(appendFrame(nil, frameVector, vb)); err != nil {
+			return fmt.Errorf("send vector: %w", err)
+		}
+	}
+	if s.vectorIn != nil {
+		<-s.vectorIn
+	}
 	if s.theirs == nil {
 		return errors.New("sync: send before the peer's vector")
 	}
 	return s.g.sendMissing(w, s.theirs, s.g.compressing() && s.g.peerZstd(s.name))
 }
 
-// Receive applies the peer's changesets until its done frame.
-func (s *syncSession) Receive(r io.Reader) error { return s.g.receiveSync(s.name, s.reader(r)) }
+// Receive applies the peer's changesets until its done frame; a server whose digest
+// differed first reads the client's vector.
+func (s *syncSession) Receive(r io.Reader) error {
+	fr := s.reader(r)
+	if s.vectorIn != nil {
+		err := s.receiveVector(fr)
+		s.closeOnce.Do(func() { close(s.vectorIn) })
+		if err != nil {
+			return err
+		}
+	}
+	return s.g.receiveSync(s.name, fr)
+}
+
+func (s *syncSession) receiveVector(fr *frameReader) error {
+	typ, body, err := fr.next()
+	if err != nil {
+		return fmt.Errorf("read vector: %w", err)
+	}
+	if typ != frameVector {
+		return fmt.Errorf("%w: sync frame of type %d, want the client's vector", ErrProtocol, typ)
+	}
+	return s.readTheirs(body)
+}
 
 // End frees a served session's slot and counts its outcome.
 func (s *syncSession) End(err error) {
@@ -277,7 +379,11 @@ func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector, zstd bool) error
 		bytes += uint64(len(frame))
 		return nil
 	}
-	for _, sm := range g.log.Missing(theirs) {
+	var missing []log.SiteMissing
+	if theirs != nil {
+		missing = g.log.Missing(theirs)
+	}
+	for _, sm := range missing {
 		// Cleared versions travel as ranges; only the others have payloads to scan.
 		versions := sm.Versions
 		if len(sm.Cleared) > 0 {

@@ -3,6 +3,7 @@ package gossip
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -19,7 +20,9 @@ import (
 // The first frame of every stream is a hello naming the sender's cluster, site and what
 // the stream is for. Broadcast streams (unidirectional, one long-lived per peer) then carry
 // changeset frames. Sync streams (bidirectional, one per session) carry, each way: a vector
-// frame (or busy), changeset frames oldest first, and a done frame.
+// frame (or busy), changeset frames oldest first, and a done frame; or, with a peer whose
+// metadata says it serves them, a session opens with a digest of the client's vector and
+// the vectors travel only when the digests differ (sync.go).
 //
 // Frame types are append-only.
 const (
@@ -30,7 +33,24 @@ const (
 	frameDone      byte = 5 // msgpack doneMsg: the sender has sent all it had to send
 	frameCleared   byte = 6 // msgpack clearedMsg: versions the sender holds cleared
 	frameZstd      byte = 7 // another frame, compressed (compress.go); only to peers advertising nodeMeta.Zstd
+	frameDigest    byte = 8 // digestLen bytes: a digest of the sender's vector (sync.go)
 )
+
+// digestLen is the size of a vector digest: SHA-256 of the vector's canonical encoding,
+// truncated. Two logs whose digests match hold the same versions (a false match needs a
+// 128-bit collision).
+const digestLen = 16
+
+// vectorDigest returns the canonical encoding of v and its digest.
+func vectorDigest(v *log.Vector) (enc []byte, digest [digestLen]byte, err error) {
+	enc, err = encodeVector(v)
+	if err != nil {
+		return nil, digest, err
+	}
+	sum := sha256.Sum256(enc)
+	copy(digest[:], sum[:])
+	return enc, digest, nil
+}
 
 // protoVersion is the hello's version; a peer with another major version is refused.
 const protoVersion = 1

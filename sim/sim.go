@@ -81,10 +81,13 @@ type Result struct {
 	BroadcastMsgsPerWrite  float64 `json:"broadcast_msgs_per_write"`
 	BroadcastBytesPerWrite float64 `json:"broadcast_bytes_per_write"`
 	// IdleBytesPerNodeS is sync (measured) plus membership (modelled, membership.go)
-	// traffic sent per node per second while nobody writes.
+	// traffic sent per node per second while nobody writes, after the writes (every log
+	// holds versions of every node that wrote: what a sync vector carries grows with them).
+	// IdleSyncEmptyBytesPerNodeS is the sync part before the first write (empty logs).
 	IdleBytesPerNodeS           float64 `json:"idle_bytes_per_node_s"`
 	IdleSyncBytesPerNodeS       float64 `json:"idle_sync_bytes_per_node_s"`
 	IdleMembershipBytesPerNodeS float64 `json:"idle_membership_bytes_per_node_s"`
+	IdleSyncEmptyBytesPerNodeS  float64 `json:"idle_sync_empty_bytes_per_node_s"`
 	// ConvergedAtS is the virtual time from the first write until every write was
 	// everywhere and the logs were equal (0 if never).
 	ConvergedAtS float64 `json:"converged_at_s"`
@@ -207,9 +210,7 @@ func Run(cfg Config) (*Result, error) {
 	s.l.runUntil(idleStart+cfg.Idle, nil)
 	res := &Result{Nodes: cfg.Nodes, Regions: cfg.Regions, Seed: cfg.Seed, Rate: cfg.Rate,
 		DurationS: cfg.Duration.Seconds(), Loss: cfg.Loss, Partition: cfg.Partition, Flat: cfg.Flat}
-	res.IdleSyncBytesPerNodeS = float64(s.net.bytes-idle0) / float64(cfg.Nodes) / cfg.Idle.Seconds()
-	res.IdleMembershipBytesPerNodeS = s.mem.idleBytesPerNodeS(cfg.Nodes)
-	res.IdleBytesPerNodeS = res.IdleSyncBytesPerNodeS + res.IdleMembershipBytesPerNodeS
+	res.IdleSyncEmptyBytesPerNodeS = float64(s.net.bytes-idle0) / float64(cfg.Nodes) / cfg.Idle.Seconds()
 
 	// Writes and faults.
 	t0 := s.l.now
@@ -264,6 +265,14 @@ func Run(cfg Config) (*Result, error) {
 		res.BroadcastBytesPerWrite = float64(s.bbytes-bb0) / w
 	}
 	res.SyncSessions = s.syncs - syncs0
+	// Idle again, now with the writes in every log: a second of quiet for the last
+	// sessions, then the window.
+	s.l.runUntil(s.l.now+time.Second, nil)
+	idle1, idleStart1 := s.net.bytes, s.l.now
+	s.l.runUntil(idleStart1+cfg.Idle, nil)
+	res.IdleSyncBytesPerNodeS = float64(s.net.bytes-idle1) / float64(cfg.Nodes) / cfg.Idle.Seconds()
+	res.IdleMembershipBytesPerNodeS = s.mem.idleBytesPerNodeS(cfg.Nodes)
+	res.IdleBytesPerNodeS = res.IdleSyncBytesPerNodeS + res.IdleMembershipBytesPerNodeS
 	res.Events = s.l.events
 	res.WallS = time.Since(wall).Seconds()
 	res.CPUS = cpuTime() - cpu0
@@ -537,9 +546,10 @@ func (t *transport) Send(_ context.Context, addr string, batch []byte) error {
 
 var errLost = errors.New("sim: message lost (peer down or unreachable)")
 
-// Sync runs a session in three messages: the client's vector; the server's vector with
-// what the client lacks; what the server lacks. It is the QUIC stream's exchange with
-// each direction's bytes taken as one message.
+// Sync runs a session as the QUIC stream's exchange with each direction's bytes taken as
+// one message: the client's opening (its vector or digest); the server's answer with, when
+// the session allows it (SyncSession.Ready), what the client lacks; what the server lacks;
+// and, when the server had to read the client's vector first, what the client lacks.
 func (t *transport) Sync(_ context.Context, addr string, c gossip.SyncSession, done func(error)) {
 	a, s := t.n, t.n.s
 	b := s.addr[addr]
@@ -578,7 +588,8 @@ func (t *transport) Sync(_ context.Context, addr string, c gossip.SyncSession, d
 		}
 		var m2 bytes.Buffer
 		err = srv.WriteVector(&m2)
-		if err == nil {
+		early := err == nil && srv.Ready()
+		if early {
 			err = srv.SendMissing(&m2)
 		}
 		if err != nil {
@@ -595,16 +606,40 @@ func (t *transport) Sync(_ context.Context, addr string, c gossip.SyncSession, d
 			}
 			var m3 bytes.Buffer
 			sendErr := c.SendMissing(&m3)
-			recvErr := c.Receive(cr)
-			if sendErr == nil {
+			if sendErr != nil {
+				srv.End(sendErr)
+				finish(sendErr)
+				return
+			}
+			if early {
+				recvErr := c.Receive(cr)
 				s.deliver(a, b, m3.Len(), func() {
 					sr.push(m3.Bytes())
 					srv.End(srv.Receive(sr))
 				}, func() { srv.End(errLost) })
-			} else {
-				srv.End(sendErr)
+				finish(recvErr)
+				return
 			}
-			finish(errors.Join(sendErr, recvErr))
+			s.deliver(a, b, m3.Len(), func() {
+				sr.push(m3.Bytes())
+				err := srv.Receive(sr)
+				var m4 bytes.Buffer
+				if err == nil {
+					err = srv.SendMissing(&m4)
+				}
+				srv.End(err)
+				if err != nil {
+					s.deliver(b, a, 2, func() { finish(err) }, func() { finish(errLost) })
+					return
+				}
+				s.deliver(b, a, m4.Len(), func() {
+					cr.push(m4.Bytes())
+					finish(c.Receive(cr))
+				}, func() { finish(errLost) })
+			}, func() {
+				srv.End(errLost)
+				finish(errLost)
+			})
 		}, func() {
 			finish(errLost)
 			srv.End(errLost)

@@ -23,7 +23,7 @@ func newBenchSimCmd(m *Main) *cobra.Command {
 		syncInterval            time.Duration
 		bandwidth               float64
 		perMessage, perByte     time.Duration
-		flat                    bool
+		flat, fullVectors       bool
 		remoteRegions, regional int
 	)
 	c := &cobra.Command{
@@ -64,6 +64,7 @@ figures (wall_s and cpu_s aside). With -o json the last line is one JSON object.
 	fs.IntVar(&localFanout, "local-fanout", d.LocalFanout, "gossip fanout of a node's own changesets")
 	fs.IntVar(&maxHops, "max-hops", d.MaxHops, "gossip hop budget")
 	fs.DurationVar(&syncInterval, "sync-interval", d.SyncInterval, "gossip sync interval")
+	fs.BoolVar(&fullVectors, "full-vectors", false, "sync sessions open with full vectors, not digests (the protocol before digests)")
 	fs.BoolVar(&flat, "flat", false, "no gossip region: region-blind random fanout (the protocol before region-aware broadcast)")
 	fs.IntVar(&remoteRegions, "remote-fanout", d.RemoteFanout, "region-aware: nodes of each other region an origin sends to")
 	fs.IntVar(&regional, "regional-fanout", d.RegionalFanout, "region-aware: nodes of its own region a receiver forwards to")
@@ -85,6 +86,7 @@ figures (wall_s and cpu_s aside). With -o json the last line is one JSON object.
 		cfg.Gossip = func(g *gossip.Config) {
 			g.Fanout, g.LocalFanout, g.MaxHops, g.SyncInterval = fanout, localFanout, maxHops, syncInterval
 			g.RemoteFanout, g.RegionalFanout = remoteRegions, regional
+			g.SyncFullVectors = fullVectors
 		}
 		cfg.Flat = flat
 		if output == "text" {
@@ -119,8 +121,8 @@ figures (wall_s and cpu_s aside). With -o json the last line is one JSON object.
 		fmt.Fprintf(m.Stdout, "latency p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", res.P50Ms, res.P99Ms, res.MaxMs)
 		fmt.Fprintf(m.Stdout, "per write: %.1f messages, %.0f bytes (broadcast %.1f messages, %.0f bytes)\n",
 			res.MsgsPerWrite, res.BytesPerWrite, res.BroadcastMsgsPerWrite, res.BroadcastBytesPerWrite)
-		fmt.Fprintf(m.Stdout, "idle per node: %.0f bytes/s (sync %.0f, membership %.0f)\n",
-			res.IdleBytesPerNodeS, res.IdleSyncBytesPerNodeS, res.IdleMembershipBytesPerNodeS)
+		fmt.Fprintf(m.Stdout, "idle per node, after the writes: %.0f bytes/s (sync %.0f, membership %.0f); sync before any write %.0f bytes/s\n",
+			res.IdleBytesPerNodeS, res.IdleSyncBytesPerNodeS, res.IdleMembershipBytesPerNodeS, res.IdleSyncEmptyBytesPerNodeS)
 		fmt.Fprintf(m.Stdout, "wall %.1fs, cpu %.1fs, %d events\n", res.WallS, res.CPUS, res.Events)
 		return nil
 	}
