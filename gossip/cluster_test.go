@@ -269,6 +269,20 @@ func TestRegionAwareBroadcast(t *testing.T) {
 		nodes = append(nodes, startNode(t, region(r), withBootstrap(nodes[0])))
 	}
 	waitMembers(t, nodes)
+	// Every member's arrival triggers a sync round (memberUp), and those rounds, queued
+	// behind each other, ran on while the writes below went out: some writes reached a
+	// node by sync before its broadcast did (up to 42% in CI-like runs). Wait them out: the
+	// next round is then a jittered interval (at least 7.5 s) away.
+	waitSyncIdle(t, nodes)
+	sessions := func() (n float64) {
+		for _, x := range nodes {
+			for _, res := range []string{"ok", "error"} {
+				n += metricValue(t, x.g.m.syncRounds.WithLabelValues("client", res))
+			}
+		}
+		return n
+	}
+	before := sessions()
 	const writes = 20
 	for i := range writes {
 		nodes[i%2*3].write(i, 1) // nodes 0 (region a) and 3 (region b) write
@@ -278,10 +292,17 @@ func TestRegionAwareBroadcast(t *testing.T) {
 	for _, n := range nodes {
 		recv += metricValue(t, n.g.m.versionsRecv.WithLabelValues("broadcast", "true"))
 	}
-	// Sync rounds (those joins trigger, and the repairs) bring some writes first: 58-84% came
-	// by broadcast in CI-like runs. A quarter is the floor: broadcast must carry a real share,
-	// and a tree that delivered nothing would fail here.
-	if want := float64(writes * 5); recv < 0.25*want {
-		t.Fatalf("%v deliveries by broadcast, want about %v (every write on the five other nodes)", recv, want)
+	want := float64(writes * 5) // every write on the five other nodes
+	if ran := sessions() - before; ran > 0 {
+		// A broadcast lost under load (a send that failed drops its batch) was repaired by
+		// a periodic round: only its share can have come by sync.
+		t.Logf("%v sync sessions ran while the writes spread; %v of %v deliveries by broadcast", ran, recv, want)
+		if recv == 0 {
+			t.Fatal("no delivery by broadcast")
+		}
+		return
+	}
+	if recv != want {
+		t.Fatalf("no sync session ran, yet %v deliveries by broadcast; want %v", recv, want)
 	}
 }

@@ -292,3 +292,19 @@ func (g *Gossip) syncRoundWait() (done, busy int) {
 	r := <-ch
 	return r.done, r.busy
 }
+
+// waitSyncIdle waits until no node runs, has queued or serves a sync session.
+func waitSyncIdle(tb testing.TB, nodes []*testNode) {
+	tb.Helper()
+	testutil.WaitFor(tb, 30*time.Second, "sync rounds to finish", func() bool {
+		for _, n := range nodes {
+			n.g.smu.Lock()
+			busy := n.g.syncing || n.g.syncPending || n.g.served.Load() > 0
+			n.g.smu.Unlock()
+			if busy {
+				return false
+			}
+		}
+		return true
+	})
+}
