@@ -195,11 +195,13 @@ func (t *faultTransport) startStreams() {
 	}()
 }
 
-// Shutdown ends the stream filter, then the transport.
+// Shutdown stops the transport, then the stream filter: the transport's listener may be
+// handing over a stream until it has stopped, and memberlist reads them until then.
 func (t *faultTransport) Shutdown() error {
 	t.once.Do(t.startStreams)
+	err := t.NetTransport.Shutdown()
 	t.stopOnce.Do(func() { close(t.done) })
-	return t.NetTransport.Shutdown()
+	return err
 }
 
 // faultConn is a stream a peer opened: writes to a blocked peer fail and close it.

@@ -10,34 +10,33 @@ import (
 
 // membershipModel stands in for memberlist, which runs on wall time and cannot be driven
 // by the virtual clock. It tells each node's gossip (through MemberEvents) that another
-// node is up or down after the delays memberlist's configuration gives (gossip's
-// openMemberlist: DefaultLANConfig with Patina's probe, suspicion and gossip settings):
+// node is up or down after delays measured on real memberlist nodes with gossip's
+// configuration (`patina bench membership`, calibrate.go; the figures and the method are in
+// bench/RESULTS.md), scaled to n nodes by memberlist's own formulas:
 //
-//   - A crashed node is probed within one ProbeInterval (every node probes one member per
-//     interval), found unresponsive at the end of that interval (direct then indirect
-//     probes), suspected, and declared dead after memberlist's suspicion timeout,
-//     SuspicionMult * max(1, log10(n)) * ProbeInterval; the news then spreads by gossip,
-//     GossipNodes members per GossipInterval, so each node hears it within
-//     ceil(log_GossipNodes(n)) intervals.
-//   - A restarted node joins through a push-pull with one member (a round trip) and its
-//     alive message spreads the same way; it learns every member from that push-pull.
-//   - A partition is detected like crashes on both sides; after it heals, each side's
-//     join loop retries lost members every ReconnectInterval (+25% jitter).
+//   - A crashed node is found dead by its first observer calDetect after the crash
+//     (measured at calNodes nodes: a probe within one ProbeInterval, the failed direct and
+//     indirect probes, then the suspicion timeout). The suspicion timeout grows with
+//     SuspicionMult * max(1, log10(n)) * ProbeInterval, so at n nodes the detection is
+//     calDetect plus the difference of that timeout between n and calNodes. The other nodes
+//     hear of it uniformly within the measured spread (last observer minus first), scaled
+//     by the gossip rounds dissemination takes, ceil(log_GossipNodes(n)).
+//   - A restarted node joins through a push-pull with one member (a round trip) and the
+//     others see it alive within the measured join delays, scaled the same way.
+//   - A partition is detected like crashes on both sides; after it heals, the first
+//     reconnect (each node retries lost members every ReconnectInterval) comes after the
+//     measured heal delay at calNodes, shorter with more nodes retrying (by n/calNodes),
+//     and the news spreads as above.
 //
-// These delays follow memberlist's own formulas for gossip's configuration; they have not
-// yet been checked against a measurement of real memberlist nodes (bench/RESULTS.md says
-// so). Membership traffic is not sent through the network model; idleBytesPerNodeS
-// estimates it from memberlist's message sizes.
+// Membership traffic is not sent through the network model; idleBytesPerNodeS estimates
+// it from memberlist's message sizes.
 type membershipModel struct {
 	s   *Sim
 	cfg gossip.Config
 	rnd *rand.Rand
 }
 
-const (
-	gossipNodes      = 4                // mc.GossipNodes in gossip's openMemberlist
-	pushPullInterval = 10 * time.Second // mc.PushPullInterval
-)
+const gossipNodes = 4 // mc.GossipNodes in gossip's openMemberlist
 
 func newMembershipModel(s *Sim, cfg gossip.Config, rnd *rand.Rand) *membershipModel {
 	return &membershipModel{s: s, cfg: cfg, rnd: rnd}
@@ -61,27 +60,52 @@ func (m *membershipModel) reconsider(o, x *node) {
 	}
 }
 
+// Measured with `patina bench membership --nodes 5 --rounds 3` (real memberlist and QUIC
+// on loopback, gossip.DefaultConfig's failure detection) on the shared 2-core machine:
+// the first observer saw a cut-off node dead after 913 ms and the last after 941 ms; a
+// node whose cut ended was seen alive again after 987 ms (first) to 1,038 ms (last); a
+// joiner was seen by the first member after 125 ms and by the last after 250 ms. (At 3
+// nodes: 918 ms; 1,043 to 1,083 ms; 10 to 50 ms.)
+const (
+	calNodes         = 5
+	calDetect        = 913 * time.Millisecond
+	calDetectSpread  = (941 - 913) * time.Millisecond
+	calHeal          = 987 * time.Millisecond
+	calHealSpread    = (1038 - 987) * time.Millisecond
+	calJoin          = 125 * time.Millisecond
+	calJoinSpread    = (250 - 125) * time.Millisecond
+	pushPullInterval = 10 * time.Second // mc.PushPullInterval
+)
+
+// rounds is how many gossip rounds memberlist takes to tell n nodes (GossipNodes each).
+func rounds(n int) float64 { return math.Max(1, math.Ceil(math.Log(float64(n))/math.Log(gossipNodes))) }
+
 // spread is how long gossip takes to carry news to one more node: uniform up to the
-// dissemination time.
-func (m *membershipModel) spread() time.Duration {
-	n := float64(len(m.s.nodes))
-	rounds := math.Ceil(math.Log(n) / math.Log(gossipNodes))
-	return time.Duration(m.rnd.Float64() * rounds * float64(m.cfg.GossipInterval))
+// measured spread, scaled from calNodes to n nodes by the rounds it takes.
+func (m *membershipModel) spread(measured time.Duration) time.Duration {
+	scale := rounds(len(m.s.nodes)) / rounds(calNodes)
+	return time.Duration(m.rnd.Float64() * scale * float64(measured))
 }
 
-// detect is the time from a node's failure to its being declared dead by its prober.
+// suspicion is memberlist's minimum suspicion timeout at n nodes.
+func (m *membershipModel) suspicion(n int) time.Duration {
+	return time.Duration(float64(m.cfg.SuspicionMult) * math.Max(1, math.Log10(float64(n))) * float64(m.cfg.ProbeInterval))
+}
+
+// detect is the time from a node's failure to its first observer declaring it dead: the
+// measured delay, with the suspicion timeout of n nodes instead of calNodes, and the
+// probe's phase (uniform within an interval) around the measured mean.
 func (m *membershipModel) detect() time.Duration {
-	n := float64(len(m.s.nodes))
-	suspicion := time.Duration(float64(m.cfg.SuspicionMult) * math.Max(1, math.Log10(n)) * float64(m.cfg.ProbeInterval))
-	probe := time.Duration(m.rnd.Float64() * float64(m.cfg.ProbeInterval))
-	return probe + m.cfg.ProbeInterval + suspicion
+	n := len(m.s.nodes)
+	phase := time.Duration((m.rnd.Float64() - 0.5) * float64(m.cfg.ProbeInterval))
+	return calDetect + m.suspicion(n) - m.suspicion(calNodes) + phase
 }
 
 func (m *membershipModel) crashed(x *node) {
 	t := m.s.l.now + m.detect()
 	for _, o := range m.s.nodes {
 		o := o
-		m.s.l.at(t+m.spread(), func() { m.reconsider(o, x) })
+		m.s.l.at(t+m.spread(calDetectSpread), func() { m.reconsider(o, x) })
 	}
 }
 
@@ -94,9 +118,10 @@ func (m *membershipModel) restarted(x *node) {
 			m.reconsider(x, o)
 		}
 	})
+	// The others see it alive as measured (the join's first observer, then the spread).
 	for _, o := range m.s.nodes {
 		o := o
-		m.s.l.at(t+m.spread(), func() { m.reconsider(o, x) })
+		m.s.l.at(t+calJoin+m.spread(calJoinSpread), func() { m.reconsider(o, x) })
 	}
 }
 
@@ -118,18 +143,18 @@ func (m *membershipModel) partitioned() {
 		detected[i] = m.s.l.now + m.detect()
 	}
 	m.across(func(o, x *node) {
-		m.s.l.at(detected[x.idx]+m.spread(), func() { m.reconsider(o, x) })
+		m.s.l.at(detected[x.idx]+m.spread(calDetectSpread), func() { m.reconsider(o, x) })
 	})
 }
 
 func (m *membershipModel) healed() {
 	// The first retry of any node on either side reconnects the two memberlists; a
 	// push-pull later every node hears of the other side by gossip.
-	first := time.Duration(m.rnd.Float64() * float64(m.cfg.ReconnectInterval) * 1.25 /
-		math.Max(1, float64(len(m.s.nodes))/4))
+	// measured at calNodes (uniform around it), sooner with more nodes retrying.
+	first := time.Duration(2 * m.rnd.Float64() * float64(calHeal) / math.Max(1, float64(len(m.s.nodes))/calNodes))
 	t := m.s.l.now + first + m.s.net.rtt.rtt[0][m.s.cfg.Regions-1]
 	m.across(func(o, x *node) {
-		m.s.l.at(t+m.spread(), func() { m.reconsider(o, x) })
+		m.s.l.at(t+m.spread(calHealSpread), func() { m.reconsider(o, x) })
 	})
 }
 
