@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patinadb/patina/internal/testutil"
 	"github.com/patinadb/patina/log"
 )
 
@@ -61,11 +62,10 @@ func TestSyncDigest(t *testing.T) {
 	if s := session(a, b); !s.digest || s.same || s.theirs == nil {
 		t.Fatalf("different logs: digest %v, same %v", s.digest, s.same)
 	}
-	for _, n := range []*testNode{a, b} {
-		if !n.st.Contains(a.site, 1) || !n.st.Contains(b.site, 1) {
-			t.Fatalf("after a digest session %v lacks a write", n.site)
-		}
-	}
+	// The client's outcome comes once it received; the server applies on its own time.
+	testutil.WaitFor(t, 30*time.Second, "both writes on a and b", func() bool {
+		return a.st.Contains(b.site, 1) && b.st.Contains(a.site, 1)
+	})
 	// With the full-vector node, both ways.
 	write(c, 3)
 	if s := session(a, c); s.digest || s.theirs == nil {
@@ -75,14 +75,13 @@ func TestSyncDigest(t *testing.T) {
 	if s := session(c, a); s.digest {
 		t.Fatal("c -> a opened with a digest")
 	}
-	for _, n := range []*testNode{a, c} {
-		if !n.st.Vector().Equal(a.st.Vector()) || !n.st.Contains(c.site, 1) || !n.st.Contains(a.site, 2) {
-			t.Fatalf("after full-vector sessions %v and a differ", n.site)
-		}
-	}
+	testutil.WaitFor(t, 30*time.Second, "a and c equal", func() bool {
+		return c.st.Vector().Equal(a.st.Vector()) && a.st.Contains(c.site, 1) && c.st.Contains(a.site, 2)
+	})
 	if s := session(b, a); s.same {
 		t.Fatal("b lacks c's write and a's second, yet the digests matched")
 	}
+	testutil.WaitFor(t, 30*time.Second, "a and b equal", func() bool { return b.st.Vector().Equal(a.st.Vector()) })
 	if s := session(b, a); !s.same {
 		t.Fatal("b caught up, yet the digests differ")
 	}
