@@ -195,9 +195,10 @@ func (g *Gossip) syncNow(ctx context.Context, p *peer) error {
 	stop := context.AfterFunc(ctx, cancel)
 	defer stop()
 	done := make(chan error, 1)
-	s := &syncSession{g: g, name: p.name}
+	s := g.clientSession(p)
 	g.tr.Sync(sctx, p.addr, s, func(err error) { done <- err })
 	err := <-done
+	s.ended(err)
 	outcome := "ok"
 	switch {
 	case err == nil:

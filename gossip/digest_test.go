@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func TestSyncDigest(t *testing.T) {
 	session := func(from, to *testNode) *syncSession {
 		t.Helper()
 		p := peerOf(from, to)
-		s := &syncSession{g: from.g, name: p.name, digest: p.digest && !from.cfg.SyncFullVectors}
+		s := from.g.clientSession(p)
 		ch := make(chan error, 1)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -84,5 +85,48 @@ func TestSyncDigest(t *testing.T) {
 	testutil.WaitFor(t, 30*time.Second, "a and b equal", func() bool { return b.st.Vector().Equal(a.st.Vector()) })
 	if s := session(b, a); !s.same {
 		t.Fatal("b caught up, yet the digests differ")
+	}
+}
+
+// TestVectorFrameCompressed: when digests differ the vectors travel, and to a peer that
+// decodes zstd a large one goes as a zstd frame that reads back as the same vector; to a
+// peer that does not, or below CompressMinBytes, it goes plain.
+func TestVectorFrameCompressed(t *testing.T) {
+	v := log.NewVector()
+	for i := range 300 { // a 300-node cluster's vector, each site with a gap
+		site := log.SiteID{0: byte(i), 1: byte(i >> 8), 15: 7}
+		for ver := log.Version(1); ver <= 40; ver++ {
+			if ver != 20 {
+				v.AddVersion(site, ver)
+			}
+		}
+	}
+	enc, err := encodeVector(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := TestConfig()
+	g := &Gossip{cfg: cfg, m: newMetrics(), known: map[string]*memberInfo{
+		"new": {meta: &nodeMeta{Zstd: true}}, "old": {meta: &nodeMeta{}},
+	}}
+	z := (&syncSession{g: g, name: "new"}).vectorFrame(enc)
+	if len(z) >= len(enc) || z[uvarintLen(uint64(len(z)))] != frameZstd {
+		t.Fatalf("to a zstd peer: %d bytes for a %d-byte vector, want a smaller zstd frame", len(z), len(enc))
+	}
+	typ, body, _ := readFrame(t, z)
+	got, err := decodeVector(body)
+	if typ != frameVector || err != nil || !got.Equal(v) {
+		t.Fatalf("read back: type %d, err %v, equal %v", typ, err, err == nil && got.Equal(v))
+	}
+	if got := metricValue(t, g.m.zstdWire.WithLabelValues("sync", "sent")); got != float64(len(z)) {
+		t.Fatalf("zstd sync bytes sent: %v, want %d", got, len(z))
+	}
+	plain := appendFrame(nil, frameVector, enc)
+	if f := (&syncSession{g: g, name: "old"}).vectorFrame(enc); !bytes.Equal(f, plain) {
+		t.Fatal("to a peer without zstd: not the plain frame")
+	}
+	g.cfg.CompressMinBytes = len(enc) + 1
+	if f := (&syncSession{g: g, name: "new"}).vectorFrame(enc); !bytes.Equal(f, plain) {
+		t.Fatal("below CompressMinBytes: not the plain frame")
 	}
 }

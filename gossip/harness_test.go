@@ -222,15 +222,15 @@ func waitMembers(tb testing.TB, nodes []*testNode) {
 	})
 }
 
-// waitSyncIdle waits until no node runs a sync round or has one armed to start at once: the
-// rounds that joins trigger are over, and with a long SyncInterval only what the test does
-// moves versions by sync.
+// waitSyncIdle waits until no node runs a sync round, has one armed to start at once or
+// serves a session: the rounds that joins trigger are over, and with a long SyncInterval
+// only what the test does moves versions by sync.
 func waitSyncIdle(tb testing.TB, nodes []*testNode) {
 	tb.Helper()
 	testutil.WaitFor(tb, 30*time.Second, "join-time sync rounds to end", func() bool {
 		for _, n := range nodes {
 			n.g.smu.Lock()
-			busy := n.g.syncing || n.g.syncPending || n.g.syncSoon
+			busy := n.g.syncing || n.g.syncPending || n.g.syncSoon || n.g.served.Load() > 0
 			n.g.smu.Unlock()
 			if busy {
 				return false
@@ -291,20 +291,4 @@ func (g *Gossip) syncRoundWait() (done, busy int) {
 	g.syncRound(func(done, busy int) { ch <- res{done, busy} })
 	r := <-ch
 	return r.done, r.busy
-}
-
-// waitSyncIdle waits until no node runs, has queued or serves a sync session.
-func waitSyncIdle(tb testing.TB, nodes []*testNode) {
-	tb.Helper()
-	testutil.WaitFor(tb, 30*time.Second, "sync rounds to finish", func() bool {
-		for _, n := range nodes {
-			n.g.smu.Lock()
-			busy := n.g.syncing || n.g.syncPending || n.g.served.Load() > 0
-			n.g.smu.Unlock()
-			if busy {
-				return false
-			}
-		}
-		return true
-	})
 }

@@ -2,7 +2,6 @@ package gossip
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -117,12 +116,18 @@ func (g *Gossip) syncRound(finish func(done, busy int)) {
 // startSync runs one session with p as the client; done gets its outcome.
 func (g *Gossip) startSync(p *peer, done func(error)) {
 	ctx, cancel := context.WithTimeout(p.ctx, g.cfg.SyncTimeout)
-	s := &syncSession{g: g, name: p.name, digest: p.digest && !g.cfg.SyncFullVectors}
+	s := g.clientSession(p)
 	g.tr.Sync(ctx, p.addr, s, func(err error) {
 		cancel()
 		s.ended(err)
 		done(err)
 	})
+}
+
+// clientSession is the client's side of a session with p: it opens with a digest when p
+// serves them and this node is not configured with full vectors.
+func (g *Gossip) clientSession(p *peer) *syncSession {
+	return &syncSession{g: g, name: p.name, digest: p.digest && !g.cfg.SyncFullVectors}
 }
 
 // ServeSync opens a session served to from, unless this node serves MaxServedSyncs.
@@ -196,7 +201,7 @@ func (s *syncSession) WriteVector(w io.Writer) error {
 		if s.server && s.digest {
 			s.vectorIn = make(chan struct{})
 		}
-		frame = appendFrame(nil, frameVector, enc)
+		frame = s.vectorFrame(enc)
 	}
 	if _, err := w.Write(frame); err != nil {
 		return fmt.Errorf("send vector: %w", err)
@@ -215,16 +220,16 @@ func (s *syncSession) ReadVector(r io.Reader) error {
 	case typ == frameBusy && !s.server:
 		return ErrBusy
 	case typ == frameDigest && (s.server || s.digest):
-		if len(body) != digestLen {
-			return fmt.Errorf("%w: digest of %d bytes", ErrProtocol, len(body))
+		d, err := decodeDigest(body)
+		if err != nil {
+			return err
 		}
 		if s.server {
-			s.digest = true
-			copy(s.digestOf[:], body)
+			s.digest, s.digestOf = true, d
 			return nil
 		}
 		// A server answers with a digest only when it equals the client's.
-		if !bytes.Equal(body, s.digestOf[:]) {
+		if d != s.digestOf {
 			return fmt.Errorf("%w: sync answered with another digest", ErrProtocol)
 		}
 		s.same = true
@@ -292,7 +297,7 @@ func (s *syncSession) SendMissing(w io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("encode vector: %w", err)
 		}
-		if _, err := w.Write(appendFrame(nil, frameVector, vb)); err != nil {
+		if _, err := w.Write(s.vectorFrame(vb)); err != nil {
 			return fmt.Errorf("send vector: %w", err)
 		}
 	}
@@ -302,7 +307,24 @@ func (s *syncSession) SendMissing(w io.Writer) error {
 	if s.theirs == nil {
 		return errors.New("sync: send before the peer's vector")
 	}
-	return s.g.sendMissing(w, s.theirs, s.g.compressing() && s.g.peerZstd(s.name))
+	return s.g.sendMissing(w, s.theirs, s.zstd())
+}
+
+// zstd reports whether this side compresses the frames it sends (compress.go).
+func (s *syncSession) zstd() bool { return s.g.compressing() && s.g.peerZstd(s.name) }
+
+// vectorFrame returns a vector frame of the encoded vector enc, as a zstd frame to a peer
+// that decodes them when that saves bytes: a vector has an entry per site, and the
+// versions of a site that writes often compress well (digests are too small to).
+func (s *syncSession) vectorFrame(enc []byte) []byte {
+	frame := appendFrame(nil, frameVector, enc)
+	if s.zstd() && len(enc) >= s.g.cfg.CompressMinBytes {
+		if z := compressFrame(frame, s.g.cfg.CompressMinBytes); z != nil {
+			s.g.countCompressed("sync", len(frame), len(z))
+			return z
+		}
+	}
+	return frame
 }
 
 // Receive applies the peer's changesets until its done frame; a server whose digest

@@ -52,6 +52,15 @@ func vectorDigest(v *log.Vector) (enc []byte, digest [digestLen]byte, err error)
 	return enc, digest, nil
 }
 
+// decodeDigest returns a digest frame's body as a digest.
+func decodeDigest(body []byte) (d [digestLen]byte, err error) {
+	if len(body) != digestLen {
+		return d, fmt.Errorf("%w: digest of %d bytes, want %d", ErrProtocol, len(body), digestLen)
+	}
+	copy(d[:], body)
+	return d, nil
+}
+
 // protoVersion is the hello's version; a peer with another major version is refused.
 const protoVersion = 1
 

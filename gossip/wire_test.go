@@ -72,6 +72,10 @@ func goldenFrames(tb testing.TB) map[string][]byte {
 	tb.Helper()
 	g := &Gossip{cfg: Config{ClusterID: "prod"}, site: goldenSite}
 	vb := mustFrame(tb)(encodeVector(goldenVector()))
+	_, digest, err := vectorDigest(goldenVector())
+	if err != nil {
+		tb.Fatal(err)
+	}
 	done := mustFrame(tb)(msgpack.Marshal(&doneMsg{Changesets: 3, Changes: 12}))
 	meta := mustFrame(tb)(msgpack.Marshal(&nodeMeta{V: 1, Site: wireSite(goldenSite), Cluster: "prod", QUIC: "10.0.0.1:8788", API: "10.0.0.1:8080"}))
 	return map[string][]byte{
@@ -80,8 +84,11 @@ func goldenFrames(tb testing.TB) map[string][]byte {
 		"changeset.bin":       mustFrame(tb)(changesetFrame(goldenChangeset(), 3)),
 		"part.bin":            mustFrame(tb)(changesetFrame(goldenPart(), 0)),
 		"vector.bin":          appendFrame(nil, frameVector, vb),
-		"busy.bin":            appendFrame(nil, frameBusy, nil),
-		"done.bin":            appendFrame(nil, frameDone, done),
+		// The digest pins how a vector is digested too: nodes that digest differently
+		// never find their logs equal, and always exchange full vectors.
+		"digest.bin": appendFrame(nil, frameDigest, digest[:]),
+		"busy.bin":   appendFrame(nil, frameBusy, nil),
+		"done.bin":   appendFrame(nil, frameDone, done),
 		// Node metadata is not a frame: memberlist carries it.
 		"meta.bin": meta,
 	}
@@ -161,6 +168,25 @@ func TestFrameDecoding(t *testing.T) {
 			}
 			if !v.Equal(goldenVector()) {
 				t.Fatalf("vector differs: %v", v)
+			}
+		}},
+		{name: "digest", in: readGolden(t, "digest.bin"), check: func(t *testing.T, typ byte, body []byte) {
+			d, err := decodeDigest(body)
+			if err != nil || typ != frameDigest {
+				t.Fatalf("type %d: %v", typ, err)
+			}
+			if _, want, _ := vectorDigest(goldenVector()); d != want {
+				t.Fatalf("digest %x, want %x", d, want)
+			}
+		}},
+		{name: "short digest", in: appendFrame(nil, frameDigest, make([]byte, digestLen-1)), check: func(t *testing.T, typ byte, body []byte) {
+			if _, err := decodeDigest(body); !errors.Is(err, ErrProtocol) {
+				t.Fatalf("err %v, want ErrProtocol", err)
+			}
+		}},
+		{name: "long digest", in: appendFrame(nil, frameDigest, make([]byte, digestLen+1)), check: func(t *testing.T, typ byte, body []byte) {
+			if _, err := decodeDigest(body); !errors.Is(err, ErrProtocol) {
+				t.Fatalf("err %v, want ErrProtocol", err)
 			}
 		}},
 		{name: "hello of wrong type", in: readGolden(t, "busy.bin"), check: func(t *testing.T, typ byte, body []byte) {
@@ -286,6 +312,14 @@ func FuzzFrames(f *testing.F) {
 					continue
 				}
 				roundTripVector(t, v)
+			case frameDigest:
+				d, err := decodeDigest(body)
+				if err != nil {
+					continue
+				}
+				if !bytes.Equal(d[:], body) {
+					t.Fatalf("digest round trip: %x vs %x", d, body)
+				}
 			}
 		}
 	})
