@@ -74,7 +74,7 @@ func newMetrics() *metrics {
 // /metrics lists them all from the start: a dashboard or an alert on rate() or absent()
 // sees 0, not a missing series, until something happens.
 func (m *metrics) zero() {
-	for _, s := range []MemberState{StateAlive, StateSuspect, StateDead, StateLeft, StateUntrusted, StateUnverified} {
+	for _, s := range []MemberState{StateAlive, StateSuspect, StateDead, StateLeft} {
 		m.members.WithLabelValues(string(s))
 	}
 	for _, op := range []string{"rejoin", "reconcile"} {
