@@ -403,6 +403,13 @@ func (s *Store) commitCompaction(r *compactReq) {
 				r.err = err
 				return
 			}
+			// Its digest goes too: kept, it would cost a key per version ever written, the
+			// history growth compaction is for. A copy of a cleared version that arrives
+			// again is held already and dropped unread, whatever its content.
+			if err := b.Delete(digestKey(rw.site, rw.ver), nil); err != nil {
+				r.err = err
+				return
+			}
 			sv.Cleared.Add(uint64(rw.ver), uint64(rw.ver))
 			pubCleared = append(pubCleared, clr{rw.site, RangeSet{{First: uint64(rw.ver), Last: uint64(rw.ver)}}})
 			dirty[rw.site] = struct{}{}
@@ -580,9 +587,9 @@ func (s *Store) ReclaimSpace(ctx context.Context) error {
 		return err
 	}
 	defer s.closeMu.RUnlock()
-	// Every key space, one at a time: besides the data and arrival entries compaction
-	// deletes, the vector, cleared and stats keys are rewritten by every batch.
-	for pfx := pfxMeta; pfx <= pfxCleared; pfx++ {
+	// Every key space, one at a time: besides the data, arrival and digest entries
+	// compaction deletes, the vector, cleared and stats keys are rewritten by every batch.
+	for pfx := pfxMeta; pfx <= pfxDigest; pfx++ {
 		if err := s.db.Compact(ctx, []byte{pfx}, []byte{pfx + 1}, false); err != nil {
 			return fmt.Errorf("reclaim space: %w", err)
 		}

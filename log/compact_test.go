@@ -85,6 +85,13 @@ func TestCompact(t *testing.T) {
 		if _, err := s.Get(siteA, 3); !errors.Is(err, ErrNotFound) && err == nil {
 			t.Fatalf("cleared version 3 still readable")
 		}
+		// A cleared version leaves no digest behind (a key per version ever written would
+		// grow with the history); a trimmed one keeps its origin's.
+		for v, want := range map[Version]bool{2: true, 3: false, 4: false, 5: true} {
+			if d, err := s.heldDigest(siteA, v); err != nil || d.IsZero() == want {
+				t.Fatalf("digest of version %d: %v, %v (want one: %v)", v, d, err, want)
+			}
+		}
 		sv := s.Vector().Sites[siteA]
 		if !reflect.DeepEqual(sv.Cleared, RangeSet{{First: 3, Last: 4}}) || !reflect.DeepEqual(sv.Versions, RangeSet{{First: 1, Last: 10}}) {
 			t.Fatalf("vector: %+v", sv)
