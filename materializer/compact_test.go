@@ -258,9 +258,10 @@ func runScenarioCompacted(t *testing.T, sc scenario.Scenario, recorded bool) {
 // compacted after every step (retention 0) and syncs carrying compacted logs, still matches
 // cr-sqlite at every step where it is checked and at the end, clocks included. The
 // primary-key corpus records cr-sqlite quirks Patina departs from on purpose (its README):
-// there the same replay without compaction is the reference, at every step.
+// there the same replay without compaction is the reference, at every step. The random
+// corpora (scenario.Random, scenario.RandomTx) replay compacted in TestRandomScenarios.
 func TestScenariosCompacted(t *testing.T) {
-	for _, corpus := range scenario.Corpora {
+	for _, corpus := range []string{scenario.Edge, scenario.PKEdge} {
 		scs := scenario.Load(t, corpus)
 		if testing.Short() && len(scs) > 10 {
 			scs = scs[:10]
