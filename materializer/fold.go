@@ -16,15 +16,23 @@ type foldState struct {
 	cells int
 	buf   []byte
 	rc    rowClock
+	mask  []byte // scratch of bufferRow
+	args  []any  // scratch of bufferRow
 }
 
 // foldChangeset merges one complete changeset into the view with the rules R1-R9 and of docs/DESIGN.md section 3
 // R12. Changes for tables or columns the schema does not have yet are skipped and the
 // changeset's seq is recorded in the pending table, to be refolded after a migration.
-func (m *Materializer) foldChangeset(ctx context.Context, cs *log.Changeset, st *foldState) error {
+func (m *Materializer) foldChangeset(ctx context.Context, cs *log.Changeset, st *foldState) (err error) {
 	if cs.Kind != log.KindData {
 		return nil
 	}
+	defer func() {
+		if err == nil {
+			err = m.flush(ctx)
+		}
+		m.wb.reset()
+	}()
 	pending := false
 	ch := cs.Changes
 	for i := 0; i < len(ch); {
@@ -268,6 +276,10 @@ func (f *rowFold) write(ctx context.Context, pk log.PK, st *foldState) error {
 	m, t := f.m, f.t
 	cl := f.rc.CL()
 	if f.needDelete {
+		// Rows are written in fold order: what is buffered goes first.
+		if err := m.flush(ctx); err != nil {
+			return err
+		}
 		if _, err := m.w.exec(ctx, t.sqlDelete, f.pkArgs...); err != nil {
 			return fmt.Errorf("delete row of %s: %w", t.Name, err)
 		}
@@ -275,11 +287,11 @@ func (f *rowFold) write(ctx context.Context, pk log.PK, st *foldState) error {
 	if cl%2 == 1 {
 		switch {
 		case f.nwritten > 0:
-			q, args := t.upsert(f.written, f.newVals, f.pkArgs)
-			if _, err := m.w.exec(ctx, q, args...); err != nil {
-				return fmt.Errorf("write row of %s: %w", t.Name, err)
-			}
+			m.bufferRow(f, pk, st)
 		case f.ensure:
+			if err := m.flush(ctx); err != nil {
+				return err
+			}
 			if _, err := m.w.exec(ctx, t.sqlEnsure, f.pkArgs...); err != nil {
 				return fmt.Errorf("create row of %s: %w", t.Name, err)
 			}
@@ -292,7 +304,28 @@ func (f *rowFold) write(ctx context.Context, pk log.PK, st *foldState) error {
 	return nil
 }
 
+// bufferRow queues the upsert of the row's written columns (writeBuf).
+func (m *Materializer) bufferRow(f *rowFold, pk log.PK, st *foldState) {
+	t := f.t
+	mask := t.maskKey(f.written, st.mask[:0])
+	args := append(st.args[:0], f.pkArgs...)
+	for i, w := range f.written {
+		if w {
+			args = append(args, f.newVals[i].SQL())
+		}
+	}
+	m.wb.addRow(t, pk, mask, args...)
+	clear(args)
+	st.args = args[:0]
+}
+
 func (m *Materializer) loadClock(ctx context.Context, t *table, pk log.PK, rc *rowClock) (bool, error) {
+	if m.wb.pendingKey(t, pk) {
+		// The row's last writes are still buffered: write them before reading it back.
+		if err := m.flush(ctx); err != nil {
+			return false, err
+		}
+	}
 	s, err := m.w.stmt(ctx, t.sqlClockGet)
 	if err != nil {
 		return false, err
@@ -322,9 +355,7 @@ func (m *Materializer) loadClock(ctx context.Context, t *table, pk log.PK, rc *r
 
 func (m *Materializer) storeClock(ctx context.Context, t *table, pk log.PK, rc *rowClock, st *foldState) error {
 	st.buf = rc.encode(st.buf)
-	if _, err := m.w.exec(ctx, t.sqlClockPut, []byte(pk), int64(rc.CL()), st.buf); err != nil {
-		return fmt.Errorf("write clock of %s: %w", t.Name, err)
-	}
+	m.wb.addClock(t, pk, int64(rc.CL()), st.buf)
 	return nil
 }
 

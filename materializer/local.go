@@ -466,7 +466,13 @@ func moveKey(ro, rn *localRow, oldV, newV []log.Value) {
 // localChangeset turns the touched rows into the transaction's changeset (sentinel first,
 // then touched columns, per row in first-touch order), stamps the clocks with their new
 // (site, version, seq) and writes them. It returns nil when no row changed.
-func (m *Materializer) localChangeset(ctx context.Context, version log.Version, order []*localRow, st *foldState) (*log.Changeset, error) {
+func (m *Materializer) localChangeset(ctx context.Context, version log.Version, order []*localRow, st *foldState) (_ *log.Changeset, err error) {
+	defer func() {
+		if err == nil {
+			err = m.flush(ctx) // the clocks, buffered by storeClock
+		}
+		m.wb.reset()
+	}()
 	cs := &log.Changeset{Site: m.site, Version: version, TS: m.hlc.Now(), Kind: log.KindData}
 	for _, r := range order {
 		start := len(cs.Changes)

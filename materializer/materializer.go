@@ -46,6 +46,7 @@ type Materializer struct {
 	ahead   map[log.Seq]bool  // local seqs folded beyond a gap in the fold position
 	aff     *affinityConv
 	capSeen int64 // the last capture row id read in the current group
+	wb      writeBuf // the current changeset's row and clock writes (writebuf.go)
 
 	tablesSnap atomic.Pointer[[]string] // sorted user table names, for Tables()
 	schemaSnap atomic.Pointer[schemaSnapshot]

@@ -63,7 +63,8 @@ type table struct {
 
 	// Statements of the fold, built once per schema load.
 	sqlClockGet, sqlClockPut, sqlDelete, sqlEnsure, sqlReadRow string
-	upserts                                                    map[string]string // by written-column mask
+	upserts                                                    map[string]string // by written-column mask (and rows, see upsertRows)
+	masks                                                      map[string]string // interned written-column masks (maskKey)
 }
 
 func clockTableName(t string) string { return "__patina_clock_" + t }
@@ -151,6 +152,7 @@ func (t *table) finish() {
 		t.sqlReadRow = "SELECT " + strings.Join(sel, ", ") + " FROM " + t.quoted + " WHERE " + t.pkWhere()
 	}
 	t.upserts = map[string]string{}
+	t.masks = map[string]string{}
 }
 
 func placeholders(n int) string {
