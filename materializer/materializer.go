@@ -45,7 +45,7 @@ type Materializer struct {
 	tables  map[string]*table // lower-case name -> table
 	ahead   map[log.Seq]bool  // local seqs folded beyond a gap in the fold position
 	aff     *affinityConv
-	capSeen int64 // the last capture row id read in the current group
+	capSeen int64    // the last capture row id read in the current group
 	wb      writeBuf // the current changeset's row and clock writes (writebuf.go)
 
 	tablesSnap atomic.Pointer[[]string] // sorted user table names, for Tables()
