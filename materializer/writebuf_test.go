@@ -1,0 +1,114 @@
+package materializer
+
+import (
+	"context"
+	"testing"
+
+	"github.com/patinadb/patina/log"
+)
+
+// remoteCS builds a changeset of a remote site from (pk, column, value) triples, in order,
+// every change at col_version cv and cl 1.
+func remoteCS(version log.Version, cv uint64, changes ...any) *log.Changeset {
+	cs := &log.Changeset{Site: log.SiteID{0xBE, 2}, Version: version, TS: log.Timestamp(version), Kind: log.KindData}
+	for i := 0; i < len(changes); i += 3 {
+		cs.Changes = append(cs.Changes, log.Change{Table: "u", PK: log.MustPackPK(log.Integer(int64(changes[i].(int)))),
+			CID: changes[i+1].(string), Val: changes[i+2].(log.Value), ColVersion: cv, CL: 1, Seq: uint64(len(cs.Changes))})
+	}
+	cs.LastSeq = uint64(len(cs.Changes) - 1)
+	cs.Seqs = log.SeqRange{First: 0, Last: cs.LastSeq}
+	return cs
+}
+
+// TestBufferedFold: the fold buffers a changeset's row and clock writes and writes them
+// with multi-row statements (writebuf.go). A row that comes back later in the same changeset
+// must see its buffered clock (both columns end in the clock, not only the last one); the
+// rows of a run longer than the largest statement all land; a changeset whose buffered rows
+// break a CHECK constraint is refused alone, as with one statement per row.
+func TestBufferedFold(t *testing.T) {
+	n := newNode(t, log.SiteID{1}, []string{"CREATE TABLE u (id INTEGER PRIMARY KEY NOT NULL, k TEXT, v TEXT CHECK (v IS NULL OR v <> 'bad'))"})
+	ctx := context.Background()
+	// Row 1, row 2, row 1 again (not consecutive).
+	cs1 := remoteCS(1, 1, 1, "k", log.Text("a"), 2, "k", log.Text("b"), 1, "v", log.Text("one"))
+	// 150 rows of one column set: runs of 64, 64, 16, 4, 1, 1.
+	var big []any
+	for i := range 150 {
+		big = append(big, 100+i, "k", log.Text("big-"+string(rune('A'+i%26))+string(rune('a'+i/26))), 100+i, "v", log.Text("x"))
+	}
+	cs2 := remoteCS(2, 1, big...)
+	// The second row breaks the CHECK constraint: the whole changeset is refused.
+	cs3 := remoteCS(3, 1, 500, "v", log.Text("ok"), 501, "v", log.Text("bad"))
+	// Folded after the refused one in the same batch.
+	cs4 := remoteCS(4, 1, 600, "k", log.Text("after"))
+	if _, err := n.m.Apply(ctx, []*log.Changeset{cs1, cs2, cs3, cs4}); err != nil {
+		t.Fatal(err)
+	}
+	got := n.query(t, "SELECT id, k, v FROM u WHERE id < 100 ORDER BY id")
+	want := [][]log.Value{{log.Integer(1), log.Text("a"), log.Text("one")}, {log.Integer(2), log.Text("b"), log.Null()}}
+	if !rowsEqual(got, want) {
+		t.Errorf("rows 1 and 2: %s; want %s", fmtRows(got), fmtRows(want))
+	}
+	cols := 0
+	for _, c := range n.dumpClock(t) {
+		if c.PK == "X'"+hexPK(1)+"'" {
+			cols++
+		}
+	}
+	if cols != 2 {
+		t.Errorf("row 1's clock holds %d column records; want 2 (k, then v after the row came back)", cols)
+	}
+	if c := n.query(t, "SELECT count(*), count(DISTINCT k), min(v), max(v) FROM u WHERE id BETWEEN 100 AND 249"); c[0][0].Int != 150 || c[0][1].Int != 150 || c[0][2].Text != "x" {
+		t.Errorf("the 150-row changeset: %s", fmtRows(c))
+	}
+	if c := n.query(t, "SELECT count(*) FROM u WHERE id IN (500, 501)"); c[0][0].Int != 0 {
+		t.Errorf("the changeset that breaks CHECK left %d rows; want it refused whole", c[0][0].Int)
+	}
+	if c := n.query(t, "SELECT count(*) FROM "+failedTable); c[0][0].Int != 1 {
+		t.Errorf("%d refused changesets recorded; want 1", c[0][0].Int)
+	}
+	if c := n.query(t, "SELECT k FROM u WHERE id = 600"); len(c) != 1 || c[0][0].Text != "after" {
+		t.Errorf("the changeset after the refused one: %s", fmtRows(c))
+	}
+	// The buffer is writer-owned: ask the writer, through a transaction, whether it is empty.
+	n.exec(t, "INSERT INTO u (id, k) VALUES (700, 'local')")
+	if c := n.query(t, "SELECT k FROM u WHERE id = 700"); len(c) != 1 {
+		t.Errorf("local row: %s", fmtRows(c))
+	}
+}
+
+func hexPK(id int64) string {
+	const digits = "0123456789ABCDEF"
+	pk := log.MustPackPK(log.Integer(id))
+	out := make([]byte, 0, 2*len(pk))
+	for _, b := range pk {
+		out = append(out, digits[b>>4], digits[b&15])
+	}
+	return string(out)
+}
+
+// TestCheckWriteStatementCached: the verdict of a statement is the same the second time
+// (from the cache), refusals are never remembered as allowed, and a full cache starts over.
+func TestCheckWriteStatementCached(t *testing.T) {
+	for range 2 {
+		if err := checkWriteStatement("INSERT INTO t VALUES (?)"); err != nil {
+			t.Fatal(err)
+		}
+		if err := checkWriteStatement("INSERT INTO __patina_meta VALUES (1, 2)"); err == nil {
+			t.Fatal("a write of an internal table was let through")
+		}
+		if err := checkWriteStatement("CREATE TABLE x (a)"); err == nil {
+			t.Fatal("a schema change was let through")
+		}
+	}
+	for i := range checkedWritesMax + 10 {
+		if err := checkWriteStatement("UPDATE t SET a = " + string(rune('0'+i%10)) + " WHERE id = ?" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkedWrites.Lock()
+	size := len(checkedWrites.ok)
+	checkedWrites.Unlock()
+	if size > checkedWritesMax {
+		t.Errorf("cache holds %d statements; want at most %d", size, checkedWritesMax)
+	}
+}
