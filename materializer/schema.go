@@ -159,36 +159,6 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
-// upsert returns the statement and arguments that write the columns marked in written
-// (docs/DESIGN.md rule R9: a new row gets its DEFAULTs for the other columns).
-func (t *table) upsert(written []bool, vals []log.Value, pkArgs []any) (string, []any) {
-	mask := make([]byte, len(written))
-	args := append([]any(nil), pkArgs...)
-	for i, w := range written {
-		if w {
-			mask[i] = 1
-			args = append(args, vals[i].SQL())
-		}
-	}
-	key := string(mask)
-	q, ok := t.upserts[key]
-	if !ok {
-		cols := []string{t.pkList()}
-		var set []string
-		for i, w := range written {
-			if w {
-				n := quoteIdent(t.Cols[t.NonPK[i]].Name)
-				cols = append(cols, n)
-				set = append(set, n+" = excluded."+n)
-			}
-		}
-		q = "INSERT INTO " + t.quoted + " (" + strings.Join(cols, ", ") + ") VALUES (" + placeholders(len(args)) +
-			") ON CONFLICT (" + t.pkList() + ") DO UPDATE SET " + strings.Join(set, ", ")
-		t.upserts[key] = q
-	}
-	return q, args
-}
-
 // checkTable applies the schema rules of docs/DESIGN.md section 5 to a table.
 func checkTable(ctx context.Context, q querier, t *table, toks []sqltok.Token) error {
 	if len(t.PK) == 0 {

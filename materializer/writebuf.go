@@ -35,7 +35,7 @@ type writeBuf struct {
 
 type pendRow struct {
 	t          *table
-	mask       string // which non-pk columns the row writes (t.upsert's key)
+	mask       string // which non-pk columns the row writes: 1 or 0 per clock ordinal (maskKey)
 	args, narg int    // the row's arguments: args[args : args+narg]
 }
 
@@ -151,8 +151,10 @@ func (m *Materializer) flush(ctx context.Context) error {
 	return nil
 }
 
-// upsertRows is the statement that writes n rows of the column set mask (see upsert):
-// INSERT ... VALUES (...), (...) ON CONFLICT (pk) DO UPDATE SET c = excluded.c.
+// upsertRows is the statement that writes n rows of the column set mask:
+// INSERT ... VALUES (...), (...) ON CONFLICT (pk) DO UPDATE SET c = excluded.c, which writes
+// only those columns of an existing row and gives a new row its DEFAULTs for the others
+// (docs/DESIGN.md rule R9).
 func (t *table) upsertRows(mask string, n int) string {
 	key := mask + "/" + strconv.Itoa(n)
 	if q, ok := t.upserts[key]; ok {
@@ -190,7 +192,8 @@ func (t *table) clockPutRows(n int) string {
 	return q
 }
 
-// maskKey is the t.upsert key of the written columns, without allocating when it is known.
+// maskKey is the key of the written columns (1 or 0 per clock ordinal), interned: no
+// allocation once the table has seen the column set.
 func (t *table) maskKey(written []bool, scratch []byte) string {
 	scratch = scratch[:0]
 	for _, w := range written {
