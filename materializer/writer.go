@@ -237,27 +237,9 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 			close(r.done)
 		}
 	}()
-	if m.w == nil {
-		return 0, errors.New("materializer: the view is not open (a failed rebuild?); reopen the node")
-	}
-	pos := m.FoldPosition()
-	css, err := m.store.Read(pos, m.cfg.FoldBatch)
+	pos, css, err := m.readBacklog(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("read log: %w", err)
-	}
-	// A schema changeset folds alone, in a transaction of its own, before anything after it
-	// in the log: data that needs it then finds its tables and columns.
-	for len(css) > 0 && css[0].Kind == log.KindSchema && !m.ahead[css[0].Seq] {
-		if err := m.foldSchema(ctx, css[0]); err != nil {
-			return 0, err
-		}
-		if m.w == nil {
-			return 0, errors.New("materializer: the view is not open (a failed rebuild?); reopen the node")
-		}
-		pos = m.FoldPosition()
-		if css, err = m.store.Read(pos, m.cfg.FoldBatch); err != nil {
-			return 0, fmt.Errorf("read log: %w", err)
-		}
+		return 0, err
 	}
 	w := m.w
 	if _, err := w.exec(ctx, "BEGIN IMMEDIATE"); err != nil {
@@ -266,20 +248,7 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 	rollback := func() { w.c.ExecContext(context.Background(), "ROLLBACK") }
 	start := time.Now()
 	var st foldState
-	cells := 0
-	for i, cs := range css {
-		if cs.Kind == log.KindSchema && !m.ahead[cs.Seq] {
-			css = css[:i] // next time, on its own
-			break
-		}
-		if i > 0 && cells >= foldCellBudget {
-			// Big changesets: commit what is folded so that local transactions and readers
-			// do not wait behind one huge SQLite transaction; the rest comes next time.
-			css = css[:i]
-			break
-		}
-		cells += len(cs.Changes)
-	}
+	css = foldable(css, m.ahead)
 	if err := m.foldAll(ctx, css, &st, false, func() error {
 		rollback()
 		_, err := w.exec(ctx, "BEGIN IMMEDIATE")
@@ -293,102 +262,24 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 		pos = cs.Seq
 	}
 	foldedRows := len(st.rows)
-	// Local transactions, each in a savepoint so that one failing leaves the others intact.
-	var locals []*log.Changeset
-	var owners []*request
-	base := m.store.NextLocalVersion()
-	if len(txs) > 0 {
-		// Capture is on for the whole group; the flag and the capture rows live in the
-		// SQLite transaction, so a rollback turns capture off again.
-		m.capSeen = 0
-		if _, err := w.exec(ctx, "UPDATE "+captureOn+" SET v = 1"); err != nil {
-			rollback()
-			return 0, err
-		}
-	}
-	for _, r := range txs {
-		if r.state.Load() != reqTaken && !r.state.CompareAndSwap(reqQueued, reqTaken) {
-			r.err = context.Cause(r.ctx) // abandoned: nobody waits for this answer
-			continue
-		}
-		if err := r.callerErr(); err != nil {
-			r.err = fmt.Errorf("%w (the transaction waited for the writer and did not run)", err)
-			continue
-		}
-		uctx, done := r.userContext(m.run)
-		res, cs, err := m.runLocal(ctx, uctx, r.stmts, base+log.Version(len(locals)), &st)
-		done()
-		if errors.Is(err, errGroupLost) {
-			r.err = errors.Unwrap(err)
-			rollback()
-			return 0, errGroupLost
-		}
-		if err != nil {
-			r.err = err
-			continue
-		}
-		r.tx = res
-		if cs != nil {
-			r.cs = cs
-			locals = append(locals, cs)
-			owners = append(owners, r)
-		}
-	}
-	if len(txs) > 0 {
-		if _, err := w.exec(ctx, "UPDATE "+captureOn+" SET v = 0"); err != nil {
-			rollback()
-			return 0, err
-		}
-		if _, err := w.exec(ctx, "DELETE FROM "+captureTable); err != nil {
-			rollback()
-			return 0, err
-		}
+	locals, owners, err := m.runLocals(ctx, w, txs, &st)
+	if err != nil {
+		rollback()
+		return 0, err
 	}
 	var added []log.Seq
 	if len(locals) > 0 {
-		res, err := m.store.Append(ctx, locals...)
-		if err != nil {
+		if pos, added, err = m.appendLocals(ctx, locals, owners, pos); err != nil {
 			rollback()
-			return 0, fmt.Errorf("append local changesets: %w", err)
-		}
-		for i, ar := range res {
-			if !ar.New || !ar.Complete {
-				rollback()
-				return 0, fmt.Errorf("append local version %d: the log already held it", locals[i].Version)
-			}
-			locals[i].Seq = ar.Seq
-			owners[i].tx.Version, owners[i].tx.Seq = locals[i].Version, ar.Seq
-			if ar.Seq == pos+1 {
-				pos = ar.Seq
-			} else {
-				// Someone appended between our read and our append: fold those first next
-				// time and skip ours then (merging is order-independent).
-				m.ahead[ar.Seq] = true
-				added = append(added, ar.Seq)
-			}
-		}
-		for m.ahead[pos+1] {
-			delete(m.ahead, pos+1)
-			pos++
+			return 0, err
 		}
 	}
-	if _, err := w.exec(ctx, "UPDATE "+metaTable+" SET value = ? WHERE key = 'fold_pos'", int64(pos)); err != nil {
+	if err := commitAt(ctx, w, pos, len(locals) > 0); err != nil {
 		rollback()
 		for _, s := range added {
 			delete(m.ahead, s)
 		}
-		return 0, fmt.Errorf("store fold position: %w", err)
-	}
-	if _, err := w.exec(ctx, "COMMIT"); err != nil {
-		rollback()
-		for _, s := range added {
-			delete(m.ahead, s)
-		}
-		if len(locals) > 0 {
-			// The changesets are durable in the log: the next iteration folds them.
-			err = fmt.Errorf("commit view (the transaction is durable in the log and will be folded): %w", err)
-		}
-		return 0, fmt.Errorf("commit: %w", err)
+		return 0, err
 	}
 	m.setFoldPos(pos)
 	m.met.observeCommit(len(css), len(locals), st.cells, time.Since(start), m.store.LastSeq()-pos)
@@ -407,6 +298,146 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 		close(r.done)
 	}
 	return len(css), nil
+}
+
+// readBacklog reads up to FoldBatch changesets after the fold position. A schema changeset
+// at the front folds alone, in a transaction of its own, before anything after it in the
+// log: data that needs it then finds its tables and columns.
+func (m *Materializer) readBacklog(ctx context.Context) (log.Seq, []*log.Changeset, error) {
+	errClosed := errors.New("materializer: the view is not open (a failed rebuild?); reopen the node")
+	if m.w == nil {
+		return 0, nil, errClosed
+	}
+	pos := m.FoldPosition()
+	css, err := m.store.Read(pos, m.cfg.FoldBatch)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read log: %w", err)
+	}
+	for len(css) > 0 && css[0].Kind == log.KindSchema && !m.ahead[css[0].Seq] {
+		if err := m.foldSchema(ctx, css[0]); err != nil {
+			return 0, nil, err
+		}
+		if m.w == nil {
+			return 0, nil, errClosed
+		}
+		pos = m.FoldPosition()
+		if css, err = m.store.Read(pos, m.cfg.FoldBatch); err != nil {
+			return 0, nil, fmt.Errorf("read log: %w", err)
+		}
+	}
+	return pos, css, nil
+}
+
+// foldable cuts css to what one writer transaction folds: up to the next schema changeset
+// (it folds alone, next time) and, beyond the first changeset, up to foldCellBudget cells.
+func foldable(css []*log.Changeset, ahead map[log.Seq]bool) []*log.Changeset {
+	cells := 0
+	for i, cs := range css {
+		if cs.Kind == log.KindSchema && !ahead[cs.Seq] {
+			return css[:i]
+		}
+		if i > 0 && cells >= foldCellBudget {
+			// Big changesets: commit what is folded so that local transactions and readers
+			// do not wait behind one huge SQLite transaction; the rest comes next time.
+			return css[:i]
+		}
+		cells += len(cs.Changes)
+	}
+	return css
+}
+
+// runLocals runs the group's local transactions, each in a savepoint so that one failing
+// leaves the others intact, and returns the changesets of those that changed something,
+// with their requests. errGroupLost means the whole SQLite transaction must roll back.
+func (m *Materializer) runLocals(ctx context.Context, w *dbconn, txs []*request, st *foldState) (locals []*log.Changeset, owners []*request, err error) {
+	if len(txs) == 0 {
+		return nil, nil, nil
+	}
+	// Capture is on for the whole group; the flag and the capture rows live in the
+	// SQLite transaction, so a rollback turns capture off again.
+	m.capSeen = 0
+	if _, err := w.exec(ctx, "UPDATE "+captureOn+" SET v = 1"); err != nil {
+		return nil, nil, err
+	}
+	base := m.store.NextLocalVersion()
+	for _, r := range txs {
+		if r.state.Load() != reqTaken && !r.state.CompareAndSwap(reqQueued, reqTaken) {
+			r.err = context.Cause(r.ctx) // abandoned: nobody waits for this answer
+			continue
+		}
+		if err := r.callerErr(); err != nil {
+			r.err = fmt.Errorf("%w (the transaction waited for the writer and did not run)", err)
+			continue
+		}
+		uctx, done := r.userContext(m.run)
+		res, cs, err := m.runLocal(ctx, uctx, r.stmts, base+log.Version(len(locals)), st)
+		done()
+		if errors.Is(err, errGroupLost) {
+			r.err = errors.Unwrap(err)
+			return nil, nil, errGroupLost
+		}
+		if err != nil {
+			r.err = err
+			continue
+		}
+		r.tx = res
+		if cs != nil {
+			r.cs = cs
+			locals = append(locals, cs)
+			owners = append(owners, r)
+		}
+	}
+	if _, err := w.exec(ctx, "UPDATE "+captureOn+" SET v = 0"); err != nil {
+		return nil, nil, err
+	}
+	if _, err := w.exec(ctx, "DELETE FROM "+captureTable); err != nil {
+		return nil, nil, err
+	}
+	return locals, owners, nil
+}
+
+// appendLocals appends the group's changesets to the log in one durable append and returns
+// the fold position past them, and the seqs of those that landed after someone else's
+// appends (folded next time, after those; merging is order-independent).
+func (m *Materializer) appendLocals(ctx context.Context, locals []*log.Changeset, owners []*request, pos log.Seq) (log.Seq, []log.Seq, error) {
+	res, err := m.store.Append(ctx, locals...)
+	if err != nil {
+		return 0, nil, fmt.Errorf("append local changesets: %w", err)
+	}
+	var added []log.Seq
+	for i, ar := range res {
+		if !ar.New || !ar.Complete {
+			return 0, nil, fmt.Errorf("append local version %d: the log already held it", locals[i].Version)
+		}
+		locals[i].Seq = ar.Seq
+		owners[i].tx.Version, owners[i].tx.Seq = locals[i].Version, ar.Seq
+		if ar.Seq == pos+1 {
+			pos = ar.Seq
+		} else {
+			m.ahead[ar.Seq] = true
+			added = append(added, ar.Seq)
+		}
+	}
+	for m.ahead[pos+1] {
+		delete(m.ahead, pos+1)
+		pos++
+	}
+	return pos, added, nil
+}
+
+// commitAt stores the fold position and commits the writer's transaction.
+func commitAt(ctx context.Context, w *dbconn, pos log.Seq, durable bool) error {
+	if _, err := w.exec(ctx, "UPDATE "+metaTable+" SET value = ? WHERE key = 'fold_pos'", int64(pos)); err != nil {
+		return fmt.Errorf("store fold position: %w", err)
+	}
+	if _, err := w.exec(ctx, "COMMIT"); err != nil {
+		if durable {
+			// The changesets are durable in the log: the next iteration folds them.
+			return fmt.Errorf("commit: commit view (the transaction is durable in the log and will be folded): %w", err)
+		}
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }
 
 // replay lowers the fold position to after; the loop then refolds the log from there.
