@@ -80,8 +80,9 @@ type Gossip struct {
 	// that this node lacked; a completed session brought them, so it is 0 then. Sync rounds
 	// prefer peers with the most (sync.go). Only this count is kept, not the vectors: at
 	// n nodes a vector has n sites, and one per peer would be n² per node.
-	lack  map[string]uint64
-	heads map[log.SiteID]uint64 // highest version seen per site
+	lack     map[string]uint64
+	heads    map[log.SiteID]uint64 // highest version seen per site
+	diverged map[string]struct{}   // content divergences reported (content.go), by peer, site and sums
 
 	joinTries  atomic.Uint64 // bootstrap join attempts, for tests and logs
 	served     atomic.Int32

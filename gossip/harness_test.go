@@ -22,6 +22,9 @@ import (
 // as the materializer does before folding, and reports what was new.
 type storeApplier struct {
 	st *log.Store
+	// ingest: Ingest (the materializer's path: forged and colliding versions refused)
+	// rather than Append.
+	ingest bool
 	// calls counts Apply calls, so that tests can wait for traffic without sleeping.
 	mu    sync.Mutex
 	calls int
@@ -30,7 +33,11 @@ type storeApplier struct {
 var _ Applier = (*storeApplier)(nil)
 
 func (a *storeApplier) Apply(ctx context.Context, css []*log.Changeset) ([]bool, error) {
-	res, err := a.st.Append(ctx, css...)
+	apply := a.st.Append
+	if a.ingest {
+		apply = a.st.Ingest
+	}
+	res, err := apply(ctx, css...)
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +69,8 @@ type testNode struct {
 	app  *storeApplier
 	g    *Gossip
 	up   bool
+	// ingest: the node applies what it receives with Ingest, as an agent does.
+	ingest bool
 }
 
 type nodeOpt func(*Config)
@@ -94,7 +103,7 @@ func (n *testNode) start() {
 	if err != nil {
 		n.tb.Fatalf("open log: %v", err)
 	}
-	n.st, n.app = st, &storeApplier{st: st}
+	n.st, n.app = st, &storeApplier{st: st, ingest: n.ingest}
 	g, err := New(n.cfg, st, n.app)
 	if err != nil {
 		st.Close()

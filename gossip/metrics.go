@@ -26,6 +26,7 @@ type metrics struct {
 	zstdPlain      *prometheus.CounterVec // by path and direction: zstd frames' bytes before compression
 	zstdWire       *prometheus.CounterVec // by path and direction: the same frames' bytes on the wire
 	damaged        *prometheus.CounterVec // by side: skipped (ours), peer (reported by a peer)
+	divergent      prometheus.Counter     // content.go
 }
 
 func newMetrics() *metrics {
@@ -65,6 +66,8 @@ func newMetrics() *metrics {
 			Help: "Bytes the same frames took on the wire (plain minus wire is what compression saved), by path and direction."}, []string{"path", "direction"}),
 		damaged: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "sync_damaged_versions_total",
 			Help: "Versions a sync could not send because they lie in a damaged part of the sender's log: side=skipped for this node's, side=peer for what peers reported (the versions are then taken from another node)."}, []string{"side"}),
+		divergent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "sync_content_divergence_total",
+			Help: "Sites a peer holds the same versions of with other content (content sums differ in a sync; the versions are then sent so that ingest names each colliding one)."}),
 	}
 	m.zero()
 	return m
@@ -102,7 +105,7 @@ func (m *metrics) zero() {
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
-		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.zstdPlain, m.zstdWire, m.damaged} {
+		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.zstdPlain, m.zstdWire, m.damaged, m.divergent} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -112,7 +115,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 
 func (m *metrics) unregister(r prometheus.Registerer) {
 	for _, c := range []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
-		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.zstdPlain, m.zstdWire, m.damaged} {
+		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.zstdPlain, m.zstdWire, m.damaged, m.divergent} {
 		r.Unregister(c)
 	}
 }

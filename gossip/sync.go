@@ -171,6 +171,7 @@ type syncSession struct {
 	// vector (or failed first): SendMissing waits for it.
 	vectorIn  chan struct{}
 	closeOnce sync.Once
+	resend    []log.SiteID // sites whose content differs from the peer's (content.go)
 }
 
 // reader wraps the session's reader once: its buffer holds what was read ahead.
@@ -247,6 +248,7 @@ func (s *syncSession) readTheirs(body []byte) error {
 	}
 	s.theirs = theirs
 	s.g.learnVector(theirs)
+	s.resend = s.g.divergentSites(s.name, theirs)
 	return nil
 }
 
@@ -290,7 +292,7 @@ func (s *syncSession) ended(err error) {
 // server whose digest differed waits until Receive has read the client's.
 func (s *syncSession) SendMissing(w io.Writer) error {
 	if s.same {
-		return s.g.sendMissing(w, nil, false) // a done frame only
+		return s.g.sendMissing(w, nil, nil, false) // a done frame only
 	}
 	if !s.server && s.digest {
 		vb, err := encodeVector(s.g.log.Vector())
@@ -307,7 +309,7 @@ func (s *syncSession) SendMissing(w io.Writer) error {
 	if s.theirs == nil {
 		return errors.New("sync: send before the peer's vector")
 	}
-	return s.g.sendMissing(w, s.theirs, s.zstd())
+	return s.g.sendMissing(w, s.theirs, s.resend, s.zstd())
 }
 
 // zstd reports whether this side compresses the frames it sends (compress.go).
@@ -370,7 +372,8 @@ func (s *syncSession) End(err error) {
 // sendMissing writes what theirs lacks, oldest version first per site, then a done frame.
 // QUIC flow control bounds what is in flight; the log is read as it goes.
 // With zstd set, frames that compress well go compressed (compress.go).
-func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector, zstd bool) error {
+// resend are sites whose versions go although the peer holds them (content.go).
+func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector, resend []log.SiteID, zstd bool) error {
 	var w interface {
 		io.Writer
 		Flush() error
@@ -446,6 +449,13 @@ func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector, zstd bool) error
 					}
 				}
 			}
+		}
+	}
+	for _, site := range resend {
+		skipped, err := g.sendVersions(site, g.resendVersions(site), write)
+		done.Damaged += skipped
+		if err != nil {
+			return err
 		}
 	}
 	if done.Damaged > 0 {

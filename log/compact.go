@@ -356,6 +356,11 @@ func (s *Store) commitCompaction(r *compactReq) {
 		rs   RangeSet
 	}
 	var pubCleared []clr
+	type pubDigest struct {
+		site SiteID
+		d    Digest
+	}
+	var pubDigests []pubDigest
 	dirty := map[SiteID]struct{}{}
 	var dropPartials []partKey
 	var pubVersions []clr
@@ -406,6 +411,11 @@ func (s *Store) commitCompaction(r *compactReq) {
 			// Its digest goes too: kept, it would cost a key per version ever written, the
 			// history growth compaction is for. A copy of a cleared version that arrives
 			// again is held already and dropped unread, whatever its content.
+			if d, err := s.heldDigest(rw.site, rw.ver); err == nil && !d.IsZero() {
+				// And out of the site's content sum, as a reopened log would count it.
+				sv.Content.Remove(d)
+				pubDigests = append(pubDigests, pubDigest{rw.site, d})
+			}
 			if err := b.Delete(digestKey(rw.site, rw.ver), nil); err != nil {
 				r.err = err
 				return
@@ -519,6 +529,11 @@ func (s *Store) commitCompaction(r *compactReq) {
 		s.logger.Error("compaction commit failed", "err", err)
 		r.err = s.failed
 		return
+	}
+	for _, p := range pubDigests {
+		if sv := s.vec.Sites[p.site]; sv != nil {
+			sv.Content.Remove(p.d)
+		}
 	}
 	for _, c := range pubCleared {
 		s.vec.Site(c.site).Cleared.AddSet(c.rs)

@@ -9,6 +9,7 @@ import "github.com/patinadb/patina/log/format"
 type (
 	Change      = format.Change
 	Changeset   = format.Changeset
+	ContentSum  = format.ContentSum
 	DecodeError = format.DecodeError
 	Digest      = format.Digest
 	HLC         = format.HLC

@@ -437,6 +437,15 @@ func (s *Store) repair() (res RepairResult, damage []Damage, err error) {
 		}
 	}
 
+	for _, sv := range vec.Sites {
+		sv.Content = ContentSum{}
+	}
+	for _, e := range digests {
+		if sv := vec.Sites[SiteID(e.k[1:17])]; sv != nil && sv.Versions.Contains(binary.BigEndian.Uint64(e.k[17:])) {
+			sv.Content.Add(Digest(e.v))
+		}
+	}
+
 	// 0x01 metadata from memory, then everything in key order.
 	var st [16]byte
 	binary.BigEndian.PutUint64(st[:], stats.changes)

@@ -407,6 +407,13 @@ func TestVectorEncodeRoundTrip(t *testing.T) {
 		u := newUniverse(rng, 1+rng.IntN(6), 1+rng.IntN(100))
 		v := NewVector()
 		apply(t, v, randomOps(rng, u, rng.Float64()))
+		for _, sv := range v.Sites { // content sums on some sites (issue 12, item 4)
+			if rng.IntN(2) == 0 {
+				var d Digest
+				d[rng.IntN(16)] = byte(1 + rng.IntN(255))
+				sv.Content.Add(d)
+			}
+		}
 		b := v.MustEncode()
 		back, err := DecodeVector(b)
 		if err != nil {
@@ -414,6 +421,11 @@ func TestVectorEncodeRoundTrip(t *testing.T) {
 		}
 		if !back.Equal(v) {
 			t.Fatalf("seed %d: binary round trip differs", seed)
+		}
+		for site, sv := range v.Canonical().Sites {
+			if back.Sites[site].Content != sv.Content {
+				t.Fatalf("seed %d: content sum of %v: %+v, want %+v", seed, site, back.Sites[site].Content, sv.Content)
+			}
 		}
 		j, err := json.Marshal(v)
 		if err != nil {

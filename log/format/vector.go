@@ -26,6 +26,41 @@ type SiteVector struct {
 	Versions RangeSet
 	Partials map[Version]*Partial
 	Cleared  RangeSet
+	// Content sums the digests of the complete versions held that carry one (a store
+	// fills it in; zero elsewhere). It travels with the vector, so two nodes that hold the
+	// same versions with different content see it in a sync even though neither lacks
+	// anything (issue 12, item 4). Equal ignores it.
+	Content ContentSum
+}
+
+// ContentSum is the XOR of the digests of N versions: order-free, so it is kept as
+// versions arrive. Two sums over the same versions (equal Versions and N) differ only if
+// some version's content differs; a sum with N = 0 says nothing.
+type ContentSum struct {
+	Xor Digest
+	N   uint64
+}
+
+// Remove takes a counted digest out again (XOR is its own inverse).
+func (c *ContentSum) Remove(d Digest) {
+	if d.IsZero() || c.N == 0 {
+		return
+	}
+	for i := range d {
+		c.Xor[i] ^= d[i]
+	}
+	c.N--
+}
+
+// Add counts one more version's digest (a zero digest is not counted).
+func (c *ContentSum) Add(d Digest) {
+	if d.IsZero() {
+		return
+	}
+	for i := range d {
+		c.Xor[i] ^= d[i]
+	}
+	c.N++
 }
 
 // Head is the greatest version held, in whole or in part (0 when none).
@@ -48,7 +83,7 @@ func (sv *SiteVector) Needs() RangeSet {
 
 // Clone returns a deep copy.
 func (sv *SiteVector) Clone() *SiteVector {
-	c := &SiteVector{Versions: sv.Versions.Clone(), Cleared: sv.Cleared.Clone()}
+	c := &SiteVector{Versions: sv.Versions.Clone(), Cleared: sv.Cleared.Clone(), Content: sv.Content}
 	if len(sv.Partials) > 0 {
 		c.Partials = make(map[Version]*Partial, len(sv.Partials))
 		for v, p := range sv.Partials {
@@ -229,7 +264,7 @@ func (v *Vector) Equal(o *Vector) bool {
 func (v *Vector) Canonical() *Vector {
 	c := &Vector{Sites: make(map[SiteID]*SiteVector, len(v.Sites))}
 	for s, sv := range v.Sites {
-		n := &SiteVector{Versions: sv.Versions}
+		n := &SiteVector{Versions: sv.Versions, Content: sv.Content}
 		for ver, p := range sv.Partials {
 			if len(p.Seqs) == 0 {
 				continue

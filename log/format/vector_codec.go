@@ -32,7 +32,11 @@ func EncodeVector(v *Vector) ([]byte, error) {
 	e.EncodeArrayLen(len(sites))
 	for _, s := range sites {
 		sv := c.Sites[s]
-		e.EncodeArrayLen(3)
+		if sv.Content.N > 0 {
+			e.EncodeArrayLen(4)
+		} else {
+			e.EncodeArrayLen(3)
+		}
 		e.EncodeBytes(s[:])
 		encodeRanges(e, sv.Versions)
 		vers := slices.Sorted(maps.Keys(sv.Partials))
@@ -43,6 +47,12 @@ func EncodeVector(v *Vector) ([]byte, error) {
 			e.EncodeUint(uint64(ver))
 			e.EncodeUint(p.LastSeq)
 			encodeRanges(e, p.Seqs)
+		}
+		if sv.Content.N > 0 {
+			// A 4th field, skipped by decoders that predate it: [xor (16 bytes), n].
+			e.EncodeArrayLen(2)
+			e.EncodeBytes(sv.Content.Xor[:])
+			e.EncodeUint(sv.Content.N)
 		}
 	}
 	return w.b, nil
@@ -196,7 +206,32 @@ func DecodeVector(b []byte) (*Vector, error) {
 			}
 			sv.Partials[Version(ver)] = p
 		}
-		if err := d.skipExtra(fields - 3); err != nil {
+		extra := fields - 3
+		if extra > 0 { // the content sum
+			extra--
+			n, err := d.arrayLen()
+			if err != nil {
+				return nil, err
+			}
+			if n < 2 {
+				return nil, d.fail(fmt.Errorf("content sum of %d fields, want at least 2", n))
+			}
+			x, err := d.bin()
+			if err != nil {
+				return nil, err
+			}
+			if len(x) != len(Digest{}) {
+				return nil, d.fail(fmt.Errorf("content sum of %d bytes", len(x)))
+			}
+			copy(sv.Content.Xor[:], x)
+			if sv.Content.N, err = d.uint(); err != nil {
+				return nil, err
+			}
+			if err := d.skipExtra(n - 2); err != nil {
+				return nil, err
+			}
+		}
+		if err := d.skipExtra(extra); err != nil {
 			return nil, err
 		}
 		if len(sv.Versions) > 0 || len(sv.Partials) > 0 {
