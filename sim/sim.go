@@ -170,6 +170,9 @@ func Run(cfg Config) (*Result, error) {
 	if cfg.Loss < 0 || cfg.Loss >= 1 || cfg.Crash < 0 || cfg.Crash > 0.5 {
 		return nil, errors.New("loss must be in [0, 1) and crash in [0, 0.5]")
 	}
+	if cfg.Partition && cfg.Regions < 2 {
+		return nil, errors.New("a partition cuts a region off from the others: it needs at least 2 regions")
+	}
 	if cfg.Idle == 0 {
 		cfg.Idle = 10 * time.Second
 	}
@@ -442,11 +445,7 @@ func (s *Sim) scheduleCrashes(t0 time.Duration) int {
 
 // schedulePartition cuts the last region off from 25% to 55% of the writes (at least 3 s).
 func (s *Sim) schedulePartition(t0 time.Duration) {
-	s.cut = s.cfg.Regions - 1
-	if s.cfg.Regions == 1 {
-		s.cut = -1 // one region: cut nodes of region 0 with odd index instead? keep simple: none
-		return
-	}
+	s.cut = s.cfg.Regions - 1 // Run refuses a partition of one region
 	from := t0 + s.cfg.Duration/4
 	to := from + max(3*time.Second, s.cfg.Duration*3/10)
 	s.l.at(from, func() {

@@ -166,3 +166,18 @@ func FuzzParseAzureRTT(f *testing.F) {
 		}
 	})
 }
+
+// TestRunRefuses: configurations the simulator cannot honour are refused before anything
+// runs, never run as something else (a partition of one region used to cut nothing).
+func TestRunRefuses(t *testing.T) {
+	for _, cfg := range []Config{
+		{Nodes: 1, Rate: 1, Duration: time.Second},
+		{Nodes: 10, Regions: 11, Rate: 1, Duration: time.Second},
+		{Nodes: 10, Regions: 1, Rate: 1, Duration: time.Second, Partition: true},
+		{Nodes: 10, Rate: 1, Duration: time.Second, Loss: 1},
+	} {
+		if _, err := Run(cfg); err == nil {
+			t.Errorf("%+v: ran", cfg)
+		}
+	}
+}

@@ -274,14 +274,13 @@ func TestBackupRestore(t *testing.T) {
 	}
 }
 
-// TestVersion: patina version and patina --version print the same line, and a build stamped
-// with -ldflags prints the stamped version and commit.
 // TestBenchSimUsage: the simulator's commands refuse bad flags with exit 2 before running.
 func TestBenchSimUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"bench", "sim", "--nodes", "1"},
 		{"bench", "sim", "--regions", "41"},
 		{"bench", "sim", "--loss", "1"},
+		{"bench", "sim", "--nodes", "10", "--regions", "1", "--partition"},
 		{"bench", "membership", "--nodes", "2"},
 		{"bench", "membership", "--rounds", "0"},
 	} {
@@ -291,6 +290,8 @@ func TestBenchSimUsage(t *testing.T) {
 	}
 }
 
+// TestVersion: patina version and patina --version print the same line, and a build stamped
+// with -ldflags prints the stamped version and commit.
 func TestVersion(t *testing.T) {
 	v := cli(t, "version")
 	if !strings.HasPrefix(v, "patina ") || !strings.Contains(v, runtime.Version()) {

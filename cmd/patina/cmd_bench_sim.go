@@ -79,6 +79,9 @@ figures (wall_s and cpu_s aside). With -o json the last line is one JSON object.
 		if cfg.Rate <= 0 || cfg.Duration <= 0 || cfg.Loss < 0 || cfg.Loss >= 1 || cfg.Crash < 0 || cfg.Crash > 0.5 {
 			return usagef("--rate and --duration must be positive, --loss in [0, 1), --crash in [0, 0.5]")
 		}
+		if cfg.Partition && cfg.Regions < 2 {
+			return usagef("--partition cuts a region off from the others: it needs --regions 2 or more")
+		}
 		if fanout < 1 || localFanout < 1 || maxHops < 1 || syncInterval <= 0 || bandwidth <= 0 || remoteRegions < 1 || regional < 1 {
 			return usagef("fanouts, --max-hops, --sync-interval and --bandwidth must be positive")
 		}
