@@ -1,7 +1,9 @@
 // Package gossip turns single Patina nodes into a cluster: SWIM membership
 // (hashicorp/memberlist), a QUIC transport (quic-go, TLS 1.3 always), broadcast of new
 // changesets with a hop budget, and range sync of version vectors that repairs whatever
-// broadcast missed.
+// broadcast missed. A sync session opens with a 16-byte digest of the client's vector to
+// peers that serve them (metadata "sd"): equal logs end there, so an idle cluster's sync
+// costs the same per node at any size; the vectors travel only when the digests differ.
 //
 // It owns the wire protocol between nodes (frames in wire.go, pinned in testdata/wire),
 // the membership metadata (site id, cluster id, QUIC and API addresses, leaving flag), the
