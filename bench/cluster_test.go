@@ -35,7 +35,12 @@ func buildPatinaForCluster(tb testing.TB) string {
 			return
 		}
 		builtBin = filepath.Join(buildDir, "patina")
-		out, err := exec.Command("go", "build", "-o", builtBin, "../cmd/patina").CombinedOutput()
+		// The flags of the Dockerfile's build, which cmd/patina's process tests use too: the
+		// two builds then share the build cache (another configuration compiles every
+		// dependency again, modernc's SQLite included: most of TestChaosShort's time in CI).
+		build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", builtBin, "../cmd/patina")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := build.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -15,13 +16,16 @@ func newBenchChaosCmd(m *Main) *cobra.Command {
 	cfg := bench.DefaultChaosConfig()
 	c := &cobra.Command{
 		Use:   "chaos",
-		Short: "Run agents under faults (kill -9, restarts, loss, partitions) and check nothing acknowledged is lost",
+		Short: "Run agents under faults (kill -9, restarts, loss, partitions, damaged log files, disk full) and check nothing acknowledged is lost",
 		Long: `Start --nodes agents of this binary on 127.0.0.1 and write on every node while faults
 come one at a time, every --step, for --duration: kill -9 (restarted at the next step),
-SIGTERM restarts, 30% loss with 50 ms delay on one node's gossip, and a partition of one node
-(the [gossip.fault] hook, re-read on SIGHUP). --seed fixes the order and targets. Then the
-faults end and it checks that every acknowledged write is on every node, that dumps and
-heads are identical and gaps 0, and that no agent panicked. Prints writes acknowledged,
+SIGTERM restarts, 30% loss with 50 ms delay on one node's gossip, a partition of one node
+(the [gossip.fault] hook, re-read on SIGHUP), a damaged table file in one node's log (64
+bytes overwritten while it is stopped, then met by an online backup: the node repairs
+itself), and, as root, disk full on node 0 (its data on a 256 MiB tmpfs filled past
+db.min_free_bytes). --seed fixes the order and targets; --kinds fixes the order of the
+kinds. Then the faults end and it checks that every acknowledged write is on every node,
+that dumps and heads are identical, gaps 0 and no damage left, and that no agent panicked. Prints writes acknowledged,
 lost, and the time to converge after the faults ended; exit 1 when an invariant failed.`,
 		Example: `  patina bench chaos --seed 1 --duration 10m`,
 		Args:    noArgs,
@@ -33,6 +37,7 @@ lost, and the time to converge after the faults ended; exit 1 when an invariant 
 	fs.DurationVar(&cfg.Converge, "converge", cfg.Converge, "longest wait for convergence after the faults")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the fault schedule and writes")
 	fs.StringVar(&cfg.Dir, "data-dir", "", "where the agents keep their data (default: a temp dir, removed after)")
+	fs.StringSliceVar(&cfg.Kinds, "kinds", nil, "fault kinds in this order, cycling (default: drawn by the seed): "+strings.Join(bench.ChaosKinds, ", "))
 	c.RunE = func(c *cobra.Command, args []string) error {
 		exe, err := os.Executable()
 		if err != nil {

@@ -1,0 +1,145 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/patinadb/patina/api/client"
+	"github.com/patinadb/patina/log"
+)
+
+// The chaos workload's disk faults (chaos.go).
+
+// chaosMinFree is the agents' db.min_free_bytes (the default): the disk-full fault leaves
+// half of it free.
+const chaosMinFree = log.DefaultMinFreeBytes
+
+// chaosTmpfsBytes is the size of node 0's tmpfs: the data of a run plus room to fill.
+const chaosTmpfsBytes = 256 << 20
+
+// mountChaosTmpfs mounts a tmpfs at dir for node 0's data, or says why it cannot.
+func mountChaosTmpfs(dir string) (string, string) {
+	if os.Geteuid() != 0 {
+		return "", "mounting a small tmpfs to fill needs root"
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err.Error()
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", chaosTmpfsBytes), "tmpfs", dir).CombinedOutput(); err != nil {
+		return "", fmt.Sprintf("mount tmpfs refused (needs CAP_SYS_ADMIN): %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return dir, ""
+}
+
+func unmountChaosTmpfs(dir string) {
+	// The agents are stopped by now (deferred after); a lazy unmount never blocks the run.
+	_ = exec.Command("umount", "-l", dir).Run()
+}
+
+// fillDisk writes a file at path until its file system has leave bytes free.
+func fillDisk(path string, leave int64) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
+		return err
+	}
+	n := int64(st.Bavail)*int64(st.Bsize) - leave
+	if n <= 0 {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for n > 0 {
+		w := min(n, int64(len(buf)))
+		if _, err := f.Write(buf[:w]); err != nil {
+			f.Close()
+			return err
+		}
+		n -= w
+	}
+	return f.Close()
+}
+
+// damageLog overwrites 64 bytes of the largest table file of a stopped agent's log, at a
+// place the log still opens with (damage in the vector or metadata, read at start, is not
+// what a repair can fix; see README), and reports whether it damaged anything.
+func damageLog(dir string, rng *rand.Rand) (bool, error) {
+	// Opening the log flushes its write-ahead log into a table file.
+	st, err := log.Open(dir, log.Options{NoRepair: true, MinFreeBytes: -1})
+	if err != nil {
+		return false, err
+	}
+	st.Close()
+	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	size := func(p string) int64 {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+	slices.SortFunc(ssts, func(a, b string) int { return int(size(b) - size(a)) })
+	if len(ssts) == 0 {
+		return false, nil
+	}
+	p := ssts[0]
+	orig, err := os.ReadFile(p)
+	if err != nil {
+		return false, err
+	}
+	for range 6 {
+		b := slices.Clone(orig)
+		off := len(b)/10 + rng.IntN(max(len(b)/2, 1))
+		for i := off; i < off+64 && i < len(b); i++ {
+			b[i] ^= 0x5a
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			return false, err
+		}
+		st, err := log.Open(dir, log.Options{NoRepair: true, MinFreeBytes: -1})
+		if err == nil {
+			st.Close()
+			return true, nil
+		}
+	}
+	return false, os.WriteFile(p, orig, 0o600)
+}
+
+// readBackup reads a node's whole log through an online backup; its error (the damage it
+// meets) is the point, not a failure.
+func readBackup(ctx context.Context, cl *client.Client) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	b, err := cl.Backup(ctx)
+	if err != nil {
+		return
+	}
+	defer b.Close()
+	for b.Next() {
+	}
+}
+
+// metricValue sums the samples of one metric in a /metrics page.
+func metricValue(text, name string) float64 {
+	var sum float64
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
+			f := strings.Fields(line)
+			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
+}
