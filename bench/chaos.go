@@ -312,6 +312,10 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res ChaosResult, err error)
 				logf("bench chaos: node %d: %v", i, err)
 			}
 			damaged, err := damageLog(filepath.Join(a.dir, "log"), rng)
+			if errors.Is(err, errNoDamage) {
+				logf("bench chaos: node %d: no log damage made: %v", i, err)
+				err = nil
+			}
 			if err != nil {
 				stopWriters()
 				return res, fmt.Errorf("damage node %d's log: %w", i, err)

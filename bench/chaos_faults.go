@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -75,6 +76,7 @@ func fillDisk(path string, leave int64) error {
 // place the log still opens with (damage in the vector or metadata, read at start, is not
 // what a repair can fix; see README), and reports whether it damaged anything.
 func damageLog(dir string, rng *rand.Rand) (bool, error) {
+	var tried []string
 	// Opening the log flushes its write-ahead log into a table file.
 	st, err := log.Open(dir, log.Options{NoRepair: true, MinFreeBytes: -1})
 	if err != nil {
@@ -112,9 +114,16 @@ func damageLog(dir string, rng *rand.Rand) (bool, error) {
 			st.Close()
 			return true, nil
 		}
+		tried = append(tried, fmt.Sprintf("offset %d of %d: %v", off, len(b), err))
 	}
-	return false, os.WriteFile(p, orig, 0o600)
+	if err := os.WriteFile(p, orig, 0o600); err != nil {
+		return false, err
+	}
+	return false, fmt.Errorf("%w: %s", errNoDamage, strings.Join(tried, "; "))
 }
+
+// errNoDamage: no place of the log could be damaged with the log still opening.
+var errNoDamage = errors.New("every damaged place stops the log from opening")
 
 // readBackup reads a node's whole log through an online backup; its error (the damage it
 // meets) is the point, not a failure.
