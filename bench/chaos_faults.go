@@ -139,6 +139,15 @@ func readBackup(ctx context.Context, cl *client.Client) {
 	}
 }
 
+// waitRepair waits until the node's log says it repaired itself.
+func waitRepair(ctx context.Context, cl *client.Client, d time.Duration) bool {
+	err := poll(ctx, d, 50*time.Millisecond, func() (bool, error) {
+		text, err := cl.Metrics(ctx)
+		return err == nil && metricValue(text, "patina_log_repairs_total") >= 1, nil
+	})
+	return err == nil
+}
+
 // metricValue sums the samples of one metric in a /metrics page.
 func metricValue(text, name string) float64 {
 	var sum float64
