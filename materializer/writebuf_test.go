@@ -2,7 +2,10 @@ package materializer
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/patinadb/patina/log"
 )
@@ -110,5 +113,45 @@ func TestCheckWriteStatementCached(t *testing.T) {
 	checkedWrites.Unlock()
 	if size > checkedWritesMax {
 		t.Errorf("cache holds %d statements; want at most %d", size, checkedWritesMax)
+	}
+}
+
+// TestFoldDelay: with a fold delay (db.fold_delay), remote changesets arriving one by one
+// from concurrent callers all fold and each Apply returns once its changeset is folded; a
+// local transaction during the wait runs (it ends the wait) and is folded with them.
+func TestFoldDelay(t *testing.T) {
+	n := openNode(t, t.TempDir(), log.SiteID{1}, []string{"CREATE TABLE u (id INTEGER PRIMARY KEY NOT NULL, k TEXT, v TEXT)"},
+		func(c *Config) { c.FoldDelay = 20 * time.Millisecond })
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := n.m.Apply(ctx, []*log.Changeset{remoteCS(log.Version(i+1), 1, i, "k", log.Text("r"))}); err != nil {
+				errs <- err
+				return
+			}
+			// Apply returned: the row is folded.
+			rows, err := n.m.Query(ctx, Statement{SQL: "SELECT k FROM u WHERE id = ?", Params: []log.Value{log.Integer(int64(i))}})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer rows.Close()
+			if !rows.Next() {
+				errs <- fmt.Errorf("row %d not folded when Apply returned (%v)", i, rows.Err())
+			}
+		}()
+	}
+	n.exec(t, "INSERT INTO u (id, k) VALUES (100, 'local')")
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if c := n.query(t, "SELECT count(*) FROM u"); c[0][0].Int != 11 {
+		t.Errorf("%d rows; want 11", c[0][0].Int)
 	}
 }

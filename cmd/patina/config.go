@@ -102,12 +102,18 @@ func (c *APIConfig) apiTokens() ([]api.Token, error) {
 	return out, nil
 }
 
+// DefaultFoldDelay is db.fold_delay's default: see bench/RESULTS.md, issue 14 round 3.
+const DefaultFoldDelay = 0
+
 // DBConfig is the [db] section: the materializer's tuning.
 type DBConfig struct {
 	// MinFreeBytes: writes are refused (507) while the data dir's disk has less free.
 	MinFreeBytes int64 `toml:"min_free_bytes"`
 	FoldBatch    int   `toml:"fold_batch"`
 	ReadConns    int   `toml:"read_conns"`
+	// FoldDelay is how long the writer, woken by changesets from peers alone, waits for more
+	// before folding a small batch: one SQLite commit then folds several of them (issue 14).
+	FoldDelay time.Duration `toml:"fold_delay"`
 	// CheckOnStart runs SQLite's quick_check on views.db at start; a damaged view is then
 	// rebuilt from the log before the node serves. Off, damage is found (and the view
 	// rebuilt) by the first statement that meets it.
@@ -197,7 +203,7 @@ func DefaultConfig() Config {
 	c.API.BodyTimeout, c.API.TxTimeout = a.BodyReadTimeout, a.TxTimeout
 	c.API.QueueDepth, c.API.QueueTimeout = a.QueueDepth, a.QueueTimeout
 	c.Log.Retention = DefaultLogRetention
-	c.DB.FoldBatch, c.DB.ReadConns = m.FoldBatch, m.ReadConns
+	c.DB.FoldBatch, c.DB.ReadConns, c.DB.FoldDelay = m.FoldBatch, m.ReadConns, DefaultFoldDelay
 	c.DB.MinFreeBytes = log.DefaultMinFreeBytes
 	c.DB.CheckOnStart = true
 	// gossip.DefaultConfig's values; agent_gossip.go starts from it and lays these over.
@@ -257,6 +263,7 @@ var coreOptions = []option{
 	{key: "api.body_timeout", usage: "longest a client may take to send a request body; slower is 408 (a data slot is taken only once the body is read)", field: func(c *Config) any { return &c.API.BodyTimeout }, agentOnly: true},
 	{key: "db.min_free_bytes", usage: "writes are refused with 507 while the data dir's disk has less free space (reads go on; writes resume once space is freed); -1 turns the check off", field: func(c *Config) any { return &c.DB.MinFreeBytes }, agentOnly: true},
 	{key: "db.fold_batch", usage: "most changesets folded per SQLite transaction", field: func(c *Config) any { return &c.DB.FoldBatch }, agentOnly: true},
+	{key: "db.fold_delay", usage: "how long the writer, woken by changesets from peers alone, waits for more before folding a small batch (more changesets per SQLite commit, that much more replication latency); 0 folds at once", field: func(c *Config) any { return &c.DB.FoldDelay }, agentOnly: true},
 	{key: "db.check_on_start", usage: "check views.db at start (PRAGMA quick_check reads the whole file) and rebuild a damaged one from the log; off, the first statement that meets damage starts that rebuild", field: func(c *Config) any { return &c.DB.CheckOnStart }, agentOnly: true},
 	{key: "db.read_conns", usage: "read-only SQLite connections", field: func(c *Config) any { return &c.DB.ReadConns }, agentOnly: true},
 	{key: "log.retention", usage: "how long superseded changes stay in the log: a duration (0s: compact at once) or forever", field: func(c *Config) any { return &c.Log.Retention }, agentOnly: true},
@@ -428,6 +435,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return usagef("log_level: %v", err)
+	}
+	if c.DB.FoldDelay < 0 {
+		return usagef("db.fold_delay %v: want 0 or more", c.DB.FoldDelay)
 	}
 	switch c.LogFormat {
 	case "text", "json":

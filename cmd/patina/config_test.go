@@ -28,6 +28,9 @@ bearer_token = "file-token"
 [gossip]
 sync_interval = "250ms"
 
+[db]
+fold_delay = "3ms"
+
 [gossip.fault]
 enabled = true
 
@@ -54,7 +57,7 @@ delay = "3ms"
 		}},
 		{"file", []string{"-c", file}, nil, func(t *testing.T, c Config) {
 			if c.DataDir != "/from/file" || c.APIAddr != "127.0.0.1:1111" || c.LogLevel != "warn" ||
-				c.API.Authz.BearerToken != "file-token" || c.Gossip.SyncInterval != 250*time.Millisecond ||
+				c.API.Authz.BearerToken != "file-token" || c.Gossip.SyncInterval != 250*time.Millisecond || c.DB.FoldDelay != 3*time.Millisecond ||
 				!reflect.DeepEqual(c.Bootstrap, []string{"10.0.0.1:8787", "10.0.0.2:8787"}) {
 				t.Errorf("file not applied: %+v", c)
 			}
@@ -67,9 +70,9 @@ delay = "3ms"
 		}},
 		{"env over file", []string{"-c", file}, map[string]string{
 			"PATINA_DATA_DIR": "/from/env", "PATINA_BOOTSTRAP": "a:1, b:2", "PATINA_API_AUTHZ_BEARER_TOKEN": "env-token",
-			"PATINA_GOSSIP_SYNC_INTERVAL": "2s", "PATINA_API_MAX_CONCURRENCY": "7",
+			"PATINA_GOSSIP_SYNC_INTERVAL": "2s", "PATINA_API_MAX_CONCURRENCY": "7", "PATINA_DB_FOLD_DELAY": "1ms",
 		}, func(t *testing.T, c Config) {
-			if c.DataDir != "/from/env" || c.API.Authz.BearerToken != "env-token" || c.Gossip.SyncInterval != 2*time.Second ||
+			if c.DataDir != "/from/env" || c.API.Authz.BearerToken != "env-token" || c.Gossip.SyncInterval != 2*time.Second || c.DB.FoldDelay != time.Millisecond ||
 				!reflect.DeepEqual(c.Bootstrap, []string{"a:1", "b:2"}) || c.API.MaxConcurrency != 7 {
 				t.Errorf("env not applied over the file: %+v", c)
 			}
@@ -77,9 +80,9 @@ delay = "3ms"
 				t.Errorf("a file key without env lost: %q", c.APIAddr)
 			}
 		}},
-		{"flags over env", []string{"-c", file, "--data-dir", "/from/flag", "--bootstrap", "x:1", "--bootstrap", "y:2", "--schema", "a.sql", "--schema", "dir"},
-			map[string]string{"PATINA_DATA_DIR": "/from/env", "PATINA_BOOTSTRAP": "a:1"}, func(t *testing.T, c Config) {
-				if c.DataDir != "/from/flag" || !reflect.DeepEqual(c.Bootstrap, []string{"x:1", "y:2"}) || !reflect.DeepEqual(c.Schema, []string{"a.sql", "dir"}) {
+		{"flags over env", []string{"-c", file, "--data-dir", "/from/flag", "--bootstrap", "x:1", "--bootstrap", "y:2", "--schema", "a.sql", "--schema", "dir", "--db-fold-delay", "5ms"},
+			map[string]string{"PATINA_DATA_DIR": "/from/env", "PATINA_BOOTSTRAP": "a:1", "PATINA_DB_FOLD_DELAY": "1ms"}, func(t *testing.T, c Config) {
+				if c.DataDir != "/from/flag" || c.DB.FoldDelay != 5*time.Millisecond || !reflect.DeepEqual(c.Bootstrap, []string{"x:1", "y:2"}) || !reflect.DeepEqual(c.Schema, []string{"a.sql", "dir"}) {
 					t.Errorf("flags not applied over env: %+v", c)
 				}
 			}},
@@ -127,6 +130,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad site id", []string{"agent", "--site-id", "not-a-uuid", "--data-dir", dir}, nil, "site_id"},
 		{"bad log format", []string{"agent", "--log-format", "xml", "--data-dir", dir}, nil, "log_format"},
 		{"bad log retention", []string{"agent", "--log-retention", "a while", "--data-dir", dir}, nil, "log.retention"},
+		{"negative fold delay", []string{"agent", "--data-dir", dir, "--db-fold-delay", "-1ms"}, nil, "db.fold_delay"},
 		{"negative log retention", []string{"agent", "--data-dir", dir}, map[string]string{"PATINA_LOG_RETENTION": "-1h"}, "log.retention"},
 		{"exec without statements", []string{"exec"}, nil, "at least one statement"},
 		{"query with two statements", []string{"query", "SELECT 1", "SELECT 2"}, nil, "want 1 argument"},
