@@ -261,123 +261,169 @@ func (s *Store) Check() error {
 	defer s.closeMu.RUnlock()
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	var problems []error
-	bad := func(format string, args ...any) bool {
-		problems = append(problems, fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...))
-		return len(problems) < maxProblems
-	}
-	// iter walks one key space. A damaged file in it is reported once, with the keys it
-	// holds, and the walk resumes past it: the report names every damaged range, and the
-	// checks below still run on what is readable (they then report the holes, too).
-	reported := map[string]bool{}
-	iter := func(pfx byte, fn func(k, v []byte) bool) error {
-		lower, upper := []byte{pfx}, []byte{pfx + 1}
-		for {
-			it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-			if err != nil {
-				return err
-			}
-			stopped := false
-			for ok := it.First(); ok; ok = it.Next() {
-				v, verr := it.ValueAndErr()
-				if verr != nil {
-					err = verr
-					break
-				}
-				if !fn(it.Key(), v) {
-					stopped = true
-					break
-				}
-				lower = append(lower[:0:0], it.Key()...)
-			}
-			err = errors.Join(err, it.Error(), it.Close())
-			if err == nil || stopped || !pebble.IsCorruptionError(err) {
-				return err
-			}
-			d, ok := s.damageOver(lower, upper)
-			if !ok {
-				return corruptErr(err)
-			}
-			if !reported[d.Path] {
-				reported[d.Path] = true
-				if !bad("damaged file %s unreadable (restore from a peer: patina backup on a healthy node, patina restore here): %v", s.describeDamage(d), d.Err) {
-					return nil
-				}
-			}
-			next := d.after()
-			if bytes.Compare(next, lower) <= 0 || bytes.Compare(next, upper) >= 0 {
-				return nil
-			}
-			lower = next
-		}
-	}
-
-	// Metadata.
-	if v, c, err := snap.Get(metaKey(metaSiteID)); err != nil {
-		bad("site id: %v", err)
-	} else {
-		if !bytes.Equal(v, s.site[:]) {
-			bad("stored site id %x is not %v", v, s.site)
-		}
-		c.Close()
-	}
-
-	// The data, and the vector it adds up to.
-	data := NewVector()
-	var changes, nbytes uint64
-	err := iter(pfxData, func(k, v []byte) bool {
-		if len(k) != 33 {
-			return bad("data key %x of %d bytes", k, len(k))
-		}
-		part, err := DecodeChangeset(v)
-		if err != nil {
-			return bad("data key %x: %v", k, err)
-		}
-		site, ver, first := SiteID(k[1:17]), Version(binary.BigEndian.Uint64(k[17:25])), binary.BigEndian.Uint64(k[25:])
-		if part.Site != site || part.Version != ver || part.Seqs.First != first {
-			return bad("data key %v/%d/%d holds %v/%d seqs [%d, %d]", site, ver, first, part.Site, part.Version, part.Seqs.First, part.Seqs.Last)
-		}
-		if data.Contains(site, ver) || (data.Partial(site, ver) != nil && data.Partial(site, ver).Seqs.Intersects(part.Seqs.First, part.Seqs.Last)) {
-			return bad("%v/%d: part [%d, %d] overlaps another", site, ver, part.Seqs.First, part.Seqs.Last)
-		}
-		if _, _, err := data.AddPart(site, ver, part.LastSeq, part.Seqs.First, part.Seqs.Last); err != nil {
-			return bad("%v/%d: %v", site, ver, err)
-		}
-		changes += uint64(len(part.Changes))
-		nbytes += uint64(len(v))
-		return true
-	})
+	c := &checker{s: s, snap: snap, reported: map[string]bool{}}
+	c.checkSiteID()
+	data, err := c.checkData()
 	if err != nil {
 		return fmt.Errorf("check: %w", err)
 	}
+	stored, err := c.storedVector()
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	cleared, err := c.checkCleared(data.vec)
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	if !stored.Equal(data.vec) {
+		diffVectors(data.vec.Canonical(), stored.Canonical(), c.bad)
+	}
+	if err := c.checkArrivals(data.vec, cleared); err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	c.checkCounters(data)
+	if len(c.problems) > maxProblems {
+		c.problems = c.problems[:maxProblems]
+	}
+	return errors.Join(c.problems...)
+}
 
-	// The persisted vector.
+// checker is one Check: the snapshot it reads, the problems found so far and the damaged
+// files already reported.
+type checker struct {
+	s        *Store
+	snap     *pebble.Snapshot
+	problems []error
+	reported map[string]bool
+}
+
+// bad records a problem; it says whether to go on looking (false past maxProblems).
+func (c *checker) bad(format string, args ...any) bool {
+	c.problems = append(c.problems, fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...))
+	return len(c.problems) < maxProblems
+}
+
+// iter walks one key space until fn returns false. A damaged file in it is reported once,
+// with the keys it holds, and the walk resumes past it: the report names every damaged
+// range, and the checks still run on what is readable (they then report the holes, too).
+func (c *checker) iter(pfx byte, fn func(k, v []byte) bool) error {
+	lower, upper := []byte{pfx}, []byte{pfx + 1}
+	for {
+		it, err := c.snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+		if err != nil {
+			return err
+		}
+		stopped := false
+		for ok := it.First(); ok; ok = it.Next() {
+			v, verr := it.ValueAndErr()
+			if verr != nil {
+				err = verr
+				break
+			}
+			if !fn(it.Key(), v) {
+				stopped = true
+				break
+			}
+			lower = append(lower[:0:0], it.Key()...)
+		}
+		err = errors.Join(err, it.Error(), it.Close())
+		if err == nil || stopped || !pebble.IsCorruptionError(err) {
+			return err
+		}
+		d, ok := c.s.damageOver(lower, upper)
+		if !ok {
+			return corruptErr(err)
+		}
+		if !c.reported[d.Path] {
+			c.reported[d.Path] = true
+			if !c.bad("damaged file %s unreadable (restore from a peer: patina backup on a healthy node, patina restore here): %v", c.s.describeDamage(d), d.Err) {
+				return nil
+			}
+		}
+		next := d.after()
+		if bytes.Compare(next, lower) <= 0 || bytes.Compare(next, upper) >= 0 {
+			return nil
+		}
+		lower = next
+	}
+}
+
+// checkSiteID: the stored site id is the store's.
+func (c *checker) checkSiteID() {
+	v, closer, err := c.snap.Get(metaKey(metaSiteID))
+	if err != nil {
+		c.bad("site id: %v", err)
+		return
+	}
+	defer closer.Close()
+	if !bytes.Equal(v, c.s.site[:]) {
+		c.bad("stored site id %x is not %v", v, c.s.site)
+	}
+}
+
+// checkedData is what the stored parts add up to.
+type checkedData struct {
+	vec            *Vector
+	changes, bytes uint64
+}
+
+// checkData reads every stored part: each decodes, sits under its own key and overlaps no
+// other part of its version.
+func (c *checker) checkData() (checkedData, error) {
+	d := checkedData{vec: NewVector()}
+	err := c.iter(pfxData, func(k, v []byte) bool {
+		if len(k) != 33 {
+			return c.bad("data key %x of %d bytes", k, len(k))
+		}
+		part, err := DecodeChangeset(v)
+		if err != nil {
+			return c.bad("data key %x: %v", k, err)
+		}
+		site, ver, first := SiteID(k[1:17]), Version(binary.BigEndian.Uint64(k[17:25])), binary.BigEndian.Uint64(k[25:])
+		if part.Site != site || part.Version != ver || part.Seqs.First != first {
+			return c.bad("data key %v/%d/%d holds %v/%d seqs [%d, %d]", site, ver, first, part.Site, part.Version, part.Seqs.First, part.Seqs.Last)
+		}
+		if d.vec.Contains(site, ver) || (d.vec.Partial(site, ver) != nil && d.vec.Partial(site, ver).Seqs.Intersects(part.Seqs.First, part.Seqs.Last)) {
+			return c.bad("%v/%d: part [%d, %d] overlaps another", site, ver, part.Seqs.First, part.Seqs.Last)
+		}
+		if _, _, err := d.vec.AddPart(site, ver, part.LastSeq, part.Seqs.First, part.Seqs.Last); err != nil {
+			return c.bad("%v/%d: %v", site, ver, err)
+		}
+		d.changes += uint64(len(part.Changes))
+		d.bytes += uint64(len(v))
+		return true
+	})
+	return d, err
+}
+
+// storedVector reads the persisted vector: complete versions and partial ones.
+func (c *checker) storedVector() (*Vector, error) {
 	stored := NewVector()
-	err = iter(pfxVector, func(k, v []byte) bool {
+	err := c.iter(pfxVector, func(k, v []byte) bool {
 		if len(k) != 17 {
-			return bad("vector key %x of %d bytes", k, len(k))
+			return c.bad("vector key %x of %d bytes", k, len(k))
 		}
 		rs, err := DecodeRanges("vector", v, false)
 		if err != nil {
-			return bad("vector of %v: %v", SiteID(k[1:]), err)
+			return c.bad("vector of %v: %v", SiteID(k[1:]), err)
 		}
 		stored.Site(SiteID(k[1:])).Versions = rs
 		return true
 	})
 	if err != nil {
-		return fmt.Errorf("check: %w", err)
+		return nil, err
 	}
-	err = iter(pfxPartial, func(k, v []byte) bool {
+	err = c.iter(pfxPartial, func(k, v []byte) bool {
 		if len(k) != 25 {
-			return bad("partial key %x of %d bytes", k, len(k))
+			return c.bad("partial key %x of %d bytes", k, len(k))
 		}
 		p, err := decodePartialValue(v)
 		if err != nil {
-			return bad("partial key %x: %v", k, err)
+			return c.bad("partial key %x: %v", k, err)
 		}
 		sv, ver := stored.Site(SiteID(k[1:17])), Version(binary.BigEndian.Uint64(k[17:]))
 		if err := CheckPartial(sv, ver, p); err != nil {
-			return bad("partial %v/%d: %v", SiteID(k[1:17]), ver, err)
+			return c.bad("partial %v/%d: %v", SiteID(k[1:17]), ver, err)
 		}
 		if sv.Partials == nil {
 			sv.Partials = map[Version]*Partial{}
@@ -385,24 +431,26 @@ func (s *Store) Check() error {
 		sv.Partials[ver] = p
 		return true
 	})
-	if err != nil {
-		return fmt.Errorf("check: %w", err)
-	}
-	// Cleared versions: held, with no data of their own.
+	return stored, err
+}
+
+// checkCleared reads the cleared versions: held, with no data of their own. They are added
+// to data, the vector the parts add up to, which then compares with the stored one.
+func (c *checker) checkCleared(data *Vector) (*Vector, error) {
 	cleared := NewVector()
-	err = iter(pfxCleared, func(k, v []byte) bool {
+	err := c.iter(pfxCleared, func(k, v []byte) bool {
 		if len(k) != 17 {
-			return bad("cleared key %x of %d bytes", k, len(k))
+			return c.bad("cleared key %x of %d bytes", k, len(k))
 		}
 		rs, err := DecodeRanges("cleared", v, false)
 		if err != nil {
-			return bad("cleared versions of %v: %v", SiteID(k[1:]), err)
+			return c.bad("cleared versions of %v: %v", SiteID(k[1:]), err)
 		}
 		site := SiteID(k[1:])
 		cleared.Site(site).Versions = rs
 		for _, r := range rs {
 			if dv := data.Sites[site]; dv != nil && dv.Versions.Intersects(r.First, r.Last) {
-				if !bad("site %v: cleared versions %d-%d hold data", site, r.First, r.Last) {
+				if !c.bad("site %v: cleared versions %d-%d hold data", site, r.First, r.Last) {
 					return false
 				}
 			}
@@ -410,75 +458,67 @@ func (s *Store) Check() error {
 		}
 		return true
 	})
-	if err != nil {
-		return fmt.Errorf("check: %w", err)
-	}
-	if !stored.Equal(data) {
-		diffVectors(data.Canonical(), stored.Canonical(), bad)
-	}
+	return cleared, err
+}
 
-	// The arrival index.
-	// Seqs of cleared versions are gone, so the index may jump; it must still rise.
+// checkArrivals: the arrival index rises (seqs of cleared versions are gone, so it may
+// jump), names each complete version that is not cleared exactly once, and ends at LastSeq.
+func (c *checker) checkArrivals(data, cleared *Vector) error {
 	seen := map[partKey]bool{}
 	var next Seq = 1
-	err = iter(pfxArrival, func(k, v []byte) bool {
+	err := c.iter(pfxArrival, func(k, v []byte) bool {
 		if len(k) != 9 || len(v) != 24 {
-			return bad("arrival entry %x = %x", k, v)
+			return c.bad("arrival entry %x = %x", k, v)
 		}
 		seq := Seq(binary.BigEndian.Uint64(k[1:]))
 		if seq < next {
-			if !bad("arrival index goes back from %d to %d", next-1, seq) {
+			if !c.bad("arrival index goes back from %d to %d", next-1, seq) {
 				return false
 			}
 		}
 		next = seq + 1
 		pk := partKey{SiteID(v[:16]), Version(binary.BigEndian.Uint64(v[16:]))}
 		if seen[pk] {
-			return bad("arrival seq %d names %v/%d again", seq, pk.site, pk.ver)
+			return c.bad("arrival seq %d names %v/%d again", seq, pk.site, pk.ver)
 		}
 		if !data.Contains(pk.site, pk.ver) {
-			return bad("arrival seq %d names %v/%d, which is not held complete", seq, pk.site, pk.ver)
+			return c.bad("arrival seq %d names %v/%d, which is not held complete", seq, pk.site, pk.ver)
 		}
 		if cleared.Contains(pk.site, pk.ver) {
-			return bad("arrival seq %d names %v/%d, which is cleared", seq, pk.site, pk.ver)
+			return c.bad("arrival seq %d names %v/%d, which is cleared", seq, pk.site, pk.ver)
 		}
 		seen[pk] = true
 		return true
 	})
 	if err != nil {
-		return fmt.Errorf("check: %w", err)
+		return err
 	}
 	complete, _ := data.Counts()
 	nCleared, _ := cleared.Counts()
 	if uint64(len(seen)) != complete-nCleared {
-		bad("%d complete versions (%d of them cleared), %d in the arrival index", complete, nCleared, len(seen))
+		c.bad("%d complete versions (%d of them cleared), %d in the arrival index", complete, nCleared, len(seen))
 	}
-	floor := Seq(0)
-	if v, c, err := snap.Get(metaKey(metaSeqFloor)); err == nil {
-		if len(v) == 8 {
-			floor = Seq(binary.BigEndian.Uint64(v))
-		}
-		c.Close()
+	if last := c.s.LastSeq(); last > 0 && next-1 != last {
+		c.bad("the arrival index ends at %d, the log at %d", next-1, last)
 	}
-	if last := s.LastSeq(); last > 0 && next-1 != last && !(next-1 < last && floor == last) {
-		bad("the arrival index ends at %d, the log at %d", next-1, last)
-	}
+	return nil
+}
 
-	// Counters.
-	if v, c, err := snap.Get(metaKey(metaStats)); err == nil {
-		if len(v) != 16 {
-			bad("stats of %d bytes", len(v))
-		} else if gc, gb := binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]); gc != changes || gb != nbytes {
-			bad("stats say %d changes, %d bytes; the data holds %d, %d", gc, gb, changes, nbytes)
+// checkCounters: the persisted counters match the data.
+func (c *checker) checkCounters(d checkedData) {
+	v, closer, err := c.snap.Get(metaKey(metaStats))
+	if err != nil {
+		if !errors.Is(err, pebble.ErrNotFound) || d.changes > 0 {
+			c.bad("stats: %v", err)
 		}
-		c.Close()
-	} else if !errors.Is(err, pebble.ErrNotFound) || changes > 0 {
-		bad("stats: %v", err)
+		return
 	}
-	if len(problems) > maxProblems {
-		problems = problems[:maxProblems]
+	defer closer.Close()
+	if len(v) != 16 {
+		c.bad("stats of %d bytes", len(v))
+	} else if gc, gb := binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]); gc != d.changes || gb != d.bytes {
+		c.bad("stats say %d changes, %d bytes; the data holds %d, %d", gc, gb, d.changes, d.bytes)
 	}
-	return errors.Join(problems...)
 }
 
 // diffVectors reports, per site, how the vector the data adds up to differs from the stored one.
