@@ -342,186 +342,33 @@ func versionBounds(site SiteID, v Version) (lo, hi []byte) {
 // superseded changes in place), so the batch rides on the next append's sync.
 func (s *Store) commitCompaction(r *compactReq) {
 	s.mu.RLock()
-	failed, lastSeq := s.failed, s.lastSeq
-	totChanges, totBytes, cst := s.changes, s.bytes, s.compSt
+	failed := s.failed
+	a := compactApply{lastSeq: s.lastSeq, changes: s.changes, bytes: s.bytes, cst: s.compSt, dirty: map[SiteID]struct{}{}}
 	s.mu.RUnlock()
 	if failed != nil {
 		r.err = failed
 		return
 	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	type clr struct {
-		site SiteID
-		rs   RangeSet
-	}
-	var pubCleared []clr
-	type pubDigest struct {
-		site SiteID
-		d    Digest
-	}
-	var pubDigests []pubDigest
-	dirty := map[SiteID]struct{}{}
-	var dropPartials []partKey
-	var pubVersions []clr
+	a.b = s.db.NewBatch()
+	defer a.b.Close()
 	for _, rw := range r.rewrites {
-		sv := s.work.Sites[rw.site]
-		if sv == nil || !sv.Versions.Contains(uint64(rw.ver)) || sv.Cleared.Contains(uint64(rw.ver)) {
-			continue // cannot happen: only compaction changes complete versions, one pass at a time
-		}
-		lo, hi := versionBounds(rw.site, rw.ver)
-		keep := rw.keep
-		if keep == nil && rw.seq == lastSeq {
-			// Read must always find the version at LastSeq: keep it, empty.
-			var cs Changeset
-			if err := s.getInto(rw.site, rw.ver, &cs); err != nil {
-				r.err = err
-				return
-			}
-			cs.Changes, cs.Compacted, cs.Seq, cs.Seqs = nil, true, 0, SeqRange{First: 0, Last: cs.LastSeq}
-			keep = &cs
-		}
-		var newBytes uint64
-		var parts []item
-		if keep != nil {
-			var err error
-			if parts, err = s.split(nil, keep, 0); err != nil {
-				r.err = fmt.Errorf("compact %v/%d: %w", rw.site, rw.ver, err)
-				return
-			}
-			for _, p := range parts {
-				newBytes += uint64(len(p.enc))
-			}
-		}
-		if err := b.DeleteRange(lo, hi, nil); err != nil {
-			r.err = err
+		if r.err = s.applyRewrite(&a, r, rw); r.err != nil {
 			return
 		}
-		for _, p := range parts {
-			if err := b.Set(dataKey(nil, rw.site, rw.ver, p.cs.Seqs.First), p.enc, nil); err != nil {
-				r.err = err
-				return
-			}
-		}
-		if keep == nil {
-			if err := b.Delete(arrivalKey(rw.seq), nil); err != nil {
-				r.err = err
-				return
-			}
-			// Its digest goes too: kept, it would cost a key per version ever written, the
-			// history growth compaction is for. A copy of a cleared version that arrives
-			// again is held already and dropped unread, whatever its content.
-			if d, err := s.heldDigest(rw.site, rw.ver); err == nil && !d.IsZero() {
-				// And out of the site's content sum, as a reopened log would count it.
-				sv.Content.Remove(d)
-				pubDigests = append(pubDigests, pubDigest{rw.site, d})
-			}
-			if err := b.Delete(digestKey(rw.site, rw.ver), nil); err != nil {
-				r.err = err
-				return
-			}
-			sv.Cleared.Add(uint64(rw.ver), uint64(rw.ver))
-			pubCleared = append(pubCleared, clr{rw.site, RangeSet{{First: uint64(rw.ver), Last: uint64(rw.ver)}}})
-			dirty[rw.site] = struct{}{}
-			r.res.Cleared++
-			cst.cleared++
-		} else {
-			r.res.Rewritten++
-		}
-		r.res.Dropped += rw.dropped
-		r.res.Bytes += rw.oldBytes - min(newBytes, rw.oldBytes)
-		totChanges -= min(rw.dropped, totChanges)
-		totBytes = totBytes - min(rw.oldBytes, totBytes) + newBytes
 	}
 	for _, c := range r.cleared {
-		sv := s.work.Site(c.Site)
-		newVers := c.Cleared.Subtract(sv.Versions)
-		if len(newVers) == 0 {
-			continue
-		}
-		for ver, p := range sv.Partials {
-			if !newVers.Contains(uint64(ver)) {
-				continue
-			}
-			// Parts of a version the peer cleared: all superseded.
-			ch, nb, err := s.partSizes(c.Site, ver)
-			if err != nil {
-				r.err = err
-				return
-			}
-			lo, hi := versionBounds(c.Site, ver)
-			if err := b.DeleteRange(lo, hi, nil); err != nil {
-				r.err = err
-				return
-			}
-			if err := b.Delete(partialKey(c.Site, ver), nil); err != nil {
-				r.err = err
-				return
-			}
-			_ = p
-			totChanges -= min(ch, totChanges)
-			totBytes -= min(nb, totBytes)
-			dropPartials = append(dropPartials, partKey{c.Site, ver})
-		}
-		for _, pk := range dropPartials {
-			if pk.site == c.Site {
-				delete(sv.Partials, pk.ver)
-			}
-		}
-		sv.Versions.AddSet(newVers)
-		sv.Cleared.AddSet(newVers)
-		r.added += newVers.Count()
-		// What those versions held, and when it lost, is unknown here: a replay to a time
-		// before now could miss it.
-		r.horizonTS = max(r.horizonTS, s.hlc.Now())
-		pubVersions = append(pubVersions, clr{c.Site, newVers})
-		dirty[c.Site] = struct{}{}
-		if c.Site == s.site {
-			top, _ := newVers.Max()
-			for {
-				cur := s.nextLocal.Load()
-				if top < cur || s.nextLocal.CompareAndSwap(cur, top+1) {
-					break
-				}
-			}
-		}
-	}
-	for site := range dirty {
-		sv := s.work.Sites[site]
-		if err := b.Set(clearedKey(site), AppendRanges(nil, sv.Cleared), nil); err != nil {
-			r.err = err
-			return
-		}
-		if err := b.Set(vectorKey(site), AppendRanges(nil, sv.Versions), nil); err != nil {
-			r.err = err
+		if r.err = s.applyPeerCleared(&a, r, c); r.err != nil {
 			return
 		}
 	}
-	if r.res.Dropped > 0 || r.added > 0 {
-		cst.dropped += r.res.Dropped
-		cst.bytes += r.res.Bytes
-		cst.horizonSeq = max(cst.horizonSeq, r.horizonSeq)
-		cst.horizonTS = max(cst.horizonTS, r.horizonTS)
-		if err := b.Set(metaKey(metaCompaction), cst.encode(), nil); err != nil {
-			r.err = err
-			return
-		}
-	}
-	var st [16]byte
-	binary.BigEndian.PutUint64(st[:], totChanges)
-	binary.BigEndian.PutUint64(st[8:], totBytes)
-	if err := b.Set(metaKey(metaStats), st[:], nil); err != nil {
-		r.err = err
-		return
-	}
-	if b.Empty() {
+	if r.err = s.persistCompaction(&a, r); r.err != nil || a.b.Empty() {
 		return
 	}
 	wo := pebble.NoSync
 	if len(r.cleared) > 0 {
 		wo = s.wopts // a peer's cleared ranges are acknowledged: durable like an append
 	}
-	err := b.Commit(wo)
+	err := a.b.Commit(wo)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
@@ -530,25 +377,200 @@ func (s *Store) commitCompaction(r *compactReq) {
 		r.err = s.failed
 		return
 	}
-	for _, p := range pubDigests {
+	s.publishCompaction(&a, r)
+}
+
+// compactApply is one compaction request on its way into a Pebble batch: the batch, the
+// counters as they will be after it, and what to publish once it is committed.
+type compactApply struct {
+	b              *pebble.Batch
+	lastSeq        Seq
+	changes, bytes uint64 // the log's totals after the batch
+	cst            compactionState
+	cleared        []siteRanges // versions cleared here: added to the published Cleared
+	held           []siteRanges // versions a peer holds cleared: held and cleared here now
+	dropPartials   []partKey    // partial versions those replaced
+	digests        []siteDigest // digests of versions cleared here: out of the content sums
+	dirty          map[SiteID]struct{}
+}
+
+type siteDigest struct {
+	site SiteID
+	d    Digest
+}
+
+type siteRanges struct {
+	site SiteID
+	rs   RangeSet
+}
+
+// applyRewrite adds one rewritten or cleared version to the batch (on the work vector).
+func (s *Store) applyRewrite(a *compactApply, r *compactReq, rw rewrite) error {
+	sv := s.work.Sites[rw.site]
+	if sv == nil || !sv.Versions.Contains(uint64(rw.ver)) || sv.Cleared.Contains(uint64(rw.ver)) {
+		return nil // cannot happen: only compaction changes complete versions, one pass at a time
+	}
+	lo, hi := versionBounds(rw.site, rw.ver)
+	keep := rw.keep
+	if keep == nil && rw.seq == a.lastSeq {
+		// Read must always find the version at LastSeq: keep it, empty.
+		var cs Changeset
+		if err := s.getInto(rw.site, rw.ver, &cs); err != nil {
+			return err
+		}
+		cs.Changes, cs.Compacted, cs.Seq, cs.Seqs = nil, true, 0, SeqRange{First: 0, Last: cs.LastSeq}
+		keep = &cs
+	}
+	var newBytes uint64
+	var parts []item
+	if keep != nil {
+		var err error
+		if parts, err = s.split(nil, keep, 0); err != nil {
+			return fmt.Errorf("compact %v/%d: %w", rw.site, rw.ver, err)
+		}
+		for _, p := range parts {
+			newBytes += uint64(len(p.enc))
+		}
+	}
+	if err := a.b.DeleteRange(lo, hi, nil); err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if err := a.b.Set(dataKey(nil, rw.site, rw.ver, p.cs.Seqs.First), p.enc, nil); err != nil {
+			return err
+		}
+	}
+	if keep == nil {
+		if err := a.b.Delete(arrivalKey(rw.seq), nil); err != nil {
+			return err
+		}
+		// Its digest goes too: kept, it would cost a key per version ever written, the
+		// history growth compaction is for. A copy of a cleared version that arrives
+		// again is held already and dropped unread, whatever its content.
+		if d, err := s.heldDigest(rw.site, rw.ver); err == nil && !d.IsZero() {
+			// And out of the site's content sum, as a reopened log would count it.
+			sv.Content.Remove(d)
+			a.digests = append(a.digests, siteDigest{rw.site, d})
+		}
+		if err := a.b.Delete(digestKey(rw.site, rw.ver), nil); err != nil {
+			return err
+		}
+		sv.Cleared.Add(uint64(rw.ver), uint64(rw.ver))
+		a.cleared = append(a.cleared, siteRanges{rw.site, RangeSet{{First: uint64(rw.ver), Last: uint64(rw.ver)}}})
+		a.dirty[rw.site] = struct{}{}
+		r.res.Cleared++
+		a.cst.cleared++
+	} else {
+		r.res.Rewritten++
+	}
+	r.res.Dropped += rw.dropped
+	r.res.Bytes += rw.oldBytes - min(newBytes, rw.oldBytes)
+	a.changes -= min(rw.dropped, a.changes)
+	a.bytes = a.bytes - min(rw.oldBytes, a.bytes) + newBytes
+	return nil
+}
+
+// applyPeerCleared adds versions a peer holds cleared to the batch (on the work vector):
+// those not held here become held and cleared, and parts held of them go (all superseded).
+func (s *Store) applyPeerCleared(a *compactApply, r *compactReq, c SiteMissing) error {
+	sv := s.work.Site(c.Site)
+	newVers := c.Cleared.Subtract(sv.Versions)
+	if len(newVers) == 0 {
+		return nil
+	}
+	for ver := range sv.Partials {
+		if !newVers.Contains(uint64(ver)) {
+			continue
+		}
+		ch, nb, err := s.partSizes(c.Site, ver)
+		if err != nil {
+			return err
+		}
+		lo, hi := versionBounds(c.Site, ver)
+		if err := a.b.DeleteRange(lo, hi, nil); err != nil {
+			return err
+		}
+		if err := a.b.Delete(partialKey(c.Site, ver), nil); err != nil {
+			return err
+		}
+		a.changes -= min(ch, a.changes)
+		a.bytes -= min(nb, a.bytes)
+		a.dropPartials = append(a.dropPartials, partKey{c.Site, ver})
+	}
+	for _, pk := range a.dropPartials {
+		if pk.site == c.Site {
+			delete(sv.Partials, pk.ver)
+		}
+	}
+	sv.Versions.AddSet(newVers)
+	sv.Cleared.AddSet(newVers)
+	r.added += newVers.Count()
+	// What those versions held, and when it lost, is unknown here: a replay to a time
+	// before now could miss it.
+	r.horizonTS = max(r.horizonTS, s.hlc.Now())
+	a.held = append(a.held, siteRanges{c.Site, newVers})
+	a.dirty[c.Site] = struct{}{}
+	if c.Site == s.site {
+		top, _ := newVers.Max()
+		for {
+			cur := s.nextLocal.Load()
+			if top < cur || s.nextLocal.CompareAndSwap(cur, top+1) {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// persistCompaction adds to the batch the vector and cleared keys of every site touched,
+// the compaction state and the counters.
+func (s *Store) persistCompaction(a *compactApply, r *compactReq) error {
+	for site := range a.dirty {
+		sv := s.work.Sites[site]
+		if err := a.b.Set(clearedKey(site), AppendRanges(nil, sv.Cleared), nil); err != nil {
+			return err
+		}
+		if err := a.b.Set(vectorKey(site), AppendRanges(nil, sv.Versions), nil); err != nil {
+			return err
+		}
+	}
+	if r.res.Dropped > 0 || r.added > 0 {
+		a.cst.dropped += r.res.Dropped
+		a.cst.bytes += r.res.Bytes
+		a.cst.horizonSeq = max(a.cst.horizonSeq, r.horizonSeq)
+		a.cst.horizonTS = max(a.cst.horizonTS, r.horizonTS)
+		if err := a.b.Set(metaKey(metaCompaction), a.cst.encode(), nil); err != nil {
+			return err
+		}
+	}
+	var st [16]byte
+	binary.BigEndian.PutUint64(st[:], a.changes)
+	binary.BigEndian.PutUint64(st[8:], a.bytes)
+	return a.b.Set(metaKey(metaStats), st[:], nil)
+}
+
+// publishCompaction makes a committed compaction visible: the published vector, counters
+// and metrics. The caller holds s.mu.
+func (s *Store) publishCompaction(a *compactApply, r *compactReq) {
+	for _, p := range a.digests {
 		if sv := s.vec.Sites[p.site]; sv != nil {
 			sv.Content.Remove(p.d)
 		}
 	}
-	for _, c := range pubCleared {
+	for _, c := range a.cleared {
 		s.vec.Site(c.site).Cleared.AddSet(c.rs)
 	}
-	for _, c := range pubVersions {
+	for _, c := range a.held {
 		sv := s.vec.Site(c.site)
 		sv.Versions.AddSet(c.rs)
 		sv.Cleared.AddSet(c.rs)
 	}
-	for _, pk := range dropPartials {
+	for _, pk := range a.dropPartials {
 		if sv := s.vec.Sites[pk.site]; sv != nil {
 			delete(sv.Partials, pk.ver)
 		}
 	}
-	s.changes, s.bytes, s.compSt = totChanges, totBytes, cst
+	s.changes, s.bytes, s.compSt = a.changes, a.bytes, a.cst
 	s.metrics.compactDropped.Add(float64(r.res.Dropped))
 	s.metrics.compactCleared.Add(float64(r.res.Cleared))
 }
