@@ -72,10 +72,12 @@ func dirBytes(tb testing.TB, dir string) (apparent, allocated int64) {
 	return apparent, allocated
 }
 
-// churn runs count single-row updates of rows 1..rows from writers goroutines; each writer
-// owns the rows congruent to its index, so the last value it had acknowledged for a row is
-// known. It returns, per row, the last acknowledged and the last attempted value, and stops
-// early (without failing) when the agent goes away.
+// churn runs count single-row updates of rows 1..rows (at least writers of them) from
+// writers goroutines; each writer owns the rows congruent to its index modulo writers and
+// cycles through them, so a row's last acknowledged value and its one write in flight are
+// known. (Rows shared by two writers have no such answer: their acknowledgements can come
+// back in another order than their commits.) It returns, per row, the last acknowledged and
+// the last attempted value, and stops early (without failing) when the agent goes away.
 func churn(ctx context.Context, cl *client.Client, rows, count, writers int, base int64) (acked, tried map[int64]int64) {
 	acked, tried = map[int64]int64{}, map[int64]int64{}
 	var mu sync.Mutex
@@ -85,8 +87,9 @@ func churn(ctx context.Context, cl *client.Client, rows, count, writers int, bas
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			own := (rows - w + writers - 1) / writers // ids 1+w, 1+w+writers, ... <= rows
 			for i := range per {
-				id := int64(1 + (w+i*writers)%rows)
+				id := int64(1 + w + writers*(i%own))
 				v := base + int64(i)
 				mu.Lock()
 				tried[id] = v
