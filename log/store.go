@@ -246,6 +246,38 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 
 // load reads (or, in a new directory, writes) the metadata and the persisted vector.
 func (s *Store) load(want SiteID) error {
+	if err := s.loadMeta(want); err != nil {
+		return err
+	}
+	vec, err := s.loadVector()
+	if err != nil {
+		return err
+	}
+	if raw, err := s.get(metaKey(metaCompaction)); err != nil {
+		return err
+	} else if len(raw) >= 32 {
+		s.compSt = decodeCompactionState(raw)
+	}
+	s.sumContent(vec)
+	s.vec = vec
+	s.work = vec.Clone()
+	if err := s.loadLastSeq(); err != nil {
+		return err
+	}
+	var next uint64 = 1
+	if sv := vec.Sites[s.site]; sv != nil {
+		next = uint64(sv.Head()) + 1
+	}
+	if t := uint64(s.ownTrusted()); t >= next { // a restore as this site (forge.go)
+		next = t + 1
+	}
+	s.nextLocal.Store(next)
+	return nil
+}
+
+// loadMeta reads (or, in a new directory, writes) the site id and the format, and reads the
+// counters.
+func (s *Store) loadMeta(want SiteID) error {
 	raw, err := s.get(metaKey(metaSiteID))
 	if err != nil {
 		return err
@@ -284,117 +316,108 @@ func (s *Store) load(want SiteID) error {
 	} else if len(st) == 16 {
 		s.changes, s.bytes = binary.BigEndian.Uint64(st), binary.BigEndian.Uint64(st[8:])
 	}
+	return nil
+}
 
-	// A lenient (inspecting) open notes what it cannot read and goes on with the rest, so
-	// that Inspect and Check can still show a damaged log; a normal open refuses it.
-	bad := func(err error) error {
-		if !s.lenient {
-			return err
-		}
-		s.loadErrs = append(s.loadErrs, err)
-		return nil
+// loadBad is what load does with what it cannot read: a lenient (inspecting) open notes it
+// and goes on with the rest, so that Inspect and Check can still show a damaged log; a
+// normal open refuses it.
+func (s *Store) loadBad(err error) error {
+	if !s.lenient {
+		return err
 	}
+	s.loadErrs = append(s.loadErrs, err)
+	return nil
+}
+
+// loadKeys calls fn on every key of one key space; what fn cannot read goes to loadBad.
+func (s *Store) loadKeys(pfx byte, fn func(k, v []byte) error) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfx}, UpperBound: []byte{pfx + 1}})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			if err := s.loadBad(err); err != nil {
+				it.Close()
+				return err
+			}
+		}
+	}
+	return it.Close()
+}
+
+// loadVector reads the persisted vector: complete versions, partial ones and cleared ones.
+func (s *Store) loadVector() (*Vector, error) {
 	vec := NewVector()
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxVector}, UpperBound: []byte{pfxVector + 1}})
-	if err != nil {
-		return err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
-		var err error
+	err := s.loadKeys(pfxVector, func(k, v []byte) error {
 		if len(k) != 17 {
-			err = &DecodeError{What: "vector key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}
-		} else if rs, derr := DecodeRanges("vector", it.Value(), false); derr != nil {
-			err = fmt.Errorf("vector of %v: %w", SiteID(k[1:17]), derr)
-		} else {
-			vec.Site(SiteID(k[1:17])).Versions = rs
+			return &DecodeError{What: "vector key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}
 		}
+		rs, err := DecodeRanges("vector", v, false)
 		if err != nil {
-			if err := bad(err); err != nil {
-				it.Close()
-				return err
-			}
+			return fmt.Errorf("vector of %v: %w", SiteID(k[1:17]), err)
 		}
-	}
-	if err := it.Close(); err != nil {
-		return err
-	}
-	it, err = s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxPartial}, UpperBound: []byte{pfxPartial + 1}})
+		vec.Site(SiteID(k[1:17])).Versions = rs
+		return nil
+	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
-		var err error
+	err = s.loadKeys(pfxPartial, func(k, v []byte) error {
 		if len(k) != 25 {
-			err = &DecodeError{What: "partial key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}
-		} else if p, derr := decodePartialValue(it.Value()); derr != nil {
-			err = fmt.Errorf("partial %v/%d: %w", SiteID(k[1:17]), binary.BigEndian.Uint64(k[17:]), derr)
-		} else {
-			sv := vec.Site(SiteID(k[1:17]))
-			ver := Version(binary.BigEndian.Uint64(k[17:]))
-			if cerr := CheckPartial(sv, ver, p); cerr != nil {
-				err = fmt.Errorf("stored partial %v/%d: %w", SiteID(k[1:17]), ver, cerr)
-			} else {
-				if sv.Partials == nil {
-					sv.Partials = map[Version]*Partial{}
-				}
-				sv.Partials[ver] = p
-			}
+			return &DecodeError{What: "partial key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}
 		}
+		p, err := decodePartialValue(v)
 		if err != nil {
-			if err := bad(err); err != nil {
-				it.Close()
-				return err
-			}
+			return fmt.Errorf("partial %v/%d: %w", SiteID(k[1:17]), binary.BigEndian.Uint64(k[17:]), err)
 		}
-	}
-	if err := it.Close(); err != nil {
-		return err
-	}
-	it, err = s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxCleared}, UpperBound: []byte{pfxCleared + 1}})
+		sv := vec.Site(SiteID(k[1:17]))
+		ver := Version(binary.BigEndian.Uint64(k[17:]))
+		if err := CheckPartial(sv, ver, p); err != nil {
+			return fmt.Errorf("stored partial %v/%d: %w", SiteID(k[1:17]), ver, err)
+		}
+		if sv.Partials == nil {
+			sv.Partials = map[Version]*Partial{}
+		}
+		sv.Partials[ver] = p
+		return nil
+	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
-		var err error
+	err = s.loadKeys(pfxCleared, func(k, v []byte) error {
 		if len(k) != 17 {
-			err = &DecodeError{What: "cleared key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}
-		} else if rs, derr := DecodeRanges("cleared", it.Value(), false); derr != nil {
-			err = fmt.Errorf("cleared versions of %v: %w", SiteID(k[1:17]), derr)
-		} else if sv := vec.Sites[SiteID(k[1:17])]; sv == nil || len(rs.Subtract(sv.Versions)) > 0 {
-			err = &DecodeError{What: "cleared versions", Err: fmt.Errorf("site %v: cleared %s are not all held", SiteID(k[1:17]), fmtRanges(rs, 4))}
-		} else {
-			sv.Cleared = rs
+			return &DecodeError{What: "cleared key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}
 		}
+		rs, err := DecodeRanges("cleared", v, false)
 		if err != nil {
-			if err := bad(err); err != nil {
-				it.Close()
-				return err
-			}
+			return fmt.Errorf("cleared versions of %v: %w", SiteID(k[1:17]), err)
 		}
+		sv := vec.Sites[SiteID(k[1:17])]
+		if sv == nil || len(rs.Subtract(sv.Versions)) > 0 {
+			return &DecodeError{What: "cleared versions", Err: fmt.Errorf("site %v: cleared %s are not all held", SiteID(k[1:17]), fmtRanges(rs, 4))}
+		}
+		sv.Cleared = rs
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	if err := it.Close(); err != nil {
-		return err
-	}
-	if raw, err := s.get(metaKey(metaCompaction)); err != nil {
-		return err
-	} else if len(raw) >= 32 {
-		s.compSt = decodeCompactionState(raw)
-	}
-	s.sumContent(vec)
-	s.vec = vec
-	s.work = vec.Clone()
+	return vec, nil
+}
 
-	it, err = s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxArrival}, UpperBound: []byte{pfxArrival + 1}})
+// loadLastSeq finds the log's last arrival seq: the last arrival key, or the floor a repair
+// left (repair.go) if higher.
+func (s *Store) loadLastSeq() error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxArrival}, UpperBound: []byte{pfxArrival + 1}})
 	if err != nil {
 		return err
 	}
 	if it.Last() {
 		if k := it.Key(); len(k) == 9 {
 			s.lastSeq = Seq(binary.BigEndian.Uint64(k[1:]))
-		} else if err := bad(&DecodeError{What: "arrival key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}); err != nil {
+		} else if err := s.loadBad(&DecodeError{What: "arrival key", Err: fmt.Errorf("%x: %d bytes", k, len(k))}); err != nil {
 			it.Close()
 			return err
 		}
@@ -405,14 +428,6 @@ func (s *Store) load(want SiteID) error {
 	if raw, err := s.get(metaKey(metaSeqFloor)); err == nil && len(raw) == 8 {
 		s.lastSeq = max(s.lastSeq, Seq(binary.BigEndian.Uint64(raw))) // repair.go
 	}
-	var next uint64 = 1
-	if sv := vec.Sites[s.site]; sv != nil {
-		next = uint64(sv.Head()) + 1
-	}
-	if t := uint64(s.ownTrusted()); t >= next { // a restore as this site (forge.go)
-		next = t + 1
-	}
-	s.nextLocal.Store(next)
 	return nil
 }
 
