@@ -145,7 +145,7 @@ func (s *Store) Compact(ctx context.Context, opts CompactOptions) (CompactResult
 		batch = 256
 	}
 	through := min(opts.Through, s.LastSeq())
-	// The replay horizon must cover the arrival seq of every winner a dropped change loses
+	// The replay horizon must cover the arrival seq of every winner a dropped change lost
 	// to (a replay to a seq before it would miss both); the judge may see winners folded
 	// after through, so their seqs are looked up, and a change whose winner arrived after
 	// this snapshot is kept (a later pass drops it).
@@ -153,22 +153,7 @@ func (s *Store) Compact(ctx context.Context, opts CompactOptions) (CompactResult
 	if err != nil {
 		return res, fmt.Errorf("compact: %w", err)
 	}
-	tsCache := map[Dominator]Timestamp{}
-	domTS := func(d Dominator) (Timestamp, bool) {
-		if ts, ok := tsCache[d]; ok {
-			return ts, ts != 0
-		}
-		cs, err := s.Get(d.Site, d.Version)
-		var ts Timestamp
-		if err == nil {
-			ts = cs.TS
-		}
-		if len(tsCache) > 1<<16 {
-			clear(tsCache)
-		}
-		tsCache[d] = ts
-		return ts, ts != 0
-	}
+	p := &compactPass{s: s, horizon: opts.Horizon, arrived: arrived, tsCache: map[Dominator]Timestamp{}}
 	start := time.Now()
 	defer func() { s.metrics.compactSeconds.Observe(time.Since(start).Seconds()) }()
 	for res.Next < through {
@@ -182,108 +167,162 @@ func (s *Store) Compact(ctx context.Context, opts CompactOptions) (CompactResult
 		if err != nil {
 			return res, fmt.Errorf("compact: %w", err)
 		}
-		if len(css) == 0 {
+		b := p.take(css, sizes, through)
+		if b.scanned == 0 {
 			break
 		}
-		var data []*Changeset
-		var dataSizes []uint64
-		stop := false
-		for i, cs := range css {
-			if cs.Seq > through {
-				css = css[:i]
-				break
-			}
-			if opts.Horizon != 0 && cs.TS >= opts.Horizon {
-				// The window starts here. Arrival order follows commit time closely, so the
-				// pass stops rather than read the whole window to find older stragglers (a
-				// site whose clock runs ahead delays compaction by its lead, nothing worse).
-				css, stop = css[:i], true
-				break
-			}
-			if cs.Kind == KindData && len(cs.Changes) > 0 {
-				data = append(data, cs)
-				dataSizes = append(dataSizes, sizes[i])
-			}
+		if b.stop {
+			through = b.next // ends the pass after this batch
 		}
-		if len(css) == 0 {
-			break
-		}
-		next := css[len(css)-1].Seq
-		if stop {
-			through = next // ends the pass after this batch
-		}
-		res.Scanned += len(css)
-		if len(data) == 0 {
-			res.Next = next
-			continue
-		}
-		verdicts, err := opts.Judge(ctx, data)
-		if err != nil {
-			return res, fmt.Errorf("compact: judge: %w", err)
-		}
-		if len(verdicts) != len(data) {
-			return res, fmt.Errorf("compact: judge answered %d of %d changesets", len(verdicts), len(data))
-		}
-		req := &compactReq{done: make(chan struct{}), horizonSeq: through}
-		for i, cs := range data {
-			v := verdicts[i]
-			if len(v) != len(cs.Changes) {
-				return res, fmt.Errorf("compact: judge answered %d of %d changes of %v/%d", len(v), len(cs.Changes), cs.Site, cs.Version)
+		res.Scanned += b.scanned
+		if len(b.data) > 0 {
+			verdicts, err := opts.Judge(ctx, b.data)
+			if err != nil {
+				return res, fmt.Errorf("compact: judge: %w", err)
 			}
-			var keep []Change
-			dropped := uint64(0)
-			for j, d := range v {
-				var dseq Seq
-				if !d.IsZero() {
-					var ok bool
-					if dseq, ok = arrived.seq(d); !ok {
-						d = Dominator{}
-					}
-				}
-				if !d.IsZero() && opts.Horizon != 0 {
-					// Inside the window (or a winner too recent to say): keep.
-					if ts, ok := domTS(d); !ok || ts >= opts.Horizon || cs.TS >= opts.Horizon {
-						d = Dominator{}
-					}
-				}
-				if d.IsZero() {
-					if dropped > 0 {
-						keep = append(keep, cs.Changes[j])
-					}
-					continue
-				}
-				if dropped == 0 {
-					keep = append(make([]Change, 0, len(cs.Changes)), cs.Changes[:j]...)
-				}
-				dropped++
-				req.horizonSeq = max(req.horizonSeq, dseq)
-				if ts, ok := domTS(d); ok && ts > req.horizonTS {
-					req.horizonTS = ts
-				}
-			}
-			if dropped == 0 {
-				continue
-			}
-			rw := rewrite{site: cs.Site, ver: cs.Version, seq: cs.Seq, dropped: dropped, oldBytes: dataSizes[i]}
-			if len(keep) > 0 {
-				k := *cs
-				k.Seq, k.Changes, k.Compacted = 0, keep, true
-				rw.keep = &k
-			}
-			req.rewrites = append(req.rewrites, rw)
-		}
-		if len(req.rewrites) > 0 {
-			if err := s.submitCompaction(ctx, req); err != nil {
+			req, err := p.rewrites(b, verdicts, through)
+			if err != nil {
 				return res, err
 			}
-			res.Rewritten += req.res.Rewritten
-			res.Cleared += req.res.Cleared
-			res.Dropped += req.res.Dropped
-			res.Bytes += req.res.Bytes
+			if len(req.rewrites) > 0 {
+				if err := s.submitCompaction(ctx, req); err != nil {
+					return res, err
+				}
+				res.Rewritten += req.res.Rewritten
+				res.Cleared += req.res.Cleared
+				res.Dropped += req.res.Dropped
+				res.Bytes += req.res.Bytes
+			}
 		}
-		res.Next = next
+		res.Next = b.next
 	}
 	return res, nil
+}
+
+// compactPass is what one Compact call knows across its batches.
+type compactPass struct {
+	s       *Store
+	horizon Timestamp // 0: no retention window
+	arrived arrivals
+	tsCache map[Dominator]Timestamp
+}
+
+// compactBatch is one batch of a pass: the changesets scanned and the data versions among
+// them that the judge sees.
+type compactBatch struct {
+	scanned   int
+	next      Seq  // the last seq scanned
+	stop      bool // the retention window starts in this batch: the pass ends with it
+	data      []*Changeset
+	dataSizes []uint64
+}
+
+// take cuts what was read at through and at the retention window, and picks the data
+// versions (with changes) to judge.
+func (p *compactPass) take(css []*Changeset, sizes []uint64, through Seq) compactBatch {
+	var b compactBatch
+	for i, cs := range css {
+		if cs.Seq > through {
+			css = css[:i]
+			break
+		}
+		if p.horizon != 0 && cs.TS >= p.horizon {
+			// The window starts here. Arrival order follows commit time closely, so the
+			// pass stops rather than read the whole window to find older stragglers (a
+			// site whose clock runs ahead delays compaction by its lead, nothing worse).
+			css, b.stop = css[:i], true
+			break
+		}
+		if cs.Kind == KindData && len(cs.Changes) > 0 {
+			b.data = append(b.data, cs)
+			b.dataSizes = append(b.dataSizes, sizes[i])
+		}
+	}
+	if b.scanned = len(css); b.scanned > 0 {
+		b.next = css[len(css)-1].Seq
+	}
+	return b
+}
+
+// dominatorTS is the commit time of the version d names (false when it cannot be read).
+func (p *compactPass) dominatorTS(d Dominator) (Timestamp, bool) {
+	if ts, ok := p.tsCache[d]; ok {
+		return ts, ts != 0
+	}
+	cs, err := p.s.Get(d.Site, d.Version)
+	var ts Timestamp
+	if err == nil {
+		ts = cs.TS
+	}
+	if len(p.tsCache) > 1<<16 {
+		clear(p.tsCache)
+	}
+	p.tsCache[d] = ts
+	return ts, ts != 0
+}
+
+// rewrites turns the judge's verdicts on a batch into the committer's request: per version
+// with a change to drop, its survivors (none: cleared), and the horizon the drops move.
+func (p *compactPass) rewrites(b compactBatch, verdicts [][]Dominator, through Seq) (*compactReq, error) {
+	if len(verdicts) != len(b.data) {
+		return nil, fmt.Errorf("compact: judge answered %d of %d changesets", len(verdicts), len(b.data))
+	}
+	req := &compactReq{done: make(chan struct{}), horizonSeq: through}
+	for i, cs := range b.data {
+		v := verdicts[i]
+		if len(v) != len(cs.Changes) {
+			return nil, fmt.Errorf("compact: judge answered %d of %d changes of %v/%d", len(v), len(cs.Changes), cs.Site, cs.Version)
+		}
+		var keep []Change
+		dropped := uint64(0)
+		for j, d := range v {
+			dseq, ok := p.droppable(cs, d)
+			if !ok {
+				if dropped > 0 {
+					keep = append(keep, cs.Changes[j])
+				}
+				continue
+			}
+			if dropped == 0 {
+				keep = append(make([]Change, 0, len(cs.Changes)), cs.Changes[:j]...)
+			}
+			dropped++
+			req.horizonSeq = max(req.horizonSeq, dseq)
+			if ts, ok := p.dominatorTS(d); ok && ts > req.horizonTS {
+				req.horizonTS = ts
+			}
+		}
+		if dropped == 0 {
+			continue
+		}
+		rw := rewrite{site: cs.Site, ver: cs.Version, seq: cs.Seq, dropped: dropped, oldBytes: b.dataSizes[i]}
+		if len(keep) > 0 {
+			k := *cs
+			k.Seq, k.Changes, k.Compacted = 0, keep, true
+			rw.keep = &k
+		}
+		req.rewrites = append(req.rewrites, rw)
+	}
+	return req, nil
+}
+
+// droppable says whether a change of cs that the judge says d supersedes may go now, and
+// the arrival seq of d: not when nothing supersedes it, when d's arrival is not in this
+// pass's snapshot (too recent to say), or when either is inside the retention window.
+func (p *compactPass) droppable(cs *Changeset, d Dominator) (Seq, bool) {
+	if d.IsZero() {
+		return 0, false
+	}
+	dseq, ok := p.arrived.seq(d)
+	if !ok {
+		return 0, false
+	}
+	if p.horizon != 0 {
+		if ts, ok := p.dominatorTS(d); !ok || ts >= p.horizon || cs.TS >= p.horizon {
+			return 0, false
+		}
+	}
+	return dseq, true
 }
 
 // AppendCleared records versions a peer holds cleared: they become held (and cleared)
