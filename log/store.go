@@ -775,87 +775,22 @@ func (s *Store) commit(reqs []*appendReq) bool {
 		}
 		return false
 	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	var (
-		ops            []pubOp
-		changes, bytes uint64
-		dirtySites     = map[SiteID]struct{}{}
-		dirtyParts     = map[partKey]struct{}{}
-		key            []byte
-	)
+	g := groupCommit{b: s.db.NewBatch(), lastSeq: lastSeq, dirtySites: map[SiteID]struct{}{}, dirtyParts: map[partKey]struct{}{}}
+	defer g.b.Close()
 	for _, r := range reqs {
 		if err := s.check(r); err != nil {
 			r.err = err
 			continue
 		}
 		for _, it := range r.items {
-			cs := it.cs
-			res := &r.res[it.idx]
-			sv := s.work.Site(cs.Site)
-			if sv.Versions.Contains(uint64(cs.Version)) {
-				res.Complete = true
-				continue
-			}
-			parts := []*Changeset{cs}
-			encs := [][]byte{it.enc}
-			if p := sv.Partials[cs.Version]; p != nil {
-				newSeqs := RangeSet{{First: cs.Seqs.First, Last: cs.Seqs.Last}}.Subtract(p.Seqs)
-				if len(newSeqs) == 0 {
-					continue
-				}
-				if len(newSeqs) != 1 || newSeqs[0] != (Range{First: cs.Seqs.First, Last: cs.Seqs.Last}) {
-					parts, encs = trim(cs, newSeqs)
-				}
-			}
-			for i, part := range parts {
-				key = dataKey(key[:0], part.Site, part.Version, part.Seqs.First)
-				b.Set(key, encs[i], nil)
-				changes += uint64(len(part.Changes))
-				bytes += uint64(len(encs[i]))
-				// Shape was checked by s.check, so AddPart cannot fail here.
-				_, complete, _ := s.work.AddPart(part.Site, part.Version, part.LastSeq, part.Seqs.First, part.Seqs.Last)
-				ops = append(ops, pubOp{site: part.Site, ver: part.Version, lastSeq: part.LastSeq, first: part.Seqs.First, last: part.Seqs.Last})
-				res.New = true
-				pk := partKey{part.Site, part.Version}
-				if complete {
-					lastSeq++
-					res.Complete, res.Seq = true, lastSeq
-					b.Set(arrivalKey(lastSeq), arrivalValue(part.Site, part.Version), nil)
-					if !part.Digest.IsZero() {
-						b.Set(digestKey(part.Site, part.Version), part.Digest[:], nil)
-						s.work.Site(part.Site).Content.Add(part.Digest)
-						ops[len(ops)-1].digest = part.Digest
-					}
-					if part.IsPart() { // a partial key may be on disk from an earlier batch
-						b.Delete(partialKey(pk.site, pk.ver), nil)
-					}
-					delete(dirtyParts, pk)
-				} else {
-					dirtyParts[pk] = struct{}{}
-				}
-				dirtySites[part.Site] = struct{}{}
-			}
+			s.batchItem(&g, it, &r.res[it.idx])
 		}
 	}
-	if len(ops) == 0 {
+	if len(g.ops) == 0 {
 		return false
 	}
-	for site := range dirtySites {
-		b.Set(vectorKey(site), AppendRanges(nil, s.work.Sites[site].Versions), nil)
-	}
-	for pk := range dirtyParts {
-		b.Set(partialKey(pk.site, pk.ver), encodePartialValue(s.work.Partial(pk.site, pk.ver)), nil)
-	}
-	s.mu.RLock()
-	totChanges, totBytes := s.changes+changes, s.bytes+bytes
-	s.mu.RUnlock()
-	var st [16]byte
-	binary.BigEndian.PutUint64(st[:], totChanges)
-	binary.BigEndian.PutUint64(st[8:], totBytes)
-	b.Set(metaKey(metaStats), st[:], nil)
-
-	err := b.Commit(s.wopts)
+	totChanges, totBytes := s.persistAppends(&g)
+	err := g.b.Commit(s.wopts)
 	s.syncs.Add(1)
 	s.mu.Lock()
 	if err != nil {
@@ -871,20 +806,101 @@ func (s *Store) commit(reqs []*appendReq) bool {
 		}
 		return false
 	}
-	for _, op := range ops {
+	for _, op := range g.ops {
 		s.vec.AddPart(op.site, op.ver, op.lastSeq, op.first, op.last)
 		if !op.digest.IsZero() {
 			s.vec.Site(op.site).Content.Add(op.digest)
 		}
 	}
 	s.changes, s.bytes = totChanges, totBytes
-	if lastSeq > s.lastSeq {
-		s.lastSeq = lastSeq
+	if g.lastSeq > s.lastSeq {
+		s.lastSeq = g.lastSeq
 		close(s.notify)
 		s.notify = make(chan struct{})
 	}
 	s.mu.Unlock()
 	return true
+}
+
+// groupCommit is one group of appends on its way into a Pebble batch: the batch, what it
+// adds, and what to publish once it is durable.
+type groupCommit struct {
+	b              *pebble.Batch
+	lastSeq        Seq // the arrival seq of the last version the batch completes
+	ops            []pubOp
+	changes, bytes uint64 // what the batch adds
+	dirtySites     map[SiteID]struct{}
+	dirtyParts     map[partKey]struct{}
+	key            []byte
+}
+
+// batchItem adds one checked changeset (or part) to the batch, on the work vector: the
+// parts of it not held yet, and for a version it completes, its arrival entry and digest.
+func (s *Store) batchItem(g *groupCommit, it item, res *AppendResult) {
+	cs := it.cs
+	sv := s.work.Site(cs.Site)
+	if sv.Versions.Contains(uint64(cs.Version)) {
+		res.Complete = true
+		return
+	}
+	parts := []*Changeset{cs}
+	encs := [][]byte{it.enc}
+	if p := sv.Partials[cs.Version]; p != nil {
+		newSeqs := RangeSet{{First: cs.Seqs.First, Last: cs.Seqs.Last}}.Subtract(p.Seqs)
+		if len(newSeqs) == 0 {
+			return
+		}
+		if len(newSeqs) != 1 || newSeqs[0] != (Range{First: cs.Seqs.First, Last: cs.Seqs.Last}) {
+			parts, encs = trim(cs, newSeqs)
+		}
+	}
+	for i, part := range parts {
+		g.key = dataKey(g.key[:0], part.Site, part.Version, part.Seqs.First)
+		g.b.Set(g.key, encs[i], nil)
+		g.changes += uint64(len(part.Changes))
+		g.bytes += uint64(len(encs[i]))
+		// Shape was checked by s.check, so AddPart cannot fail here.
+		_, complete, _ := s.work.AddPart(part.Site, part.Version, part.LastSeq, part.Seqs.First, part.Seqs.Last)
+		g.ops = append(g.ops, pubOp{site: part.Site, ver: part.Version, lastSeq: part.LastSeq, first: part.Seqs.First, last: part.Seqs.Last})
+		res.New = true
+		pk := partKey{part.Site, part.Version}
+		if complete {
+			g.lastSeq++
+			res.Complete, res.Seq = true, g.lastSeq
+			g.b.Set(arrivalKey(g.lastSeq), arrivalValue(part.Site, part.Version), nil)
+			if !part.Digest.IsZero() {
+				g.b.Set(digestKey(part.Site, part.Version), part.Digest[:], nil)
+				s.work.Site(part.Site).Content.Add(part.Digest)
+				g.ops[len(g.ops)-1].digest = part.Digest
+			}
+			if part.IsPart() { // a partial key may be on disk from an earlier batch
+				g.b.Delete(partialKey(pk.site, pk.ver), nil)
+			}
+			delete(g.dirtyParts, pk)
+		} else {
+			g.dirtyParts[pk] = struct{}{}
+		}
+		g.dirtySites[part.Site] = struct{}{}
+	}
+}
+
+// persistAppends adds to the batch the vector of every site and the partial of every
+// version it touched, and the counters; it returns the counters.
+func (s *Store) persistAppends(g *groupCommit) (changes, bytes uint64) {
+	for site := range g.dirtySites {
+		g.b.Set(vectorKey(site), AppendRanges(nil, s.work.Sites[site].Versions), nil)
+	}
+	for pk := range g.dirtyParts {
+		g.b.Set(partialKey(pk.site, pk.ver), encodePartialValue(s.work.Partial(pk.site, pk.ver)), nil)
+	}
+	s.mu.RLock()
+	changes, bytes = s.changes+g.changes, s.bytes+g.bytes
+	s.mu.RUnlock()
+	var st [16]byte
+	binary.BigEndian.PutUint64(st[:], changes)
+	binary.BigEndian.PutUint64(st[8:], bytes)
+	g.b.Set(metaKey(metaStats), st[:], nil)
+	return changes, bytes
 }
 
 type partKey struct {
