@@ -135,6 +135,9 @@ type Config struct {
 	// BearerToken is Corrosion's single api.authz.bearer_token: when not empty it is accepted
 	// as "Authorization: Bearer <token>" with the admin scope.
 	BearerToken string
+	// Tracing makes writes (POST /v1/transactions) OpenTelemetry server spans of the global
+	// provider, children of the request's traceparent header (api/trace.go). Off: no cost.
+	Tracing bool
 	// EndpointName is Corrosion's api.endpoint_name: a request whose
 	// x-corrosion-requested-endpoint-name header names another endpoint is refused with 421
 	// Misdirected Request (a client's request that reached the wrong node by a stale address).

@@ -56,7 +56,9 @@ func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) erro
 		return err // route writes it in the ExecResponse shape (execShaped)
 	}
 	start := time.Now()
-	res, err := s.cfg.View.Transact(ctx, stmts)
+	tctx, endTrace := s.traceRequest(ctx, r, "POST /v1/transactions")
+	res, err := s.cfg.View.Transact(tctx, stmts)
+	endTrace(err)
 	elapsed := time.Since(start)
 	if err != nil {
 		s.metrics.transactions.WithLabelValues("error").Inc()

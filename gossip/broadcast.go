@@ -13,7 +13,8 @@ import (
 // its origin site, with hops as its budget. With a Region configured, it picks only among
 // the peers of this node's region (see Config.Region). When the chosen peers are every
 // candidate, they need not forward it further, so it goes with budget 0.
-func (g *Gossip) forward(cs *log.Changeset, hops, fanout int, from string) {
+// tp is the changeset's trace context ("" for none), for peers that read it.
+func (g *Gossip) forward(cs *log.Changeset, hops, fanout int, from, tp string) {
 	if hops <= 0 {
 		return
 	}
@@ -26,11 +27,11 @@ func (g *Gossip) forward(cs *log.Changeset, hops, fanout int, from string) {
 	} else {
 		peers = g.alivePeers()
 	}
-	g.sendTo(cs, hops, fanout, from, peers)
+	g.sendTo(cs, hops, fanout, from, tp, peers)
 }
 
 // sendTo sends cs to fanout random peers of cand (see forward).
-func (g *Gossip) sendTo(cs *log.Changeset, hops, fanout int, from string, cand []*peer) {
+func (g *Gossip) sendTo(cs *log.Changeset, hops, fanout int, from, tp string, cand []*peer) {
 	origin := cs.Site.String()
 	n := 0
 	for _, p := range cand {
@@ -55,26 +56,47 @@ func (g *Gossip) sendTo(cs *log.Changeset, hops, fanout int, from string, cand [
 		g.logger.Error("broadcast: encode", attrSite, cs.Site, "version", cs.Version, attrErr, err)
 		return
 	}
-	var zframe []byte // compressed once, for the peers that decode it
-	if g.compressing() && len(frame) >= g.cfg.CompressMinBytes {
-		zframe = compressFrame(frame, g.cfg.CompressMinBytes)
+	// Each form is made once, for the peers that read it: plain or traced, either one
+	// compressed when that pays.
+	type form struct {
+		b     []byte
+		plain int // its size before compression; 0 when not compressed
 	}
+	var forms [4]*form // by traced<<1 | zstd
 	for _, p := range cand {
-		if zframe != nil && p.zstd.Load() {
-			g.countCompressed("broadcast", len(frame), len(zframe))
-			p.enqueue(zframe)
-			continue
+		i := 0
+		if tp != "" && p.trace.Load() {
+			i |= 2
 		}
-		p.enqueue(frame)
+		if g.compressing() && p.zstd.Load() {
+			i |= 1
+		}
+		f := forms[i]
+		if f == nil {
+			f = &form{b: frame}
+			if i&2 != 0 {
+				f.b = tracedFrame(tp, frame)
+			}
+			if i&1 != 0 && len(f.b) >= g.cfg.CompressMinBytes {
+				if z := compressFrame(f.b, g.cfg.CompressMinBytes); z != nil {
+					f.b, f.plain = z, len(f.b)
+				}
+			}
+			forms[i] = f
+		}
+		if f.plain > 0 {
+			g.countCompressed("broadcast", f.plain, len(f.b))
+		}
+		p.enqueue(f.b)
 	}
 }
 
 // broadcastOwn sends one of this node's changesets (or a part) on its first hops: to
 // LocalFanout random peers, or, region-aware, to RemoteFanout peers of each other region
 // and RegionalFanout of its own.
-func (g *Gossip) broadcastOwn(cs *log.Changeset) {
+func (g *Gossip) broadcastOwn(cs *log.Changeset, tp string) {
 	if g.cfg.Region == "" {
-		g.forward(cs, g.cfg.MaxHops, g.cfg.LocalFanout, "")
+		g.forward(cs, g.cfg.MaxHops, g.cfg.LocalFanout, "", tp)
 		return
 	}
 	g.mu.Lock()
@@ -86,27 +108,27 @@ func (g *Gossip) broadcastOwn(cs *log.Changeset) {
 		if r == g.cfg.Region {
 			fanout = g.cfg.RegionalFanout
 		}
-		g.sendTo(cs, g.cfg.MaxHops, fanout, "", g.regionPeers(r))
+		g.sendTo(cs, g.cfg.MaxHops, fanout, "", tp, g.regionPeers(r))
 	}
 }
 
 // broadcastLarge sends a large local changeset as the parts the log stored, so that every
 // node sees the same part boundaries; if the log has none yet, it cuts parts itself.
-func (g *Gossip) broadcastLarge(cs *log.Changeset) {
+func (g *Gossip) broadcastLarge(cs *log.Changeset, tp string) {
 	sent := 0
 	for part, err := range g.log.Scan(cs.Site, cs.Version, cs.Version) {
 		if err != nil {
 			g.logger.Warn("broadcast: scan large version", attrSite, cs.Site, "version", cs.Version, attrErr, err)
 			break
 		}
-		g.broadcastOwn(part)
+		g.broadcastOwn(part, tp)
 		sent++
 	}
 	if sent > 0 {
 		return
 	}
 	for _, part := range splitParts(cs, g.cfg.PartChanges) {
-		g.broadcastOwn(part)
+		g.broadcastOwn(part, tp)
 	}
 }
 
@@ -255,12 +277,14 @@ func (g *Gossip) receiveBroadcast(from log.SiteID, r io.Reader) error {
 	type item struct {
 		cs   *log.Changeset
 		hops int
+		tp   string // its trace context, when it came traced
 	}
 	var batch []item
 	var css []*log.Changeset
+	var tps []string
 	var zseen [2]uint64
 	for {
-		batch, css = batch[:0], css[:0]
+		batch, css, tps = batch[:0], css[:0], tps[:0]
 		before := fr.bytes
 		for {
 			typ, body, err := fr.next()
@@ -278,15 +302,18 @@ func (g *Gossip) receiveBroadcast(from log.SiteID, r io.Reader) error {
 				return fmt.Errorf("bad changeset: %w", err)
 			}
 			// A peer cannot buy a longer flood than this node would give its own writes.
-			batch = append(batch, item{cs, min(hops, g.cfg.MaxHops)})
+			batch = append(batch, item{cs, min(hops, g.cfg.MaxHops), fr.trace})
 			css = append(css, cs)
+			tps = append(tps, fr.trace)
 			if !fr.buffered() || len(batch) >= g.cfg.SyncChunk {
 				break
 			}
 		}
 		g.m.bytesRecv.WithLabelValues("broadcast").Add(float64(fr.bytes - before))
 		g.countReceived("broadcast", fr, &zseen)
-		news, err := g.applyBatch(css, "broadcast")
+		ctx, end := g.receiveSpan(g.run, "broadcast", css, tps)
+		news, err := g.applyBatch(ctx, css, "broadcast")
+		end()
 		if err != nil {
 			if g.run.Err() != nil {
 				return ErrClosed
@@ -296,7 +323,7 @@ func (g *Gossip) receiveBroadcast(from log.SiteID, r io.Reader) error {
 		}
 		for i, it := range batch {
 			if news[i] {
-				g.forward(it.cs, it.hops, g.cfg.Fanout, fromName)
+				g.forward(it.cs, it.hops, g.cfg.Fanout, fromName, it.tp)
 			}
 		}
 	}

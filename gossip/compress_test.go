@@ -207,7 +207,7 @@ func FuzzZstdFrame(f *testing.F) {
 // from before compression (and sends plain): every node converges, the new pair exchanges
 // zstd frames on both paths, and the old node never receives one.
 func TestZstdMixedVersions(t *testing.T) {
-	old := func(c *Config) { c.preZstd, c.Compression = true, CompressionNone }
+	old := func(c *Config) { c.oldWire, c.Compression = true, CompressionNone }
 	a := startNode(t)
 	b := startNode(t, withBootstrap(a))
 	c := startNode(t, withBootstrap(a), old)

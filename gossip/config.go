@@ -112,9 +112,9 @@ type Config struct {
 	Transport  Transport
 	Membership Membership
 
-	// preZstd makes the node advertise itself as one from before wire compression (no
-	// nodeMeta.Zstd), for the mixed-version tests.
-	preZstd bool
+	// oldWire makes the node advertise itself as one from before compressed and traced
+	// frames (no nodeMeta.Zstd nor Trace), for the mixed-version tests.
+	oldWire bool
 
 	// Registerer receives the Prometheus metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer

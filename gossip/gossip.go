@@ -291,14 +291,22 @@ func (g *Gossip) Broadcast(cs *log.Changeset) {
 	if g.closed.Load() || !g.ready.Load() || cs == nil {
 		return
 	}
+	g.broadcast(cs, "")
+}
+
+// broadcast is Broadcast with the trace context tp ("" for none) for peers that read it.
+func (g *Gossip) broadcast(cs *log.Changeset, tp string) {
+	if g.closed.Load() || !g.ready.Load() || cs == nil {
+		return
+	}
 	g.noteHead(cs.Site, cs.Version)
 	if len(cs.Changes) > g.cfg.PartChanges {
 		// Synchronous: it only reads the log and enqueues, and a goroutine started here
 		// could race Close's wait for the others.
-		g.broadcastLarge(cs)
+		g.broadcastLarge(cs, tp)
 		return
 	}
-	g.broadcastOwn(cs)
+	g.broadcastOwn(cs, tp)
 }
 
 // SetFaults replaces the fault rules at run time (FOR TESTING ONLY). The fault hook must
@@ -418,8 +426,8 @@ func (g *Gossip) noteHead(site log.SiteID, v log.Version) {
 
 // applyBatch hands received changesets to the Applier and records metrics; it returns which
 // were new.
-func (g *Gossip) applyBatch(css []*log.Changeset, path string) ([]bool, error) {
-	news, err := g.app.Apply(g.run, css)
+func (g *Gossip) applyBatch(ctx context.Context, css []*log.Changeset, path string) ([]bool, error) {
+	news, err := g.app.Apply(ctx, css)
 	if err != nil {
 		return nil, fmt.Errorf("apply %d changesets: %w", len(css), err)
 	}

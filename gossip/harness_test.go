@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/patinadb/patina/internal/testutil"
 	"github.com/patinadb/patina/log"
 )
@@ -28,6 +30,9 @@ type storeApplier struct {
 	// calls counts Apply calls, so that tests can wait for traffic without sleeping.
 	mu    sync.Mutex
 	calls int
+	// traces counts the changesets applied per trace ID of the context Apply was given
+	// (trace_test.go): a traced broadcast's receive span continues the sender's trace.
+	traces map[trace.TraceID]int
 }
 
 var _ Applier = (*storeApplier)(nil)
@@ -43,6 +48,12 @@ func (a *storeApplier) Apply(ctx context.Context, css []*log.Changeset) ([]bool,
 	}
 	a.mu.Lock()
 	a.calls++
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		if a.traces == nil {
+			a.traces = map[trace.TraceID]int{}
+		}
+		a.traces[sc.TraceID()] += len(css)
+	}
 	a.mu.Unlock()
 	news := make([]bool, len(res))
 	for i, r := range res {

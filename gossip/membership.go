@@ -35,6 +35,8 @@ type nodeMeta struct {
 	// Digest: the node serves sync sessions that open with a vector digest (sync.go).
 	// Nodes without it (older ones) are sent full vectors.
 	Digest bool `msgpack:"sd,omitempty"`
+	// Trace says the node reads traced frames (trace.go); the same rule as Zstd.
+	Trace bool `msgpack:"trace,omitempty"`
 
 	site log.SiteID
 }
@@ -76,7 +78,7 @@ func (g *Gossip) metaFor(host string) []byte {
 	quicAddr := g.quicAddr
 	g.mu.Unlock()
 	meta, err := msgpack.Marshal(&nodeMeta{V: 1, Site: wireSite(g.site), Cluster: g.cfg.ClusterID, QUIC: quicAddr,
-		API: g.cfg.APIAddr, Region: g.cfg.Region, Leaving: g.leaving.Load(), Zstd: !g.cfg.preZstd,
+		API: g.cfg.APIAddr, Region: g.cfg.Region, Leaving: g.leaving.Load(), Zstd: !g.cfg.oldWire, Trace: !g.cfg.oldWire,
 		Digest: !g.cfg.SyncFullVectors})
 	if err != nil {
 		panic(err) // a fixed struct always encodes
@@ -130,6 +132,7 @@ func (g *Gossip) memberUp(name, addr string, meta []byte) {
 	}
 	if p != nil {
 		p.zstd.Store(m.Zstd) // a restart with another version changes it in place
+		p.trace.Store(m.Trace)
 	}
 	g.mu.Unlock()
 	if old != nil {
@@ -207,6 +210,7 @@ type peer struct {
 	region string      // its Config.Region
 	zstd   atomic.Bool // its metadata says it decodes zstd frames
 	digest bool        // it serves sync sessions that open with a digest
+	trace  atomic.Bool // its metadata says it reads traced frames
 
 	ctx    context.Context // ends when the peer stops
 	cancel context.CancelFunc

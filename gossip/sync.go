@@ -562,7 +562,7 @@ func (g *Gossip) receiveSync(name string, fr *frameReader) error {
 		if len(css) == 0 {
 			return nil
 		}
-		_, err := g.applyBatch(css, "sync")
+		_, err := g.applyBatch(g.run, css, "sync")
 		clear(css)
 		css, size = css[:0], 0
 		return err

@@ -34,6 +34,7 @@ const (
 	frameCleared   byte = 6 // msgpack clearedMsg: versions the sender holds cleared
 	frameZstd      byte = 7 // another frame, compressed (compress.go); only to peers advertising nodeMeta.Zstd
 	frameDigest    byte = 8 // digestLen bytes: a digest of the sender's vector (sync.go)
+	frameTraced    byte = 9 // a changeset frame with its trace context (trace.go); only to peers advertising nodeMeta.Trace
 )
 
 // digestLen is the size of a vector digest: SHA-256 of the vector's canonical encoding,
@@ -212,6 +213,8 @@ type frameReader struct {
 	bytes uint64 // total bytes read, for metrics
 	// zwire and zplain total the wire and the unwrapped bytes of the zstd frames read.
 	zwire, zplain uint64
+	// trace is the trace context of the last frame read, when it came traced ("" if not).
+	trace string
 }
 
 func newFrameReader(r io.Reader) *frameReader {
@@ -267,16 +270,21 @@ func (fr *frameReader) next() (typ byte, body []byte, err error) {
 		buf = bb.Bytes()
 	}
 	fr.bytes += uint64(n) + uint64(uvarintLen(n))
-	if buf[0] == frameZstd {
-		typ, inner, err := decodeZstdFrame(buf[1:])
-		if err != nil {
+	typ, body = buf[0], buf[1:]
+	fr.trace = ""
+	if typ == frameZstd {
+		if typ, body, err = decodeZstdFrame(body); err != nil {
 			return 0, nil, err
 		}
 		fr.zwire += uint64(n) + uint64(uvarintLen(n))
-		fr.zplain += uint64(len(inner)) + 1 + uint64(uvarintLen(uint64(len(inner))+1))
-		return typ, inner, nil
+		fr.zplain += uint64(len(body)) + 1 + uint64(uvarintLen(uint64(len(body))+1))
 	}
-	return buf[0], buf[1:], nil
+	if typ == frameTraced {
+		if fr.trace, typ, body, err = decodeTracedFrame(body); err != nil {
+			return 0, nil, err
+		}
+	}
+	return typ, body, nil
 }
 
 func uvarintLen(n uint64) int {

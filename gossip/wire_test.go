@@ -86,9 +86,10 @@ func goldenFrames(tb testing.TB) map[string][]byte {
 		"vector.bin":          appendFrame(nil, frameVector, vb),
 		// The digest pins how a vector is digested too: nodes that digest differently
 		// never find their logs equal, and always exchange full vectors.
-		"digest.bin": appendFrame(nil, frameDigest, digest[:]),
-		"busy.bin":   appendFrame(nil, frameBusy, nil),
-		"done.bin":   appendFrame(nil, frameDone, done),
+		"digest.bin":           appendFrame(nil, frameDigest, digest[:]),
+		"changeset_traced.bin": tracedFrame(goldenTraceparent, mustFrame(tb)(changesetFrame(goldenChangeset(), 3))),
+		"busy.bin":             appendFrame(nil, frameBusy, nil),
+		"done.bin":             appendFrame(nil, frameDone, done),
 		// Node metadata is not a frame: memberlist carries it.
 		"meta.bin": meta,
 	}

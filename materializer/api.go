@@ -4,6 +4,7 @@ package materializer
 // against; the bodies live in materializer.go, writer.go, fold.go and local.go.
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"time"
@@ -57,6 +58,11 @@ type Config struct {
 	// uses it to broadcast local writes; received changesets are broadcast by gossip itself.
 	// The changesets must not be modified.
 	OnCommit func(css []*log.Changeset)
+	// OnCommitContext, when set, replaces OnCommit: it is called once per changeset, with a
+	// context that carries the committing transaction's trace span (when the caller of
+	// Transact traced it; trace.go), so that the broadcast joins the write's trace. The
+	// context is not the caller's: it never ends.
+	OnCommitContext func(ctx context.Context, cs *log.Changeset)
 	// Registerer receives the Prometheus metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// MaxGroup is the most queued local transactions committed together (one SQLite commit

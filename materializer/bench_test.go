@@ -11,6 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/patinadb/patina/log"
 )
 
@@ -39,42 +44,78 @@ func openBenchNode(b *testing.B, schema []string, noSync bool) *node {
 // from 1 and 32 concurrent callers.
 func BenchmarkLocalTx(b *testing.B) {
 	for _, callers := range []int{1, 32} {
-		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
-			n := openBenchNode(b, benchSchema, false)
-			var next atomic.Int64
-			lat := make([]time.Duration, b.N)
-			b.ResetTimer()
-			start := time.Now()
-			var wg sync.WaitGroup
-			for range callers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						i := next.Add(1) - 1
-						if i >= int64(b.N) {
-							return
-						}
-						t0 := time.Now()
-						_, err := n.m.Transact(context.Background(), []Statement{{
-							SQL:    "INSERT INTO kv (id, a, b, c) VALUES (?, ?, ?, ?)",
-							Params: []log.Value{log.Integer(i), log.Text("value"), log.Integer(i * 7), log.Real(1.5)},
-						}})
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						lat[i] = time.Since(t0)
-					}
-				}()
-			}
-			wg.Wait()
-			el := time.Since(start)
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/el.Seconds(), "tx/s")
-			reportLatency(b, lat)
-		})
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) { benchLocalTx(b, callers, false) })
 	}
+}
+
+// BenchmarkLocalTxTraced is BenchmarkLocalTx with tracing on as the agent turns it on: every
+// transaction under a sampled span of an SDK provider (spans batched to an exporter that
+// drops them) and the commit hand-off through OnCommitContext.
+func BenchmarkLocalTxTraced(b *testing.B) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	b.Cleanup(func() {
+		otel.SetTracerProvider(prev)
+		_ = tp.Shutdown(context.Background())
+	})
+	for _, callers := range []int{1, 32} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) { benchLocalTx(b, callers, true) })
+	}
+}
+
+func benchLocalTx(b *testing.B, callers int, traced bool) {
+	n := openBenchNode(b, benchSchema, false)
+	if traced {
+		// Reopened with the agent's hand-off when tracing is on.
+		n.m.Close()
+		n.cfg.OnCommitContext = func(context.Context, *log.Changeset) {}
+		n.m = New(n.store, n.cfg)
+		if err := n.m.Open(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tracer := otel.Tracer("bench")
+	var next atomic.Int64
+	lat := make([]time.Duration, b.N)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				t0 := time.Now()
+				ctx := context.Background()
+				var span trace.Span
+				if traced {
+					ctx, span = tracer.Start(ctx, "POST /v1/transactions") // the API's span
+				}
+				_, err := n.m.Transact(ctx, []Statement{{
+					SQL:    "INSERT INTO kv (id, a, b, c) VALUES (?, ?, ?, ?)",
+					Params: []log.Value{log.Integer(i), log.Text("value"), log.Integer(i * 7), log.Real(1.5)},
+				}})
+				if span != nil {
+					span.End()
+				}
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "tx/s")
+	reportLatency(b, lat)
 }
 
 func reportLatency(b *testing.B, lat []time.Duration) {

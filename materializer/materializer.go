@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -151,7 +153,7 @@ func (m *Materializer) Open(ctx context.Context) error {
 			return fmt.Errorf("open view: refold: %w", err)
 		}
 	}
-	m.commit = newCommitQueue(m.cfg.OnCommit)
+	m.commit = newCommitQueue(m.cfg.OnCommit, m.cfg.OnCommitContext)
 	if err := m.loadSchema(ctx); err != nil {
 		m.closeConns()
 		m.commit.close()
@@ -405,13 +407,30 @@ func (m *Materializer) Path() string { return m.cfg.Path }
 // per changeset whether it was new to the log. Invalid changesets are refused (ErrInvalid
 // from package log) before anything is written. Concurrent callers are group-committed by
 // the log; the writer folds whatever arrived since its last commit in one SQLite transaction.
-func (m *Materializer) Apply(ctx context.Context, css []*log.Changeset) ([]bool, error) {
+func (m *Materializer) Apply(ctx context.Context, css []*log.Changeset) (_ []bool, err error) {
 	if m.closed.Load() || !m.opened {
 		return nil, ErrClosed
+	}
+	if traced(ctx) {
+		var span trace.Span
+		ctx, span = tracer().Start(ctx, "materializer.apply", trace.WithAttributes(attribute.Int("patina.changesets", len(css))))
+		defer func() { endSpan(span, err) }()
+		_, app := tracer().Start(ctx, "log.append")
+		res, ierr := m.store.Ingest(ctx, css...)
+		app.End()
+		// The fold: Apply returns once the writer has folded what it appended.
+		_, fold := tracer().Start(ctx, "materializer.fold")
+		defer fold.End()
+		return m.applied(ctx, res, ierr)
 	}
 	// Ingest, not Append: versions of this node's own site it did not write, and versions
 	// held with other content, are refused (counted and logged by the log), not stored.
 	res, err := m.store.Ingest(ctx, css...)
+	return m.applied(ctx, res, err)
+}
+
+// applied is the rest of Apply once the log took the changesets: it waits for the fold.
+func (m *Materializer) applied(ctx context.Context, res []log.AppendResult, err error) ([]bool, error) {
 	if err != nil {
 		if errors.Is(err, log.ErrClosed) {
 			return nil, ErrClosed
@@ -459,7 +478,12 @@ func (m *Materializer) watchLog() {
 // and the transaction rolls back; the error wraps context.Cause(ctx) (or ErrClosed). The
 // other transactions of the writer's group are not affected: they run again if SQLite rolled
 // the group back with the interrupted statement.
-func (m *Materializer) Transact(ctx context.Context, stmts []Statement) (TxResult, error) {
+func (m *Materializer) Transact(ctx context.Context, stmts []Statement) (_ TxResult, err error) {
+	if traced(ctx) {
+		var span trace.Span
+		ctx, span = tracer().Start(ctx, "materializer.transact", trace.WithAttributes(attribute.Int("patina.statements", len(stmts))))
+		defer func() { endSpan(span, err) }()
+	}
 	start := time.Now()
 	if len(stmts) == 0 {
 		return TxResult{}, fmt.Errorf("%w: no statements", ErrBadStatement)

@@ -426,7 +426,7 @@ func (m *Materializer) appendSchema(ctx context.Context, els []element) (*log.Ch
 		}
 	}
 	if m.commit != nil {
-		m.commit.push([]*log.Changeset{cs})
+		m.commit.push([]*log.Changeset{cs}, nil)
 	}
 	return cs, nil
 }

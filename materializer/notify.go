@@ -1,6 +1,7 @@
 package materializer
 
 import (
+	"context"
 	"sync"
 
 	"github.com/patinadb/patina/log"
@@ -80,16 +81,22 @@ func (n *notifier) closeAll() {
 // commitQueue hands committed local changesets to Config.OnCommit from its own goroutine,
 // in commit order; the writer only appends to a slice.
 type commitQueue struct {
-	fn   func([]*log.Changeset)
-	mu   sync.Mutex
-	q    [][]*log.Changeset
-	wake chan struct{}
-	quit chan struct{}
-	done chan struct{}
+	fn func([]*log.Changeset)
+	mu sync.Mutex
+	q  [][]*log.Changeset
+	// ctxs and fnCtx: OnCommitContext's queue, one trace context per changeset.
+	ctxs  [][]context.Context
+	fnCtx func(context.Context, *log.Changeset)
+	wake  chan struct{}
+	quit  chan struct{}
+	done  chan struct{}
 }
 
-func newCommitQueue(fn func([]*log.Changeset)) *commitQueue {
-	c := &commitQueue{fn: fn, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+func newCommitQueue(fn func([]*log.Changeset), fnCtx func(context.Context, *log.Changeset)) *commitQueue {
+	if fnCtx != nil {
+		fn = func([]*log.Changeset) {} // the loop calls fnCtx
+	}
+	c := &commitQueue{fn: fn, fnCtx: fnCtx, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	if fn == nil {
 		close(c.done)
 		return c
@@ -98,12 +105,14 @@ func newCommitQueue(fn func([]*log.Changeset)) *commitQueue {
 	return c
 }
 
-func (c *commitQueue) push(css []*log.Changeset) {
+// push queues css; ctxs (nil, or one per changeset) carry their trace spans.
+func (c *commitQueue) push(css []*log.Changeset, ctxs []context.Context) {
 	if c == nil || c.fn == nil {
 		return
 	}
 	c.mu.Lock()
 	c.q = append(c.q, css)
+	c.ctxs = append(c.ctxs, ctxs)
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
@@ -115,11 +124,21 @@ func (c *commitQueue) loop() {
 	defer close(c.done)
 	for {
 		c.mu.Lock()
-		q := c.q
-		c.q = nil
+		q, ctxs := c.q, c.ctxs
+		c.q, c.ctxs = nil, nil
 		c.mu.Unlock()
-		for _, css := range q {
-			c.fn(css)
+		for i, css := range q {
+			if c.fnCtx == nil {
+				c.fn(css)
+				continue
+			}
+			for j, cs := range css {
+				ctx := context.Background()
+				if ctxs[i] != nil {
+					ctx = ctxs[i][j]
+				}
+				c.fnCtx(ctx, cs)
+			}
 		}
 		if len(q) > 0 {
 			continue

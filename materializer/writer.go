@@ -268,12 +268,14 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 		return 0, err
 	}
 	var added []log.Seq
+	appendStart := time.Now()
 	if len(locals) > 0 {
 		if pos, added, err = m.appendLocals(ctx, locals, owners, pos); err != nil {
 			rollback()
 			return 0, err
 		}
 	}
+	appendEnd := time.Now()
 	if err := commitAt(ctx, w, pos, len(locals) > 0); err != nil {
 		rollback()
 		for _, s := range added {
@@ -291,7 +293,7 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 		m.notify.publish(Notice{Seq: pos, Rows: st.rows})
 	}
 	if len(locals) > 0 {
-		m.commit.push(locals)
+		m.commit.push(locals, traceCommitted(owners, start, appendStart, appendEnd))
 	}
 	answered = true
 	for _, r := range txs {

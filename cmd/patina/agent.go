@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"log/slog"
 	"net"
 	"os"
@@ -33,6 +34,8 @@ type clusterNode interface {
 	api.Cluster
 	// Broadcast hands a local changeset, durable in the log, to gossip; it never blocks.
 	Broadcast(cs *log.Changeset)
+	// BroadcastContext is Broadcast under ctx's trace span (agent_tracing.go).
+	BroadcastContext(ctx context.Context, cs *log.Changeset)
 	// SetFaults replaces the testing-only fault rules.
 	SetFaults(FaultConfig) error
 	// Close leaves the cluster gracefully and stops.
@@ -65,6 +68,12 @@ type Agent struct {
 
 	// standalone runs without gossip (in-process tests that move changes themselves).
 	standalone bool
+
+	// tracer is the OpenTelemetry provider set as global when tracing is on
+	// (agent_tracing.go); a test presets one with an in-memory recorder. ownTracer: the agent
+	// made it and shuts it down.
+	tracer    *sdktrace.TracerProvider
+	ownTracer bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -126,6 +135,13 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	mcfg.Logger = a.logger
 	mcfg.Registerer = a.reg
 	mcfg.OnCommit = a.broadcast
+	tracing, err := a.openTracing(ctx, a.store.SiteID())
+	if err != nil {
+		return err
+	}
+	if tracing {
+		mcfg.OnCommitContext = a.broadcastContext
+	}
 	if ret, forever, err := a.cfg.Log.retention(); err != nil {
 		return err
 	} else if !forever {
@@ -163,6 +179,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 		acfg.Cluster = a.cluster
 	}
 	acfg.BearerToken = a.cfg.API.Authz.BearerToken
+	acfg.Tracing = tracing
 	acfg.Tokens, _ = a.cfg.API.apiTokens() // checked by Validate
 	acfg.GuardPublic = a.cfg.API.Authz.GuardPublic
 	acfg.EndpointName = a.cfg.API.EndpointName
@@ -335,6 +352,7 @@ func (a *Agent) Close() error {
 		if a.store != nil {
 			errs = append(errs, a.store.Close())
 		}
+		errs = append(errs, a.closeTracing())
 		for _, err := range errs {
 			if err != nil {
 				a.closeErr = err

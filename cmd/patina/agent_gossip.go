@@ -74,7 +74,11 @@ func (f FaultConfig) gossip() gossip.FaultConfig {
 type gossipNode struct{ g *gossip.Gossip }
 
 func (n gossipNode) Broadcast(cs *log.Changeset) { n.g.Broadcast(cs) }
-func (n gossipNode) Close() error                { return n.g.Close() }
+
+func (n gossipNode) BroadcastContext(ctx context.Context, cs *log.Changeset) {
+	n.g.BroadcastContext(ctx, cs)
+}
+func (n gossipNode) Close() error { return n.g.Close() }
 
 func (n gossipNode) SetFaults(f FaultConfig) error {
 	if !f.Enabled {

@@ -39,6 +39,8 @@ type Config struct {
 	DB     DBConfig     `toml:"db"`
 	Log    LogConfig    `toml:"log"`
 	Gossip GossipConfig `toml:"gossip"`
+	// Tracing: see agent_tracing.go.
+	Tracing TracingConfig `toml:"tracing"`
 	// Subscriptions: see agent_subs.go.
 	Subscriptions SubscriptionsConfig `toml:"subscriptions"`
 	// PG: see agent_pg.go.
@@ -208,6 +210,7 @@ func DefaultConfig() Config {
 	c.DB.CheckOnStart = true
 	// gossip.DefaultConfig's values; agent_gossip.go starts from it and lays these over.
 	c.Gossip.Fanout, c.Gossip.SyncInterval = 3, time.Second
+	c.Tracing.SampleRatio = 1
 	c.Gossip.Compression, c.Gossip.CompressMinBytes = "zstd", 256
 	return c
 }
@@ -234,7 +237,7 @@ func (o option) env() string {
 
 // options are every setting of the config, in the order help lists them: the core ones
 // here, then the PostgreSQL and subscription ones their own files declare.
-var options = slices.Concat(coreOptions, pgOptions, subsOptions)
+var options = slices.Concat(coreOptions, pgOptions, subsOptions, tracingOptions)
 
 var coreOptions = []option{
 	{key: "data_dir", usage: "data directory (log and view)", field: func(c *Config) any { return &c.DataDir }, agentOnly: true},
