@@ -73,14 +73,6 @@ func decodeTracedFrame(body []byte) (tp string, typ byte, inner []byte, err erro
 	return tp, rest[0], rest[1:], nil
 }
 
-// peerTrace reports whether the member name reads traced frames.
-func (g *Gossip) peerTrace(name string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	info := g.known[name]
-	return info != nil && info.meta != nil && info.meta.Trace
-}
-
 // BroadcastContext is Broadcast under the span of ctx: when ctx holds a sampled span, a
 // gossip.broadcast span is recorded and the frames to peers that read it carry its trace
 // context, so that the peers' receive and fold join the trace.

@@ -312,6 +312,8 @@ func addConfigFlags(c *cobra.Command, agent bool) *configFlags {
 			fs.BoolVar(p, o.flag(), *p, usage)
 		case *time.Duration:
 			fs.DurationVar(p, o.flag(), *p, usage)
+		case *float64:
+			fs.Float64Var(p, o.flag(), *p, usage)
 		default:
 			panic(fmt.Sprintf("option %s: unsupported type %T", o.key, p))
 		}
@@ -419,6 +421,12 @@ func setFromString(p any, raw string) error {
 			return errors.New("want a duration such as 500ms or 2s")
 		}
 		*p = d
+	case *float64:
+		f, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			return errors.New("want a number")
+		}
+		*p = f
 	default:
 		return fmt.Errorf("unsupported type %T", p)
 	}
@@ -452,6 +460,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := c.Log.retention(); err != nil {
 		return err
+	}
+	if r := c.Tracing.SampleRatio; !(r >= 0 && r <= 1) {
+		return usagef("tracing.sample_ratio %v: want 0 to 1", r)
 	}
 	if err := c.API.TLS.validate(); err != nil {
 		return err

@@ -86,6 +86,12 @@ delay = "3ms"
 					t.Errorf("flags not applied over env: %+v", c)
 				}
 			}},
+		{"tracing by env and flag", []string{"--tracing-sample-ratio", "0.25"},
+			map[string]string{"PATINA_TRACING_OTLP_ENDPOINT": "http://collector:4318/v1/traces", "PATINA_TRACING_SAMPLE_RATIO": "0.5"}, func(t *testing.T, c Config) {
+				if c.Tracing.OTLPEndpoint != "http://collector:4318/v1/traces" || c.Tracing.SampleRatio != 0.25 {
+					t.Errorf("tracing options not applied: %+v", c.Tracing)
+				}
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,6 +138,8 @@ func TestUsageErrors(t *testing.T) {
 		{"bad log retention", []string{"agent", "--log-retention", "a while", "--data-dir", dir}, nil, "log.retention"},
 		{"negative fold delay", []string{"agent", "--data-dir", dir, "--db-fold-delay", "-1ms"}, nil, "db.fold_delay"},
 		{"negative log retention", []string{"agent", "--data-dir", dir}, map[string]string{"PATINA_LOG_RETENTION": "-1h"}, "log.retention"},
+		{"bad tracing sample ratio", []string{"agent", "--data-dir", dir, "--tracing-sample-ratio", "1.5"}, nil, "tracing.sample_ratio"},
+		{"tracing sample ratio not a number", []string{"agent", "--data-dir", dir}, map[string]string{"PATINA_TRACING_SAMPLE_RATIO": "half"}, "PATINA_TRACING_SAMPLE_RATIO"},
 		{"exec without statements", []string{"exec"}, nil, "at least one statement"},
 		{"query with two statements", []string{"query", "SELECT 1", "SELECT 2"}, nil, "want 1 argument"},
 		{"bad output", []string{"query", "SELECT 1", "--output", "xml"}, nil, "--output"},
