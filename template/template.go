@@ -19,12 +19,16 @@
 //   - DEST never holds a partial file: readers see the old content or the new, whole;
 //   - after a change is committed on the node (or reaches it from the cluster) DEST follows
 //     within the debounce plus one render, as long as the API is reachable; a lost stream is
-//     re-opened and the template re-rendered, so no change is missed across a reconnect.
+//     re-opened and the template re-rendered, so no change is missed across a reconnect;
+//   - nor between a render and the opening of its subscriptions: each subscription's first
+//     result is compared with what the render read, and a difference renders again (loop).
 package template
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -171,19 +175,50 @@ type tmpl struct {
 	r    *Runner
 	spec Spec
 	subs map[string]*sub // by query key
+	// rendered is what the last good render read, by query key: what DEST shows.
+	rendered map[string]resultDigest
+
+	// opened holds the first result of each subscription (re)opened since the loop last
+	// looked, by query key; check wakes the loop for it.
+	mu     sync.Mutex
+	opened map[string]resultDigest
+	check  chan struct{}
 }
 
 // sub is the subscription of one query a render used.
 type sub struct {
+	key    string
 	st     client.Statement
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-// query is a query a render ran.
+// query is a query a render ran, and a digest of the rows it read.
 type query struct {
-	key string
-	st  client.Statement
+	key    string
+	st     client.Statement
+	digest resultDigest
+}
+
+// resultDigest identifies a query's result whatever the order of its rows (a subscription
+// sends them in its own order when the statement has no ORDER BY): the number of rows and
+// the sum of their hashes. The zero value (no rows) is a valid digest; invalid marks a
+// result that is unknown, which matches none.
+type resultDigest struct {
+	rows, sum uint64
+	invalid   bool
+}
+
+// add counts one row, its cells in the API's JSON form (the form both a query and a
+// subscription deliver them in).
+func (d *resultDigest) add(row []log.Value) {
+	var b []byte
+	for _, v := range row {
+		b = append(v.AppendJSON(b), ',') // JSON values are self-delimiting; ',' only for reading
+	}
+	h := sha256.Sum256(b)
+	d.rows++
+	d.sum += binary.LittleEndian.Uint64(h[:8])
 }
 
 func queryKey(st client.Statement) string {
@@ -192,6 +227,14 @@ func queryKey(st client.Statement) string {
 }
 
 // loop renders, subscribes to the queries the render used, and re-renders on change.
+//
+// A subscription is opened after the render that used its query, so a change committed in
+// between is in the subscription's first result and never comes as a change event. Each
+// (re)opened subscription's first result is therefore compared with what the last good
+// render read for its query (a digest of the rows), and a difference re-renders: after
+// that, every later change comes as an event (subs attaches a client under the lock that
+// orders changes, so there is neither gap nor overlap after its first result). The loop
+// compares only between renders, so it always compares with the render DEST shows.
 func (t *tmpl) loop(ctx context.Context) {
 	dirty := make(chan struct{}, 1)
 	mark := func() {
@@ -200,6 +243,7 @@ func (t *tmpl) loop(ctx context.Context) {
 		default:
 		}
 	}
+	t.rendered, t.opened, t.check = map[string]resultDigest{}, map[string]resultDigest{}, make(chan struct{}, 1)
 	defer func() {
 		for _, s := range t.subs {
 			s.cancel()
@@ -214,6 +258,10 @@ func (t *tmpl) loop(ctx context.Context) {
 		}
 		if err == nil {
 			backoff = 100 * time.Millisecond
+			clear(t.rendered)
+			for _, q := range used {
+				t.rendered[q.key] = q.digest
+			}
 			t.follow(ctx, used, mark)
 		} else if len(t.subs) == 0 {
 			// Nothing to wait on (the first render failed): retry, backing off.
@@ -225,10 +273,8 @@ func (t *tmpl) loop(ctx context.Context) {
 			backoff = min(2*backoff, 10*time.Second)
 			continue
 		}
-		select {
-		case <-ctx.Done():
+		if !t.wait(ctx, dirty) {
 			return
-		case <-dirty:
 		}
 		// Debounce: changes that come together render once.
 		select {
@@ -243,6 +289,51 @@ func (t *tmpl) loop(ctx context.Context) {
 	}
 }
 
+// wait returns when the template must render again: a change (dirty), or a subscription
+// whose first result is not what the last good render read. False when ctx ended.
+func (t *tmpl) wait(ctx context.Context, dirty <-chan struct{}) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-dirty:
+			return true
+		case <-t.check:
+		}
+		t.mu.Lock()
+		opened := t.opened
+		t.opened = map[string]resultDigest{}
+		t.mu.Unlock()
+		stale := false
+		for k, d := range opened {
+			if _, ok := t.subs[k]; !ok {
+				continue // dropped by a later render
+			}
+			t.r.metrics.opens.Inc()
+			if r, ok := t.rendered[k]; !ok || r.invalid || d.invalid || r != d {
+				t.r.metrics.stale.Inc()
+				t.r.logger.Debug("template subscription opened on a result the render did not see; rendering again", "dest", t.spec.Dest, "sql", t.subs[k].st.SQL)
+				stale = true
+			}
+		}
+		if stale {
+			return true
+		}
+	}
+}
+
+// noteOpened records the first result of a subscription (re)opened for key and wakes the
+// loop to compare it (wait).
+func (t *tmpl) noteOpened(key string, d resultDigest) {
+	t.mu.Lock()
+	t.opened[key] = d
+	t.mu.Unlock()
+	select {
+	case t.check <- struct{}{}:
+	default:
+	}
+}
+
 // follow keeps one subscription per query of used and drops the others. A subscription's
 // change, or its end (reconnected after a pause), marks the template dirty.
 func (t *tmpl) follow(ctx context.Context, used []query, mark func()) {
@@ -253,7 +344,7 @@ func (t *tmpl) follow(ctx context.Context, used []query, mark func()) {
 			continue
 		}
 		sctx, cancel := context.WithCancel(ctx)
-		s := &sub{st: q.st, cancel: cancel, done: make(chan struct{})}
+		s := &sub{key: q.key, st: q.st, cancel: cancel, done: make(chan struct{})}
 		t.subs[q.key] = s
 		go t.watch(sctx, s, mark)
 	}
@@ -266,23 +357,35 @@ func (t *tmpl) follow(ctx context.Context, used []query, mark func()) {
 	}
 }
 
-// watch follows one subscription: every change event marks the template dirty; a stream that
-// ends is re-opened (and the template re-rendered, since changes may have been missed).
+// watch follows one subscription: its first result (rows, then eoq) goes to the loop to be
+// compared with the render's (see loop), every change event marks the template dirty; a
+// stream that ends is re-opened (and the template re-rendered, since changes may have been
+// missed).
+//
+// The rows are not skipped (skip_rows): with them skipped a subscription sends only the
+// changes after it attached, and the server sends no eoq either, so a change committed
+// between the render and the attach was lost for good (DEST stayed stale until the next
+// unrelated change).
 func (t *tmpl) watch(ctx context.Context, s *sub, mark func()) {
 	defer close(s.done)
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		stream, err := t.r.cfg.Client.Subscribe(ctx, s.st, true)
+		stream, err := t.r.cfg.Client.Subscribe(ctx, s.st, false)
 		if err != nil {
 			t.r.logger.Warn("template subscription", "dest", t.spec.Dest, "sql", s.st.SQL, "err", err)
 		} else {
 			eoq := false
+			var first resultDigest
 			for stream.Next() {
 				ev := stream.Event()
 				switch {
+				case ev.Row != nil && !eoq:
+					first.addEvent(ev.Row)
 				case ev.EOQ != nil:
 					if eoq {
 						mark()
+					} else {
+						t.noteOpened(s.key, first)
 					}
 					eoq = true
 				case ev.Change != nil:
@@ -305,6 +408,27 @@ func (t *tmpl) watch(ctx context.Context, s *sub, mark func()) {
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}
+}
+
+// addEvent counts a subscription's row event, [rowid, [cells...]]; one it cannot read
+// makes the digest invalid (the template is then rendered again, which is always safe).
+func (d *resultDigest) addEvent(raw json.RawMessage) {
+	var ev []json.RawMessage
+	var cells []json.RawMessage
+	if json.Unmarshal(raw, &ev) != nil || len(ev) != 2 || json.Unmarshal(ev[1], &cells) != nil {
+		d.invalid = true
+		return
+	}
+	row := make([]log.Value, len(cells))
+	for i, c := range cells {
+		v, err := log.ParseJSONValue(c)
+		if err != nil {
+			d.invalid = true
+			return
+		}
+		row[i] = v
+	}
+	d.add(row)
 }
 
 // render runs the template, writes DEST when its output changed and runs COMMAND; it returns
@@ -389,12 +513,18 @@ func (t *tmpl) funcs(ctx context.Context, used *[]query) gotemplate.FuncMap {
 			st.Params = append(st.Params, v)
 		}
 		k := queryKey(st)
-		if !slices.ContainsFunc(*used, func(q query) bool { return q.key == k }) {
-			*used = append(*used, query{key: k, st: st})
-		}
 		cols, rows, err := t.r.cfg.Client.QueryAll(ctx, client.Options{}, st)
 		if err != nil {
 			return nil, fmt.Errorf("query %q: %w", sql, err)
+		}
+		var d resultDigest
+		for _, row := range rows {
+			d.add(row)
+		}
+		if i := slices.IndexFunc(*used, func(q query) bool { return q.key == k }); i < 0 {
+			*used = append(*used, query{key: k, st: st, digest: d})
+		} else if (*used)[i].digest != d {
+			(*used)[i].digest.invalid = true // read twice, changed in between: DEST is unsure
 		}
 		out := make([]map[string]any, len(rows))
 		for i, row := range rows {
@@ -516,6 +646,8 @@ type metrics struct {
 	writes        prometheus.Counter
 	changes       prometheus.Counter
 	commandErrors prometheus.Counter
+	opens         prometheus.Counter
+	stale         prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -536,11 +668,18 @@ func newMetrics() *metrics {
 		commandErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "patina_template_command_errors_total", Help: "Template commands that failed or timed out.",
 		}),
+		opens: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "patina_template_subscription_opens_total", Help: "Template subscriptions opened or re-opened (their first result received).",
+		}),
+		stale: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "patina_template_stale_opens_total",
+			Help: "Template subscriptions whose first result differed from what the last render read (a change came in between): the template was rendered again.",
+		}),
 	}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.renders, m.duration, m.writes, m.changes, m.commandErrors} {
+	for _, c := range []prometheus.Collector{m.renders, m.duration, m.writes, m.changes, m.commandErrors, m.opens, m.stale} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
