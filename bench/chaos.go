@@ -58,9 +58,9 @@ type ChaosConfig struct {
 	Duration time.Duration // time under faults
 	Step     time.Duration // time between faults (each heals the previous one)
 	Seed     uint64
-	// Kinds, when set, are the faults in the order they come (cycling), instead of the
-	// seed's random draw; the seed still picks the nodes. Short runs use it to meet every
-	// kind.
+	// Kinds, when set, are the faults in the order they come (cycling, each at least once
+	// even past Duration), instead of the seed's random draw; the seed still picks the
+	// nodes. Short runs use it to meet every kind.
 	Kinds []string
 	// Converge bounds the wait for convergence once the faults end.
 	Converge time.Duration
@@ -256,7 +256,8 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res ChaosResult, err error)
 	var heal func() error
 	step := 0
 	end := time.Now().Add(cfg.Duration)
-	for time.Now().Before(end) && ctx.Err() == nil {
+	// With Kinds set, every kind comes at least once, however slow the steps were.
+	for (time.Now().Before(end) || step < len(cfg.Kinds)) && ctx.Err() == nil {
 		if heal != nil {
 			if err := heal(); err != nil {
 				stopWriters()

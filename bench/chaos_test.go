@@ -35,6 +35,9 @@ func TestChaosShort(t *testing.T) {
 	if res.Rows < res.Acknowledged || len(res.Faults) == 0 {
 		t.Fatalf("rows %d for %d acknowledged writes; faults %v", res.Rows, res.Acknowledged, res.Faults)
 	}
+	if len(res.Faults) < len(cfg.Kinds)-len(res.Skipped) {
+		t.Fatalf("want every kind once: %v", res)
+	}
 	if res.Faults["damaged log file"] == 0 || res.Repairs == 0 {
 		t.Fatalf("want a damaged log file and its repair: %v", res)
 	}
