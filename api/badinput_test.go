@@ -16,7 +16,7 @@ func TestBadInput(t *testing.T) {
 	n.exec(t, stmtf("INSERT INTO t (id, name) VALUES (1, 'keep')"))
 
 	site := log.MustParseSiteID("00000000-0000-0000-0000-0000000000aa")
-	validCS, _ := (&log.Changeset{Site: site, Version: 1, Seqs: log.SeqRange{First: 0, Last: 0}, LastSeq: 0,
+	validCS, _ := (&log.Changeset{Site: site, Version: 1, Span: log.OrdRange{First: 0, Last: 0}, LastOrd: 0,
 		Changes: []log.Change{{Table: "kv", PK: log.MustPackPK(log.Text("x")), CID: "v", Val: log.Integer(1), ColVersion: 1, CL: 1}}}).MarshalJSON()
 	frame := func(b []byte) string {
 		return string(binary.BigEndian.AppendUint32(nil, uint32(len(b)))) + string(b)

@@ -232,7 +232,7 @@ func (s *Server) handleSyncState(w http.ResponseWriter, r *http.Request) error {
 			if out.PartialNeed[site] == nil {
 				out.PartialNeed[site] = map[log.Version][][2]uint64{}
 			}
-			out.PartialNeed[site][ver] = complement(p.Seqs, 0, p.LastSeq)
+			out.PartialNeed[site][ver] = complement(p.Held, 0, p.LastOrd)
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -132,7 +132,7 @@ func (g *Gossip) broadcastLarge(cs *log.Changeset, tp string) {
 	}
 }
 
-// splitParts cuts cs into parts of at most n changes by seq range.
+// splitParts cuts cs into parts of at most n changes by ordinal range.
 func splitParts(cs *log.Changeset, n int) []*log.Changeset {
 	if len(cs.Changes) <= n {
 		return []*log.Changeset{cs}
@@ -142,7 +142,7 @@ func splitParts(cs *log.Changeset, n int) []*log.Changeset {
 		j := min(i+n, len(cs.Changes))
 		p := *cs
 		p.Changes = cs.Changes[i:j]
-		p.Seqs = log.SeqRange{First: cs.Changes[i].Seq, Last: cs.Changes[j-1].Seq}
+		p.Span = log.OrdRange{First: cs.Changes[i].Ord, Last: cs.Changes[j-1].Ord}
 		out = append(out, &p)
 	}
 	return out

@@ -35,12 +35,12 @@ func machineChangeset(site log.SiteID, version log.Version, rows int) *log.Chang
 			{"config", log.Text(fmt.Sprintf(`{"guest":{"cpus":%d,"memory_mb":%d,"cpu_kind":"shared"},"services":[{"protocol":"tcp","internal_port":8080,"ports":[{"port":443,"handlers":["tls","http"]}]}],"restart":{"policy":"on-failure"}}`, 1+i%4, 256<<(i%3)))},
 			{"updated_at", log.Integer(int64(1_700_000_000 + i))},
 		} {
-			cs.Changes = append(cs.Changes, log.Change{Table: "machines", PK: pk, CID: c.cid, Val: c.val, ColVersion: uint64(version), CL: 1, Seq: seq})
+			cs.Changes = append(cs.Changes, log.Change{Table: "machines", PK: pk, CID: c.cid, Val: c.val, ColVersion: uint64(version), CL: 1, Ord: seq})
 			seq++
 		}
 	}
-	cs.Seqs = log.SeqRange{First: 0, Last: seq - 1}
-	cs.LastSeq = seq - 1
+	cs.Span = log.OrdRange{First: 0, Last: seq - 1}
+	cs.LastOrd = seq - 1
 	return cs
 }
 

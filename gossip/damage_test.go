@@ -18,11 +18,11 @@ import (
 
 // foreignCS is version v of site, n changes.
 func foreignCS(site log.SiteID, v log.Version, n int) *log.Changeset {
-	cs := &log.Changeset{Site: site, Version: v, Kind: log.KindData, TS: log.Timestamp(1e18 + uint64(v)), LastSeq: uint64(n - 1), Seqs: log.SeqRange{First: 0, Last: uint64(n - 1)}}
+	cs := &log.Changeset{Site: site, Version: v, Kind: log.KindData, TS: log.Timestamp(1e18 + uint64(v)), LastOrd: uint64(n - 1), Span: log.OrdRange{First: 0, Last: uint64(n - 1)}}
 	for i := range n {
 		cs.Changes = append(cs.Changes, log.Change{
 			Table: "t", PK: log.MustPackPK(log.Integer(int64(v)), log.Integer(int64(i))), CID: "v",
-			Val: log.Text(fmt.Sprintf("%v/%d/%d", site, v, i)), ColVersion: 1, CL: 1, Seq: uint64(i),
+			Val: log.Text(fmt.Sprintf("%v/%d/%d", site, v, i)), ColVersion: 1, CL: 1, Ord: uint64(i),
 		})
 	}
 	return cs

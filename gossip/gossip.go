@@ -35,7 +35,7 @@ type Log interface {
 	// Missing returns what the log holds that theirs lacks.
 	Missing(theirs *log.Vector) []log.SiteMissing
 	// Scan yields stored changesets and parts of site with from <= version <= to, in
-	// (version, first seq) order, partially held versions included.
+	// (version, first ordinal) order, partially held versions included.
 	Scan(site log.SiteID, from, to log.Version) iter.Seq2[*log.Changeset, error]
 	// AppendCleared records versions a peer holds cleared (compacted away entirely).
 	AppendCleared(ctx context.Context, site log.SiteID, rs log.RangeSet) (uint64, error)

@@ -191,7 +191,7 @@ func (n *testNode) digest() string {
 				return
 			}
 			cur.Seq = 0
-			cur.Seqs = log.SeqRange{First: 0, Last: cur.LastSeq}
+			cur.Span = log.OrdRange{First: 0, Last: cur.LastOrd}
 			b, err := log.EncodeChangeset(cur)
 			if err != nil {
 				n.tb.Fatalf("encode: %v", err)

@@ -443,7 +443,7 @@ func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector, resend []log.Sit
 				if err != nil {
 					return fmt.Errorf("scan %v/%d: %w", sm.Site, v, err)
 				}
-				if overlaps(need, cs.Seqs) {
+				if overlaps(need, cs.Span) {
 					if err := write(cs); err != nil {
 						return err
 					}
@@ -513,7 +513,7 @@ func (g *Gossip) sendVersions(site log.SiteID, rs log.RangeSet, write func(*log.
 			}
 			streak = 0
 			from = uint64(cs.Version) + 1
-			if cs.Seqs.Last < cs.LastSeq {
+			if cs.Span.Last < cs.LastOrd {
 				from = uint64(cs.Version) // more parts of this version to come
 			}
 		}
@@ -545,7 +545,7 @@ type noFlush struct{ io.Writer }
 
 func (noFlush) Flush() error { return nil }
 
-func overlaps(rs log.RangeSet, r log.SeqRange) bool {
+func overlaps(rs log.RangeSet, r log.OrdRange) bool {
 	for _, x := range rs {
 		if x.First <= r.Last && r.First <= x.Last {
 			return true

@@ -23,22 +23,22 @@ var (
 
 func goldenChangeset() *log.Changeset {
 	return &log.Changeset{
-		Site: goldenSite, Version: 7, TS: 1_700_000_000_000_000_000, Seqs: log.SeqRange{First: 0, Last: 2}, LastSeq: 2,
+		Site: goldenSite, Version: 7, TS: 1_700_000_000_000_000_000, Span: log.OrdRange{First: 0, Last: 2}, LastOrd: 2,
 		Kind: log.KindData,
 		Changes: []log.Change{
-			{Table: "t", PK: log.MustPackPK(log.Integer(1)), CID: "-1", Val: log.Null(), ColVersion: 1, CL: 1, Seq: 0},
-			{Table: "t", PK: log.MustPackPK(log.Integer(1)), CID: "v", Val: log.Text("a"), ColVersion: 1, CL: 1, Seq: 1},
-			{Table: "t", PK: log.MustPackPK(log.Integer(1)), CID: "r", Val: log.Real(1.5), ColVersion: 3, CL: 1, Seq: 2},
+			{Table: "t", PK: log.MustPackPK(log.Integer(1)), CID: "-1", Val: log.Null(), ColVersion: 1, CL: 1, Ord: 0},
+			{Table: "t", PK: log.MustPackPK(log.Integer(1)), CID: "v", Val: log.Text("a"), ColVersion: 1, CL: 1, Ord: 1},
+			{Table: "t", PK: log.MustPackPK(log.Integer(1)), CID: "r", Val: log.Real(1.5), ColVersion: 3, CL: 1, Ord: 2},
 		},
 	}
 }
 
 func goldenPart() *log.Changeset {
 	cs := goldenChangeset()
-	cs.LastSeq = 9
-	cs.Seqs = log.SeqRange{First: 4, Last: 6}
+	cs.LastOrd = 9
+	cs.Span = log.OrdRange{First: 4, Last: 6}
 	for i := range cs.Changes {
-		cs.Changes[i].Seq = uint64(4 + i)
+		cs.Changes[i].Ord = uint64(4 + i)
 	}
 	return cs
 }
@@ -158,7 +158,7 @@ func TestFrameDecoding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !cs.IsPart() || cs.Seqs != (log.SeqRange{First: 4, Last: 6}) || cs.LastSeq != 9 {
+			if !cs.IsPart() || cs.Span != (log.OrdRange{First: 4, Last: 6}) || cs.LastOrd != 9 {
 				t.Fatalf("got %+v", cs)
 			}
 		}},

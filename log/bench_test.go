@@ -32,11 +32,11 @@ func benchDir(b *testing.B) string {
 // and a few integer, real and text columns.
 func benchCS(site SiteID, v Version) *Changeset {
 	const n = 10
-	cs := &Changeset{Site: site, Version: v, TS: Timestamp(1e18 + uint64(v)), Seqs: SeqRange{First: 0, Last: n - 1}, LastSeq: n - 1}
+	cs := &Changeset{Site: site, Version: v, TS: Timestamp(1e18 + uint64(v)), Span: OrdRange{First: 0, Last: n - 1}, LastOrd: n - 1}
 	cs.Changes = make([]Change, n)
 	pk := MustPackPK(Integer(int64(v)))
 	for i := range n {
-		c := Change{Table: "accounts", PK: pk, CID: fmt.Sprintf("col%d", i), ColVersion: 1, CL: 1, Seq: uint64(i)}
+		c := Change{Table: "accounts", PK: pk, CID: fmt.Sprintf("col%d", i), ColVersion: 1, CL: 1, Ord: uint64(i)}
 		switch i % 3 {
 		case 0:
 			c.Val = Integer(int64(v) * 7)

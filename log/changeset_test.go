@@ -16,13 +16,13 @@ import (
 func sampleChangeset() *Changeset {
 	site := MustParseSiteID("00000000-0000-0000-0000-000000000001")
 	return &Changeset{
-		Site: site, Version: 7, TS: 1764000000123456789, Seqs: SeqRange{First: 0, Last: 4}, LastSeq: 4,
+		Site: site, Version: 7, TS: 1764000000123456789, Span: OrdRange{First: 0, Last: 4}, LastOrd: 4,
 		Changes: []Change{
-			{Table: "t", PK: MustPackPK(Integer(1)), CID: "x", Val: Integer(1), ColVersion: 1, CL: 1, Seq: 0},
-			{Table: "t", PK: MustPackPK(Integer(1)), CID: "y", Val: Real(1), ColVersion: 2, CL: 1, Seq: 1},
-			{Table: "t", PK: MustPackPK(Integer(2)), CID: "x", Val: Text("1"), ColVersion: 1, CL: 3, Seq: 2},
-			{Table: "u", PK: MustPackPK(Text("a"), Integer(-1)), CID: "b", Val: Blob(nil), ColVersion: 1, CL: 1, Seq: 3},
-			{Table: "u", PK: MustPackPK(Text("b"), Integer(2)), CID: SentinelCID, Val: Null(), ColVersion: 2, CL: 2, Seq: 4},
+			{Table: "t", PK: MustPackPK(Integer(1)), CID: "x", Val: Integer(1), ColVersion: 1, CL: 1, Ord: 0},
+			{Table: "t", PK: MustPackPK(Integer(1)), CID: "y", Val: Real(1), ColVersion: 2, CL: 1, Ord: 1},
+			{Table: "t", PK: MustPackPK(Integer(2)), CID: "x", Val: Text("1"), ColVersion: 1, CL: 3, Ord: 2},
+			{Table: "u", PK: MustPackPK(Text("a"), Integer(-1)), CID: "b", Val: Blob(nil), ColVersion: 1, CL: 1, Ord: 3},
+			{Table: "u", PK: MustPackPK(Text("b"), Integer(2)), CID: SentinelCID, Val: Null(), ColVersion: 2, CL: 2, Ord: 4},
 		},
 	}
 }
@@ -80,9 +80,9 @@ func TestChangesetValidate(t *testing.T) {
 	}{
 		{"version 0", func(cs *Changeset) { cs.Version = 0 }, "version 0", ""},
 		{"zero site", func(cs *Changeset) { cs.Site = SiteID{} }, "zero site id", ""},
-		{"seq outside last_seq", func(cs *Changeset) { cs.LastSeq = 3 }, "seq range [0, 4] outside last_seq 3", ""},
-		{"part outside last_seq", func(cs *Changeset) { cs.Seqs = SeqRange{First: 5, Last: 9}; cs.LastSeq = 7 }, "outside last_seq 7", ""},
-		{"reversed seqs", func(cs *Changeset) { cs.Seqs = SeqRange{First: 4, Last: 0} }, "reversed", ""},
+		{"seq outside last_seq", func(cs *Changeset) { cs.LastOrd = 3 }, "seq range [0, 4] outside last_seq 3", ""},
+		{"part outside last_seq", func(cs *Changeset) { cs.Span = OrdRange{First: 5, Last: 9}; cs.LastOrd = 7 }, "outside last_seq 7", ""},
+		{"reversed seqs", func(cs *Changeset) { cs.Span = OrdRange{First: 4, Last: 0} }, "reversed", ""},
 		{"empty table", func(cs *Changeset) { cs.Changes[1].Table = "" }, "empty table name", ""},
 		{"table not utf8", func(cs *Changeset) { cs.Changes[1].Table = "t\xff" }, "not UTF-8", "-"},
 		{"empty cid", func(cs *Changeset) { cs.Changes[1].CID = "" }, "empty cid", ""},
@@ -93,7 +93,7 @@ func TestChangesetValidate(t *testing.T) {
 		{"schema element with col_version", func(cs *Changeset) { toSchema(cs); cs.Changes[0].ColVersion = 2 }, "schema element 0: want text SQL", ""},
 		{"schema element of two names", func(cs *Changeset) { toSchema(cs); cs.Changes[2].PK = MustPackPK(Text("a"), Text("b")) }, "schema element 2: the key", ""},
 		{"schema element of empty name", func(cs *Changeset) { toSchema(cs); cs.Changes[2].PK = MustPackPK(Text("")) }, "schema element 2: the key", ""},
-		{"seq gap", func(cs *Changeset) { cs.Changes[2].Seq = 9 }, "has seq 9, want 2", ""},
+		{"seq gap", func(cs *Changeset) { cs.Changes[2].Ord = 9 }, "has seq 9, want 2", ""},
 		{"too few changes", func(cs *Changeset) { cs.Changes = cs.Changes[:4] }, "4 changes for seq range [0, 4]", ""},
 		{"bad pk", func(cs *Changeset) { cs.Changes[0].PK = PK{1} }, "pk", ""},
 		{"cl 0", func(cs *Changeset) { cs.Changes[0].CL = 0 }, "cl 0", ""},

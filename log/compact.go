@@ -457,7 +457,7 @@ func (s *Store) applyRewrite(a *compactApply, r *compactReq, rw rewrite) error {
 		if err := s.getInto(rw.site, rw.ver, &cs); err != nil {
 			return err
 		}
-		cs.Changes, cs.Compacted, cs.Seq, cs.Seqs = nil, true, 0, SeqRange{First: 0, Last: cs.LastSeq}
+		cs.Changes, cs.Compacted, cs.Seq, cs.Span = nil, true, 0, OrdRange{First: 0, Last: cs.LastOrd}
 		keep = &cs
 	}
 	var newBytes uint64
@@ -475,7 +475,7 @@ func (s *Store) applyRewrite(a *compactApply, r *compactReq, rw rewrite) error {
 		return err
 	}
 	for _, p := range parts {
-		if err := a.b.Set(dataKey(nil, rw.site, rw.ver, p.cs.Seqs.First), p.enc, nil); err != nil {
+		if err := a.b.Set(dataKey(nil, rw.site, rw.ver, p.cs.Span.First), p.enc, nil); err != nil {
 			return err
 		}
 	}

@@ -18,7 +18,7 @@ func dropJudge(drop map[Version][]int) Judge {
 			out[i] = make([]Dominator, len(cs.Changes))
 			for _, s := range drop[cs.Version] {
 				for j, c := range cs.Changes {
-					if s == -1 || c.Seq == uint64(s) {
+					if s == -1 || c.Ord == uint64(s) {
 						out[i][j] = Dominator{Site: siteB, Version: 1}
 					}
 				}
@@ -39,7 +39,7 @@ func TestCompact(t *testing.T) {
 	for v := Version(1); v <= 8; v++ {
 		mustAppend(t, s, makeCS(siteA, v, 3))
 	}
-	schema := &Changeset{Site: siteA, Version: 9, TS: 5, Kind: KindSchema, LastSeq: 0, Seqs: SeqRange{First: 0, Last: 0},
+	schema := &Changeset{Site: siteA, Version: 9, TS: 5, Kind: KindSchema, LastOrd: 0, Span: OrdRange{First: 0, Last: 0},
 		Changes: []Change{{Table: "t", PK: MustPackPK(Text("t")), CID: SchemaTable, Val: Text("CREATE TABLE t (a PRIMARY KEY)"), CL: 1}}}
 	mustAppend(t, s, schema)
 	mustAppend(t, s, makeCS(siteA, 10, 2)) // seq 11, the last
@@ -70,10 +70,10 @@ func TestCompact(t *testing.T) {
 			t.Fatalf("seqs after compaction %v, want %v", seqs, want)
 		}
 		v2, err := s.Get(siteA, 2)
-		if err != nil || !v2.Compacted || len(v2.Changes) != 2 || v2.Changes[0].Seq != 0 || v2.Changes[1].Seq != 2 || v2.Seqs != (SeqRange{First: 0, Last: 2}) {
+		if err != nil || !v2.Compacted || len(v2.Changes) != 2 || v2.Changes[0].Ord != 0 || v2.Changes[1].Ord != 2 || v2.Span != (OrdRange{First: 0, Last: 2}) {
 			t.Fatalf("version 2: %+v, %v", v2, err)
 		}
-		if v5, _ := s.Get(siteA, 5); len(v5.Changes) != 1 || v5.Changes[0].Seq != 1 {
+		if v5, _ := s.Get(siteA, 5); len(v5.Changes) != 1 || v5.Changes[0].Ord != 1 {
 			t.Fatalf("version 5: %+v", v5)
 		}
 		if v9, _ := s.Get(siteA, 9); v9.Kind != KindSchema || len(v9.Changes) != 1 || v9.Compacted {

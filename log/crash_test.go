@@ -42,11 +42,11 @@ func crashSite(w int) SiteID {
 // it to check what it reads back byte for byte.
 func crashCS(site SiteID, v Version) *Changeset {
 	n := 1 + int(v%10)
-	cs := &Changeset{Site: site, Version: v, TS: Timestamp(v), Seqs: SeqRange{First: 0, Last: uint64(n - 1)}, LastSeq: uint64(n - 1)}
+	cs := &Changeset{Site: site, Version: v, TS: Timestamp(v), Span: OrdRange{First: 0, Last: uint64(n - 1)}, LastOrd: uint64(n - 1)}
 	for i := range n {
 		cs.Changes = append(cs.Changes, Change{
 			Table: "t", PK: MustPackPK(Integer(int64(v)), Integer(int64(i))), CID: "c",
-			Val: Text(fmt.Sprintf("%x/%d/%d", site[15], v, i)), ColVersion: uint64(i + 1), CL: 1, Seq: uint64(i),
+			Val: Text(fmt.Sprintf("%x/%d/%d", site[15], v, i)), ColVersion: uint64(i + 1), CL: 1, Ord: uint64(i),
 		})
 	}
 	return cs
@@ -108,15 +108,15 @@ func TestCrashChild(t *testing.T) {
 					ack(site, v+1)
 					v++
 				case 2: // a version in two calls, as parts arriving from two peers
-					if cs.LastSeq == 0 {
+					if cs.LastOrd == 0 {
 						if _, err := s.Append(ctx, cs); err != nil {
 							fail("append %v/%d: %v", site, v, err)
 						}
 						ack(site, v)
 						continue
 					}
-					mid := cs.LastSeq / 2
-					if _, err := s.Append(ctx, slicePart(cs, mid+1, cs.LastSeq)); err != nil {
+					mid := cs.LastOrd / 2
+					if _, err := s.Append(ctx, slicePart(cs, mid+1, cs.LastOrd)); err != nil {
 						fail("append %v/%d second half: %v", site, v, err)
 					}
 					res, err := s.Append(ctx, slicePart(cs, 0, mid))
@@ -316,7 +316,7 @@ func checkCrashedLog(t *testing.T, dir string, acked, fresh map[SiteID]map[Versi
 				if err != nil {
 					t.Fatal(err)
 				}
-				sameChangeset(t, part, slicePart(crashCS(site, ver), part.Seqs.First, part.Seqs.Last))
+				sameChangeset(t, part, slicePart(crashCS(site, ver), part.Span.First, part.Span.Last))
 			}
 		}
 	}

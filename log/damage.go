@@ -22,7 +22,7 @@ type Damage struct {
 	Err          error
 }
 
-// Keys describes the damaged key range in the log's own terms (sites, versions, seqs).
+// Keys describes the damaged key range in the log's own terms (sites, versions, ordinals).
 func (d Damage) Keys() string { return describeKeys(d.Start, d.End) }
 
 func (d Damage) String() string { return fmt.Sprintf("%s (%s)", d.Path, d.Keys()) }

@@ -14,14 +14,16 @@
 //
 // # Glossary
 //
-// Two counters are both called "seq" for historical reasons (the change-level name is
-// cr-sqlite's and Corrosion's, so it stays on the wire); they never mix:
+// One name per meaning:
 //
-//   - Change.Seq, Changeset.Seqs and LastSeq: a change's position inside its version,
-//     0..LastSeq, the same on every node (cr-sqlite's seq).
-//   - Seq (the type), Changeset.Seq, Stats.LastSeq, the 0x04 arrival index, Tail and Read
-//     positions: this node's own arrival counter over its log, different on every node and
-//     meaningless to send to another (an offset, as in Kafka).
+//   - Ordinal (Ord): a change's place inside its version, 0..LastOrd, the same on every
+//     node: Change.Ord, Changeset.Span (an OrdRange), Changeset.LastOrd, Partial.Held. On
+//     the wire and in the JSON forms it keeps cr-sqlite's and Corrosion's name, "seq", for
+//     compatibility; in Go it is never called seq.
+//   - Seq (the type): this node's own arrival counter over its log, different on every node
+//     and meaningless to send to another (an offset, as in Kafka): Changeset.Seq,
+//     Stats.LastSeq, the 0x04 arrival index, Tail and Read positions, the materializer's
+//     fold position, the API's since=.
 //
 // A site is one writer (SiteID, 16 bytes, a node's identity in the log); a version is one
 // transaction of one site, numbered 1, 2, ... by that site; a vector is what a node holds,
@@ -37,14 +39,14 @@
 //	                                        (changes uint64, encoded bytes uint64)
 //	0x02 name                            -> caller metadata (Meta, SetMeta)
 //	0x03 site(16) version(8) first(8)    -> one stored part: an encoded Changeset holding
-//	                                        seqs first..last of the version (the whole version
+//	                                        ordinals first..last of the version (the whole version
 //	                                        when first = 0 and last = last_seq)
 //	0x04 seq(8)                          -> site(16) version(8): the arrival index; seq is the
 //	                                        local seq at which the version became complete
 //	0x05 site(16)                        -> the site's complete versions: format byte, msgpack
 //	                                        array of flat [first, last, ...] ranges
 //	0x06 site(16) version(8)             -> a version held in part: format byte, uvarint
-//	                                        last_seq, msgpack ranges of the seqs held
+//	                                        last_seq, msgpack ranges of the ordinals held
 //	0x07 site(16)                        -> the site's cleared versions (a subset of its
 //	                                        0x05 ranges): format byte, msgpack ranges
 //	0x01 "compaction"                    -> horizon seq, horizon ts, changes dropped,
@@ -55,17 +57,17 @@
 //
 // # Invariants
 //
-//   - A version is complete when its stored parts hold every seq 0..last_seq. Then, and only
+//   - A version is complete when its stored parts hold every ordinal 0..last_seq. Then, and only
 //     then, it is in its site's 0x05 ranges, it has no 0x06 entry, and exactly one 0x04
 //     arrival entry names it. A version held in part has a 0x06 entry and no arrival entry.
 //   - Stored parts of a version are disjoint (Append trims what is already held) and each
-//     sits under the key of its own site, version and first seq.
+//     sits under the key of its own site, version and first ordinal.
 //   - Arrival seqs rise with no repeat: 1..LastSeq, dense until compaction clears versions
 //     (a cleared version loses its arrival entry, so its seq is a hole that never fills).
 //     The version at LastSeq is never cleared, so Read before the end always finds one.
 //   - Compaction (Compact) only ever rewrites complete data versions with arrival seq up to
 //     the caller's fold position, dropping changes its Judge names superseded: a version
-//     keeps its live changes (Changeset.Compacted; the seqs of Seqs it no longer carries
+//     keeps its live changes (Changeset.Compacted; the ordinals of Span it no longer carries
 //     were superseded) or is cleared (0x07; no data, no arrival entry). Schema and empty
 //     changesets are never touched. One pass at a time; each batch is one turn of the
 //     committer, so the stats and vector stay exact.

@@ -14,12 +14,12 @@ type (
 	Digest      = format.Digest
 	HLC         = format.HLC
 	Kind        = format.Kind
+	OrdRange    = format.OrdRange
 	PK          = format.PK
 	Partial     = format.Partial
 	Range       = format.Range
 	RangeSet    = format.RangeSet
 	Seq         = format.Seq
-	SeqRange    = format.SeqRange
 	SiteID      = format.SiteID
 	SiteMissing = format.SiteMissing
 	SiteVector  = format.SiteVector

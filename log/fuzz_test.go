@@ -22,25 +22,25 @@ var update = flag.Bool("update", false, "rewrite the seed files in testdata/")
 func seedChangesets() map[string]*Changeset {
 	part := slicePart(makeCS(siteB, 3, 10), 4, 6)
 	reals := &Changeset{
-		Site: siteA, Version: 1 << 40, TS: math.MaxUint64, Seqs: SeqRange{First: 0, Last: 7}, LastSeq: 7,
+		Site: siteA, Version: 1 << 40, TS: math.MaxUint64, Span: OrdRange{First: 0, Last: 7}, LastOrd: 7,
 		Changes: []Change{
-			{Table: "r", PK: MustPackPK(Real(0.5)), CID: "a", Val: Real(math.Inf(1)), ColVersion: 1, CL: 1, Seq: 0},
-			{Table: "r", PK: MustPackPK(Real(0.5)), CID: "b", Val: Real(math.Inf(-1)), ColVersion: 1, CL: 1, Seq: 1},
-			{Table: "r", PK: MustPackPK(Real(0.5)), CID: "c", Val: Real(1e-300), ColVersion: math.MaxUint64, CL: 1, Seq: 2},
-			{Table: "r", PK: MustPackPK(Null()), CID: "d", Val: Integer(math.MinInt64), ColVersion: 1, CL: 1, Seq: 3},
-			{Table: "r", PK: MustPackPK(Integer(math.MaxInt64)), CID: "e", Val: Integer(math.MaxInt64), ColVersion: 1, CL: 1, Seq: 4},
-			{Table: "r", PK: MustPackPK(Blob([]byte{0, 255})), CID: "f", Val: Blob(bytes.Repeat([]byte{0xab}, 300)), ColVersion: 1, CL: 1, Seq: 5},
-			{Table: "été", PK: MustPackPK(Text("ü"), Real(-2.5)), CID: "g", Val: Text(strings.Repeat("é", 100)), ColVersion: 1, CL: 5, Seq: 6},
-			{Table: "r", PK: MustPackPK(Integer(-1)), CID: SentinelCID, Val: Null(), ColVersion: 1, CL: 4, Seq: 7},
+			{Table: "r", PK: MustPackPK(Real(0.5)), CID: "a", Val: Real(math.Inf(1)), ColVersion: 1, CL: 1, Ord: 0},
+			{Table: "r", PK: MustPackPK(Real(0.5)), CID: "b", Val: Real(math.Inf(-1)), ColVersion: 1, CL: 1, Ord: 1},
+			{Table: "r", PK: MustPackPK(Real(0.5)), CID: "c", Val: Real(1e-300), ColVersion: math.MaxUint64, CL: 1, Ord: 2},
+			{Table: "r", PK: MustPackPK(Null()), CID: "d", Val: Integer(math.MinInt64), ColVersion: 1, CL: 1, Ord: 3},
+			{Table: "r", PK: MustPackPK(Integer(math.MaxInt64)), CID: "e", Val: Integer(math.MaxInt64), ColVersion: 1, CL: 1, Ord: 4},
+			{Table: "r", PK: MustPackPK(Blob([]byte{0, 255})), CID: "f", Val: Blob(bytes.Repeat([]byte{0xab}, 300)), ColVersion: 1, CL: 1, Ord: 5},
+			{Table: "été", PK: MustPackPK(Text("ü"), Real(-2.5)), CID: "g", Val: Text(strings.Repeat("é", 100)), ColVersion: 1, CL: 5, Ord: 6},
+			{Table: "r", PK: MustPackPK(Integer(-1)), CID: SentinelCID, Val: Null(), ColVersion: 1, CL: 4, Ord: 7},
 		},
 	}
 	schema := &Changeset{
-		Site: siteB, Version: 2, TS: 7, Seqs: SeqRange{First: 0, Last: 3}, LastSeq: 3, Kind: KindSchema,
+		Site: siteB, Version: 2, TS: 7, Span: OrdRange{First: 0, Last: 3}, LastOrd: 3, Kind: KindSchema,
 		Changes: []Change{
-			{Table: "t", PK: MustPackPK(Text("t")), CID: SchemaTable, Val: Text("CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, a TEXT)"), CL: 1, Seq: 0},
-			{Table: "t", PK: MustPackPK(Text("b")), CID: SchemaColumn, Val: Text("b INTEGER DEFAULT 0"), CL: 1, Seq: 1},
-			{Table: "t", PK: MustPackPK(Text("t_a")), CID: SchemaIndex, Val: Text("CREATE INDEX t_a ON t (a)"), CL: 1, Seq: 2},
-			{Table: "t", PK: MustPackPK(Text("t_old")), CID: SchemaDropIndex, Val: Text(""), CL: 1, Seq: 3},
+			{Table: "t", PK: MustPackPK(Text("t")), CID: SchemaTable, Val: Text("CREATE TABLE t (id INTEGER NOT NULL PRIMARY KEY, a TEXT)"), CL: 1, Ord: 0},
+			{Table: "t", PK: MustPackPK(Text("b")), CID: SchemaColumn, Val: Text("b INTEGER DEFAULT 0"), CL: 1, Ord: 1},
+			{Table: "t", PK: MustPackPK(Text("t_a")), CID: SchemaIndex, Val: Text("CREATE INDEX t_a ON t (a)"), CL: 1, Ord: 2},
+			{Table: "t", PK: MustPackPK(Text("t_old")), CID: SchemaDropIndex, Val: Text(""), CL: 1, Ord: 3},
 		},
 	}
 	arrived := sampleChangeset()
@@ -64,8 +64,8 @@ func seedVectors() map[string]*Vector {
 	one.Sites[siteA] = &SiteVector{Versions: RangeSet{{First: 1, Last: 1000}, {First: 1002, Last: 2000}}}
 	parts := NewVector()
 	parts.Sites[siteA] = &SiteVector{Versions: RangeSet{{First: 1, Last: 5}}, Partials: map[Version]*Partial{
-		7: {LastSeq: 9999, Seqs: RangeSet{{First: 0, Last: 4095}}},
-		9: {LastSeq: 10, Seqs: RangeSet{{First: 0, Last: 2}, {First: 5, Last: 5}}},
+		7: {LastOrd: 9999, Held: RangeSet{{First: 0, Last: 4095}}},
+		9: {LastOrd: 10, Held: RangeSet{{First: 0, Last: 2}, {First: 5, Last: 5}}},
 	}}
 	parts.Sites[siteB] = &SiteVector{Versions: RangeSet{{First: 3, Last: 3}, {First: math.MaxUint64 - 1, Last: math.MaxUint64}}}
 	many := NewVector()
@@ -97,9 +97,9 @@ func seedPKs() map[string]PK {
 
 func seedPartials() map[string]*Partial {
 	return map[string]*Partial{
-		"small": {LastSeq: 10, Seqs: RangeSet{{First: 0, Last: 2}, {First: 5, Last: 5}}},
-		"large": {LastSeq: 1 << 20, Seqs: RangeSet{{First: 0, Last: 4095}, {First: 8192, Last: 12287}}},
-		"tail":  {LastSeq: math.MaxUint64, Seqs: RangeSet{{First: math.MaxUint64, Last: math.MaxUint64}}},
+		"small": {LastOrd: 10, Held: RangeSet{{First: 0, Last: 2}, {First: 5, Last: 5}}},
+		"large": {LastOrd: 1 << 20, Held: RangeSet{{First: 0, Last: 4095}, {First: 8192, Last: 12287}}},
+		"tail":  {LastOrd: math.MaxUint64, Held: RangeSet{{First: math.MaxUint64, Last: math.MaxUint64}}},
 	}
 }
 
@@ -311,10 +311,10 @@ func checkVectorValid(t *testing.T, v *Vector) {
 			t.Fatalf("site %v: %v", s, err)
 		}
 		for ver, p := range sv.Partials {
-			if err := p.Seqs.Valid(); err != nil {
+			if err := p.Held.Valid(); err != nil {
 				t.Fatalf("site %v partial %d: %v", s, ver, err)
 			}
-			if ver == 0 || sv.Versions.Contains(uint64(ver)) || p.Seqs.ContainsRange(0, p.LastSeq) || len(p.Seqs) == 0 {
+			if ver == 0 || sv.Versions.Contains(uint64(ver)) || p.Held.ContainsRange(0, p.LastOrd) || len(p.Held) == 0 {
 				t.Fatalf("site %v partial %d is not a partial: %+v", s, ver, p)
 			}
 		}
@@ -355,7 +355,7 @@ func checkVectorRoundTrips(t *testing.T, v *Vector) {
 		for ver, seqs := range m.Parts {
 			p := v.Partial(m.Site, ver)
 			for _, r := range seqs {
-				if _, _, err := got.AddPart(m.Site, ver, p.LastSeq, r.First, r.Last); err != nil {
+				if _, _, err := got.AddPart(m.Site, ver, p.LastOrd, r.First, r.Last); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -413,7 +413,7 @@ func FuzzDecodePartialValue(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if err := p.Seqs.Valid(); err != nil {
+		if err := p.Held.Valid(); err != nil {
 			t.Fatalf("decoded invalid seqs: %v", err)
 		}
 		enc := encodePartialValue(p)
@@ -421,7 +421,7 @@ func FuzzDecodePartialValue(f *testing.F) {
 		if err != nil {
 			t.Fatalf("decode re-encoded: %v", err)
 		}
-		if back.LastSeq != p.LastSeq || !slices.Equal(back.Seqs, p.Seqs) {
+		if back.LastOrd != p.LastOrd || !slices.Equal(back.Held, p.Held) {
 			t.Fatalf("round trip: %+v -> %+v", p, back)
 		}
 		if enc2 := encodePartialValue(back); !bytes.Equal(enc2, enc) {

@@ -35,7 +35,7 @@ type InspectOptions struct {
 	// Check verifies the log against itself (Store.Check) and prints the outcome; Inspect
 	// then returns the problems as its error.
 	Check bool
-	// MaxRanges caps the ranges printed per list (needs, held seqs); 0 means 32.
+	// MaxRanges caps the ranges printed per list (needs, held ordinals); 0 means 32.
 	MaxRanges int
 	Logger    *slog.Logger
 }
@@ -145,7 +145,7 @@ func (s *Store) writeSummary(w io.Writer, opt InspectOptions) error {
 			}
 		}) {
 			p := sv.Partials[ver]
-			fmt.Fprintf(w, "  partial %d: last_seq %d, holds %s, needs %s\n", ver, p.LastSeq, fmtRanges(p.Seqs, opt.MaxRanges), fmtRanges(p.Needs(), opt.MaxRanges))
+			fmt.Fprintf(w, "  partial %d: last_seq %d, holds %s, needs %s\n", ver, p.LastOrd, fmtRanges(p.Held, opt.MaxRanges), fmtRanges(p.Needs(), opt.MaxRanges))
 		}
 	}
 	return nil
@@ -380,13 +380,13 @@ func (c *checker) checkData() (checkedData, error) {
 			return c.bad("data key %x: %v", k, err)
 		}
 		site, ver, first := SiteID(k[1:17]), Version(binary.BigEndian.Uint64(k[17:25])), binary.BigEndian.Uint64(k[25:])
-		if part.Site != site || part.Version != ver || part.Seqs.First != first {
-			return c.bad("data key %v/%d/%d holds %v/%d seqs [%d, %d]", site, ver, first, part.Site, part.Version, part.Seqs.First, part.Seqs.Last)
+		if part.Site != site || part.Version != ver || part.Span.First != first {
+			return c.bad("data key %v/%d/%d holds %v/%d seqs [%d, %d]", site, ver, first, part.Site, part.Version, part.Span.First, part.Span.Last)
 		}
-		if d.vec.Contains(site, ver) || (d.vec.Partial(site, ver) != nil && d.vec.Partial(site, ver).Seqs.Intersects(part.Seqs.First, part.Seqs.Last)) {
-			return c.bad("%v/%d: part [%d, %d] overlaps another", site, ver, part.Seqs.First, part.Seqs.Last)
+		if d.vec.Contains(site, ver) || (d.vec.Partial(site, ver) != nil && d.vec.Partial(site, ver).Held.Intersects(part.Span.First, part.Span.Last)) {
+			return c.bad("%v/%d: part [%d, %d] overlaps another", site, ver, part.Span.First, part.Span.Last)
 		}
-		if _, _, err := d.vec.AddPart(site, ver, part.LastSeq, part.Seqs.First, part.Seqs.Last); err != nil {
+		if _, _, err := d.vec.AddPart(site, ver, part.LastOrd, part.Span.First, part.Span.Last); err != nil {
 			return c.bad("%v/%d: %v", site, ver, err)
 		}
 		d.changes += uint64(len(part.Changes))
@@ -565,7 +565,7 @@ func diffVectors(data, stored *Vector, bad func(string, ...any) bool) {
 			}
 		}) {
 			pa, pb := a.Partials[ver], b.Partials[ver]
-			if pa != nil && pb != nil && pa.LastSeq == pb.LastSeq && slices.Equal(pa.Seqs, pb.Seqs) {
+			if pa != nil && pb != nil && pa.LastOrd == pb.LastOrd && slices.Equal(pa.Held, pb.Held) {
 				continue
 			}
 			if !bad("site %v version %d: the data holds seqs %s, the vector says %s", site, ver, showPartial(pa), showPartial(pb)) {
@@ -579,7 +579,7 @@ func showPartial(p *Partial) string {
 	if p == nil {
 		return "none (not partial)"
 	}
-	return fmt.Sprintf("%s of 0-%d", fmtRanges(p.Seqs, 8), p.LastSeq)
+	return fmt.Sprintf("%s of 0-%d", fmtRanges(p.Held, 8), p.LastOrd)
 }
 
 func truncate(s string, n int) string {

@@ -71,8 +71,8 @@ func incPrefix(p []byte) []byte {
 }
 
 func encodePartialValue(p *Partial) []byte {
-	b := binary.AppendUvarint([]byte{FormatV1}, p.LastSeq)
-	return AppendRanges(b, p.Seqs)
+	b := binary.AppendUvarint([]byte{FormatV1}, p.LastOrd)
+	return AppendRanges(b, p.Held)
 }
 
 func decodePartialValue(b []byte) (*Partial, error) {
@@ -87,5 +87,5 @@ func decodePartialValue(b []byte) (*Partial, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Partial{LastSeq: ls, Seqs: rs}, nil
+	return &Partial{LastOrd: ls, Held: rs}, nil
 }

@@ -537,18 +537,18 @@ func readParts(it *pebble.Iterator, site SiteID, v Version, p *Partial) (out []r
 			return nil, nil, false
 		}
 		part, err := DecodeChangeset(val)
-		if err != nil || part.Site != site || part.Version != v || (len(out) > 0 && part.LastSeq != lastSeq) {
+		if err != nil || part.Site != site || part.Version != v || (len(out) > 0 && part.LastOrd != lastSeq) {
 			return nil, nil, false
 		}
-		lastSeq = part.LastSeq
-		seqs.Add(part.Seqs.First, part.Seqs.Last)
+		lastSeq = part.LastOrd
+		seqs.Add(part.Span.First, part.Span.Last)
 		var rp readPart
 		rp.kv.k, rp.kv.v, rp.changes = bytes.Clone(it.Key()), bytes.Clone(val), len(part.Changes)
 		out = append(out, rp)
 		if cs == nil {
 			cs = part
 		} else {
-			cs.Seqs.Last = part.Seqs.Last
+			cs.Span.Last = part.Span.Last
 			cs.Changes = append(cs.Changes, part.Changes...)
 			cs.Compacted = cs.Compacted || part.Compacted
 			if part.Kind == KindData {
@@ -560,7 +560,7 @@ func readParts(it *pebble.Iterator, site SiteID, v Version, p *Partial) (out []r
 		return nil, nil, false
 	}
 	if p != nil {
-		if p.LastSeq != lastSeq || len(p.Seqs.Subtract(seqs)) > 0 {
+		if p.LastOrd != lastSeq || len(p.Held.Subtract(seqs)) > 0 {
 			return nil, nil, false
 		}
 		return out, nil, true

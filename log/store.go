@@ -503,8 +503,8 @@ func (s *Store) rlock() error {
 	return nil
 }
 
-// Append stores changesets or parts made elsewhere. Idempotent: seqs already held are
-// skipped (a part that overlaps held seqs stores only the new ones). Durable on return;
+// Append stores changesets or parts made elsewhere. Idempotent: ordinals already held are
+// skipped (a part that overlaps held ordinals stores only the new ones). Durable on return;
 // concurrent callers are group-committed. Every changeset is validated first and an invalid
 // one fails the whole call before anything is stored. Once queued, a call waits for the
 // commit's outcome even if ctx ends, so that its answer is always true.
@@ -585,20 +585,20 @@ func (s *Store) split(items []item, cs *Changeset, idx int) ([]item, error) {
 		}
 		return append(items, item{cs: &part, enc: enc, idx: idx}), nil
 	}
-	first := cs.Seqs.First
+	first := cs.Span.First
 	for off := 0; off < len(cs.Changes); off += s.maxPart {
 		end := min(off+s.maxPart, len(cs.Changes))
 		part := *cs
 		part.Seq = 0
 		part.Changes = cs.Changes[off:end:end]
-		part.Seqs = SeqRange{First: part.Changes[0].Seq, Last: part.Changes[len(part.Changes)-1].Seq}
+		part.Span = OrdRange{First: part.Changes[0].Ord, Last: part.Changes[len(part.Changes)-1].Ord}
 		if cs.Compacted {
-			// The parts of a compacted changeset tile its seqs, superseded ones included.
-			part.Seqs.First = first
+			// The parts of a compacted changeset tile its ordinals, superseded ones included.
+			part.Span.First = first
 			if end == len(cs.Changes) {
-				part.Seqs.Last = cs.Seqs.Last
+				part.Span.Last = cs.Span.Last
 			}
-			first = part.Seqs.Last + 1
+			first = part.Span.Last + 1
 		}
 		enc, err := EncodeChangeset(&part)
 		if err != nil {
@@ -627,7 +627,7 @@ func (s *Store) enqueue(ctx context.Context, req *appendReq) error {
 }
 
 // AppendLocal stores a changeset of this node under the next local version (it sets Site,
-// Version, Seqs/LastSeq and each change's Seq from Changes, and TS when zero) and returns the
+// Version, Span/LastOrd and each change's Ord from Changes, and TS when zero) and returns the
 // version and its arrival seq. A data changeset needs at least one change.
 func (s *Store) AppendLocal(ctx context.Context, cs *Changeset) (Version, Seq, error) {
 	if cs == nil {
@@ -646,13 +646,13 @@ func (s *Store) AppendLocal(ctx context.Context, cs *Changeset) (Version, Seq, e
 	if cs.TS == 0 {
 		cs.TS = s.hlc.Now()
 	}
-	cs.LastSeq = 0
+	cs.LastOrd = 0
 	if n := len(cs.Changes); n > 0 {
-		cs.LastSeq = uint64(n - 1)
+		cs.LastOrd = uint64(n - 1)
 	}
-	cs.Seqs = SeqRange{First: 0, Last: cs.LastSeq}
+	cs.Span = OrdRange{First: 0, Last: cs.LastOrd}
 	for i := range cs.Changes {
-		cs.Changes[i].Seq = uint64(i)
+		cs.Changes[i].Ord = uint64(i)
 	}
 	if err := cs.Validate(); err != nil {
 		s.localMu.Unlock()
@@ -846,22 +846,22 @@ func (s *Store) batchItem(g *groupCommit, it item, res *AppendResult) {
 	parts := []*Changeset{cs}
 	encs := [][]byte{it.enc}
 	if p := sv.Partials[cs.Version]; p != nil {
-		newSeqs := RangeSet{{First: cs.Seqs.First, Last: cs.Seqs.Last}}.Subtract(p.Seqs)
-		if len(newSeqs) == 0 {
+		newOrds := RangeSet{{First: cs.Span.First, Last: cs.Span.Last}}.Subtract(p.Held)
+		if len(newOrds) == 0 {
 			return
 		}
-		if len(newSeqs) != 1 || newSeqs[0] != (Range{First: cs.Seqs.First, Last: cs.Seqs.Last}) {
-			parts, encs = trim(cs, newSeqs)
+		if len(newOrds) != 1 || newOrds[0] != (Range{First: cs.Span.First, Last: cs.Span.Last}) {
+			parts, encs = trim(cs, newOrds)
 		}
 	}
 	for i, part := range parts {
-		g.key = dataKey(g.key[:0], part.Site, part.Version, part.Seqs.First)
+		g.key = dataKey(g.key[:0], part.Site, part.Version, part.Span.First)
 		g.b.Set(g.key, encs[i], nil)
 		g.changes += uint64(len(part.Changes))
 		g.bytes += uint64(len(encs[i]))
 		// Shape was checked by s.check, so AddPart cannot fail here.
-		_, complete, _ := s.work.AddPart(part.Site, part.Version, part.LastSeq, part.Seqs.First, part.Seqs.Last)
-		g.ops = append(g.ops, pubOp{site: part.Site, ver: part.Version, lastSeq: part.LastSeq, first: part.Seqs.First, last: part.Seqs.Last})
+		_, complete, _ := s.work.AddPart(part.Site, part.Version, part.LastOrd, part.Span.First, part.Span.Last)
+		g.ops = append(g.ops, pubOp{site: part.Site, ver: part.Version, lastSeq: part.LastOrd, first: part.Span.First, last: part.Span.Last})
 		res.New = true
 		pk := partKey{part.Site, part.Version}
 		if complete {
@@ -914,11 +914,11 @@ func (s *Store) check(r *appendReq) error {
 	var seen map[partKey]uint64
 	for _, it := range r.items {
 		cs := it.cs
-		if r.local && s.work.ContainsSeqs(cs.Site, cs.Version, cs.Seqs.First, cs.Seqs.Last) {
+		if r.local && s.work.ContainsOrdinals(cs.Site, cs.Version, cs.Span.First, cs.Span.Last) {
 			return fmt.Errorf("%w: local version %d is already held", ErrInvalid, cs.Version)
 		}
-		if p := s.work.Partial(cs.Site, cs.Version); p != nil && p.LastSeq != cs.LastSeq {
-			return invalidf("append: %v/%d: last_seq %d, but a held part says %d", cs.Site, cs.Version, cs.LastSeq, p.LastSeq)
+		if p := s.work.Partial(cs.Site, cs.Version); p != nil && p.LastOrd != cs.LastOrd {
+			return invalidf("append: %v/%d: last_seq %d, but a held part says %d", cs.Site, cs.Version, cs.LastOrd, p.LastOrd)
 		}
 		if !it.cs.IsPart() {
 			continue
@@ -927,10 +927,10 @@ func (s *Store) check(r *appendReq) error {
 			seen = map[partKey]uint64{}
 		}
 		k := partKey{cs.Site, cs.Version}
-		if ls, ok := seen[k]; ok && ls != cs.LastSeq {
-			return invalidf("append: %v/%d: parts say last_seq %d and %d", cs.Site, cs.Version, ls, cs.LastSeq)
+		if ls, ok := seen[k]; ok && ls != cs.LastOrd {
+			return invalidf("append: %v/%d: parts say last_seq %d and %d", cs.Site, cs.Version, ls, cs.LastOrd)
 		}
-		seen[k] = cs.LastSeq
+		seen[k] = cs.LastOrd
 	}
 	if !r.local {
 		// Changesets of our own site (a restore) move the local counter past them.
@@ -949,21 +949,21 @@ func (s *Store) check(r *appendReq) error {
 	return nil
 }
 
-// trim cuts cs down to the seqs in keep (a subset of cs.Seqs), one part per range.
+// trim cuts cs down to the ordinals in keep (a subset of cs.Span), one part per range.
 func trim(cs *Changeset, keep RangeSet) ([]*Changeset, [][]byte) {
 	parts := make([]*Changeset, 0, len(keep))
 	encs := make([][]byte, 0, len(keep))
 	for _, r := range keep {
 		part := *cs
-		part.Seqs = SeqRange(r)
+		part.Span = OrdRange(r)
 		switch {
 		case cs.Compacted:
-			// Changes are a sparse subset of the seqs: pick them by seq.
-			lo := sort.Search(len(cs.Changes), func(i int) bool { return cs.Changes[i].Seq >= r.First })
-			hi := sort.Search(len(cs.Changes), func(i int) bool { return cs.Changes[i].Seq > r.Last })
+			// Changes are a sparse subset of the ordinals: pick them by ordinal.
+			lo := sort.Search(len(cs.Changes), func(i int) bool { return cs.Changes[i].Ord >= r.First })
+			hi := sort.Search(len(cs.Changes), func(i int) bool { return cs.Changes[i].Ord > r.Last })
 			part.Changes = cs.Changes[lo:hi:hi]
 		case len(cs.Changes) > 0:
-			lo, hi := r.First-cs.Seqs.First, r.Last-cs.Seqs.First+1
+			lo, hi := r.First-cs.Span.First, r.Last-cs.Span.First+1
 			part.Changes = cs.Changes[lo:hi:hi]
 		}
 		enc, err := EncodeChangeset(&part)
@@ -1029,10 +1029,10 @@ func readVersion(it *pebble.Iterator, site SiteID, v Version) (out *Changeset, s
 			out = part
 			continue
 		}
-		if part.Seqs.First != out.Seqs.Last+1 || part.LastSeq != out.LastSeq {
-			return nil, 0, fmt.Errorf("read %v/%d: %w", site, v, &DecodeError{What: "stored part", Err: fmt.Errorf("seqs [%d, %d] after [%d, %d]", part.Seqs.First, part.Seqs.Last, out.Seqs.First, out.Seqs.Last)})
+		if part.Span.First != out.Span.Last+1 || part.LastOrd != out.LastOrd {
+			return nil, 0, fmt.Errorf("read %v/%d: %w", site, v, &DecodeError{What: "stored part", Err: fmt.Errorf("seqs [%d, %d] after [%d, %d]", part.Span.First, part.Span.Last, out.Span.First, out.Span.Last)})
 		}
-		out.Seqs.Last = part.Seqs.Last
+		out.Span.Last = part.Span.Last
 		out.Changes = append(out.Changes, part.Changes...)
 		out.Compacted = out.Compacted || part.Compacted
 		if part.Kind == KindData {
@@ -1042,7 +1042,7 @@ func readVersion(it *pebble.Iterator, site SiteID, v Version) (out *Changeset, s
 	if err := it.Error(); err != nil {
 		return nil, 0, err
 	}
-	if out == nil || out.Seqs.First != 0 || out.Seqs.Last != out.LastSeq {
+	if out == nil || out.Span.First != 0 || out.Span.Last != out.LastOrd {
 		return nil, 0, fmt.Errorf("read %v/%d: stored parts do not cover the version: %w", site, v, ErrIncomplete)
 	}
 	if out.Compacted && out.Kind != KindData {
@@ -1056,7 +1056,7 @@ func readVersion(it *pebble.Iterator, site SiteID, v Version) (out *Changeset, s
 const scanChunk = 256
 
 // Scan yields the stored changesets and parts of site with from <= version <= to, in
-// (version, first seq) order, partially held versions included (for sync).
+// (version, first ordinal) order, partially held versions included (for sync).
 func (s *Store) Scan(site SiteID, from, to Version) iter.Seq2[*Changeset, error] {
 	return func(yield func(*Changeset, error) bool) {
 		lower := dataKey(nil, site, from, 0)

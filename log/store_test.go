@@ -39,11 +39,11 @@ func openStore(tb testing.TB, dir string, opts Options) *Store {
 
 // makeCS builds a valid data changeset of n changes (seqs 0..n-1) of site/version.
 func makeCS(site SiteID, v Version, n int) *Changeset {
-	cs := &Changeset{Site: site, Version: v, TS: Timestamp(1e18 + uint64(v)), LastSeq: uint64(n - 1), Seqs: SeqRange{First: 0, Last: uint64(n - 1)}}
+	cs := &Changeset{Site: site, Version: v, TS: Timestamp(1e18 + uint64(v)), LastOrd: uint64(n - 1), Span: OrdRange{First: 0, Last: uint64(n - 1)}}
 	for i := range n {
 		cs.Changes = append(cs.Changes, Change{
 			Table: "t", PK: MustPackPK(Integer(int64(v)), Integer(int64(i))), CID: "c",
-			Val: Text(fmt.Sprintf("%v/%d/%d", site, v, i)), ColVersion: 1, CL: 1, Seq: uint64(i),
+			Val: Text(fmt.Sprintf("%v/%d/%d", site, v, i)), ColVersion: 1, CL: 1, Ord: uint64(i),
 		})
 	}
 	return cs
@@ -52,7 +52,7 @@ func makeCS(site SiteID, v Version, n int) *Changeset {
 // slicePart returns the part of cs holding seqs first..last.
 func slicePart(cs *Changeset, first, last uint64) *Changeset {
 	p := *cs
-	p.Seqs = SeqRange{First: first, Last: last}
+	p.Span = OrdRange{First: first, Last: last}
 	p.Changes = cs.Changes[first : last+1]
 	return &p
 }
@@ -70,7 +70,7 @@ func sameChangeset(tb testing.TB, got, want *Changeset) {
 	tb.Helper()
 	g, w := *got, *want
 	g.Seq, w.Seq = 0, 0
-	if !reflect.DeepEqual(g.Changes, w.Changes) || g.Site != w.Site || g.Version != w.Version || g.Seqs != w.Seqs || g.LastSeq != w.LastSeq || g.TS != w.TS || g.Kind != w.Kind {
+	if !reflect.DeepEqual(g.Changes, w.Changes) || g.Site != w.Site || g.Version != w.Version || g.Span != w.Span || g.LastOrd != w.LastOrd || g.TS != w.TS || g.Kind != w.Kind {
 		tb.Fatalf("changeset %v/%d differs:\n got %+v\nwant %+v", w.Site, w.Version, g, w)
 	}
 }
@@ -160,7 +160,7 @@ func TestStoreLocal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v != Version(i) || seq != Seq(i) || cs.Version != v || cs.Site != siteA || cs.LastSeq != 1 || cs.TS == 0 {
+		if v != Version(i) || seq != Seq(i) || cs.Version != v || cs.Site != siteA || cs.LastOrd != 1 || cs.TS == 0 {
 			t.Fatalf("append local %d: v=%d seq=%d cs=%+v", i, v, seq, cs)
 		}
 	}
@@ -222,13 +222,13 @@ func TestStorePartsOutOfOrder(t *testing.T) {
 		t.Fatal("a partial version got a seq")
 	}
 	p := s.Vector().Partial(siteB, 1)
-	if p == nil || !reflect.DeepEqual(p.Seqs, RangeSet{{First: 0, Last: 5}, {First: 7, Last: 9}}) {
+	if p == nil || !reflect.DeepEqual(p.Held, RangeSet{{First: 0, Last: 5}, {First: 7, Last: 9}}) {
 		t.Fatalf("partial = %+v", p)
 	}
 	// Reopen keeps the partial.
 	s.Close()
 	s = openStore(t, dir, Options{MaxPartChanges: 4})
-	if p := s.Vector().Partial(siteB, 1); p == nil || p.LastSeq != 9 {
+	if p := s.Vector().Partial(siteB, 1); p == nil || p.LastOrd != 9 {
 		t.Fatalf("partial after reopen = %+v", p)
 	}
 	var scanned int
@@ -546,11 +546,11 @@ func TestStoreRandomParts(t *testing.T) {
 
 // universeCS is the content of version v of site in a universe where it has seqs 0..lastSeq.
 func universeCS(site SiteID, v Version, lastSeq uint64) *Changeset {
-	cs := &Changeset{Site: site, Version: v, TS: Timestamp(v), Seqs: SeqRange{First: 0, Last: lastSeq}, LastSeq: lastSeq}
+	cs := &Changeset{Site: site, Version: v, TS: Timestamp(v), Span: OrdRange{First: 0, Last: lastSeq}, LastOrd: lastSeq}
 	for i := range lastSeq + 1 {
 		cs.Changes = append(cs.Changes, Change{
 			Table: "u", PK: MustPackPK(Integer(int64(v)), Integer(int64(i))), CID: "c",
-			Val: Integer(int64(v)*100 + int64(i)), ColVersion: 1, CL: 1, Seq: i,
+			Val: Integer(int64(v)*100 + int64(i)), ColVersion: 1, CL: 1, Ord: i,
 		})
 	}
 	return cs

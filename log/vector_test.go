@@ -221,7 +221,7 @@ func checkCanonical(tb testing.TB, v *Vector) {
 			if err := CheckPartial(&SiteVector{Versions: sv.Versions}, ver, p); err != nil {
 				tb.Fatalf("site %v: %v", s, err)
 			}
-			if err := p.Seqs.Valid(); err != nil {
+			if err := p.Held.Valid(); err != nil {
 				tb.Fatalf("site %v partial %d: %v", s, ver, err)
 			}
 		}
@@ -288,7 +288,7 @@ func TestVectorMissingCovers(t *testing.T) {
 				for ver, seqs := range m.Parts {
 					ls := u[m.Site][ver-1]
 					for _, r := range seqs {
-						if b.ContainsSeqs(m.Site, ver, r.First, r.First) || b.ContainsSeqs(m.Site, ver, r.Last, r.Last) {
+						if b.ContainsOrdinals(m.Site, ver, r.First, r.First) || b.ContainsOrdinals(m.Site, ver, r.Last, r.Last) {
 							t.Fatalf("missing seqs %v of %v/%d, which b holds", r, m.Site, ver)
 						}
 						if _, _, err := got.AddPart(m.Site, ver, ls, r.First, r.Last); err != nil {
@@ -308,8 +308,8 @@ func TestVectorMissingCovers(t *testing.T) {
 					}
 				}
 				for ver, p := range sv.Partials {
-					for _, r := range p.Seqs {
-						if !got.ContainsSeqs(s, ver, r.First, r.Last) {
+					for _, r := range p.Held {
+						if !got.ContainsOrdinals(s, ver, r.First, r.Last) {
 							t.Fatalf("after sync, b lacks %v/%d seqs %v", s, ver, r)
 						}
 					}
@@ -334,12 +334,12 @@ func TestVectorMissingCases(t *testing.T) {
 		{"they have more", full(Range{First: 1, Last: 5}), full(Range{First: 1, Last: 10}), nil},
 		{"gaps", full(Range{First: 1, Last: 10}), full(Range{First: 2, Last: 3}, Range{First: 7, Last: 7}), &SiteMissing{Versions: RangeSet{{First: 1, Last: 1}, {First: 4, Last: 6}, {First: 8, Last: 10}}}},
 		{"they hold one in part", full(Range{First: 1, Last: 3}),
-			&SiteVector{Versions: RangeSet{{First: 1, Last: 1}}, Partials: map[Version]*Partial{2: {LastSeq: 9, Seqs: RangeSet{{First: 0, Last: 3}}}}},
+			&SiteVector{Versions: RangeSet{{First: 1, Last: 1}}, Partials: map[Version]*Partial{2: {LastOrd: 9, Held: RangeSet{{First: 0, Last: 3}}}}},
 			&SiteMissing{Versions: RangeSet{{First: 3, Last: 3}}, Parts: map[Version]RangeSet{2: {{First: 4, Last: 9}}}}},
-		{"both in part", &SiteVector{Partials: map[Version]*Partial{4: {LastSeq: 9, Seqs: RangeSet{{First: 0, Last: 6}}}}},
-			&SiteVector{Partials: map[Version]*Partial{4: {LastSeq: 9, Seqs: RangeSet{{First: 2, Last: 3}}}}},
+		{"both in part", &SiteVector{Partials: map[Version]*Partial{4: {LastOrd: 9, Held: RangeSet{{First: 0, Last: 6}}}}},
+			&SiteVector{Partials: map[Version]*Partial{4: {LastOrd: 9, Held: RangeSet{{First: 2, Last: 3}}}}},
 			&SiteMissing{Parts: map[Version]RangeSet{4: {{First: 0, Last: 1}, {First: 4, Last: 6}}}}},
-		{"mine in part, theirs whole", &SiteVector{Partials: map[Version]*Partial{4: {LastSeq: 9, Seqs: RangeSet{{First: 0, Last: 6}}}}}, full(Range{First: 4, Last: 4}), nil},
+		{"mine in part, theirs whole", &SiteVector{Partials: map[Version]*Partial{4: {LastOrd: 9, Held: RangeSet{{First: 0, Last: 6}}}}}, full(Range{First: 4, Last: 4}), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

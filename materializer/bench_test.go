@@ -181,11 +181,11 @@ func remoteChangesets(count, rowsPer int) []*log.Changeset {
 					val = log.Real(float64(v) + 0.5)
 				}
 				cs.Changes = append(cs.Changes, log.Change{Table: "wide", PK: pk, CID: fmt.Sprintf("c%d", c),
-					Val: val, ColVersion: cv, CL: 1, Seq: uint64(len(cs.Changes))})
+					Val: val, ColVersion: cv, CL: 1, Ord: uint64(len(cs.Changes))})
 			}
 		}
-		cs.LastSeq = uint64(len(cs.Changes) - 1)
-		cs.Seqs = log.SeqRange{First: 0, Last: cs.LastSeq}
+		cs.LastOrd = uint64(len(cs.Changes) - 1)
+		cs.Span = log.OrdRange{First: 0, Last: cs.LastOrd}
 		out = append(out, cs)
 	}
 	return out

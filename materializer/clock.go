@@ -66,7 +66,7 @@ const clockFormat = 1
 // encode writes the clock deterministically, so that a rebuilt view is byte-identical.
 // Layout: format byte; flags (bit 0 sentinel, bit 1 synthetic sentinel); [sentinel record]; uvarint count of present
 // columns; per present column, in increasing order: uvarint ordinal, record. A record is uvarint col_version,
-// 16-byte site, uvarint version, uvarint seq.
+// 16-byte site, uvarint version, uvarint ordinal.
 func (c *rowClock) encode(b []byte) []byte {
 	b = append(b[:0], clockFormat)
 	if c.Sentinel.Present {

@@ -62,7 +62,7 @@ func (m *Materializer) judge(ctx context.Context, css []*log.Changeset) ([][]log
 
 // judgeNow decides, on the writer, which changes of css are superseded: a change is live
 // when some record of its row's clock (a cell, the sentinel, or a sentinel R4 made from a
-// column change) names its origin (site, version, seq); otherwise the record that beat it
+// column change) names its origin (site, version, ordinal); otherwise the record that beat it
 // is its dominator. Anything the view did not fold as usual (refused changesets, changes
 // waiting for schema, tables or columns unknown here, a row without a clock) is live: only
 // what the view proves superseded is dropped.
@@ -149,7 +149,7 @@ func (m *Materializer) judgeNow(ctx context.Context, css []*log.Changeset) ([][]
 	return out, nil
 }
 
-// names reports whether rec records change seq of cs.
+// names reports whether rec records change ordinal of cs.
 func names(rec *cellClock, cs *log.Changeset, seq uint64) bool {
 	return rec.Present && rec.Site == cs.Site && rec.Version == cs.Version && rec.Seq == seq
 }
@@ -157,11 +157,11 @@ func names(rec *cellClock, cs *log.Changeset, seq uint64) bool {
 // dominator is judgeNow for one change c of cs (ord: its column's clock ordinal, -1 for the
 // sentinel) against its row's clock.
 func dominator(rc *rowClock, cs *log.Changeset, c *log.Change, ord int) log.Dominator {
-	if names(&rc.Sentinel, cs, c.Seq) {
+	if names(&rc.Sentinel, cs, c.Ord) {
 		return log.Dominator{}
 	}
 	for k := range rc.Cols {
-		if names(&rc.Cols[k], cs, c.Seq) {
+		if names(&rc.Cols[k], cs, c.Ord) {
 			return log.Dominator{}
 		}
 	}

@@ -52,10 +52,10 @@ func remoteRows(count int) []*log.Changeset {
 	out := make([]*log.Changeset, count)
 	for i := range out {
 		pk := log.MustPackPK(log.Integer(int64(1000 + i%500)))
-		out[i] = &log.Changeset{Site: log.SiteID{2}, Version: log.Version(i + 1), Seqs: log.SeqRange{First: 0, Last: 1}, LastSeq: 1,
+		out[i] = &log.Changeset{Site: log.SiteID{2}, Version: log.Version(i + 1), Span: log.OrdRange{First: 0, Last: 1}, LastOrd: 1,
 			Changes: []log.Change{
-				{Table: "t", PK: pk, CID: "x", Val: log.Integer(int64(i)), ColVersion: uint64(1 + i/500), CL: 1, Seq: 0},
-				{Table: "t", PK: pk, CID: "y", Val: log.Text("r"), ColVersion: uint64(1 + i/500), CL: 1, Seq: 1},
+				{Table: "t", PK: pk, CID: "x", Val: log.Integer(int64(i)), ColVersion: uint64(1 + i/500), CL: 1, Ord: 0},
+				{Table: "t", PK: pk, CID: "y", Val: log.Text("r"), ColVersion: uint64(1 + i/500), CL: 1, Ord: 1},
 			}}
 	}
 	return out

@@ -4,7 +4,7 @@
 //
 // It owns the view file: user tables, one clock table per user table
 // (__patina_clock_<table>: one row per table row, the row's cl and an encoded clock of
-// per-cell records col_version, origin site, origin version, seq), __patina_meta (site id,
+// per-cell records col_version, origin site, origin version, ordinal), __patina_meta (site id,
 // fold position), __patina_pending (changesets waiting for schema) and __patina_schema (every
 // schema element folded, the set the schema is computed from). It reads and appends
 // to package log; it must not import api, gossip, cmd, bench or materializer/subs.

@@ -162,7 +162,7 @@ func (f *rowFold) merge(ctx context.Context, c *log.Change) error {
 	if c.CL < local { // R1
 		return nil
 	}
-	rec := cellClock{Present: true, ColVersion: c.ColVersion, Site: f.cs.Site, Version: f.cs.Version, Seq: c.Seq}
+	rec := cellClock{Present: true, ColVersion: c.ColVersion, Site: f.cs.Site, Version: f.cs.Version, Seq: c.Ord}
 	if c.CL%2 == 0 { // R2: a delete
 		if c.CL == local {
 			f.changed = tieSentinel(rc, &rec) || f.changed

@@ -64,10 +64,10 @@ func TestFoldArbitraryChangesets(t *testing.T) {
 				val = log.Null()
 			}
 			cs.Changes = append(cs.Changes, log.Change{Table: tb, PK: pk, CID: cid, Val: val,
-				ColVersion: uint64(r.IntN(4)), CL: uint64(1 + r.IntN(5)), Seq: uint64(len(cs.Changes))})
+				ColVersion: uint64(r.IntN(4)), CL: uint64(1 + r.IntN(5)), Ord: uint64(len(cs.Changes))})
 		}
-		cs.LastSeq = uint64(len(cs.Changes) - 1)
-		cs.Seqs = log.SeqRange{First: 0, Last: cs.LastSeq}
+		cs.LastOrd = uint64(len(cs.Changes) - 1)
+		cs.Span = log.OrdRange{First: 0, Last: cs.LastOrd}
 		css = append(css, cs)
 	}
 	for i := 0; i < len(css); i += 7 {

@@ -465,7 +465,7 @@ func moveKey(ro, rn *localRow, oldV, newV []log.Value) {
 
 // localChangeset turns the touched rows into the transaction's changeset (sentinel first,
 // then touched columns, per row in first-touch order), stamps the clocks with their new
-// (site, version, seq) and writes them. It returns nil when no row changed.
+// (site, version, ordinal) and writes them. It returns nil when no row changed.
 func (m *Materializer) localChangeset(ctx context.Context, version log.Version, order []*localRow, st *foldState) (_ *log.Changeset, err error) {
 	defer func() {
 		if err == nil {
@@ -481,7 +481,7 @@ func (m *Materializer) localChangeset(ctx context.Context, version log.Version, 
 			r.rc.Sentinel.Site, r.rc.Sentinel.Version, r.rc.Sentinel.Seq = m.site, version, uint64(len(cs.Changes))
 			r.rc.Sentinel.Synthetic = false
 			cs.Changes = append(cs.Changes, log.Change{Table: r.t.Name, PK: r.pk, CID: log.SentinelCID,
-				ColVersion: r.rc.Sentinel.ColVersion, CL: cl, Seq: uint64(len(cs.Changes))})
+				ColVersion: r.rc.Sentinel.ColVersion, CL: cl, Ord: uint64(len(cs.Changes))})
 		}
 		for ord, touched := range r.touched {
 			if !touched || ord >= len(r.rc.Cols) || !r.rc.Cols[ord].Present {
@@ -490,7 +490,7 @@ func (m *Materializer) localChangeset(ctx context.Context, version log.Version, 
 			c := &r.rc.Cols[ord]
 			c.Site, c.Version, c.Seq = m.site, version, uint64(len(cs.Changes))
 			cs.Changes = append(cs.Changes, log.Change{Table: r.t.Name, PK: r.pk, CID: r.t.nonPKCol(ord).Name,
-				Val: r.vals[ord], ColVersion: c.ColVersion, CL: cl, Seq: uint64(len(cs.Changes))})
+				Val: r.vals[ord], ColVersion: c.ColVersion, CL: cl, Ord: uint64(len(cs.Changes))})
 		}
 		if len(cs.Changes) == start {
 			continue
@@ -503,8 +503,8 @@ func (m *Materializer) localChangeset(ctx context.Context, version log.Version, 
 	if len(cs.Changes) == 0 {
 		return nil, nil
 	}
-	cs.LastSeq = uint64(len(cs.Changes) - 1)
-	cs.Seqs = log.SeqRange{First: 0, Last: cs.LastSeq}
+	cs.LastOrd = uint64(len(cs.Changes) - 1)
+	cs.Span = log.OrdRange{First: 0, Last: cs.LastOrd}
 	st.cells += len(cs.Changes)
 	return cs, nil
 }

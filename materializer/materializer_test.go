@@ -332,9 +332,9 @@ func TestCrashRefold(t *testing.T) {
 	n.m.Close()
 	n.m = nil
 	// The node "crashed" after a remote version reached its log but before the fold.
-	remote := &log.Changeset{Site: log.SiteID{2}, Version: 1, Seqs: log.SeqRange{First: 0, Last: 1}, LastSeq: 1, Changes: []log.Change{
-		{Table: "t", PK: log.MustPackPK(log.Integer(2)), CID: "x", Val: log.Integer(7), ColVersion: 1, CL: 1, Seq: 0},
-		{Table: "t", PK: log.MustPackPK(log.Integer(2)), CID: "y", Val: log.Text("r"), ColVersion: 1, CL: 1, Seq: 1},
+	remote := &log.Changeset{Site: log.SiteID{2}, Version: 1, Span: log.OrdRange{First: 0, Last: 1}, LastOrd: 1, Changes: []log.Change{
+		{Table: "t", PK: log.MustPackPK(log.Integer(2)), CID: "x", Val: log.Integer(7), ColVersion: 1, CL: 1, Ord: 0},
+		{Table: "t", PK: log.MustPackPK(log.Integer(2)), CID: "y", Val: log.Text("r"), ColVersion: 1, CL: 1, Ord: 1},
 	}}
 	if _, err := n.store.Append(context.Background(), remote); err != nil {
 		t.Fatal(err)
@@ -579,17 +579,17 @@ func TestClosed(t *testing.T) {
 func TestRefusedChangesetDoesNotStall(t *testing.T) {
 	n := newNode(t, log.SiteID{1}, tSchema)
 	pk := log.MustPackPK(log.Integer(1))
-	bad := &log.Changeset{Site: log.SiteID{2}, Version: 1, Seqs: log.SeqRange{First: 0, Last: 0}, LastSeq: 0, Changes: []log.Change{
-		{Table: "t", PK: pk, CID: "y", Val: log.Null(), ColVersion: 1, CL: 1, Seq: 0},
+	bad := &log.Changeset{Site: log.SiteID{2}, Version: 1, Span: log.OrdRange{First: 0, Last: 0}, LastOrd: 0, Changes: []log.Change{
+		{Table: "t", PK: pk, CID: "y", Val: log.Null(), ColVersion: 1, CL: 1, Ord: 0},
 	}}
-	good := &log.Changeset{Site: log.SiteID{2}, Version: 2, Seqs: log.SeqRange{First: 0, Last: 0}, LastSeq: 0, Changes: []log.Change{
-		{Table: "t", PK: log.MustPackPK(log.Integer(2)), CID: "x", Val: log.Integer(5), ColVersion: 1, CL: 1, Seq: 0},
+	good := &log.Changeset{Site: log.SiteID{2}, Version: 2, Span: log.OrdRange{First: 0, Last: 0}, LastOrd: 0, Changes: []log.Change{
+		{Table: "t", PK: log.MustPackPK(log.Integer(2)), CID: "x", Val: log.Integer(5), ColVersion: 1, CL: 1, Ord: 0},
 	}}
 	// One changeset folded before the bad one in the same batch: the batch is folded
 	// without savepoints first, then again one savepoint per changeset once one fails, and
 	// the first must be folded exactly once.
-	before := &log.Changeset{Site: log.SiteID{3}, Version: 1, Seqs: log.SeqRange{First: 0, Last: 0}, LastSeq: 0, Changes: []log.Change{
-		{Table: "t", PK: log.MustPackPK(log.Integer(4)), CID: "x", Val: log.Integer(4), ColVersion: 1, CL: 1, Seq: 0},
+	before := &log.Changeset{Site: log.SiteID{3}, Version: 1, Span: log.OrdRange{First: 0, Last: 0}, LastOrd: 0, Changes: []log.Change{
+		{Table: "t", PK: log.MustPackPK(log.Integer(4)), CID: "x", Val: log.Integer(4), ColVersion: 1, CL: 1, Ord: 0},
 	}}
 	if _, err := n.m.Apply(context.Background(), []*log.Changeset{before, bad, good}); err != nil {
 		t.Fatal(err)
@@ -642,11 +642,11 @@ func TestPartsVisibleOnlyWhole(t *testing.T) {
 	for i := range 4 {
 		pk := log.MustPackPK(log.Integer(int64(i)))
 		changes = append(changes,
-			log.Change{Table: "t", PK: pk, CID: "x", Val: log.Integer(int64(i)), ColVersion: 1, CL: 1, Seq: uint64(2 * i)},
-			log.Change{Table: "t", PK: pk, CID: "y", Val: log.Text("p"), ColVersion: 1, CL: 1, Seq: uint64(2*i + 1)})
+			log.Change{Table: "t", PK: pk, CID: "x", Val: log.Integer(int64(i)), ColVersion: 1, CL: 1, Ord: uint64(2 * i)},
+			log.Change{Table: "t", PK: pk, CID: "y", Val: log.Text("p"), ColVersion: 1, CL: 1, Ord: uint64(2*i + 1)})
 	}
 	part := func(first, last uint64) *log.Changeset {
-		return &log.Changeset{Site: log.SiteID{2}, Version: 1, Seqs: log.SeqRange{First: first, Last: last}, LastSeq: 7,
+		return &log.Changeset{Site: log.SiteID{2}, Version: 1, Span: log.OrdRange{First: first, Last: last}, LastOrd: 7,
 			Changes: changes[first : last+1]}
 	}
 	if _, err := n.m.Apply(context.Background(), []*log.Changeset{part(0, 3)}); err != nil {

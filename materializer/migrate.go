@@ -411,7 +411,7 @@ func (m *Materializer) migrate(ctx context.Context, stmts []string, lag func(stm
 func (m *Materializer) appendSchema(ctx context.Context, els []element) (*log.Changeset, error) {
 	ch := schemaChanges(els)
 	cs := &log.Changeset{Site: m.site, Version: m.store.NextLocalVersion(), TS: m.hlc.Now(), Kind: log.KindSchema,
-		Seqs: log.SeqRange{First: 0, Last: uint64(len(ch) - 1)}, LastSeq: uint64(len(ch) - 1), Changes: ch}
+		Span: log.OrdRange{First: 0, Last: uint64(len(ch) - 1)}, LastOrd: uint64(len(ch) - 1), Changes: ch}
 	res, err := m.store.Append(ctx, cs)
 	if err != nil {
 		return nil, fmt.Errorf("append schema changeset: %w", err)

@@ -16,7 +16,7 @@ import (
 // it folded in __patina_schema and computes the schema from that set alone with mergeSchema,
 // so the result does not depend on the order elements arrive in. The rules:
 //
-//   - Elements are totally ordered by (HLC ts, site, version, seq). A node's HLC moves past the
+//   - Elements are totally ordered by (HLC ts, site, version, ordinal). A node's HLC moves past the
 //     ts of every schema changeset it folds, so a migration made after another one was seen
 //     orders after it.
 //   - A table is defined by its first valid table element; a later one that defines the same
@@ -69,7 +69,7 @@ func elementsOf(cs *log.Changeset) []element {
 			continue
 		}
 		out = append(out, element{Kind: c.CID, Table: c.Table, Name: name[0].Text, SQL: c.Val.Text,
-			TS: cs.TS, Site: cs.Site, Version: cs.Version, Seq: c.Seq})
+			TS: cs.TS, Site: cs.Site, Version: cs.Version, Seq: c.Ord})
 	}
 	return out
 }
@@ -79,7 +79,7 @@ func schemaChanges(els []element) []log.Change {
 	out := make([]log.Change, len(els))
 	for i, e := range els {
 		out[i] = log.Change{Table: e.Table, PK: log.MustPackPK(log.Text(e.Name)), CID: e.Kind,
-			Val: log.Text(e.SQL), CL: 1, Seq: uint64(i)}
+			Val: log.Text(e.SQL), CL: 1, Ord: uint64(i)}
 	}
 	return out
 }

@@ -16,10 +16,10 @@ func remoteCS(version log.Version, cv uint64, changes ...any) *log.Changeset {
 	cs := &log.Changeset{Site: log.SiteID{0xBE, 2}, Version: version, TS: log.Timestamp(version), Kind: log.KindData}
 	for i := 0; i < len(changes); i += 3 {
 		cs.Changes = append(cs.Changes, log.Change{Table: "u", PK: log.MustPackPK(log.Integer(int64(changes[i].(int)))),
-			CID: changes[i+1].(string), Val: changes[i+2].(log.Value), ColVersion: cv, CL: 1, Seq: uint64(len(cs.Changes))})
+			CID: changes[i+1].(string), Val: changes[i+2].(log.Value), ColVersion: cv, CL: 1, Ord: uint64(len(cs.Changes))})
 	}
-	cs.LastSeq = uint64(len(cs.Changes) - 1)
-	cs.Seqs = log.SeqRange{First: 0, Last: cs.LastSeq}
+	cs.LastOrd = uint64(len(cs.Changes) - 1)
+	cs.Span = log.OrdRange{First: 0, Last: cs.LastOrd}
 	return cs
 }
 

@@ -59,7 +59,7 @@ func TestAdminClusterCommands(t *testing.T) {
 	// knows of 2 missing versions that only sync can bring.
 	foreign := log.MustParseSiteID("00000000-0000-0000-0000-0000000000f0")
 	cs := func(v log.Version) *log.Changeset {
-		return &log.Changeset{Site: foreign, Version: v, Kind: log.KindData, Seqs: log.SeqRange{First: 0, Last: 0}, LastSeq: 0,
+		return &log.Changeset{Site: foreign, Version: v, Kind: log.KindData, Span: log.OrdRange{First: 0, Last: 0}, LastOrd: 0,
 			TS: log.Timestamp(time.Now().UnixNano()), Changes: []log.Change{{Table: "kv",
 				PK: log.MustPackPK(log.Integer(int64(v))), CID: "v", Val: log.Integer(int64(v)), ColVersion: 1, CL: 1}}}
 	}

@@ -79,29 +79,29 @@ type Change struct {
 	Val        Value  // NULL for the sentinel
 	ColVersion uint64
 	CL         uint64 // causal length of the row: odd live, even deleted
-	Seq        uint64 // position within its version, 0..LastSeq
+	Ord        uint64 // ordinal within its version, 0..LastOrd (cr-sqlite's and the wire's "seq")
 }
 
 // IsSentinel reports whether c is a row sentinel change.
 func (c *Change) IsSentinel() bool { return c.CID == SentinelCID }
 
-// SeqRange is an inclusive range of change seqs within one version.
-type SeqRange struct {
+// OrdRange is an inclusive range of change ordinals within one version.
+type OrdRange struct {
 	First, Last uint64
 }
 
-// Changeset is all changes of one transaction of one site, or a part of them (a slice by seq
-// range) when the transaction is large. It is the unit of storage, gossip and sync.
+// Changeset is all changes of one transaction of one site, or a part of them (a slice by
+// ordinal range) when the transaction is large. It is the unit of storage, gossip and sync.
 type Changeset struct {
 	Site    SiteID
 	Version Version
 	TS      Timestamp // HLC of the origin's commit; diagnostics only, never merged on
-	Seqs    SeqRange  // the seqs this changeset (or part) holds
-	LastSeq uint64    // the last seq of the whole version
+	Span    OrdRange  // the ordinals this changeset (or part) holds
+	LastOrd uint64    // the last ordinal of the whole version
 	Kind    Kind
 	Changes []Change
 	// Compacted says that compaction dropped some changes of this version (or part): Changes
-	// holds the survivors, in seq order, and the seqs of Seqs that no change carries were
+	// holds the survivors, in ordinal order, and the ordinals of Span that no change carries were
 	// superseded (their winners are elsewhere in the log). A compacted version is complete
 	// all the same; a CDC consumer seeing it knows it is reading outside the retention window.
 	Compacted bool
@@ -114,14 +114,14 @@ type Changeset struct {
 	Digest Digest
 }
 
-// IsPart reports whether cs holds only some of its version's seqs.
-func (cs *Changeset) IsPart() bool { return cs.Seqs.First != 0 || cs.Seqs.Last != cs.LastSeq }
+// IsPart reports whether cs holds only some of its version's ordinals.
+func (cs *Changeset) IsPart() bool { return cs.Span.First != 0 || cs.Span.Last != cs.LastOrd }
 
 // NumChanges counts the changes (cells) in cs.
 func (cs *Changeset) NumChanges() int { return len(cs.Changes) }
 
 // Validate checks the shape of a changeset and returns an error wrapping ErrInvalid that
-// names the problem. A data changeset holds exactly the seqs Seqs.First..Seqs.Last, in order.
+// names the problem. A data changeset holds exactly the ordinals Span.First..Span.Last, in order.
 func (cs *Changeset) Validate() error {
 	if cs.Site.IsZero() {
 		return invalidf("changeset: zero site id")
@@ -129,11 +129,11 @@ func (cs *Changeset) Validate() error {
 	if cs.Version == 0 {
 		return invalidf("changeset %v: version 0 (versions start at 1)", cs.Site)
 	}
-	if cs.Seqs.First > cs.Seqs.Last {
-		return invalidf("changeset %v/%d: seq range [%d, %d] is reversed", cs.Site, cs.Version, cs.Seqs.First, cs.Seqs.Last)
+	if cs.Span.First > cs.Span.Last {
+		return invalidf("changeset %v/%d: seq range [%d, %d] is reversed", cs.Site, cs.Version, cs.Span.First, cs.Span.Last)
 	}
-	if cs.Seqs.Last > cs.LastSeq {
-		return invalidf("changeset %v/%d: seq range [%d, %d] outside last_seq %d", cs.Site, cs.Version, cs.Seqs.First, cs.Seqs.Last, cs.LastSeq)
+	if cs.Span.Last > cs.LastOrd {
+		return invalidf("changeset %v/%d: seq range [%d, %d] outside last_seq %d", cs.Site, cs.Version, cs.Span.First, cs.Span.Last, cs.LastOrd)
 	}
 	switch cs.Kind {
 	case KindData:
@@ -158,16 +158,16 @@ func (cs *Changeset) Validate() error {
 		}
 		return cs.validateCompacted()
 	}
-	if want := cs.Seqs.Last - cs.Seqs.First + 1; uint64(len(cs.Changes)) != want {
-		return invalidf("changeset %v/%d: %d changes for seq range [%d, %d]", cs.Site, cs.Version, len(cs.Changes), cs.Seqs.First, cs.Seqs.Last)
+	if want := cs.Span.Last - cs.Span.First + 1; uint64(len(cs.Changes)) != want {
+		return invalidf("changeset %v/%d: %d changes for seq range [%d, %d]", cs.Site, cs.Version, len(cs.Changes), cs.Span.First, cs.Span.Last)
 	}
 	for i := range cs.Changes {
 		c := &cs.Changes[i]
-		if want := cs.Seqs.First + uint64(i); c.Seq != want {
-			return invalidf("changeset %v/%d: change %d has seq %d, want %d", cs.Site, cs.Version, i, c.Seq, want)
+		if want := cs.Span.First + uint64(i); c.Ord != want {
+			return invalidf("changeset %v/%d: change %d has seq %d, want %d", cs.Site, cs.Version, i, c.Ord, want)
 		}
 		if err := c.Validate(); err != nil {
-			return fmt.Errorf("changeset %v/%d: change seq %d: %w", cs.Site, cs.Version, c.Seq, err)
+			return fmt.Errorf("changeset %v/%d: change seq %d: %w", cs.Site, cs.Version, c.Ord, err)
 		}
 	}
 	return nil
@@ -180,32 +180,32 @@ func (cs *Changeset) validateSchema() error {
 		switch c.CID {
 		case SchemaTable, SchemaColumn, SchemaIndex, SchemaDropIndex:
 		default:
-			return invalidf("changeset %v/%d: schema element %d: unknown kind %q", cs.Site, cs.Version, c.Seq, c.CID)
+			return invalidf("changeset %v/%d: schema element %d: unknown kind %q", cs.Site, cs.Version, c.Ord, c.CID)
 		}
 		if c.Val.Type != TypeText || c.CL != 1 || c.ColVersion != 0 {
-			return invalidf("changeset %v/%d: schema element %d: want text SQL, cl 1, col_version 0", cs.Site, cs.Version, c.Seq)
+			return invalidf("changeset %v/%d: schema element %d: want text SQL, cl 1, col_version 0", cs.Site, cs.Version, c.Ord)
 		}
 		name, err := UnpackPK(c.PK)
 		if err != nil || len(name) != 1 || name[0].Type != TypeText || name[0].Text == "" || !utf8.ValidString(name[0].Text) {
-			return invalidf("changeset %v/%d: schema element %d: the key must be one non-empty UTF-8 text name", cs.Site, cs.Version, c.Seq)
+			return invalidf("changeset %v/%d: schema element %d: the key must be one non-empty UTF-8 text name", cs.Site, cs.Version, c.Ord)
 		}
 	}
 	return nil
 }
 
-// validateCompacted checks a compacted data changeset: its changes lie in Seqs in strictly
-// increasing seq order (the missing seqs were superseded).
+// validateCompacted checks a compacted data changeset: its changes lie in Span in strictly
+// increasing ordinal order (the missing ordinals were superseded).
 func (cs *Changeset) validateCompacted() error {
-	if want := cs.Seqs.Last - cs.Seqs.First + 1; uint64(len(cs.Changes)) > want {
-		return invalidf("changeset %v/%d: %d changes for seq range [%d, %d]", cs.Site, cs.Version, len(cs.Changes), cs.Seqs.First, cs.Seqs.Last)
+	if want := cs.Span.Last - cs.Span.First + 1; uint64(len(cs.Changes)) > want {
+		return invalidf("changeset %v/%d: %d changes for seq range [%d, %d]", cs.Site, cs.Version, len(cs.Changes), cs.Span.First, cs.Span.Last)
 	}
 	for i := range cs.Changes {
 		c := &cs.Changes[i]
-		if c.Seq < cs.Seqs.First || c.Seq > cs.Seqs.Last || (i > 0 && c.Seq <= cs.Changes[i-1].Seq) {
-			return invalidf("changeset %v/%d: compacted change %d has seq %d, out of order or outside [%d, %d]", cs.Site, cs.Version, i, c.Seq, cs.Seqs.First, cs.Seqs.Last)
+		if c.Ord < cs.Span.First || c.Ord > cs.Span.Last || (i > 0 && c.Ord <= cs.Changes[i-1].Ord) {
+			return invalidf("changeset %v/%d: compacted change %d has seq %d, out of order or outside [%d, %d]", cs.Site, cs.Version, i, c.Ord, cs.Span.First, cs.Span.Last)
 		}
 		if err := c.Validate(); err != nil {
-			return fmt.Errorf("changeset %v/%d: change seq %d: %w", cs.Site, cs.Version, c.Seq, err)
+			return fmt.Errorf("changeset %v/%d: change seq %d: %w", cs.Site, cs.Version, c.Ord, err)
 		}
 	}
 	return nil
@@ -242,7 +242,9 @@ func (c *Change) Validate() error {
 	return nil
 }
 
-// changesetJSON is the JSON form of docs/DESIGN.md section 7.
+// changesetJSON is the JSON form of docs/DESIGN.md section 7. Its names are the wire's, not
+// Go's: "seqs" and "last_seq" are the ordinals (Span, LastOrd), cr-sqlite's and Corrosion's
+// names, kept for compatibility; "seq" is the arrival Seq.
 type changesetJSON struct {
 	Seq     Seq       `json:"seq"`
 	Site    SiteID    `json:"site"`
@@ -272,7 +274,7 @@ type changeJSON struct {
 func (cs *Changeset) MarshalJSON() ([]byte, error) {
 	j := changesetJSON{
 		Seq: cs.Seq, Site: cs.Site, Version: cs.Version, TS: cs.TS,
-		Seqs: []uint64{cs.Seqs.First, cs.Seqs.Last}, LastSeq: cs.LastSeq,
+		Seqs: []uint64{cs.Span.First, cs.Span.Last}, LastSeq: cs.LastOrd,
 		Changes: make([]changeJSON, len(cs.Changes)), Compacted: cs.Compacted,
 	}
 	if cs.Kind != KindData {
@@ -287,7 +289,7 @@ func (cs *Changeset) MarshalJSON() ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("changeset %v/%d: %w", cs.Site, cs.Version, err)
 		}
-		j.Changes[i] = changeJSON{Table: c.Table, PK: pk, CID: c.CID, Val: c.Val, ColVersion: c.ColVersion, CL: c.CL, Seq: c.Seq}
+		j.Changes[i] = changeJSON{Table: c.Table, PK: pk, CID: c.CID, Val: c.Val, ColVersion: c.ColVersion, CL: c.CL, Seq: c.Ord}
 	}
 	return json.Marshal(j)
 }
@@ -308,7 +310,7 @@ func (cs *Changeset) UnmarshalJSON(b []byte) error {
 	}
 	out := Changeset{
 		Seq: j.Seq, Site: j.Site, Version: j.Version, TS: j.TS,
-		Seqs: SeqRange{First: j.Seqs[0], Last: j.Seqs[1]}, LastSeq: j.LastSeq, Kind: kind, Compacted: j.Compacted,
+		Span: OrdRange{First: j.Seqs[0], Last: j.Seqs[1]}, LastOrd: j.LastSeq, Kind: kind, Compacted: j.Compacted,
 		Changes: make([]Change, len(j.Changes)),
 	}
 	if j.Digest != "" {
@@ -323,7 +325,7 @@ func (cs *Changeset) UnmarshalJSON(b []byte) error {
 		if err != nil {
 			return fmt.Errorf("changeset json: change %d: %w", i, err)
 		}
-		out.Changes[i] = Change{Table: c.Table, PK: pk, CID: c.CID, Val: c.Val, ColVersion: c.ColVersion, CL: c.CL, Seq: c.Seq}
+		out.Changes[i] = Change{Table: c.Table, PK: pk, CID: c.CID, Val: c.Val, ColVersion: c.ColVersion, CL: c.CL, Ord: c.Seq}
 	}
 	if err := out.Validate(); err != nil {
 		return err

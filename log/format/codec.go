@@ -80,9 +80,9 @@ func encodeChangeset(e *msgpack.Encoder, cs *Changeset) error {
 	e.EncodeBytes(cs.Site[:])
 	e.EncodeUint(uint64(cs.Version))
 	e.EncodeUint(uint64(cs.TS))
-	e.EncodeUint(cs.Seqs.First)
-	e.EncodeUint(cs.Seqs.Last)
-	e.EncodeUint(cs.LastSeq)
+	e.EncodeUint(cs.Span.First)
+	e.EncodeUint(cs.Span.Last)
+	e.EncodeUint(cs.LastOrd)
 	e.EncodeUint(uint64(cs.Kind))
 	e.EncodeArrayLen(len(cs.Changes))
 	for i := range cs.Changes {
@@ -96,7 +96,7 @@ func encodeChangeset(e *msgpack.Encoder, cs *Changeset) error {
 		}
 		e.EncodeUint(c.ColVersion)
 		e.EncodeUint(c.CL)
-		e.EncodeUint(c.Seq)
+		e.EncodeUint(c.Ord)
 	}
 	// The byteWriter never fails, so only the last error matters.
 	if !cs.Digest.IsZero() {
@@ -401,7 +401,7 @@ func (d *decoder) changeset() (*Changeset, error) {
 		return nil, d.fail(fmt.Errorf("kind %d", u[5]))
 	}
 	cs.Version, cs.TS = Version(u[0]), Timestamp(u[1])
-	cs.Seqs, cs.LastSeq, cs.Kind = SeqRange{u[2], u[3]}, u[4], Kind(u[5])
+	cs.Span, cs.LastOrd, cs.Kind = OrdRange{u[2], u[3]}, u[4], Kind(u[5])
 	nc, err := d.arrayLen()
 	if err != nil {
 		return nil, err
@@ -440,7 +440,7 @@ func (d *decoder) changeset() (*Changeset, error) {
 		if c.CL, err = d.uint(); err != nil {
 			return nil, err
 		}
-		if c.Seq, err = d.uint(); err != nil {
+		if c.Ord, err = d.uint(); err != nil {
 			return nil, err
 		}
 		if err := d.skipExtra(fields - 7); err != nil {

@@ -8,7 +8,7 @@ import (
 )
 
 // Digest is a version's content digest: the first 16 bytes of SHA-256 over its site,
-// version, kind, last seq and every change (see ComputeDigest). Zero means absent (a
+// version, kind, last ordinal and every change (see ComputeDigest). Zero means absent (a
 // changeset from before digests, or a part or compacted copy whose origin did not say).
 type Digest [16]byte
 
@@ -35,7 +35,7 @@ func (cs *Changeset) ComputeDigest() (d Digest, ok bool) {
 	b = append(b, cs.Site[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(cs.Version))
 	b = append(b, byte(cs.Kind))
-	b = binary.BigEndian.AppendUint64(b, cs.LastSeq)
+	b = binary.BigEndian.AppendUint64(b, cs.LastOrd)
 	h.Write(b)
 	str := func(b []byte, s []byte) []byte {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
@@ -61,7 +61,7 @@ func (cs *Changeset) ComputeDigest() (d Digest, ok bool) {
 		}
 		b = binary.BigEndian.AppendUint64(b, c.ColVersion)
 		b = binary.BigEndian.AppendUint64(b, c.CL)
-		b = binary.BigEndian.AppendUint64(b, c.Seq)
+		b = binary.BigEndian.AppendUint64(b, c.Ord)
 		h.Write(b)
 		scratch = b
 	}

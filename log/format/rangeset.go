@@ -6,7 +6,7 @@ import (
 	"sort"
 )
 
-// Range is an inclusive range of versions or seqs.
+// Range is an inclusive range of versions or ordinals.
 type Range struct {
 	First, Last uint64
 }

@@ -6,17 +6,17 @@ import (
 	"sort"
 )
 
-// Partial is a version held only in part: the seqs held, of 0..LastSeq.
+// Partial is a version held only in part: the ordinals held, of 0..LastOrd.
 type Partial struct {
-	LastSeq uint64
-	Seqs    RangeSet
+	LastOrd uint64
+	Held    RangeSet
 }
 
-// Needs returns the seqs of the version not held.
-func (p *Partial) Needs() RangeSet { return p.Seqs.Gaps(0, p.LastSeq) }
+// Needs returns the ordinals of the version not held.
+func (p *Partial) Needs() RangeSet { return p.Held.Gaps(0, p.LastOrd) }
 
-// complete reports whether every seq 0..LastSeq is held.
-func (p *Partial) complete() bool { return p.Seqs.ContainsRange(0, p.LastSeq) }
+// complete reports whether every ordinal 0..LastOrd is held.
+func (p *Partial) complete() bool { return p.Held.ContainsRange(0, p.LastOrd) }
 
 // SiteVector is what a node holds of one site: complete versions, and versions held in part.
 // Cleared is the subset of Versions whose changes were all superseded and dropped by
@@ -87,7 +87,7 @@ func (sv *SiteVector) Clone() *SiteVector {
 	if len(sv.Partials) > 0 {
 		c.Partials = make(map[Version]*Partial, len(sv.Partials))
 		for v, p := range sv.Partials {
-			c.Partials[v] = &Partial{LastSeq: p.LastSeq, Seqs: p.Seqs.Clone()}
+			c.Partials[v] = &Partial{LastOrd: p.LastOrd, Held: p.Held.Clone()}
 		}
 	}
 	return c
@@ -98,7 +98,7 @@ type Vector struct {
 	Sites map[SiteID]*SiteVector
 }
 
-// SiteMissing is what one site's data a peer lacks: whole versions, and seq ranges of
+// SiteMissing is what one site's data a peer lacks: whole versions, and ordinal ranges of
 // versions the peer holds in part. Cleared is the subset of Versions that the sender holds
 // cleared: they travel as ranges, with no payload.
 type SiteMissing struct {
@@ -134,16 +134,16 @@ func (v *Vector) AddVersion(site SiteID, ver Version) bool {
 	return sv.Versions.Add(uint64(ver), uint64(ver))
 }
 
-// AddPart records seqs first..last of version ver (whose seqs are 0..lastSeq) of site as
-// held. It reports whether any seq was new and whether the version is now complete. A part
-// that disagrees with a held part about lastSeq, or lies outside it, is refused with an
+// AddPart records ordinals first..last of version ver (whose ordinals are 0..lastOrd) of site as
+// held. It reports whether any ordinal was new and whether the version is now complete. A part
+// that disagrees with a held part about lastOrd, or lies outside it, is refused with an
 // error wrapping ErrInvalid.
-func (v *Vector) AddPart(site SiteID, ver Version, lastSeq, first, last uint64) (added, complete bool, err error) {
+func (v *Vector) AddPart(site SiteID, ver Version, lastOrd, first, last uint64) (added, complete bool, err error) {
 	if ver == 0 {
 		return false, false, invalidf("vector: version 0")
 	}
-	if first > last || last > lastSeq {
-		return false, false, invalidf("vector: seqs [%d, %d] outside last_seq %d", first, last, lastSeq)
+	if first > last || last > lastOrd {
+		return false, false, invalidf("vector: seqs [%d, %d] outside last_seq %d", first, last, lastOrd)
 	}
 	sv := v.Site(site)
 	if sv.Versions.Contains(uint64(ver)) {
@@ -151,19 +151,19 @@ func (v *Vector) AddPart(site SiteID, ver Version, lastSeq, first, last uint64) 
 	}
 	p := sv.Partials[ver]
 	if p == nil {
-		if first == 0 && last == lastSeq {
+		if first == 0 && last == lastOrd {
 			sv.Versions.Add(uint64(ver), uint64(ver))
 			return true, true, nil
 		}
-		p = &Partial{LastSeq: lastSeq}
+		p = &Partial{LastOrd: lastOrd}
 		if sv.Partials == nil {
 			sv.Partials = map[Version]*Partial{}
 		}
 		sv.Partials[ver] = p
-	} else if p.LastSeq != lastSeq {
-		return false, false, invalidf("vector: %v/%d: last_seq %d, but a held part says %d", site, ver, lastSeq, p.LastSeq)
+	} else if p.LastOrd != lastOrd {
+		return false, false, invalidf("vector: %v/%d: last_seq %d, but a held part says %d", site, ver, lastOrd, p.LastOrd)
 	}
-	added = p.Seqs.Add(first, last)
+	added = p.Held.Add(first, last)
 	if p.complete() {
 		delete(sv.Partials, ver)
 		sv.Versions.Add(uint64(ver), uint64(ver))
@@ -178,8 +178,8 @@ func (v *Vector) Contains(site SiteID, ver Version) bool {
 	return sv != nil && sv.Versions.Contains(uint64(ver))
 }
 
-// ContainsSeqs reports whether seqs first..last of version ver of site are all held.
-func (v *Vector) ContainsSeqs(site SiteID, ver Version, first, last uint64) bool {
+// ContainsOrdinals reports whether ordinals first..last of version ver of site are all held.
+func (v *Vector) ContainsOrdinals(site SiteID, ver Version, first, last uint64) bool {
 	sv := v.Sites[site]
 	if sv == nil {
 		return false
@@ -188,7 +188,7 @@ func (v *Vector) ContainsSeqs(site SiteID, ver Version, first, last uint64) bool
 		return true
 	}
 	p := sv.Partials[ver]
-	return p != nil && p.Seqs.ContainsRange(first, last)
+	return p != nil && p.Held.ContainsRange(first, last)
 }
 
 // Partial returns the partially held version ver of site, or nil.
@@ -252,7 +252,7 @@ func (v *Vector) Equal(o *Vector) bool {
 		}
 		for ver, pa := range sa.Partials {
 			pb := sb.Partials[ver]
-			if pb == nil || pa.LastSeq != pb.LastSeq || !slices.Equal(pa.Seqs, pb.Seqs) {
+			if pb == nil || pa.LastOrd != pb.LastOrd || !slices.Equal(pa.Held, pb.Held) {
 				return false
 			}
 		}
@@ -266,7 +266,7 @@ func (v *Vector) Canonical() *Vector {
 	for s, sv := range v.Sites {
 		n := &SiteVector{Versions: sv.Versions, Content: sv.Content}
 		for ver, p := range sv.Partials {
-			if len(p.Seqs) == 0 {
+			if len(p.Held) == 0 {
 				continue
 			}
 			if n.Partials == nil {
@@ -290,7 +290,7 @@ func (v *Vector) SortedSites() []SiteID {
 
 // Missing returns what v holds that theirs lacks, per site in site order: the versions v
 // holds completely and theirs holds not at all (or only in part, when v cannot tell their
-// last seq), and, for versions theirs holds in part or v holds in part, the seqs to send.
+// last ordinal), and, for versions theirs holds in part or v holds in part, the ordinals to send.
 // Applying the result to theirs makes it cover v.
 func (v *Vector) Missing(theirs *Vector) []SiteMissing {
 	var out []SiteMissing
@@ -314,7 +314,7 @@ func MissingSite(s SiteID, mine *SiteVector, theirs *Vector) (m SiteMissing, ok 
 	}
 	m.Site = s
 	// Whole versions: mine minus their complete ones; those they hold in part go to
-	// Parts with just the seqs they lack. Their partials are few: sort them once and
+	// Parts with just the ordinals they lack. Their partials are few: sort them once and
 	// find each range's by binary search.
 	diff := mine.Versions.Subtract(other.Versions)
 	if len(other.Partials) == 0 {
@@ -346,9 +346,9 @@ func MissingSite(s SiteID, mine *SiteVector, theirs *Vector) (m SiteMissing, ok 
 			continue
 		}
 		// A copy: the store keeps adding to its partials in place.
-		want := p.Seqs.Clone()
+		want := p.Held.Clone()
 		if op := other.Partials[ver]; op != nil {
-			want = p.Seqs.Subtract(op.Seqs)
+			want = p.Held.Subtract(op.Held)
 		}
 		m.addPart(ver, want)
 	}

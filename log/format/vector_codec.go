@@ -45,8 +45,8 @@ func EncodeVector(v *Vector) ([]byte, error) {
 			p := sv.Partials[ver]
 			e.EncodeArrayLen(3)
 			e.EncodeUint(uint64(ver))
-			e.EncodeUint(p.LastSeq)
-			encodeRanges(e, p.Seqs)
+			e.EncodeUint(p.LastOrd)
+			encodeRanges(e, p.Held)
 		}
 		if sv.Content.N > 0 {
 			// A 4th field, skipped by decoders that predate it: [xor (16 bytes), n].
@@ -189,10 +189,10 @@ func DecodeVector(b []byte) (*Vector, error) {
 				return nil, err
 			}
 			p := &Partial{}
-			if p.LastSeq, err = d.uint(); err != nil {
+			if p.LastOrd, err = d.uint(); err != nil {
 				return nil, err
 			}
-			if p.Seqs, err = d.ranges(true); err != nil {
+			if p.Held, err = d.ranges(true); err != nil {
 				return nil, err
 			}
 			if err := d.skipExtra(pf - 3); err != nil {
@@ -254,10 +254,10 @@ func CheckPartial(sv *SiteVector, ver Version, p *Partial) error {
 		return invalidf("partial version %d twice", ver)
 	case sv.Versions.Contains(uint64(ver)):
 		return invalidf("version %d both complete and partial", ver)
-	case len(p.Seqs) == 0:
+	case len(p.Held) == 0:
 		return invalidf("partial version %d holds no seqs", ver)
-	case p.Seqs[len(p.Seqs)-1].Last > p.LastSeq:
-		return invalidf("partial version %d: seqs beyond last_seq %d", ver, p.LastSeq)
+	case p.Held[len(p.Held)-1].Last > p.LastOrd:
+		return invalidf("partial version %d: seqs beyond last_seq %d", ver, p.LastOrd)
 	case p.complete():
 		return invalidf("partial version %d holds every seq", ver)
 	}
@@ -266,7 +266,7 @@ func CheckPartial(sv *SiteVector, ver Version, p *Partial) error {
 
 // The JSON form, for GET /v1/sync/state: per site its head (greatest version held in whole
 // or in part), needs (versions 1..head not held completely, as [first, last] pairs), and the
-// partially held versions with their last seq, the seqs held and the seqs needed:
+// partially held versions with their last ordinal, the ordinals held and the ordinals needed:
 //
 //	{"sites":{"<uuid>":{"head":12,"needs":[[3,4]],
 //	  "partials":{"4":{"last_seq":9999,"seqs":[[0,4095]],"needs":[[4096,9999]]}}}}}
@@ -313,7 +313,7 @@ func (v *Vector) MarshalJSON() ([]byte, error) {
 		if len(sv.Partials) > 0 {
 			sj.Partials = make(map[string]partialJSON, len(sv.Partials))
 			for ver, p := range sv.Partials {
-				sj.Partials[strconv.FormatUint(uint64(ver), 10)] = partialJSON{LastSeq: p.LastSeq, Seqs: pairs(p.Seqs), Needs: pairs(p.Needs())}
+				sj.Partials[strconv.FormatUint(uint64(ver), 10)] = partialJSON{LastSeq: p.LastOrd, Seqs: pairs(p.Held), Needs: pairs(p.Needs())}
 			}
 		}
 		j.Sites[s] = sj
@@ -322,7 +322,7 @@ func (v *Vector) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads the sync-state form; needs of partial versions are ignored (they follow
-// from seqs), and everything is checked as DecodeVector checks it.
+// from ordinals), and everything is checked as DecodeVector checks it.
 func (v *Vector) UnmarshalJSON(b []byte) error {
 	var j vectorJSON
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -353,7 +353,7 @@ func (v *Vector) UnmarshalJSON(b []byte) error {
 			if err != nil {
 				return fmt.Errorf("vector json: site %v: partial %d: %w", s, ver, err)
 			}
-			p := &Partial{LastSeq: pj.LastSeq, Seqs: seqs}
+			p := &Partial{LastOrd: pj.LastSeq, Held: seqs}
 			if ver > uint64(sj.Head) {
 				return invalidf("vector json: site %v: partial %d above head %d", s, ver, sj.Head)
 			}
