@@ -16,7 +16,8 @@ import (
 // of the site, which older decoders skip. When a peer holds the same versions of a site
 // with a different sum, the site's content differs somewhere: it is counted, logged once
 // per peer and state, and this node sends the site's versions (at most maxResend, the
-// newest) although the peer holds them, so that the peer's ingest names each colliding
+// newest) although the peer holds them (only for sites whose sums cover every version
+// held: see divergentSites), so that the peer's ingest names each colliding
 // version (log.ErrCollision, counted in health's collisions) and keeps its own copy. The peer
 // does the same the other way.
 
@@ -37,6 +38,15 @@ func (g *Gossip) divergentSites(peer string, theirs *log.Vector) []log.SiteID {
 		}
 		o := ours.Sites[site]
 		if o == nil || o.Content.N != t.Content.N || o.Content.Xor == t.Content.Xor || !slices.Equal(o.Versions, t.Versions) {
+			continue
+		}
+		// Compare only sums over every version held: a version compaction cleared leaves
+		// the sum (its digest goes with its data), and the vector does not say which were
+		// cleared, so two nodes that cleared different versions of equal number would hold
+		// equal versions and counts with different sums and look divergent, at every state
+		// of a churning site. Sums that leave versions out (cleared, or written before
+		// digests) therefore say nothing.
+		if o.Content.N != o.Versions.Count() {
 			continue
 		}
 		key := fmt.Sprintf("%s/%v/%v/%v", peer, site, o.Content.Xor, t.Content.Xor)

@@ -75,3 +75,50 @@ func TestSyncDetectsContentDivergence(t *testing.T) {
 		t.Fatalf("divergence counted again: %v -> %v", before, after)
 	}
 }
+
+// Two nodes that cleared different versions of a site, as many of them, hold equal versions
+// and equal counts with different sums: that is compaction, not divergence, and must not
+// start a resend (it did, at every new state of a churning site, before sums were compared
+// only when they cover every version held).
+func TestClearedVersionsAreNotDivergence(t *testing.T) {
+	siteX := log.SiteID{9}
+	var xs []*log.Changeset
+	for v := log.Version(1); v <= 20; v++ {
+		xs = append(xs, foreignCS(siteX, v, 4))
+	}
+	a := startNode(t)
+	ctx := context.Background()
+	if _, err := a.st.Ingest(ctx, xs[1:]...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.st.AppendCleared(ctx, siteX, log.RangeSet{{First: 1, Last: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	ours := a.st.Vector().Sites[siteX]
+	if ours == nil || ours.Versions.Count() != 20 || ours.Content.N != 19 {
+		t.Fatalf("our site vector %+v, want 20 versions, 19 summed", ours)
+	}
+	// Theirs: the same versions, version 2 cleared instead of 1.
+	var sum log.ContentSum
+	for i, cs := range xs {
+		if i == 1 {
+			continue
+		}
+		d, ok := cs.ComputeDigest()
+		if !ok {
+			t.Fatal("no digest")
+		}
+		sum.Add(d)
+	}
+	theirs := log.NewVector()
+	theirs.Sites[siteX] = &log.SiteVector{Versions: ours.Versions.Clone(), Content: sum}
+	if sum.N != ours.Content.N || sum.Xor == ours.Content.Xor {
+		t.Fatalf("the test's sums: %+v and %+v, want equal counts, different sums", sum, ours.Content)
+	}
+	if got := a.g.divergentSites("peer", theirs); len(got) != 0 {
+		t.Fatalf("divergent sites %v: cleared versions taken for divergence", got)
+	}
+	if n := counterValue(a.g.m.divergent); n != 0 {
+		t.Fatalf("divergence counted %v times", n)
+	}
+}
