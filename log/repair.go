@@ -277,38 +277,85 @@ func (s *Store) repair() (res RepairResult, damage []Damage, err error) {
 	}
 	defer it.Close()
 
-	vec := s.work.Clone()
-	res.Removed = map[SiteID]RangeSet{}
-	var stats struct{ changes, bytes uint64 }
-	trusted := s.ownTrusted()
+	rp := &repairPass{s: s, it: it, vec: s.work.Clone(), lastSeq: lastSeq, trusted: s.ownTrusted()}
+	rp.res.Removed = map[SiteID]RangeSet{}
+	rp.sites = slices.SortedFunc(maps.Keys(rp.vec.Sites), func(a, b SiteID) int { return bytes.Compare(a[:], b[:]) })
+	// Each phase reads one key space of the old log into memory; the new log is written in
+	// key order at the end, once the metadata (which sorts first) is known.
+	rp.readUserMeta()
+	rp.readData()
+	rp.rebuildArrivals()
+	rp.readDigests()
+	metas := rp.metas()
+	vecs, parts, cleared := rp.vectorKeys()
+	for _, group := range [][]kvPair{metas, rp.userMeta, rp.data, rp.arrivals, vecs, parts, cleared, rp.digests} {
+		for _, e := range group {
+			if err := w.Set(e.k, e.v); err != nil {
+				return rp.res, nil, fmt.Errorf("write the repaired log: %w", err)
+			}
+		}
+	}
+	closed = true
+	if err := w.Close(); err != nil {
+		return rp.res, nil, fmt.Errorf("write the repaired log: %w", err)
+	}
+	damage = s.Damage()
+	if _, err := s.db.IngestAndExcise(context.Background(), []string{path}, nil, nil,
+		pebble.KeyRange{Start: []byte{0x00}, End: []byte{0xff}}); err != nil {
+		return rp.res, nil, fmt.Errorf("replace the log: %w", err)
+	}
+	rp.publish()
+	return rp.res, damage, nil
+}
 
-	// 0x02 caller metadata, where readable. (0x01 is written last but sorts first: it is
-	// held back in metas and written before everything.)
-	type kv struct{ k, v []byte }
-	var userMeta []kv
+// kvPair is one key and value of the repaired log.
+type kvPair struct{ k, v []byte }
+
+// repairPass is one repair's reading of the old log (through it) and what it will write.
+type repairPass struct {
+	s       *Store
+	it      *pebble.Iterator
+	vec     *Vector // the vector the repaired log holds
+	sites   []SiteID
+	lastSeq Seq
+	newLast Seq
+	trusted Version
+	res     RepairResult
+	stats   struct{ changes, bytes uint64 }
+
+	userMeta, data, arrivals, digests []kvPair
+	keptComplete                      []keptVersion
+}
+
+// keptVersion is a complete version the repair kept, assembled (for a lost digest).
+type keptVersion struct {
+	site SiteID
+	v    Version
+	cs   *Changeset
+}
+
+// readUserMeta keeps the 0x02 caller metadata, where readable. (0x01 is written from
+// memory, see metas.)
+func (rp *repairPass) readUserMeta() {
+	it := rp.it
 	for ok := it.SeekGE([]byte{pfxUserMeta}); ok && it.Key()[0] == pfxUserMeta; ok = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			break
 		}
-		userMeta = append(userMeta, kv{bytes.Clone(it.Key()), bytes.Clone(v)})
+		rp.userMeta = append(rp.userMeta, kvPair{bytes.Clone(it.Key()), bytes.Clone(v)})
 	}
 	if it.Error() != nil {
-		res.LostMeta = true
+		rp.res.LostMeta = true
 	}
+}
 
-	// 0x03 data: every held version, part by part; kept parts are buffered per site so the
-	// metadata (which sorts before them) can be written first once the stats are known.
-	sites := slices.SortedFunc(maps.Keys(vec.Sites), func(a, b SiteID) int { return bytes.Compare(a[:], b[:]) })
-	type kept struct {
-		site SiteID
-		v    Version
-		cs   *Changeset // assembled, for a lost digest
-	}
-	var data []kv
-	var keptComplete []kept
-	for _, site := range sites {
-		sv := vec.Sites[site]
+// readData reads every held version (0x03), part by part, keeping the readable ones and
+// taking the others out of the vector.
+func (rp *repairPass) readData() {
+	s := rp.s
+	for _, site := range rp.sites {
+		sv := rp.vec.Sites[site]
 		held := sv.Versions.Subtract(sv.Cleared)
 		for v := range sv.Partials {
 			held.Add(uint64(v), uint64(v))
@@ -316,17 +363,17 @@ func (s *Store) repair() (res RepairResult, damage []Damage, err error) {
 		var removed RangeSet
 		for _, r := range held {
 			for v := r.First; ; v++ {
-				parts, cs, ok := readParts(it, site, Version(v), sv.Partials[Version(v)])
+				parts, cs, ok := readParts(rp.it, site, Version(v), sv.Partials[Version(v)])
 				if ok {
 					for _, p := range parts {
-						data = append(data, p.kv)
-						stats.changes += uint64(p.changes)
-						stats.bytes += uint64(len(p.kv.v))
+						rp.data = append(rp.data, p.kv)
+						rp.stats.changes += uint64(p.changes)
+						rp.stats.bytes += uint64(len(p.kv.v))
 					}
 					if cs != nil {
-						keptComplete = append(keptComplete, kept{site, Version(v), cs})
+						rp.keptComplete = append(rp.keptComplete, keptVersion{site, Version(v), cs})
 					}
-					res.Kept++
+					rp.res.Kept++
 				} else {
 					removed.Add(v, v)
 				}
@@ -338,7 +385,7 @@ func (s *Store) repair() (res RepairResult, damage []Damage, err error) {
 		if len(removed) == 0 {
 			continue
 		}
-		res.Removed[site] = removed
+		rp.res.Removed[site] = removed
 		sv.Versions = sv.Versions.Subtract(removed)
 		for _, rr := range removed {
 			for v := rr.First; ; v++ {
@@ -349,15 +396,18 @@ func (s *Store) repair() (res RepairResult, damage []Damage, err error) {
 			}
 		}
 		if site == s.site {
-			if m, ok := removed.Max(); ok && Version(m) > trusted {
-				trusted = Version(m)
+			if m, ok := removed.Max(); ok && Version(m) > rp.trusted {
+				rp.trusted = Version(m)
 			}
 		}
 	}
+}
 
-	// 0x04 arrival entries of kept versions, where readable; the others get new seqs.
+// rebuildArrivals keeps the 0x04 arrival entries of kept versions, where readable; the
+// other kept versions get new seqs after the last one.
+func (rp *repairPass) rebuildArrivals() {
+	vec := rp.vec
 	arrived := map[SiteID]RangeSet{}
-	var arrivals []kv
 	keepEntry := func(k, val []byte) {
 		if len(k) != 9 || len(val) != 24 {
 			return
@@ -370,63 +420,66 @@ func (s *Store) repair() (res RepairResult, damage []Damage, err error) {
 		a := arrived[site]
 		a.Add(v, v)
 		arrived[site] = a
-		arrivals = append(arrivals, kv{bytes.Clone(k), bytes.Clone(val)})
+		rp.arrivals = append(rp.arrivals, kvPair{bytes.Clone(k), bytes.Clone(val)})
 	}
-	scanArrivals(it, lastSeq, keepEntry)
-	newLast := lastSeq
-	if n := len(arrivals); n == 0 || binary.BigEndian.Uint64(arrivals[n-1].k[1:]) != uint64(lastSeq) {
+	scanArrivals(rp.it, rp.lastSeq, keepEntry)
+	rp.newLast = rp.lastSeq
+	if n := len(rp.arrivals); n == 0 || binary.BigEndian.Uint64(rp.arrivals[n-1].k[1:]) != uint64(rp.lastSeq) {
 		// The entry at LastSeq is gone: readers that wait for LastSeq need one there or
 		// after it, so the newest kept version moves to a new seq.
 		if n > 0 {
-			last := arrivals[n-1]
-			arrivals = arrivals[:n-1]
+			last := rp.arrivals[n-1]
+			rp.arrivals = rp.arrivals[:n-1]
 			a := arrived[SiteID(last.v[:16])]
 			a = a.Subtract(RangeSet{{First: binary.BigEndian.Uint64(last.v[16:]), Last: binary.BigEndian.Uint64(last.v[16:])}})
 			arrived[SiteID(last.v[:16])] = a
 		}
 	}
-	for _, site := range sites {
+	for _, site := range rp.sites {
 		sv := vec.Sites[site]
 		for _, r := range sv.Versions.Subtract(sv.Cleared).Subtract(arrived[site]) {
 			for v := r.First; ; v++ {
-				newLast++
-				res.Rearrived++
-				arrivals = append(arrivals, kv{arrivalKey(newLast), arrivalValue(site, Version(v))})
+				rp.newLast++
+				rp.res.Rearrived++
+				rp.arrivals = append(rp.arrivals, kvPair{arrivalKey(rp.newLast), arrivalValue(site, Version(v))})
 				if v == r.Last {
 					break
 				}
 			}
 		}
 	}
+}
 
-	// 0x08 digests: of kept versions, read or recomputed; of removed ones, read (to check the
-	// copies that come back).
-	var digests []kv
+// readDigests keeps the 0x08 digests: of kept versions, read or recomputed; of removed
+// ones, read (to check the copies that come back). The content sums follow them.
+func (rp *repairPass) readDigests() {
+	it, vec := rp.it, rp.vec
 	ki := 0
-	for _, site := range sites {
+	for _, site := range rp.sites {
 		sv := vec.Sites[site]
 		want := sv.Versions.Subtract(sv.Cleared)
-		want.AddSet(res.Removed[site])
+		want.AddSet(rp.res.Removed[site])
 		for _, r := range want {
 			for v := r.First; ; v++ {
 				k := digestKey(site, Version(v))
 				var cs *Changeset
-				for ki < len(keptComplete) && (bytes.Compare(keptComplete[ki].site[:], site[:]) < 0 || keptComplete[ki].site == site && keptComplete[ki].v < Version(v)) {
+				kc := rp.keptComplete
+				for ki < len(kc) && (bytes.Compare(kc[ki].site[:], site[:]) < 0 || kc[ki].site == site && kc[ki].v < Version(v)) {
 					ki++
 				}
-				if ki < len(keptComplete) && keptComplete[ki].site == site && keptComplete[ki].v == Version(v) {
-					cs = keptComplete[ki].cs
+				if ki < len(kc) && kc[ki].site == site && kc[ki].v == Version(v) {
+					cs = kc[ki].cs
 				}
 				if it.SeekGE(k) && bytes.Equal(it.Key(), k) {
 					if val, err := it.ValueAndErr(); err == nil && len(val) == len(Digest{}) {
-						digests = append(digests, kv{k, bytes.Clone(val)})
+						rp.digests = append(rp.digests, kvPair{k, bytes.Clone(val)})
 						goto next
 					}
 				}
 				if it.Error() != nil && cs != nil {
 					if d, ok := cs.ComputeDigest(); ok {
-						digests = append(digests, kv{k, d[:]})
-						res.Digests++
+						rp.digests = append(rp.digests, kvPair{k, d[:]})
+						rp.res.Digests++
 					}
 				}
 			next:
@@ -436,84 +489,78 @@ func (s *Store) repair() (res RepairResult, damage []Damage, err error) {
 			}
 		}
 	}
-
 	for _, sv := range vec.Sites {
 		sv.Content = ContentSum{}
 	}
-	for _, e := range digests {
+	for _, e := range rp.digests {
 		if sv := vec.Sites[SiteID(e.k[1:17])]; sv != nil && sv.Versions.Contains(binary.BigEndian.Uint64(e.k[17:])) {
 			sv.Content.Add(Digest(e.v))
 		}
 	}
+}
 
-	// 0x01 metadata from memory, then everything in key order.
+// metas is the 0x01 metadata of the repaired log, from memory, in key order.
+func (rp *repairPass) metas() []kvPair {
+	s := rp.s
 	var st [16]byte
-	binary.BigEndian.PutUint64(st[:], stats.changes)
-	binary.BigEndian.PutUint64(st[8:], stats.bytes)
+	binary.BigEndian.PutUint64(st[:], rp.stats.changes)
+	binary.BigEndian.PutUint64(st[8:], rp.stats.bytes)
 	var tr [8]byte
-	binary.BigEndian.PutUint64(tr[:], uint64(trusted))
+	binary.BigEndian.PutUint64(tr[:], uint64(rp.trusted))
 	s.mu.RLock()
 	comp := s.compSt.encode()
 	s.mu.RUnlock()
-	metas := []kv{
+	metas := []kvPair{
 		{metaKey(metaCompaction), comp},
 		{metaKey(metaFormat), []byte{FormatV1}},
 		{metaKey(metaOwnTrusted), tr[:]},
 		{metaKey(metaSiteID), s.site[:]},
 		{metaKey(metaStats), st[:]},
 	}
-	if len(arrivals) == 0 && lastSeq > 0 {
+	if len(rp.arrivals) == 0 && rp.lastSeq > 0 {
 		// Nothing readable is left: the seqs must still never be given out again.
 		var f [8]byte
-		binary.BigEndian.PutUint64(f[:], uint64(lastSeq))
-		metas = append(metas, kv{metaKey(metaSeqFloor), f[:]})
+		binary.BigEndian.PutUint64(f[:], uint64(rp.lastSeq))
+		metas = append(metas, kvPair{metaKey(metaSeqFloor), f[:]})
 	}
-	slices.SortFunc(metas, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
-	var vecs, parts, cleared []kv
-	for _, site := range sites {
-		sv := vec.Sites[site]
+	slices.SortFunc(metas, func(a, b kvPair) int { return bytes.Compare(a.k, b.k) })
+	return metas
+}
+
+// vectorKeys are the vector, partial and cleared entries of the repaired log's vector.
+func (rp *repairPass) vectorKeys() (vecs, parts, cleared []kvPair) {
+	for _, site := range rp.sites {
+		sv := rp.vec.Sites[site]
 		if len(sv.Versions) > 0 {
-			vecs = append(vecs, kv{vectorKey(site), AppendRanges(nil, sv.Versions)})
+			vecs = append(vecs, kvPair{vectorKey(site), AppendRanges(nil, sv.Versions)})
 		}
 		for _, v := range slices.Sorted(maps.Keys(sv.Partials)) {
-			parts = append(parts, kv{partialKey(site, v), encodePartialValue(sv.Partials[v])})
+			parts = append(parts, kvPair{partialKey(site, v), encodePartialValue(sv.Partials[v])})
 		}
 		if len(sv.Cleared) > 0 {
-			cleared = append(cleared, kv{clearedKey(site), AppendRanges(nil, sv.Cleared)})
+			cleared = append(cleared, kvPair{clearedKey(site), AppendRanges(nil, sv.Cleared)})
 		}
 	}
-	for _, group := range [][]kv{metas, userMeta, data, arrivals, vecs, parts, cleared, digests} {
-		for _, e := range group {
-			if err := w.Set(e.k, e.v); err != nil {
-				return res, nil, fmt.Errorf("write the repaired log: %w", err)
-			}
-		}
-	}
-	closed = true
-	if err := w.Close(); err != nil {
-		return res, nil, fmt.Errorf("write the repaired log: %w", err)
-	}
-	damage = s.Damage()
-	if _, err := s.db.IngestAndExcise(context.Background(), []string{path}, nil, nil,
-		pebble.KeyRange{Start: []byte{0x00}, End: []byte{0xff}}); err != nil {
-		return res, nil, fmt.Errorf("replace the log: %w", err)
-	}
+	return vecs, parts, cleared
+}
 
-	// Publish: the committer's and the readers' vector, the counters, the new seqs.
-	s.work = vec
+// publish makes the repaired log's state the store's: the committer's and the readers'
+// vector, the counters, the new seqs.
+func (rp *repairPass) publish() {
+	s := rp.s
+	s.work = rp.vec
 	s.forge.mu.Lock()
-	s.forge.trusted, s.forge.loaded = trusted, true
+	s.forge.trusted, s.forge.loaded = rp.trusted, true
 	s.forge.mu.Unlock()
 	s.mu.Lock()
-	s.vec = vec.Clone()
-	s.changes, s.bytes = stats.changes, stats.bytes
-	if newLast > s.lastSeq {
-		s.lastSeq = newLast
+	s.vec = rp.vec.Clone()
+	s.changes, s.bytes = rp.stats.changes, rp.stats.bytes
+	if rp.newLast > s.lastSeq {
+		s.lastSeq = rp.newLast
 		close(s.notify)
 		s.notify = make(chan struct{})
 	}
 	s.mu.Unlock()
-	return res, damage, nil
 }
 
 type readPart struct {
