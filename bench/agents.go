@@ -20,6 +20,33 @@ import (
 	"github.com/patinadb/patina/log"
 )
 
+// workdir returns dir, or a new temporary directory (removed by cleanup) when dir is empty,
+// with the workload's schema written in it; the multi-node workloads all start this way.
+func workdir(dir, prefix, schemaSQL string) (string, string, func(), error) {
+	cleanup := func() {}
+	if dir == "" {
+		d, err := os.MkdirTemp("", prefix)
+		if err != nil {
+			return "", "", cleanup, err
+		}
+		dir, cleanup = d, func() { os.RemoveAll(d) }
+	}
+	schema := filepath.Join(dir, "schema.sql")
+	if err := os.WriteFile(schema, []byte(schemaSQL), 0o600); err != nil {
+		cleanup()
+		return "", "", func() {}, err
+	}
+	return dir, schema, cleanup, nil
+}
+
+// quiet is logf, or a logger that drops everything when there is none.
+func quiet(logf func(string, ...any)) func(string, ...any) {
+	if logf == nil {
+		return func(string, ...any) {}
+	}
+	return logf
+}
+
 // benchAgent is one spawned agent: a real process of the built binary. Every multi-node
 // workload (cluster, chaos, write, schema) runs its agents through this file.
 type benchAgent struct {

@@ -143,21 +143,12 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res ChaosResult, err error)
 	if err := cfg.Validate(); err != nil {
 		return res, err
 	}
-	logf := cfg.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-	dir := cfg.Dir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "patina-bench-chaos-"); err != nil {
-			return res, err
-		}
-		defer os.RemoveAll(dir)
-	}
-	schema := filepath.Join(dir, "schema.sql")
-	if err := os.WriteFile(schema, []byte(chaosSchema), 0o600); err != nil {
+	logf := quiet(cfg.Logf)
+	dir, schema, cleanup, err := workdir(cfg.Dir, "patina-bench-chaos-", chaosSchema)
+	if err != nil {
 		return res, err
 	}
+	defer cleanup()
 	cfgPath := func(i int) string { return filepath.Join(dir, fmt.Sprintf("node%d.toml", i)) }
 	for i := range cfg.Nodes {
 		if err := os.WriteFile(cfgPath(i), []byte("[gossip.fault]\nenabled = true\n"), 0o600); err != nil {

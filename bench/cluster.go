@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -131,21 +129,12 @@ func RunCluster(ctx context.Context, cfg ClusterConfig) (res ClusterResult, err 
 	if err := cfg.Validate(); err != nil {
 		return res, err
 	}
-	logf := cfg.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-	dir := cfg.Dir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "patina-bench-cluster-"); err != nil {
-			return res, err
-		}
-		defer os.RemoveAll(dir)
-	}
-	schema := filepath.Join(dir, "schema.sql")
-	if err := os.WriteFile(schema, []byte(clusterSchema), 0o644); err != nil {
+	logf := quiet(cfg.Logf)
+	dir, schema, cleanup, err := workdir(cfg.Dir, "patina-bench-cluster-", clusterSchema)
+	if err != nil {
 		return res, err
 	}
+	defer cleanup()
 	var setup func(int, *benchAgent)
 	if cfg.Compression != "" {
 		setup = func(_ int, a *benchAgent) { a.env = append(a.env, "PATINA_GOSSIP_COMPRESSION="+cfg.Compression) }

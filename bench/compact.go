@@ -86,10 +86,7 @@ func RunCompact(ctx context.Context, cfg CompactConfig) (CompactResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return res, err
 	}
-	logf := cfg.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
+	logf := quiet(cfg.Logf)
 	dir := cfg.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "patina-bench-compact-*")

@@ -99,10 +99,7 @@ func RunOverload(ctx context.Context, cfg OverloadConfig) (res OverloadResult, e
 		return res, err
 	}
 	res.Rate, res.MaxConcurrency = cfg.Rate, cfg.MaxConcurrency
-	logf := cfg.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
+	logf := quiet(cfg.Logf)
 	dir, err := os.MkdirTemp("", "patina-bench-overload-")
 	if err != nil {
 		return res, err

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -86,22 +84,13 @@ func RunSchemaStorm(ctx context.Context, cfg SchemaStormConfig) (res SchemaStorm
 	if err := cfg.Validate(); err != nil {
 		return res, err
 	}
-	logf := cfg.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
+	logf := quiet(cfg.Logf)
 	res.Nodes, res.Rows, res.Window = cfg.Nodes, cfg.Rows, cfg.Window
-	dir := cfg.Dir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "patina-bench-schema-"); err != nil {
-			return res, err
-		}
-		defer os.RemoveAll(dir)
-	}
-	schema := filepath.Join(dir, "schema.sql")
-	if err := os.WriteFile(schema, []byte(stormSchema), 0o644); err != nil {
+	dir, schema, cleanup, err := workdir(cfg.Dir, "patina-bench-schema-", stormSchema)
+	if err != nil {
 		return res, err
 	}
+	defer cleanup()
 	agents, kill, err := startAgents(ctx, cfg.Binary, dir, schema, cfg.Nodes, 4, nil)
 	defer kill()
 	if err != nil {

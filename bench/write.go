@@ -179,10 +179,7 @@ func RunWrite(ctx context.Context, cfg WriteConfig) (res WriteResult, err error)
 		return res, err
 	}
 	res.Nodes, res.Clients, res.RowsPerTx = cfg.Nodes, cfg.Clients, cfg.Rows
-	logf := cfg.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
+	logf := quiet(cfg.Logf)
 	dir := cfg.Dir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "patina-bench-write-"); err != nil {
