@@ -172,22 +172,7 @@ func TestOfflineToolsReportDamagedLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
-	ssts, _ := filepath.Glob(filepath.Join(dir, "log", "*.sst"))
-	if len(ssts) == 0 {
-		t.Fatal("no table file to damage")
-	}
-	for _, p := range ssts {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := len(b) / 4; i < len(b)/4+64; i++ {
-			b[i] ^= 0x5a
-		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	damageTables(t, filepath.Join(dir, "log"))
 	view, err := os.ReadFile(filepath.Join(dir, "views.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -364,22 +349,7 @@ func TestClusterRepairsDamagedLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
-	ssts, _ := filepath.Glob(filepath.Join(logDir, "*.sst"))
-	if len(ssts) == 0 {
-		t.Fatal("no table file to damage")
-	}
-	for _, p := range ssts {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := len(b) / 4; i < len(b)/4+64; i++ {
-			b[i] ^= 0x5a
-		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	damageTables(t, logDir)
 	damaged.start()
 
 	// A late joiner syncs everything from the damaged node: the read meets the damage.
@@ -405,5 +375,27 @@ func TestClusterRepairsDamagedLog(t *testing.T) {
 	c.compareDumps(c.nodes)
 	if out, err := cliErr(t, "log", "inspect", "--data-dir", filepath.Join(damaged.dir, "data"), "--check"); err != nil {
 		t.Fatalf("log inspect --check after the repair: %v\n%s", err, out)
+	}
+}
+
+// damageTables flips 64 bytes a quarter into every table file of the (closed) log in dir,
+// as a failing disk would.
+func damageTables(t *testing.T, dir string) {
+	t.Helper()
+	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if len(ssts) == 0 {
+		t.Fatal("no table file to damage")
+	}
+	for _, p := range ssts {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := len(b) / 4; i < len(b)/4+64; i++ {
+			b[i] ^= 0x5a
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
