@@ -153,8 +153,9 @@ type node struct {
 var discard = slog.New(slog.DiscardHandler)
 
 // Run runs cfg to the end and returns its figures. Same cfg, same figures (wall_s and
-// cpu_s aside).
-func Run(cfg Config) (*Result, error) {
+// cpu_s aside). When ctx ends first, Run stops within a few milliseconds of wall time and
+// returns an error that wraps ctx.Err() and says how far the run got.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Nodes < 2 {
 		return nil, errors.New("nodes must be at least 2")
 	}
@@ -192,7 +193,7 @@ func Run(cfg Config) (*Result, error) {
 	}
 	wall := time.Now()
 	cpu0 := cpuTime()
-	s := &Sim{cfg: cfg, l: &loop{}, rnd: newRand(cfg.Seed, 1), fs: vfs.NewMem(), addr: map[string]*node{},
+	s := &Sim{cfg: cfg, l: &loop{done: ctx.Done()}, rnd: newRand(cfg.Seed, 1), fs: vfs.NewMem(), addr: map[string]*node{},
 		writes: map[writeKey]time.Duration{}, cut: -1}
 	s.net = newNetwork(s.l, newRand(cfg.Seed, 2), rtt, cfg.Net)
 	s.gcfg = gossip.DefaultConfig()
@@ -203,20 +204,36 @@ func Run(cfg Config) (*Result, error) {
 	}
 	s.mem = newMembershipModel(s, s.gcfg, newRand(cfg.Seed, 3))
 	defer s.close()
-	if err := s.start(); err != nil {
+	if err := s.start(ctx); err != nil {
 		return nil, err
+	}
+	// interrupted is the error of a run whose context ended: how far it got, and why.
+	var t0, end time.Duration
+	interrupted := func() error {
+		if ctx.Err() == nil {
+			return nil
+		}
+		what := "before the writes"
+		if end > t0 {
+			what = fmt.Sprintf("%.0f%% of the writes and drain", 100*float64(s.l.now-t0)/float64(end-t0))
+		}
+		return fmt.Errorf("interrupted at %.1fs of virtual time (%s, %d events): %w",
+			s.l.now.Seconds(), what, s.l.events, ctxErr(ctx))
 	}
 	// Warm up (first syncs), then measure idle traffic.
 	s.l.runUntil(2*time.Second, nil)
 	idle0 := s.net.bytes
 	idleStart := s.l.now
 	s.l.runUntil(idleStart+cfg.Idle, nil)
+	if err := interrupted(); err != nil {
+		return nil, err
+	}
 	res := &Result{Nodes: cfg.Nodes, Regions: cfg.Regions, Seed: cfg.Seed, Rate: cfg.Rate,
 		DurationS: cfg.Duration.Seconds(), Loss: cfg.Loss, Partition: cfg.Partition, Flat: cfg.Flat}
 	res.IdleSyncEmptyBytesPerNodeS = float64(s.net.bytes-idle0) / float64(cfg.Nodes) / cfg.Idle.Seconds()
 
 	// Writes and faults.
-	t0 := s.l.now
+	t0 = s.l.now
 	msgs0, bytes0, b0, bb0, syncs0 := s.net.msgs, s.net.bytes, s.bmsgs, s.bbytes, s.syncs
 	nWrites := s.scheduleWrites(t0)
 	res.Crashes = s.scheduleCrashes(t0)
@@ -224,7 +241,7 @@ func Run(cfg Config) (*Result, error) {
 		s.schedulePartition(t0)
 	}
 	total := nWrites * (cfg.Nodes - 1)
-	end := t0 + cfg.Duration + cfg.Drain
+	end = t0 + cfg.Duration + cfg.Drain
 	done := func() bool { return len(s.lat) == total }
 	report := func() {
 		if cfg.Progress != nil {
@@ -233,6 +250,9 @@ func Run(cfg Config) (*Result, error) {
 	}
 	for step := t0; step < t0+cfg.Duration; step += time.Second {
 		s.l.runUntil(min(step+time.Second, t0+cfg.Duration), nil)
+		if err := interrupted(); err != nil {
+			return nil, err
+		}
 		report()
 	}
 	converged := false
@@ -242,6 +262,9 @@ func Run(cfg Config) (*Result, error) {
 			break
 		}
 		s.l.runUntil(s.l.now+time.Second, func() bool { return done() })
+		if err := interrupted(); err != nil {
+			return nil, err
+		}
 		report()
 	}
 	if !converged && done() && s.converged() {
@@ -273,6 +296,9 @@ func Run(cfg Config) (*Result, error) {
 	s.l.runUntil(s.l.now+time.Second, nil)
 	idle1, idleStart1 := s.net.bytes, s.l.now
 	s.l.runUntil(idleStart1+cfg.Idle, nil)
+	if err := interrupted(); err != nil {
+		return nil, err
+	}
 	res.IdleSyncBytesPerNodeS = float64(s.net.bytes-idle1) / float64(cfg.Nodes) / cfg.Idle.Seconds()
 	res.IdleMembershipBytesPerNodeS = s.mem.idleBytesPerNodeS(cfg.Nodes)
 	res.IdleBytesPerNodeS = res.IdleSyncBytesPerNodeS + res.IdleMembershipBytesPerNodeS
@@ -280,6 +306,16 @@ func Run(cfg Config) (*Result, error) {
 	res.WallS = time.Since(wall).Seconds()
 	res.CPUS = cpuTime() - cpu0
 	return res, nil
+}
+
+// ctxErr is ctx.Err(), with the context's cause (say, the signal that stopped the
+// program) in its text when it has one of its own.
+func ctxErr(ctx context.Context) error {
+	err, cause := ctx.Err(), context.Cause(ctx)
+	if cause == nil || cause == err {
+		return err
+	}
+	return fmt.Errorf("%w: %v", err, cause)
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
@@ -294,8 +330,11 @@ func cpuTime() float64 {
 
 // start opens every node's log and gossip and gives every node the full membership, as a
 // cluster that formed before the run.
-func (s *Sim) start() error {
+func (s *Sim) start(ctx context.Context) error {
 	for i := range s.cfg.Nodes {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("interrupted while opening node %d of %d: %w", i, s.cfg.Nodes, ctxErr(ctx))
+		}
 		n := &node{s: s, idx: i, region: i % s.cfg.Regions, addr: fmt.Sprintf("n%d", i),
 			view: make([]bool, s.cfg.Nodes), grand: newRand(s.cfg.Seed, 1000+uint64(i))}
 		// Site ids from the seed: the same run makes the same ids, so the same order.

@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"context"
+	"errors"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -13,7 +15,7 @@ import (
 func TestHundredNodes(t *testing.T) {
 	cfg := Config{Nodes: 100, Regions: 10, Seed: 7, Rate: 15, Duration: 3 * time.Second, Idle: time.Second,
 		Loss: 0.05, Crash: 0.01, Partition: true}
-	a, err := Run(cfg)
+	a, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +29,7 @@ func TestHundredNodes(t *testing.T) {
 	if a.P50Ms <= 0 || a.P99Ms < a.P50Ms || a.MaxMs < a.P99Ms || a.MsgsPerWrite <= 0 {
 		t.Fatalf("implausible figures: %+v", *a)
 	}
-	b, err := Run(cfg)
+	b, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,8 +178,59 @@ func TestRunRefuses(t *testing.T) {
 		{Nodes: 10, Regions: 1, Rate: 1, Duration: time.Second, Partition: true},
 		{Nodes: 10, Rate: 1, Duration: time.Second, Loss: 1},
 	} {
-		if _, err := Run(cfg); err == nil {
+		if _, err := Run(context.Background(), cfg); err == nil {
 			t.Errorf("%+v: ran", cfg)
 		}
+	}
+}
+
+// TestRunCancel: a run whose context ends (patina bench sim's first SIGINT or SIGTERM)
+// returns promptly with an error wrapping ctx.Err(), from another goroutine's cancel in the
+// middle of the writes and from a context ended before the run. The run would otherwise
+// take an hour of virtual time (minutes of wall time).
+func TestRunCancel(t *testing.T) {
+	cfg := Config{Nodes: 10, Regions: 2, Seed: 1, Rate: 20, Duration: time.Hour, Idle: time.Second}
+	started := make(chan struct{})
+	var once bool
+	cfg.Progress = func(float64) {
+		if !once {
+			once = true
+			close(started)
+		}
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	type result struct {
+		res *Result
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := Run(ctx, cfg)
+		done <- result{res, err}
+	}()
+	select {
+	case <-started:
+	case r := <-done:
+		t.Fatalf("run ended before its first second of writes: %+v, %v", r.res, r.err)
+	}
+	stopped := time.Now()
+	cancel(errors.New("test stop"))
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("run still going a minute after its context was cancelled")
+	}
+	t.Logf("returned %v after the cancel: %v", time.Since(stopped), r.err)
+	if r.res != nil || !errors.Is(r.err, context.Canceled) || !strings.Contains(r.err.Error(), "test stop") ||
+		!strings.Contains(r.err.Error(), "interrupted at") {
+		t.Fatalf("got %+v, %v; want no result and an interrupted error wrapping context.Canceled with its cause", r.res, r.err)
+	}
+
+	ended, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	if res, err := Run(ended, cfg); res != nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("ended context: %+v, %v", res, err)
 	}
 }

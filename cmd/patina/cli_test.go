@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -287,6 +288,25 @@ func TestBenchSimUsage(t *testing.T) {
 		if _, err := cliErr(t, args...); exitCode(err) != 2 {
 			t.Errorf("patina %v: %v, want exit 2", args, err)
 		}
+	}
+}
+
+// TestBenchSimSignal: a signal (the run context's end, with main's cause) stops patina bench
+// sim with exit 1 and one line saying it was interrupted and by what; the progress bar's
+// line is cleared. A signal mid-run takes the same path (sim.TestRunCancel stops a run in
+// the middle).
+func TestBenchSimSignal(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(fmt.Errorf("%w: %v", errSignal, "interrupt"))
+	var out, errb bytes.Buffer
+	m := &Main{Stdout: &out, Stderr: &errb}
+	err := m.Run(ctx, []string{"bench", "sim", "--nodes", "20", "--regions", "2"})
+	if exitCode(err) != 1 || !strings.Contains(oneLine(err.Error()), "interrupted") ||
+		!strings.Contains(err.Error(), "signal: interrupt") || !errors.Is(err, context.Canceled) {
+		t.Fatalf("bench sim after a signal: %v (exit %d), want exit 1 and an interrupted line", err, exitCode(err))
+	}
+	if !strings.HasSuffix(errb.String(), "\r\033[K") {
+		t.Errorf("stderr %q does not end by clearing the progress line", errb.String())
 	}
 }
 

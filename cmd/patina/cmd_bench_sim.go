@@ -105,7 +105,7 @@ figures (wall_s and cpu_s aside). With -o json the last line is one JSON object.
 				fmt.Fprintf(m.Stderr, "\r[%s%s] %3.0f%%", strings.Repeat("=", n), strings.Repeat(" ", 30-n), frac*100)
 			}
 		}
-		res, err := sim.Run(cfg)
+		res, err := sim.Run(c.Context(), cfg)
 		if output == "text" {
 			fmt.Fprint(m.Stderr, "\r\033[K")
 		}
