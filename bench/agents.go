@@ -66,6 +66,9 @@ type benchAgent struct {
 	clients            int
 	// env is added to the agent's environment (PATINA_CPUPROFILE and friends).
 	env []string
+	// command, when set, makes the agent's process instead of exec.Command (the chaos
+	// workload runs agents inside network namespaces this way).
+	command func(bin string, args ...string) *exec.Cmd
 	// extra are more agent flags; clp is cl for goroutines that run across restarts;
 	// panicked is set when the agent's output shows a panic (chaos.go).
 	extra    []string
@@ -213,7 +216,11 @@ func (a *benchAgent) start(ctx context.Context) error {
 		args = append(args, "--bootstrap", b)
 	}
 	args = append(args, a.extra...)
-	a.cmd = exec.Command(a.bin, args...)
+	if a.command != nil {
+		a.cmd = a.command(a.bin, args...)
+	} else {
+		a.cmd = exec.Command(a.bin, args...)
+	}
 	a.cmd.Stdout, a.cmd.Stderr = a, a
 	if len(a.env) > 0 {
 		a.cmd.Env = append(os.Environ(), a.env...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -33,10 +34,14 @@ import (
 //     damage: the agent repairs itself and takes the dropped versions back from peers;
 //   - disk full (root only: node 0's data dir is then a small tmpfs): a file fills it past
 //     db.min_free_bytes, writes on that node are refused (507, not acknowledged) until the
-//     file is removed. Without root the kind is left out, and the run says so.
-//
-// Network namespaces are not used: the [gossip.fault] hook's partitions and loss cover the
-// same paths without root (see bench/RESULTS.md).
+//     file is removed. Without root the kind is left out, and the run says so;
+//   - through the kernel's network stack, as root (chaos_netns.go: every agent in a network
+//     namespace of its own, its gossip on a veth link to a bridge, its API on another):
+//     link down (the node's gossip link set down: a partition while its API takes writes),
+//     netem loss and delay (30%, 50 ms ± 20 ms, both ways, when the kernel has sch_netem)
+//     and a slow link (a token bucket at 1 Mbit/s both ways, dropping what waits over
+//     100 ms). Without root or namespaces, or without the qdisc, the kind is left out, and
+//     the run says so.
 //
 // Invariants checked once the faults end: every acknowledged write is present on every node
 // (each write inserts a row with a unique id; rows of a small hot table are overwritten
@@ -48,8 +53,9 @@ const chaosSchema = `CREATE TABLE chaos (id INTEGER PRIMARY KEY NOT NULL, node I
 CREATE TABLE hot (k INTEGER PRIMARY KEY NOT NULL, node INTEGER, val INTEGER);
 `
 
-// ChaosKinds are the fault kinds, "disk full" last (it needs root).
-var ChaosKinds = []string{"kill -9", "sigterm restart", "loss and delay", "partition", "damaged log file", "disk full"}
+// ChaosKinds are the fault kinds; the last four need root (and the kernel's support).
+var ChaosKinds = []string{"kill -9", "sigterm restart", "loss and delay", "partition", "damaged log file",
+	"link down", "netem loss and delay", "slow link", "disk full"}
 
 // ChaosConfig configures RunChaos.
 type ChaosConfig struct {
@@ -60,12 +66,16 @@ type ChaosConfig struct {
 	Seed     uint64
 	// Kinds, when set, are the faults in the order they come (cycling, each at least once
 	// even past Duration), instead of the seed's random draw; the seed still picks the
-	// nodes. Short runs use it to meet every kind.
+	// nodes. Short runs use it to meet every kind. A kind the machine cannot make is
+	// left out (the result says why).
 	Kinds []string
 	// Converge bounds the wait for convergence once the faults end.
 	Converge time.Duration
 	Dir      string // data dirs (default: a temp dir, removed after)
-	Logf     func(format string, args ...any)
+	// NoNetns runs the agents on 127.0.0.1 even as root (no network namespaces: the
+	// kernel-network kinds are left out).
+	NoNetns bool
+	Logf    func(format string, args ...any)
 }
 
 // DefaultChaosConfig is `patina bench chaos` without flags.
@@ -106,6 +116,7 @@ type ChaosResult struct {
 	Panics       []string       // agents whose output shows a panic
 	Repairs      int            // damaged-file faults the node repaired (seen in its metrics)
 	Skipped      []string       // fault kinds left out, and why
+	Netns        bool           // the agents ran in network namespaces
 }
 
 func (r ChaosResult) String() string {
@@ -116,6 +127,9 @@ func (r ChaosResult) String() string {
 	slices.Sort(kinds)
 	out := fmt.Sprintf("acknowledged %d, failed %d (unacknowledged), lost %d; faults: %s; converged %.2fs after the faults ended (%d rows, %d hot rows); log repairs %d; panics: %d",
 		r.Acknowledged, r.Failed, r.Lost, strings.Join(kinds, ", "), r.Converge.Seconds(), r.Rows, r.Hot, r.Repairs, len(r.Panics))
+	if r.Netns {
+		out += "; agents in network namespaces"
+	}
 	if len(r.Skipped) > 0 {
 		out += "; left out: " + strings.Join(r.Skipped, "; ")
 	}
@@ -155,18 +169,50 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res ChaosResult, err error)
 			return res, err
 		}
 	}
+	// The kinds this run can make, and why the others are left out.
+	skip := map[string]string{}
+	leaveOut := func(why string, kinds ...string) {
+		for _, k := range kinds {
+			skip[k] = why
+			res.Skipped = append(res.Skipped, k+": "+why)
+		}
+		logf("bench chaos: %s left out: %s", strings.Join(kinds, ", "), why)
+	}
 	// Node 0's data on a small tmpfs, for the disk-full fault (root only).
 	tmpfs, why := mountChaosTmpfs(filepath.Join(dir, "tmpfs"))
 	if tmpfs == "" {
-		res.Skipped = append(res.Skipped, "disk full: "+why)
-		logf("bench chaos: disk-full fault left out: %s", why)
+		leaveOut(why, "disk full")
 	} else {
 		defer unmountChaosTmpfs(tmpfs)
 	}
+	// Each agent in a network namespace (root only); removed after the agents stop (the
+	// deferred kill runs first).
+	var netns *chaosNet
+	if cfg.NoNetns {
+		leaveOut("--netns=false", "link down", "netem loss and delay", "slow link")
+	} else if netns, why = setupChaosNet(cfg.Nodes); netns == nil {
+		leaveOut(why, "link down", "netem loss and delay", "slow link")
+	} else {
+		defer netns.close()
+		res.Netns = true
+		if !netns.netem {
+			leaveOut(netns.noNetem, "netem loss and delay")
+		}
+		if !netns.tbf {
+			leaveOut(netns.noSlow, "slow link")
+		}
+	}
+	leftOut := func(k string) bool { return skip[k] != "" }
+	kinds := slices.DeleteFunc(slices.Clone(ChaosKinds), leftOut)
+	order := slices.DeleteFunc(slices.Clone(cfg.Kinds), leftOut)
 	agents, kill, err := startAgents(ctx, cfg.Binary, dir, schema, cfg.Nodes, 2, func(i int, a *benchAgent) {
 		a.extra = []string{"--config", cfgPath(i), "--gossip-sync-interval", "1s"}
 		if i == 0 && tmpfs != "" {
 			a.dir = filepath.Join(tmpfs, "node0")
+		}
+		if netns != nil {
+			a.api, a.gossip, a.quic = netns.apiAddr(i), netns.gossipAddr(i), netns.quicAddr(i)
+			a.command = func(bin string, args ...string) *exec.Cmd { return netns.command(i, bin, args...) }
 		}
 	})
 	defer kill()
@@ -248,7 +294,7 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res ChaosResult, err error)
 	step := 0
 	end := time.Now().Add(cfg.Duration)
 	// With Kinds set, every kind comes at least once, however slow the steps were.
-	for (time.Now().Before(end) || step < len(cfg.Kinds)) && ctx.Err() == nil {
+	for (time.Now().Before(end) || step < len(order)) && ctx.Err() == nil {
 		if heal != nil {
 			if err := heal(); err != nil {
 				stopWriters()
@@ -257,16 +303,9 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res ChaosResult, err error)
 			heal = nil
 		}
 		i := rng.IntN(len(agents))
-		kinds := ChaosKinds
-		if tmpfs == "" {
-			kinds = kinds[:len(kinds)-1] // disk full is last
-		}
 		kind := kinds[rng.IntN(len(kinds))]
-		if len(cfg.Kinds) > 0 {
-			kind = cfg.Kinds[step%len(cfg.Kinds)]
-			if kind == "disk full" && tmpfs == "" {
-				kind = "kill -9"
-			}
+		if len(order) > 0 {
+			kind = order[step%len(order)]
 		}
 		step++
 		if kind == "disk full" {
@@ -327,6 +366,24 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res ChaosResult, err error)
 					logf("bench chaos: node %d: the backup did not meet the damage (keys it does not read)", i)
 				}
 			}
+		case "link down":
+			if err := netns.linkDown(i, true); err != nil {
+				stopWriters()
+				return res, err
+			}
+			heal = func() error { return netns.linkDown(i, false) }
+			res.Faults[kind]++
+		case "netem loss and delay", "slow link":
+			q := []string{"netem", "loss", "30%", "delay", "50ms", "20ms"}
+			if kind == "slow link" {
+				q = []string{"tbf", "rate", "1mbit", "burst", "32kbit", "latency", "100ms"}
+			}
+			if err := netns.qdisc(i, q...); err != nil {
+				stopWriters()
+				return res, err
+			}
+			heal = func() error { return netns.qdisc(i) }
+			res.Faults[kind]++
 		case "disk full":
 			filler := filepath.Join(tmpfs, "filler")
 			if err := fillDisk(filler, chaosMinFree/2); err != nil {

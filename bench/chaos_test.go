@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -10,8 +11,9 @@ import (
 // TestChaosShort is the short chaos run of `go test ./...`: real agent processes, kill -9,
 // SIGTERM restarts, loss and partitions through the fault hook, then every invariant
 // (nothing acknowledged lost, identical dumps and heads, gaps 0, no panics). The long run
-// is `patina bench chaos --duration 10m`. Network namespaces are not used by this workload
-// (see bench/RESULTS.md), so it needs no root.
+// is `patina bench chaos --duration 10m`. As root, the agents run in network namespaces
+// and the run adds disk full and the kernel-network faults (link down, slow link, netem
+// when the kernel has it); without root those are left out and the test says so.
 func TestChaosShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the chaos run starts agent processes")
@@ -19,10 +21,14 @@ func TestChaosShort(t *testing.T) {
 	cfg := DefaultChaosConfig()
 	cfg.Binary = buildPatinaForCluster(t)
 	cfg.Duration, cfg.Step, cfg.Seed = 8*time.Second, 1500*time.Millisecond, 7
-	// Every kind once; the log is damaged once it holds a few table blocks (disk full is
-	// replaced by a kill -9 when not root, and the run says so).
-	cfg.Kinds = []string{"kill -9", "partition", "damaged log file", "disk full", "loss and delay", "sigterm restart"}
+	// Every kind once; the log is damaged once it holds a few table blocks. Kinds that
+	// need root (disk full, and the kernel-network ones: link down, netem loss and delay,
+	// slow link) are left out when not root, or when the kernel lacks the qdisc, and the
+	// run says so.
+	cfg.Kinds = []string{"kill -9", "partition", "damaged log file", "link down", "disk full", "loss and delay",
+		"slow link", "netem loss and delay", "sigterm restart"}
 	cfg.Dir = t.TempDir()
+	t.Cleanup(func() { sweepChaosNets(true) }) // after a failure too
 	cfg.Logf = t.Logf
 	res, err := RunChaos(context.Background(), cfg)
 	if err != nil {
@@ -40,6 +46,12 @@ func TestChaosShort(t *testing.T) {
 	}
 	if res.Faults["damaged log file"] == 0 || res.Repairs == 0 {
 		t.Fatalf("want a damaged log file and its repair: %v", res)
+	}
+	if res.Netns && res.Faults["link down"] == 0 {
+		t.Fatalf("agents in network namespaces but no link down: %v", res)
+	}
+	if left := chaosNetLeftovers(os.Getpid()); len(left) > 0 {
+		t.Fatalf("network namespaces or links left after the run: %v", left)
 	}
 	if len(res.Skipped) > 0 {
 		t.Logf("fault kinds left out (not a failure): %s", strings.Join(res.Skipped, "; "))

@@ -23,7 +23,11 @@ SIGTERM restarts, 30% loss with 50 ms delay on one node's gossip, a partition of
 (the [gossip.fault] hook, re-read on SIGHUP), a damaged table file in one node's log (64
 bytes overwritten while it is stopped, then met by an online backup: the node repairs
 itself), and, as root, disk full on node 0 (its data on a 256 MiB tmpfs filled past
-db.min_free_bytes). --seed fixes the order and targets; --kinds fixes the order of the
+db.min_free_bytes) and faults through the kernel's network stack: each agent then runs in
+a network namespace of its own (ip netns, veth links to two bridges: one for gossip, one
+for its API), and the faults are its gossip link set down (a partition while its API takes
+writes), netem loss and delay (30%, 50 ms ± 20 ms, when the kernel has sch_netem) and a
+slow link (tbf, 1 Mbit/s). A kind the machine cannot make is left out with a notice. --seed fixes the order and targets; --kinds fixes the order of the
 kinds. Then the faults end and it checks that every acknowledged write is on every node,
 that dumps and heads are identical, gaps 0 and no damage left, and that no agent panicked. Prints writes acknowledged,
 lost, and the time to converge after the faults ended; exit 1 when an invariant failed.`,
@@ -36,6 +40,8 @@ lost, and the time to converge after the faults ended; exit 1 when an invariant 
 	fs.DurationVar(&cfg.Step, "step", cfg.Step, "time between faults")
 	fs.DurationVar(&cfg.Converge, "converge", cfg.Converge, "longest wait for convergence after the faults")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the fault schedule and writes")
+	netns := true
+	fs.BoolVar(&netns, "netns", true, "as root, run each agent in a network namespace of its own and add the kernel-network faults (link down, netem loss and delay, slow link)")
 	fs.StringVar(&cfg.Dir, "data-dir", "", "where the agents keep their data (default: a temp dir, removed after)")
 	fs.StringSliceVar(&cfg.Kinds, "kinds", nil, "fault kinds in this order, cycling (default: drawn by the seed): "+strings.Join(bench.ChaosKinds, ", "))
 	c.RunE = func(c *cobra.Command, args []string) error {
@@ -43,7 +49,7 @@ lost, and the time to converge after the faults ended; exit 1 when an invariant 
 		if err != nil {
 			return fmt.Errorf("find this binary: %w", err)
 		}
-		cfg.Binary = exe
+		cfg.Binary, cfg.NoNetns = exe, !netns
 		cfg.Logf = func(format string, args ...any) { fmt.Fprintf(m.Stderr, format+"\n", args...) }
 		if err := cfg.Validate(); err != nil {
 			return &usageError{err}
