@@ -144,7 +144,7 @@ func (g *Gossip) Reconcile(ctx context.Context) (ReconcileResult, error) {
 				busy++
 			default:
 				res.Failed++
-				g.logger.Debug("reconcile: sync failed", attrPeer, p.name, attrErr, err)
+				g.logger.Debug("reconcile: sync failed", attrPeer, p.site, attrErr, err)
 			}
 		}
 		now := total(nonZero(g.gaps()))
@@ -175,17 +175,17 @@ func (g *Gossip) SiteGaps() map[log.SiteID]uint64 {
 // byLack orders peers as a sync round does: those this node knows it lacks most from first
 // (the count learnt from each one's last vector; a peer never synced with counts 1).
 func (g *Gossip) byLack(peers []*peer) {
-	lack := make(map[string]uint64, len(peers))
+	lack := make(map[log.SiteID]uint64, len(peers))
 	g.mu.Lock()
 	for _, p := range peers {
-		if n, ok := g.lack[p.name]; ok {
-			lack[p.name] = n
+		if n, ok := g.lack[p.site]; ok {
+			lack[p.site] = n
 		} else {
-			lack[p.name] = 1 // never synced with: worth a look
+			lack[p.site] = 1 // never synced with: worth a look
 		}
 	}
 	g.mu.Unlock()
-	sort.SliceStable(peers, func(i, j int) bool { return lack[peers[i].name] > lack[peers[j].name] })
+	sort.SliceStable(peers, func(i, j int) bool { return lack[peers[i].site] > lack[peers[j].site] })
 }
 
 // syncNow runs one client session with p and waits for its end; ctx ending cuts it short.

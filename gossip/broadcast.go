@@ -14,14 +14,14 @@ import (
 // the peers of this node's region (see Config.Region). When the chosen peers are every
 // candidate, they need not forward it further, so it goes with budget 0.
 // tp is the changeset's trace context ("" for none), for peers that read it.
-func (g *Gossip) forward(cs *log.Changeset, hops, fanout int, from, tp string) {
+func (g *Gossip) forward(cs *log.Changeset, hops, fanout int, from log.SiteID, tp string) {
 	if hops <= 0 {
 		return
 	}
 	var peers []*peer
 	if g.cfg.Region != "" {
 		peers = g.regionPeers(g.cfg.Region)
-		if from != "" && g.peerRegion(from) != g.cfg.Region {
+		if !from.IsZero() && g.peerRegion(from) != g.cfg.Region {
 			fanout = g.cfg.RegionalFanout // this node brings cs into its region
 		}
 	} else {
@@ -31,11 +31,10 @@ func (g *Gossip) forward(cs *log.Changeset, hops, fanout int, from, tp string) {
 }
 
 // sendTo sends cs to fanout random peers of cand (see forward).
-func (g *Gossip) sendTo(cs *log.Changeset, hops, fanout int, from, tp string, cand []*peer) {
-	origin := cs.Site.String()
+func (g *Gossip) sendTo(cs *log.Changeset, hops, fanout int, from log.SiteID, tp string, cand []*peer) {
 	n := 0
 	for _, p := range cand {
-		if p.name != from && p.name != origin {
+		if p.site != from && p.site != cs.Site {
 			cand[n] = p
 			n++
 		}
@@ -96,7 +95,7 @@ func (g *Gossip) sendTo(cs *log.Changeset, hops, fanout int, from, tp string, ca
 // and RegionalFanout of its own.
 func (g *Gossip) broadcastOwn(cs *log.Changeset, tp string) {
 	if g.cfg.Region == "" {
-		g.forward(cs, g.cfg.MaxHops, g.cfg.LocalFanout, "", tp)
+		g.forward(cs, g.cfg.MaxHops, g.cfg.LocalFanout, log.SiteID{}, tp)
 		return
 	}
 	g.mu.Lock()
@@ -108,7 +107,7 @@ func (g *Gossip) broadcastOwn(cs *log.Changeset, tp string) {
 		if r == g.cfg.Region {
 			fanout = g.cfg.RegionalFanout
 		}
-		g.sendTo(cs, g.cfg.MaxHops, fanout, "", tp, g.regionPeers(r))
+		g.sendTo(cs, g.cfg.MaxHops, fanout, log.SiteID{}, tp, g.regionPeers(r))
 	}
 }
 
@@ -234,7 +233,7 @@ func (p *peer) flush() {
 				return
 			}
 			g.dropBatch(len(batch))
-			g.logger.Debug("broadcast: send", attrPeer, p.name, attrErr, err)
+			g.logger.Debug("broadcast: send", attrPeer, p.site, attrErr, err)
 			p.qmu.Lock()
 			p.backoff = min(max(p.backoff*2, 50*time.Millisecond), 2*time.Second)
 			p.scheduleLocked(p.backoff) // p.sending stays set: this is the pending flush
@@ -273,7 +272,6 @@ func (g *Gossip) dropBatch(n int) {
 // arrived together as one batch and forwards what was new with one hop fewer.
 func (g *Gossip) receiveBroadcast(from log.SiteID, r io.Reader) error {
 	fr := newFrameReader(r)
-	fromName := from.String()
 	type item struct {
 		cs   *log.Changeset
 		hops int
@@ -318,12 +316,12 @@ func (g *Gossip) receiveBroadcast(from log.SiteID, r io.Reader) error {
 			if g.run.Err() != nil {
 				return ErrClosed
 			}
-			g.logger.Warn("broadcast: apply", attrPeer, fromName, attrErr, err)
+			g.logger.Warn("broadcast: apply", attrPeer, from, attrErr, err)
 			continue
 		}
 		for i, it := range batch {
 			if news[i] {
-				g.forward(it.cs, it.hops, g.cfg.Fanout, fromName, it.tp)
+				g.forward(it.cs, it.hops, g.cfg.Fanout, from, it.tp)
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/patinadb/patina/log"
 )
 
 // Wire compression: the one codec seam between frames and bytes on a link.
@@ -120,11 +121,11 @@ func decodeZstdFrame(body []byte) (typ byte, inner []byte, err error) {
 // metadata advertises zstd.
 func (g *Gossip) compressing() bool { return g.cfg.Compression == CompressionZstd }
 
-// peerZstd reports whether the member name decodes zstd frames (its metadata says so).
-func (g *Gossip) peerZstd(name string) bool {
+// peerZstd reports whether the member site decodes zstd frames (its metadata says so).
+func (g *Gossip) peerZstd(site log.SiteID) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	info := g.known[name]
+	info := g.known[site]
 	return info != nil && info.meta != nil && info.meta.Zstd
 }
 

@@ -221,7 +221,7 @@ func TestZstdMixedVersions(t *testing.T) {
 		}
 	}
 	for _, n := range []*testNode{b, c} {
-		if err := n.g.syncWith(n.g.peers[a.site.String()]); err != nil {
+		if err := n.g.syncWith(n.g.peers[a.site]); err != nil {
 			t.Fatalf("sync with a: %v", err)
 		}
 	}

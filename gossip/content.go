@@ -26,7 +26,7 @@ const maxResend = 65536
 
 // divergentSites returns the sites whose content the peer holds differently and that were
 // not reported for this peer and state yet.
-func (g *Gossip) divergentSites(peer string, theirs *log.Vector) []log.SiteID {
+func (g *Gossip) divergentSites(peer log.SiteID, theirs *log.Vector) []log.SiteID {
 	var ours *log.Vector
 	var out []log.SiteID
 	for site, t := range theirs.Sites {

@@ -115,7 +115,7 @@ func TestClearedVersionsAreNotDivergence(t *testing.T) {
 	if sum.N != ours.Content.N || sum.Xor == ours.Content.Xor {
 		t.Fatalf("the test's sums: %+v and %+v, want equal counts, different sums", sum, ours.Content)
 	}
-	if got := a.g.divergentSites("peer", theirs); len(got) != 0 {
+	if got := a.g.divergentSites(log.MustParseSiteID("00000000-0000-0000-0000-0000000000ee"), theirs); len(got) != 0 {
 		t.Fatalf("divergent sites %v: cleared versions taken for divergence", got)
 	}
 	if n := counterValue(a.g.m.divergent); n != 0 {

@@ -106,10 +106,11 @@ func TestVectorFrameCompressed(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := TestConfig()
-	g := &Gossip{cfg: cfg, m: newMetrics(), known: map[string]*memberInfo{
-		"new": {meta: &nodeMeta{Zstd: true}}, "old": {meta: &nodeMeta{}},
+	newer, older := log.MustParseSiteID("00000000-0000-0000-0000-0000000000e1"), log.MustParseSiteID("00000000-0000-0000-0000-0000000000e2")
+	g := &Gossip{cfg: cfg, m: newMetrics(), known: map[log.SiteID]*memberInfo{
+		newer: {meta: &nodeMeta{Zstd: true}}, older: {meta: &nodeMeta{}},
 	}}
-	z := (&syncSession{g: g, name: "new"}).vectorFrame(enc)
+	z := (&syncSession{g: g, peer: newer}).vectorFrame(enc)
 	if len(z) >= len(enc) || z[uvarintLen(uint64(len(z)))] != frameZstd {
 		t.Fatalf("to a zstd peer: %d bytes for a %d-byte vector, want a smaller zstd frame", len(z), len(enc))
 	}
@@ -122,11 +123,11 @@ func TestVectorFrameCompressed(t *testing.T) {
 		t.Fatalf("zstd sync bytes sent: %v, want %d", got, len(z))
 	}
 	plain := appendFrame(nil, frameVector, enc)
-	if f := (&syncSession{g: g, name: "old"}).vectorFrame(enc); !bytes.Equal(f, plain) {
+	if f := (&syncSession{g: g, peer: older}).vectorFrame(enc); !bytes.Equal(f, plain) {
 		t.Fatal("to a peer without zstd: not the plain frame")
 	}
 	g.cfg.CompressMinBytes = len(enc) + 1
-	if f := (&syncSession{g: g, name: "new"}).vectorFrame(enc); !bytes.Equal(f, plain) {
+	if f := (&syncSession{g: g, peer: newer}).vectorFrame(enc); !bytes.Equal(f, plain) {
 		t.Fatal("below CompressMinBytes: not the plain frame")
 	}
 }

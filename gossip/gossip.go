@@ -68,19 +68,19 @@ type Gossip struct {
 	gossipAddr string // advertised
 
 	mu         sync.Mutex
-	peers      map[string]*peer       // live peers by node name (site id string)
-	peerList   []*peer                // the same, sorted by name
-	peersDirty bool                   // peers changed since peerList and byRegion were built (sortedLocked)
-	byRegion   map[string][]*peer     // the same by region (Config.Region), sorted by name
-	regionList []string               // byRegion's keys, sorted
-	known      map[string]*memberInfo // every member ever seen, for Members and reconnects
+	peers      map[log.SiteID]*peer       // live peers by site id (a member's name is its site id's string)
+	peerList   []*peer                    // the same, sorted by site id
+	peersDirty bool                       // peers changed since peerList and byRegion were built (sortedLocked)
+	byRegion   map[string][]*peer         // the same by region (Config.Region), sorted by site id
+	regionList []string                   // byRegion's keys, sorted
+	known      map[log.SiteID]*memberInfo // every member ever seen, for Members and reconnects
 	// refusedAddrs: addresses refused under mutual TLS that are no known member (trust.go).
 	refusedAddrs map[string]bool
-	// lack is, per peer (by name), how many complete versions the last vector it sent held
+	// lack is, per peer, how many complete versions the last vector it sent held
 	// that this node lacked; a completed session brought them, so it is 0 then. Sync rounds
 	// prefer peers with the most (sync.go). Only this count is kept, not the vectors: at
 	// n nodes a vector has n sites, and one per peer would be n² per node.
-	lack     map[string]uint64
+	lack     map[log.SiteID]uint64
 	heads    map[log.SiteID]uint64 // highest version seen per site
 	diverged map[string]struct{}   // content divergences reported (content.go), by peer, site and sums
 
@@ -140,9 +140,9 @@ func New(cfg Config, l Log, app Applier) (*Gossip, error) {
 		logger: lg.With(attrComponent, "gossip"),
 		m:      newMetrics(),
 		lags:   newLagWindow(1024),
-		peers:  map[string]*peer{},
-		known:  map[string]*memberInfo{},
-		lack:   map[string]uint64{},
+		peers:  map[log.SiteID]*peer{},
+		known:  map[log.SiteID]*memberInfo{},
+		lack:   map[log.SiteID]uint64{},
 		heads:  map[log.SiteID]uint64{},
 		joined: make(chan struct{}),
 		clock:  cfg.Clock,
@@ -271,7 +271,7 @@ func (g *Gossip) shutdown() error {
 	keep(g.mem.Close())
 	g.mu.Lock()
 	peers := g.peers
-	g.peers, g.peerList, g.byRegion, g.peersDirty = map[string]*peer{}, nil, nil, false
+	g.peers, g.peerList, g.byRegion, g.peersDirty = map[log.SiteID]*peer{}, nil, nil, false
 	g.mu.Unlock()
 	for _, p := range peers {
 		p.stop()
@@ -486,16 +486,18 @@ func (g *Gossip) Members() []Member {
 	if !g.ready.Load() {
 		return nil
 	}
-	var live map[string]MemberState
-	if l, ok := g.mem.(interface{ liveStates() map[string]MemberState }); ok {
+	var live map[log.SiteID]MemberState
+	if l, ok := g.mem.(interface {
+		liveStates() map[log.SiteID]MemberState
+	}); ok {
 		live = l.liveStates()
 	}
 	g.mu.Lock()
 	out := make([]Member, 0, len(g.known)+1)
-	for name, info := range g.known {
-		mb := Member{Name: name, SiteID: info.meta.site, ClusterID: info.meta.Cluster, GossipAddr: info.addr,
+	for site, info := range g.known {
+		mb := Member{Name: site.String(), SiteID: site, ClusterID: info.meta.Cluster, GossipAddr: info.addr,
 			QUICAddr: info.meta.QUIC, APIAddr: info.meta.API, RTT: info.rtt, State: info.state}
-		if st, ok := live[name]; ok {
+		if st, ok := live[site]; ok {
 			mb.State = st
 		}
 		mb.State = g.memberState(info, mb.State)

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,9 +97,10 @@ func (g *Gossip) memberUp(name, addr string, meta []byte) {
 		return
 	}
 	m, err := decodeMeta(meta)
-	if err != nil || m.Cluster != g.cfg.ClusterID {
+	if err != nil || m.Cluster != g.cfg.ClusterID || m.site.String() != name {
 		return // refused by the membership's checks already
 	}
+	site := m.site
 	if g.faults != nil {
 		g.faults.learn(addr, name)
 		g.faults.learn(m.QUIC, name)
@@ -109,14 +109,14 @@ func (g *Gossip) memberUp(name, addr string, meta []byte) {
 		}
 	}
 	g.mu.Lock()
-	info := g.known[name]
+	info := g.known[site]
 	if info == nil {
 		info = &memberInfo{}
-		g.known[name] = info
+		g.known[site] = info
 	}
 	g.setStateLocked(info, StateAlive)
 	info.meta, info.addr, info.since = m, addr, g.clock.Now()
-	p := g.peers[name]
+	p := g.peers[site]
 	fresh := p == nil || p.addr != m.QUIC || p.region != m.Region || p.digest != m.Digest
 	if info.tls == trustRefused {
 		fresh = false // its certificate was refused: no broadcasts, no syncs (trust.go)
@@ -124,9 +124,9 @@ func (g *Gossip) memberUp(name, addr string, meta []byte) {
 	var old *peer
 	if fresh && !g.closed.Load() {
 		old = p
-		np := g.newPeer(name, m.site, m.QUIC)
+		np := g.newPeer(site, m.QUIC)
 		np.region, np.digest = m.Region, m.Digest
-		g.peers[name] = np
+		g.peers[site] = np
 		g.setPeersLocked()
 		p = np
 	}
@@ -156,12 +156,13 @@ func (g *Gossip) memberUp(name, addr string, meta []byte) {
 
 // memberDown removes a peer that died or left.
 func (g *Gossip) memberDown(name, addr string) {
-	if name == g.name {
-		return
+	site, err := log.ParseSiteID(name)
+	if err != nil || site == g.site {
+		return // itself, or a name the membership's checks refused
 	}
 	state := StateDead
 	g.mu.Lock()
-	if info := g.known[name]; info != nil {
+	if info := g.known[site]; info != nil {
 		if info.meta != nil && info.meta.Leaving {
 			state = StateLeft
 		}
@@ -169,8 +170,8 @@ func (g *Gossip) memberDown(name, addr string) {
 		g.setStateLocked(info, state)
 		info.since = g.clock.Now()
 	}
-	p := g.peers[name]
-	delete(g.peers, name)
+	p := g.peers[site]
+	delete(g.peers, site)
 	g.setPeersLocked()
 	g.mu.Unlock()
 	if p != nil {
@@ -204,8 +205,7 @@ func (g *Gossip) gaugeLocked(info *memberInfo) {
 // peer is a live member: its broadcast queue and the state of its flushes.
 type peer struct {
 	g      *Gossip
-	name   string
-	site   log.SiteID
+	site   log.SiteID  // its identity; its membership name is site.String()
 	addr   string      // transport address (QUIC)
 	region string      // its Config.Region
 	zstd   atomic.Bool // its metadata says it decodes zstd frames
@@ -224,9 +224,9 @@ type peer struct {
 	backoff  time.Duration
 }
 
-func (g *Gossip) newPeer(name string, site log.SiteID, addr string) *peer {
+func (g *Gossip) newPeer(site log.SiteID, addr string) *peer {
 	ctx, cancel := context.WithCancel(g.run)
-	return &peer{g: g, name: name, site: site, addr: addr, ctx: ctx, cancel: cancel}
+	return &peer{g: g, site: site, addr: addr, ctx: ctx, cancel: cancel}
 }
 
 // memberlistMembership is production's Membership: hashicorp/memberlist (SWIM) with
@@ -247,13 +247,15 @@ func newMemberlist(g *Gossip) *memberlistMembership {
 }
 
 // liveStates is memberlist's current view (suspects included), for Members.
-func (m *memberlistMembership) liveStates() map[string]MemberState {
+func (m *memberlistMembership) liveStates() map[log.SiteID]MemberState {
 	if m.ml == nil {
 		return nil
 	}
-	live := map[string]MemberState{}
+	live := map[log.SiteID]MemberState{}
 	for _, n := range m.ml.Members() {
-		live[n.Name] = stateOf(n.State)
+		if site, err := log.ParseSiteID(n.Name); err == nil {
+			live[site] = stateOf(n.State)
+		}
 	}
 	return live
 }
@@ -333,8 +335,12 @@ func (d *delegate) NotifyLeave(n *memberlist.Node)  { d.ev.Down(n.Name, n.Addres
 func (d *delegate) AckPayload() []byte { return nil }
 
 func (d *delegate) NotifyPingComplete(n *memberlist.Node, rtt time.Duration, _ []byte) {
+	site, err := log.ParseSiteID(n.Name)
+	if err != nil {
+		return // not a Patina node: check refused it
+	}
 	d.g.mu.Lock()
-	if info := d.g.known[n.Name]; info != nil {
+	if info := d.g.known[site]; info != nil {
 		info.rtt = rtt
 	}
 	d.g.mu.Unlock()
@@ -555,7 +561,7 @@ func (g *Gossip) sortedLocked() {
 	for _, p := range g.peers {
 		g.peerList = append(g.peerList, p)
 	}
-	slices.SortFunc(g.peerList, func(a, b *peer) int { return strings.Compare(a.name, b.name) })
+	slices.SortFunc(g.peerList, func(a, b *peer) int { return a.site.Compare(b.site) })
 	if g.cfg.Region == "" {
 		return
 	}
@@ -581,11 +587,11 @@ func (g *Gossip) regionPeers(region string) []*peer {
 	return append([]*peer(nil), g.byRegion[region]...)
 }
 
-// peerRegion is the region of the live peer named name ("" when unknown).
-func (g *Gossip) peerRegion(name string) string {
+// peerRegion is the region of the live peer site ("" when unknown).
+func (g *Gossip) peerRegion(site log.SiteID) string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if p := g.peers[name]; p != nil {
+	if p := g.peers[site]; p != nil {
 		return p.region
 	}
 	return ""

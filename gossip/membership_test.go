@@ -36,7 +36,7 @@ func TestWrongClusterRefused(t *testing.T) {
 
 	// Dial the cluster's QUIC port directly, as a misconfigured node that learned the
 	// address elsewhere would: both the sync and the broadcast stream are refused.
-	p := other.g.newPeer(nodes[0].site.String(), nodes[0].site, nodes[0].g.QUICAddr())
+	p := other.g.newPeer(nodes[0].site, nodes[0].g.QUICAddr())
 	t.Cleanup(p.stop)
 	refusedBefore := metricValue(t, nodes[0].g.m.refusedCluster)
 	if err := other.g.syncWith(p); err == nil {
@@ -545,7 +545,7 @@ func TestSyncBusyRetriesElsewhere(t *testing.T) {
 	}
 	// Make the busy peer look like the best source, so a round tries it first.
 	nodes[0].g.mu.Lock()
-	nodes[0].g.lack[busy.site.String()] = 100
+	nodes[0].g.lack[busy.site] = 100
 	nodes[0].g.mu.Unlock()
 	// (Joins trigger background rounds too; only this round's own counts are checked.)
 	if done, busy := nodes[0].g.syncRoundWait(); done != 1 || busy != 1 {

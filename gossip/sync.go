@@ -104,7 +104,7 @@ func (g *Gossip) syncRound(finish func(done, busy int)) {
 			default:
 				g.m.syncRounds.WithLabelValues("client", "error").Inc()
 				if g.run.Err() == nil {
-					g.logger.Debug("sync failed", attrPeer, p.name, attrErr, err)
+					g.logger.Debug("sync failed", attrPeer, p.site, attrErr, err)
 				}
 			}
 			next(i + 1)
@@ -127,7 +127,7 @@ func (g *Gossip) startSync(p *peer, done func(error)) {
 // clientSession is the client's side of a session with p: it opens with a digest when p
 // serves them and this node is not configured with full vectors.
 func (g *Gossip) clientSession(p *peer) *syncSession {
-	return &syncSession{g: g, name: p.name, digest: p.digest && !g.cfg.SyncFullVectors}
+	return &syncSession{g: g, peer: p.site, digest: p.digest && !g.cfg.SyncFullVectors}
 }
 
 // ServeSync opens a session served to from, unless this node serves MaxServedSyncs.
@@ -138,7 +138,7 @@ func (in inbound) ServeSync(from log.SiteID) (SyncSession, error) {
 		g.m.syncRounds.WithLabelValues("server", "busy").Inc()
 		return nil, ErrBusy
 	}
-	return &syncSession{g: g, name: from.String(), server: true}, nil
+	return &syncSession{g: g, peer: from, server: true}, nil
 }
 
 // syncSession is one side of a sync session (SyncSession).
@@ -157,7 +157,7 @@ func (in inbound) ServeSync(from log.SiteID) (SyncSession, error) {
 // when there is something to sync.
 type syncSession struct {
 	g      *Gossip
-	name   string // the peer's
+	peer   log.SiteID // the other side
 	server bool
 	fr     *frameReader
 	theirs *log.Vector
@@ -248,7 +248,7 @@ func (s *syncSession) readTheirs(body []byte) error {
 	}
 	s.theirs = theirs
 	s.g.learnVector(theirs)
-	s.resend = s.g.divergentSites(s.name, theirs)
+	s.resend = s.g.divergentSites(s.peer, theirs)
 	return nil
 }
 
@@ -283,7 +283,7 @@ func (s *syncSession) ended(err error) {
 		n = lackCount(s.g.log.Vector(), s.theirs)
 	}
 	s.g.mu.Lock()
-	s.g.lack[s.name] = n
+	s.g.lack[s.peer] = n
 	s.g.mu.Unlock()
 }
 
@@ -313,7 +313,7 @@ func (s *syncSession) SendMissing(w io.Writer) error {
 }
 
 // zstd reports whether this side compresses the frames it sends (compress.go).
-func (s *syncSession) zstd() bool { return s.g.compressing() && s.g.peerZstd(s.name) }
+func (s *syncSession) zstd() bool { return s.g.compressing() && s.g.peerZstd(s.peer) }
 
 // vectorFrame returns a vector frame of the encoded vector enc, as a zstd frame to a peer
 // that decodes them when that saves bytes: a vector has an entry per site, and the
@@ -340,7 +340,7 @@ func (s *syncSession) Receive(r io.Reader) error {
 			return err
 		}
 	}
-	return s.g.receiveSync(s.name, fr)
+	return s.g.receiveSync(s.peer, fr)
 }
 
 func (s *syncSession) receiveVector(fr *frameReader) error {
@@ -555,7 +555,7 @@ func overlaps(rs log.RangeSet, r log.OrdRange) bool {
 }
 
 // receiveSync applies the peer's changesets in bounded chunks until its done frame.
-func (g *Gossip) receiveSync(name string, fr *frameReader) error {
+func (g *Gossip) receiveSync(peer log.SiteID, fr *frameReader) error {
 	var css []*log.Changeset
 	size := 0
 	flush := func() error {
@@ -607,7 +607,7 @@ func (g *Gossip) receiveSync(name string, fr *frameReader) error {
 			if err := msgpack.Unmarshal(body, &done); err == nil && done.Damaged > 0 {
 				g.m.damaged.WithLabelValues("peer").Add(float64(done.Damaged))
 				g.logger.Warn("sync: the peer could not send versions from a damaged part of its log; they will come from another node",
-					attrPeer, name, "versions", done.Damaged)
+					attrPeer, peer, "versions", done.Damaged)
 			}
 			return flush()
 		default:

@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/patinadb/patina/log"
 	"github.com/quic-go/quic-go"
 )
 
@@ -43,26 +44,30 @@ const (
 func (g *Gossip) verifying() bool { return g.cfg.TLS.CAFile != "" }
 
 // memberByQUIC returns the known member advertising addr as its QUIC address (g.mu held).
-func (g *Gossip) memberByQUIC(addr string) (string, *memberInfo) {
-	for name, info := range g.known {
+func (g *Gossip) memberByQUIC(addr string) (log.SiteID, *memberInfo) {
+	for site, info := range g.known {
 		if info.meta == nil {
 			continue
 		}
 		if info.meta.QUIC == addr {
-			return name, info
+			return site, info
 		}
 		if a, err := net.ResolveUDPAddr("udp", info.meta.QUIC); err == nil && a.String() == addr {
-			return name, info
+			return site, info
 		}
 	}
-	return "", nil
+	return log.SiteID{}, nil
 }
 
 // tlsOutcome records the outcome of a handshake with the peer at addr: err nil is a
 // success, otherwise a refusal on certificate grounds in direction "in" or "out".
 func (g *Gossip) tlsOutcome(direction, addr string, err error) {
 	g.mu.Lock()
-	name, info := g.memberByQUIC(addr)
+	site, info := g.memberByQUIC(addr)
+	name := "" // unknown: no member advertises addr
+	if info != nil {
+		name = site.String()
+	}
 	var p *peer
 	first := false
 	if err == nil {
@@ -80,8 +85,8 @@ func (g *Gossip) tlsOutcome(direction, addr string, err error) {
 	if info != nil {
 		first = info.tls != trustRefused
 		info.tls = trustRefused
-		if p = g.peers[name]; p != nil {
-			delete(g.peers, name)
+		if p = g.peers[site]; p != nil {
+			delete(g.peers, site)
 			g.setPeersLocked()
 		}
 		g.gaugeLocked(info)
