@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/binary"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 
@@ -51,46 +50,10 @@ func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set(headerVersions, strconv.FormatUint(st.Versions, 10))
 	w.WriteHeader(http.StatusOK)
 	ev := newEventWriter(w)
-	fail := func(err error) {
-		s.logger.Warn("backup stream failed", attrErr, err)
-		b, _ := json.Marshal(errorBody{Error: err.Error()})
-		ev.write(binary.BigEndian.AppendUint32(ev.buf[:0], uint32(len(b))))
-		ev.write(b)
-	}
-	var after log.Seq
-	var sent uint64
-	for after < end {
-		if ctx.Err() != nil {
-			return nil
-		}
-		batch, err := s.cfg.Log.Read(after, readBatch)
-		if err != nil {
-			fail(fmt.Errorf("read log after seq %d: %w", after, err))
-			return nil
-		}
-		if len(batch) == 0 {
-			break
-		}
-		for _, cs := range batch {
-			if cs.Seq > end {
-				after = end
-				break
-			}
-			b, err := appendEvent(ev.buf[:0], cs, true)
-			if err != nil {
-				fail(err)
-				return nil
-			}
-			if err := ev.writeNoFlush(b); err != nil {
-				return nil
-			}
-			after = cs.Seq
-			sent++
-			s.metrics.backupStreamed.Inc()
-		}
-		if err := ev.rc.Flush(); err != nil {
-			return nil
-		}
+	sent, complete := s.copyLog(ctx, ev, logCopy{end: end, msgpack: true, counted: s.metrics.backupStreamed,
+		failed: func(err error) { s.logger.Warn("backup stream failed", attrErr, err) }})
+	if !complete {
+		return nil // cut: no trailer, so the client knows
 	}
 	// The trailer: a client that does not read it knows the stream was cut. It carries the
 	// cleared versions as of now (a version cleared during the stream is in neither the

@@ -101,58 +101,7 @@ func (s *Server) handleChangesGet(w http.ResponseWriter, r *http.Request) error 
 	if err := ev.rc.Flush(); err != nil { // a follower learns at once that the stream is open
 		return nil
 	}
-	fail := func(err error) {
-		if msgpack {
-			b, _ := json.Marshal(errorBody{Error: err.Error()})
-			ev.write(binary.BigEndian.AppendUint32(ev.buf[:0], uint32(len(b))))
-			ev.write(b)
-			return
-		}
-		ev.writeError(err)
-	}
-	after := log.Seq(since)
-	for follow || after < end {
-		batch, err := s.cfg.Log.Read(after, readBatch)
-		if err != nil {
-			fail(fmt.Errorf("read log after seq %d: %w", after, err))
-			return nil
-		}
-		if len(batch) == 0 {
-			if !follow {
-				break // the log ends before end: cannot happen, but never spin
-			}
-			if err := s.cfg.Log.Wait(ctx, after); err != nil {
-				if ctx.Err() == nil {
-					fail(fmt.Errorf("wait for the log: %w", err))
-				}
-				return nil
-			}
-			continue
-		}
-		done := false
-		for _, cs := range batch {
-			if !follow && cs.Seq > end {
-				done = true
-				break
-			}
-			b, err := appendEvent(ev.buf[:0], cs, msgpack)
-			if err != nil {
-				fail(err)
-				return nil
-			}
-			if err := ev.writeNoFlush(b); err != nil {
-				return nil
-			}
-			after = cs.Seq
-			s.metrics.streamed.Inc()
-		}
-		if err := ev.rc.Flush(); err != nil {
-			return nil
-		}
-		if done || (!follow && after >= end) {
-			break
-		}
-	}
+	s.copyLog(ctx, ev, logCopy{after: log.Seq(since), end: end, follow: follow, msgpack: msgpack, counted: s.metrics.streamed})
 	return nil
 }
 
