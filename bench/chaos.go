@@ -69,6 +69,10 @@ type ChaosConfig struct {
 	// nodes. Short runs use it to meet every kind. A kind the machine cannot make is
 	// left out (the result says why).
 	Kinds []string
+	// StepWrites, when set, ends a step early, once every node the fault leaves able to
+	// write has acknowledged this many writes since the fault began (Step still bounds
+	// it): a short run then spends its time on faults met by writes, not on waiting.
+	StepWrites int
 	// Converge bounds the wait for convergence once the faults end.
 	Converge time.Duration
 	Dir      string // data dirs (default: a temp dir, removed after)
@@ -246,6 +250,7 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res ChaosResult, err error)
 		mu     sync.Mutex
 		acked  = map[int64]string{}
 		failed atomic.Int64
+		byNode = make([]atomic.Int64, len(agents)) // acknowledged, per node
 		stop   = make(chan struct{})
 		wg     sync.WaitGroup
 	)
@@ -283,6 +288,7 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res ChaosResult, err error)
 				mu.Lock()
 				acked[id] = val
 				mu.Unlock()
+				byNode[i].Add(1)
 			}
 		}()
 	}
@@ -394,10 +400,7 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res ChaosResult, err error)
 			res.Faults[kind]++
 		}
 		logf("bench chaos: %s on node %d", kind, i)
-		select {
-		case <-time.After(cfg.Step):
-		case <-ctx.Done():
-		}
+		waitStep(ctx, cfg, byNode, i, kind)
 	}
 	if heal != nil {
 		if err := heal(); err != nil {
@@ -479,6 +482,27 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res ChaosResult, err error)
 		}
 	}
 	return res, nil
+}
+
+// waitStep lets fault kind on node i last cfg.Step, or, with cfg.StepWrites, until every
+// node it leaves able to write has acknowledged that many writes since it began.
+func waitStep(ctx context.Context, cfg ChaosConfig, byNode []atomic.Int64, i int, kind string) {
+	base := make([]int64, len(byNode))
+	for j := range byNode {
+		base[j] = byNode[j].Load()
+	}
+	_ = poll(ctx, cfg.Step, 20*time.Millisecond, func() (bool, error) {
+		if cfg.StepWrites <= 0 {
+			return false, nil
+		}
+		for j := range byNode {
+			down := j == i && (kind == "kill -9" || kind == "disk full") // cannot acknowledge
+			if !down && byNode[j].Load()-base[j] < int64(cfg.StepWrites) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
 }
 
 func sortedHeads(h map[log.SiteID]log.Version) []string {

@@ -38,6 +38,7 @@ lost, and the time to converge after the faults ended; exit 1 when an invariant 
 	fs.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "agents to start")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "time under faults")
 	fs.DurationVar(&cfg.Step, "step", cfg.Step, "time between faults")
+	fs.IntVar(&cfg.StepWrites, "step-writes", 0, "end a step early once every node the fault leaves able to write has acknowledged this many writes under it (0: every step lasts --step)")
 	fs.DurationVar(&cfg.Converge, "converge", cfg.Converge, "longest wait for convergence after the faults")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the fault schedule and writes")
 	netns := true
