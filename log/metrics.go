@@ -42,6 +42,7 @@ func newStoreMetrics() *storeMetrics {
 
 var (
 	descQueue    = prometheus.NewDesc("patina_log_append_queue_length", "Append calls queued for the committer.", nil, nil)
+	descInflight = prometheus.NewDesc("patina_log_commit_groups_in_flight", "Group commits written and waiting for their WAL sync (at most the commit depth).", nil, nil)
 	descLastSeq  = prometheus.NewDesc("patina_log_last_seq", "Local arrival seq of the newest complete version.", nil, nil)
 	descVersions = prometheus.NewDesc("patina_log_versions", "Versions held, by state (complete or partial).", []string{"state"}, nil)
 	descChanges  = prometheus.NewDesc("patina_log_changes", "Changes (cells) held.", nil, nil)
@@ -49,7 +50,7 @@ var (
 	descDisk     = prometheus.NewDesc("patina_log_disk_bytes", "Size of the log's Pebble store on disk.", nil, nil)
 	descSites    = prometheus.NewDesc("patina_log_sites", "Sites with versions in the log.", nil, nil)
 	descAppends  = prometheus.NewDesc("patina_log_appends_total", "Append and AppendLocal calls queued.", nil, nil)
-	descSyncs    = prometheus.NewDesc("patina_log_syncs_total", "Group commits (fsyncs).", nil, nil)
+	descSyncs    = prometheus.NewDesc("patina_log_syncs_total", "Group commits, each waited for a WAL sync (pipelined groups may share one fsync).", nil, nil)
 	descWaiting  = prometheus.NewDesc("patina_log_tails_waiting", "Tails and Wait calls blocked at the end of the log.", nil, nil)
 	descCleared  = prometheus.NewDesc("patina_log_cleared_versions", "Versions held cleared (all changes superseded; kept as ranges in the vector).", nil, nil)
 	descHorizon  = prometheus.NewDesc("patina_log_compaction_horizon_seq", "Oldest arrival seq a replay is exact from (0: nothing compacted).", nil, nil)
@@ -73,7 +74,7 @@ type storeCollector struct{ s *Store }
 func (s *Store) Collector() prometheus.Collector { return storeCollector{s} }
 
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueue, descLastSeq, descVersions, descChanges, descBytes, descDisk, descSites, descAppends, descSyncs, descWaiting, descCleared, descHorizon, descHorizTS,
+	for _, d := range []*prometheus.Desc{descQueue, descInflight, descLastSeq, descVersions, descChanges, descBytes, descDisk, descSites, descAppends, descSyncs, descWaiting, descCleared, descHorizon, descHorizTS,
 		descCorruptions, descDamaged, descDiskFull, descRefused, descFreeBytes, descRepairs, descRepairedOut, descRepairWait} {
 		ch <- d
 	}
@@ -93,6 +94,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	gauge(descQueue, float64(len(c.s.reqs)))
+	gauge(descInflight, float64(len(c.s.slots)))
 	gauge(descLastSeq, float64(st.LastSeq))
 	gauge(descVersions, float64(st.Versions), "complete")
 	gauge(descVersions, float64(st.Partials), "partial")

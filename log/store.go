@@ -47,7 +47,12 @@ type Options struct {
 	// NoRepair: damage found while reading is reported but not repaired (Repair still
 	// can be called). Tests of the damage reports use it.
 	NoRepair bool
-	Logger   *slog.Logger
+	// CommitDepth is how many group commits may be on their way to disk at once: while one
+	// group's WAL sync runs, the next is collected, built and written behind it, so the disk
+	// is never idle waiting for the committer. 0 means DefaultCommitDepth; 1 makes each group
+	// wait for the previous group's sync before it is built (the store before pipelining).
+	CommitDepth int
+	Logger      *slog.Logger
 }
 
 // DefaultCacheBytes is the default Options.CacheBytes.
@@ -76,7 +81,7 @@ type Stats struct {
 	LastSeq   Seq
 	Sites     int
 	Appends   uint64 // Append calls
-	Syncs     uint64 // group commits (fsyncs)
+	Syncs     uint64 // group commits (each waited for a WAL sync; pipelined groups may share one)
 	// Compaction (see Compact): versions held cleared (part of Versions), changes dropped
 	// and versions cleared by this node's compactions since the log was made, and the
 	// oldest points a replay is exact from.
@@ -90,7 +95,8 @@ type Stats struct {
 
 // Store is the append-only log of changesets on Pebble. All methods are safe for concurrent
 // use. Writes go through one committer goroutine that group-commits whatever callers queued
-// while the previous batch was being synced.
+// while the previous group was being written, and one goroutine that waits for each group's
+// sync and answers its callers (commitLoop).
 type Store struct {
 	fs      vfs.FS
 	dir     string
@@ -126,8 +132,17 @@ type Store struct {
 	localMu   sync.Mutex
 	nextLocal atomic.Uint64
 
-	// Committer-only state: the vector including what is being committed.
-	work *Vector
+	// Committer-only state: the vector, arrival seq and counters including the groups
+	// written and not yet published (see commitLoop).
+	work             *Vector
+	wLastSeq         Seq
+	wChanges, wBytes uint64
+
+	// The commit pipeline: a token in slots per group on its way to disk; synced carries
+	// them from commitLoop to syncLoop, which closes syncDone when it ends.
+	slots    chan struct{}
+	synced   chan *inflight
+	syncDone chan struct{}
 
 	// mu guards the published (durable) state below.
 	mu      sync.RWMutex
@@ -219,6 +234,11 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 		closedCh: make(chan struct{}), notify: make(chan struct{}),
 		repairs: make(chan *repairReq), noRepair: opts.NoRepair,
 	}
+	depth := opts.CommitDepth
+	if depth <= 0 {
+		depth = DefaultCommitDepth
+	}
+	s.slots, s.synced, s.syncDone = make(chan struct{}, depth), make(chan *inflight, depth), make(chan struct{})
 	if s.maxPart <= 0 {
 		s.maxPart = DefaultMaxPartChanges
 	}
@@ -686,27 +706,67 @@ func (s *Store) NextLocalVersion() Version { return Version(s.nextLocal.Load()) 
 // maxBatchItems bounds one group commit, so that one huge queue does not make one huge batch.
 const maxBatchItems = 8192
 
+// DefaultCommitDepth is the default Options.CommitDepth: one group syncing while the next is
+// built and written behind it.
+const DefaultCommitDepth = 2
+
+// The commit pipeline. commitLoop collects a group of queued appends, builds its Pebble
+// batch on the working vector and writes it to the WAL and memtable without waiting for the
+// sync (ApplyNoSyncWait); syncLoop then waits for each group's sync in the order the groups
+// were written and only then publishes it (vector, last seq, counters) and answers its
+// callers. So an answer never precedes the durability of what it answers, and Pebble's WAL
+// being one ordered file means a group is durable only once every earlier one is. While
+// group N's fsync runs, group N+1 is collected, built and written behind it, and its sync
+// starts as soon as N's ends. A token in slots stands for a group on its way (CommitDepth
+// at most); a group with nothing to write (every item already held by the working vector,
+// or refused) goes through syncLoop too, because "held" there may mean "held by a group not
+// synced yet".
+
+// inflight is one group between commitLoop and syncLoop.
+type inflight struct {
+	reqs    []*appendReq
+	b       *pebble.Batch // nil: nothing to write
+	wait    bool          // b was applied without waiting for its sync: SyncWait before publishing
+	err     error         // writing b failed
+	ops     []pubOp
+	lastSeq Seq
+	changes uint64 // totals after this group
+	bytes   uint64
+	start   time.Time
+}
+
 // commitLoop is the only writer of the db after Open.
 func (s *Store) commitLoop() {
 	defer close(s.done)
-	var batch []*appendReq
+	go s.syncLoop()
+	s.resetWork()
 	lastBatch := 0
 	for {
+		var batch []*appendReq
 		select {
 		case <-s.quit:
+			s.flushPipeline()
 			s.drain(ErrClosed)
+			close(s.synced)
+			<-s.syncDone
 			return
 		case req := <-s.reqs:
-			batch = append(batch[:0], req)
+			batch = append(make([]*appendReq, 0, 8), req)
 		case cr := <-s.compacts:
+			s.flushPipeline()
 			s.commitCompaction(cr)
+			s.resetWork()
 			close(cr.done)
 			continue
 		case rr := <-s.repairs:
+			s.flushPipeline()
 			s.commitRepair(rr)
+			s.resetWork()
 			close(rr.done)
 			continue
 		}
+		// Wait for room in the pipeline; what queues meanwhile joins this group.
+		s.slots <- struct{}{}
 		n := len(batch[0].items)
 		// Yield once, and only when the last batch was shared: a lone writer has nobody
 		// to wait for.
@@ -719,7 +779,7 @@ func (s *Store) commitLoop() {
 				n += len(req.items)
 			default:
 				// Writers woken by the last commit are still encoding their next append;
-				// one yield lets them queue it for this fsync instead of the next.
+				// one yield lets them queue it for this group instead of the next.
 				if !canYield {
 					break more
 				}
@@ -728,15 +788,42 @@ func (s *Store) commitLoop() {
 			}
 		}
 		lastBatch = len(batch)
-		start := time.Now()
-		if s.commit(batch) {
-			s.metrics.commitSeconds.Observe(time.Since(start).Seconds())
-			s.metrics.batchAppends.Observe(float64(len(batch)))
+		s.synced <- s.commit(batch)
+	}
+}
+
+// flushPipeline waits until every group written has been synced and published (committer
+// only): compaction and repair read and replace the published state.
+func (s *Store) flushPipeline() {
+	for range cap(s.slots) {
+		s.slots <- struct{}{}
+	}
+	for range cap(s.slots) {
+		<-s.slots
+	}
+}
+
+// resetWork takes the committer's running arrival seq and counters from the published
+// state (committer only, with nothing in flight).
+func (s *Store) resetWork() {
+	s.mu.RLock()
+	s.wLastSeq, s.wChanges, s.wBytes = s.lastSeq, s.changes, s.bytes
+	s.mu.RUnlock()
+}
+
+// syncLoop publishes the groups commitLoop wrote, in order, each once it is durable, and
+// answers their callers.
+func (s *Store) syncLoop() {
+	defer close(s.syncDone)
+	for f := range s.synced {
+		if s.publish(f) {
+			s.metrics.commitSeconds.Observe(time.Since(f.start).Seconds())
+			s.metrics.batchAppends.Observe(float64(len(f.reqs)))
 		}
-		for i := range batch {
-			close(batch[i].done)
-			batch[i] = nil
+		for _, r := range f.reqs {
+			close(r.done)
 		}
+		<-s.slots
 	}
 }
 
@@ -762,21 +849,20 @@ type pubOp struct {
 	digest      Digest // of the version this part completes (zero: none, or not complete)
 }
 
-// commit writes one group of requests as one Pebble batch with one sync; it reports whether
-// it wrote (and synced) anything.
-func (s *Store) commit(reqs []*appendReq) bool {
+// commit builds one group of requests into one Pebble batch on the working vector and
+// writes it without waiting for its sync (committer only); syncLoop publishes it.
+func (s *Store) commit(reqs []*appendReq) *inflight {
+	f := &inflight{reqs: reqs, start: time.Now()}
 	s.mu.RLock()
 	failed := s.failed
-	lastSeq := s.lastSeq
 	s.mu.RUnlock()
 	if failed != nil {
 		for _, r := range reqs {
 			r.err = failed
 		}
-		return false
+		return f
 	}
-	g := groupCommit{b: s.db.NewBatch(), lastSeq: lastSeq, dirtySites: map[SiteID]struct{}{}, dirtyParts: map[partKey]struct{}{}}
-	defer g.b.Close()
+	g := groupCommit{b: s.db.NewBatch(), lastSeq: s.wLastSeq, dirtySites: map[SiteID]struct{}{}, dirtyParts: map[partKey]struct{}{}}
 	for _, r := range reqs {
 		if err := s.check(r); err != nil {
 			r.err = err
@@ -787,34 +873,65 @@ func (s *Store) commit(reqs []*appendReq) bool {
 		}
 	}
 	if len(g.ops) == 0 {
+		g.b.Close()
+		return f
+	}
+	f.changes, f.bytes = s.persistAppends(&g)
+	f.b, f.ops, f.lastSeq = g.b, g.ops, g.lastSeq
+	s.wLastSeq, s.wChanges, s.wBytes = g.lastSeq, f.changes, f.bytes
+	if s.wopts.Sync {
+		f.err = s.db.ApplyNoSyncWait(f.b, s.wopts)
+		f.wait = f.err == nil
+	} else {
+		f.err = f.b.Commit(s.wopts)
+	}
+	return f
+}
+
+// publish waits for a written group's sync and publishes it (syncLoop only); it reports
+// whether the group wrote (and synced) anything.
+func (s *Store) publish(f *inflight) bool {
+	if f.b == nil {
 		return false
 	}
-	totChanges, totBytes := s.persistAppends(&g)
-	err := g.b.Commit(s.wopts)
+	err := f.err
+	if f.wait {
+		err = f.b.SyncWait()
+	}
+	if f.err == nil {
+		// Pebble forbids closing a batch whose failed apply may still be in its pipeline.
+		defer f.b.Close()
+	}
 	s.syncs.Add(1)
 	s.mu.Lock()
+	if err == nil && s.failed != nil {
+		// An earlier group failed: what this one adds assumes that one published.
+		err = s.failed
+	}
 	if err != nil {
 		// The committer's working vector is now ahead of the disk; rather than unwind it,
 		// refuse every later write. Reopening reads the truth back from disk.
-		s.failed = fmt.Errorf("log commit failed, reopen the store: %w", err)
-		s.mu.Unlock()
-		s.logger.Error("commit failed", "err", err)
-		for _, r := range reqs {
+		if s.failed == nil {
+			s.failed = fmt.Errorf("log commit failed, reopen the store: %w", err)
+			s.logger.Error("commit failed", "err", err)
+		}
+		for _, r := range f.reqs {
 			if r.err == nil {
 				r.err = s.failed
 			}
 		}
+		s.mu.Unlock()
 		return false
 	}
-	for _, op := range g.ops {
+	for _, op := range f.ops {
 		s.vec.AddPart(op.site, op.ver, op.lastSeq, op.first, op.last)
 		if !op.digest.IsZero() {
 			s.vec.Site(op.site).Content.Add(op.digest)
 		}
 	}
-	s.changes, s.bytes = totChanges, totBytes
-	if g.lastSeq > s.lastSeq {
-		s.lastSeq = g.lastSeq
+	s.changes, s.bytes = f.changes, f.bytes
+	if f.lastSeq > s.lastSeq {
+		s.lastSeq = f.lastSeq
 		close(s.notify)
 		s.notify = make(chan struct{})
 	}
@@ -893,9 +1010,7 @@ func (s *Store) persistAppends(g *groupCommit) (changes, bytes uint64) {
 	for pk := range g.dirtyParts {
 		g.b.Set(partialKey(pk.site, pk.ver), encodePartialValue(s.work.Partial(pk.site, pk.ver)), nil)
 	}
-	s.mu.RLock()
-	changes, bytes = s.changes+g.changes, s.bytes+g.bytes
-	s.mu.RUnlock()
+	changes, bytes = s.wChanges+g.changes, s.wBytes+g.bytes
 	var st [16]byte
 	binary.BigEndian.PutUint64(st[:], changes)
 	binary.BigEndian.PutUint64(st[8:], bytes)
