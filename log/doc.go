@@ -89,16 +89,30 @@
 // changesets into parts of at most Options.MaxPartChanges changes and encodes them in the
 // caller's goroutine, then queues one request and waits. The committer takes the first
 // queued request and every other one already waiting (up to maxBatchItems parts), decides
-// against its working vector what is new, writes it all into one Pebble batch and commits it
-// with one fsync. While that fsync runs, new requests queue up and become the next batch.
+// against its working vector what is new, writes it all into one Pebble batch and hands it
+// to Pebble without waiting for the WAL's fsync (ApplyNoSyncWait). A second goroutine
+// (syncLoop) takes the groups in the order they were written, waits for each one's fsync and
+// only then publishes it to the read side (vector, LastSeq, counters, under a short lock),
+// wakes tails and answers its callers. The commit is pipelined: while group N's fsync runs,
+// the committer collects group N+1, builds it and writes it behind N, so its fsync starts as
+// soon as N's ends, instead of the disk waiting for the committer between two groups.
+// Options.CommitDepth (default 2) bounds the groups on their way; 1 is the serial committer.
+// Invariants: an answer never precedes the fsync of what it answers
+// (TestPipelinedCommitAcksAfterSync holds the fsync; TestAckedAppendsSurvivePowerLoss checks
+// every answered append against copies of a filesystem that forgets unsynced data); the WAL is one ordered
+// file, so a group is durable only once every earlier one is, and syncLoop publishes in that
+// order; a group with nothing new (its items held by the working vector, which includes
+// groups not synced yet) still waits its turn in syncLoop, because "held" may mean "held by
+// a group still on its way". Compaction and repair read and replace the published state, so
+// the committer lets the pipeline drain before running them.
 // There is no timer: a lone writer pays one fsync per append and never waits for company.
 // When the last batch was shared, the committer yields the processor once before it stops
 // collecting, so that writers just woken by the last commit can queue their next append for
-// this fsync rather than the next one (with 16 writers this raised the appends per fsync
-// from about 7 to about 12 on the 2-core bench machine, at no cost to a lone writer). After a successful commit the committer publishes the batch to the read side
-// (vector, LastSeq, counters) under a short lock and wakes tails. A failed commit leaves the
-// working vector ahead of the disk, so the store refuses every later write until it is
-// reopened, which reads the truth back from disk.
+// this group rather than the next one (with 16 writers this raised the appends per fsync
+// from about 7 to about 12 on the 2-core bench machine, at no cost to a lone writer). A failed
+// write or fsync leaves the working vector ahead of the disk, so the store refuses every
+// later write (groups already on their way fail too) until it is reopened, which reads the
+// truth back from disk.
 //
 // Readers (Get, Scan, Read, Tail, Vector, Missing) never wait for the committer: they read
 // the published state under a read lock and Pebble's own snapshots. Vector and Missing take
