@@ -85,7 +85,7 @@ func (s *Server) handleRejoin(w http.ResponseWriter, r *http.Request) error {
 	defer cancel()
 	rep, err := ca.Rejoin(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUnreachable, err)
+		return fmt.Errorf("%w: %w", errUnreachable, err)
 	}
 	if rep.Addresses == nil {
 		rep.Addresses = []string{}

@@ -172,62 +172,13 @@ func DecodeVector(b []byte) (*Vector, error) {
 		if sv.Versions, err = d.ranges(false); err != nil {
 			return nil, err
 		}
-		np, err := d.arrayLen()
-		if err != nil {
+		if err := d.partials(sv); err != nil {
 			return nil, err
-		}
-		for range np {
-			pf, err := d.arrayLen()
-			if err != nil {
-				return nil, err
-			}
-			if pf < 3 {
-				return nil, d.fail(fmt.Errorf("partial array of %d fields, want at least 3", pf))
-			}
-			ver, err := d.uint()
-			if err != nil {
-				return nil, err
-			}
-			p := &Partial{}
-			if p.LastOrd, err = d.uint(); err != nil {
-				return nil, err
-			}
-			if p.Held, err = d.ranges(true); err != nil {
-				return nil, err
-			}
-			if err := d.skipExtra(pf - 3); err != nil {
-				return nil, err
-			}
-			if err := CheckPartial(sv, Version(ver), p); err != nil {
-				return nil, d.fail(err)
-			}
-			if sv.Partials == nil {
-				sv.Partials = map[Version]*Partial{}
-			}
-			sv.Partials[Version(ver)] = p
 		}
 		extra := fields - 3
 		if extra > 0 { // the content sum
 			extra--
-			n, err := d.arrayLen()
-			if err != nil {
-				return nil, err
-			}
-			if n < 2 {
-				return nil, d.fail(fmt.Errorf("content sum of %d fields, want at least 2", n))
-			}
-			x, err := d.bin()
-			if err != nil {
-				return nil, err
-			}
-			if len(x) != len(Digest{}) {
-				return nil, d.fail(fmt.Errorf("content sum of %d bytes", len(x)))
-			}
-			copy(sv.Content.Xor[:], x)
-			if sv.Content.N, err = d.uint(); err != nil {
-				return nil, err
-			}
-			if err := d.skipExtra(n - 2); err != nil {
+			if err := d.contentSum(sv); err != nil {
 				return nil, err
 			}
 		}
@@ -242,6 +193,69 @@ func DecodeVector(b []byte) (*Vector, error) {
 		return nil, d.fail(errors.New("trailing bytes"))
 	}
 	return v, nil
+}
+
+// partials reads a site's partial versions (an array of [version, last ordinal, held
+// ranges, ...]) into sv, whose versions are read already: each is checked against them.
+func (d *decoder) partials(sv *SiteVector) error {
+	np, err := d.arrayLen()
+	if err != nil {
+		return err
+	}
+	for range np {
+		pf, err := d.arrayLen()
+		if err != nil {
+			return err
+		}
+		if pf < 3 {
+			return d.fail(fmt.Errorf("partial array of %d fields, want at least 3", pf))
+		}
+		ver, err := d.uint()
+		if err != nil {
+			return err
+		}
+		p := &Partial{}
+		if p.LastOrd, err = d.uint(); err != nil {
+			return err
+		}
+		if p.Held, err = d.ranges(true); err != nil {
+			return err
+		}
+		if err := d.skipExtra(pf - 3); err != nil {
+			return err
+		}
+		if err := CheckPartial(sv, Version(ver), p); err != nil {
+			return d.fail(err)
+		}
+		if sv.Partials == nil {
+			sv.Partials = map[Version]*Partial{}
+		}
+		sv.Partials[Version(ver)] = p
+	}
+	return nil
+}
+
+// contentSum reads a site's content sum ([xor of the digests, count, ...]) into sv.
+func (d *decoder) contentSum(sv *SiteVector) error {
+	n, err := d.arrayLen()
+	if err != nil {
+		return err
+	}
+	if n < 2 {
+		return d.fail(fmt.Errorf("content sum of %d fields, want at least 2", n))
+	}
+	x, err := d.bin()
+	if err != nil {
+		return err
+	}
+	if len(x) != len(Digest{}) {
+		return d.fail(fmt.Errorf("content sum of %d bytes", len(x)))
+	}
+	copy(sv.Content.Xor[:], x)
+	if sv.Content.N, err = d.uint(); err != nil {
+		return err
+	}
+	return d.skipExtra(n - 2)
 }
 
 // CheckPartial reports whether p is a consistent held part of version ver of a site whose
