@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -428,27 +427,10 @@ func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector, resend []log.Sit
 		if err != nil {
 			return err
 		}
-		vs := make([]log.Version, 0, len(sm.Parts))
-		for v := range sm.Parts {
-			vs = append(vs, v)
-		}
-		sort.Slice(vs, func(i, j int) bool { return vs[i] < vs[j] })
-		for _, v := range vs {
-			need := sm.Parts[v]
-			for cs, err := range g.log.Scan(sm.Site, v, v) {
-				if errors.Is(err, log.ErrCorrupt) {
-					done.Damaged++
-					break
-				}
-				if err != nil {
-					return fmt.Errorf("scan %v/%d: %w", sm.Site, v, err)
-				}
-				if overlaps(need, cs.Span) {
-					if err := write(cs); err != nil {
-						return err
-					}
-				}
-			}
+		skipped, err = g.sendParts(sm.Site, sm.Parts, write)
+		done.Damaged += skipped
+		if err != nil {
+			return err
 		}
 	}
 	for _, site := range resend {
@@ -476,6 +458,34 @@ func (g *Gossip) sendMissing(out io.Writer, theirs *log.Vector, resend []log.Sit
 	g.m.versionsSent.WithLabelValues("sync").Add(float64(done.Changesets))
 	g.m.bytesSent.WithLabelValues("sync").Add(float64(bytes))
 	return nil
+}
+
+// sendParts writes the parts of site's versions that the peer lacks (need, by version,
+// oldest version first) with write; a version in a damaged part of the log is skipped and
+// counted in damaged.
+func (g *Gossip) sendParts(site log.SiteID, need map[log.Version]log.RangeSet, write func(*log.Changeset) error) (damaged uint64, err error) {
+	vs := make([]log.Version, 0, len(need))
+	for v := range need {
+		vs = append(vs, v)
+	}
+	slices.Sort(vs)
+	for _, v := range vs {
+		for cs, err := range g.log.Scan(site, v, v) {
+			if errors.Is(err, log.ErrCorrupt) {
+				damaged++
+				break
+			}
+			if err != nil {
+				return damaged, fmt.Errorf("scan %v/%d: %w", site, v, err)
+			}
+			if overlaps(need[v], cs.Span) {
+				if err := write(cs); err != nil {
+					return damaged, err
+				}
+			}
+		}
+	}
+	return damaged, nil
 }
 
 // DamageReporter is implemented by a Log that knows which versions lie in damaged files

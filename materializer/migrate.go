@@ -271,40 +271,8 @@ func (m *Materializer) foldSchema(ctx context.Context, cs *log.Changeset) error 
 	if _, err := w.c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("fold schema: %w", err)
 	}
-	var ms *mergedSchema
-	var changed bool
-	var rebuilt []string
-	var refolded int
-	err := func() error {
-		if err := insertElements(ctx, w.c, elementsOf(cs)); err != nil {
-			return err
-		}
-		els, err := readElements(ctx, w.c)
-		if err != nil {
-			return err
-		}
-		if ms, err = mergeSchema(ctx, els); err != nil {
-			return err
-		}
-		if changed, rebuilt, err = realize(ctx, w.c, ms, true); err != nil {
-			return err
-		}
-		if len(rebuilt) > 0 {
-			// The refold needs the recreated tables' new shape (no capture triggers: those
-			// writes are the log's, not local ones).
-			tables, err := loadTables(ctx, w.c)
-			if err != nil {
-				return err
-			}
-			m.tables, m.aff = tables, &affinityConv{}
-			w.resetStmts()
-			if refolded, err = m.refoldTables(ctx, rebuilt, cs.Seq); err != nil {
-				return err
-			}
-		}
-		_, err = w.exec(ctx, "UPDATE "+metaTable+" SET value = ? WHERE key = 'fold_pos'", int64(cs.Seq))
-		return err
-	}()
+	var f schemaFold
+	err := m.foldSchemaTx(ctx, cs, &f)
 	if err == nil {
 		_, err = w.c.ExecContext(ctx, "COMMIT")
 	}
@@ -327,21 +295,21 @@ func (m *Materializer) foldSchema(ctx context.Context, cs *log.Changeset) error 
 		return fmt.Errorf("fold schema: reload: %w", err)
 	}
 	m.met.schemaChangesets.Inc()
-	if len(rebuilt) > 0 {
-		m.met.schemaTableRebuilds.Add(float64(len(rebuilt)))
+	if len(f.rebuilt) > 0 {
+		m.met.schemaTableRebuilds.Add(float64(len(f.rebuilt)))
 		m.logger.Warn("schema changeset reorders or redefines columns; rebuilt those tables from the log",
-			"site", cs.Site, "version", cs.Version, "tables", rebuilt, "changes", refolded, "took", time.Since(start))
+			"site", cs.Site, "version", cs.Version, "tables", f.rebuilt, "changes", f.refolded, "took", time.Since(start))
 	}
-	if err := m.publishSchema(ctx, ms); err != nil {
+	if err := m.publishSchema(ctx, f.ms); err != nil {
 		return err
 	}
 	level := slog.LevelDebug
-	if changed {
+	if f.changed {
 		level = slog.LevelInfo
 	}
 	m.logger.Log(ctx, level, "schema changeset folded", "site", cs.Site, "version", cs.Version, "elements", len(cs.Changes),
-		"changed", changed, "took", time.Since(start))
-	if changed {
+		"changed", f.changed, "took", time.Since(start))
+	if f.changed {
 		if err := m.refoldPending(ctx); err != nil {
 			return fmt.Errorf("fold schema: refold pending changes: %w", err)
 		}
@@ -350,6 +318,50 @@ func (m *Materializer) foldSchema(ctx context.Context, cs *log.Changeset) error 
 	// this schema is part of what they expect to read.
 	m.setFoldPos(cs.Seq)
 	return nil
+}
+
+// schemaFold is what foldSchemaTx did: the merged schema, whether the view changed, the
+// tables recreated and the changes refolded into them.
+type schemaFold struct {
+	ms       *mergedSchema
+	changed  bool
+	rebuilt  []string
+	refolded int
+}
+
+// foldSchemaTx is foldSchema's transaction (BEGIN is done, COMMIT or ROLLBACK is the
+// caller's): record cs's elements, merge every element held, bring the view to the merged
+// schema and refold the tables that had to be recreated.
+func (m *Materializer) foldSchemaTx(ctx context.Context, cs *log.Changeset, f *schemaFold) error {
+	w := m.w
+	if err := insertElements(ctx, w.c, elementsOf(cs)); err != nil {
+		return err
+	}
+	els, err := readElements(ctx, w.c)
+	if err != nil {
+		return err
+	}
+	if f.ms, err = mergeSchema(ctx, els); err != nil {
+		return err
+	}
+	if f.changed, f.rebuilt, err = realize(ctx, w.c, f.ms, true); err != nil {
+		return err
+	}
+	if len(f.rebuilt) > 0 {
+		// The refold needs the recreated tables' new shape (no capture triggers: those
+		// writes are the log's, not local ones).
+		tables, err := loadTables(ctx, w.c)
+		if err != nil {
+			return err
+		}
+		m.tables, m.aff = tables, &affinityConv{}
+		w.resetStmts()
+		if f.refolded, err = m.refoldTables(ctx, f.rebuilt, cs.Seq); err != nil {
+			return err
+		}
+	}
+	_, err = w.exec(ctx, "UPDATE "+metaTable+" SET value = ? WHERE key = 'fold_pos'", int64(cs.Seq))
+	return err
 }
 
 // foldDuplicateSchema records elements that change nothing (see duplicates) with the fold
