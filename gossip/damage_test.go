@@ -3,7 +3,6 @@ package gossip
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -75,16 +74,7 @@ func TestSyncSkipsDamagedVersions(t *testing.T) {
 	// A holds X and Y in one table file, in which a failing disk damages a block of X's.
 	a := &testNode{tb: t, dir: t.TempDir(), site: log.NewSiteID()}
 	for _, p := range appendAndFlush(t, filepath.Join(a.dir, "log"), a.site, append(slices.Clone(xs), ys...)) {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := len(b) / 4; i < len(b)/4+64; i++ {
-			b[i] ^= 0x5a
-		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		testutil.DamageFile(t, p, 0.25)
 	}
 	a.cfg = TestConfig()
 	a.cfg.ClusterID, a.cfg.Logger = "test", testLogger()

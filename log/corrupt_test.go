@@ -3,8 +3,6 @@ package log
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,22 +17,7 @@ func corruptSSTs(tb testing.TB, dir string) int { return corruptSSTsAt(tb, dir, 
 
 // corruptSSTsAt is corruptSSTs at a fraction of each file's length.
 func corruptSSTsAt(tb testing.TB, dir string, at float64) int {
-	tb.Helper()
-	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
-	for _, p := range ssts {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		off := int(float64(len(b)) * at)
-		for i := off; i < off+64 && i < len(b); i++ {
-			b[i] ^= 0x5a
-		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return len(ssts)
+	return testutil.DamageTables(tb, dir, at)
 }
 
 // Damage inside a Pebble block is an error of the reads that meet it, never a panic (Pebble's

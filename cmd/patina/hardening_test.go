@@ -382,20 +382,7 @@ func TestClusterRepairsDamagedLog(t *testing.T) {
 // as a failing disk would.
 func damageTables(t *testing.T, dir string) {
 	t.Helper()
-	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
-	if len(ssts) == 0 {
+	if testutil.DamageTables(t, dir, 0.25) == 0 {
 		t.Fatal("no table file to damage")
-	}
-	for _, p := range ssts {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := len(b) / 4; i < len(b)/4+64; i++ {
-			b[i] ^= 0x5a
-		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
