@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/patinadb/patina/api/client"
 	"github.com/patinadb/patina/log"
 )
 
@@ -28,34 +29,16 @@ type ClusterAdmin interface {
 	Reconcile(ctx context.Context) (ReconcileReport, error)
 }
 
-// RejoinReport is the answer of POST /v1/admin/cluster/rejoin.
-type RejoinReport struct {
-	Addresses []string `json:"addresses"` // gossip addresses joined
-	Contacted int      `json:"contacted"` // how many answered
-	Alive     int      `json:"alive"`     // peers alive after, this node excluded
-}
-
-// ReconcileReport is the answer of POST /v1/admin/sync/reconcile.
-type ReconcileReport struct {
-	// Before and After: versions missing per site (sites missing none left out).
-	Before map[log.SiteID]uint64 `json:"before"`
-	After  map[log.SiteID]uint64 `json:"after"`
-	// Passes over the alive peers, sessions completed, refused (busy) and failed.
-	Passes   int `json:"passes"`
-	Sessions int `json:"sessions"`
-	Busy     int `json:"busy"`
-	Failed   int `json:"failed"`
-	Peers    int `json:"peers"`
-	// Complete: nothing is missing any more. When false, After names the sites whose
-	// versions no reachable peer holds (or the request's time ran out: see the status).
-	Complete bool `json:"complete"`
-}
-
-// gapsAnswer is GET /v1/admin/sync/gaps.
-type gapsAnswer struct {
-	Total uint64                `json:"total"`
-	Sites map[log.SiteID]uint64 `json:"sites"`
-}
+// The answers' types are the Go client's (api imports api/client, never the reverse), so
+// that server and client cannot drift apart.
+type (
+	// RejoinReport is the answer of POST /v1/admin/cluster/rejoin.
+	RejoinReport = client.RejoinReport
+	// ReconcileReport is the answer of POST /v1/admin/sync/reconcile.
+	ReconcileReport = client.ReconcileReport
+	// gapsAnswer is GET /v1/admin/sync/gaps.
+	gapsAnswer = client.Gaps
+)
 
 // defaultReconcileTimeout bounds a reconcile without ?timeout: as long as a query may run.
 const defaultReconcileTimeout = defaultQueryTimeout

@@ -38,14 +38,19 @@ func (c *Client) SyncGaps(ctx context.Context) (Gaps, error) {
 
 // ReconcileReport is what POST /v1/admin/sync/reconcile did.
 type ReconcileReport struct {
-	Before   map[format.SiteID]uint64 `json:"before"`
-	After    map[format.SiteID]uint64 `json:"after"`
-	Passes   int                      `json:"passes"`
-	Sessions int                      `json:"sessions"`
-	Busy     int                      `json:"busy"`
-	Failed   int                      `json:"failed"`
-	Peers    int                      `json:"peers"`
-	Complete bool                     `json:"complete"`
+	// Before and After: versions missing per site (sites missing none left out).
+	Before map[format.SiteID]uint64 `json:"before"`
+	After  map[format.SiteID]uint64 `json:"after"`
+	// Passes over the alive peers, sessions completed, refused (busy) and failed, and the
+	// peers alive.
+	Passes   int `json:"passes"`
+	Sessions int `json:"sessions"`
+	Busy     int `json:"busy"`
+	Failed   int `json:"failed"`
+	Peers    int `json:"peers"`
+	// Complete: nothing is missing any more. When false, After names the sites whose
+	// versions no reachable peer holds (or the request's time ran out: see the status).
+	Complete bool `json:"complete"`
 }
 
 // ReconcileGaps asks the agent to sync with every alive peer now until it lacks nothing a
