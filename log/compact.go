@@ -46,19 +46,39 @@ type CompactOptions struct {
 	// compaction.
 	Batch int
 	// MaxVersions stops the pass after this many versions (0: no limit); Next says where to
-	// resume.
+	// resume (a full pass), or the versions not reached come back in Retry (a pass over
+	// Candidates).
 	MaxVersions int
-	Judge       Judge
+	// Candidates, when not nil, makes the pass incremental: it judges only these versions
+	// (those held complete with data, folded by Through, and committed before Horizon),
+	// whatever their seq, instead of every version in (After, Through]. A version's changes
+	// can only become superseded when a later change to their rows is folded, so the caller
+	// names the versions a fold displaced from a row's clock, or that lost as they arrived,
+	// since they were last judged; a version judged live stays live until it is named again.
+	// After is ignored and Next is left as given.
+	Candidates map[SiteID]RangeSet
+	Judge      Judge
+}
+
+// Retry is a version that holds a superseded change that could not go yet: its winner
+// arrived after the pass began, or it or its winner is inside the retention window. A pass
+// over Candidates must name it again once NotBefore has left the window (0: at once).
+type Retry struct {
+	Site      SiteID
+	Version   Version
+	NotBefore Timestamp
 }
 
 // CompactResult says what one pass did.
 type CompactResult struct {
-	Scanned   int    // versions judged
+	Scanned   int    // versions read
+	Judged    int    // data versions handed to the judge
 	Rewritten int    // versions that kept only their live changes
 	Cleared   int    // versions whose changes were all dropped
 	Dropped   uint64 // changes dropped
 	Bytes     uint64 // encoded bytes removed
 	Next      Seq    // where a later pass resumes (After for its options)
+	Retry     []Retry
 }
 
 // compactionState is persisted under metaCompaction.
@@ -99,6 +119,11 @@ type rewrite struct {
 	dropped  uint64
 	oldBytes uint64
 	keep     *Changeset // the survivors, Compacted; nil clears the version
+	// parts, when known, are the first ordinals of the stored parts: they go by point
+	// deletes. A range delete would do, but every range tombstone costs each new iterator
+	// (and Pebble's table statistics) until it is compacted away, and a pass writes one
+	// per version.
+	parts []uint64
 }
 
 // compactReq is work for the committer: the rewrites of one compaction batch, or cleared
@@ -155,7 +180,14 @@ func (s *Store) Compact(ctx context.Context, opts CompactOptions) (CompactResult
 	}
 	p := &compactPass{s: s, horizon: opts.Horizon, arrived: arrived, tsCache: map[Dominator]Timestamp{}}
 	start := time.Now()
-	defer func() { s.metrics.compactSeconds.Observe(time.Since(start).Seconds()) }()
+	defer func() {
+		s.metrics.compactSeconds.Observe(time.Since(start).Seconds())
+		s.metrics.compactJudged.Observe(float64(res.Judged))
+	}()
+	if opts.Candidates != nil {
+		err := p.candidates(ctx, opts, through, batch, &res)
+		return res, err
+	}
 	for res.Next < through {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -175,28 +207,115 @@ func (s *Store) Compact(ctx context.Context, opts CompactOptions) (CompactResult
 			through = b.next // ends the pass after this batch
 		}
 		res.Scanned += b.scanned
-		if len(b.data) > 0 {
-			verdicts, err := opts.Judge(ctx, b.data)
-			if err != nil {
-				return res, fmt.Errorf("compact: judge: %w", err)
-			}
-			req, err := p.rewrites(b, verdicts, through)
-			if err != nil {
-				return res, err
-			}
-			if len(req.rewrites) > 0 {
-				if err := s.submitCompaction(ctx, req); err != nil {
-					return res, err
-				}
-				res.Rewritten += req.res.Rewritten
-				res.Cleared += req.res.Cleared
-				res.Dropped += req.res.Dropped
-				res.Bytes += req.res.Bytes
-			}
+		if err := p.judge(ctx, opts.Judge, b, through, &res); err != nil {
+			return res, err
 		}
 		res.Next = b.next
 	}
 	return res, nil
+}
+
+// judge has one batch judged and applies the verdicts: one short turn of the committer.
+// base is the least replay horizon the batch's drops move the store's to.
+func (p *compactPass) judge(ctx context.Context, judge Judge, b compactBatch, base Seq, res *CompactResult) error {
+	if len(b.data) == 0 {
+		return nil
+	}
+	res.Judged += len(b.data)
+	verdicts, err := judge(ctx, b.data)
+	if err != nil {
+		return fmt.Errorf("compact: judge: %w", err)
+	}
+	if err := p.prefetchTS(verdicts); err != nil {
+		return fmt.Errorf("compact: %w", err)
+	}
+	req, err := p.rewrites(b, verdicts, base, res)
+	if err != nil {
+		return err
+	}
+	if len(req.rewrites) == 0 {
+		return nil
+	}
+	if err := p.s.submitCompaction(ctx, req); err != nil {
+		return err
+	}
+	res.Rewritten += req.res.Rewritten
+	res.Cleared += req.res.Cleared
+	res.Dropped += req.res.Dropped
+	res.Bytes += req.res.Bytes
+	return nil
+}
+
+// candidates is a pass over opts.Candidates: they are read by (site, version) in batches,
+// one data iterator a batch, and judged; the rest of the log is not read.
+func (p *compactPass) candidates(ctx context.Context, opts CompactOptions, through Seq, batch int, res *CompactResult) error {
+	type cand struct {
+		site SiteID
+		ver  Version
+		seq  Seq
+	}
+	var list []cand
+	sites := make([]SiteID, 0, len(opts.Candidates))
+	for site := range opts.Candidates {
+		sites = append(sites, site)
+	}
+	slices.SortFunc(sites, func(a, b SiteID) int { return a.Compare(b) })
+	for _, site := range sites {
+		held := p.arrived[site] // by version; cleared and partial versions have no entry
+		for _, r := range opts.Candidates[site] {
+			// Walk what is held in the range, not the range: a wide range costs nothing.
+			i, _ := slices.BinarySearchFunc(held, Version(r.First), func(e verSeq, v Version) int { return cmp.Compare(e.ver, v) })
+			for ; i < len(held) && uint64(held[i].ver) <= r.Last; i++ {
+				if held[i].seq > through {
+					// Not folded yet when the pass began: the judge would answer live.
+					res.Retry = append(res.Retry, Retry{Site: site, Version: held[i].ver})
+					continue
+				}
+				list = append(list, cand{site, held[i].ver, held[i].seq})
+			}
+		}
+	}
+	for i := 0; i < len(list); i += batch {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if opts.MaxVersions > 0 && res.Scanned >= opts.MaxVersions {
+			for _, c := range list[i:] {
+				res.Retry = append(res.Retry, Retry{Site: c.site, Version: c.ver})
+			}
+			return nil
+		}
+		part := list[i:min(i+batch, len(list))]
+		refs := make([]verRef, len(part))
+		for j, c := range part {
+			refs[j] = verRef{c.site, c.ver}
+		}
+		css, sizes, parts, err := p.s.readVersions(refs)
+		if err != nil {
+			return fmt.Errorf("compact: %w", err)
+		}
+		res.Scanned += len(part)
+		var b compactBatch
+		for j, cs := range css {
+			if cs == nil {
+				continue // cleared or gone since the arrival index was read
+			}
+			cs.Seq = part[j].seq
+			if p.horizon != 0 && cs.TS >= p.horizon {
+				res.Retry = append(res.Retry, Retry{Site: cs.Site, Version: cs.Version, NotBefore: cs.TS})
+				continue
+			}
+			if cs.Kind == KindData && len(cs.Changes) > 0 {
+				b.data = append(b.data, cs)
+				b.dataSizes = append(b.dataSizes, sizes[j])
+				b.dataParts = append(b.dataParts, parts[j])
+			}
+		}
+		if err := p.judge(ctx, opts.Judge, b, 0, res); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // compactPass is what one Compact call knows across its batches.
@@ -215,6 +334,7 @@ type compactBatch struct {
 	stop      bool // the retention window starts in this batch: the pass ends with it
 	data      []*Changeset
 	dataSizes []uint64
+	dataParts [][]uint64 // when known, the first ordinals of each version's stored parts
 }
 
 // take cuts what was read at through and at the retention window, and picks the data
@@ -244,6 +364,48 @@ func (p *compactPass) take(css []*Changeset, sizes []uint64, through Seq) compac
 	return b
 }
 
+// prefetchTS reads the commit times of the winners the verdicts name, with one iterator
+// (a Get each, an iterator each, cost the pass as much as the judge).
+func (p *compactPass) prefetchTS(verdicts [][]Dominator) error {
+	var refs []verRef
+	seen := map[Dominator]bool{}
+	for _, v := range verdicts {
+		for _, d := range v {
+			if d.IsZero() || seen[d] {
+				continue
+			}
+			seen[d] = true
+			if _, ok := p.tsCache[d]; !ok {
+				refs = append(refs, verRef{d.Site, d.Version})
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	slices.SortFunc(refs, func(a, b verRef) int {
+		if c := a.site.Compare(b.site); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ver, b.ver)
+	})
+	css, _, _, err := p.s.readVersions(refs)
+	if err != nil {
+		return err
+	}
+	if len(p.tsCache)+len(refs) > 1<<16 {
+		clear(p.tsCache)
+	}
+	for i, r := range refs {
+		var ts Timestamp
+		if css[i] != nil {
+			ts = css[i].TS
+		}
+		p.tsCache[Dominator{r.site, r.ver}] = ts
+	}
+	return nil
+}
+
 // dominatorTS is the commit time of the version d names (false when it cannot be read).
 func (p *compactPass) dominatorTS(d Dominator) (Timestamp, bool) {
 	if ts, ok := p.tsCache[d]; ok {
@@ -262,12 +424,13 @@ func (p *compactPass) dominatorTS(d Dominator) (Timestamp, bool) {
 }
 
 // rewrites turns the judge's verdicts on a batch into the committer's request: per version
-// with a change to drop, its survivors (none: cleared), and the horizon the drops move.
-func (p *compactPass) rewrites(b compactBatch, verdicts [][]Dominator, through Seq) (*compactReq, error) {
+// with a change to drop, its survivors (none: cleared), and the horizon the drops move (at
+// least base). A version with a superseded change that cannot go yet goes to res.Retry.
+func (p *compactPass) rewrites(b compactBatch, verdicts [][]Dominator, base Seq, res *CompactResult) (*compactReq, error) {
 	if len(verdicts) != len(b.data) {
 		return nil, fmt.Errorf("compact: judge answered %d of %d changesets", len(verdicts), len(b.data))
 	}
-	req := &compactReq{done: make(chan struct{}), horizonSeq: through}
+	req := &compactReq{done: make(chan struct{}), horizonSeq: base}
 	for i, cs := range b.data {
 		v := verdicts[i]
 		if len(v) != len(cs.Changes) {
@@ -275,9 +438,20 @@ func (p *compactPass) rewrites(b compactBatch, verdicts [][]Dominator, through S
 		}
 		var keep []Change
 		dropped := uint64(0)
+		retry := Retry{Site: cs.Site, Version: cs.Version}
+		waits := false
 		for j, d := range v {
 			dseq, ok := p.droppable(cs, d)
 			if !ok {
+				if !d.IsZero() {
+					// Superseded, but not droppable yet: when both it and its winner
+					// have left the window (or, without a window, at the next pass).
+					waits = true
+					if p.horizon != 0 {
+						ts, _ := p.dominatorTS(d)
+						retry.NotBefore = max(retry.NotBefore, cs.TS, ts)
+					}
+				}
 				if dropped > 0 {
 					keep = append(keep, cs.Changes[j])
 				}
@@ -287,15 +461,21 @@ func (p *compactPass) rewrites(b compactBatch, verdicts [][]Dominator, through S
 				keep = append(make([]Change, 0, len(cs.Changes)), cs.Changes[:j]...)
 			}
 			dropped++
-			req.horizonSeq = max(req.horizonSeq, dseq)
+			req.horizonSeq = max(req.horizonSeq, dseq, cs.Seq)
 			if ts, ok := p.dominatorTS(d); ok && ts > req.horizonTS {
 				req.horizonTS = ts
 			}
+		}
+		if waits {
+			res.Retry = append(res.Retry, retry)
 		}
 		if dropped == 0 {
 			continue
 		}
 		rw := rewrite{site: cs.Site, ver: cs.Version, seq: cs.Seq, dropped: dropped, oldBytes: b.dataSizes[i]}
+		if b.dataParts != nil {
+			rw.parts = b.dataParts[i]
+		}
 		if len(keep) > 0 {
 			k := *cs
 			k.Seq, k.Changes, k.Compacted = 0, keep, true
@@ -471,7 +651,13 @@ func (s *Store) applyRewrite(a *compactApply, r *compactReq, rw rewrite) error {
 			newBytes += uint64(len(p.enc))
 		}
 	}
-	if err := a.b.DeleteRange(lo, hi, nil); err != nil {
+	if rw.parts != nil {
+		for _, first := range rw.parts {
+			if err := a.b.Delete(dataKey(nil, rw.site, rw.ver, first), nil); err != nil {
+				return err
+			}
+		}
+	} else if err := a.b.DeleteRange(lo, hi, nil); err != nil {
 		return err
 	}
 	for _, p := range parts {
@@ -721,4 +907,41 @@ func (a arrivals) seq(d Dominator) (Seq, bool) {
 		return 0, false
 	}
 	return vs[i].seq, true
+}
+
+// verRef names one version.
+type verRef struct {
+	site SiteID
+	ver  Version
+}
+
+// readVersions reads complete versions by name with one data iterator (refs sorted by site
+// and version keep it moving forward); a version no longer held complete reads as nil.
+// sizes are the encoded bytes stored for each, parts the first ordinals of its stored parts
+// (their keys, for point deletes).
+func (s *Store) readVersions(refs []verRef) (css []*Changeset, sizes []uint64, parts [][]uint64, err error) {
+	if err := s.rlock(); err != nil {
+		return nil, nil, nil, err
+	}
+	defer s.closeMu.RUnlock()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxData}, UpperBound: []byte{pfxData + 1}})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer it.Close()
+	css = make([]*Changeset, len(refs))
+	sizes = make([]uint64, len(refs))
+	parts = make([][]uint64, len(refs))
+	for i, r := range refs {
+		var firsts []uint64
+		cs, size, err := readVersionParts(it, r.site, r.ver, &firsts)
+		if errors.Is(err, ErrIncomplete) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		css[i], sizes[i], parts[i] = cs, size, firsts
+	}
+	return css, sizes, parts, nil
 }

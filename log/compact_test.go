@@ -264,3 +264,68 @@ func TestCompactHorizon(t *testing.T) {
 		t.Fatalf("after cleared versions from a peer: horizon seq %d ts %s, want 4 and now", st.HorizonSeq, st.HorizonTS)
 	}
 }
+
+// TestCompactCandidates: a pass over Candidates judges those versions and no other (a
+// version the judge would drop stays when it is not named), skips what is not held or is
+// cleared, and hands back in Retry what holds a superseded change that cannot go yet: a
+// candidate not folded by Through, one whose winner the log lacks, one inside the window.
+func TestCompactCandidates(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, "", Options{})
+	mustAppend(t, s, makeCS(siteB, 1, 1)) // seq 1: the winner
+	for v := Version(1); v <= 7; v++ {
+		mustAppend(t, s, makeCS(siteA, v, 3)) // seqs 2..8
+	}
+	var judged []Version
+	drop := dropJudge(map[Version][]int{2: {-1}, 3: {-1}, 4: {0}, 6: {-1}, 7: {-1}})
+	judge := func(ctx context.Context, css []*Changeset) ([][]Dominator, error) {
+		out, err := drop(ctx, css)
+		for i, cs := range css {
+			judged = append(judged, cs.Version)
+			if cs.Version == 5 {
+				out[i][1] = Dominator{Site: siteB, Version: 9} // a winner not in the log yet
+			}
+		}
+		return out, err
+	}
+	cands := map[SiteID]RangeSet{siteA: {{First: 2, Last: 2}, {First: 4, Last: 5}, {First: 7, Last: 40}}, siteB: {{First: 100, Last: 1 << 40}}}
+	res, err := s.Compact(ctx, CompactOptions{Through: 7, Candidates: cands, Judge: judge, Batch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(judged, []Version{2, 4, 5}) || res.Judged != 3 || res.Scanned != 3 {
+		t.Fatalf("judged %v (%+v), want versions 2, 4 and 5 only", judged, res)
+	}
+	if res.Cleared != 1 || res.Rewritten != 1 || res.Dropped != 3+1 {
+		t.Fatalf("result %+v", res)
+	}
+	want := []Retry{{Site: siteA, Version: 7}, {Site: siteA, Version: 5}} // 7: seq 8 > Through
+	if !reflect.DeepEqual(res.Retry, want) {
+		t.Fatalf("retry %+v, want %+v", res.Retry, want)
+	}
+	if v3, err := s.Get(siteA, 3); err != nil || len(v3.Changes) != 3 {
+		t.Fatalf("version 3, not a candidate, was touched: %+v, %v", v3, err)
+	}
+	if st := s.Stats(); st.HorizonSeq != 5 || st.Cleared != 1 {
+		t.Fatalf("stats after the pass: %+v, want horizon seq 5 (version 4's arrival)", st)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Again, with the cleared version named: it is skipped; inside a window, versions
+	// wait in Retry until their own commit time or their winner's has left it.
+	judged = nil
+	cands = map[SiteID]RangeSet{siteA: {{First: 2, Last: 3}, {First: 6, Last: 6}}}
+	horizon := makeCS(siteA, 6, 1).TS // version 6 is in the window, 3's winner (siteB/1) is not
+	res, err = s.Compact(ctx, CompactOptions{Through: s.LastSeq(), Horizon: horizon, Candidates: cands, Judge: judge})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(judged, []Version{3}) || res.Cleared != 1 {
+		t.Fatalf("judged %v (%+v), want version 3 cleared", judged, res)
+	}
+	if want := []Retry{{Site: siteA, Version: 6, NotBefore: horizon}}; !reflect.DeepEqual(res.Retry, want) {
+		t.Fatalf("retry %+v, want %+v", res.Retry, want)
+	}
+}

@@ -14,6 +14,7 @@ type storeMetrics struct {
 	compactSeconds prometheus.Histogram
 	compactDropped prometheus.Counter
 	compactCleared prometheus.Counter
+	compactJudged  prometheus.Histogram
 	// forged history (forge.go)
 	forged     prometheus.Counter
 	collisions prometheus.Counter
@@ -33,6 +34,8 @@ func newStoreMetrics() *storeMetrics {
 			Help: "Superseded changes compaction dropped from the log (its rate is the compaction rate)."}),
 		compactCleared: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_log_compaction_cleared_versions_total",
 			Help: "Versions compaction cleared (all their changes superseded)."}),
+		compactJudged: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "patina_log_compaction_judged_versions",
+			Help: "Versions one compaction pass handed to the judge (an incremental pass judges only versions whose rows changed since they were judged).", Buckets: prometheus.ExponentialBuckets(1, 4, 12)}),
 		forged: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_log_forged_refused_total",
 			Help: "Changesets of this node's own site that it did not write, refused by ingest (gossip, sync, POST /v1/changes)."}),
 		collisions: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_log_digest_collisions_total",
@@ -81,6 +84,7 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.s.metrics.compactSeconds.Describe(ch)
 	c.s.metrics.compactDropped.Describe(ch)
 	c.s.metrics.compactCleared.Describe(ch)
+	c.s.metrics.compactJudged.Describe(ch)
 	c.s.metrics.forged.Describe(ch)
 	c.s.metrics.collisions.Describe(ch)
 	c.s.metrics.appendSeconds.Describe(ch)
@@ -128,6 +132,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	c.s.metrics.compactSeconds.Collect(ch)
 	c.s.metrics.compactDropped.Collect(ch)
 	c.s.metrics.compactCleared.Collect(ch)
+	c.s.metrics.compactJudged.Collect(ch)
 	c.s.metrics.forged.Collect(ch)
 	c.s.metrics.collisions.Collect(ch)
 }

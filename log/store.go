@@ -1123,6 +1123,12 @@ func (s *Store) Get(site SiteID, v Version) (*Changeset, error) {
 // readVersion reads and assembles the parts of a complete version with the data iterator;
 // size is the encoded bytes of its stored parts.
 func readVersion(it *pebble.Iterator, site SiteID, v Version) (out *Changeset, size uint64, err error) {
+	return readVersionParts(it, site, v, nil)
+}
+
+// readVersionParts is readVersion; with firsts it also appends the first ordinal of each
+// stored part (the last element of its data key) to *firsts.
+func readVersionParts(it *pebble.Iterator, site SiteID, v Version, firsts *[]uint64) (out *Changeset, size uint64, err error) {
 	var prefix [25]byte
 	prefix[0] = pfxData
 	copy(prefix[1:], site[:])
@@ -1140,6 +1146,9 @@ func readVersion(it *pebble.Iterator, site SiteID, v Version) (out *Changeset, s
 			return nil, 0, fmt.Errorf("read %v/%d: %w", site, v, &DecodeError{What: "stored part", Err: fmt.Errorf("holds %v/%d", part.Site, part.Version)})
 		}
 		size += uint64(len(val))
+		if firsts != nil {
+			*firsts = append(*firsts, part.Span.First)
+		}
 		if out == nil {
 			out = part
 			continue
