@@ -33,20 +33,52 @@ type Compaction struct {
 	ReclaimBytes uint64
 }
 
-// CompactLog runs one full compaction pass over what the view has folded, with retention
-// as the window (0: drop everything superseded). It is what the background loop runs, and
-// what tests and tools call to force compaction.
+// CompactLog runs one compaction pass over what the view has folded, with retention as
+// the window (0: drop everything superseded). It is what the background loop runs, and what
+// tests and tools call to force compaction. The pass is incremental: it judges only the
+// versions the fold marked since the last pass (superseded.go), and those a pass could not
+// drop yet; a full pass over every version comes first when marks were lost (the first pass
+// after a start, a rebuild, or too many marks waiting for the window).
 func (m *Materializer) CompactLog(ctx context.Context, retention time.Duration, batch int) (log.CompactResult, error) {
+	m.sup.enable(m.store.LastSeq())
 	var horizon log.Timestamp
 	if retention > 0 {
 		horizon = log.Timestamp(time.Now().Add(-retention).UnixNano())
 	}
-	return m.store.Compact(ctx, log.CompactOptions{
-		Through: m.FoldPosition(),
-		Horizon: horizon,
-		Batch:   batch,
-		Judge:   m.judge,
-	})
+	opts := log.CompactOptions{Through: m.FoldPosition(), Horizon: horizon, Batch: batch, Judge: m.judge}
+	// Taken before the full pass reads the log: a mark made while it runs is judged by
+	// the candidate pass after it, whatever the full pass saw.
+	cands, n, fullUntil := m.sup.take(horizon)
+	var res log.CompactResult
+	if fullUntil != 0 {
+		full, err := m.store.Compact(ctx, opts)
+		m.sup.retry(full.Retry)
+		if err != nil {
+			m.sup.putBack(cands)
+			return full, err
+		}
+		m.sup.fullDone(fullUntil, full.Next)
+		m.met.compactFull.Inc()
+		res = full
+	}
+	opts.Candidates = cands
+	inc, err := m.store.Compact(ctx, opts)
+	m.met.compactWaiting.Set(float64(m.sup.held()))
+	if err != nil {
+		m.sup.putBack(cands)
+		return res, err
+	}
+	m.sup.retry(inc.Retry)
+	m.met.compactWaiting.Set(float64(m.sup.held()))
+	m.logger.Debug("compaction candidates judged", "named", n, "judged", inc.Judged, "retry", len(inc.Retry))
+	res.Scanned += inc.Scanned
+	res.Judged += inc.Judged
+	res.Rewritten += inc.Rewritten
+	res.Cleared += inc.Cleared
+	res.Dropped += inc.Dropped
+	res.Bytes += inc.Bytes
+	res.Retry = append(res.Retry, inc.Retry...)
+	return res, nil
 }
 
 // judge answers log.Judge on the writer goroutine, which owns the tables and the write

@@ -16,8 +16,9 @@ type foldState struct {
 	cells int
 	buf   []byte
 	rc    rowClock
-	mask  []byte // scratch of bufferRow
-	args  []any  // scratch of bufferRow
+	old   rowClock // the row's clock before the merge (superseded.go)
+	mask  []byte   // scratch of bufferRow
+	args  []any    // scratch of bufferRow
 }
 
 // foldChangeset merges one complete changeset into the view with the rules R1-R9 and of docs/DESIGN.md section 3
@@ -122,10 +123,18 @@ func (m *Materializer) foldRow(ctx context.Context, cs *log.Changeset, ch []log.
 	if _, err := m.loadClock(ctx, t, ch[0].PK, f.rc); err != nil {
 		return false, err
 	}
+	track := m.sup.on.Load()
+	if track {
+		recordsOf(&st.old, f.rc)
+	}
 	for k := range ch {
 		if err := f.merge(ctx, &ch[k]); err != nil {
 			return false, err
 		}
+	}
+	if track {
+		m.markDisplaced(&st.old, f.rc)
+		m.markLost(t, cs, ch, f.rc)
 	}
 	if !f.changed {
 		return f.pending, nil

@@ -136,6 +136,7 @@ type localRow struct {
 	t           *table
 	pk          log.PK
 	rc          rowClock
+	orig        rowClock // rc as stored before the transaction (superseded.go)
 	sentTouched bool
 	touched     []bool      // by clock ordinal
 	vals        []log.Value // the row's current non-pk values, by clock ordinal
@@ -327,6 +328,9 @@ func (lr *localRows) get(ctx context.Context, t *table, rowVals []log.Value) (*l
 		return nil, err
 	}
 	r.rc = r.rc.clone()
+	if lr.m.sup.on.Load() {
+		r.orig = r.rc.clone()
+	}
 	lr.byKey[key] = r
 	lr.order = append(lr.order, r)
 	return r, nil
@@ -498,6 +502,7 @@ func (m *Materializer) localChangeset(ctx context.Context, version log.Version, 
 		if err := m.storeClock(ctx, r.t, r.pk, &r.rc, st); err != nil {
 			return nil, err
 		}
+		m.markDisplaced(&r.orig, &r.rc)
 		st.rows = append(st.rows, RowChange{Table: r.t.Name, PK: r.pk, CL: cl})
 	}
 	if len(cs.Changes) == 0 {

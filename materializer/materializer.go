@@ -85,6 +85,9 @@ type Materializer struct {
 	// waits for that rebuild's goroutine (heal.go).
 	corrupt atomic.Pointer[error]
 	healWG  sync.WaitGroup
+
+	// sup: the versions compaction has to judge next (superseded.go).
+	sup superseded
 }
 
 // New returns a materializer over store; it does no I/O.
@@ -170,6 +173,7 @@ func (m *Materializer) Open(ctx context.Context) error {
 	go m.writerLoop()
 	go m.watchLog()
 	if c := m.cfg.Compaction; c != nil {
+		m.sup.enable(m.store.LastSeq())
 		m.wg.Add(1)
 		go m.compactLoop(*c)
 	}

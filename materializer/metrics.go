@@ -18,8 +18,10 @@ type metrics struct {
 	commits     prometheus.Counter
 	failed      prometheus.Counter
 	// compaction
-	compactLag    prometheus.Gauge
-	compactPasses prometheus.Counter
+	compactLag     prometheus.Gauge
+	compactPasses  prometheus.Counter
+	compactFull    prometheus.Counter
+	compactWaiting prometheus.Gauge
 	// interrupted statements
 	interrupted prometheus.Counter
 	txRetried   prometheus.Counter
@@ -63,6 +65,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Versions folded since the last log compaction pass started (not yet judged)."}),
 		compactPasses: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_log_compaction_passes_total",
 			Help: "Log compaction passes completed."}),
+		compactFull: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_log_compaction_full_passes_total",
+			Help: "Compaction passes that judged every version (after a start, a rebuild, or too many superseded versions waiting); the others judge only versions whose rows changed."}),
+		compactWaiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "patina_log_compaction_waiting_versions",
+			Help: "Versions the fold marked as possibly superseded that no compaction pass has judged yet (waiting for the next pass or the retention window)."}),
 		interrupted: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_materializer_interrupted_statements_total",
 			Help: "Statements of local transactions interrupted at their deadline, when their client left, or at shutdown."}),
 		txRetried: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_materializer_tx_retried_total",
@@ -91,7 +97,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Rebuilds of a damaged view from the log, by result (ok, failed)."}, []string{"result"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed, m.compactLag, m.compactPasses, m.interrupted, m.txRetried, m.txAbandoned,
+		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed, m.compactLag, m.compactPasses, m.compactFull, m.compactWaiting, m.interrupted, m.txRetried, m.txAbandoned,
 			m.schemaChangesets, m.schemaRebuilds, m.schemaTableRebuilds, m.schemaLagging, m.schemaConflicts, m.schemaWaiting,
 			m.viewCorruptions, m.viewCorrupt, m.viewHeals} {
 			if err := reg.Register(c); err != nil {

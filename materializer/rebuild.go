@@ -417,6 +417,11 @@ func (m *Materializer) rebuildLive(ctx context.Context, progress func(RebuildPro
 	db.SetMaxOpenConns(m.cfg.ReadConns)
 	db.SetMaxIdleConns(m.cfg.ReadConns)
 	m.rdb = db
+	if m.sup.on.Load() {
+		// The refold from the new view's position marks what it displaces, but what the
+		// old view had displaced and no pass judged yet is in no mark: one full pass.
+		m.sup.needFull(m.store.LastSeq())
+	}
 	return nil
 }
 

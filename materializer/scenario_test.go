@@ -152,9 +152,7 @@ func runScenarioWith(t *testing.T, sc scenario.Scenario, seed uint64, compact bo
 	compactAll := func() {
 		for _, n := range nodes {
 			if n.compact {
-				if _, err := n.m.CompactLog(context.Background(), 0, 0); err != nil {
-					t.Fatalf("compact: %v", err)
-				}
+				compactNode(t, n)
 			}
 		}
 	}
