@@ -96,6 +96,11 @@ type Config struct {
 	// ReconnectInterval is how often a node retries joining members it lost (dead, not
 	// left), so that the two sides of a healed partition merge again.
 	ReconnectInterval time.Duration
+	// PushPullInterval is the base period of membership anti-entropy: a full exchange of
+	// the member list with one random live member. Above PushPullScaleNodes members the
+	// period grows in proportion to their number (PushPullEvery, pushpull.go), so that the
+	// traffic it costs each node stays flat as the cluster grows.
+	PushPullInterval time.Duration
 	// JoinBackoffMax caps the backoff between join attempts.
 	JoinBackoffMax time.Duration
 	// LeaveTimeout bounds the graceful leave on Close.
@@ -166,6 +171,7 @@ func DefaultConfig() Config {
 		SuspicionMult:     3,
 		GossipInterval:    50 * time.Millisecond,
 		ReconnectInterval: 2 * time.Second,
+		PushPullInterval:  10 * time.Second,
 		JoinBackoffMax:    10 * time.Second,
 		LeaveTimeout:      2 * time.Second,
 	}
@@ -231,6 +237,7 @@ func (c *Config) Validate() error {
 		{"max_served_syncs", int64(c.MaxServedSyncs)}, {"probe_interval", int64(c.ProbeInterval)},
 		{"probe_timeout", int64(c.ProbeTimeout)}, {"suspicion_mult", int64(c.SuspicionMult)},
 		{"gossip_interval", int64(c.GossipInterval)}, {"reconnect_interval", int64(c.ReconnectInterval)},
+		{"push_pull_interval", int64(c.PushPullInterval)},
 		{"join_backoff_max", int64(c.JoinBackoffMax)}, {"leave_timeout", int64(c.LeaveTimeout)},
 	}
 	for _, p := range positive {

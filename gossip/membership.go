@@ -395,7 +395,7 @@ func (m *memberlistMembership) Start(meta func(host string) []byte, ev MemberEve
 	mc.GossipInterval = g.cfg.GossipInterval
 	mc.GossipNodes = 4
 	mc.GossipToTheDeadTime = 5 * time.Second
-	mc.PushPullInterval = 10 * time.Second
+	mc.PushPullInterval = 0 // Patina's own schedule instead, flat per node in n (pushpull.go)
 	mc.TCPTimeout = 2 * time.Second
 	mc.DeadNodeReclaimTime = 2 * time.Second
 	mc.SecretKey = g.cfg.SecretKey
@@ -410,10 +410,14 @@ func (m *memberlistMembership) Start(meta func(host string) []byte, ev MemberEve
 		return "", fmt.Errorf("memberlist: %w", err)
 	}
 	m.ml = ml
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go func() {
 		defer m.wg.Done()
 		m.joinLoop()
+	}()
+	go func() {
+		defer m.wg.Done()
+		m.pushPullLoop()
 	}()
 	return ml.LocalNode().Address(), nil
 }

@@ -458,6 +458,7 @@ func TestMetricsAtZero(t *testing.T) {
 		"patina_gossip_changesets_sent_total": 2, "patina_gossip_changesets_received_total": 4,
 		"patina_gossip_bytes_sent_total": 2, "patina_gossip_bytes_received_total": 2,
 		"patina_gossip_replication_lag_seconds": 1, "patina_gossip_refused_peers_total": 1,
+		"patina_gossip_membership_push_pulls_total": 2, "patina_gossip_membership_push_pull_period_seconds": 1,
 	}
 	for name, n := range want {
 		if series[name] != n {

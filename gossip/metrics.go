@@ -27,6 +27,8 @@ type metrics struct {
 	zstdWire       *prometheus.CounterVec // by path and direction: the same frames' bytes on the wire
 	damaged        *prometheus.CounterVec // by side: skipped (ours), peer (reported by a peer)
 	divergent      prometheus.Counter     // content.go
+	pushPulls      *prometheus.CounterVec // by result: membership anti-entropy (pushpull.go)
+	pushPullPeriod prometheus.Gauge       // its current period, seconds
 }
 
 func newMetrics() *metrics {
@@ -69,6 +71,10 @@ func newMetrics() *metrics {
 		divergent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "sync_content_divergence_total",
 			Help: "Sites a peer holds the same versions of with other content (content sums differ in a sync; the versions are then sent so that ingest names each colliding one)."}),
 	}
+	m.pushPulls = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "membership_push_pulls_total",
+		Help: "Membership anti-entropy exchanges (the whole member list with one live member) this node started, by result (ok, error)."}, []string{"result"})
+	m.pushPullPeriod = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "membership_push_pull_period_seconds",
+		Help: "The current period between this node's membership push-pulls: it grows with the cluster so that their traffic per node stays flat."})
 	m.zero()
 	return m
 }
@@ -83,6 +89,8 @@ func (m *metrics) zero() {
 	for _, op := range []string{"rejoin", "reconcile"} {
 		m.adminOps.WithLabelValues(op)
 	}
+	m.pushPulls.WithLabelValues("ok")
+	m.pushPulls.WithLabelValues("error")
 	m.damaged.WithLabelValues("skipped")
 	m.damaged.WithLabelValues("peer")
 	for _, role := range []string{"client", "server", "reconcile"} {
@@ -105,7 +113,7 @@ func (m *metrics) zero() {
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
-		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.zstdPlain, m.zstdWire, m.damaged, m.divergent} {
+		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.zstdPlain, m.zstdWire, m.damaged, m.divergent, m.pushPulls, m.pushPullPeriod} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -115,7 +123,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 
 func (m *metrics) unregister(r prometheus.Registerer) {
 	for _, c := range []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
-		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.zstdPlain, m.zstdWire, m.damaged, m.divergent} {
+		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.zstdPlain, m.zstdWire, m.damaged, m.divergent, m.pushPulls, m.pushPullPeriod} {
 		r.Unregister(c)
 	}
 }

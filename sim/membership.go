@@ -67,14 +67,13 @@ func (m *membershipModel) reconsider(o, x *node) {
 // joiner was seen by the first member after 125 ms and by the last after 250 ms. (At 3
 // nodes: 918 ms; 1,043 to 1,083 ms; 10 to 50 ms.)
 const (
-	calNodes         = 5
-	calDetect        = 913 * time.Millisecond
-	calDetectSpread  = (941 - 913) * time.Millisecond
-	calHeal          = 987 * time.Millisecond
-	calHealSpread    = (1038 - 987) * time.Millisecond
-	calJoin          = 125 * time.Millisecond
-	calJoinSpread    = (250 - 125) * time.Millisecond
-	pushPullInterval = 10 * time.Second // mc.PushPullInterval
+	calNodes        = 5
+	calDetect       = 913 * time.Millisecond
+	calDetectSpread = (941 - 913) * time.Millisecond
+	calHeal         = 987 * time.Millisecond
+	calHealSpread   = (1038 - 987) * time.Millisecond
+	calJoin         = 125 * time.Millisecond
+	calJoinSpread   = (250 - 125) * time.Millisecond
 )
 
 // rounds is how many gossip rounds memberlist takes to tell n nodes (GossipNodes each).
@@ -161,16 +160,16 @@ func (m *membershipModel) healed() {
 // Membership traffic, estimated from memberlist's messages: each node sends a ping
 // (about 90 bytes of payload plus 28 of UDP/IP) every ProbeInterval and answers one
 // (about 20 plus 28), and takes part in a push-pull of the whole member list (about 200
-// bytes per member: name, address, Patina's metadata, incarnation, state) every
-// PushPullInterval, which memberlist scales up by ceil(log2(n) - log2(32)) + 1 above 32
-// nodes.
+// bytes per member: name, address, Patina's metadata, incarnation, state) on gossip's own
+// anti-entropy schedule, gossip.PushPullEvery: the function production's push-pull loop
+// waits by (gossip/pushpull.go), so the model and the code cannot drift apart. Before it,
+// memberlist's own push-pull ran every 10 s scaled by ceil(log2(n) - log2(32)) + 1 above
+// 32 nodes, which left this figure growing with n (2,163, 3,230 and 7,497 B/node/s at 100,
+// 300 and 1,000 nodes).
 func (m *membershipModel) idleBytesPerNodeS(n int) float64 {
 	const ping, ack, perMember = 90 + 28, 20 + 28, 200
 	probes := float64(ping+ack) / m.cfg.ProbeInterval.Seconds()
-	interval := pushPullInterval.Seconds()
-	if n > 32 {
-		interval *= math.Ceil(math.Log2(float64(n))-math.Log2(32)) + 1
-	}
+	interval := gossip.PushPullEvery(m.cfg.PushPullInterval, n).Seconds()
 	// As initiator it sends its list once per interval; as responder, once more on average.
 	pushPull := 2 * float64(n*perMember) / interval
 	return probes + pushPull

@@ -3,10 +3,13 @@ package sim
 import (
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/patinadb/patina/gossip"
 )
 
 // TestHundredNodes runs 100 nodes in 10 regions with packet loss, a crash and a partition:
@@ -233,4 +236,26 @@ func TestRunCancel(t *testing.T) {
 	if res, err := Run(ended, cfg); res != nil || !errors.Is(err, context.Canceled) {
 		t.Fatalf("ended context: %+v, %v", res, err)
 	}
+}
+
+// TestIdleMembershipFlat: the membership model's idle traffic per node is the same at 100,
+// 300 and 1,000 nodes (gossip.PushPullEvery's schedule, which production's push-pull loop
+// follows), and it follows gossip's PushPullInterval: halve it and the push-pull share
+// doubles.
+func TestIdleMembershipFlat(t *testing.T) {
+	cfg := gossip.DefaultConfig()
+	m := &membershipModel{cfg: cfg}
+	at100 := m.idleBytesPerNodeS(100)
+	for _, n := range []int{32, 300, 1000, 5000} {
+		if got := m.idleBytesPerNodeS(n); math.Abs(got-at100) > 0.01 {
+			t.Errorf("%d nodes: %.1f B/node/s, %d nodes: %.1f; want the same", n, got, 100, at100)
+		}
+	}
+	probes := m.idleBytesPerNodeS(2) - 2*2*200/cfg.PushPullInterval.Seconds()
+	cfg.PushPullInterval /= 2
+	fast := (&membershipModel{cfg: cfg}).idleBytesPerNodeS(1000)
+	if got, want := fast-probes, 2*(at100-probes); math.Abs(got-want) > 0.01 {
+		t.Errorf("push-pull share with half the interval: %.1f B/node/s, want %.1f", got, want)
+	}
+	t.Logf("idle membership: %.0f B/node/s at any n (%.0f of it probes)", at100, probes)
 }
