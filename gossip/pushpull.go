@@ -1,9 +1,8 @@
 package gossip
 
 import (
+	"slices"
 	"time"
-
-	"github.com/hashicorp/memberlist"
 )
 
 // Membership anti-entropy. memberlist's own periodic push-pull (a full exchange of the
@@ -72,28 +71,32 @@ func (m *memberlistMembership) pushPullLoop() {
 	}
 }
 
-// alive counts the live members, this node included (memberlist's Members lists suspects
-// too; memberlist's own push-pull counts an estimate of the same).
+// alive counts the live members, this node included, from gossip's own record of
+// membership events (memberlist's Members returns its internal nodes, which it goes on
+// updating under its own lock: reading them here would race).
 func (m *memberlistMembership) alive() int {
-	n := 0
-	for _, node := range m.ml.Members() {
-		if node.State == memberlist.StateAlive {
-			n++
+	return len(m.g.aliveAddrs()) + 1
+}
+
+// aliveAddrs returns the membership (memberlist) addresses of the live members, this node
+// excluded, in a fixed order (so that the random pick depends on the Rand alone).
+func (g *Gossip) aliveAddrs() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var addrs []string
+	for _, info := range g.known {
+		if info.state == StateAlive && info.addr != "" {
+			addrs = append(addrs, info.addr)
 		}
 	}
-	return n
+	slices.Sort(addrs)
+	return addrs
 }
 
 // pushPull exchanges the member list with one random live member, through memberlist's
 // Join (a push-pull with each address it is given; the only public way to start one).
 func (m *memberlistMembership) pushPull() {
-	var addrs []string
-	self := m.ml.LocalNode().Name
-	for _, node := range m.ml.Members() {
-		if node.State == memberlist.StateAlive && node.Name != self {
-			addrs = append(addrs, node.Address())
-		}
-	}
+	addrs := m.g.aliveAddrs()
 	if len(addrs) == 0 {
 		return
 	}
