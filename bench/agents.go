@@ -222,6 +222,10 @@ func (a *benchAgent) start(ctx context.Context) error {
 		a.cmd = exec.Command(a.bin, args...)
 	}
 	a.cmd.Stdout, a.cmd.Stderr = a, a
+	// The agents die with the workload: a bench killed (or its output pipe closed) must not
+	// leave agents running, inside network namespaces or not. (Go keeps its threads, so
+	// the signal comes when the process goes, not when a thread ends.)
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if len(a.env) > 0 {
 		a.cmd.Env = append(os.Environ(), a.env...)
 	}

@@ -32,9 +32,10 @@ import (
 //     are overwritten (where the log still opens: the keys read at start are not
 //     repairable), it restarts, and an online backup reads its whole log, which meets the
 //     damage: the agent repairs itself and takes the dropped versions back from peers;
-//   - disk full (root only: node 0's data dir is then a small tmpfs): a file fills it past
-//     db.min_free_bytes, writes on that node are refused (507, not acknowledged) until the
-//     file is removed. Without root the kind is left out, and the run says so;
+//   - disk full (root only: node 0's data dir is then on a tmpfs): the tmpfs shrinks to
+//     what it holds plus half of db.min_free_bytes, writes on that node are refused (507,
+//     not acknowledged) until it grows back. Without root the kind is left out, and the
+//     run says so;
 //   - through the kernel's network stack, as root (chaos_netns.go: every agent in a network
 //     namespace of its own, its gossip on a veth link to a bridge, its API on another):
 //     link down (the node's gossip link set down: a partition while its API takes writes),
@@ -119,6 +120,7 @@ type ChaosResult struct {
 	Rows, Hot    int            // rows of each table after convergence
 	Panics       []string       // agents whose output shows a panic
 	Repairs      int            // damaged-file faults the node repaired (seen in its metrics)
+	DiskFullSeen int            // disk-full faults the node's health reported
 	Skipped      []string       // fault kinds left out, and why
 	Netns        bool           // the agents ran in network namespaces
 }
@@ -129,8 +131,8 @@ func (r ChaosResult) String() string {
 		kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
 	}
 	slices.Sort(kinds)
-	out := fmt.Sprintf("acknowledged %d, failed %d (unacknowledged), lost %d; faults: %s; converged %.2fs after the faults ended (%d rows, %d hot rows); log repairs %d; panics: %d",
-		r.Acknowledged, r.Failed, r.Lost, strings.Join(kinds, ", "), r.Converge.Seconds(), r.Rows, r.Hot, r.Repairs, len(r.Panics))
+	out := fmt.Sprintf("acknowledged %d, failed %d (unacknowledged), lost %d; faults: %s; converged %.2fs after the faults ended (%d rows, %d hot rows); log repairs %d; disk full reported %d; panics: %d",
+		r.Acknowledged, r.Failed, r.Lost, strings.Join(kinds, ", "), r.Converge.Seconds(), r.Rows, r.Hot, r.Repairs, r.DiskFullSeen, len(r.Panics))
 	if r.Netns {
 		out += "; agents in network namespaces"
 	}
@@ -391,12 +393,16 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res ChaosResult, err error)
 			heal = func() error { return netns.qdisc(i) }
 			res.Faults[kind]++
 		case "disk full":
-			filler := filepath.Join(tmpfs, "filler")
-			if err := fillDisk(filler, chaosMinFree/2); err != nil {
+			if err := shrinkDisk(tmpfs, chaosMinFree/2); err != nil {
 				stopWriters()
 				return res, fmt.Errorf("fill node 0's disk: %w", err)
 			}
-			heal = func() error { return os.Remove(filler) }
+			heal = func() error { return growDisk(tmpfs) }
+			// Met by the node's writes: its health says so (counted, not required: a
+			// node down or just restarted may not have written yet).
+			if waitDiskFull(ctx, a.client(), cfg.Step) {
+				res.DiskFullSeen++
+			}
 			res.Faults[kind]++
 		}
 		logf("bench chaos: %s on node %d", kind, i)

@@ -24,8 +24,10 @@ import (
 // half of it free.
 const chaosMinFree = log.DefaultMinFreeBytes
 
-// chaosTmpfsBytes is the size of node 0's tmpfs: the data of a run plus room to fill.
-const chaosTmpfsBytes = 256 << 20
+// chaosTmpfsBytes is the size of node 0's tmpfs between disk-full faults: a cap, not memory
+// taken (a tmpfs holds only what is written), large enough for the data of a long run
+// (about 1.2 KB a write on each node: 300 MB in 10 minutes).
+const chaosTmpfsBytes = 4 << 30
 
 // mountChaosTmpfs mounts a tmpfs at dir for node 0's data, or says why it cannot.
 func mountChaosTmpfs(dir string) (string, string) {
@@ -46,30 +48,28 @@ func unmountChaosTmpfs(dir string) {
 	_ = exec.Command("umount", "-l", dir).Run()
 }
 
-// fillDisk writes a file at path until its file system has leave bytes free.
-func fillDisk(path string, leave int64) error {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
-		return err
-	}
-	n := int64(st.Bavail)*int64(st.Bsize) - leave
-	if n <= 0 {
-		return nil
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 1<<20)
-	for n > 0 {
-		w := min(n, int64(len(buf)))
-		if _, err := f.Write(buf[:w]); err != nil {
-			f.Close()
+// shrinkDisk fills the tmpfs at dir: it shrinks it (a remount; the agent sees the new
+// size in statfs) to what it holds plus leave bytes, rather than writing a file that
+// would take the memory. The agent keeps writing meanwhile, so a size below what it holds
+// by then is retried.
+func shrinkDisk(dir string, leave int64) error {
+	var err error
+	for range 5 {
+		var st syscall.Statfs_t
+		if err = syscall.Statfs(dir, &st); err != nil {
 			return err
 		}
-		n -= w
+		used := int64(st.Blocks-st.Bfree) * int64(st.Bsize)
+		if err = chaosIP("mount", "-o", fmt.Sprintf("remount,size=%d", used+leave), dir); err == nil {
+			return nil
+		}
 	}
-	return f.Close()
+	return err
+}
+
+// growDisk gives the tmpfs at dir its room back.
+func growDisk(dir string) error {
+	return chaosIP("mount", "-o", fmt.Sprintf("remount,size=%d", chaosTmpfsBytes), dir)
 }
 
 // damageLog overwrites 64 bytes of the largest table file of a stopped agent's log, at a
@@ -144,6 +144,17 @@ func waitRepair(ctx context.Context, cl *client.Client, d time.Duration) bool {
 	err := poll(ctx, d, 50*time.Millisecond, func() (bool, error) {
 		text, err := cl.Metrics(ctx)
 		return err == nil && metricValue(text, "patina_log_repairs_total") >= 1, nil
+	})
+	return err == nil
+}
+
+// waitDiskFull waits until the node's health reports its disk full.
+func waitDiskFull(ctx context.Context, cl *client.Client, d time.Duration) bool {
+	err := poll(ctx, d, 20*time.Millisecond, func() (bool, error) {
+		hctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		h, _ := cl.Health(hctx, nil) // a full disk answers 503, with the figures
+		return h.DiskFull, nil
 	})
 	return err == nil
 }

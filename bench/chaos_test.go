@@ -52,6 +52,9 @@ func TestChaosShort(t *testing.T) {
 	if res.Faults["damaged log file"] == 0 || res.Repairs == 0 {
 		t.Fatalf("want a damaged log file and its repair: %v", res)
 	}
+	if res.Faults["disk full"] > 0 && res.DiskFullSeen == 0 {
+		t.Fatalf("a disk-full fault that node 0's health never reported: %v", res)
+	}
 	if res.Netns && res.Faults["link down"] == 0 {
 		t.Fatalf("agents in network namespaces but no link down: %v", res)
 	}

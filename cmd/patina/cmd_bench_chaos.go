@@ -22,8 +22,8 @@ come one at a time, every --step, for --duration: kill -9 (restarted at the next
 SIGTERM restarts, 30% loss with 50 ms delay on one node's gossip, a partition of one node
 (the [gossip.fault] hook, re-read on SIGHUP), a damaged table file in one node's log (64
 bytes overwritten while it is stopped, then met by an online backup: the node repairs
-itself), and, as root, disk full on node 0 (its data on a 256 MiB tmpfs filled past
-db.min_free_bytes) and faults through the kernel's network stack: each agent then runs in
+itself), and, as root, disk full on node 0 (its data on a tmpfs shrunk to leave less
+than db.min_free_bytes free) and faults through the kernel's network stack: each agent then runs in
 a network namespace of its own (ip netns, veth links to two bridges: one for gossip, one
 for its API), and the faults are its gossip link set down (a partition while its API takes
 writes), netem loss and delay (30%, 50 ms ± 20 ms, when the kernel has sch_netem) and a
