@@ -3,6 +3,7 @@ package log
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -248,44 +249,72 @@ var ErrCorrupt = errors.New("log: corrupt")
 // maxProblems bounds what Check reports: past a few, more of the same helps nobody.
 const maxProblems = 20
 
-// Check reads every key space of the log from one consistent snapshot and verifies it
-// against itself: every stored part decodes, sits under its own key and overlaps no other
-// part of its version; the persisted vector (complete and partial versions) is exactly what
-// the parts add up to; the arrival index is dense from 1 and names each complete version
-// once; the persisted counters match the data. Problems are returned joined, each wrapping
-// ErrCorrupt. It reads the whole log: an offline or diagnostic tool, not a hot path.
+// Check reads the whole log and verifies it, in the two phases of a scrub pass (scrub.go),
+// unpaced: every live table file is read block by block and each block's checksum verified;
+// then every key space is read from one consistent snapshot and verified against itself:
+// every stored part decodes, sits under its own key and overlaps no other part of its
+// version; each complete version's data matches its content digest; the persisted vector
+// (complete and partial versions) is exactly what the parts add up to; the arrival index is
+// dense from 1 and names each complete version once; the persisted counters match the data.
+// Problems are returned joined, each wrapping ErrCorrupt. It reads the whole log: an
+// offline or diagnostic tool, not a hot path (the scrub is its paced, background form).
 func (s *Store) Check() error {
+	p := newPacer(context.Background(), 0)
+	_, damage, err := s.checkFiles(p)
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	c, err := s.checkKeys(p, damage)
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	if len(damage) > 0 {
+		s.repairSoon() // on a running store; the offline tools never repair
+	}
+	return errors.Join(c.problems...)
+}
+
+// checkKeys is the key walk of Check and of a scrub pass, its reads charged to p. Damage
+// already found (by the file phase) is reported first, once.
+func (s *Store) checkKeys(p *pacer, known []Damage) (*checker, error) {
 	if err := s.rlock(); err != nil {
-		return err
+		return nil, err
 	}
 	defer s.closeMu.RUnlock()
+	// LastSeq before the snapshot: a live store may commit (and then publish) more in
+	// between, never less.
+	lastSeq := s.LastSeq()
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	c := &checker{s: s, snap: snap, reported: map[string]bool{}}
+	c := &checker{s: s, snap: snap, reported: map[string]bool{}, p: p, lastSeq: lastSeq, live: !s.readOnly, mismatched: map[SiteID]RangeSet{}}
+	for _, d := range known {
+		c.reported[d.Path] = true
+		c.problems = append(c.problems, s.damageProblem(d))
+	}
 	c.checkSiteID()
 	data, err := c.checkData()
 	if err != nil {
-		return fmt.Errorf("check: %w", err)
+		return nil, err
 	}
 	stored, err := c.storedVector()
 	if err != nil {
-		return fmt.Errorf("check: %w", err)
+		return nil, err
 	}
 	cleared, err := c.checkCleared(data.vec)
 	if err != nil {
-		return fmt.Errorf("check: %w", err)
+		return nil, err
 	}
 	if !stored.Equal(data.vec) {
 		diffVectors(data.vec.Canonical(), stored.Canonical(), c.bad)
 	}
 	if err := c.checkArrivals(data.vec, cleared); err != nil {
-		return fmt.Errorf("check: %w", err)
+		return nil, err
 	}
 	c.checkCounters(data)
 	if len(c.problems) > maxProblems {
 		c.problems = c.problems[:maxProblems]
 	}
-	return errors.Join(c.problems...)
+	return c, nil
 }
 
 // checker is one Check: the snapshot it reads, the problems found so far and the damaged
@@ -295,6 +324,14 @@ type checker struct {
 	snap     *pebble.Snapshot
 	problems []error
 	reported map[string]bool
+	p        *pacer // charged with every key and value read
+	lastSeq  Seq    // the store's LastSeq when the snapshot was taken
+	live     bool   // the store may have committed more than lastSeq by then
+	// versions counts the complete versions checked against their digest; mismatched are
+	// those whose data does not match it.
+	versions   uint64
+	mismatched map[SiteID]RangeSet
+	digests    *pebble.Iterator // over the 0x08 digests, sought forward version by version
 }
 
 // bad records a problem; it says whether to go on looking (false past maxProblems).
@@ -325,6 +362,10 @@ func (c *checker) iter(pfx byte, fn func(k, v []byte) bool) error {
 				break
 			}
 			lower = append(lower[:0:0], it.Key()...)
+			if perr := c.p.take(len(it.Key()) + len(v)); perr != nil {
+				it.Close()
+				return perr
+			}
 		}
 		err = errors.Join(err, it.Error(), it.Close())
 		if err == nil || stopped || !pebble.IsCorruptionError(err) {
@@ -336,7 +377,8 @@ func (c *checker) iter(pfx byte, fn func(k, v []byte) bool) error {
 		}
 		if !c.reported[d.Path] {
 			c.reported[d.Path] = true
-			if !c.bad("damaged file %s unreadable (restore from a peer: patina backup on a healthy node, patina restore here): %v", c.s.describeDamage(d), d.Err) {
+			c.problems = append(c.problems, c.s.damageProblem(d))
+			if len(c.problems) >= maxProblems {
 				return nil
 			}
 		}
@@ -368,10 +410,18 @@ type checkedData struct {
 }
 
 // checkData reads every stored part: each decodes, sits under its own key and overlaps no
-// other part of its version.
+// other part of its version; each complete version's parts, put together, match the
+// version's content digest.
 func (c *checker) checkData() (checkedData, error) {
 	d := checkedData{vec: NewVector()}
-	err := c.iter(pfxData, func(k, v []byte) bool {
+	it, err := c.snap.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxDigest}, UpperBound: []byte{pfxDigest + 1}})
+	if err != nil {
+		return d, err
+	}
+	c.digests = it
+	defer it.Close()
+	var cur *Changeset // the version being read, its parts so far
+	err = c.iter(pfxData, func(k, v []byte) bool {
 		if len(k) != 33 {
 			return c.bad("data key %x of %d bytes", k, len(k))
 		}
@@ -386,14 +436,65 @@ func (c *checker) checkData() (checkedData, error) {
 		if d.vec.Contains(site, ver) || (d.vec.Partial(site, ver) != nil && d.vec.Partial(site, ver).Held.Intersects(part.Span.First, part.Span.Last)) {
 			return c.bad("%v/%d: part [%d, %d] overlaps another", site, ver, part.Span.First, part.Span.Last)
 		}
-		if _, _, err := d.vec.AddPart(site, ver, part.LastOrd, part.Span.First, part.Span.Last); err != nil {
+		_, complete, err := d.vec.AddPart(site, ver, part.LastOrd, part.Span.First, part.Span.Last)
+		if err != nil {
 			return c.bad("%v/%d: %v", site, ver, err)
 		}
 		d.changes += uint64(len(part.Changes))
 		d.bytes += uint64(len(v))
+		if cur == nil || cur.Site != site || cur.Version != ver {
+			cur = part
+		} else {
+			joinPart(cur, part)
+		}
+		if complete {
+			ok := c.checkDigest(cur)
+			cur = nil
+			return ok
+		}
 		return true
 	})
+	c.digests = nil
 	return d, err
+}
+
+// checkDigest compares a complete version's data with the digest stored for it (versions
+// stored before digests, and compacted ones, have none to compare).
+func (c *checker) checkDigest(cs *Changeset) bool {
+	if cs.Compacted && cs.Kind != KindData {
+		cs.Compacted = false
+	}
+	k := digestKey(cs.Site, cs.Version)
+	if !c.digests.SeekGE(k) || !bytes.Equal(c.digests.Key(), k) {
+		return true
+	}
+	held, err := c.digests.ValueAndErr()
+	if err != nil || len(held) != len(Digest{}) {
+		return true // the walk of the 0x08 keys reports it
+	}
+	c.p.take(len(k) + len(held))
+	got, ok := cs.ComputeDigest()
+	if !ok {
+		return true
+	}
+	c.versions++
+	if got == Digest(held) {
+		return true
+	}
+	m := c.mismatched[cs.Site]
+	m.Add(uint64(cs.Version), uint64(cs.Version))
+	c.mismatched[cs.Site] = m
+	return c.bad("%v/%d: the data does not match its digest (held %x, the data's %v)", cs.Site, cs.Version, held, got)
+}
+
+// joinPart appends the next part of a version (in ordinal order) to what was read of it.
+func joinPart(cs, part *Changeset) {
+	cs.Span.Last = part.Span.Last
+	cs.Changes = append(cs.Changes, part.Changes...)
+	cs.Compacted = cs.Compacted || part.Compacted
+	if part.Kind == KindData {
+		cs.Kind = KindData
+	}
 }
 
 // storedVector reads the persisted vector: complete versions and partial ones.
@@ -498,7 +599,7 @@ func (c *checker) checkArrivals(data, cleared *Vector) error {
 	if uint64(len(seen)) != complete-nCleared {
 		c.bad("%d complete versions (%d of them cleared), %d in the arrival index", complete, nCleared, len(seen))
 	}
-	if last := c.s.LastSeq(); last > 0 && next-1 != last {
+	if last := c.lastSeq; last > 0 && (next-1 < last || !c.live && next-1 != last) {
 		c.bad("the arrival index ends at %d, the log at %d", next-1, last)
 	}
 	return nil

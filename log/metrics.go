@@ -81,6 +81,7 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 		descCorruptions, descDamaged, descDiskFull, descRefused, descFreeBytes, descRepairs, descRepairedOut, descRepairWait} {
 		ch <- d
 	}
+	c.s.describeScrub(ch)
 	c.s.metrics.compactSeconds.Describe(ch)
 	c.s.metrics.compactDropped.Describe(ch)
 	c.s.metrics.compactCleared.Describe(ch)
@@ -126,6 +127,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRepairs, prometheus.CounterValue, float64(done))
 	ch <- prometheus.MustNewConstMetric(descRepairedOut, prometheus.CounterValue, float64(removed))
 	gauge(descRepairWait, float64(pending))
+	c.s.collectScrub(ch)
 	c.s.metrics.appendSeconds.Collect(ch)
 	c.s.metrics.commitSeconds.Collect(ch)
 	c.s.metrics.batchAppends.Collect(ch)

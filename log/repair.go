@@ -81,6 +81,10 @@ type repairState struct {
 	mu      sync.Mutex
 	pending map[SiteID]RangeSet
 	last    *RepairResult
+	// mismatch are versions a scrub found whose data does not match their digest: the next
+	// repair removes them, with the digest (either may be the damaged one), and sync
+	// fetches them again.
+	mismatch map[SiteID]RangeSet
 	// metaMu keeps SetMeta and TrustOwnVersions (direct writes, outside the committer) out
 	// of a repair's window, whose excise would drop them.
 	metaMu sync.RWMutex
@@ -187,13 +191,16 @@ func (s *Store) Repair(ctx context.Context) (RepairResult, error) {
 
 // commitRepair runs a repair in the committer.
 func (s *Store) commitRepair(r *repairReq) {
-	if len(s.Damage()) == 0 {
+	s.rep.mu.Lock()
+	mismatch := maps.Clone(s.rep.mismatch)
+	s.rep.mu.Unlock()
+	if len(s.Damage()) == 0 && len(mismatch) == 0 {
 		return
 	}
 	s.rep.metaMu.Lock()
 	defer s.rep.metaMu.Unlock()
 	start := time.Now()
-	res, damage, err := s.repair()
+	res, damage, err := s.repair(mismatch)
 	res.Duration = time.Since(start)
 	for _, d := range damage {
 		res.Files = append(res.Files, d.Path)
@@ -226,6 +233,13 @@ func (s *Store) commitRepair(r *repairReq) {
 		s.rep.pending[site] = p
 	}
 	s.rep.last = &res
+	for site, rs := range mismatch {
+		if left := s.rep.mismatch[site].Subtract(rs); len(left) > 0 {
+			s.rep.mismatch[site] = left
+		} else {
+			delete(s.rep.mismatch, site)
+		}
+	}
 	s.rep.mu.Unlock()
 	removed := make([]string, 0, len(res.Removed))
 	for _, site := range slices.SortedFunc(maps.Keys(res.Removed), func(a, b SiteID) int { return bytes.Compare(a[:], b[:]) }) {
@@ -238,7 +252,7 @@ func (s *Store) commitRepair(r *repairReq) {
 
 // repair re-writes the log without its unreadable versions (committer only).
 // It returns the damage known when the new log replaced the old one (all of it is gone).
-func (s *Store) repair() (res RepairResult, damage []Damage, err error) {
+func (s *Store) repair(mismatch map[SiteID]RangeSet) (res RepairResult, damage []Damage, err error) {
 	s.mu.RLock()
 	failed, lastSeq := s.failed, s.lastSeq
 	s.mu.RUnlock()
@@ -277,7 +291,7 @@ func (s *Store) repair() (res RepairResult, damage []Damage, err error) {
 	}
 	defer it.Close()
 
-	rp := &repairPass{s: s, it: it, vec: s.work.Clone(), lastSeq: lastSeq, trusted: s.ownTrusted()}
+	rp := &repairPass{s: s, it: it, vec: s.work.Clone(), lastSeq: lastSeq, trusted: s.ownTrusted(), mismatch: mismatch}
 	rp.res.Removed = map[SiteID]RangeSet{}
 	rp.sites = slices.SortedFunc(maps.Keys(rp.vec.Sites), func(a, b SiteID) int { return bytes.Compare(a[:], b[:]) })
 	// Each phase reads one key space of the old log into memory; the new log is written in
@@ -320,8 +334,10 @@ type repairPass struct {
 	lastSeq Seq
 	newLast Seq
 	trusted Version
-	res     RepairResult
-	stats   struct{ changes, bytes uint64 }
+	// mismatch: versions to remove whose data does not match their digest (scrub.go).
+	mismatch map[SiteID]RangeSet
+	res      RepairResult
+	stats    struct{ changes, bytes uint64 }
 
 	userMeta, data, arrivals, digests []kvPair
 	keptComplete                      []keptVersion
@@ -364,7 +380,7 @@ func (rp *repairPass) readData() {
 		for _, r := range held {
 			for v := r.First; ; v++ {
 				parts, cs, ok := readParts(rp.it, site, Version(v), sv.Partials[Version(v)])
-				if ok {
+				if ok && !rp.mismatch[site].Contains(v) {
 					for _, p := range parts {
 						rp.data = append(rp.data, p.kv)
 						rp.stats.changes += uint64(p.changes)
@@ -453,7 +469,7 @@ func (rp *repairPass) rebuildArrivals() {
 // readDigests keeps the 0x08 digests: of kept versions, read or recomputed; of removed
 // ones, read (to check the copies that come back). The content sums follow them.
 func (rp *repairPass) readDigests() {
-	it, vec := rp.it, rp.vec
+	vec := rp.vec
 	ki := 0
 	for _, site := range rp.sites {
 		sv := vec.Sites[site]
@@ -461,28 +477,9 @@ func (rp *repairPass) readDigests() {
 		want.AddSet(rp.res.Removed[site])
 		for _, r := range want {
 			for v := r.First; ; v++ {
-				k := digestKey(site, Version(v))
-				var cs *Changeset
-				kc := rp.keptComplete
-				for ki < len(kc) && (bytes.Compare(kc[ki].site[:], site[:]) < 0 || kc[ki].site == site && kc[ki].v < Version(v)) {
-					ki++
+				if !rp.mismatch[site].Contains(v) { // else the digest may be the damaged part: the copy that comes back brings its own
+					rp.keepDigest(site, Version(v), &ki)
 				}
-				if ki < len(kc) && kc[ki].site == site && kc[ki].v == Version(v) {
-					cs = kc[ki].cs
-				}
-				if it.SeekGE(k) && bytes.Equal(it.Key(), k) {
-					if val, err := it.ValueAndErr(); err == nil && len(val) == len(Digest{}) {
-						rp.digests = append(rp.digests, kvPair{k, bytes.Clone(val)})
-						goto next
-					}
-				}
-				if it.Error() != nil && cs != nil {
-					if d, ok := cs.ComputeDigest(); ok {
-						rp.digests = append(rp.digests, kvPair{k, d[:]})
-						rp.res.Digests++
-					}
-				}
-			next:
 				if v == r.Last {
 					break
 				}
@@ -495,6 +492,33 @@ func (rp *repairPass) readDigests() {
 	for _, e := range rp.digests {
 		if sv := vec.Sites[SiteID(e.k[1:17])]; sv != nil && sv.Versions.Contains(binary.BigEndian.Uint64(e.k[17:])) {
 			sv.Content.Add(Digest(e.v))
+		}
+	}
+}
+
+// keepDigest keeps the digest of (site, v): read, or recomputed from the kept version (ki
+// walks rp.keptComplete, in the same order as the calls).
+func (rp *repairPass) keepDigest(site SiteID, v Version, ki *int) {
+	it := rp.it
+	k := digestKey(site, v)
+	var cs *Changeset
+	kc := rp.keptComplete
+	for *ki < len(kc) && (bytes.Compare(kc[*ki].site[:], site[:]) < 0 || kc[*ki].site == site && kc[*ki].v < v) {
+		*ki++
+	}
+	if *ki < len(kc) && kc[*ki].site == site && kc[*ki].v == v {
+		cs = kc[*ki].cs
+	}
+	if it.SeekGE(k) && bytes.Equal(it.Key(), k) {
+		if val, err := it.ValueAndErr(); err == nil && len(val) == len(Digest{}) {
+			rp.digests = append(rp.digests, kvPair{k, bytes.Clone(val)})
+			return
+		}
+	}
+	if it.Error() != nil && cs != nil {
+		if d, ok := cs.ComputeDigest(); ok {
+			rp.digests = append(rp.digests, kvPair{k, d[:]})
+			rp.res.Digests++
 		}
 	}
 }
@@ -595,12 +619,7 @@ func readParts(it *pebble.Iterator, site SiteID, v Version, p *Partial) (out []r
 		if cs == nil {
 			cs = part
 		} else {
-			cs.Span.Last = part.Span.Last
-			cs.Changes = append(cs.Changes, part.Changes...)
-			cs.Compacted = cs.Compacted || part.Compacted
-			if part.Kind == KindData {
-				cs.Kind = KindData
-			}
+			joinPart(cs, part)
 		}
 	}
 	if it.Error() != nil || len(out) == 0 {

@@ -52,7 +52,13 @@ type Options struct {
 	// is never idle waiting for the committer. 0 means DefaultCommitDepth; 1 makes each group
 	// wait for the previous group's sync before it is built (the store before pipelining).
 	CommitDepth int
-	Logger      *slog.Logger
+	// ScrubInterval: a background scrub pass (scrub.go) reads the whole log every this
+	// long, verifying checksums and digests and repairing what it finds; 0 means none.
+	ScrubInterval time.Duration
+	// ScrubBytesPerSec paces a scrub pass; 0 means DefaultScrubBytesPerSec, negative no
+	// limit.
+	ScrubBytesPerSec int64
+	Logger           *slog.Logger
 }
 
 // DefaultCacheBytes is the default Options.CacheBytes.
@@ -156,6 +162,7 @@ type Store struct {
 
 	forge forgeState // Ingest's refusals (forge.go)
 
+	scrub    scrubState  // background scrub (scrub.go)
 	rep      repairState // self-repair of damaged files (repair.go)
 	repairs  chan *repairReq
 	noRepair bool
@@ -254,6 +261,7 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 		lock.Close()
 		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
+	s.startScrub(opts)
 	if s.readOnly {
 		close(s.done)
 		return s, nil
@@ -493,6 +501,7 @@ func (s *Store) get(key []byte) ([]byte, error) {
 // Close closes the store; idempotent. Appends queued but not yet committed fail with
 // ErrClosed; tails and waiters end with ErrClosed.
 func (s *Store) Close() error {
+	s.stopScrub() // a pass holds closeMu's read side while it sleeps
 	s.closeMu.Lock()
 	if s.closed {
 		s.closeMu.Unlock()

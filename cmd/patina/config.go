@@ -128,7 +128,17 @@ type LogConfig struct {
 	// duration: changes superseded longer ago than that are compacted away ("0s": as soon as
 	// they are superseded). See README "Log retention and compaction".
 	Retention string `toml:"retention"`
+	// ScrubInterval: a background pass reads the whole log this often, verifying Pebble's
+	// block checksums and each version's content digest, and repairs what it finds (the
+	// damaged versions are fetched again from peers); 0 turns it off.
+	ScrubInterval time.Duration `toml:"scrub_interval"`
+	// ScrubBytesPerSec paces that pass so it never competes with writes for long.
+	ScrubBytesPerSec int64 `toml:"scrub_bytes_per_sec"`
 }
+
+// DefaultScrubInterval reads the whole log once a day: damage found within a day, while
+// peers surely still hold the versions (retention does not clear versions others lack).
+const DefaultScrubInterval = 24 * time.Hour
 
 // DefaultLogRetention keeps an hour of full history: long enough for a CDC consumer or a
 // subscriber to ride out a restart or a deploy, and for "what did it say 20 minutes ago"
@@ -205,6 +215,7 @@ func DefaultConfig() Config {
 	c.API.BodyTimeout, c.API.TxTimeout = a.BodyReadTimeout, a.TxTimeout
 	c.API.QueueDepth, c.API.QueueTimeout = a.QueueDepth, a.QueueTimeout
 	c.Log.Retention = DefaultLogRetention
+	c.Log.ScrubInterval, c.Log.ScrubBytesPerSec = DefaultScrubInterval, log.DefaultScrubBytesPerSec
 	c.DB.FoldBatch, c.DB.ReadConns, c.DB.FoldDelay = m.FoldBatch, m.ReadConns, DefaultFoldDelay
 	c.DB.MinFreeBytes = log.DefaultMinFreeBytes
 	c.DB.CheckOnStart = true
@@ -269,6 +280,8 @@ var coreOptions = []option{
 	{key: "db.fold_delay", usage: "how long the writer, woken by changesets from peers alone, waits for more before folding a small batch (more changesets per SQLite commit, that much more replication latency); 0 folds at once", field: func(c *Config) any { return &c.DB.FoldDelay }, agentOnly: true},
 	{key: "db.check_on_start", usage: "check views.db at start (PRAGMA quick_check reads the whole file) and rebuild a damaged one from the log; off, the first statement that meets damage starts that rebuild", field: func(c *Config) any { return &c.DB.CheckOnStart }, agentOnly: true},
 	{key: "db.read_conns", usage: "read-only SQLite connections", field: func(c *Config) any { return &c.DB.ReadConns }, agentOnly: true},
+	{key: "log.scrub_interval", usage: "how often a background pass reads the whole log, verifying checksums and digests, and repairs what it finds; 0 turns it off", field: func(c *Config) any { return &c.Log.ScrubInterval }, agentOnly: true},
+	{key: "log.scrub_bytes_per_sec", usage: "read rate of the background scrub, so that it never competes with writes for long", field: func(c *Config) any { return &c.Log.ScrubBytesPerSec }, agentOnly: true},
 	{key: "log.retention", usage: "how long superseded changes stay in the log: a duration (0s: compact at once) or forever", field: func(c *Config) any { return &c.Log.Retention }, agentOnly: true},
 	{key: "gossip.secret_key", usage: "base64 key (16, 24 or 32 bytes) encrypting gossip", field: func(c *Config) any { return &c.Gossip.SecretKey }, agentOnly: true},
 	{key: "gossip.fanout", usage: "members each new changeset is sent to", field: func(c *Config) any { return &c.Gossip.Fanout }, agentOnly: true},
@@ -446,6 +459,12 @@ func (c *Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return usagef("log_level: %v", err)
+	}
+	if c.Log.ScrubInterval < 0 {
+		return usagef("log.scrub_interval %v: want 0 (off) or more", c.Log.ScrubInterval)
+	}
+	if c.Log.ScrubBytesPerSec < 0 {
+		return usagef("log.scrub_bytes_per_sec %d: want more than 0 (0: the default rate)", c.Log.ScrubBytesPerSec)
 	}
 	if c.DB.FoldDelay < 0 {
 		return usagef("db.fold_delay %v: want 0 or more", c.DB.FoldDelay)
