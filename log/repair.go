@@ -144,7 +144,7 @@ func (s *Store) repairPending(site SiteID, v Version) bool {
 // repairSoon starts a repair in the background unless one runs (which then runs once more:
 // the damage may be in a file it had already read).
 func (s *Store) repairSoon() {
-	if s.readOnly || s.lenient || s.noRepair {
+	if s.readOnly || s.lenient || s.noRepair || !s.ready.Load() {
 		return
 	}
 	s.rep.again.Store(true)
@@ -540,6 +540,11 @@ func (rp *repairPass) metas() []kvPair {
 		{metaKey(metaOwnTrusted), tr[:]},
 		{metaKey(metaSiteID), s.site[:]},
 		{metaKey(metaStats), st[:]},
+	}
+	if sv := rp.vec.Sites[s.site]; sv != nil {
+		if m, ok := sv.Versions.Max(); ok || rp.trusted > 0 {
+			metas = append(metas, kvPair{metaKey(metaOwnHead), binary.BigEndian.AppendUint64(nil, max(m, uint64(rp.trusted)))})
+		}
 	}
 	if len(rp.arrivals) == 0 && rp.lastSeq > 0 {
 		// Nothing readable is left: the seqs must still never be given out again.

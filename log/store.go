@@ -164,6 +164,7 @@ type Store struct {
 
 	scrub    scrubState  // background scrub (scrub.go)
 	rep      repairState // self-repair of damaged files (repair.go)
+	ready    atomic.Bool // open is done: damage met from now on starts a repair
 	repairs  chan *repairReq
 	noRepair bool
 
@@ -205,7 +206,16 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 			fs = privateFS{vfs.Default}
 		}
 	}
-	s := &Store{}
+	// The store exists before Pebble opens: Pebble may report damage (a compaction that
+	// reads a damaged file) before Open returns, and the listener records it on s.
+	s := &Store{
+		fs: fs, dir: dir,
+		maxPart: opts.MaxPartChanges, wopts: pebble.Sync, logger: logger,
+		hlc: NewHLC(), readOnly: opts.ReadOnly, lenient: lenient && opts.ReadOnly, metrics: newStoreMetrics(),
+		reqs: make(chan *appendReq, 1024), compacts: make(chan *compactReq), quit: make(chan struct{}), done: make(chan struct{}),
+		closedCh: make(chan struct{}), notify: make(chan struct{}),
+		repairs: make(chan *repairReq), noRepair: opts.NoRepair,
+	}
 	popts := &pebble.Options{Logger: pebbleLogger{logger}, ReadOnly: opts.ReadOnly, CacheSize: opts.CacheBytes, FS: fs}
 	// Damage found while reading is an error of that read, recorded and logged by the
 	// store, not Pebble's default Fatalf: the node keeps serving what is intact.
@@ -233,14 +243,7 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 		lock.Close()
 		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
-	*s = Store{
-		fs: fs, dir: dir,
-		db: db, lock: lock, maxPart: opts.MaxPartChanges, wopts: pebble.Sync, logger: logger,
-		hlc: NewHLC(), readOnly: opts.ReadOnly, lenient: lenient && opts.ReadOnly, metrics: newStoreMetrics(),
-		reqs: make(chan *appendReq, 1024), compacts: make(chan *compactReq), quit: make(chan struct{}), done: make(chan struct{}),
-		closedCh: make(chan struct{}), notify: make(chan struct{}),
-		repairs: make(chan *repairReq), noRepair: opts.NoRepair,
-	}
+	s.db, s.lock = db, lock
 	depth := opts.CommitDepth
 	if depth <= 0 {
 		depth = DefaultCommitDepth
@@ -268,12 +271,28 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 	}
 	// A repair's table file left by a crash before its ingest (repair.go).
 	_ = fs.RemoveAll(fs.PathJoin(dir, repairDir))
+	if err := writeIdentity(fs, dir, s.site); err != nil {
+		s.logger.Warn("could not write the copy of the site id (recover.go); open goes on", "err", err)
+	}
 	go s.commitLoop()
+	s.ready.Store(true)
+	if len(s.Damage()) > 0 { // met at open (recover.go): the repair re-writes the log
+		s.repairSoon()
+	}
 	return s, nil
 }
 
-// load reads (or, in a new directory, writes) the metadata and the persisted vector.
+// load reads (or, in a new directory, writes) the metadata and the persisted vector. A
+// writable open that meets damage there rebuilds them from the data (recover.go).
 func (s *Store) load(want SiteID) error {
+	err := s.loadStored(want)
+	if err == nil || s.readOnly || !isCorrupt(err) {
+		return err
+	}
+	return s.loadFromData(want, err)
+}
+
+func (s *Store) loadStored(want SiteID) error {
 	if err := s.loadMeta(want); err != nil {
 		return err
 	}
@@ -1024,6 +1043,13 @@ func (s *Store) persistAppends(g *groupCommit) (changes, bytes uint64) {
 	binary.BigEndian.PutUint64(st[:], changes)
 	binary.BigEndian.PutUint64(st[8:], bytes)
 	g.b.Set(metaKey(metaStats), st[:], nil)
+	if _, ok := g.dirtySites[s.site]; ok {
+		// The own head again, in the metadata, away from the vector entries: what open
+		// needs if the vector's block is damaged (recover.go).
+		if m, ok := s.work.Sites[s.site].Versions.Max(); ok {
+			g.b.Set(metaKey(metaOwnHead), binary.BigEndian.AppendUint64(nil, m), nil)
+		}
+	}
 	return changes, bytes
 }
 
