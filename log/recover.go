@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"slices"
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -191,11 +192,12 @@ func padKey(k []byte) *big.Int {
 	return new(big.Int).SetBytes(b[:])
 }
 
-// skipDamaged finds the first position after a damaged block: bad is a key position whose
-// seek fails (the first key at or after it is in the block); a damaged block holds an
-// interval of keys, so bisection between bad and upper (a seek there reads nothing) finds
-// the smallest position whose seek succeeds, in at most 8*keyBytes seeks. ok is false when
-// that is upper: nothing readable follows.
+// skipDamaged finds the first readable key after a damaged block: bad is a key position
+// whose seek fails (the first key at or after it is in the block). A damaged block holds an
+// interval of keys, so positions after bad fail until the block ends: steps of growing size
+// (one more byte of the key each) find a readable position past it in a few seeks, and a
+// walk back from there finds the first readable key after the block (each failing seek
+// costs a corruption report, so there are few). ok is false when nothing readable follows.
 func skipDamaged(it *pebble.Iterator, bad *big.Int, upper []byte) (next []byte, ok bool) {
 	readable := func(x *big.Int) bool {
 		k := x.FillBytes(make([]byte, keyBytes))
@@ -208,25 +210,36 @@ func skipDamaged(it *pebble.Iterator, bad *big.Int, upper []byte) (next []byte, 
 		_, err := it.ValueAndErr()
 		return err == nil
 	}
-	good := padKey(upper)
 	if readable(bad) {
 		return bad.FillBytes(make([]byte, keyBytes)), true
 	}
-	one := big.NewInt(1)
-	for new(big.Int).Sub(good, bad).Cmp(one) > 0 {
-		mid := new(big.Int).Add(bad, good)
-		mid.Rsh(mid, 1)
-		if readable(mid) {
-			good = mid
-		} else {
-			bad = mid
+	end := slices.Clone(upper)
+	for p := range keyBytes {
+		x := new(big.Int).Add(bad, new(big.Int).Lsh(big.NewInt(1), uint(8*p)))
+		if x.BitLen() > 8*keyBytes {
+			break
+		}
+		if readable(x) {
+			if k := x.FillBytes(make([]byte, keyBytes)); bytes.Compare(k, upper) < 0 {
+				end = k
+			}
+			break
 		}
 	}
-	k := good.FillBytes(make([]byte, keyBytes))
-	if bytes.Compare(k, upper) >= 0 {
-		return nil, false
+	var first []byte
+	for ok := it.SeekLT(end); ok; ok = it.Prev() {
+		if _, err := it.ValueAndErr(); err != nil {
+			break
+		}
+		first = slices.Clone(it.Key())
 	}
-	return k, true
+	switch {
+	case first != nil:
+		return first, true
+	case bytes.Compare(end, upper) < 0:
+		return end, true
+	}
+	return nil, false
 }
 
 // recoverLastSeq sets LastSeq from the readable arrival entries and the seq floor; when the

@@ -18,28 +18,23 @@ import (
 )
 
 // damageBlockOf damages, in the stopped store's table file at path, the data block that a
-// read of key needs, and says whether it found one: it tries each block on a copy in memory.
+// read of key needs, and says whether it found one: it tries each block on a copy.
 func damageBlockOf(tb testing.TB, path string, key []byte) bool {
 	tb.Helper()
 	orig, err := os.ReadFile(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	mem := vfs.NewMem()
+	tmp := filepath.Join(tb.TempDir(), "t.sst")
 	reader := func(b []byte) *sstable.Reader {
-		f, err := mem.Create("t.sst", vfs.WriteCategoryUnspecified)
+		if err := os.WriteFile(tmp, b, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+		f, err := vfs.Default.Open(tmp)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if _, err := f.Write(b); err != nil {
-			tb.Fatal(err)
-		}
-		f.Close()
-		f, err = mem.Open("t.sst")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		rd, err := objstorageprovider.NewFileReadable(f, mem, objstorageprovider.NewReadaheadConfig(), "t.sst")
+		rd, err := objstorageprovider.NewFileReadable(f, vfs.Default, objstorageprovider.NewReadaheadConfig(), tmp)
 		if err != nil {
 			tb.Fatal(err)
 		}

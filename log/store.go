@@ -497,7 +497,7 @@ func (s *Store) sumContent(vec *Vector) {
 		}
 	}
 	if err := it.Error(); err != nil {
-		s.logger.Warn("content digests unreadable: versions are not compared by content until a repair", "err", err)
+		s.logger.Warn("content digests unreadable: versions are not compared by content until a repair", "err", err.Error())
 		for _, sv := range vec.Sites {
 			sv.Content = ContentSum{}
 		}
@@ -706,7 +706,9 @@ func (s *Store) AppendLocal(ctx context.Context, cs *Changeset) (Version, Seq, e
 		s.localMu.Unlock()
 		return 0, 0, fmt.Errorf("append local: %w", err)
 	}
-	cs.Digest, _ = cs.ComputeDigest()
+	if !noDigests {
+		cs.Digest, _ = cs.ComputeDigest()
+	}
 	req := &appendReq{res: make([]AppendResult, 1), done: make(chan struct{}), local: true}
 	var err error
 	if req.items, err = s.split(nil, cs, 0); err != nil {
