@@ -70,7 +70,9 @@
 //     keeps its live changes (Changeset.Compacted; the ordinals of Span it no longer carries
 //     were superseded) or is cleared (0x07; no data, no arrival entry). Schema and empty
 //     changesets are never touched. One pass at a time; each batch is one turn of the
-//     committer, so the stats and vector stay exact.
+//     committer, so the stats and vector stay exact. A pass over CompactOptions.Candidates
+//     reads and judges only the versions named (the caller knows which rows changed) and
+//     hands back in Retry what holds a superseded change that cannot go yet.
 //   - The data, the vector entries, the arrival entries and the stats counters of one
 //     commit are written in one Pebble batch, so a crash at any instant leaves them
 //     consistent with each other; Store.Check verifies all of it, and a SIGKILL test checks

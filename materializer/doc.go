@@ -23,7 +23,11 @@
 //     shows is the survivors, never an intermediate state of the transaction.
 //   - Compaction (compact.go) drops only what the view proves superseded: a change is live
 //     while any record of its row's clock names its origin; refused and pending changesets,
-//     unknown tables and columns, and versions not yet folded are always live.
+//     unknown tables and columns, and versions not yet folded are always live. A pass judges
+//     only versions the fold marked since they were last judged (superseded.go): every
+//     displaced clock record and every change that loses on arrival marks its version; a
+//     lost mark (restart, rebuild, overflow) costs one full pass, never a kept change for
+//     good. The tests follow every incremental pass with a full one that must drop nothing.
 //   - Readers use separate read-only connections and never wait for the writer.
 //   - The schema is replicated: migrations and schema files append schema changesets
 //     (log.KindSchema) that fold alone, before anything after them in the log; the schema
