@@ -233,3 +233,29 @@ func BenchmarkVectorClone(b *testing.B) {
 		_ = mine.Clone()
 	}
 }
+
+// BenchmarkDecodeChangeset decodes a 100-row changeset of 4 changes per row (the shape of
+// `patina bench write`'s batches): what a receiver pays per frame and per read of the log.
+func BenchmarkDecodeChangeset(b *testing.B) {
+	const rows = 100
+	cs := &Changeset{Site: SiteID{0xde}, Version: 1, TS: Timestamp(1e18)}
+	for r := range rows {
+		pk := MustPackPK(Integer(int64(r)))
+		for i, v := range []Value{Integer(int64(r) * 7), Real(float64(r) / 3), Text("some text of a typical length"), Blob([]byte("0123456789abcdef"))} {
+			cs.Changes = append(cs.Changes, Change{Table: "bench", PK: pk, CID: fmt.Sprintf("c%d", i), Val: v, ColVersion: 1, CL: 1, Ord: uint64(len(cs.Changes))})
+		}
+	}
+	cs.Span, cs.LastOrd = OrdRange{First: 0, Last: uint64(len(cs.Changes) - 1)}, uint64(len(cs.Changes)-1)
+	enc, err := EncodeChangeset(cs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(enc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeChangeset(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(cs.Changes)), "ns/change")
+}

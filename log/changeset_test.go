@@ -173,3 +173,40 @@ func TestDecodeHostileCount(t *testing.T) {
 		t.Fatalf("allocated %d bytes to refuse a hostile count", n)
 	}
 }
+
+// TestDecodedBytesDoNotAliasStrings: the decoder slices byte and string payloads out of one
+// copy of its input, so writing into a decoded PK or blob (a caller owns them) must leave
+// every decoded string (table, column, text value) as it was.
+func TestDecodedBytesDoNotAliasStrings(t *testing.T) {
+	cs := makeCS(siteB, 3, 6)
+	for i := range cs.Changes {
+		if i%2 == 1 {
+			cs.Changes[i].Val = Blob([]byte(fmt.Sprintf("blob-%d-payload", i)))
+		}
+	}
+	enc := cs.MustEncode()
+	got, err := DecodeChangeset(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range got.Changes {
+		c := &got.Changes[i]
+		for j := range c.PK {
+			c.PK[j] = 0xff
+		}
+		for j := range c.Val.Blob {
+			c.Val.Blob[j] = 0xff
+		}
+		c.PK = append(c.PK, 0xff) // capacity-capped: a copy, never the next payload
+	}
+	want, err := DecodeChangeset(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range got.Changes {
+		g, w := got.Changes[i], want.Changes[i]
+		if g.Table != w.Table || g.CID != w.CID || g.Val.Text != w.Val.Text {
+			t.Fatalf("change %d: writing its bytes changed a string: %q %q %q, want %q %q %q", i, g.Table, g.CID, g.Val.Text, w.Table, w.CID, w.Val.Text)
+		}
+	}
+}
