@@ -398,9 +398,9 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res ChaosResult, err error)
 				return res, fmt.Errorf("fill node 0's disk: %w", err)
 			}
 			heal = func() error { return growDisk(tmpfs) }
-			// Met by the node's writes: its health says so (counted, not required: a
-			// node down or just restarted may not have written yet).
-			if waitDiskFull(ctx, a.client(), cfg.Step) {
+			// Met by the node's writes: its health says so (counted; the wait is longer
+			// than a step only when the node is slow to write, on a loaded machine).
+			if waitDiskFull(ctx, a.client(), max(cfg.Step, 10*time.Second)) {
 				res.DiskFullSeen++
 			}
 			res.Faults[kind]++

@@ -32,7 +32,7 @@ const chaosTmpfsBytes = 4 << 30
 // mountChaosTmpfs mounts a tmpfs at dir for node 0's data, or says why it cannot.
 func mountChaosTmpfs(dir string) (string, string) {
 	if os.Geteuid() != 0 {
-		return "", "mounting a small tmpfs to fill needs root"
+		return "", "a tmpfs for node 0's data (mounted, then shrunk) needs root"
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err.Error()
