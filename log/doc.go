@@ -51,6 +51,13 @@
 //	                                        0x05 ranges): format byte, msgpack ranges
 //	0x01 "compaction"                    -> horizon seq, horizon ts, changes dropped,
 //	                                        versions cleared, bytes removed (uint64 each)
+//	0x01 "own_head"                      -> version(8): this node's highest own version,
+//	                                        away from the vector entries (recover.go)
+//	0x01 "scrub"                         -> unix nanos(8): end of the last scrub pass
+//	0x08 site(16) version(8)             -> the version's content digest (forge.go)
+//
+// Beside Pebble's files, IDENTITY holds a copy of the site id (the one key open cannot
+// rebuild from the data; recover.go).
 //
 // Parts of one version are adjacent in key order, so Get and Scan read a version with one
 // seek; Read and Tail walk the arrival index and seek into the data for each version.
@@ -115,6 +122,15 @@
 // write or fsync leaves the working vector ahead of the disk, so the store refuses every
 // later write (groups already on their way fail too) until it is reopened, which reads the
 // truth back from disk.
+//
+// # Damage
+//
+// A damaged Pebble block is an error of the reads that meet it, recorded (Damage) and then
+// repaired (repair.go: the log re-written without what is unreadable, which sync fetches
+// again). A background scrub (scrub.go, Options.ScrubInterval) reads every file and checks
+// every version against its digest, so damage no read meets is found too; Check runs the same
+// checks unpaced. A writable open that meets damage in the keys it reads rebuilds them from
+// the data (recover.go); only an unreadable identity, or an unknowable own head, stops it.
 //
 // Readers (Get, Scan, Read, Tail, Vector, Missing) never wait for the committer: they read
 // the published state under a read lock and Pebble's own snapshots. Vector and Missing take

@@ -541,6 +541,9 @@ func (rp *repairPass) metas() []kvPair {
 		{metaKey(metaSiteID), s.site[:]},
 		{metaKey(metaStats), st[:]},
 	}
+	if t := s.scrub.lastEnd.Load(); t > 0 { // the next scrub stays an interval after the last
+		metas = append(metas, kvPair{metaKey(metaScrub), binary.BigEndian.AppendUint64(nil, uint64(t))})
+	}
 	if sv := rp.vec.Sites[s.site]; sv != nil {
 		if m, ok := sv.Versions.Max(); ok || rp.trusted > 0 {
 			metas = append(metas, kvPair{metaKey(metaOwnHead), binary.BigEndian.AppendUint64(nil, max(m, uint64(rp.trusted)))})
