@@ -443,7 +443,7 @@ func (p *compactPass) rewrites(b compactBatch, verdicts [][]Dominator, base Seq,
 		for j, d := range v {
 			dseq, ok := p.droppable(cs, d)
 			if !ok {
-				if !d.IsZero() {
+				if !d.IsZero() && p.later(d) {
 					// Superseded, but not droppable yet: when both it and its winner
 					// have left the window (or, without a window, at the next pass).
 					waits = true
@@ -503,6 +503,17 @@ func (p *compactPass) droppable(cs *Changeset, d Dominator) (Seq, bool) {
 		}
 	}
 	return dseq, true
+}
+
+// later reports whether a change d supersedes, not droppable now, may be later: d is held
+// with data (so it arrived after this pass's snapshot, or is in the window). A winner the
+// log does not hold keeps the change, as a full pass does, until a later change to its row
+// names it again: retried, it would be judged at every pass for nothing.
+func (p *compactPass) later(d Dominator) bool {
+	p.s.mu.RLock()
+	defer p.s.mu.RUnlock()
+	sv := p.s.vec.Sites[d.Site]
+	return sv != nil && sv.Versions.Contains(uint64(d.Version)) && !sv.Cleared.Contains(uint64(d.Version))
 }
 
 // AppendCleared records versions a peer holds cleared: they become held (and cleared)

@@ -268,7 +268,8 @@ func TestCompactHorizon(t *testing.T) {
 // TestCompactCandidates: a pass over Candidates judges those versions and no other (a
 // version the judge would drop stays when it is not named), skips what is not held or is
 // cleared, and hands back in Retry what holds a superseded change that cannot go yet: a
-// candidate not folded by Through, one whose winner the log lacks, one inside the window.
+// candidate not folded by Through, one whose winner arrived after the pass began, one inside
+// the window; not one whose winner the log does not hold (kept, as by a full pass).
 func TestCompactCandidates(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t, "", Options{})
@@ -282,11 +283,22 @@ func TestCompactCandidates(t *testing.T) {
 		out, err := drop(ctx, css)
 		for i, cs := range css {
 			judged = append(judged, cs.Version)
-			if cs.Version == 5 {
-				out[i][1] = Dominator{Site: siteB, Version: 9} // a winner not in the log yet
+			switch cs.Version {
+			case 5:
+				out[i][1] = Dominator{Site: siteB, Version: 2} // a winner appended during the pass
+			case 4:
+				out[i][2] = Dominator{Site: siteB, Version: 9} // a winner the log does not hold
 			}
 		}
 		return out, err
+	}
+	appendLate, appended := judge, false
+	judge = func(ctx context.Context, css []*Changeset) ([][]Dominator, error) {
+		if !appended {
+			appended = true
+			mustAppend(t, s, makeCS(siteB, 2, 1)) // seq 9: after the pass read the arrivals
+		}
+		return appendLate(ctx, css)
 	}
 	cands := map[SiteID]RangeSet{siteA: {{First: 2, Last: 2}, {First: 4, Last: 5}, {First: 7, Last: 40}}, siteB: {{First: 100, Last: 1 << 40}}}
 	res, err := s.Compact(ctx, CompactOptions{Through: 7, Candidates: cands, Judge: judge, Batch: 2})
