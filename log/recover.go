@@ -319,7 +319,7 @@ func (s *Store) ownHead(vec *Vector) (head Version, known bool) {
 }
 
 // metaOwnHead: version(8), the highest version of this node's own site held, written with
-// every commit that adds one (store.go) and by repairs.
+// every commit that adds one (commit.go) and by repairs.
 const metaOwnHead = "own_head"
 
 // ErrOwnHistoryLost means a damaged file may hold versions of this node's own site that no
