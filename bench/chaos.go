@@ -535,23 +535,18 @@ func sortedHeads(h map[log.SiteID]log.Version) []string {
 
 // chaosSummary is a node's data in brief: the unique rows' count and sums, the hot rows.
 func chaosSummary(ctx context.Context, cl *client.Client) (string, error) {
-	var b strings.Builder
-	for _, q := range []string{"SELECT count(*), total(id), total(node), total(length(val)) FROM chaos", "SELECT k, node, val FROM hot ORDER BY k"} {
-		_, rows, err := cl.QueryAll(ctx, client.Options{}, client.Stmt(q))
-		if err != nil {
-			return "", err
-		}
-		for _, r := range rows {
-			fmt.Fprintln(&b, r)
-		}
-	}
-	return b.String(), nil
+	return chaosRows(ctx, cl, "SELECT count(*), total(id), total(node), total(length(val)) FROM chaos", "SELECT k, node, val FROM hot ORDER BY k")
 }
 
 // chaosDump is a node's whole data, in a comparable form.
 func chaosDump(ctx context.Context, cl *client.Client) (string, error) {
+	return chaosRows(ctx, cl, "SELECT id, node, val FROM chaos ORDER BY id", "SELECT k, node, val FROM hot ORDER BY k")
+}
+
+// chaosRows runs queries on a node and returns their rows, one line each.
+func chaosRows(ctx context.Context, cl *client.Client, queries ...string) (string, error) {
 	var b strings.Builder
-	for _, q := range []string{"SELECT id, node, val FROM chaos ORDER BY id", "SELECT k, node, val FROM hot ORDER BY k"} {
+	for _, q := range queries {
 		_, rows, err := cl.QueryAll(ctx, client.Options{}, client.Stmt(q))
 		if err != nil {
 			return "", err
