@@ -224,14 +224,7 @@ func (s *Store) commitRepair(r *repairReq) {
 	s.rep.done.Add(1)
 	s.rep.removed.Add(res.RemovedCount())
 	s.rep.mu.Lock()
-	if s.rep.pending == nil {
-		s.rep.pending = map[SiteID]RangeSet{}
-	}
-	for site, rs := range res.Removed {
-		p := s.rep.pending[site]
-		p.AddSet(rs)
-		s.rep.pending[site] = p
-	}
+	s.rep.pending = addSiteRanges(s.rep.pending, res.Removed)
 	s.rep.last = &res
 	for site, rs := range mismatch {
 		if left := s.rep.mismatch[site].Subtract(rs); len(left) > 0 {
@@ -710,4 +703,17 @@ func scanArrivals(it *pebble.Iterator, lastSeq Seq, keep func(k, v []byte)) {
 		}
 		// Unreadable after the last good entry: the next turn seeks seq again.
 	}
+}
+
+// addSiteRanges adds every site's ranges of src to dst (made when nil) and returns dst.
+func addSiteRanges(dst, src map[SiteID]RangeSet) map[SiteID]RangeSet {
+	if dst == nil {
+		dst = map[SiteID]RangeSet{}
+	}
+	for site, rs := range src {
+		m := dst[site]
+		m.AddSet(rs)
+		dst[site] = m
+	}
+	return dst
 }

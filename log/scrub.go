@@ -206,14 +206,7 @@ func (s *Store) scrubPass(ctx context.Context, rate int64) (ScrubResult, error) 
 		return s.endScrub(res, p, start, nil)
 	}
 	s.rep.mu.Lock()
-	if s.rep.mismatch == nil {
-		s.rep.mismatch = map[SiteID]RangeSet{}
-	}
-	for site, rs := range res.Mismatched {
-		m := s.rep.mismatch[site]
-		m.AddSet(rs)
-		s.rep.mismatch[site] = m
-	}
+	s.rep.mismatch = addSiteRanges(s.rep.mismatch, res.Mismatched)
 	s.rep.mu.Unlock()
 	if _, err := s.Repair(ctx); err != nil {
 		return s.endScrub(res, p, start, err)
