@@ -376,7 +376,24 @@ func (s *Store) commit(reqs []*appendReq) *inflight {
 	} else {
 		f.err = f.b.Commit(s.wopts)
 	}
+	if f.err != nil {
+		// Fail the store now, not when syncLoop reaches this group: the next group is
+		// built on this one's working vector and must not reach the WAL without it.
+		s.mu.Lock()
+		s.failLocked(f.err)
+		s.mu.Unlock()
+	}
 	return f
+}
+
+// failLocked makes every later write fail (s.mu held): the committer's working vector is
+// ahead of the disk, and rather than unwind it the store refuses until reopened, which
+// reads the truth back from disk.
+func (s *Store) failLocked(err error) {
+	if s.failed == nil {
+		s.failed = fmt.Errorf("log commit failed, reopen the store: %w", err)
+		s.logger.Error("commit failed", "err", err)
+	}
 }
 
 // publish waits for a written group's sync and publishes it (syncLoop only); it reports
@@ -400,12 +417,7 @@ func (s *Store) publish(f *inflight) bool {
 		err = s.failed
 	}
 	if err != nil {
-		// The committer's working vector is now ahead of the disk; rather than unwind it,
-		// refuse every later write. Reopening reads the truth back from disk.
-		if s.failed == nil {
-			s.failed = fmt.Errorf("log commit failed, reopen the store: %w", err)
-			s.logger.Error("commit failed", "err", err)
-		}
+		s.failLocked(err)
 		for _, r := range f.reqs {
 			if r.err == nil {
 				r.err = s.failed
