@@ -4,13 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/patinadb/patina/api"
 	"github.com/patinadb/patina/log"
 )
@@ -115,5 +120,39 @@ func TestDiskFullRefusesWritesKeepsReads(t *testing.T) {
 	h := n.do(t, "GET", "/v1/health", "")
 	if h.status != http.StatusServiceUnavailable || !bytes.Contains(h.body, []byte(`"disk_full":true`)) {
 		t.Fatalf("health on a full disk: %d %s", h.status, h.body)
+	}
+}
+
+// When the log's disk fails (every write and sync of the WAL errs), the write that met it
+// and every later one get 500 with a JSON error, reads go on, and health answers 503 with
+// log_failed. One writer at pipeline depth 1, so that Pebble's own fatal error (it panics
+// when a later commit reaches a failed WAL) is never reached in this process.
+func TestLogDiskFailureRefusesWritesKeepsReads(t *testing.T) {
+	var failing atomic.Bool
+	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if !failing.Load() || !strings.HasSuffix(op.Path, ".log") {
+			return nil
+		}
+		switch op.Kind {
+		case errorfs.OpFileWrite, errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+			return errors.New("injected I/O error")
+		}
+		return nil
+	}))
+	n := newNode(t, func(_ *api.Config, o *log.Options) { o.FS, o.CommitDepth = fs, 1 })
+	n.exec(t, stmtf("INSERT INTO kv (k, v) VALUES ('a', 1)"))
+	failing.Store(true)
+	for i := range 2 {
+		a := n.do(t, "POST", "/v1/transactions", `["INSERT INTO kv (k, v) VALUES ('b', 2)"]`, "Content-Type", "application/json")
+		if a.status != http.StatusInternalServerError || a.errMsg() == "" {
+			t.Fatalf("write %d on a failed log disk: %d %s, want 500 with an error", i, a.status, a.body)
+		}
+	}
+	if got := n.query(t, "SELECT group_concat(k) FROM kv"); got[0][0] != "'a'" {
+		t.Fatalf("read after the failure: %v, want only the acknowledged row", got)
+	}
+	h := n.do(t, "GET", "/v1/health", "")
+	if h.status != http.StatusServiceUnavailable || !bytes.Contains(h.body, []byte(`"log_failed":"log commit failed`)) {
+		t.Fatalf("health on a failed log disk: %d %s", h.status, h.body)
 	}
 }

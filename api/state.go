@@ -37,6 +37,9 @@ type healthFigures struct {
 	Collisions uint64 `json:"collisions,omitempty"`
 	// ViewCorruption: SQLite found views.db damaged; it is being rebuilt from the log.
 	ViewCorruption string `json:"view_corruption,omitempty"`
+	// LogFailed: a write or sync of the log's disk failed; writes are refused until the
+	// agent restarts and reads the truth back from disk.
+	LogFailed string `json:"log_failed,omitempty"`
 }
 
 // ViewFaultReporter is implemented by a View that watches its file (*materializer.Materializer
@@ -51,10 +54,12 @@ type ForgeReporter interface {
 }
 
 // FaultReporter is implemented by a ChangeLog that watches its disk (*log.Store does):
-// health reports a full disk and on-disk corruption, and is unhealthy (503) with either.
+// health reports a full disk, on-disk corruption and a failed commit, and is unhealthy
+// (503) with any of them.
 type FaultReporter interface {
 	DiskFull() bool
 	Corruption() error
+	CommitFailure() error
 }
 
 // jsonFloat is a float64 that always prints as a JSON real (0.0, not 0), as Corrosion's f64
@@ -130,6 +135,10 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 		}
 		if fig.DiskFull {
 			bad = append(bad, "disk full: writes refused")
+		}
+		if err := fr.CommitFailure(); err != nil {
+			fig.LogFailed = err.Error()
+			bad = append(bad, "log disk failed: writes refused until restart")
 		}
 	}
 	if vr, ok := s.cfg.View.(ViewFaultReporter); ok {

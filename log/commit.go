@@ -392,7 +392,7 @@ func (s *Store) commit(reqs []*appendReq) *inflight {
 func (s *Store) failLocked(err error) {
 	if s.failed == nil {
 		s.failed = fmt.Errorf("log commit failed, reopen the store: %w", err)
-		s.logger.Error("commit failed", "err", err)
+		s.logger.Error("commit failed", "err", err.Error()) // %+v of a Pebble error is its stack
 	}
 }
 

@@ -71,6 +71,15 @@ func (s *Store) Corruption() error {
 	return nil
 }
 
+// CommitFailure is the error that failed a commit of the log's disk (a WAL write or sync
+// that returned an error), nil while commits succeed. Once set the store refuses every
+// write until it is reopened.
+func (s *Store) CommitFailure() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.failed
+}
+
 // SetMinFreeBytes changes Options.MinFreeBytes of an open store (0: no check) and makes
 // the next write ask the file system again. Operators' tools and tests use it to move the
 // threshold without a restart.
