@@ -121,7 +121,11 @@
 // from about 7 to about 12 on the 2-core bench machine, at no cost to a lone writer). A failed
 // write or fsync leaves the working vector ahead of the disk, so the store refuses every
 // later write (groups already on their way fail too) until it is reopened, which reads the
-// truth back from disk.
+// truth back from disk (CommitFailure says why; a group whose apply fails fails the store
+// before the next group is built on it). Pebble's WAL error is sticky and Pebble panics when
+// a later commit or a WAL rotation meets it, so a failing disk may also end the process: the
+// invariant holds either way (TestWALFailureRefusesLaterGroups fails a child's WAL with
+// groups in flight and checks what it answered against what the directory holds).
 //
 // # Damage
 //
