@@ -40,6 +40,11 @@ type healthFigures struct {
 	// LogFailed: a write or sync of the log's disk failed; writes are refused until the
 	// agent restarts and reads the truth back from disk.
 	LogFailed string `json:"log_failed,omitempty"`
+	// SchemaConflicts (issue 16): schema elements that lost the merge (GET /v1/schema lists
+	// them). Every node that holds the same schema changesets reports the same number, so
+	// they make a node unhealthy only past ?schema_conflicts=N: a conflict by default would
+	// take the whole cluster out of its load balancer at once.
+	SchemaConflicts int `json:"schema_conflicts,omitempty"`
 }
 
 // ViewFaultReporter is implemented by a View that watches its file (*materializer.Materializer
@@ -74,7 +79,8 @@ const headerUnhealthy = "X-Patina-Unhealthy"
 // handleHealth answers 200 as long as the API serves, or failure_status (default 503) when
 // a figure passes one of the thresholds given, with Corrosion's rules: ?gaps=N (versions
 // missing; may be negative), ?max_queue=N (changesets not yet folded), ?p99_lag=S (seconds;
-// counts only when the queue is also above ?queue_size=N, if that is given).
+// counts only when the queue is also above ?queue_size=N, if that is given); and Patina's
+// ?schema_conflicts=N (schema elements that lost the merge).
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	maxGaps, gapsSet, err := intParam(q.Get("gaps"), "gaps", math.MinInt64)
@@ -86,6 +92,10 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	lagQueue, lagQueueSet, err := intParam(q.Get("queue_size"), "queue_size", 0)
+	if err != nil {
+		return err
+	}
+	maxConflicts, conflictsSet, err := intParam(q.Get("schema_conflicts"), "schema_conflicts", 0)
 	if err != nil {
 		return err
 	}
@@ -110,6 +120,8 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 		Gaps:      vectorGaps(s.cfg.Log.Vector()),
 		Members:   1,
 		QueueSize: foldQueue(s.cfg.Log.LastSeq(), s.cfg.View.FoldPosition()),
+
+		SchemaConflicts: len(s.cfg.View.Schema().Conflicts),
 	}
 	if s.cfg.Cluster != nil {
 		fig.Members = 0
@@ -155,6 +167,9 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 	}
 	if lagSet && float64(fig.P99Lag) > maxLag && (!lagQueueSet || fig.QueueSize > uint64(lagQueue)) {
 		bad = append(bad, fmt.Sprintf("p99_lag %gs > %gs", float64(fig.P99Lag), maxLag))
+	}
+	if conflictsSet && int64(fig.SchemaConflicts) > maxConflicts {
+		bad = append(bad, fmt.Sprintf("schema_conflicts %d > %d (GET /v1/schema lists them)", fig.SchemaConflicts, maxConflicts))
 	}
 	if len(bad) > 0 {
 		w.Header().Set(headerUnhealthy, strings.Join(bad, ", "))

@@ -339,12 +339,17 @@ type Health struct {
 	DiskFull       bool   `json:"disk_full,omitempty"`
 	Corruption     string `json:"corruption,omitempty"`
 	ViewCorruption string `json:"view_corruption,omitempty"`
+	// SchemaConflicts (issue 16): schema elements that lost the merge; Schema lists them.
+	SchemaConflicts int `json:"schema_conflicts,omitempty"`
 }
 
 // HealthThresholds make Health fail (HTTP 503) when a figure passes one; negative: unset.
 type HealthThresholds struct {
 	Gaps, MaxQueue int64
 	P99Lag         time.Duration
+	// SchemaConflicts: unhealthy above this many schema conflicts; nil: no limit (a pointer
+	// so that the zero value of HealthThresholds keeps meaning what it did before it came).
+	SchemaConflicts *int64
 }
 
 // Health returns the agent's health figures. With thresholds passed, the error is an *Error
@@ -360,6 +365,9 @@ func (c *Client) Health(ctx context.Context, th *HealthThresholds) (Health, erro
 		}
 		if th.P99Lag >= 0 {
 			q.Set("p99_lag", strconv.FormatFloat(th.P99Lag.Seconds(), 'f', -1, 64))
+		}
+		if th.SchemaConflicts != nil {
+			q.Set("schema_conflicts", strconv.FormatInt(*th.SchemaConflicts, 10))
 		}
 	}
 	req, err := c.newRequest(ctx, http.MethodGet, "/v1/health", q, nil)

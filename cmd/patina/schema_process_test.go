@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -205,6 +206,21 @@ func TestSchemaCluster(t *testing.T) {
 	for _, n := range c.nodes {
 		if got := n.metric("patina_schema_conflicts"); got != 1 {
 			t.Fatalf("node %d patina_schema_conflicts = %v", n.idx, got)
+		}
+		// Health shows the conflict on every node, and stays 200 unless asked to fail on it.
+		if h, err := n.cl.Health(ctx, nil); err != nil || h.SchemaConflicts != 1 {
+			t.Fatalf("node %d health = %+v, %v; want 200 with schema_conflicts 1", n.idx, h, err)
+		}
+	}
+	// patina health fails on the conflict only past --schema-conflicts.
+	for _, c := range []struct {
+		limit string
+		exit  int
+	}{{"0", 1}, {"1", 0}} {
+		h := exec.Command(bin, "health", "--api-addr", n1.api, "--schema-conflicts", c.limit)
+		out, _ := h.CombinedOutput()
+		if h.ProcessState.ExitCode() != c.exit || (c.exit == 1) != strings.Contains(string(out), "schema_conflicts 1 > 0") {
+			t.Fatalf("patina health --schema-conflicts %s: exit %d, want %d\n%s", c.limit, h.ProcessState.ExitCode(), c.exit, out)
 		}
 	}
 	// The row written under the losing definition keeps what fits the winner; cells of
