@@ -16,7 +16,9 @@ import (
 // skipped (a part that overlaps held ordinals stores only the new ones). Durable on return;
 // concurrent callers are group-committed. Every changeset is validated first and an invalid
 // one fails the whole call before anything is stored. Once queued, a call waits for the
-// commit's outcome even if ctx ends, so that its answer is always true.
+// commit's outcome even if ctx ends, so that its answer is always true. The log may keep
+// the changesets given (their Changes and payloads, not the Changeset structs) and hand
+// them to readers (recent.go): the caller must not modify them after the call.
 func (s *Store) Append(ctx context.Context, css ...*Changeset) ([]AppendResult, error) {
 	if len(css) == 0 {
 		return nil, nil
@@ -220,6 +222,7 @@ type inflight struct {
 	wait    bool          // b was applied without waiting for its sync: SyncWait before publishing
 	err     error         // writing b failed
 	ops     []pubOp
+	recent  []recentEntry // for the recent cache, once published
 	lastSeq Seq
 	changes uint64 // totals after this group
 	bytes   uint64
@@ -368,7 +371,7 @@ func (s *Store) commit(reqs []*appendReq) *inflight {
 		return f
 	}
 	f.changes, f.bytes = s.persistAppends(&g)
-	f.b, f.ops, f.lastSeq = g.b, g.ops, g.lastSeq
+	f.b, f.ops, f.lastSeq, f.recent = g.b, g.ops, g.lastSeq, g.recent
 	s.wLastSeq, s.wChanges, s.wBytes = g.lastSeq, f.changes, f.bytes
 	if s.wopts.Sync {
 		f.err = s.db.ApplyNoSyncWait(f.b, s.wopts)
@@ -426,6 +429,8 @@ func (s *Store) publish(f *inflight) bool {
 		s.mu.Unlock()
 		return false
 	}
+	// Kept before the seqs are published, so that a reader woken by them finds them.
+	s.recent.add(f.recent)
 	for _, op := range f.ops {
 		s.vec.AddPart(op.site, op.ver, op.lastSeq, op.first, op.last)
 		if !op.digest.IsZero() {
@@ -448,7 +453,8 @@ type groupCommit struct {
 	b              *pebble.Batch
 	lastSeq        Seq // the arrival seq of the last version the batch completes
 	ops            []pubOp
-	changes, bytes uint64 // what the batch adds
+	recent         []recentEntry // versions completed whole by one canonical item
+	changes, bytes uint64        // what the batch adds
 	dirtySites     map[SiteID]struct{}
 	dirtyParts     map[partKey]struct{}
 	key            []byte
@@ -488,6 +494,9 @@ func (s *Store) batchItem(g *groupCommit, it item, res *AppendResult) {
 			g.lastSeq++
 			res.Complete, res.Seq = true, g.lastSeq
 			g.b.Set(arrivalKey(g.lastSeq), arrivalValue(part.Site, part.Version), nil)
+			if part == cs && part.Site != s.site && canonical(part) {
+				g.recent = append(g.recent, recentEntry{seq: g.lastSeq, cs: part, size: uint64(len(encs[i]))})
+			}
 			if !part.Digest.IsZero() {
 				g.b.Set(digestKey(part.Site, part.Version), part.Digest[:], nil)
 				s.work.Site(part.Site).Content.Add(part.Digest)

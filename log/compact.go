@@ -581,6 +581,10 @@ func (s *Store) commitCompaction(r *compactReq) {
 	}
 	a.b = s.db.NewBatch()
 	defer a.b.Close()
+	// Read must not return a kept decoded copy of what this batch rewrites (recent.go).
+	for _, rw := range r.rewrites {
+		s.recent.drop(rw.seq)
+	}
 	for _, rw := range r.rewrites {
 		if r.err = s.applyRewrite(&a, r, rw); r.err != nil {
 			return

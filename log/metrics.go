@@ -67,6 +67,7 @@ var (
 	descRepairedOut = prometheus.NewDesc("patina_log_repair_removed_versions_total", "Unreadable versions repairs removed from the log.", nil, nil)
 	descRepairWait  = prometheus.NewDesc("patina_log_repair_pending_versions", "Versions a repair removed that are not held again yet (sync fetches them from peers).", nil, nil)
 	descFreeBytes   = prometheus.NewDesc("patina_log_disk_free_bytes", "Free bytes of the log's disk at the last check (0 before the first write).", nil, nil)
+	descRecentReads = prometheus.NewDesc("patina_log_recent_reads_total", "Versions Read returned, by whether the recent cache held them decoded (hit) or they were read and decoded from Pebble (miss).", []string{"result"}, nil)
 )
 
 type storeCollector struct{ s *Store }
@@ -78,7 +79,7 @@ func (s *Store) Collector() prometheus.Collector { return storeCollector{s} }
 
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueue, descInflight, descLastSeq, descVersions, descChanges, descBytes, descDisk, descSites, descAppends, descSyncs, descWaiting, descCleared, descHorizon, descHorizTS,
-		descCorruptions, descDamaged, descDiskFull, descRefused, descFreeBytes, descRepairs, descRepairedOut, descRepairWait} {
+		descCorruptions, descDamaged, descDiskFull, descRefused, descFreeBytes, descRepairs, descRepairedOut, descRepairWait, descRecentReads} {
 		ch <- d
 	}
 	c.s.describeScrub(ch)
@@ -127,6 +128,9 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRepairs, prometheus.CounterValue, float64(done))
 	ch <- prometheus.MustNewConstMetric(descRepairedOut, prometheus.CounterValue, float64(removed))
 	gauge(descRepairWait, float64(pending))
+	hits, misses := c.s.recent.counts()
+	ch <- prometheus.MustNewConstMetric(descRecentReads, prometheus.CounterValue, float64(hits), "hit")
+	ch <- prometheus.MustNewConstMetric(descRecentReads, prometheus.CounterValue, float64(misses), "miss")
 	c.s.collectScrub(ch)
 	c.s.metrics.appendSeconds.Collect(ch)
 	c.s.metrics.commitSeconds.Collect(ch)

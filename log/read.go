@@ -165,7 +165,8 @@ func (s *Store) scanChunk(lower, upper []byte) ([]*Changeset, []byte, error) {
 // Read returns up to max complete changesets with arrival seq > after, in arrival order,
 // without blocking. Each has its Seq set. Seqs of versions compaction cleared are gone, so
 // the seqs returned may jump; Read returns nothing only when the log holds nothing after
-// after (the version at LastSeq is never cleared, see Compact).
+// after (the version at LastSeq is never cleared, see Compact). Each Changeset struct is the
+// caller's, but its Changes may be shared with other readers (recent.go): read-only.
 func (s *Store) Read(after Seq, max int) ([]*Changeset, error) {
 	css, _, err := s.read(after, max, false)
 	return css, corruptErr(err)
@@ -186,11 +187,12 @@ func (s *Store) read(after Seq, max int, sizes bool) ([]*Changeset, []uint64, er
 		return nil, nil, err
 	}
 	defer ait.Close()
-	dit, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxData}, UpperBound: []byte{pfxData + 1}})
-	if err != nil {
-		return nil, nil, err
-	}
-	defer dit.Close()
+	var dit *pebble.Iterator // opened at the first version the recent cache does not hold
+	defer func() {
+		if dit != nil {
+			dit.Close()
+		}
+	}()
 	var szs []uint64
 	out := make([]*Changeset, 0, min(uint64(max), uint64(last-after)))
 	for ok := ait.First(); ok && len(out) < max; ok = ait.Next() {
@@ -205,9 +207,24 @@ func (s *Store) read(after Seq, max int, sizes bool) ([]*Changeset, []uint64, er
 		if len(val) != 24 {
 			return nil, nil, &DecodeError{What: "arrival entry", Err: fmt.Errorf("seq %d: %d bytes", seq, len(val))}
 		}
-		cs, size, err := readVersion(dit, SiteID(val[:16]), Version(binary.BigEndian.Uint64(val[16:])))
-		if err != nil {
-			return nil, nil, fmt.Errorf("read seq %d: %w", seq, err)
+		site, ver := SiteID(val[:16]), Version(binary.BigEndian.Uint64(val[16:]))
+		var cs *Changeset
+		var size uint64
+		if e, ok := s.recent.get(seq); ok && e.cs.Site == site && e.cs.Version == ver {
+			// The caller's own copy of the shared one (recent.go); Changes capped, so that
+			// an append by one reader cannot write where another reads.
+			c := *e.cs
+			c.Changes = c.Changes[:len(c.Changes):len(c.Changes)]
+			cs, size = &c, e.size
+		} else {
+			if dit == nil {
+				if dit, err = s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxData}, UpperBound: []byte{pfxData + 1}}); err != nil {
+					return nil, nil, err
+				}
+			}
+			if cs, size, err = readVersion(dit, site, ver); err != nil {
+				return nil, nil, fmt.Errorf("read seq %d: %w", seq, err)
+			}
 		}
 		cs.Seq = seq
 		out = append(out, cs)

@@ -199,6 +199,7 @@ func (s *Store) commitRepair(r *repairReq) {
 	}
 	s.rep.metaMu.Lock()
 	defer s.rep.metaMu.Unlock()
+	s.recent.clear() // a repair removes versions and rewrites the log (recent.go)
 	start := time.Now()
 	res, damage, err := s.repair(mismatch)
 	res.Duration = time.Since(start)

@@ -51,7 +51,11 @@ type Options struct {
 	// ScrubBytesPerSec paces a scrub pass; 0 means DefaultScrubBytesPerSec, negative no
 	// limit.
 	ScrubBytesPerSec int64
-	Logger           *slog.Logger
+	// RecentChanges bounds the recent cache (recent.go): the decoded form of the last
+	// versions Append stored, which Read returns without decoding them again. 0 means
+	// DefaultRecentChanges, negative none.
+	RecentChanges int
+	Logger        *slog.Logger
 }
 
 // DefaultCacheBytes is the default Options.CacheBytes.
@@ -161,6 +165,8 @@ type Store struct {
 	repairs  chan *repairReq
 	noRepair bool
 
+	recent *recentCache // decoded recent versions (recent.go)
+
 	appends atomic.Uint64
 	syncs   atomic.Uint64
 	waiting atomic.Int32 // callers blocked in Wait (tails at the end of the log)
@@ -209,6 +215,11 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 		closedCh: make(chan struct{}), notify: make(chan struct{}),
 		repairs: make(chan *repairReq), noRepair: opts.NoRepair,
 	}
+	recent := opts.RecentChanges
+	if recent == 0 {
+		recent = DefaultRecentChanges
+	}
+	s.recent = newRecentCache(max(recent, 0))
 	popts := &pebble.Options{Logger: pebbleLogger{logger}, ReadOnly: opts.ReadOnly, CacheSize: opts.CacheBytes, FS: fs}
 	// Damage found while reading is an error of that read, recorded and logged by the
 	// store, not Pebble's default Fatalf: the node keeps serving what is intact.

@@ -91,7 +91,7 @@ func MeasureMembership(ctx context.Context, cfg MembershipConfig) (*MembershipRe
 		}
 	}()
 	open := func(i int, bootstrap []string) (*calNode, error) {
-		st, err := log.Open(fmt.Sprintf("cal%d", i), log.Options{FS: fs, NoSync: true, CacheBytes: 1 << 20, Logger: discard})
+		st, err := log.Open(fmt.Sprintf("cal%d", i), log.Options{FS: fs, NoSync: true, CacheBytes: 1 << 20, RecentChanges: -1, Logger: discard})
 		if err != nil {
 			return nil, err
 		}
