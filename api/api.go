@@ -367,6 +367,8 @@ func (s *Server) Open(ctx context.Context) error {
 		IdleTimeout: s.cfg.IdleTimeout,
 		ErrorLog:    slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 		ConnState:   s.trackConn,
+		Protocols:   serverProtocols(),
+		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: s.h2Streams()},
 	}
 	s.srv.RegisterOnShutdown(s.cancelStream)
 	s.opened = time.Now()
@@ -378,6 +380,26 @@ func (s *Server) Open(ctx context.Context) error {
 	}()
 	s.logger.Info("api listening", attrAddr, ln.Addr().String(), "scheme", scheme, "client_certs", s.cfg.TLS != nil && s.cfg.TLS.ClientAuth >= tls.VerifyClientCertIfGiven)
 	return nil
+}
+
+// serverProtocols: HTTP/1.1, and HTTP/2 without TLS by prior knowledge (h2c), which is
+// what corro-client speaks (its reqwest client is built with http2_prior_knowledge, so
+// without h2c every one of its calls fails before a request is read). Over TLS the ALPN
+// list stays http/1.1 (see Open): corro-client never uses TLS.
+func serverProtocols() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return p
+}
+
+// h2Streams is the most HTTP/2 streams one connection may have open: enough for every slot
+// and queue place the server has, so that one multiplexing client (corro-client sends
+// everything, subscriptions included, over one connection) meets the server's own limits
+// and answers (503 with Retry-After) rather than HTTP/2's silent per-connection cap.
+func (s *Server) h2Streams() int {
+	n := s.cfg.MaxConcurrency + s.cfg.MaxStreams + max(s.cfg.QueueDepth, 0) + 16
+	return min(n, 1<<20)
 }
 
 // Addr is the address the server listens on (useful with port 0); nil before Open.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -30,9 +31,47 @@ type golden struct {
 	header       map[string]string
 }
 
+// corroClients are the two ways Corrosion's clients reach an agent: corro-client's reqwest
+// client speaks HTTP/2 over plain TCP by prior knowledge (h2c, http2_prior_knowledge), curl
+// and most other programs HTTP/1.1. Every golden pair is checked over both.
+var corroClients = []struct {
+	name  string
+	proto int
+	new   func(t *testing.T) *http.Client
+}{
+	{"HTTP/1.1", 1, func(*testing.T) *http.Client { return http.DefaultClient }},
+	{"h2c", 2, h2cClient},
+}
+
+// h2cClient speaks only HTTP/2 without TLS, by prior knowledge, as corro-client does.
+func h2cClient(t *testing.T) *http.Client {
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: p}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
+// uuidRE is what corro-client parses corro-query-id into (a Uuid): a client that cannot parse
+// it fails with ExpectedQueryId.
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
 func TestCorrosionCompat(t *testing.T) {
-	level := new(slog.LevelVar)
-	n := newNode(t, withToken("s3cret"), func(c *api.Config, _ *log.Options) { c.LogLevel = level })
+	for _, cc := range corroClients {
+		t.Run(cc.name, func(t *testing.T) {
+			t.Parallel()
+			level := new(slog.LevelVar)
+			n := newNode(t, withToken("s3cret"), func(c *api.Config, _ *log.Options) { c.LogLevel = level })
+			n.hc = cc.new(t)
+			runCompat(t, n, cc.proto)
+			if level.Level() != slog.LevelDebug {
+				t.Errorf("log level %v after PUT debug", level.Level())
+			}
+		})
+	}
+}
+
+func runCompat(t *testing.T, n *node, proto int) {
 	auth := []string{"Authorization", "Bearer s3cret"}
 	exec := `{"results":[{"rows_affected":"<num>","time":"<num>"}],"time":"<num>","version":"<num>","actor_id":"<any>"}`
 	execErr := func(msg string) string {
@@ -47,7 +86,14 @@ func TestCorrosionCompat(t *testing.T) {
 			body: `[{"query": "INSERT INTO t (id, name) VALUES (?, ?)", "params": [4, "d"], "named_params": {"x": 1}}]`, hdr: auth, status: 200, want: exec},
 		{name: "transactions JSON parameters bind as text", method: "POST", path: "/v1/transactions?timeout=0",
 			body: `[["INSERT INTO kv (k, v) VALUES (?, ?), (?, ?), (?, ?)", ["obj", {"a": [1, 2]}, "mixed", [1, "x"], "big", [256]]]]`, hdr: auth, status: 200, want: exec},
-		{name: "transactions empty list", method: "POST", path: "/v1/transactions", body: `[]`, hdr: auth, status: 400, want: execErr("no statements")},
+		// SqliteParam tries Integer, then Real: a number past i64 binds as a real.
+		{name: "transactions integer past 64 bits binds as a real", method: "POST", path: "/v1/transactions",
+			body: `[["INSERT INTO kv (k, v) VALUES (?, ?)", ["u64", 18446744073709551615]]]`, hdr: auth, status: 200, want: exec},
+		// A statement that writes nothing affects no rows (not the count of an earlier one).
+		{name: "transactions SELECT affects no rows", method: "POST", path: "/v1/transactions", body: `["SELECT 1"]`, hdr: auth, status: 200,
+			want: `{"results":[{"rows_affected":0,"time":"<num>"}],"time":"<num>","version":null,"actor_id":"<any>"}`},
+		// ExecResponse's f64 time prints as a real, 0.0 included.
+		{name: "transactions empty list", method: "POST", path: "/v1/transactions", body: `[]`, hdr: auth, status: 400, want: execErr("no statements"), raw: []string{`"time":0.0,`}},
 		{name: "transactions without token", method: "POST", path: "/v1/transactions", body: `["SELECT 1"]`, status: 401, want: execErr("<any>")},
 		{name: "transactions bad parameters", method: "POST", path: "/v1/transactions", body: `[["SELECT ?", 5]]`, hdr: auth, status: 400, want: execErr("<any>")},
 		{name: "transactions bad timeout", method: "POST", path: "/v1/transactions?timeout=-1", body: `["SELECT 1"]`, hdr: auth, status: 400, want: execErr("<any>")},
@@ -56,7 +102,7 @@ func TestCorrosionCompat(t *testing.T) {
 		{name: "query", method: "POST", path: "/v1/queries?timeout=0", body: `["SELECT id, name FROM t WHERE id < ? ORDER BY id", [3]]`, hdr: auth, status: 200,
 			raw: []string{`{"columns":["id","name"]}` + "\n" + `{"row":[1,[1,"a"]]}` + "\n" + `{"row":[2,[2,"b"]]}` + "\n" + `{"eoq":{"time":`}},
 		{name: "query JSON text", method: "POST", path: "/v1/queries", body: `"SELECT v FROM kv ORDER BY k"`, hdr: auth, status: 200,
-			raw: []string{`{"row":[1,["[256]"]]}`, `{"row":[2,["[1, \"x\"]"]]}`, `{"row":[3,["{\"a\": [1, 2]}"]]}`}},
+			raw: []string{`{"row":[1,["[256]"]]}`, `{"row":[2,["[1, \"x\"]"]]}`, `{"row":[3,["{\"a\": [1, 2]}"]]}`, `{"row":[4,[1.8446744073709552e+19]]}`}},
 		{name: "query error", method: "POST", path: "/v1/queries", body: `"SELECT * FROM nope"`, hdr: auth, status: 400, want: `{"error":"<any>"}`},
 		{name: "query strict keys", method: "POST", path: "/v1/queries", body: `{"quErY": "000000000"}0`, hdr: auth, status: 400, want: `{"error":"<any>"}`},
 		// TableStatRequest / TableStatResponse.
@@ -79,19 +125,15 @@ func TestCorrosionCompat(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			hdr := append([]string{"Content-Type", "application/json"}, c.hdr...)
 			a := n.do(t, c.method, c.path, c.body, hdr...)
+			if a.proto != proto {
+				t.Fatalf("answered over HTTP/%d, want HTTP/%d", a.proto, proto)
+			}
 			if a.status != c.status {
 				t.Fatalf("status %d, want %d: %s", a.status, c.status, a.body)
 			}
 			if c.want != "" {
-				var got, want any
-				if err := json.Unmarshal(a.body, &got); err != nil {
-					t.Fatalf("answer is not JSON: %v: %s", err, a.body)
-				}
-				if err := json.Unmarshal([]byte(c.want), &want); err != nil {
-					t.Fatalf("golden: %v", err)
-				}
-				if err := match("$", got, want); err != nil {
-					t.Errorf("%v\n got  %s\n want %s", err, bytes.TrimSpace(a.body), c.want)
+				if err := matchJSON(a.body, c.want); err != nil {
+					t.Error(err)
 				}
 			}
 			for _, r := range c.raw {
@@ -106,9 +148,21 @@ func TestCorrosionCompat(t *testing.T) {
 			}
 		})
 	}
-	if level.Level() != slog.LevelDebug {
-		t.Errorf("log level %v after PUT debug", level.Level())
+}
+
+// matchJSON decodes body and matches it against the golden JSON want (see match).
+func matchJSON(body []byte, want string) error {
+	var got, w any
+	if err := json.Unmarshal(body, &got); err != nil {
+		return fmt.Errorf("answer is not JSON: %v: %s", err, body)
 	}
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		return fmt.Errorf("golden: %v", err)
+	}
+	if err := match("$", got, w); err != nil {
+		return fmt.Errorf("%v\n got  %s\n want %s", err, bytes.TrimSpace(body), want)
+	}
+	return nil
 }
 
 // match compares a decoded JSON answer with a golden value.
@@ -165,45 +219,86 @@ func keys(m map[string]any) []string {
 	return out
 }
 
-// TestCorrosionCompatStreams: subscriptions and updates as corro-client drives them.
+// TestCorrosionCompatStreams: subscriptions and updates as corro-client drives them, each
+// event matched against the golden shape corro-api-types' QueryEvent and NotifyEvent parse.
 func TestCorrosionCompatStreams(t *testing.T) {
-	n := newSubsNode(t)
-	n.exec(`INSERT INTO apps VALUES (1, 'web')`)
-	// subscribe(): POST with skip_rows=false, headers corro-query-id and corro-query-hash.
-	es := n.stream("POST", "/v1/subscriptions?skip_rows=false", `["SELECT id, name FROM apps WHERE id > ?", [0]]`)
-	id, hash := es.resp.Header.Get("corro-query-id"), es.resp.Header.Get("corro-query-hash")
-	if es.resp.StatusCode != 200 || id == "" || hash == "" {
-		t.Fatalf("subscribe: %d, headers %v", es.resp.StatusCode, es.resp.Header)
+	for _, cc := range corroClients {
+		t.Run(cc.name, func(t *testing.T) {
+			t.Parallel()
+			n := newSubsNode(t)
+			n.hc = cc.new(t)
+			runCompatStreams(t, n, cc.proto)
+		})
 	}
-	expectLines(t, es, `{"columns":["id","name"]}`, `{"row":[1,[1,"web"]]}`, `{"eoq":{"time":*`)
+}
+
+func runCompatStreams(t *testing.T, n *subsNode, proto int) {
+	n.exec(`INSERT INTO apps VALUES (1, 'web')`)
+	open := func(method, path, body string, status int) *eventStream {
+		t.Helper()
+		es := n.stream(method, path, body)
+		if es.resp.ProtoMajor != proto || es.resp.StatusCode != status {
+			t.Fatalf("%s %s: HTTP/%d %d, want HTTP/%d %d", method, path, es.resp.ProtoMajor, es.resp.StatusCode, proto, status)
+		}
+		return es
+	}
+	// subscribe(): POST with skip_rows=false; corro-query-id must parse as a UUID, and
+	// corro-query-hash comes with it. A new subscription's eoq carries change id 0.
+	es := open("POST", "/v1/subscriptions?skip_rows=false", `["SELECT id, name FROM apps WHERE id > ?", [0]]`, 200)
+	id, hash := es.resp.Header.Get("corro-query-id"), es.resp.Header.Get("corro-query-hash")
+	if !uuidRE.MatchString(id) || hash == "" {
+		t.Fatalf("subscribe: headers %v", es.resp.Header)
+	}
+	expectEvents(t, es, `{"columns":["id","name"]}`, `{"row":[1,[1,"web"]]}`, `{"eoq":{"time":"<num>","change_id":0}}`)
 	// The literal form of the same statement is the same subscription.
-	lit := n.stream("POST", "/v1/subscriptions", `"SELECT id, name FROM apps WHERE id > 0"`)
+	lit := open("POST", "/v1/subscriptions", `"SELECT id, name FROM apps WHERE id > 0"`, 200)
 	if got := lit.resp.Header.Get("corro-query-id"); got != id {
 		t.Errorf("literal form: subscription %s, want %s", got, id)
 	}
 	lit.close()
 	// skip_rows=true: no columns, rows or eoq; the first line is the next change.
-	skip := n.stream("POST", "/v1/subscriptions?skip_rows=true", `"SELECT id, name FROM apps WHERE id > 0"`)
+	skip := open("POST", "/v1/subscriptions?skip_rows=true", `"SELECT id, name FROM apps WHERE id > 0"`, 200)
 	n.exec(`INSERT INTO apps VALUES (2, 'db')`)
-	expectLines(t, es, `{"change":["insert",2,[2,"db"],1]}`)
-	expectLines(t, skip, `{"change":["insert",2,[2,"db"],1]}`)
+	n.exec(`UPDATE apps SET name = 'www' WHERE id = 1`)
+	// Change ids follow the eoq's one by one: corro-client fails with MissedChange otherwise.
+	expectEvents(t, es, `{"change":["insert",2,[2,"db"],1]}`, `{"change":["update",1,[1,"www"],2]}`)
+	expectEvents(t, skip, `{"change":["insert",2,[2,"db"],1]}`)
 	skip.close()
 	es.close()
-	// subscription(id, from=0) after an eoq of change id 0: the whole result again.
-	again := n.stream("GET", "/v1/subscriptions/"+id+"?skip_rows=false&from=0", "")
-	expectLines(t, again, `{"columns":["id","name"]}`, `{"row":[1,[1,"web"]]}`, `{"row":[2,[2,"db"]]}`, `{"eoq":{"time":*`)
+	// corro-client reconnects with GET /v1/subscriptions/{id}?from=<last change id>, no
+	// skip_rows. After an eoq of change id 0 that is from=0: the whole result again, with
+	// the latest change id in its eoq.
+	again := open("GET", "/v1/subscriptions/"+id+"?from=0", "", 200)
+	if got := again.resp.Header.Get("corro-query-hash"); got != hash {
+		t.Errorf("resume: corro-query-hash %q, want %q", got, hash)
+	}
+	expectEvents(t, again, `{"columns":["id","name"]}`, `{"row":[1,[1,"www"]]}`, `{"row":[2,[2,"db"]]}`, `{"eoq":{"time":"<num>","change_id":2}}`)
 	again.close()
-	// from on a statement without a subscription: 400, as Corrosion answers.
-	if a := n.stream("POST", "/v1/subscriptions?from=3", `"SELECT name FROM apps"`); a.resp.StatusCode != 400 {
-		t.Errorf("from on a new statement: %d, want 400", a.resp.StatusCode)
+	// from=N: the changes after N only.
+	resume := open("GET", "/v1/subscriptions/"+id+"?from=1", "", 200)
+	expectEvents(t, resume, `{"change":["update",1,[1,"www"],2]}`)
+	resume.close()
+	// from on a statement without a subscription: 400, as Corrosion answers, with
+	// QueryEvent::Error's shape; an unknown id: 404, the same shape.
+	for _, c := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"POST", "/v1/subscriptions?from=3", `"SELECT name FROM apps"`, 400},
+		{"GET", "/v1/subscriptions/00000000-0000-4000-8000-000000000000", "", 404},
+	} {
+		a := open(c.method, c.path, c.body, c.status)
+		expectEvents(t, a, `{"error":"<any>"}`)
+		a.close()
 	}
-	// updates(table): corro-query-id, then notify events.
-	up := n.stream("POST", "/v1/updates/apps", "")
-	if up.resp.StatusCode != 200 || up.resp.Header.Get("corro-query-id") == "" {
-		t.Fatalf("updates: %d, headers %v", up.resp.StatusCode, up.resp.Header)
+	// updates(table): corro-query-id (a UUID), then NotifyEvent::Notify per changed row.
+	up := open("POST", "/v1/updates/apps", "", 200)
+	if !uuidRE.MatchString(up.resp.Header.Get("corro-query-id")) {
+		t.Fatalf("updates: headers %v", up.resp.Header)
 	}
-	n.exec(`UPDATE apps SET name = 'www' WHERE id = 1`)
-	expectLines(t, up, `{"notify":["update",[1]]}`)
+	n.exec(`UPDATE apps SET name = 'web' WHERE id = 1`)
+	n.exec(`DELETE FROM apps WHERE id = 2`)
+	expectEvents(t, up, `{"notify":["update",[1]]}`, `{"notify":["delete",[2]]}`)
 	up.close()
 	// The admin endpoint lists the subscription with its folded statement.
 	resp, err := http.Get(n.url + "/v1/admin/subscriptions")
@@ -217,5 +312,15 @@ func TestCorrosionCompatStreams(t *testing.T) {
 	json.NewDecoder(resp.Body).Decode(&list)
 	if len(list.Subscriptions) != 1 || !strings.Contains(fmt.Sprint(list.Subscriptions), "WHERE id > 0") {
 		t.Errorf("admin subscriptions = %+v", list.Subscriptions)
+	}
+}
+
+// expectEvents reads one NDJSON line per golden and matches it (see match).
+func expectEvents(t *testing.T, es *eventStream, want ...string) {
+	t.Helper()
+	for i, w := range want {
+		if err := matchJSON([]byte(es.next(t)), w); err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
 	}
 }

@@ -31,6 +31,7 @@ type node struct {
 	srv   *api.Server
 	url   string
 	cl    *client.Client
+	hc    *http.Client // for do; nil is http.DefaultClient
 }
 
 type nodeOpt func(*api.Config, *log.Options)
@@ -92,6 +93,7 @@ type answer struct {
 	status int
 	header http.Header
 	body   []byte
+	proto  int // the HTTP major version the answer came in
 }
 
 // errMsg is the "error" of a JSON answer ("" when none).
@@ -119,7 +121,11 @@ func (n *node) do(tb testing.TB, method, path, body string, hdr ...string) answe
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := n.hc
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		tb.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -128,7 +134,7 @@ func (n *node) do(tb testing.TB, method, path, body string, hdr ...string) answe
 	if err != nil {
 		tb.Fatalf("%s %s: read: %v", method, path, err)
 	}
-	return answer{status: resp.StatusCode, header: resp.Header, body: b}
+	return answer{status: resp.StatusCode, header: resp.Header, body: b, proto: resp.ProtoMajor}
 }
 
 // exec runs a transaction through the client and fails the test on error.

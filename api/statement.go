@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -184,7 +185,8 @@ func parseParams(raw json.RawMessage) ([]log.Value, map[string]log.Value, error)
 // parseParam reads one parameter: a SQLite value in the API's JSON form (null, a bool as
 // 0/1, a number, a string, an array of byte values as a blob), or else, as Corrosion's
 // SqliteParam::Json does, any other JSON (an object, an array that is not bytes) bound as
-// its JSON text.
+// its JSON text. An integer outside the 64-bit range binds as a real, as Corrosion's
+// SqliteParam::Real takes the number its Integer refuses.
 func parseParam(raw json.RawMessage) (log.Value, error) {
 	raw = bytes.TrimSpace(raw)
 	v, err := log.ParseJSONValue(raw)
@@ -193,6 +195,11 @@ func parseParam(raw json.RawMessage) (log.Value, error) {
 	}
 	if len(raw) > 0 && (raw[0] == '{' || raw[0] == '[') && json.Valid(raw) {
 		return log.Text(string(raw)), nil
+	}
+	if len(raw) > 0 && (raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') && json.Valid(raw) {
+		if f, ferr := strconv.ParseFloat(string(raw), 64); ferr == nil {
+			return log.Real(f), nil
+		}
 	}
 	return log.Value{}, err
 }
@@ -224,7 +231,11 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			s.metrics.slowBodies.Inc()
-			w.Header().Set("Connection", "close")
+			if r.ProtoMajor == 1 {
+				// Over HTTP/2 only this request's stream ends: the connection carries the
+				// client's other requests (corro-client multiplexes them all on one).
+				w.Header().Set("Connection", "close")
+			}
 			return nil, fmt.Errorf("%w: the request body took longer than %v", errBodyTimeout, s.cfg.BodyReadTimeout)
 		}
 		return nil, badRequestf("read body: %v", err)

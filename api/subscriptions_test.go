@@ -33,6 +33,7 @@ type subsNode struct {
 	srv   *api.Server
 	url   string
 	site  log.SiteID
+	hc    *http.Client // for stream; nil is http.DefaultClient
 }
 
 const subsSchema = `CREATE TABLE apps (id INTEGER PRIMARY KEY NOT NULL, name TEXT);
@@ -130,7 +131,11 @@ func (n *subsNode) stream(method, path, body string) *eventStream {
 	if err != nil {
 		n.tb.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := n.hc
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		cancel()
 		n.tb.Fatalf("%s %s: %v", method, path, err)
