@@ -135,7 +135,7 @@ func (s *Server) writeExecError(w http.ResponseWriter, r *http.Request, err erro
 // execError is the ExecResponse of a failed transaction: the error as the one result, and
 // at the top level as every error body has it.
 func (s *Server) execError(msg string, elapsed time.Duration) txResponse {
-	out := txResponse{Results: []stmtResult{{Error: msg}}, Time: elapsed.Seconds(), Error: msg}
+	out := txResponse{Results: []stmtResult{{Error: msg}}, Time: jsonFloat(elapsed.Seconds()), Error: msg}
 	if s.cfg.Log != nil { // a server without a log (tests of the guards) has no actor id
 		out.ActorID = s.cfg.Log.SiteID()
 	}

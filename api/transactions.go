@@ -15,7 +15,7 @@ import (
 // txResponse is the answer of POST /v1/transactions (Corrosion's ExecResponse).
 type txResponse struct {
 	Results []stmtResult `json:"results"`
-	Time    float64      `json:"time"`
+	Time    jsonFloat    `json:"time"` // a real, 0.0 included, as Corrosion's f64
 	Version *uint64      `json:"version"`
 	ActorID log.SiteID   `json:"actor_id"`
 	// Error repeats the failing statement's error at the top, as every error body has one.
@@ -25,13 +25,10 @@ type txResponse struct {
 // stmtResult is one of Corrosion's ExecResult shapes: {"rows_affected":n,"time":s} or
 // {"error":"..."}, nothing else.
 type stmtResult struct {
-	RowsAffected *int64    `json:"rows_affected,omitempty"`
-	Time         *jsonTime `json:"time,omitempty"`
-	Error        string    `json:"error,omitempty"`
+	RowsAffected *int64     `json:"rows_affected,omitempty"`
+	Time         *jsonFloat `json:"time,omitempty"`
+	Error        string     `json:"error,omitempty"`
 }
-
-// jsonTime is a duration in seconds (always printed, 0 included, when the field is set).
-type jsonTime float64
 
 func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel, timeout, err := requestTimeout(r, 0)
@@ -77,15 +74,15 @@ func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) erro
 	s.metrics.txDuration.Observe(elapsed.Seconds())
 	out := txResponse{
 		Results: make([]stmtResult, len(res.Results)),
-		Time:    res.Time.Seconds(),
+		Time:    jsonFloat(res.Time.Seconds()),
 		ActorID: s.cfg.Log.SiteID(),
 	}
 	if out.Time == 0 {
-		out.Time = elapsed.Seconds()
+		out.Time = jsonFloat(elapsed.Seconds())
 	}
 	for i, sr := range res.Results {
 		n := sr.RowsAffected
-		secs := jsonTime(sr.Time.Seconds())
+		secs := jsonFloat(sr.Time.Seconds())
 		out.Results[i] = stmtResult{RowsAffected: &n, Time: &secs}
 		s.metrics.rowsWritten.Add(float64(n))
 	}
