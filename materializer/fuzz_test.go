@@ -21,7 +21,7 @@ func FuzzStatementChecks(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		werr := checkWriteStatement(s)
+		_, werr := checkWriteStatement(s)
 		rerr := checkReadStatement(s)
 		if werr == nil && rerr == nil {
 			// Both accept only when the first word is SELECT, WITH or VALUES.

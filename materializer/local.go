@@ -148,7 +148,7 @@ type localRow struct {
 // user's statements run under user, whose end interrupts them (the rest under ctx). When the
 // interrupt made SQLite roll back the whole writer transaction, the error wraps errGroupLost
 // around the statement's error.
-func (m *Materializer) runLocal(ctx, user context.Context, stmts []Statement, version log.Version, st *foldState) (TxResult, *log.Changeset, error) {
+func (m *Materializer) runLocal(ctx, user context.Context, stmts []Statement, changesRows []bool, version log.Version, st *foldState) (TxResult, *log.Changeset, error) {
 	w := m.w
 	if _, err := w.exec(ctx, "SAVEPOINT patina_tx"); err != nil {
 		return TxResult{}, nil, err
@@ -175,6 +175,9 @@ func (m *Materializer) runLocal(ctx, user context.Context, stmts []Statement, ve
 				m.met.interrupted.Inc()
 			}
 			return fail(&StmtError{Index: i, Err: m.fault(classify(err))})
+		}
+		if i < len(changesRows) && !changesRows[i] {
+			n = 0 // SQLite's count is an earlier statement's
 		}
 		res.Results[i] = StmtResult{RowsAffected: n, Time: time.Since(start)}
 	}

@@ -157,8 +157,8 @@ func oneStatement(q string) ([]sqltok.Token, error) {
 // verdict depends on the text alone. Bounded: cleared when full.
 var checkedWrites = struct {
 	sync.Mutex
-	ok map[string]struct{}
-}{ok: map[string]struct{}{}}
+	ok map[string]bool // the statement's changesRows
+}{ok: map[string]bool{}}
 
 // checkedWritesMax bounds the remembered statements (and so their texts' memory, with
 // checkedWriteMaxLen).
@@ -169,45 +169,70 @@ const (
 
 // checkWriteStatement lets through the statements a local transaction may run: DML (and
 // SELECT) on user tables. Schema changes go through Migrate; internal tables are never
-// written by users.
-func checkWriteStatement(q string) error {
+// written by users. changesRows says whether the statement is an INSERT, REPLACE, UPDATE or
+// DELETE (after any WITH clause): only those have a row count of their own.
+func checkWriteStatement(q string) (changesRows bool, err error) {
 	checkedWrites.Lock()
-	_, ok := checkedWrites.ok[q]
+	changesRows, ok := checkedWrites.ok[q]
 	checkedWrites.Unlock()
 	if ok {
-		return nil
+		return changesRows, nil
 	}
-	err := checkWriteStatementText(q)
+	changesRows, err = checkWriteStatementText(q)
 	if err == nil && len(q) <= checkedWriteMaxLen {
 		checkedWrites.Lock()
 		if len(checkedWrites.ok) >= checkedWritesMax {
 			clear(checkedWrites.ok)
 		}
-		checkedWrites.ok[q] = struct{}{}
+		checkedWrites.ok[q] = changesRows
 		checkedWrites.Unlock()
 	}
-	return err
+	return changesRows, err
 }
 
-func checkWriteStatementText(q string) error {
+func checkWriteStatementText(q string) (changesRows bool, err error) {
 	toks, err := oneStatement(q)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, t := range toks {
 		if (t.Kind == sqltok.Word || t.Kind == sqltok.Quoted) && isInternalName(t.Ident()) {
-			return fmt.Errorf("%w: %q", ErrInternalTable, t.Ident())
+			return false, fmt.Errorf("%w: %q", ErrInternalTable, t.Ident())
 		}
 	}
 	switch first := toks[0]; {
-	case first.Is("INSERT"), first.Is("REPLACE"), first.Is("UPDATE"), first.Is("DELETE"),
-		first.Is("WITH"), first.Is("SELECT"), first.Is("VALUES"):
-		return nil
+	case first.Is("INSERT"), first.Is("REPLACE"), first.Is("UPDATE"), first.Is("DELETE"):
+		return true, nil
+	case first.Is("WITH"), first.Is("SELECT"), first.Is("VALUES"):
+		return mainVerbChangesRows(toks), nil
 	case first.Is("CREATE"), first.Is("DROP"), first.Is("ALTER"):
-		return fmt.Errorf("%w: schema changes go through migrations, not transactions", ErrBadStatement)
+		return false, fmt.Errorf("%w: schema changes go through migrations, not transactions", ErrBadStatement)
 	default:
-		return fmt.Errorf("%w: %s statements are not allowed in a transaction", ErrBadStatement, strings.ToUpper(first.Text))
+		return false, fmt.Errorf("%w: %s statements are not allowed in a transaction", ErrBadStatement, strings.ToUpper(first.Text))
 	}
+}
+
+// mainVerbChangesRows says whether a statement that starts with WITH, SELECT or VALUES is in
+// fact an INSERT, REPLACE, UPDATE or DELETE: the first of those words or SELECT/VALUES
+// outside parentheses is the statement's own verb (a WITH clause's tables are all in
+// parentheses). SQLite's change count (sqlite3_changes) is the last such statement's, so a
+// SELECT run in a transaction would otherwise report an earlier statement's rows.
+func mainVerbChangesRows(toks []sqltok.Token) bool {
+	depth := 0
+	for _, t := range toks {
+		switch {
+		case t.Kind == sqltok.Punct && t.Text == "(":
+			depth++
+		case t.Kind == sqltok.Punct && t.Text == ")":
+			depth--
+		case depth != 0:
+		case t.Is("SELECT"), t.Is("VALUES"):
+			return false
+		case t.Is("INSERT"), t.Is("REPLACE"), t.Is("UPDATE"), t.Is("DELETE"):
+			return true
+		}
+	}
+	return false
 }
 
 // checkReadStatement lets through what can only read. The read pool's connections are opened

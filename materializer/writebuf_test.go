@@ -89,22 +89,45 @@ func hexPK(id int64) string {
 	return string(out)
 }
 
+// TestStatementChangesRows: only INSERT, REPLACE, UPDATE and DELETE (WITH clause or not)
+// report a row count; SQLite's count after anything else is an earlier statement's.
+func TestStatementChangesRows(t *testing.T) {
+	for q, want := range map[string]bool{
+		"INSERT INTO t VALUES (1)":       true,
+		"replace into t values (1)":      true,
+		"UPDATE t SET a = 1 RETURNING a": true,
+		"DELETE FROM t":                  true,
+		"WITH d AS (SELECT 1 AS x) DELETE FROM t WHERE a IN (SELECT x FROM d)":                                  true,
+		"WITH RECURSIVE d(x) AS (VALUES (1) UNION SELECT x+1 FROM d WHERE x < 3) INSERT INTO t SELECT x FROM d": true,
+		"SELECT 1":                                         false,
+		"VALUES (1)":                                       false,
+		"WITH d AS (DELETE FROM t) SELECT 1":               false, // SQLite refuses it; the verb outside the parentheses is SELECT
+		"WITH d AS (SELECT 1) SELECT * FROM d":             false,
+		"WITH d AS NOT MATERIALIZED (SELECT 1) VALUES (2)": false,
+	} {
+		got, err := checkWriteStatement(q)
+		if err != nil || got != want {
+			t.Errorf("%s: changesRows %v, %v; want %v", q, got, err, want)
+		}
+	}
+}
+
 // TestCheckWriteStatementCached: the verdict of a statement is the same the second time
 // (from the cache), refusals are never remembered as allowed, and a full cache starts over.
 func TestCheckWriteStatementCached(t *testing.T) {
 	for range 2 {
-		if err := checkWriteStatement("INSERT INTO t VALUES (?)"); err != nil {
-			t.Fatal(err)
+		if dml, err := checkWriteStatement("INSERT INTO t VALUES (?)"); err != nil || !dml {
+			t.Fatal(dml, err)
 		}
-		if err := checkWriteStatement("INSERT INTO __patina_meta VALUES (1, 2)"); err == nil {
+		if _, err := checkWriteStatement("INSERT INTO __patina_meta VALUES (1, 2)"); err == nil {
 			t.Fatal("a write of an internal table was let through")
 		}
-		if err := checkWriteStatement("CREATE TABLE x (a)"); err == nil {
+		if _, err := checkWriteStatement("CREATE TABLE x (a)"); err == nil {
 			t.Fatal("a schema change was let through")
 		}
 	}
 	for i := range checkedWritesMax + 10 {
-		if err := checkWriteStatement("UPDATE t SET a = " + string(rune('0'+i%10)) + " WHERE id = ?" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676))); err != nil {
+		if _, err := checkWriteStatement("UPDATE t SET a = " + string(rune('0'+i%10)) + " WHERE id = ?" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676))); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -24,15 +24,18 @@ const (
 type request struct {
 	// ctx is the caller's: its end (deadline, client gone) interrupts the transaction's
 	// statements, and a transaction whose ctx ended while it waited in the queue is not run.
-	ctx      context.Context
-	state    atomic.Int32 // reqQueued, reqTaken or reqAbandoned (transactions only)
-	kind     reqKind
-	stmts    []Statement
-	schema   []string
-	seq      log.Seq
-	progress func(RebuildProgress)
-	judge    []*log.Changeset
-	verdicts [][]log.Dominator
+	ctx   context.Context
+	state atomic.Int32 // reqQueued, reqTaken or reqAbandoned (transactions only)
+	kind  reqKind
+	stmts []Statement
+	// changesRows[i]: stmts[i] is DML, whose row count SQLite reports (see
+	// mainVerbChangesRows); the others affect 0 rows.
+	changesRows []bool
+	schema      []string
+	seq         log.Seq
+	progress    func(RebuildProgress)
+	judge       []*log.Changeset
+	verdicts    [][]log.Dominator
 
 	tx      TxResult
 	migrate MigrateResult
@@ -372,7 +375,7 @@ func (m *Materializer) runLocals(ctx context.Context, w *dbconn, txs []*request,
 			continue
 		}
 		uctx, done := r.userContext(m.run)
-		res, cs, err := m.runLocal(ctx, uctx, r.stmts, base+log.Version(len(locals)), st)
+		res, cs, err := m.runLocal(ctx, uctx, r.stmts, r.changesRows, base+log.Version(len(locals)), st)
 		done()
 		if errors.Is(err, errGroupLost) {
 			r.err = errors.Unwrap(err)
