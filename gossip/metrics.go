@@ -91,6 +91,8 @@ func (m *metrics) zero() {
 	}
 	m.pushPulls.WithLabelValues("ok")
 	m.pushPulls.WithLabelValues("error")
+	m.tlsRefused.WithLabelValues("in")
+	m.tlsRefused.WithLabelValues("out")
 	m.damaged.WithLabelValues("skipped")
 	m.damaged.WithLabelValues("peer")
 	for _, role := range []string{"client", "server", "reconcile"} {
@@ -111,9 +113,15 @@ func (m *metrics) zero() {
 	}
 }
 
+// collectors lists every metric gossip exports, for register, unregister and the test that
+// checks a lone node exports them all.
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
+		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.zstdPlain, m.zstdWire, m.damaged, m.divergent, m.pushPulls, m.pushPullPeriod}
+}
+
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
-		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.zstdPlain, m.zstdWire, m.damaged, m.divergent, m.pushPulls, m.pushPullPeriod} {
+	for _, c := range m.collectors() {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -122,8 +130,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 }
 
 func (m *metrics) unregister(r prometheus.Registerer) {
-	for _, c := range []prometheus.Collector{m.members, m.queueLen, m.drops, m.syncRounds, m.versionsSent,
-		m.versionsRecv, m.bytesSent, m.bytesRecv, m.siteGaps, m.lag, m.refusedCluster, m.tlsRefused, m.adminOps, m.zstdPlain, m.zstdWire, m.damaged, m.divergent, m.pushPulls, m.pushPullPeriod} {
+	for _, c := range m.collectors() {
 		r.Unregister(c)
 	}
 }
