@@ -61,6 +61,10 @@ func TestAdmissionQueue(t *testing.T) {
 	if full.status != http.StatusServiceUnavailable || !strings.Contains(full.errMsg(), "queue is full") || full.header.Get("Retry-After") == "" {
 		t.Errorf("request beyond the queue: %d %s (Retry-After %q); want 503 queue is full", full.status, full.body, full.header.Get("Retry-After"))
 	}
+	// A transaction's 503 is also Corrosion's ExecResponse, which its clients read.
+	if err := matchJSON(full.body, `{"results":[{"error":"<any>"}],"time":"<num>","version":null,"actor_id":"<any>","error":"<any>"}`); err != nil {
+		t.Error(err)
+	}
 	if el := time.Since(start); el > 5*time.Second {
 		t.Errorf("the refusal took %v; want at once", el)
 	}

@@ -97,6 +97,8 @@ func runCompat(t *testing.T, n *node, proto int) {
 		{name: "transactions without token", method: "POST", path: "/v1/transactions", body: `["SELECT 1"]`, status: 401, want: execErr("<any>")},
 		{name: "transactions bad parameters", method: "POST", path: "/v1/transactions", body: `[["SELECT ?", 5]]`, hdr: auth, status: 400, want: execErr("<any>")},
 		{name: "transactions bad timeout", method: "POST", path: "/v1/transactions?timeout=-1", body: `["SELECT 1"]`, hdr: auth, status: 400, want: execErr("<any>")},
+		{name: "transactions timeout", method: "POST", path: "/v1/transactions?timeout=0.05", hdr: auth, status: 408, want: execErr("<any>"),
+			body: `["WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000000) SELECT count(*) FROM c"]`},
 		{name: "transactions SQL error", method: "POST", path: "/v1/transactions", body: `["INSERT INTO nope VALUES (1)"]`, hdr: auth, status: 400, want: execErr("<any>")},
 		// corro-client query(): one Statement; errors parse as ExecResult::Error.
 		{name: "query", method: "POST", path: "/v1/queries?timeout=0", body: `["SELECT id, name FROM t WHERE id < ? ORDER BY id", [3]]`, hdr: auth, status: 200,
@@ -252,8 +254,8 @@ func runCompatStreams(t *testing.T, n *subsNode, proto int) {
 	expectEvents(t, es, `{"columns":["id","name"]}`, `{"row":[1,[1,"web"]]}`, `{"eoq":{"time":"<num>","change_id":0}}`)
 	// The literal form of the same statement is the same subscription.
 	lit := open("POST", "/v1/subscriptions", `"SELECT id, name FROM apps WHERE id > 0"`, 200)
-	if got := lit.resp.Header.Get("corro-query-id"); got != id {
-		t.Errorf("literal form: subscription %s, want %s", got, id)
+	if got, gotHash := lit.resp.Header.Get("corro-query-id"), lit.resp.Header.Get("corro-query-hash"); got != id || gotHash != hash {
+		t.Errorf("literal form: subscription %s (hash %s), want %s (hash %s)", got, gotHash, id, hash)
 	}
 	lit.close()
 	// skip_rows=true: no columns, rows or eoq; the first line is the next change.
