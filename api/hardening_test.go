@@ -4,19 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/patinadb/patina/api"
+	"github.com/patinadb/patina/internal/testutil"
 	"github.com/patinadb/patina/log"
 )
 
@@ -129,16 +127,7 @@ func TestDiskFullRefusesWritesKeepsReads(t *testing.T) {
 // when a later commit reaches a failed WAL) is never reached in this process.
 func TestLogDiskFailureRefusesWritesKeepsReads(t *testing.T) {
 	var failing atomic.Bool
-	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if !failing.Load() || !strings.HasSuffix(op.Path, ".log") {
-			return nil
-		}
-		switch op.Kind {
-		case errorfs.OpFileWrite, errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			return errors.New("injected I/O error")
-		}
-		return nil
-	}))
+	fs := testutil.FailingWAL(vfs.Default, &failing)
 	n := newNode(t, func(_ *api.Config, o *log.Options) { o.FS, o.CommitDepth = fs, 1 })
 	n.exec(t, stmtf("INSERT INTO kv (k, v) VALUES ('a', 1)"))
 	failing.Store(true)

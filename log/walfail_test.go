@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,7 +17,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/patinadb/patina/internal/testutil"
 )
 
 // The WAL-failure test runs its store in a child process: Pebble treats a failed WAL write
@@ -40,16 +39,7 @@ func TestWALFailureChild(t *testing.T) {
 	}
 	depth, _ := strconv.Atoi(os.Getenv(walFailDepthEnv))
 	var armed atomic.Bool
-	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if !armed.Load() || !strings.HasSuffix(op.Path, ".log") {
-			return nil
-		}
-		switch op.Kind {
-		case errorfs.OpFileWrite, errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			return errors.New("injected WAL failure")
-		}
-		return nil
-	}))
+	fs := testutil.FailingWAL(vfs.Default, &armed)
 	s, err := Open(dir, Options{FS: fs, CommitDepth: depth, MaxPartChanges: crashMaxPart, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "child open: %v\n", err)
@@ -110,7 +100,7 @@ func TestWALFailureRefusesLaterGroups(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			runErr := cmd.Run()
-			panicked := strings.Contains(stderr.String(), "panic:") && strings.Contains(stderr.String(), "injected WAL failure")
+			panicked := strings.Contains(stderr.String(), "panic:") && strings.Contains(stderr.String(), testutil.ErrInjectedWAL.Error())
 			if runErr != nil && !panicked {
 				t.Fatalf("child: %v\n%s", runErr, stderr.String())
 			}
