@@ -2,13 +2,18 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/patinadb/patina/api"
 	"github.com/patinadb/patina/log"
@@ -324,5 +329,48 @@ func expectEvents(t *testing.T, es *eventStream, want ...string) {
 		if err := matchJSON([]byte(es.next(t)), w); err != nil {
 			t.Fatalf("event %d: %v", i, err)
 		}
+	}
+}
+
+// TestH2CSlowBody: over HTTP/2 a body slower than api.body_timeout gets 408 in the
+// ExecResponse shape, and only its stream ends: the connection, which corro-client shares
+// between all its requests, goes on serving.
+func TestH2CSlowBody(t *testing.T) {
+	n := newNode(t, withBodyTimeout(200*time.Millisecond))
+	n.hc = h2cClient(t)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go pw.Write([]byte(`["INSERT INTO kv (k, v) VALUES ('slow', 1)"`)) // and never the closing ]
+	req, err := http.NewRequest("POST", n.url+"/v1/transactions", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := n.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("slow body: HTTP/%d %d %s, want HTTP/2 408", resp.ProtoMajor, resp.StatusCode, body)
+	}
+	if err := matchJSON(body, `{"results":[{"error":"<any>"}],"time":"<num>","version":null,"actor_id":"<any>","error":"<any>"}`); err != nil {
+		t.Error(err)
+	}
+	var conns atomic.Int32
+	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+		if !i.Reused {
+			conns.Add(1)
+		}
+	}}
+	req, _ = http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "POST", n.url+"/v1/queries", strings.NewReader(`"SELECT 1"`))
+	resp, err = n.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || conns.Load() != 0 {
+		t.Fatalf("after the slow body: %d, %d new connections; want 200 on the same connection", resp.StatusCode, conns.Load())
 	}
 }
