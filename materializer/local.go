@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,7 +15,6 @@ const (
 	metaTable    = "__patina_meta"
 	pendingTable = "__patina_pending"
 	failedTable  = "__patina_failed"
-	captureTable = "temp.__patina_cap"
 	captureOn    = "temp.__patina_on"
 )
 
@@ -27,108 +25,6 @@ var internalDDL = []string{
 	"CREATE TABLE IF NOT EXISTS " + pendingTable + " (seq INTEGER PRIMARY KEY NOT NULL)",
 	// Changesets the view refused (see foldIsolated), for operators.
 	"CREATE TABLE IF NOT EXISTS " + failedTable + " (seq INTEGER PRIMARY KEY NOT NULL, site BLOB, version INTEGER, error TEXT)",
-}
-
-// setupCapture (re)creates the temp capture table and the capture triggers on the writer
-// connection. Triggers fire only while temp.__patina_on says so, that is while a local
-// transaction's statements run, never during a fold.
-func setupCapture(ctx context.Context, q querier, tables map[string]*table) error {
-	if err := dropCapture(ctx, q); err != nil {
-		return err
-	}
-	width := 2
-	for _, t := range tables {
-		width = max(width, 2*len(t.Cols))
-	}
-	cols := make([]string, width)
-	for i := range cols {
-		cols[i] = "c" + strconv.Itoa(i)
-	}
-	stmts := []string{
-		"CREATE TEMP TABLE IF NOT EXISTS __patina_on (v INTEGER NOT NULL)",
-		"DELETE FROM " + captureOn,
-		"INSERT INTO " + captureOn + " VALUES (0)",
-		"CREATE TEMP TABLE IF NOT EXISTS __patina_aff (t TEXT, n NUMERIC, r REAL)",
-		"DELETE FROM temp.__patina_aff",
-		"INSERT INTO temp.__patina_aff VALUES (NULL, NULL, NULL)",
-		"CREATE TEMP TABLE __patina_cap (id INTEGER PRIMARY KEY, tbl TEXT NOT NULL, op INTEGER NOT NULL, " + strings.Join(cols, ", ") + ")",
-	}
-	for _, t := range tables {
-		stmts = append(stmts, captureTriggers(t)...)
-	}
-	for _, s := range stmts {
-		if _, err := q.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("%s: %w", s, err)
-		}
-	}
-	return nil
-}
-
-func dropCapture(ctx context.Context, q querier) error {
-	rows, err := q.QueryContext(ctx, "SELECT name FROM temp.sqlite_master WHERE type = 'trigger'")
-	if err != nil {
-		return err
-	}
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			rows.Close()
-			return err
-		}
-		names = append(names, n)
-	}
-	rows.Close()
-	for _, n := range names {
-		if _, err := q.ExecContext(ctx, "DROP TRIGGER temp."+quoteIdent(n)); err != nil {
-			return err
-		}
-	}
-	_, err = q.ExecContext(ctx, "DROP TABLE IF EXISTS "+captureTable)
-	return err
-}
-
-const (
-	opInsert = 1
-	opUpdate = 2
-	opDelete = 3
-)
-
-func captureTriggers(t *table) []string {
-	n := len(t.Cols)
-	cols := make([]string, 2*n)
-	for i := range cols {
-		cols[i] = "c" + strconv.Itoa(i)
-	}
-	vals := func(old, new bool) string {
-		parts := make([]string, 0, 2*n)
-		for _, c := range t.Cols {
-			if old {
-				parts = append(parts, "OLD."+quoteIdent(c.Name))
-			} else {
-				parts = append(parts, "NULL")
-			}
-		}
-		for _, c := range t.Cols {
-			if new {
-				parts = append(parts, "NEW."+quoteIdent(c.Name))
-			} else {
-				parts = append(parts, "NULL")
-			}
-		}
-		return strings.Join(parts, ", ")
-	}
-	lit := "'" + strings.ReplaceAll(t.Name, "'", "''") + "'"
-	mk := func(kind, event string, op int, old, new bool) string {
-		return fmt.Sprintf("CREATE TEMP TRIGGER %s AFTER %s ON main.%s WHEN (SELECT v FROM %s) BEGIN INSERT INTO %s (tbl, op, %s) VALUES (%s, %d, %s); END",
-			quoteIdent("__patina_"+kind+"_"+t.Name), event, t.quoted, captureOn, captureTable,
-			strings.Join(cols, ", "), lit, op, vals(old, new))
-	}
-	return []string{
-		mk("ins", "INSERT", opInsert, false, true),
-		mk("upd", "UPDATE", opUpdate, true, true),
-		mk("del", "DELETE", opDelete, true, false),
-	}
 }
 
 // localRow is the state of one row a local transaction touched.
@@ -150,10 +46,12 @@ type localRow struct {
 // around the statement's error.
 func (m *Materializer) runLocal(ctx, user context.Context, stmts []Statement, changesRows []bool, version log.Version, st *foldState) (TxResult, *log.Changeset, error) {
 	w := m.w
+	m.cap.reset()
 	if _, err := w.exec(ctx, "SAVEPOINT patina_tx"); err != nil {
 		return TxResult{}, nil, err
 	}
 	fail := func(err error) (TxResult, *log.Changeset, error) {
+		m.cap.reset() // the events of statements the rollback undoes
 		if _, rerr := w.c.ExecContext(context.Background(), "ROLLBACK TO patina_tx"); rerr != nil {
 			// No savepoint left: SQLite rolled the whole transaction back.
 			return TxResult{}, nil, &groupLost{err}
@@ -231,15 +129,19 @@ func (m *Materializer) execUser(ctx context.Context, st *Statement) (int64, erro
 	return r.RowsAffected()
 }
 
-// captured reads the capture rows of the transaction just run, applies L1-L8 in capture
+// captured takes the capture events of the transaction just run, applies L1-L8 in capture
 // order and returns the changeset (nil when nothing changed), with the rows' clocks
 // written.
 func (m *Materializer) captured(ctx context.Context, version log.Version, st *foldState) (*log.Changeset, error) {
-	events, err := m.readCapture(ctx)
-	if err != nil || len(events) == 0 {
-		return nil, err
+	events := m.cap.events
+	defer m.cap.reset()
+	if len(events) == 0 {
+		return nil, nil
 	}
 	rows := &localRows{m: m, byKey: map[string]*localRow{}}
+	if err := rows.preload(ctx, events); err != nil {
+		return nil, err
+	}
 	for _, ev := range events {
 		if err := rows.apply(ctx, ev); err != nil {
 			return nil, err
@@ -248,77 +150,86 @@ func (m *Materializer) captured(ctx context.Context, version log.Version, st *fo
 	return m.localChangeset(ctx, version, rows.order, st)
 }
 
-// captureEvent is one row of the capture table: an insert, update or delete of a row of t,
-// with the old values then the new ones (2 x len(t.Cols)).
+// captureEvent is one row change the capture triggers saw: an insert, update or delete of a
+// row of t, with the old values then the new ones (2 x len(t.Cols); NULL where the op has
+// none).
 type captureEvent struct {
 	t    *table
 	op   int64
 	vals []log.Value
 }
 
-// readCapture reads the capture rows written since the last call. Capture rows of earlier
-// transactions of the group stay until the group ends (one DELETE per group); a
-// rolled-back transaction's rows went with its savepoint.
-func (m *Materializer) readCapture(ctx context.Context) ([]captureEvent, error) {
-	sel, err := m.w.stmt(ctx, "SELECT * FROM "+captureTable+" WHERE id > ? ORDER BY id")
-	if err != nil {
-		return nil, err
-	}
-	rows, err := sel.QueryContext(ctx, m.capSeen)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return nil, err
-	}
-	var events []captureEvent
-	tmp := make([]any, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range tmp {
-		ptrs[i] = &tmp[i]
-	}
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, err
-		}
-		if id, ok := tmp[0].(int64); ok && id > m.capSeen {
-			m.capSeen = id
-		}
-		name, _ := tmp[1].(string)
-		op, _ := tmp[2].(int64)
-		t := m.lookupTable(name)
-		if t == nil {
-			return nil, fmt.Errorf("capture: unknown table %q", name)
-		}
-		vals := make([]log.Value, 2*len(t.Cols))
-		for i := range vals {
-			if vals[i], err = log.FromSQL(tmp[3+i]); err != nil {
-				return nil, err
-			}
-		}
-		events = append(events, captureEvent{t, op, vals})
-	}
-	return events, rows.Err()
-}
-
 // localRows are the rows one local transaction touched, in first-touch order, each with
 // its clock as stored before the transaction and then moved by the rules.
 type localRows struct {
-	m     *Materializer
-	byKey map[string]*localRow
-	order []*localRow
+	m      *Materializer
+	byKey  map[string]*localRow
+	order  []*localRow
+	loaded map[string]bool      // keys whose clocks preload read (present or not)
+	clocks map[string]*rowClock // the clocks preload found
+}
+
+// preload reads the clocks of every row the events touch with a few statements per table
+// (loadClocks: IN lists of 64, 16, 4 and 1 keys) instead of one query per row at its first
+// touch. Nothing writes a clock while the events are applied (localChangeset stores them
+// after), so the clocks read up front are those get would read one by one.
+func (lr *localRows) preload(ctx context.Context, events []captureEvent) error {
+	if len(events) < 2 {
+		return nil // one query either way
+	}
+	lr.loaded = make(map[string]bool, len(events))
+	lr.clocks = make(map[string]*rowClock, len(events))
+	var tables []*table
+	pks := map[*table][][]byte{}
+	add := func(t *table, rowVals []log.Value) {
+		pk, err := rowPK(t, rowVals)
+		if err != nil {
+			return // get reports it, in its place
+		}
+		key := t.Name + "\x00" + string(pk)
+		if lr.loaded[key] {
+			return
+		}
+		lr.loaded[key] = true
+		if _, ok := pks[t]; !ok {
+			tables = append(tables, t)
+		}
+		pks[t] = append(pks[t], pk)
+	}
+	for _, ev := range events {
+		n := len(ev.t.Cols)
+		switch ev.op {
+		case opInsert:
+			add(ev.t, ev.vals[n:])
+		case opUpdate:
+			add(ev.t, ev.vals[:n])
+			add(ev.t, ev.vals[n:])
+		case opDelete:
+			add(ev.t, ev.vals[:n])
+		}
+	}
+	for _, t := range tables {
+		if err := lr.m.loadClocks(ctx, t, pks[t], lr.clocks); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rowPK is the packed primary key of t's row rowVals.
+func rowPK(t *table, rowVals []log.Value) (log.PK, error) {
+	var buf [4]log.Value
+	pkv := buf[:0]
+	for _, c := range t.PK {
+		pkv = append(pkv, rowVals[c])
+	}
+	return log.PackPK(pkv...)
 }
 
 // get returns the row of t whose primary key is in rowVals, loading its clock the first
 // time.
 func (lr *localRows) get(ctx context.Context, t *table, rowVals []log.Value) (*localRow, error) {
-	pkv := make([]log.Value, len(t.PK))
-	for i, c := range t.PK {
-		pkv[i] = rowVals[c]
-	}
-	pk, err := log.PackPK(pkv...)
+	pk, err := rowPK(t, rowVals)
 	if err != nil {
 		return nil, fmt.Errorf("%w: table %s: primary key: %w", ErrConstraint, t.Name, err)
 	}
@@ -327,10 +238,16 @@ func (lr *localRows) get(ctx context.Context, t *table, rowVals []log.Value) (*l
 		return r, nil
 	}
 	r := &localRow{t: t, pk: pk, touched: make([]bool, len(t.NonPK)), vals: make([]log.Value, len(t.NonPK))}
-	if _, err := lr.m.loadClock(ctx, t, pk, &r.rc); err != nil {
-		return nil, err
+	if lr.loaded[key] {
+		if c := lr.clocks[key]; c != nil {
+			r.rc = *c // loadClocks decoded it into its own rowClock
+		}
+	} else {
+		if _, err := lr.m.loadClock(ctx, t, pk, &r.rc); err != nil {
+			return nil, err
+		}
+		r.rc = r.rc.clone()
 	}
-	r.rc = r.rc.clone()
 	if lr.m.sup.on.Load() {
 		r.orig = r.rc.clone()
 	}

@@ -47,7 +47,8 @@ type Materializer struct {
 	tables  map[string]*table // lower-case name -> table
 	ahead   map[log.Seq]bool  // local seqs folded beyond a gap in the fold position
 	aff     *affinityConv
-	capSeen int64    // the last capture row id read in the current group
+	cap     captureSink // the capture events of the running local transaction (capture.go)
+	capID   int64       // cap's key in captureSinks, baked into the capture triggers
 	wb      writeBuf // the current changeset's row and clock writes (writebuf.go)
 
 	tablesSnap atomic.Pointer[[]string] // sorted user table names, for Tables()
@@ -204,10 +205,7 @@ func (m *Materializer) openWriter(ctx context.Context, path string, schema []str
 	if err := m.privateFiles(path); err != nil {
 		return fmt.Errorf("open view %s: %w", path, err)
 	}
-	db, err := sql.Open("sqlite", dsn(path, false))
-	if err != nil {
-		return fmt.Errorf("open view %s: %w", path, err)
-	}
+	db := openWriterDB(dsn(path, false))
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
@@ -290,7 +288,7 @@ func (m *Materializer) reloadSchema(ctx context.Context) error {
 	}
 	sort.Strings(names)
 	m.tablesSnap.Store(&names)
-	if err := setupCapture(ctx, m.w.c, tables); err != nil {
+	if err := m.setupCapture(ctx, m.w.c, tables); err != nil {
 		return fmt.Errorf("capture triggers: %w", err)
 	}
 	m.aff = &affinityConv{}
@@ -330,6 +328,7 @@ func (m *Materializer) closeConns() error {
 		}
 		m.wdb = nil
 	}
+	m.closeCapture()
 	return first
 }
 

@@ -358,9 +358,8 @@ func (m *Materializer) runLocals(ctx context.Context, w *dbconn, txs []*request,
 	if len(txs) == 0 {
 		return nil, nil, nil
 	}
-	// Capture is on for the whole group; the flag and the capture rows live in the
-	// SQLite transaction, so a rollback turns capture off again.
-	m.capSeen = 0
+	// Capture is on for the whole group; the flag lives in the SQLite transaction, so a
+	// rollback turns capture off again. Each transaction takes its own events (runLocal).
 	if _, err := w.exec(ctx, "UPDATE "+captureOn+" SET v = 1"); err != nil {
 		return nil, nil, err
 	}
@@ -393,9 +392,6 @@ func (m *Materializer) runLocals(ctx context.Context, w *dbconn, txs []*request,
 		}
 	}
 	if _, err := w.exec(ctx, "UPDATE "+captureOn+" SET v = 0"); err != nil {
-		return nil, nil, err
-	}
-	if _, err := w.exec(ctx, "DELETE FROM "+captureTable); err != nil {
 		return nil, nil, err
 	}
 	return locals, owners, nil
