@@ -42,14 +42,14 @@ type Materializer struct {
 	met    *metrics
 
 	// Writer-owned state: only the writer goroutine (or Open before it starts) touches it.
-	wdb     *sql.DB
-	w       *dbconn
-	tables  map[string]*table // lower-case name -> table
-	ahead   map[log.Seq]bool  // local seqs folded beyond a gap in the fold position
-	aff     *affinityConv
-	cap     captureSink // the capture events of the running local transaction (capture.go)
-	capID   int64       // cap's key in captureSinks, baked into the capture triggers
-	wb      writeBuf // the current changeset's row and clock writes (writebuf.go)
+	wdb    *sql.DB
+	w      *dbconn
+	tables map[string]*table // lower-case name -> table
+	ahead  map[log.Seq]bool  // local seqs folded beyond a gap in the fold position
+	aff    *affinityConv
+	cap    captureSink // the capture events of the running local transaction (capture.go)
+	capID  int64       // cap's key in captureSinks, baked into the capture triggers
+	wb     writeBuf    // the current changeset's row and clock writes (writebuf.go)
 
 	tablesSnap atomic.Pointer[[]string] // sorted user table names, for Tables()
 	schemaSnap atomic.Pointer[schemaSnapshot]
