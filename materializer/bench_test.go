@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -309,4 +310,24 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkLocalTxInsert100: local transactions of one 100-row INSERT each, the statement
+// `patina bench write` posts (issue 14's origin side: the capture and the clocks of 100
+// new rows per transaction).
+func BenchmarkLocalTxInsert100(b *testing.B) {
+	n := openBenchNode(b, benchSchema, false)
+	q := "INSERT INTO kv (id, a, b, c) VALUES " + strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?), ", 100), ", ")
+	params := make([]log.Value, 0, 400)
+	b.ResetTimer()
+	for i := range b.N {
+		params = params[:0]
+		for j := range 100 {
+			id := int64(i*100 + j)
+			params = append(params, log.Integer(id), log.Text("value of some length"), log.Integer(id%1000), log.Real(2.5))
+		}
+		if _, err := n.m.Transact(context.Background(), []Statement{{SQL: q, Params: params}}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
