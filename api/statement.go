@@ -29,6 +29,14 @@ import (
 // transaction's array: raw must be exactly one JSON value, and object keys must be spelled
 // exactly (encoding/json alone would match "quErY" and stop before trailing bytes).
 func parseStatement(raw json.RawMessage) (materializer.Statement, error) {
+	if st, ok := fastStatement(raw); ok {
+		return st, nil
+	}
+	return parseStatementJSON(raw)
+}
+
+// parseStatementJSON is parseStatement's general path (stmtfast.go has the fast one).
+func parseStatementJSON(raw json.RawMessage) (materializer.Statement, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
 		return materializer.Statement{}, badRequestf("empty statement")
@@ -245,6 +253,14 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 
 // decodeStatements reads a JSON array of statements.
 func decodeStatements(body []byte) ([]materializer.Statement, error) {
+	if stmts, ok := fastStatements(body); ok {
+		return stmts, nil
+	}
+	return decodeStatementsJSON(body)
+}
+
+// decodeStatementsJSON is decodeStatements' general path (stmtfast.go has the fast one).
+func decodeStatementsJSON(body []byte) ([]materializer.Statement, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 || body[0] != '[' {
 		return nil, badRequestf("body: want a JSON array of statements")
