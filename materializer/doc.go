@@ -29,6 +29,11 @@
 //     lost mark (restart, rebuild, overflow) costs one full pass, never a kept change for
 //     good. The tests follow every incremental pass with a full one that must drop nothing.
 //   - Readers use separate read-only connections and never wait for the writer.
+//   - Local writes are captured in the same pass as they run (capture.go): AFTER triggers on
+//     each user table, on only while a local transaction's statements run, pass each row's
+//     old and new values to the SQL function __patina_capture, which exists only on the
+//     writer's connections and which write statements cannot name. A transaction's events
+//     are its own: they start empty and go with a failed or rolled-back transaction.
 //   - The schema is replicated: migrations and schema files append schema changesets
 //     (log.KindSchema) that fold alone, before anything after them in the log; the schema
 //     is a function of the set of schema elements held (schemamerge.go, TestMergeSchemaProperty),
