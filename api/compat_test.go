@@ -44,8 +44,8 @@ var corroClients = []struct {
 	proto int
 	new   func(t *testing.T) *http.Client
 }{
-	{"HTTP/1.1", 1, func(*testing.T) *http.Client { return http.DefaultClient }},
-	{"h2c", 2, h2cClient},
+	{"HTTP/1.1", 1, func(*testing.T) *http.Client { return &http.Client{Transport: corroHeaders{http.DefaultTransport}} }},
+	{"h2c", 2, func(t *testing.T) *http.Client { return &http.Client{Transport: corroHeaders{h2cClient(t).Transport}} }},
 }
 
 // h2cClient speaks only HTTP/2 without TLS, by prior knowledge, as corro-client does.
@@ -55,6 +55,19 @@ func h2cClient(t *testing.T) *http.Client {
 	tr := &http.Transport{Protocols: p}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr}
+}
+
+// corroHeaders adds the headers corro-client sends with every request: accept, and
+// content-type on every POST (updates() sends it without a body).
+type corroHeaders struct{ rt http.RoundTripper }
+
+func (c corroHeaders) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Accept", "application/json")
+	if r.Method == http.MethodPost {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	return c.rt.RoundTrip(r)
 }
 
 // uuidRE is what corro-client parses corro-query-id into (a Uuid): a client that cannot parse
