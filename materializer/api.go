@@ -75,6 +75,10 @@ type Config struct {
 	// file). A damaged view is then found by the first statement that meets the damage, and
 	// rebuilt from the log then. For views so large that the check delays start too much.
 	NoOpenCheck bool
+
+	// noClockPreload folds without reading a changeset's clocks ahead (fold.go): the tests
+	// fold with and without it and compare.
+	noClockPreload bool
 }
 
 // DefaultConfig returns the defaults for path.

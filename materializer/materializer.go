@@ -50,6 +50,8 @@ type Materializer struct {
 	cap    captureSink // the capture events of the running local transaction (capture.go)
 	capID  int64       // cap's key in captureSinks, baked into the capture triggers
 	wb     writeBuf    // the current changeset's row and clock writes (writebuf.go)
+	// clockPreloads counts the rows whose clocks a fold read ahead (fold.go's clockPreload).
+	clockPreloads atomic.Int64
 
 	tablesSnap atomic.Pointer[[]string] // sorted user table names, for Tables()
 	schemaSnap atomic.Pointer[schemaSnapshot]
