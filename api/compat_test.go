@@ -15,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/patinadb/patina/api"
 	"github.com/patinadb/patina/log"
+	"github.com/patinadb/patina/materializer"
 )
 
 // The compatibility suite: requests exactly as Corrosion's clients (corro-client, and
@@ -385,5 +388,44 @@ func TestH2CSlowBody(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || conns.Load() != 0 {
 		t.Fatalf("after the slow body: %d, %d new connections; want 200 on the same connection", resp.StatusCode, conns.Load())
+	}
+}
+
+// deadlineView records the time each query's context has left (-1: no deadline).
+type deadlineView struct {
+	api.View
+	left chan time.Duration
+}
+
+func (v deadlineView) Query(ctx context.Context, st materializer.Statement) (materializer.Rows, error) {
+	left := time.Duration(-1)
+	if d, ok := ctx.Deadline(); ok {
+		left = time.Until(d)
+	}
+	v.left <- left
+	return v.View.Query(ctx, st)
+}
+
+// TestQueryTimeouts: a query without ?timeout is bounded at 60 s, as Corrosion's reads are;
+// timeout=0 is no limit; timeout=N is N seconds (corro-client sends whole seconds).
+func TestQueryTimeouts(t *testing.T) {
+	n := newNode(t)
+	dv := deadlineView{View: n.mat, left: make(chan time.Duration, 1)}
+	cfg := api.DefaultConfig()
+	cfg.Addr, cfg.Registry, cfg.View, cfg.Log = "127.0.0.1:0", prometheus.NewRegistry(), dv, n.store
+	srv := api.New(cfg)
+	if err := srv.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	n.url = "http://" + srv.Addr().String()
+	for q, want := range map[string]time.Duration{"": 60 * time.Second, "?timeout=0": -1, "?timeout=5": 5 * time.Second} {
+		if a := n.do(t, "POST", "/v1/queries"+q, `"SELECT 1"`); a.status != 200 {
+			t.Fatalf("%q: %d %s", q, a.status, a.body)
+		}
+		got := <-dv.left
+		if want < 0 && got >= 0 || want >= 0 && (got > want || got < want-10*time.Second) {
+			t.Errorf("POST /v1/queries%s: %v left, want %v", q, got, want)
+		}
 	}
 }
