@@ -37,5 +37,7 @@
 //   - The schema is replicated: migrations and schema files append schema changesets
 //     (log.KindSchema) that fold alone, before anything after them in the log; the schema
 //     is a function of the set of schema elements held (schemamerge.go, TestMergeSchemaProperty),
-//     and a view that cannot reach it by appending is rebuilt from the log.
+//     and a table that cannot reach it by appending columns is recreated alone and refolded
+//     from the log. A table element that lags or is ahead of its table's winning definition
+//     (a prefix, or the definition plus columns) is not a conflict; only a real difference is.
 package materializer

@@ -76,8 +76,8 @@ func randElements(r *rand.Rand) []element {
 	}
 	tables := []string{"a", "b", "c"}
 	for _, t := range tables {
-		for range 1 + r.IntN(2) {
-			switch r.IntN(4) {
+		for range 1 + r.IntN(3) {
+			switch r.IntN(7) {
 			case 0:
 				add(log.SchemaTable, t, t, fmt.Sprintf("CREATE TABLE %s (id INTEGER PRIMARY KEY NOT NULL, v TEXT)", t))
 			case 1:
@@ -86,6 +86,12 @@ func randElements(r *rand.Rand) []element {
 				add(log.SchemaTable, t, t, fmt.Sprintf("CREATE TABLE %s (id TEXT PRIMARY KEY NOT NULL, w INTEGER)", t))
 			case 3:
 				add(log.SchemaTable, t, t, fmt.Sprintf("CREATE TABLE %s (id INTEGER, v TEXT)", t)) // no key: refused
+			case 4: // a file that lags case 0
+				add(log.SchemaTable, t, t, fmt.Sprintf("CREATE TABLE %s (id INTEGER PRIMARY KEY NOT NULL)", t))
+			case 5: // files ahead of case 0, one of them with a column element's name
+				add(log.SchemaTable, t, t, fmt.Sprintf("CREATE TABLE %s (id INTEGER PRIMARY KEY NOT NULL, v TEXT, x TEXT, w INTEGER DEFAULT 3)", t))
+			case 6:
+				add(log.SchemaTable, t, t, fmt.Sprintf("CREATE TABLE %s (id INTEGER PRIMARY KEY NOT NULL, v TEXT, y INTEGER DEFAULT 0)", t))
 			}
 		}
 	}
@@ -123,7 +129,7 @@ func randElements(r *rand.Rand) []element {
 // lacks a column that no conflict names; every loser is reported.
 func TestMergeSchemaProperty(t *testing.T) {
 	ctx := context.Background()
-	for seed := range 12 {
+	for seed := range 40 {
 		r := rand.New(rand.NewPCG(uint64(seed), 16))
 		els := randElements(r)
 		want, err := mergeSchema(ctx, els)
@@ -166,6 +172,39 @@ func TestMergeSchemaProperty(t *testing.T) {
 			}
 			if !found && !lost[e.Kind+"/"+e.Table+"/"+e.Name+"/"+e.SQL] {
 				t.Fatalf("seed %d: column element %+v neither applied nor reported:\n%s", seed, e, wantText)
+			}
+		}
+		// Every column of a table element that did not lose is in its table, or a conflict
+		// names that column with the table element as the loser (a file ahead whose column
+		// another element defined otherwise).
+		for _, e := range els {
+			mt := want.table(e.Table)
+			if e.Kind != log.SchemaTable || mt == nil {
+				continue
+			}
+			if lost[e.Kind+"/"+e.Table+"/"+e.Name+"/"+e.SQL] {
+				// A file that lags or is ahead of the winning definition never loses whole.
+				if strings.EqualFold(mt.Create.SQL, fmt.Sprintf("CREATE TABLE %s (id INTEGER PRIMARY KEY NOT NULL, v TEXT)", mt.Name)) &&
+					(strings.HasSuffix(e.SQL, "(id INTEGER PRIMARY KEY NOT NULL)") || strings.Contains(e.SQL, "v TEXT, x TEXT") || strings.Contains(e.SQL, "v TEXT, y INTEGER")) {
+					t.Fatalf("seed %d: table element %q lost to %q, which it lags or extends:\n%s", seed, e.SQL, mt.Create.SQL, wantText)
+				}
+				continue
+			}
+			s, err := parseSchemaStmt(e.SQL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name := range s.colDefs {
+				found := false
+				for _, c := range mt.Cols {
+					found = found || strings.EqualFold(c.Name, name)
+				}
+				for _, c := range want.Conflicts {
+					found = found || c.Kind == log.SchemaColumn && strings.EqualFold(c.Name, name) && c.Loser == e.origin()
+				}
+				if !found {
+					t.Fatalf("seed %d: column %q of table element %+v neither in the table nor reported:\n%s", seed, name, e, wantText)
+				}
 			}
 		}
 	}
@@ -247,8 +286,29 @@ func TestSchemaReplicates(t *testing.T) {
 	if _, err := c.m.Apply(context.Background(), schema); err != nil {
 		t.Fatal(err)
 	}
+	// A node that knows the table but not the column yet: the new column's value waits
+	// (pending) while the rest of its changeset folds, then folds with the column.
+	d := newNode(t, log.SiteID{4}, nil)
+	if _, err := d.m.Apply(context.Background(), schema[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.m.Apply(context.Background(), data); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.query(t, "SELECT count(*) FROM t"); got[0][0].Int != 2 {
+		t.Fatalf("rows of the known table before its column arrived: %v", fmtRows(got))
+	}
+	if got := d.query(t, "SELECT count(*) FROM __patina_pending"); got[0][0].Int == 0 {
+		t.Fatal("the change of the unknown column is not pending")
+	}
+	if _, err := d.m.Apply(context.Background(), schema[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.query(t, "SELECT count(*) FROM __patina_pending"); got[0][0].Int != 0 {
+		t.Fatalf("pending after the column arrived: %v", fmtRows(got))
+	}
 	want := snapshot(t, a)
-	for _, n := range []*node{b, c} {
+	for _, n := range []*node{b, c, d} {
 		if got := snapshot(t, n); got != want {
 			t.Fatalf("replica differs:\n%s\nvs\n%s", got, want)
 		}
@@ -426,12 +486,7 @@ func TestConflictingDefinitions(t *testing.T) {
 			t.Fatalf("patina_schema_conflicts = %v", got)
 		}
 	}
-	// The same statement again is refused where the other definition won.
-	loser := a
-	if info.Conflicts[0].Loser.Site == b.store.SiteID() {
-		loser = b
-	}
-	_ = loser
+	// Redefining the table after the merge is refused like any destructive change.
 	if _, err := a.m.Migrate(context.Background(), []string{"CREATE TABLE u (id INTEGER PRIMARY KEY NOT NULL, other BLOB)"}); !errors.Is(err, ErrSchemaConflict) {
 		t.Fatalf("redefining a table after the merge: %v", err)
 	}
@@ -476,8 +531,61 @@ func TestSchemaConvergenceShuffled(t *testing.T) {
 				t.Fatalf("seed %d: tables differ:\n%s\nvs\n%s", seed, got, want)
 			}
 		}
-		if !strings.Contains(wantSchema, "c0 INTEGER; c1 INTEGER; c2 INTEGER;") && !strings.Contains(wantSchema, "c2") {
-			t.Fatalf("columns: %s", wantSchema)
+		// Every node's column and index made it, in one order everywhere (checked above).
+		for i := range nodes {
+			if !strings.Contains(wantSchema, fmt.Sprintf(" c%d INTEGER;", i)) || !strings.Contains(wantSchema, fmt.Sprintf("CREATE INDEX t_c%d ON t (c%d)", i, i)) {
+				t.Fatalf("seed %d: node %d's column or index is missing: %s", seed, i, wantSchema)
+			}
+		}
+		if info := nodes[0].m.Schema(); len(info.Conflicts) != 0 {
+			t.Fatalf("seed %d: concurrent additive changes reported as conflicts: %+v", seed, info.Conflicts)
+		}
+	}
+}
+
+// TestSchemaFilesOnFreshNodes: nodes that start with empty logs and schema files of other
+// ages (one lags, one is ahead) append their files' table definitions before they hear
+// from each other. Once they exchange logs none of them is a conflict: the lagging file
+// adds nothing, the file ahead adds its further column; every node ends with the same
+// columns and rows, whatever the order, and the rows each wrote under its own file are kept.
+func TestSchemaFilesOnFreshNodes(t *testing.T) {
+	v1 := []string{"CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, x TEXT)"}
+	v2 := []string{"CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, x TEXT, y TEXT DEFAULT 'd')", "CREATE INDEX t_x ON t (x)"}
+	v3 := []string{"CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, x TEXT, y TEXT DEFAULT 'd', z INTEGER)"}
+	for _, order := range [][3][]string{{v2, v1, v3}, {v3, v1, v2}, {v1, v3, v2}} {
+		var nodes []*node
+		for i, files := range order {
+			n := newNode(t, log.SiteID{byte(i + 1)}, files)
+			n.exec(t, "INSERT INTO t (id, x) VALUES (?, 'from file')", log.Integer(int64(i)))
+			nodes = append(nodes, n)
+		}
+		for _, a := range nodes {
+			for _, b := range nodes {
+				if a != b {
+					a.syncTo(t, b)
+				}
+			}
+		}
+		want, wantSchema := snapshot(t, nodes[0]), schemaOfView(t, nodes[0])
+		if !strings.Contains(wantSchema, "t: id INTEGER; x TEXT; y TEXT; z INTEGER;") || !strings.Contains(wantSchema, "index CREATE INDEX t_x ON t (x)") {
+			t.Fatalf("files %v: schema %s", order, wantSchema)
+		}
+		for i, n := range nodes {
+			if info := n.m.Schema(); len(info.Conflicts) != 0 {
+				t.Fatalf("files %v: node %d reports conflicts: %+v", order, i, info.Conflicts)
+			}
+			if got := schemaOfView(t, n); got != wantSchema {
+				t.Fatalf("files %v: node %d's schema differs:\n%s\nvs\n%s", order, i, got, wantSchema)
+			}
+			if got := snapshot(t, n); got != want {
+				t.Fatalf("files %v: node %d's rows differ:\n%s\nvs\n%s", order, i, got, want)
+			}
+			if got := n.query(t, "SELECT count(*) FROM t WHERE y = 'd'"); got[0][0].Int != 3 {
+				t.Fatalf("files %v: node %d: rows with y's default: %v", order, i, fmtRows(got))
+			}
+		}
+		if got, w := schemaJSON(t, nodes[1]), schemaJSON(t, nodes[0]); got != w {
+			t.Fatalf("files %v: GET /v1/schema differs:\n%s\nvs\n%s", order, got, w)
 		}
 	}
 }

@@ -20,7 +20,11 @@ import (
 //     ts of every schema changeset it folds, so a migration made after another one was seen
 //     orders after it.
 //   - A table is defined by its first valid table element; a later one that defines the same
-//     columns is a duplicate, one that differs loses (a conflict, reported).
+//     columns is a duplicate. A later one whose columns are a prefix of the winner's (a
+//     schema file that lags: a node started with an older file before it heard from the
+//     others) adds nothing, and one that begins with the winner's columns (a file ahead)
+//     adds its further columns as if they were column elements of its own, after it in
+//     element order. Any other difference loses (a conflict, reported).
 //   - A column element adds a column at the end of its table, in element order; one whose
 //     name the table has already is a duplicate when its definition is the same, else it
 //     loses. A column element that SQLite or the rules refuse on that table loses.
@@ -31,7 +35,8 @@ import (
 //
 // A node whose view does not match the merged schema by appending (a column that another
 // node added concurrently sorts before one this node already has, or a conflict was won by a
-// definition this node had not applied) rebuilds its view from the log, locally.
+// definition this node had not applied) recreates that table alone and refolds its changes
+// from the log, locally (realize, recreateTable, refoldTables).
 
 // element is one element of a schema changeset, with its origin.
 type element struct {
@@ -43,6 +48,9 @@ type element struct {
 	Site    log.SiteID
 	Version log.Version
 	Seq     uint64
+	// Sub > 0 marks a column a table element implies (its Sub-th column beyond its table's
+	// winning definition; see merger.tables): it orders right after its table element.
+	Sub int
 }
 
 // compareElements is the total order of the merge.
@@ -56,7 +64,10 @@ func compareElements(a, b *element) int {
 	if c := cmp.Compare(a.Version, b.Version); c != 0 {
 		return c
 	}
-	return cmp.Compare(a.Seq, b.Seq)
+	if c := cmp.Compare(a.Seq, b.Seq); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Sub, b.Sub)
 }
 
 // elementsOf reads the elements of a schema changeset (validated by package log).
@@ -182,7 +193,7 @@ func mergeSchema(ctx context.Context, els []element) (*mergedSchema, error) {
 	if err := m.tables(sorted); err != nil {
 		return nil, err
 	}
-	if err := m.columns(sorted); err != nil {
+	if err := m.columns(m.columnElements(sorted)); err != nil {
 		return nil, err
 	}
 	m.indexes(sorted)
@@ -199,6 +210,54 @@ type merger struct {
 	ctx  context.Context
 	conn *sql.Conn
 	out  *mergedSchema
+	// implied are the columns that table elements add beyond their table's winning
+	// definition (files ahead), for the columns phase.
+	implied []*element
+}
+
+// keyColumns counts the primary key's columns.
+func keyColumns(cols []column) int {
+	n := 0
+	for _, c := range cols {
+		if c.PK > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// columnElements is the column elements of sorted and the columns table elements imply, in
+// element order.
+func (m *merger) columnElements(sorted []*element) []*element {
+	var out []*element
+	for _, e := range sorted {
+		if e.Kind == log.SchemaColumn {
+			out = append(out, e)
+		}
+	}
+	out = append(out, m.implied...)
+	slices.SortFunc(out, compareElements)
+	return out
+}
+
+// imply records the columns of a later table element e (parsed as s, its columns cand)
+// beyond the winning definition w of its table, when the two agree on the columns they
+// share by position: e lags (nothing to add) or is ahead (its further columns are added
+// like column elements, in element order). It reports false when they differ.
+func (m *merger) imply(e *element, s *schemaStmt, cand []column, w *mergedTable) bool {
+	n := min(len(cand), len(w.Cols))
+	if !sameColumns(cand[:n], w.Cols[:n]) || keyColumns(cand) != keyColumns(w.Cols) {
+		return false
+	}
+	for i, c := range cand[n:] {
+		def, ok := s.colDefs[strings.ToLower(c.Name)]
+		if !ok {
+			return false
+		}
+		m.implied = append(m.implied, &element{Kind: log.SchemaColumn, Table: w.Name, Name: c.Name, SQL: def,
+			TS: e.TS, Site: e.Site, Version: e.Version, Seq: e.Seq, Sub: i + 1})
+	}
+	return true
 }
 
 // lose records e as a conflict's loser, with the element that won when there is one.
@@ -242,8 +301,8 @@ func (m *merger) tables(sorted []*element) error {
 				continue
 			}
 			cand, err := scratchTable(ctx, s)
-			if err == nil && sameColumns(cand.Cols, w.Cols) {
-				continue // the same table spelled differently
+			if err == nil && m.imply(e, s, cand.Cols, w) {
+				continue // the same table spelled differently, or a file that lags or is ahead
 			}
 			m.lose(e, w.Create, fmt.Sprintf("table %q is already defined otherwise", w.Name))
 			continue
