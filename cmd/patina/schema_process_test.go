@@ -75,7 +75,8 @@ func waitCount(t *testing.T, nodes []*clNode, q string, want int64) {
 
 // TestSchemaCluster: the schema travels through the log. Three agents start with no schema;
 // one migration on node 0 reaches all; every node writes into the new table; node 1 adds a
-// column while node 2 writes; a node that joins later gets schema and data; two nodes cut
+// column while node 2 writes; a node that joins later gets schema and data, and its --schema
+// file (lagging for one table, adding another) is enough for the cluster; two nodes cut
 // off from each other define one table differently and, once healed, every node ends with
 // the same winner and reports the same loser. The views are compared table by table (column
 // order included) at the end.
@@ -149,9 +150,13 @@ func TestSchemaCluster(t *testing.T) {
 	waitCount(t, c.nodes, "SELECT count(*) FROM s WHERE extra = 'set by 1'", 1)
 	waitCount(t, c.nodes, "SELECT count(*) FROM s WHERE extra = 'x'", 34)
 
-	// A node that joins later gets schema and data in the right order.
+	// A node that joins later gets schema and data in the right order. Its --schema file
+	// lags for s (written before node 1 added a column; the node appends it before it hears
+	// from anyone) and adds a table: the lagging definition is no conflict, and the new
+	// table reaches every node from this one file.
 	late := newClNode(t, bin, 3, "schema", nil)
-	if err := os.WriteFile(filepath.Join(late.dir, "schema.sql"), []byte("-- nothing\n"), 0o644); err != nil {
+	file := "CREATE TABLE s (id INTEGER NOT NULL PRIMARY KEY, v TEXT);\nCREATE TABLE late_t (id INTEGER NOT NULL PRIMARY KEY, note TEXT);\n"
+	if err := os.WriteFile(filepath.Join(late.dir, "schema.sql"), []byte(file), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	late.bootstrap = []string{n1.gossip}
@@ -160,6 +165,13 @@ func TestSchemaCluster(t *testing.T) {
 	c.waitMembers(c.nodes)
 	waitCount(t, c.nodes, "SELECT count(*) FROM s WHERE extra = 'set by 1'", 1)
 	waitCount(t, c.nodes, "SELECT count(*) FROM s", 35)
+	waitSameSchema(t, c.nodes, "table late_t from one node's file on every node, no conflict", func(s string) bool {
+		return strings.Contains(s, `"name":"late_t"`) && strings.Contains(s, `"conflicts":[]`) && strings.Contains(s, `"columns":["id","v","node","extra"]`)
+	})
+	if _, err := n0.cl.Exec(ctx, client.Options{}, client.Stmt("INSERT INTO late_t (id, note) VALUES (1, 'from 0')")); err != nil {
+		t.Fatalf("write into the table of node 3's file on node 0: %v", err)
+	}
+	waitCount(t, c.nodes, "SELECT count(*) FROM late_t", 1)
 
 	// Node 2 is cut off from the others; it and node 0 define table u differently.
 	cut := func(on bool) {
@@ -212,6 +224,11 @@ func TestSchemaCluster(t *testing.T) {
 			t.Fatalf("node %d health = %+v, %v; want 200 with schema_conflicts 1", n.idx, h, err)
 		}
 	}
+	// patina schema lists the conflict and exits 1.
+	sc := exec.Command(bin, "schema", "--api-addr", n2.api)
+	if out, _ := sc.CombinedOutput(); sc.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "conflict: table u.u") {
+		t.Fatalf("patina schema with a conflict: exit %d\n%s", sc.ProcessState.ExitCode(), out)
+	}
 	// patina health fails on the conflict only past --schema-conflicts.
 	for _, c := range []struct {
 		limit string
@@ -237,8 +254,8 @@ func TestSchemaCluster(t *testing.T) {
 		n.stop(syscall.SIGTERM)
 	}
 	d0 := dumpView(t, filepath.Join(n0.dir, "data", "views.db"), replicated)
-	if len(d0["s"]) != 36 || len(d0["u"]) == 0 {
-		t.Fatalf("node 0's dump lacks rows: s %d, u %d", len(d0["s"]), len(d0["u"]))
+	if len(d0["s"]) != 36 || len(d0["u"]) == 0 || len(d0["late_t"]) != 1 {
+		t.Fatalf("node 0's dump lacks rows: s %d, u %d, late_t %d", len(d0["s"]), len(d0["u"]), len(d0["late_t"]))
 	}
 	for _, n := range c.nodes[1:] {
 		d := dumpView(t, filepath.Join(n.dir, "data", "views.db"), replicated)
