@@ -41,12 +41,38 @@ const captureChunk = 960
 type captureSink struct {
 	tables []*table // by the index baked into the triggers; replaced with them
 	events []captureEvent
+	// arena holds the events' values back to back, reused by the next transaction: one
+	// allocation per transaction instead of one per row. Nothing keeps an event's values
+	// past the transaction (localRows copies the values it needs).
+	arena []log.Value
+}
+
+// maxArena bounds the values an idle sink keeps (64 bytes each).
+const maxArena = 1 << 16
+
+// take returns n NULL values from the arena.
+func (s *captureSink) take(n int) []log.Value {
+	if len(s.arena)+n > cap(s.arena) {
+		// Events taken so far keep the old array.
+		s.arena = make([]log.Value, 0, max(2*cap(s.arena), n, 256))
+	}
+	start := len(s.arena)
+	s.arena = s.arena[:start+n]
+	v := s.arena[start : start+n : start+n]
+	clear(v)
+	return v
 }
 
 // reset drops the events (a new local transaction starts).
 func (s *captureSink) reset() {
 	clear(s.events)
 	s.events = s.events[:0]
+	clear(s.arena) // the texts and blobs it points to
+	if cap(s.arena) > maxArena {
+		s.arena = nil
+	} else {
+		s.arena = s.arena[:0]
+	}
 }
 
 var captureSinks = struct {
@@ -114,14 +140,7 @@ func capture(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, erro
 	t := s.tables[ti]
 	n := len(t.Cols)
 	if part == 0 {
-		vals := make([]log.Value, 2*n)
-		if op != opUpdate {
-			null := log.Null()
-			for i := range vals {
-				vals[i] = null
-			}
-		}
-		s.events = append(s.events, captureEvent{t: t, op: op, vals: vals})
+		s.events = append(s.events, captureEvent{t: t, op: op, vals: s.take(2 * n)})
 	}
 	if len(s.events) == 0 {
 		return nil, fmt.Errorf("%s: part %d without an event", captureFunc, part)
