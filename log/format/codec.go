@@ -44,7 +44,67 @@ func (w *byteWriter) WriteByte(c byte) error { w.b = append(w.b, c); return nil 
 func (w *byteWriter) WriteString(s string) (int, error) { w.b = append(w.b, s...); return len(s), nil }
 
 // EncodeChangeset returns the binary (msgpack) form of cs.
-func EncodeChangeset(cs *Changeset) ([]byte, error) { return AppendChangeset(nil, cs) }
+func EncodeChangeset(cs *Changeset) ([]byte, error) {
+	return AppendChangeset(make([]byte, 0, encodedSizeHint(cs)), cs)
+}
+
+// encodedSizeHint bounds the encoded size of cs from above (tightly: each header and
+// integer at the size msgpack gives it), so that encoding allocates its buffer once. Grown
+// from nothing, the buffer was reallocated and copied about ten times per 100-row changeset:
+// a fifth of the bytes a cluster allocated under 100-row batches (every node encodes every
+// version it stores, and gossip every frame it sends).
+func encodedSizeHint(cs *Changeset) int {
+	n := 1 + 1 + 2 + 16 + 5*9 + 1 + 5 + 9 + 1 + 2 + 16 // format, array, site, 5 uints, kind, changes header, seq, compacted, digest
+	for i := range cs.Changes {
+		c := &cs.Changes[i]
+		n += 1 + strSize(len(c.Table)) + binSize(len(c.PK)) + strSize(len(c.CID)) + uintSize(c.ColVersion) + uintSize(c.CL) + uintSize(c.Ord)
+		switch c.Val.Type {
+		case TypeText:
+			n += strSize(len(c.Val.Text))
+		case TypeBlob:
+			n += binSize(len(c.Val.Blob))
+		default:
+			n += 9
+		}
+	}
+	return n
+}
+
+func strSize(n int) int {
+	switch {
+	case n < 32:
+		return 1 + n
+	case n < 1<<8:
+		return 2 + n
+	case n < 1<<16:
+		return 3 + n
+	}
+	return 5 + n
+}
+
+func binSize(n int) int {
+	switch {
+	case n < 1<<8:
+		return 2 + n
+	case n < 1<<16:
+		return 3 + n
+	}
+	return 5 + n
+}
+
+func uintSize(u uint64) int {
+	switch {
+	case u < 128:
+		return 1
+	case u < 1<<8:
+		return 2
+	case u < 1<<16:
+		return 3
+	case u < 1<<32:
+		return 5
+	}
+	return 9
+}
 
 // AppendChangeset appends the binary form of cs to b.
 func AppendChangeset(b []byte, cs *Changeset) ([]byte, error) {
