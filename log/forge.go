@@ -259,7 +259,7 @@ func (s *Store) Ingest(ctx context.Context, css ...*Changeset) ([]AppendResult, 
 	if len(keep) == 0 {
 		return res, nil
 	}
-	got, err := s.Append(ctx, keep...)
+	got, err := s.append(ctx, keep, true) // validated and digest-checked above
 	if err != nil {
 		return nil, err
 	}

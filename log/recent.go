@@ -16,9 +16,11 @@ import (
 //   - only versions stored whole by one item are kept (not parts, not trimmed duplicates);
 //   - only changesets already in the decoder's form (canonical): a value's unused fields
 //     zero, blobs and keys non-nil, no negative zero, at least one change, so a
-//     changeset made by hand (JSON, tests) that the codec would normalise is left out;
-//   - never this node's own versions: their caller (the materializer's writer) owns them
-//     and is not bound to leave them alone after Append.
+//     changeset made by hand (JSON, tests) that the codec would normalise is left out.
+//
+// This node's own versions are kept too: the writer reads them back when remote versions
+// arrived between its local ones (its fold position lags behind them, see the
+// materializer's "ahead"), and decoded them only to skip them.
 //
 // A kept changeset is shared by every reader and by whoever appended it (gossip forwards
 // it): nobody may modify a changeset, its Changes or their payloads once it is appended or

@@ -79,7 +79,7 @@ func TestRecentEqualsDecoded(t *testing.T) {
 	for v := Version(1); v <= 150; v++ {
 		site := siteB
 		if v%10 == 0 {
-			site = siteA // this node's own site: never kept
+			site = siteA // this node's own site
 		} else if v%3 == 0 {
 			site = siteC
 		}
@@ -123,7 +123,7 @@ func TestRecentEqualsDecoded(t *testing.T) {
 		}
 	}
 	hits, misses := cached.recent.counts()
-	if hits*2 < misses { // parts, odd values and own versions are not kept
+	if hits*2 < misses { // parts and odd values are not kept
 		t.Fatalf("the recent cache served %d reads and missed %d", hits, misses)
 	}
 	if hits, _ := plain.recent.counts(); hits != 0 {
