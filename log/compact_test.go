@@ -341,3 +341,43 @@ func TestCompactCandidates(t *testing.T) {
 		t.Fatalf("retry %+v, want %+v", res.Retry, want)
 	}
 }
+
+// TestCompactCandidatesKeepSchema: a schema changeset named among an incremental pass's
+// candidates is never handed to the judge nor touched, even by a judge that would drop
+// everything (issue 16: every node needs every schema changeset to compute the schema);
+// the data version beside it is cleared.
+func TestCompactCandidatesKeepSchema(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, "", Options{})
+	mustAppend(t, s, makeCS(siteB, 1, 1)) // the winner
+	schema := &Changeset{Site: siteA, Version: 1, TS: 5, Kind: KindSchema, LastOrd: 1, Span: OrdRange{First: 0, Last: 1},
+		Changes: []Change{
+			{Table: "t", PK: MustPackPK(Text("t")), CID: SchemaTable, Val: Text("CREATE TABLE t (a INTEGER PRIMARY KEY NOT NULL)"), CL: 1},
+			{Table: "t", PK: MustPackPK(Text("b")), CID: SchemaColumn, Val: Text("b TEXT"), CL: 1, Ord: 1},
+		}}
+	mustAppend(t, s, schema)
+	mustAppend(t, s, makeCS(siteA, 2, 2))
+	mustAppend(t, s, makeCS(siteA, 3, 1)) // the last version, never cleared
+	var judged []Version
+	all := dropJudge(map[Version][]int{1: {-1}, 2: {-1}})
+	judge := func(ctx context.Context, css []*Changeset) ([][]Dominator, error) {
+		for _, cs := range css {
+			judged = append(judged, cs.Version)
+		}
+		return all(ctx, css)
+	}
+	res, err := s.Compact(ctx, CompactOptions{Through: s.LastSeq(), Candidates: map[SiteID]RangeSet{siteA: {{First: 1, Last: 2}}}, Judge: judge})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(judged, []Version{2}) || res.Cleared != 1 {
+		t.Fatalf("judged %v (%+v), want version 2 only, cleared", judged, res)
+	}
+	got, err := s.Get(siteA, 1)
+	if err != nil || got.Kind != KindSchema || len(got.Changes) != 2 || got.Compacted {
+		t.Fatalf("the schema changeset after the pass: %+v, %v", got, err)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+}

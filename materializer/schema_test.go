@@ -1,14 +1,17 @@
 package materializer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/patinadb/patina/log"
@@ -450,8 +453,13 @@ func TestTableRebuildAlone(t *testing.T) {
 // losers (Schema, metrics); the data written under the losing definition keeps what fits.
 func TestConflictingDefinitions(t *testing.T) {
 	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
-	a := openNode(t, t.TempDir(), log.SiteID{1}, nil, func(c *Config) { c.Registerer = regA })
-	b := openNode(t, t.TempDir(), log.SiteID{2}, nil, func(c *Config) { c.Registerer = regB })
+	var logA, logB syncBuffer
+	a := openNode(t, t.TempDir(), log.SiteID{1}, nil, func(c *Config) {
+		c.Registerer, c.Logger = regA, slog.New(slog.NewTextHandler(&logA, nil))
+	})
+	b := openNode(t, t.TempDir(), log.SiteID{2}, nil, func(c *Config) {
+		c.Registerer, c.Logger = regB, slog.New(slog.NewTextHandler(&logB, nil))
+	})
 	a.migrate(t, "CREATE TABLE u (id INTEGER PRIMARY KEY NOT NULL, name TEXT)")
 	b.migrate(t, "CREATE TABLE u (id INTEGER PRIMARY KEY NOT NULL, label TEXT, n INTEGER DEFAULT 0)")
 	a.migrate(t, "CREATE TABLE w (id INTEGER PRIMARY KEY NOT NULL)")
@@ -484,6 +492,13 @@ func TestConflictingDefinitions(t *testing.T) {
 	for _, reg := range []*prometheus.Registry{regA, regB} {
 		if got := registryValue(t, reg, "patina_schema_conflicts"); got != 2 {
 			t.Fatalf("patina_schema_conflicts = %v", got)
+		}
+	}
+	// Each node logs each loser once, with both origins.
+	for i, buf := range []*syncBuffer{&logA, &logB} {
+		text := buf.String()
+		if n := strings.Count(text, "schema conflict: element lost the merge"); n != 2 || strings.Count(text, "winner_site=") < 2 {
+			t.Fatalf("node %d logged %d conflict lines, want 2 with their winners:\n%s", i, n, text)
 		}
 	}
 	// Redefining the table after the merge is refused like any destructive change.
@@ -639,4 +654,22 @@ func TestSchemaFileAtRestart(t *testing.T) {
 	if got, want := schemaOfView(t, a), schemaOfView(t, b); got != want {
 		t.Fatalf("schema after a restart with a lagging file:\n%s\nwant\n%s", got, want)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's writes from the writer goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
