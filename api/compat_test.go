@@ -281,7 +281,11 @@ func runCompatStreams(t *testing.T, n *subsNode, proto int) {
 	lit.close()
 	// skip_rows=true: no columns, rows or eoq; the first line is the next change.
 	skip := open("POST", "/v1/subscriptions?skip_rows=true", `"SELECT id, name FROM apps WHERE id > 0"`, 200)
+	// The same for a statement that has no subscription yet.
+	fresh := open("POST", "/v1/subscriptions?skip_rows=true", `"SELECT name FROM apps"`, 200)
 	n.exec(`INSERT INTO apps VALUES (2, 'db')`)
+	expectEvents(t, fresh, `{"change":["insert",2,["db"],1]}`)
+	fresh.close()
 	n.exec(`UPDATE apps SET name = 'www' WHERE id = 1`)
 	// Change ids follow the eoq's one by one: corro-client fails with MissedChange otherwise.
 	expectEvents(t, es, `{"change":["insert",2,[2,"db"],1]}`, `{"change":["update",1,[1,"www"],2]}`)
@@ -307,7 +311,7 @@ func runCompatStreams(t *testing.T, n *subsNode, proto int) {
 		method, path, body string
 		status             int
 	}{
-		{"POST", "/v1/subscriptions?from=3", `"SELECT name FROM apps"`, 400},
+		{"POST", "/v1/subscriptions?from=3", `"SELECT id FROM apps"`, 400},
 		{"GET", "/v1/subscriptions/00000000-0000-4000-8000-000000000000", "", 404},
 	} {
 		a := open(c.method, c.path, c.body, c.status)
@@ -333,7 +337,7 @@ func runCompatStreams(t *testing.T, n *subsNode, proto int) {
 		Subscriptions []struct{ ID, SQL string } `json:"subscriptions"`
 	}
 	json.NewDecoder(resp.Body).Decode(&list)
-	if len(list.Subscriptions) != 1 || !strings.Contains(fmt.Sprint(list.Subscriptions), "WHERE id > 0") {
+	if len(list.Subscriptions) != 2 || !strings.Contains(fmt.Sprint(list.Subscriptions), "WHERE id > 0") {
 		t.Errorf("admin subscriptions = %+v", list.Subscriptions)
 	}
 }
