@@ -422,7 +422,14 @@ func (m *Materializer) migrate(ctx context.Context, stmts []string, lag func(stm
 // OnCommit for broadcast.
 func (m *Materializer) appendSchema(ctx context.Context, els []element) (*log.Changeset, error) {
 	ch := schemaChanges(els)
-	cs := &log.Changeset{Site: m.site, Version: m.store.NextLocalVersion(), TS: m.hlc.Now(), Kind: log.KindSchema,
+	// After every element held, even one from a clock further ahead than the HLC follows
+	// (log.MaxClockDrift): a migration made after another was seen must order after it (a
+	// DROP INDEX after the CREATE INDEX it drops, or it would lose to it on every node).
+	ts := m.hlc.Now()
+	if snap := m.schemaSnap.Load(); snap != nil && ts <= snap.latest {
+		ts = snap.latest + 1
+	}
+	cs := &log.Changeset{Site: m.site, Version: m.store.NextLocalVersion(), TS: ts, Kind: log.KindSchema,
 		Span: log.OrdRange{First: 0, Last: uint64(len(ch) - 1)}, LastOrd: uint64(len(ch) - 1), Changes: ch}
 	res, err := m.store.Append(ctx, cs)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/patinadb/patina/log"
 	"github.com/prometheus/client_golang/prometheus"
@@ -672,4 +673,35 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestMigrationOrdersAfterSkewedClock: a schema changeset from a node whose clock runs
+// further ahead than the HLC follows (log.MaxClockDrift) creates an index; dropping it here
+// afterwards still orders after the creation, so the index is gone on this node and on
+// every node that gets both, instead of the creation winning back everywhere.
+func TestMigrationOrdersAfterSkewedClock(t *testing.T) {
+	a := newNode(t, log.SiteID{1}, nil)
+	ahead := log.Timestamp(time.Now().Add(time.Hour).UnixNano())
+	cs := &log.Changeset{Site: log.SiteID{9}, Version: 1, TS: ahead, Kind: log.KindSchema, LastOrd: 1, Span: log.OrdRange{First: 0, Last: 1},
+		Changes: []log.Change{
+			{Table: "t", PK: log.MustPackPK(log.Text("t")), CID: log.SchemaTable, Val: log.Text("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, x TEXT)"), CL: 1},
+			{Table: "t", PK: log.MustPackPK(log.Text("t_x")), CID: log.SchemaIndex, Val: log.Text("CREATE INDEX t_x ON t (x)"), CL: 1, Ord: 1},
+		}}
+	if _, err := a.m.Apply(context.Background(), []*log.Changeset{cs}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(schemaOfView(t, a), "CREATE INDEX t_x") {
+		t.Fatalf("the index did not arrive: %s", schemaOfView(t, a))
+	}
+	if res := a.migrate(t, "DROP INDEX t_x"); len(res.Applied) != 1 {
+		t.Fatalf("drop index: %+v", res)
+	}
+	if got := schemaOfView(t, a); strings.Contains(got, "t_x") || len(a.m.Schema().Tables[0].Indexes) != 0 {
+		t.Fatalf("the dropped index is back: %s %+v", got, a.m.Schema().Tables[0])
+	}
+	b := newNode(t, log.SiteID{2}, nil)
+	a.syncTo(t, b)
+	if got, want := schemaJSON(t, b), schemaJSON(t, a); got != want || strings.Contains(schemaOfView(t, b), "t_x") {
+		t.Fatalf("another node:\n%s\nvs\n%s", got, want)
+	}
 }

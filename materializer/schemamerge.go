@@ -16,9 +16,9 @@ import (
 // it folded in __patina_schema and computes the schema from that set alone with mergeSchema,
 // so the result does not depend on the order elements arrive in. The rules:
 //
-//   - Elements are totally ordered by (HLC ts, site, version, ordinal). A node's HLC moves past the
-//     ts of every schema changeset it folds, so a migration made after another one was seen
-//     orders after it.
+//   - Elements are totally ordered by (HLC ts, site, version, ordinal). A migration takes a
+//     ts after every element its node holds (appendSchema), so a migration made after
+//     another one was seen orders after it, whatever the clocks.
 //   - A table is defined by its first valid table element; a later one that defines the same
 //     columns is a duplicate. A later one whose columns are a prefix of the winner's (a
 //     schema file that lags: a node started with an older file before it heard from the
@@ -142,7 +142,9 @@ type mergedSchema struct {
 	Indexes   []*mergedIndex // by name
 	Conflicts []SchemaConflict
 	Waiting   int // elements for tables no element defines yet
-	byName    map[string]*mergedTable
+	// Latest is the greatest ts of the elements: a migration made here orders after it.
+	Latest log.Timestamp
+	byName map[string]*mergedTable
 }
 
 func (s *mergedSchema) table(name string) *mergedTable {
@@ -176,6 +178,7 @@ func mergeSchema(ctx context.Context, els []element) (*mergedSchema, error) {
 	if len(sorted) == 0 {
 		return out, nil
 	}
+	out.Latest = sorted[len(sorted)-1].TS
 	db, err := sql.Open("sqlite", ":memory:")
 	if err != nil {
 		return nil, err
@@ -483,6 +486,7 @@ type schemaSnapshot struct {
 	tables, indexes, dropped map[string]bool    // lower-case names
 	columns                  map[string]int     // lower-case table name -> columns
 	creators                 map[string]element // lower-case table name -> its winning element
+	latest                   log.Timestamp      // mergedSchema.Latest
 }
 
 // duplicates reports whether every element of els defines a table exactly as its winning
@@ -537,6 +541,7 @@ func (m *Materializer) publishSchema(ctx context.Context, ms *mergedSchema) erro
 		columns: map[string]int{},
 
 		creators: map[string]element{},
+		latest:   ms.Latest,
 	}
 	if snap.info.Conflicts == nil {
 		snap.info.Conflicts = []SchemaConflict{}
