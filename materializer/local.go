@@ -398,6 +398,21 @@ func (m *Materializer) localChangeset(ctx context.Context, version log.Version, 
 		m.wb.reset()
 	}()
 	cs := &log.Changeset{Site: m.site, Version: version, TS: m.hlc.Now(), Kind: log.KindData}
+	// The changes counted first (the loop below takes the same ones): one allocation, where
+	// growing the slice from empty copied a 100-row changeset's changes about ten times (37%
+	// of this function in issue 14's profiles).
+	n := 0
+	for _, r := range order {
+		if r.sentTouched && r.rc.Sentinel.Present {
+			n++
+		}
+		for ord, touched := range r.touched {
+			if touched && ord < len(r.rc.Cols) && r.rc.Cols[ord].Present {
+				n++
+			}
+		}
+	}
+	cs.Changes = make([]log.Change, 0, n)
 	for _, r := range order {
 		start := len(cs.Changes)
 		cl := r.rc.CL()
