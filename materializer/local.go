@@ -36,6 +36,7 @@ type localRow struct {
 	sentTouched bool
 	touched     []bool      // by clock ordinal
 	vals        []log.Value // the row's current non-pk values, by clock ordinal
+	listed      bool        // in localRows.order (preload makes rows before their first touch)
 }
 
 // runLocal runs one local transaction inside a savepoint of the writer's SQLite transaction
@@ -162,23 +163,70 @@ type captureEvent struct {
 // localRows are the rows one local transaction touched, in first-touch order, each with
 // its clock as stored before the transaction and then moved by the rules.
 type localRows struct {
-	m      *Materializer
-	byKey  map[string]*localRow
-	order  []*localRow
-	loaded map[string]bool      // keys whose clocks preload read (present or not)
-	clocks map[string]*rowClock // the clocks preload found
+	m     *Materializer
+	byKey map[string]*localRow
+	order []*localRow
+	key   []byte // scratch: table name, NUL, pk (a map lookup through it allocates nothing)
+
+	// The rows and their slices come from slabs sized for the transaction: a few
+	// allocations per transaction instead of four or five per row. Nothing keeps a row past
+	// the transaction (the changeset copies the values, the clock is encoded).
+	hint  int
+	rows  []localRow
+	bools []bool
+	vals  []log.Value
+	cells []cellClock
 }
 
-// preload reads the clocks of every row the events touch with a few statements per table
-// (loadClocks: IN lists of 64, 16, 4 and 1 keys) instead of one query per row at its first
-// touch. Nothing writes a clock while the events are applied (localChangeset stores them
-// after), so the clocks read up front are those get would read one by one.
+// carve returns n zero elements of slab (len n, or len 0 and room for n when empty),
+// growing it by at least hint elements.
+func carve[T any](slab *[]T, n, hint int, empty bool) []T {
+	if len(*slab)+n > cap(*slab) {
+		*slab = make([]T, 0, max(n, hint))
+	}
+	start := len(*slab)
+	*slab = (*slab)[:start+n]
+	if empty {
+		return (*slab)[start:start:start+n]
+	}
+	return (*slab)[start : start+n : start+n]
+}
+
+// setKey puts t's key pk in lr.key.
+func (lr *localRows) setKey(t *table, pk []byte) {
+	lr.key = append(append(append(lr.key[:0], t.Name...), 0), pk...)
+}
+
+// newRow makes the row of t with key pk (lr.key) and enters it in byKey, unlisted.
+func (lr *localRows) newRow(t *table, pk log.PK) *localRow {
+	if len(lr.rows) == cap(lr.rows) {
+		lr.rows = make([]localRow, 0, max(lr.hint, 1))
+	}
+	lr.rows = lr.rows[:len(lr.rows)+1]
+	r := &lr.rows[len(lr.rows)-1]
+	n := len(t.NonPK)
+	r.t, r.pk = t, pk
+	r.touched = carve(&lr.bools, n, lr.hint*n, false)
+	r.vals = carve(&lr.vals, n, lr.hint*n, false)
+	lr.byKey[string(lr.key)] = r
+	return r
+}
+
+// preload makes the rows every event touches and reads their clocks with a few statements
+// per table (loadClocks: IN lists of 64, 16, 4 and 1 keys) instead of one query per row at
+// its first touch. Nothing writes a clock while the events are applied (localChangeset
+// stores them after), so the clocks read up front are those get would read one by one.
 func (lr *localRows) preload(ctx context.Context, events []captureEvent) error {
+	lr.hint = 0 // the rows' keys at most: one per event, two per update
+	for _, ev := range events {
+		lr.hint++
+		if ev.op == opUpdate {
+			lr.hint++
+		}
+	}
 	if len(events) < 2 {
 		return nil // one query either way
 	}
-	lr.loaded = make(map[string]bool, len(events))
-	lr.clocks = make(map[string]*rowClock, len(events))
 	var tables []*table
 	pks := map[*table][][]byte{}
 	add := func(t *table, rowVals []log.Value) {
@@ -186,11 +234,11 @@ func (lr *localRows) preload(ctx context.Context, events []captureEvent) error {
 		if err != nil {
 			return // get reports it, in its place
 		}
-		key := t.Name + "\x00" + string(pk)
-		if lr.loaded[key] {
+		lr.setKey(t, pk)
+		if _, ok := lr.byKey[string(lr.key)]; ok {
 			return
 		}
-		lr.loaded[key] = true
+		lr.newRow(t, pk)
 		if _, ok := pks[t]; !ok {
 			tables = append(tables, t)
 		}
@@ -208,9 +256,22 @@ func (lr *localRows) preload(ctx context.Context, events []captureEvent) error {
 			add(ev.t, ev.vals[:n])
 		}
 	}
+	clocks := map[string]*rowClock{}
 	for _, t := range tables {
-		if err := lr.m.loadClocks(ctx, t, pks[t], lr.clocks); err != nil {
+		if err := lr.m.loadClocks(ctx, t, pks[t], clocks); err != nil {
 			return err
+		}
+		for _, pk := range pks[t] {
+			lr.setKey(t, pk)
+			r := lr.byKey[string(lr.key)]
+			if c := clocks[string(lr.key)]; c != nil {
+				r.rc = *c // loadClocks decoded it into its own rowClock
+			} else {
+				r.rc.Cols = carve(&lr.cells, len(t.NonPK), lr.hint*len(t.NonPK), true)
+			}
+			if lr.m.sup.on.Load() {
+				r.orig = r.rc.clone()
+			}
 		}
 	}
 	return nil
@@ -226,33 +287,29 @@ func rowPK(t *table, rowVals []log.Value) (log.PK, error) {
 	return log.PackPK(pkv...)
 }
 
-// get returns the row of t whose primary key is in rowVals, loading its clock the first
-// time.
+// get returns the row of t whose primary key is in rowVals, listing it at its first touch
+// and loading its clock then unless preload did.
 func (lr *localRows) get(ctx context.Context, t *table, rowVals []log.Value) (*localRow, error) {
 	pk, err := rowPK(t, rowVals)
 	if err != nil {
 		return nil, fmt.Errorf("%w: table %s: primary key: %w", ErrConstraint, t.Name, err)
 	}
-	key := t.Name + "\x00" + string(pk)
-	if r, ok := lr.byKey[key]; ok {
-		return r, nil
-	}
-	r := &localRow{t: t, pk: pk, touched: make([]bool, len(t.NonPK)), vals: make([]log.Value, len(t.NonPK))}
-	if lr.loaded[key] {
-		if c := lr.clocks[key]; c != nil {
-			r.rc = *c // loadClocks decoded it into its own rowClock
-		}
-	} else {
+	lr.setKey(t, pk)
+	r, ok := lr.byKey[string(lr.key)]
+	if !ok {
+		r = lr.newRow(t, pk)
 		if _, err := lr.m.loadClock(ctx, t, pk, &r.rc); err != nil {
 			return nil, err
 		}
 		r.rc = r.rc.clone()
+		if lr.m.sup.on.Load() {
+			r.orig = r.rc.clone()
+		}
 	}
-	if lr.m.sup.on.Load() {
-		r.orig = r.rc.clone()
+	if !r.listed {
+		r.listed = true
+		lr.order = append(lr.order, r)
 	}
-	lr.byKey[key] = r
-	lr.order = append(lr.order, r)
 	return r, nil
 }
 
