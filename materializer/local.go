@@ -187,7 +187,7 @@ func carve[T any](slab *[]T, n, hint int, empty bool) []T {
 	start := len(*slab)
 	*slab = (*slab)[:start+n]
 	if empty {
-		return (*slab)[start:start:start+n]
+		return (*slab)[start : start : start+n]
 	}
 	return (*slab)[start : start+n : start+n]
 }
