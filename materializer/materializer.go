@@ -38,8 +38,11 @@ type Materializer struct {
 	cfg    Config
 	logger *slog.Logger
 	site   log.SiteID
-	hlc    *log.HLC
-	met    *metrics
+	// fileVersion is the schema changeset this process appended for its schema files at
+	// Open (0: none); set before the writer starts, read by it.
+	fileVersion log.Version
+	hlc         *log.HLC
+	met         *metrics
 
 	// Writer-owned state: only the writer goroutine (or Open before it starts) touches it.
 	wdb    *sql.DB

@@ -496,6 +496,7 @@ func (m *Materializer) startSchema(ctx context.Context, files []string) error {
 		return err
 	}
 	if len(res.Applied) > 0 {
+		m.fileVersion = res.Version
 		m.logger.Debug("schema files ahead of the replicated schema appended to the log", "statements", len(res.Applied), "version", res.Version)
 	}
 	return nil

@@ -570,8 +570,11 @@ func TestSchemaFilesOnFreshNodes(t *testing.T) {
 	v3 := []string{"CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, x TEXT, y TEXT DEFAULT 'd', z INTEGER)"}
 	for _, order := range [][3][]string{{v2, v1, v3}, {v3, v1, v2}, {v1, v3, v2}} {
 		var nodes []*node
+		var regs []*prometheus.Registry
 		for i, files := range order {
-			n := newNode(t, log.SiteID{byte(i + 1)}, files)
+			reg := prometheus.NewRegistry()
+			regs = append(regs, reg)
+			n := openNode(t, t.TempDir(), log.SiteID{byte(i + 1)}, files, func(c *Config) { c.Registerer = reg })
 			n.exec(t, "INSERT INTO t (id, x) VALUES (?, 'from file')", log.Integer(int64(i)))
 			nodes = append(nodes, n)
 		}
@@ -602,6 +605,14 @@ func TestSchemaFilesOnFreshNodes(t *testing.T) {
 		}
 		if got, w := schemaJSON(t, nodes[1]), schemaJSON(t, nodes[0]); got != w {
 			t.Fatalf("files %v: GET /v1/schema differs:\n%s\nvs\n%s", order, got, w)
+		}
+		// The node whose file lags warns about it (unless its table was the first, which
+		// the others extend); the node whose file is the newest does not.
+		for i, files := range order {
+			got := registryValue(t, regs[i], "patina_schema_file_lagging_total")
+			if len(files) == len(v3) && files[0] == v3[0] && got != 0 || files[0] == v1[0] && i > 0 && got != 1 {
+				t.Fatalf("files %v: node %d counted %v lagging statements", order, i, got)
+			}
 		}
 	}
 }

@@ -129,6 +129,13 @@ type mergedTable struct {
 	defs    map[string]string // lower-case column name -> definition text
 }
 
+// laggingTable is a table element with fewer columns than its merged table.
+type laggingTable struct {
+	Table       string
+	Origin      SchemaOrigin
+	Have, Merge int // columns
+}
+
 // mergedIndex is an index whose last element decides it.
 type mergedIndex struct {
 	Name  string
@@ -144,7 +151,11 @@ type mergedSchema struct {
 	Waiting   int // elements for tables no element defines yet
 	// Latest is the greatest ts of the elements: a migration made here orders after it.
 	Latest log.Timestamp
-	byName map[string]*mergedTable
+	// Lagging are the table elements that did not win and define fewer columns than their
+	// table has (a schema file that lags, appended by a node before it heard from the
+	// others): not conflicts, but their node warns about its file.
+	Lagging []laggingTable
+	byName  map[string]*mergedTable
 }
 
 func (s *mergedSchema) table(name string) *mergedTable {
@@ -200,6 +211,12 @@ func mergeSchema(ctx context.Context, els []element) (*mergedSchema, error) {
 		return nil, err
 	}
 	m.indexes(sorted)
+	for _, l := range m.subsumed {
+		if t := out.table(l.Table); t != nil && l.Have < len(t.Cols) {
+			l.Merge = len(t.Cols)
+			out.Lagging = append(out.Lagging, l)
+		}
+	}
 	slices.SortFunc(out.Indexes, func(a, b *mergedIndex) int { return strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)) })
 	slices.SortFunc(out.Conflicts, func(a, b SchemaConflict) int {
 		return cmp.Or(cmp.Compare(a.Loser.TS, b.Loser.TS), a.Loser.Site.Compare(b.Loser.Site),
@@ -216,6 +233,8 @@ type merger struct {
 	// implied are the columns that table elements add beyond their table's winning
 	// definition (files ahead), for the columns phase.
 	implied []*element
+	// subsumed are the table elements that neither won nor lost, with their column counts.
+	subsumed []laggingTable
 }
 
 // keyColumns counts the primary key's columns.
@@ -301,11 +320,14 @@ func (m *merger) tables(sorted []*element) error {
 		}
 		if w := out.table(e.Name); w != nil {
 			if normalizeSQL(w.Create.SQL) == normalizeSQL(e.SQL) {
+				m.subsumed = append(m.subsumed, laggingTable{Table: w.Name, Origin: e.origin(), Have: len(w.Cols)})
 				continue
 			}
 			cand, err := scratchTable(ctx, s)
 			if err == nil && m.imply(e, s, cand.Cols, w) {
-				continue // the same table spelled differently, or a file that lags or is ahead
+				// The same table spelled differently, or a file that lags or is ahead.
+				m.subsumed = append(m.subsumed, laggingTable{Table: w.Name, Origin: e.origin(), Have: len(cand.Cols)})
+				continue
 			}
 			m.lose(e, w.Create, fmt.Sprintf("table %q is already defined otherwise", w.Name))
 			continue
@@ -487,6 +509,7 @@ type schemaSnapshot struct {
 	columns                  map[string]int     // lower-case table name -> columns
 	creators                 map[string]element // lower-case table name -> its winning element
 	latest                   log.Timestamp      // mergedSchema.Latest
+	lagging                  []SchemaOrigin     // mergedSchema.Lagging's elements
 }
 
 // duplicates reports whether every element of els defines a table exactly as its winning
@@ -543,6 +566,9 @@ func (m *Materializer) publishSchema(ctx context.Context, ms *mergedSchema) erro
 		creators: map[string]element{},
 		latest:   ms.Latest,
 	}
+	for _, l := range ms.Lagging {
+		snap.lagging = append(snap.lagging, l.Origin)
+	}
 	if snap.info.Conflicts == nil {
 		snap.info.Conflicts = []SchemaConflict{}
 	}
@@ -594,7 +620,23 @@ func (m *Materializer) publishSchema(ctx context.Context, ms *mergedSchema) erro
 		}
 		m.logger.Warn("schema conflict: element lost the merge", attrs...)
 	}
+	m.warnLagging(old, ms.Lagging)
 	m.met.schemaConflicts.Set(float64(len(ms.Conflicts)))
 	m.met.schemaWaiting.Set(float64(ms.Waiting))
 	return nil
+}
+
+// warnLagging warns, once per element, about the tables of the schema files this node
+// appended at its start (fileVersion) that lag the merged schema: files read before the
+// node heard from the others.
+func (m *Materializer) warnLagging(old *schemaSnapshot, lagging []laggingTable) {
+	for _, l := range lagging {
+		if l.Origin.Site != m.site || l.Origin.Version != m.fileVersion || old != nil && slices.Contains(old.lagging, l.Origin) {
+			continue
+		}
+		m.met.schemaLagging.Inc()
+		m.logger.Warn("schema file lags the replicated schema; keeping the replicated one",
+			"table", l.Table, "why", fmt.Sprintf("the file defines %d columns, the cluster's table has %d", l.Have, l.Merge),
+			"version", l.Origin.Version)
+	}
 }
