@@ -203,7 +203,20 @@ func (m *Materializer) loadClocks(ctx context.Context, t *table, pks [][]byte, c
 	if err := m.flush(ctx); err != nil { // nothing is buffered between transactions; cheap
 		return err
 	}
-	args := make([]any, 0, 64)
+	return m.scanClocks(ctx, t, pks, make([]any, 0, 64), func(pk, raw []byte) error {
+		var rc rowClock
+		if err := decodeClock(raw, &rc); err != nil {
+			return fmt.Errorf("clock of %s %v: %w", t.Name, log.PK(pk), err)
+		}
+		clocks[t.Name+"\x00"+string(pk)] = &rc
+		return nil
+	})
+}
+
+// scanClocks reads the clock rows of t's rows pks with statements of 64, 16, 4 and 1 keys
+// and calls fn with each row's pk and encoded clock (valid during the call only); rows
+// without a clock are not met. args is scratch for the statements' arguments.
+func (m *Materializer) scanClocks(ctx context.Context, t *table, pks [][]byte, args []any, fn func(pk, raw []byte) error) error {
 	for i := 0; i < len(pks); {
 		size := 64
 		for size > len(pks)-i {
@@ -219,22 +232,20 @@ func (m *Materializer) loadClocks(ctx context.Context, t *table, pks [][]byte, c
 		}
 		i += size
 		rows, err := s.QueryContext(ctx, args...)
+		clear(args)
 		if err != nil {
 			return fmt.Errorf("read clocks of %s: %w", t.Name, err)
 		}
 		for rows.Next() {
-			var pk []byte
-			var raw sql.RawBytes
+			var pk, raw sql.RawBytes
 			if err := rows.Scan(&pk, &raw); err != nil {
 				rows.Close()
 				return fmt.Errorf("read clocks of %s: %w", t.Name, err)
 			}
-			var rc rowClock
-			if err := decodeClock(raw, &rc); err != nil {
+			if err := fn(pk, raw); err != nil {
 				rows.Close()
-				return fmt.Errorf("clock of %s %v: %w", t.Name, log.PK(pk), err)
+				return err
 			}
-			clocks[t.Name+"\x00"+string(pk)] = &rc
 		}
 		if err := rows.Close(); err != nil {
 			return err

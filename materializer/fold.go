@@ -431,44 +431,16 @@ func (p *clockPreload) addKey(t *table, pk []byte) {
 // preloadTable reads the clocks of t's rows pks into p.
 func (m *Materializer) preloadTable(ctx context.Context, t *table, pks [][]byte, p *clockPreload) error {
 	tm := p.tabs[t]
-	for i := 0; i < len(pks); {
-		size := 64
-		for size > len(pks)-i {
-			size /= 4
-		}
-		s, err := m.w.stmt(ctx, t.clockGetN(size))
-		if err != nil {
-			return err
-		}
-		p.args = p.args[:0]
-		for _, pk := range pks[i : i+size] {
-			p.args = append(p.args, pk)
-		}
-		i += size
-		rows, err := s.QueryContext(ctx, p.args...)
-		if err != nil {
-			return fmt.Errorf("read clocks of %s: %w", t.Name, err)
-		}
-		for rows.Next() {
-			var pk, raw sql.RawBytes
-			if err := rows.Scan(&pk, &raw); err != nil {
-				rows.Close()
-				return fmt.Errorf("read clocks of %s: %w", t.Name, err)
-			}
-			if _, ok := tm[string(pk)]; ok {
-				tm[string(pk)] = preClock{off: len(p.arena), n: len(raw)}
-				p.arena = append(p.arena, raw...)
-			}
-		}
-		if err := rows.Close(); err != nil {
-			return err
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("read clocks of %s: %w", t.Name, err)
-		}
+	if cap(p.args) < 64 {
+		p.args = make([]any, 0, 64)
 	}
-	clear(p.args)
-	return nil
+	return m.scanClocks(ctx, t, pks, p.args, func(pk, raw []byte) error {
+		if _, ok := tm[string(pk)]; ok {
+			tm[string(pk)] = preClock{off: len(p.arena), n: len(raw)}
+			p.arena = append(p.arena, raw...)
+		}
+		return nil
+	})
 }
 
 // rowClock reads the clock of t's row pk into rc: from the preload when it holds the row
