@@ -337,6 +337,16 @@ type Stats struct {
 	SiteGaps   map[log.SiteID]uint64
 }
 
+// SyncIdle says whether no sync round runs, is pending or is armed to start at once, and no
+// session is served: what only the periodic rounds will change. Tests wait for it before
+// moving data that only the sync under test may carry (a member coming up starts rounds on
+// both sides, and a round asked for while one runs follows it).
+func (g *Gossip) SyncIdle() bool {
+	g.smu.Lock()
+	defer g.smu.Unlock()
+	return !g.syncing && !g.syncPending && !g.syncSoon && g.served.Load() == 0
+}
+
 // Stats computes a snapshot (it reads the log's vector).
 func (g *Gossip) Stats() Stats {
 	s := Stats{

@@ -249,10 +249,7 @@ func waitSyncIdle(tb testing.TB, nodes []*testNode) {
 	tb.Helper()
 	testutil.WaitFor(tb, 30*time.Second, "join-time sync rounds to end", func() bool {
 		for _, n := range nodes {
-			n.g.smu.Lock()
-			busy := n.g.syncing || n.g.syncPending || n.g.syncSoon || n.g.served.Load() > 0
-			n.g.smu.Unlock()
-			if busy {
+			if !n.g.SyncIdle() {
 				return false
 			}
 		}
