@@ -2,9 +2,7 @@ package materializer
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/patinadb/patina/log"
@@ -99,21 +97,9 @@ func (e *groupLost) Unwrap() error        { return e.err }
 func (e *groupLost) Is(target error) bool { return target == errGroupLost }
 
 func (m *Materializer) execUser(ctx context.Context, st *Statement) (int64, error) {
-	if len(st.Params) > 0 && len(st.Named) > 0 {
-		return 0, fmt.Errorf("%w: positional and named parameters together", ErrBadStatement)
-	}
-	args := make([]any, 0, len(st.Params)+len(st.Named))
-	for _, v := range st.Params {
-		if err := v.Validate(); err != nil {
-			return 0, fmt.Errorf("%w: %w", ErrBadStatement, err)
-		}
-		args = append(args, v.SQL())
-	}
-	for k, v := range st.Named {
-		if err := v.Validate(); err != nil {
-			return 0, fmt.Errorf("%w: %w", ErrBadStatement, err)
-		}
-		args = append(args, sql.Named(strings.TrimLeft(k, ":@$"), v.SQL()))
+	args, err := bindArgs(*st)
+	if err != nil {
+		return 0, err
 	}
 	if len(m.w.stmts) > 512 {
 		// Bound the statement cache; internal statements are re-prepared on demand.
