@@ -149,9 +149,16 @@ func (n *clNode) setFaults(rules []string) {
 		n.t.Fatal(err)
 	}
 	if n.running() {
+		// The agent re-reads the rules on SIGHUP and logs once it has: wait for that line,
+		// so that the rules hold when this returns (a write made next must meet them).
+		const applied = "SIGHUP: fault rules replaced"
+		before := strings.Count(n.out.String(), applied)
 		if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			n.t.Fatal(err)
 		}
+		testutil.WaitFor(n.t, 30*time.Second, fmt.Sprintf("node %d to apply its fault rules", n.idx), func() bool {
+			return strings.Count(n.out.String(), applied) > before
+		})
 	}
 }
 
