@@ -3,6 +3,7 @@ package log
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,16 +38,25 @@ type faults struct {
 	refused   atomic.Uint64
 	freeBytes atomic.Uint64
 
-	// free-space check, at most once per freeEvery
-	minFree  atomic.Uint64
-	freeMu   sync.Mutex
-	freeAt   time.Time
-	freeErr  error
-	diskFull atomic.Bool
+	// free-space check, at most once per freeEvery unless freeBudget bytes were appended
+	// since the last one
+	minFree    atomic.Uint64
+	freeMu     sync.Mutex
+	freeAt     time.Time
+	freeErr    error
+	bytesAt    uint64 // the log's appended bytes at the last check
+	freeBudget uint64 // bytes that may be appended before the next check
+	diskFull   atomic.Bool
 }
 
 // freeEvery bounds how often the free space is asked of the file system.
 const freeEvery = 250 * time.Millisecond
+
+// freeBudgetShare: between two checks, appends may write at most this share of the headroom
+// seen at the last check (the free space above MinFreeBytes). Each appended byte costs
+// several on disk (the WAL, the table it is flushed to, the view and its WAL), so a fast
+// writer must not be able to spend the headroom within one freeEvery.
+const freeBudgetShare = 8
 
 // onCorruption is Pebble's DataCorruption listener: it records the damage and logs it once
 // per store (Pebble's default listener calls Fatalf). The read that met it fails with an
@@ -111,20 +121,26 @@ func (s *Store) checkFree() error {
 	f := &s.faults
 	f.freeMu.Lock()
 	defer f.freeMu.Unlock()
-	if time.Since(f.freeAt) < freeEvery {
+	s.mu.RLock()
+	appended := s.bytes
+	s.mu.RUnlock()
+	if time.Since(f.freeAt) < freeEvery && (f.freeErr != nil || appended-f.bytesAt < f.freeBudget) {
 		if f.freeErr != nil {
 			f.refused.Add(1)
 		}
 		return f.freeErr
 	}
-	f.freeAt = time.Now()
+	f.freeAt, f.bytesAt = time.Now(), appended
 	du, err := s.fs.GetDiskUsage(s.dir)
 	if err != nil {
-		f.freeErr = nil // a file system that cannot tell: let Pebble find out
+		f.freeErr, f.freeBudget = nil, math.MaxUint64 // a file system that cannot tell: let Pebble find out
 		return nil
 	}
 	was := f.diskFull.Load()
 	f.freeBytes.Store(du.AvailBytes)
+	if du.AvailBytes >= minFree {
+		f.freeBudget = (du.AvailBytes - minFree) / freeBudgetShare
+	}
 	if du.AvailBytes < minFree {
 		f.refused.Add(1)
 		f.freeErr = fmt.Errorf("%w: %d bytes free under %s, want at least %d; writes are refused until space is freed", ErrDiskFull, du.AvailBytes, s.dir, minFree)
