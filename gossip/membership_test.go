@@ -1,7 +1,6 @@
 package gossip
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -197,7 +195,7 @@ func TestMutualTLS(t *testing.T) {
 	// id. Membership (memberlist) is not TLS, so it joins it; on main it was listed alive and
 	// counted. Now the QUIC handshakes are refused, both sides log it at warn and count it,
 	// and each side lists the other as untrusted, with no data crossing.
-	var goodLog, rogueLog logBuffer
+	var goodLog, rogueLog testutil.LockedBuffer
 	stranger := startNode(t, tlsFor("two"), withBootstrap(nodes[0]), withLog(&rogueLog))
 	watched := startNode(t, good, withBootstrap(nodes[0]), withLog(&goodLog))
 	nodes = append(nodes, watched)
@@ -261,7 +259,7 @@ func TestMutualTLS(t *testing.T) {
 	}
 	// A node with no certificate of its own (no CA: an ephemeral self-signed one) is
 	// refused the same way; its handshakes are refused by the good nodes' servers ("in").
-	var noCertLog logBuffer
+	var noCertLog testutil.LockedBuffer
 	noCert := startNode(t, withBootstrap(nodes[0]), withLog(&noCertLog))
 	testutil.WaitFor(t, 60*time.Second, "the member without a certificate to be untrusted", func() bool {
 		for _, n := range nodes {
@@ -283,24 +281,6 @@ func TestMutualTLS(t *testing.T) {
 	if stranger.complete() != 1 || nodes[0].st.Contains(stranger.site, 1) {
 		t.Fatal("data crossed between nodes of different CAs")
 	}
-}
-
-// logBuffer collects a node's log lines for a test to read while the node writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func withLog(w io.Writer) nodeOpt {

@@ -1,38 +1,19 @@
 package log
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/patinadb/patina/internal/testutil"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// logBuffer is a slog handler's target that tests can read while the store writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func forgeStore(t *testing.T, dir string) (*Store, *logBuffer) {
+func forgeStore(t *testing.T, dir string) (*Store, *testutil.LockedBuffer) {
 	t.Helper()
-	buf := &logBuffer{}
+	buf := &testutil.LockedBuffer{}
 	s := openStore(t, dir, Options{SiteID: siteA, Logger: slog.New(slog.NewTextHandler(buf, nil))})
 	return s, buf
 }

@@ -1,7 +1,6 @@
 package materializer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,10 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/patinadb/patina/internal/testutil"
 	"github.com/patinadb/patina/log"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -454,7 +453,7 @@ func TestTableRebuildAlone(t *testing.T) {
 // losers (Schema, metrics); the data written under the losing definition keeps what fits.
 func TestConflictingDefinitions(t *testing.T) {
 	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
-	var logA, logB syncBuffer
+	var logA, logB testutil.LockedBuffer
 	a := openNode(t, t.TempDir(), log.SiteID{1}, nil, func(c *Config) {
 		c.Registerer, c.Logger = regA, slog.New(slog.NewTextHandler(&logA, nil))
 	})
@@ -496,7 +495,7 @@ func TestConflictingDefinitions(t *testing.T) {
 		}
 	}
 	// Each node logs each loser once, with both origins.
-	for i, buf := range []*syncBuffer{&logA, &logB} {
+	for i, buf := range []*testutil.LockedBuffer{&logA, &logB} {
 		text := buf.String()
 		if n := strings.Count(text, "schema conflict: element lost the merge"); n != 2 || strings.Count(text, "winner_site=") < 2 {
 			t.Fatalf("node %d logged %d conflict lines, want 2 with their winners:\n%s", i, n, text)
@@ -666,24 +665,6 @@ func TestSchemaFileAtRestart(t *testing.T) {
 	if got, want := schemaOfView(t, a), schemaOfView(t, b); got != want {
 		t.Fatalf("schema after a restart with a lagging file:\n%s\nwant\n%s", got, want)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's writes from the writer goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestMigrationOrdersAfterSkewedClock: a schema changeset from a node whose clock runs

@@ -28,7 +28,7 @@ func startGossipAgent(t *testing.T, token string, bootstrap ...string) *Agent {
 	// Debug logs, shown when the test fails: a reconcile session failed once in a full run on
 	// a loaded machine ("failed": 1 with the gaps filled anyway, most likely by a pending join
 	// round; see the wait below), never alone in 74 runs; the sync lines say why.
-	out := &lockedBuffer{}
+	out := &testutil.LockedBuffer{}
 	a := NewAgent(cfg, slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -49,7 +49,7 @@ type clNode struct {
 	extra     []string // more agent flags
 
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *testutil.LockedBuffer
 	done chan struct{}
 	cl   *client.Client
 }
@@ -184,7 +184,7 @@ func (n *clNode) start() {
 	}
 	args = append(args, n.extra...)
 	if n.out == nil {
-		n.out = &lockedBuffer{}
+		n.out = &testutil.LockedBuffer{}
 	}
 	fmt.Fprintf(n.out, "---- start %v\n", time.Now().Format(time.RFC3339Nano))
 	n.cmd = exec.Command(n.bin, args...)

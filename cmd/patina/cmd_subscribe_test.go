@@ -196,7 +196,7 @@ func TestSubscribeCommand(t *testing.T) {
 	cli(t, "exec", "--api-addr", addr, "INSERT INTO kv VALUES ('a', 1)")
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb lockedBuffer
+	var out, errb testutil.LockedBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- (&Main{Stdout: &out, Stderr: &errb}).Run(ctx, []string{"subscribe", "--api-addr", addr, "SELECT k, v FROM kv WHERE v > ?", "-p", "0"})
@@ -227,7 +227,7 @@ func TestSubscribeCommand(t *testing.T) {
 
 	// Resume by id: the changes after 2 (ctx ends the stream once it is printed).
 	ctx2, cancel2 := context.WithCancel(context.Background())
-	var out2 lockedBuffer
+	var out2 testutil.LockedBuffer
 	go func() {
 		done <- (&Main{Stdout: &out2, Stderr: io.Discard}).Run(ctx2, []string{"subscribe", "--api-addr", addr, "--id", id, "--from", "2"})
 	}()

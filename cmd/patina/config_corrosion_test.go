@@ -152,7 +152,7 @@ func TestCorrosionConfigStartsAgent(t *testing.T) {
 	}
 	t.Chdir(dir)
 
-	var stderr lockedBuffer
+	var stderr testutil.LockedBuffer
 	ready := make(chan *Agent, 1)
 	m := &Main{Stdout: &bytes.Buffer{}, Stderr: &stderr, onAgentReady: func(a *Agent) { ready <- a }}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -126,7 +126,7 @@ func TestPackagedBinary(t *testing.T) {
 	cmd := exec.Command(bin, "agent", "--data-dir", filepath.Join(dir, "data"), "--api-addr", api,
 		"--gossip-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--log-level", "warn")
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=400000")
-	out := &lockedBuffer{}
+	out := &testutil.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -86,28 +86,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// lockedBuffer collects a process's output for failure messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // agentProc is `patina agent` running as a real process.
 type agentProc struct {
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *testutil.LockedBuffer
 	done   chan struct{}
 	err    error
 	apiURL string
@@ -116,7 +98,7 @@ type agentProc struct {
 // startAgentProc starts the binary with args and waits until GET /v1/health answers 200.
 func startAgentProc(tb testing.TB, bin, apiAddr string, args ...string) *agentProc {
 	tb.Helper()
-	p := &agentProc{out: &lockedBuffer{}, done: make(chan struct{}), apiURL: "http://" + apiAddr}
+	p := &agentProc{out: &testutil.LockedBuffer{}, done: make(chan struct{}), apiURL: "http://" + apiAddr}
 	p.cmd = exec.Command(bin, append([]string{"agent", "--api-addr", apiAddr}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
