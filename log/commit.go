@@ -381,6 +381,7 @@ func (s *Store) commit(reqs []*appendReq) *inflight {
 		return f
 	}
 	f.changes, f.bytes = s.persistAppends(&g)
+	s.faults.appended.Add(g.bytes)
 	f.b, f.ops, f.lastSeq, f.recent = g.b, g.ops, g.lastSeq, g.recent
 	s.wLastSeq, s.wChanges, s.wBytes = g.lastSeq, f.changes, f.bytes
 	if s.wopts.Sync {

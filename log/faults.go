@@ -44,8 +44,9 @@ type faults struct {
 	freeMu     sync.Mutex
 	freeAt     time.Time
 	freeErr    error
-	bytesAt    uint64 // the log's appended bytes at the last check
-	freeBudget uint64 // bytes that may be appended before the next check
+	appended   atomic.Uint64 // bytes the committer has written since open (no lock on the append path)
+	bytesAt    uint64        // appended at the last check
+	freeBudget uint64        // bytes that may be appended before the next check
 	diskFull   atomic.Bool
 }
 
@@ -121,9 +122,7 @@ func (s *Store) checkFree() error {
 	f := &s.faults
 	f.freeMu.Lock()
 	defer f.freeMu.Unlock()
-	s.mu.RLock()
-	appended := s.bytes
-	s.mu.RUnlock()
+	appended := f.appended.Load()
 	if time.Since(f.freeAt) < freeEvery && (f.freeErr != nil || appended-f.bytesAt < f.freeBudget) {
 		if f.freeErr != nil {
 			f.refused.Add(1)
