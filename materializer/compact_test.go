@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -112,14 +111,7 @@ func TestPropertyCompaction(t *testing.T) {
 			ctx := context.Background()
 			r := rand.New(rand.NewPCG(uint64(seed), 11))
 			schema := randSchema(r)
-			nodes := make([]*node, 2+r.IntN(4))
-			for i := range nodes {
-				nodes[i] = newNode(t, log.SiteID{15: byte(i + 1), 0: byte(r.IntN(256))}, schema)
-			}
-			var tables []*table
-			for _, name := range nodes[0].m.Tables() {
-				tables = append(tables, nodes[0].m.tables[strings.ToLower(name)])
-			}
+			nodes, tables := randReplicas(t, r, 2+r.IntN(4), schema)
 			var history []*log.Changeset
 			dropped := uint64(0)
 			for range 80 {

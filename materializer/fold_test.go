@@ -22,14 +22,7 @@ func TestFoldPreloadSameResult(t *testing.T) {
 			t.Parallel()
 			r := rand.New(rand.NewPCG(uint64(seed), 14))
 			schema := randSchema(r)
-			srcs := make([]*node, 3)
-			for i := range srcs {
-				srcs[i] = newNode(t, log.SiteID{15: byte(i + 1), 0: byte(r.IntN(256))}, schema)
-			}
-			var tables []*table
-			for _, name := range srcs[0].m.Tables() {
-				tables = append(tables, srcs[0].m.tables[strings.ToLower(name)])
-			}
+			srcs, tables := randReplicas(t, r, 3, schema)
 			for range 80 {
 				n := srcs[r.IntN(len(srcs))]
 				stmts := make([]Statement, 1+r.IntN(8))

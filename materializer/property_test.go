@@ -13,6 +13,20 @@ import (
 )
 
 // randSchema makes 1-2 tables with random key shapes, column types and defaults.
+// randReplicas opens n replicas of schema, each with a site id drawn from r, and returns
+// them with the schema's tables (as the first replica holds them).
+func randReplicas(t *testing.T, r *rand.Rand, n int, schema []string) ([]*node, []*table) {
+	nodes := make([]*node, n)
+	for i := range nodes {
+		nodes[i] = newNode(t, log.SiteID{15: byte(i + 1), 0: byte(r.IntN(256))}, schema)
+	}
+	var tables []*table
+	for _, name := range nodes[0].m.Tables() {
+		tables = append(tables, nodes[0].m.tables[strings.ToLower(name)])
+	}
+	return nodes, tables
+}
+
 func randSchema(r *rand.Rand) []string {
 	types := []string{"", "TEXT", "INTEGER", "REAL", "NUMERIC", "BLOB", "ANY"}
 	var out []string
@@ -136,14 +150,7 @@ func TestPropertyConvergence(t *testing.T) {
 			t.Parallel()
 			r := rand.New(rand.NewPCG(uint64(seed), 7))
 			schema := randSchema(r)
-			nodes := make([]*node, 3+r.IntN(3))
-			for i := range nodes {
-				nodes[i] = newNode(t, log.SiteID{15: byte(i + 1), 0: byte(r.IntN(256))}, schema)
-			}
-			var tables []*table
-			for _, name := range nodes[0].m.Tables() {
-				tables = append(tables, nodes[0].m.tables[strings.ToLower(name)])
-			}
+			nodes, tables := randReplicas(t, r, 3+r.IntN(3), schema)
 			for range 60 {
 				if r.IntN(4) == 0 {
 					a, b := r.IntN(len(nodes)), r.IntN(len(nodes))
