@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -115,14 +116,22 @@ func (n *testNode) start() {
 		n.tb.Fatalf("open log: %v", err)
 	}
 	n.st, n.app = st, &storeApplier{st: st, ingest: n.ingest}
-	g, err := New(n.cfg, st, n.app)
-	if err != nil {
-		st.Close()
-		n.tb.Fatalf("gossip new: %v", err)
-	}
-	if err := g.Open(context.Background()); err != nil {
-		st.Close()
-		n.tb.Fatalf("gossip open: %v", err)
+	// memberlist binds UDP on the port the kernel gave its TCP listener: another test's
+	// socket may hold that UDP port already. A fresh port on the next try, as the brief says.
+	var g *Gossip
+	for attempt := 1; ; attempt++ {
+		if g, err = New(n.cfg, st, n.app); err != nil {
+			st.Close()
+			n.tb.Fatalf("gossip new: %v", err)
+		}
+		err = g.Open(context.Background())
+		if err == nil {
+			break
+		}
+		if attempt == 5 || !strings.Contains(err.Error(), "address already in use") {
+			st.Close()
+			n.tb.Fatalf("gossip open: %v", err)
+		}
 	}
 	n.g, n.up = g, true
 }
