@@ -20,18 +20,79 @@ import (
 // the changesets given (their Changes and payloads, not the Changeset structs) and hand
 // them to readers (recent.go): the caller must not modify them after the call.
 func (s *Store) Append(ctx context.Context, css ...*Changeset) ([]AppendResult, error) {
-	return s.append(ctx, css, false)
+	p, err := s.appendAsync(ctx, css, false)
+	if err != nil {
+		return nil, err
+	}
+	return p.Wait()
 }
 
-// append is Append; checked says that every changeset of css was validated and carries a
-// checked digest already (Ingest did it: the digest is a SHA-256 over every change, not
-// to be computed twice).
-func (s *Store) append(ctx context.Context, css []*Changeset, checked bool) ([]AppendResult, error) {
+// AppendAsync is Append in two steps, for a caller with work to do while the group's WAL
+// sync runs (the materializer's writer): it returns once the call is queued, and the
+// Pending it returns says when the committer has written the group to the WAL and the
+// memtable, not yet synced (Written, with the arrival seqs in Results), and when it is
+// durable and published (Wait). Nothing of the call is published (LastSeq, the vector,
+// Read, tails) before it is durable; a write that fails after Written fails Wait and every
+// later group (the store refuses writes until reopened, as for Append). The same rules for
+// the changesets as Append's hold.
+func (s *Store) AppendAsync(ctx context.Context, css ...*Changeset) (*Pending, error) {
+	return s.appendAsync(ctx, css, false)
+}
+
+// Pending is an append on its way to disk (AppendAsync).
+type Pending struct {
+	req   *appendReq
+	start time.Time // zero: answered without a commit (nothing to write)
+	s     *Store
+}
+
+// Written is closed once the committer has handled the call's group: written to the WAL and
+// the memtable without waiting for its sync, or refused (Results says which).
+func (p *Pending) Written() <-chan struct{} { return p.req.written }
+
+// Results, once Written is closed, are what the append did, with the arrival seqs of the
+// versions it completed, or why it was refused or failed to be written. The seqs are not
+// durable nor published yet: Wait says when they are. Results before Written is closed is
+// a programming error.
+func (p *Pending) Results() ([]AppendResult, error) {
+	if p.req.wErr != nil {
+		return nil, p.req.wErr
+	}
+	return p.req.res, nil
+}
+
+// Done is closed once the call is answered: durable and published, or failed (Wait).
+func (p *Pending) Done() <-chan struct{} { return p.req.done }
+
+// Wait waits until the append is durable and published and returns its results (Append's
+// answer), or the error that refused or failed it. A call whose Results succeeded can still
+// fail here: its WAL sync failed.
+func (p *Pending) Wait() ([]AppendResult, error) {
+	<-p.req.done
+	if !p.start.IsZero() {
+		p.s.metrics.appendSeconds.Observe(time.Since(p.start).Seconds())
+	}
+	if p.req.err != nil {
+		return nil, p.req.err
+	}
+	return p.req.res, nil
+}
+
+// closedCh is a closed channel: Written of a call answered without a commit.
+var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// appendAsync is AppendAsync; checked says that every changeset of css was validated and
+// carries a checked digest already (Ingest did it: the digest is a SHA-256 over every
+// change, not to be computed twice).
+func (s *Store) appendAsync(ctx context.Context, css []*Changeset, checked bool) (*Pending, error) {
+	req := &appendReq{res: make([]AppendResult, len(css)), done: make(chan struct{})}
+	p := &Pending{req: req, s: s}
 	if len(css) == 0 {
-		return nil, nil
+		req.written = closedCh
+		close(req.done)
+		return p, nil
 	}
 	start := time.Now()
-	req := &appendReq{res: make([]AppendResult, len(css)), done: make(chan struct{})}
 	copied := false
 	for i, cs := range css {
 		if cs == nil {
@@ -79,20 +140,19 @@ func (s *Store) append(ctx context.Context, css []*Changeset, checked bool) ([]A
 		}
 		s.closeMu.RUnlock()
 		s.appends.Add(1)
-		return req.res, nil
+		req.written = closedCh
+		close(req.done)
+		return p, nil
 	}
 	if err := s.checkFree(); err != nil {
 		return nil, fmt.Errorf("append: %w", err)
 	}
+	req.written = make(chan struct{})
 	if err := s.enqueue(ctx, req); err != nil {
 		return nil, err
 	}
-	<-req.done
-	s.metrics.appendSeconds.Observe(time.Since(start).Seconds())
-	if req.err != nil {
-		return nil, req.err
-	}
-	return req.res, nil
+	p.start = start
+	return p, nil
 }
 
 // split cuts cs into parts of at most maxPart changes and encodes each.
@@ -182,7 +242,7 @@ func (s *Store) AppendLocal(ctx context.Context, cs *Changeset) (Version, Seq, e
 	if !noDigests {
 		cs.Digest, _ = cs.ComputeDigest()
 	}
-	req := &appendReq{res: make([]AppendResult, 1), done: make(chan struct{}), local: true}
+	req := &appendReq{res: make([]AppendResult, 1), done: make(chan struct{}), written: make(chan struct{}), local: true}
 	var err error
 	if req.items, err = s.split(nil, cs, 0); err != nil {
 		s.localMu.Unlock()
@@ -292,7 +352,15 @@ func (s *Store) commitLoop() {
 			}
 		}
 		lastBatch = len(batch)
-		s.synced <- s.commit(batch)
+		f := s.commit(batch)
+		for _, r := range batch {
+			r.wErr = r.err // what commit refused; syncLoop may set err from now on
+			if r.wErr == nil && f.err != nil {
+				r.wErr = s.failedErr()
+			}
+			close(r.written)
+		}
+		s.synced <- f
 	}
 }
 
@@ -336,7 +404,8 @@ func (s *Store) drain(err error) {
 	for {
 		select {
 		case req := <-s.reqs:
-			req.err = err
+			req.err, req.wErr = err, err
+			close(req.written)
 			close(req.done)
 		default:
 			return
@@ -398,6 +467,13 @@ func (s *Store) commit(reqs []*appendReq) *inflight {
 		s.mu.Unlock()
 	}
 	return f
+}
+
+// failedErr is the store's commit failure, or nil.
+func (s *Store) failedErr() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.failed
 }
 
 // failLocked makes every later write fail (s.mu held): the committer's working vector is
@@ -621,3 +697,7 @@ func trim(cs *Changeset, keep RangeSet) ([]*Changeset, [][]byte) {
 	}
 	return parts, encs
 }
+
+// CommitDepth is how many groups may be on their way to disk at once (Options.CommitDepth):
+// a caller pipelining its own appends (AppendAsync) keeps at most this many outstanding.
+func (s *Store) CommitDepth() int { return cap(s.slots) }

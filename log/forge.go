@@ -259,7 +259,11 @@ func (s *Store) Ingest(ctx context.Context, css ...*Changeset) ([]AppendResult, 
 	if len(keep) == 0 {
 		return res, nil
 	}
-	got, err := s.append(ctx, keep, true) // validated and digest-checked above
+	var got []AppendResult
+	p, err := s.appendAsync(ctx, keep, true) // validated and digest-checked above
+	if err == nil {
+		got, err = p.Wait()
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -175,9 +175,13 @@ type Store struct {
 type appendReq struct {
 	items []item
 	local bool
-	res   []AppendResult
-	err   error
+	res   []AppendResult // set by the committer before written is closed
+	err   error          // the answer, set before done is closed
 	done  chan struct{}
+	// written is closed by the committer once the group is written (not synced) or the
+	// request refused; wErr is then the refusal or the write's failure (AppendAsync).
+	written chan struct{}
+	wErr    error
 }
 
 // item is one part to store: cs is a part (a view of the caller's changeset), enc its
