@@ -249,6 +249,8 @@ type Server struct {
 	cancelStream context.CancelFunc
 	closing      atomic.Bool
 	opened       time.Time // when Open started serving, for the dashboard's uptime
+	// site is the actor id's JSON form for write answers (siteJSON).
+	site atomic.Pointer[siteCache]
 
 	// methods lists the methods registered per path, for 405 answers (see route).
 	methods map[string][]string

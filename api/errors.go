@@ -169,8 +169,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		status = http.StatusInternalServerError
 		b, _ = json.Marshal(errorBody{Error: "encode answer: " + err.Error()})
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	writeJSONBytes(w, status, append(b, '\n'))
 }
+
+// writeJSONBytes answers b, JSON and its newline, with status. The headers are assigned, not
+// Set: the keys are canonical already and Content-Type's value is made once (net/http never
+// changes the values of an answer's headers).
+func writeJSONBytes(w http.ResponseWriter, status int, b []byte) {
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+var jsonContentType = []string{"application/json"}

@@ -14,6 +14,7 @@ type metrics struct {
 	requestDuration *prometheus.HistogramVec // route
 	inFlight        *prometheus.GaugeVec     // route
 	transactions    *prometheus.CounterVec   // result
+	txOK, txError   prometheus.Counter       // transactions' two results, looked up once
 	txDuration      prometheus.Histogram
 	rowsWritten     prometheus.Counter
 	queries         *prometheus.CounterVec // result
@@ -36,7 +37,7 @@ type metrics struct {
 var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2.5, 12)
 
 func newMetrics(s *Server) *metrics {
-	return &metrics{
+	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patina_http_requests_total", Help: "HTTP requests by route and status code.",
 		}, []string{"route", "code"}),
@@ -101,6 +102,8 @@ func newMetrics(s *Server) *metrics {
 		}, []string{"code"}),
 		state: &stateCollector{s: s},
 	}
+	m.txOK, m.txError = m.transactions.WithLabelValues("ok"), m.transactions.WithLabelValues("error")
+	return m
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {

@@ -98,6 +98,7 @@ func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, need 
 	label := strings.ReplaceAll(path, "{", "")
 	label = strings.ReplaceAll(label, "}", "")
 	reqs := s.metrics.requests.MustCurryWith(map[string]string{"route": method + " " + label})
+	reqsOK := reqs.WithLabelValues(strconv.Itoa(http.StatusOK)) // most answers: no label lookup
 	dur := s.metrics.requestDuration.WithLabelValues(method + " " + label)
 	inFlight := s.metrics.inFlight.WithLabelValues(method + " " + label)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
@@ -106,7 +107,11 @@ func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, need 
 		inFlight.Inc()
 		defer func() {
 			inFlight.Dec()
-			reqs.WithLabelValues(strconv.Itoa(sw.status())).Inc()
+			if code := sw.status(); code == http.StatusOK {
+				reqsOK.Inc()
+			} else {
+				reqs.WithLabelValues(strconv.Itoa(code)).Inc()
+			}
 			dur.Observe(time.Since(start).Seconds())
 		}()
 		if err := s.guard(r, kind, need); err != nil {
@@ -119,7 +124,9 @@ func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, need 
 				writeErr(sw, r, err)
 				return
 			}
-			r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, body))
+			// The handler's readBody finds it in sw (not in a context value: a copy of the
+			// request and a context per request).
+			sw.body, sw.bodyRead = body, true
 			release, err := s.acquire(r.Context(), kindData)
 			if err != nil {
 				writeErr(sw, r, err)
@@ -199,6 +206,24 @@ type statusWriter struct {
 	http.ResponseWriter
 	code  int
 	wrote bool
+	// body is the request's body when route read it (bodyRead) before taking a data slot;
+	// readBody returns it.
+	body     []byte
+	bodyRead bool
+}
+
+// findStatusWriter returns the statusWriter w is or wraps, nil if none.
+func findStatusWriter(w http.ResponseWriter) *statusWriter {
+	for {
+		switch x := w.(type) {
+		case *statusWriter:
+			return x
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = x.Unwrap()
+		default:
+			return nil
+		}
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {

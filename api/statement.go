@@ -212,21 +212,18 @@ func parseParam(raw json.RawMessage) (log.Value, error) {
 	return log.Value{}, err
 }
 
-// bodyKey is the request context key of a body that route has already read.
-type bodyKey struct{}
-
 // readBody returns the request's body: the one route read before it took a data slot, or
 // else the whole body read now, at most MaxBodyBytes (more is 413), within BodyReadTimeout
 // (slower is 408, and the connection is closed: its request is not fully read).
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if b, ok := r.Context().Value(bodyKey{}).([]byte); ok {
-		return b, nil
+	if sw := findStatusWriter(w); sw != nil && sw.bodyRead {
+		return sw.body, nil
 	}
 	rc := http.NewResponseController(w)
 	// A server that is not ours (a test's httptest server without deadlines) may not support
 	// deadlines; the body is still read, without one.
 	deadline := rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)) == nil
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	b, err := readAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), r.ContentLength, s.cfg.MaxBodyBytes)
 	if deadline {
 		// Streams keep reading the connection to notice a client that leaves: no deadline
 		// from here on.
@@ -249,6 +246,31 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		return nil, badRequestf("read body: %v", err)
 	}
 	return b, nil
+}
+
+// readAll is io.ReadAll with the buffer sized from the request's Content-Length (n, -1 when
+// unknown) when it is within max, so that a small body is read into one allocation of its
+// size rather than grown from 512 bytes.
+func readAll(rd io.Reader, n, max int64) ([]byte, error) {
+	if n <= 0 || n > max || n > 64<<10 {
+		return io.ReadAll(rd)
+	}
+	b := make([]byte, 0, n+1) // +1: room to meet EOF without growing
+	for {
+		m, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			// More than announced: net/http refuses that, but let io.ReadAll say so.
+			rest, err := io.ReadAll(rd)
+			return append(b, rest...), err
+		}
+	}
 }
 
 // decodeStatements reads a JSON array of statements.

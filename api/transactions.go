@@ -1,11 +1,13 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/patinadb/patina/log"
@@ -31,18 +33,20 @@ type stmtResult struct {
 }
 
 func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) error {
-	ctx, cancel, timeout, err := requestTimeout(r, 0)
+	timeout, err := requestLimit(r, 0)
 	if err != nil {
 		return err
 	}
-	defer cancel()
 	if lim := s.cfg.TxTimeout; lim > 0 && (timeout == 0 || timeout > lim) {
 		// The server's limit caps the request's: the materializer interrupts the statements
 		// at the deadline and the transaction rolls back (408).
-		var capped context.CancelFunc
-		ctx, capped = context.WithTimeout(ctx, lim)
-		defer capped()
 		timeout = lim
+	}
+	ctx := r.Context() // ended when the client goes away
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
 	}
 	body, err := s.readBody(w, r)
 	if err != nil {
@@ -58,7 +62,7 @@ func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) erro
 	endTrace(err)
 	elapsed := time.Since(start)
 	if err != nil {
-		s.metrics.transactions.WithLabelValues("error").Inc()
+		s.metrics.txError.Inc()
 		err = timeoutError(ctx, timeout, err)
 		msg := err.Error()
 		var se *materializer.StmtError
@@ -70,28 +74,90 @@ func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) erro
 		writeJSON(w, s.errorStatus(w, r, err), s.execError(msg, elapsed))
 		return nil
 	}
-	s.metrics.transactions.WithLabelValues("ok").Inc()
+	s.metrics.txOK.Inc()
 	s.metrics.txDuration.Observe(elapsed.Seconds())
-	out := txResponse{
-		Results: make([]stmtResult, len(res.Results)),
-		Time:    jsonFloat(res.Time.Seconds()),
-		ActorID: s.cfg.Log.SiteID(),
+	var rows int64
+	for _, sr := range res.Results {
+		rows += sr.RowsAffected
 	}
-	if out.Time == 0 {
-		out.Time = jsonFloat(elapsed.Seconds())
-	}
-	for i, sr := range res.Results {
-		n := sr.RowsAffected
-		secs := jsonFloat(sr.Time.Seconds())
-		out.Results[i] = stmtResult{RowsAffected: &n, Time: &secs}
-		s.metrics.rowsWritten.Add(float64(n))
-	}
-	if res.Version != 0 {
-		v := uint64(res.Version)
-		out.Version = &v
-	}
-	writeJSON(w, http.StatusOK, out)
+	s.metrics.rowsWritten.Add(float64(rows))
+	buf := answerBufs.Get().(*[]byte)
+	defer putAnswerBuf(buf)
+	b := appendTxAnswer((*buf)[:0], res, elapsed, s.siteJSON(s.cfg.Log.SiteID()))
+	b = append(b, '\n')
+	*buf = b
+	writeJSONBytes(w, http.StatusOK, b)
 	return nil
+}
+
+// appendTxAnswer appends the ExecResponse of a committed transaction as encoding/json writes
+// a txResponse (TestTxAnswerEqualsMarshal), without reflection and without a value per
+// result: {"results":[{"rows_affected":n,"time":s},...],"time":s,"version":v or null,
+// "actor_id":"..."}. site is the actor id as a JSON string.
+func appendTxAnswer(b []byte, res materializer.TxResult, elapsed time.Duration, site []byte) []byte {
+	b = append(b, `{"results":[`...)
+	for i, sr := range res.Results {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"rows_affected":`...)
+		b = strconv.AppendInt(b, sr.RowsAffected, 10)
+		b = append(b, `,"time":`...)
+		b = appendSeconds(b, sr.Time)
+		b = append(b, '}')
+	}
+	b = append(b, `],"time":`...)
+	t := res.Time
+	if t == 0 {
+		t = elapsed
+	}
+	b = appendSeconds(b, t)
+	b = append(b, `,"version":`...)
+	if res.Version != 0 {
+		b = strconv.AppendUint(b, uint64(res.Version), 10)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"actor_id":`...)
+	b = append(b, site...)
+	return append(b, '}')
+}
+
+// appendSeconds appends d in seconds as jsonFloat writes it: a JSON real, 0.0 included (a
+// duration's seconds are always finite).
+func appendSeconds(b []byte, d time.Duration) []byte {
+	start := len(b)
+	b = strconv.AppendFloat(b, d.Seconds(), 'g', -1, 64)
+	if !bytes.ContainsAny(b[start:], ".eEn") {
+		b = append(b, ".0"...)
+	}
+	return b
+}
+
+// siteJSON returns site as a JSON string, made once per site id (the log's id never changes,
+// but the server does not rely on it).
+func (s *Server) siteJSON(site log.SiteID) []byte {
+	if c := s.site.Load(); c != nil && c.id == site {
+		return c.json
+	}
+	c := &siteCache{id: site, json: strconv.AppendQuote(nil, site.String())}
+	s.site.Store(c)
+	return c.json
+}
+
+// siteCache is the actor id's JSON form (siteJSON).
+type siteCache struct {
+	id   log.SiteID
+	json []byte
+}
+
+// answerBufs hold answers while they are written (the ResponseWriter copies them).
+var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func putAnswerBuf(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		answerBufs.Put(b)
+	}
 }
 
 // defaultQueryTimeout bounds a query that gives no ?timeout, as Corrosion's queries are
@@ -103,16 +169,9 @@ const defaultQueryTimeout = 60 * time.Second
 // is def (0: none). timeout=0 means no per-request limit, as in Corrosion; whatever limit the
 // server sets for every request still applies as the cap.
 func requestTimeout(r *http.Request, def time.Duration) (ctx context.Context, cancel context.CancelFunc, timeout time.Duration, err error) {
-	timeout = def
-	if raw := r.URL.Query().Get("timeout"); raw != "" {
-		secs, perr := strconv.ParseFloat(raw, 64)
-		if perr != nil || secs < 0 || secs > 1e6 || secs != secs {
-			return nil, nil, 0, badRequestf("timeout=%q: want a number of seconds >= 0 (0: no limit)", raw)
-		}
-		timeout = time.Duration(secs * float64(time.Second))
-		if secs > 0 && timeout <= 0 {
-			timeout = 1 // a positive limit too small to represent: the shortest there is
-		}
+	timeout, err = requestLimit(r, def)
+	if err != nil {
+		return nil, nil, 0, err
 	}
 	if timeout <= 0 {
 		ctx, cancel = context.WithCancel(r.Context())
@@ -120,6 +179,25 @@ func requestTimeout(r *http.Request, def time.Duration) (ctx context.Context, ca
 	}
 	ctx, cancel = context.WithTimeout(r.Context(), timeout)
 	return ctx, cancel, timeout, nil
+}
+
+// requestLimit is requestTimeout's limit, without a context.
+func requestLimit(r *http.Request, def time.Duration) (time.Duration, error) {
+	if r.URL.RawQuery == "" {
+		return def, nil // most requests: no query to parse into a map
+	}
+	timeout := def
+	if raw := r.URL.Query().Get("timeout"); raw != "" {
+		secs, perr := strconv.ParseFloat(raw, 64)
+		if perr != nil || secs < 0 || secs > 1e6 || secs != secs {
+			return 0, badRequestf("timeout=%q: want a number of seconds >= 0 (0: no limit)", raw)
+		}
+		timeout = time.Duration(secs * float64(time.Second))
+		if secs > 0 && timeout <= 0 {
+			timeout = 1 // a positive limit too small to represent: the shortest there is
+		}
+	}
+	return max(timeout, 0), nil
 }
 
 // timeoutError turns whatever error a statement cut short by ?timeout returned (an

@@ -46,6 +46,7 @@ type Client struct {
 	base  *url.URL
 	http  *http.Client
 	token string
+	auth  []string // the Authorization header's value, made once from token
 	tls   *tls.Config
 }
 
@@ -82,6 +83,9 @@ func New(addr string, opts ...Option) (*Client, error) {
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	c.base = u
+	if c.token != "" {
+		c.auth = []string{"Bearer " + c.token}
+	}
 	if c.http == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 128
@@ -108,14 +112,18 @@ func (c *Client) newRequest(ctx context.Context, method, path string, q url.Valu
 	if err != nil {
 		return nil, err
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+	// Headers are assigned, not Set: the keys are canonical already, and the values are
+	// made once (net/http never changes a request's header values).
+	if c.auth != nil {
+		req.Header["Authorization"] = c.auth
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header["Content-Type"] = jsonContentType
 	}
 	return req, nil
 }
+
+var jsonContentType = []string{"application/json"}
 
 // do sends req and returns the response when its status is 2xx, else the API's error.
 func (c *Client) do(req *http.Request) (*http.Response, error) {
@@ -189,42 +197,11 @@ type Statement struct {
 // Values are appended by hand: through encoding/json each value's MarshalJSON output would be
 // validated and copied again, which costs more than the rest of a large transaction.
 func (st Statement) MarshalJSON() ([]byte, error) {
-	q, err := json.Marshal(st.SQL)
-	if err != nil {
-		return nil, err
+	b, ok := st.appendJSON(make([]byte, 0, len(st.SQL)+32+16*len(st.Params)))
+	if !ok {
+		return nil, errors.New("client: a NaN parameter has no JSON form")
 	}
-	b := make([]byte, 0, len(q)+32+16*len(st.Params))
-	b = append(b, `{"query":`...)
-	b = append(b, q...)
-	if len(st.Params) > 0 {
-		b = append(b, `,"params":[`...)
-		for i, v := range st.Params {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = v.AppendJSON(b)
-		}
-		b = append(b, ']')
-	}
-	if len(st.Named) > 0 {
-		b = append(b, `,"named_params":{`...)
-		first := true
-		for k, v := range st.Named {
-			if !first {
-				b = append(b, ',')
-			}
-			first = false
-			kq, err := json.Marshal(k)
-			if err != nil {
-				return nil, err
-			}
-			b = append(b, kq...)
-			b = append(b, ':')
-			b = v.AppendJSON(b)
-		}
-		b = append(b, '}')
-	}
-	return append(b, '}'), nil
+	return b, nil
 }
 
 // Stmt returns a statement with positional parameters converted from Go values: nil, bool,
@@ -297,20 +274,10 @@ type Options struct {
 }
 
 func (o Options) query() url.Values {
-	q := url.Values{}
-	if o.Timeout > 0 {
-		q.Set("timeout", strconv.FormatFloat(o.Timeout.Seconds(), 'f', -1, 64))
+	if o.Timeout <= 0 {
+		return nil // most requests: no map to make and encode
 	}
-	return q
-}
-
-// Exec runs statements as one transaction (all or nothing).
-func (c *Client) Exec(ctx context.Context, opts Options, stmts ...Statement) (*ExecResult, error) {
-	var out ExecResult
-	if err := c.callJSON(ctx, http.MethodPost, "/v1/transactions", opts.query(), stmts, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return url.Values{"timeout": {strconv.FormatFloat(o.Timeout.Seconds(), 'f', -1, 64)}}
 }
 
 // TableStats counts the rows of tables (all user tables when none are named); unknown names

@@ -1,0 +1,407 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/patinadb/patina/log/format"
+)
+
+// The write path of the client: Exec encodes its statements and decodes the ExecResponse by
+// hand, because through encoding/json (reflection, MarshalJSON output validated and copied
+// again, a Decoder with its own buffer per answer) a single-row transaction cost more CPU in
+// the client than in the agent's HTTP server. What it sends is byte for byte what
+// json.Marshal(stmts) makes, and what it decodes equals what encoding/json decodes
+// (TestAppendStatementsEqualsMarshal, FuzzDecodeExecResult); whatever the fast decoder does not
+// know (escapes, unknown keys, nulls, numbers out of range) goes to encoding/json.
+
+// Exec runs statements as one transaction (all or nothing).
+func (c *Client) Exec(ctx context.Context, opts Options, stmts ...Statement) (*ExecResult, error) {
+	body, ok := appendStatements(make([]byte, 0, statementsSize(stmts)), stmts)
+	if !ok {
+		var err error
+		if body, err = json.Marshal(stmts); err != nil { // a NaN parameter: encoding/json's error
+			return nil, err
+		}
+	}
+	const path = "/v1/transactions"
+	req, err := c.newRequest(ctx, http.MethodPost, path, opts.query(), bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	buf := answerBufs.Get().(*bytes.Buffer)
+	defer putAnswerBuf(buf)
+	buf.Reset()
+	// Read to the end: the connection goes back to the pool at EOF, not at Close.
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
+		return nil, fmt.Errorf("POST %s: decode answer: %w", path, err)
+	}
+	out, err := decodeExecResult(buf.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("POST %s: decode answer: %w", path, err)
+	}
+	return out, nil
+}
+
+// answerBufs hold answers while they are decoded.
+var answerBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// putAnswerBuf returns buf to the pool unless one big answer made it big.
+func putAnswerBuf(buf *bytes.Buffer) {
+	if buf.Cap() <= 64<<10 {
+		answerBufs.Put(buf)
+	}
+}
+
+// statementsSize guesses the JSON size of stmts, so that appendStatements grows once at most.
+func statementsSize(stmts []Statement) int {
+	n := 2
+	for _, st := range stmts {
+		n += len(st.SQL) + 32 + 8*len(st.Params)
+		for _, v := range st.Params {
+			n += len(v.Text) + 4*len(v.Blob)
+		}
+	}
+	return n
+}
+
+// appendStatements appends json.Marshal(stmts)'s bytes to b. It reports false for a REAL
+// parameter that is NaN, which has no JSON form; json.Marshal then says why.
+func appendStatements(b []byte, stmts []Statement) ([]byte, bool) {
+	if stmts == nil {
+		return append(b, "null"...), true
+	}
+	b = append(b, '[')
+	for i, st := range stmts {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var ok bool
+		if b, ok = st.appendJSON(b); !ok {
+			return b, false
+		}
+	}
+	return append(b, ']'), true
+}
+
+// appendJSON appends {"query": ..., "params": [...]} or {"query": ..., "named_params": {...}}.
+func (st Statement) appendJSON(b []byte) ([]byte, bool) {
+	b = append(b, `{"query":`...)
+	b = format.Text(st.SQL).AppendJSON(b)
+	if len(st.Params) > 0 {
+		b = append(b, `,"params":[`...)
+		for i, v := range st.Params {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if v.Type == format.TypeReal && math.IsNaN(v.Real) {
+				return b, false
+			}
+			b = v.AppendJSON(b)
+		}
+		b = append(b, ']')
+	}
+	if len(st.Named) > 0 {
+		b = append(b, `,"named_params":{`...)
+		first := true
+		for k, v := range st.Named {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			if v.Type == format.TypeReal && math.IsNaN(v.Real) {
+				return b, false
+			}
+			b = format.Text(k).AppendJSON(b)
+			b = append(b, ':')
+			b = v.AppendJSON(b)
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}'), true
+}
+
+// decodeExecResult decodes an ExecResponse as json.NewDecoder(...).Decode would (one value;
+// what follows it is not read).
+func decodeExecResult(b []byte) (*ExecResult, error) {
+	out := new(ExecResult)
+	if decodeExecFast(b, out) {
+		return out, nil
+	}
+	*out = ExecResult{}
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// decodeExecFast decodes the ExecResponse the agent writes into out: an object of the keys
+// results (objects of rows_affected, time and error), time, version and actor_id, each at
+// most once, with strings without escapes, integers and numbers strconv reads. It reports
+// false for anything else, leaving out in any state.
+func decodeExecFast(b []byte, out *ExecResult) bool {
+	d := execDecoder{b: b}
+	if !d.consume('{') {
+		return false
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		if d.consume('}') {
+			break
+		}
+		if !first && !d.consume(',') {
+			return false
+		}
+		key, ok := d.key()
+		if !ok {
+			return false
+		}
+		k := -1
+		switch key {
+		case "results":
+			k = 0
+			if !d.results(out) {
+				return false
+			}
+		case "time":
+			k = 1
+			if out.Time, ok = d.float(); !ok {
+				return false
+			}
+		case "version":
+			k = 2
+			if d.literal("null") {
+				break
+			}
+			tok := d.number()
+			v, err := strconv.ParseUint(string(tok), 10, 64)
+			if err != nil {
+				return false
+			}
+			out.Version = format.Version(v)
+		case "actor_id":
+			k = 3
+			s, ok := d.str()
+			if !ok || out.ActorID.UnmarshalText(s) != nil {
+				return false
+			}
+		default:
+			return false
+		}
+		if seen[k] {
+			return false
+		}
+		seen[k] = true
+	}
+	d.space()
+	return d.i == len(d.b) // only whitespace may follow (the agent writes a newline)
+}
+
+// execDecoder reads the JSON of an ExecResponse (decodeExecFast).
+type execDecoder struct {
+	b []byte
+	i int
+}
+
+func (d *execDecoder) space() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// consume skips whitespace and c, if c comes next.
+func (d *execDecoder) consume(c byte) bool {
+	d.space()
+	if d.i < len(d.b) && d.b[d.i] == c {
+		d.i++
+		return true
+	}
+	return false
+}
+
+func (d *execDecoder) literal(s string) bool {
+	d.space()
+	if bytes.HasPrefix(d.b[d.i:], []byte(s)) {
+		d.i += len(s)
+		return true
+	}
+	return false
+}
+
+// str reads a string without escapes or control characters, and returns its bytes (in b).
+func (d *execDecoder) str() ([]byte, bool) {
+	if !d.consume('"') {
+		return nil, false
+	}
+	start := d.i
+	for ; d.i < len(d.b); d.i++ {
+		switch c := d.b[d.i]; {
+		case c == '"':
+			s := d.b[start:d.i]
+			d.i++
+			return s, true
+		case c == '\\' || c < 0x20 || c >= 0x80:
+			// Escapes and non-ASCII (invalid UTF-8 becomes U+FFFD in encoding/json) are
+			// encoding/json's.
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// key reads an object key and its colon.
+func (d *execDecoder) key() (string, bool) {
+	s, ok := d.str()
+	if !ok || !d.consume(':') {
+		return "", false
+	}
+	switch string(s) { // the keys known, without allocating
+	case "results":
+		return "results", true
+	case "time":
+		return "time", true
+	case "version":
+		return "version", true
+	case "actor_id":
+		return "actor_id", true
+	case "rows_affected":
+		return "rows_affected", true
+	case "error":
+		return "error", true
+	}
+	return "", false
+}
+
+// number reads a number token as JSON's grammar has it; nil when none comes next.
+func (d *execDecoder) number() []byte {
+	d.space()
+	start, i := d.i, d.i
+	digits := func() int {
+		n := 0
+		for i < len(d.b) && d.b[i] >= '0' && d.b[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(d.b) && d.b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(d.b) && d.b[i] == '0':
+		i++
+	case digits() == 0:
+		return nil
+	}
+	if i < len(d.b) && d.b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return nil
+		}
+	}
+	if i < len(d.b) && (d.b[i] == 'e' || d.b[i] == 'E') {
+		i++
+		if i < len(d.b) && (d.b[i] == '+' || d.b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return nil
+		}
+	}
+	d.i = i
+	return d.b[start:i]
+}
+
+func (d *execDecoder) float() (float64, bool) {
+	tok := d.number()
+	if tok == nil {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(string(tok), 64)
+	return f, err == nil
+}
+
+// results reads the results array.
+func (d *execDecoder) results(out *ExecResult) bool {
+	if !d.consume('[') {
+		return false
+	}
+	out.Results = []StmtResult{}
+	for first := true; ; first = false {
+		if d.consume(']') {
+			return true
+		}
+		if !first && !d.consume(',') {
+			return false
+		}
+		var r StmtResult
+		if !d.result(&r) {
+			return false
+		}
+		out.Results = append(out.Results, r)
+	}
+}
+
+// result reads one statement's result.
+func (d *execDecoder) result(r *StmtResult) bool {
+	if !d.consume('{') {
+		return false
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		if d.consume('}') {
+			return true
+		}
+		if !first && !d.consume(',') {
+			return false
+		}
+		key, ok := d.key()
+		if !ok {
+			return false
+		}
+		k := -1
+		switch key {
+		case "rows_affected":
+			k = 0
+			n, err := strconv.ParseInt(string(d.number()), 10, 64)
+			if err != nil {
+				return false
+			}
+			r.RowsAffected = n
+		case "time":
+			k = 1
+			if r.Time, ok = d.float(); !ok {
+				return false
+			}
+		case "error":
+			k = 2
+			s, ok := d.str()
+			if !ok {
+				return false
+			}
+			r.Error = string(s)
+		default:
+			return false
+		}
+		if seen[k] {
+			return false
+		}
+		seen[k] = true
+	}
+}
