@@ -441,6 +441,11 @@ func (s *Server) Close() error {
 // trackConn keeps the set of connections that have not carried a request yet; once the
 // server is closing, such a connection is closed as soon as it is accepted.
 func (s *Server) trackConn(c net.Conn, st http.ConnState) {
+	if st == http.StateIdle {
+		// Between two requests: a connection leaves fresh at its first StateActive, and
+		// every request passes here, so not through the lock.
+		return
+	}
 	s.freshMu.Lock()
 	defer s.freshMu.Unlock()
 	if st != http.StateNew {
