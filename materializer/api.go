@@ -79,6 +79,11 @@ type Config struct {
 	// noClockPreload folds without reading a changeset's clocks ahead (fold.go): the tests
 	// fold with and without it and compare.
 	noClockPreload bool
+	// noClockFilter reads every clock the fold and local transactions ask for, even of rows
+	// the clock filter (clock.go) knows have none; clockFilterWords fixes the filter's size
+	// (tests make it tiny, so that it loads again and raises its bound often).
+	noClockFilter    bool
+	clockFilterWords int
 }
 
 // DefaultConfig returns the defaults for path.

@@ -331,3 +331,61 @@ func BenchmarkLocalTxInsert100(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFoldBatches: receivers' fold of 100-row INSERT changesets (the rows of `patina
+// bench write`: an integer key and four columns), keys growing but arriving out of order
+// within windows of 16 changesets, applied 4 at a time, with and without the clock filter
+// (clock.go), in cpu-ns per row.
+func BenchmarkFoldBatches(b *testing.B) {
+	schema := []string{"CREATE TABLE bw (id INTEGER NOT NULL PRIMARY KEY, a INTEGER, b REAL, c TEXT, d TEXT)"}
+	for _, filter := range []bool{true, false} {
+		b.Run(fmt.Sprintf("filter=%v", filter), func(b *testing.B) {
+			const rowsPer, window, batch = 100, 16, 4
+			count := max(b.N, window)
+			css := make([]*log.Changeset, count)
+			for v := range count {
+				cs := &log.Changeset{Site: log.SiteID{0xAB, 2}, Version: log.Version(v + 1), TS: log.Timestamp(v + 1)}
+				for r := range rowsPer {
+					id := int64(v*rowsPer + r)
+					pk := log.MustPackPK(log.Integer(id))
+					for c, val := range []log.Value{log.Integer(id * 7), log.Real(float64(id) / 3), log.Text(fmt.Sprintf("host-%d", id%1000)), log.Text("state-running-since-2026-12-06T07:00:00Z")} {
+						cs.Changes = append(cs.Changes, log.Change{Table: "bw", PK: pk, CID: string(rune('a' + c)), Val: val, ColVersion: 1, CL: 1, Ord: uint64(len(cs.Changes))})
+					}
+				}
+				cs.LastOrd = uint64(len(cs.Changes) - 1)
+				cs.Span = log.OrdRange{First: 0, Last: cs.LastOrd}
+				css[v] = cs
+			}
+			for i := 0; i < len(css); i += window { // out of order within each window
+				w := css[i:min(i+window, len(css))]
+				for j := range w {
+					k := (j*7 + 3) % len(w)
+					w[j], w[k] = w[k], w[j]
+				}
+			}
+			dir := b.TempDir()
+			st, err := log.Open(filepath.Join(dir, "log"), log.Options{NoSync: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg := DefaultConfig(filepath.Join(dir, "views.db"))
+			cfg.Schema, cfg.noClockFilter = schema, !filter
+			n := &node{dir: dir, store: st, m: New(st, cfg), cfg: cfg}
+			if err := n.m.Open(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(n.close)
+			b.ResetTimer()
+			cpu := processCPU(b)
+			for i := 0; i < len(css); i += batch {
+				if _, err := n.m.Apply(context.Background(), css[i:min(i+batch, len(css))]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu = processCPU(b) - cpu
+			b.StopTimer()
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(len(css)*rowsPer), "cpu-ns/row")
+			b.ReportMetric(float64(n.m.clockSkips.Load())/float64(len(css)*rowsPer), "skipped/row")
+		})
+	}
+}

@@ -2,6 +2,7 @@ package materializer
 
 import (
 	"bytes"
+	"hash/maphash"
 	"testing"
 
 	"github.com/patinadb/patina/log"
@@ -67,4 +68,39 @@ func FuzzDecodeClock(f *testing.F) {
 			t.Fatalf("round trip differs")
 		}
 	})
+}
+
+// TestClockFilterRecall: a key the filter recorded is never called absent; keys at most hi
+// never are; most keys it never saw are.
+func TestClockFilterRecall(t *testing.T) {
+	f := clockFilter{conn: &dbconn{}, hi: log.MustPackPK(log.Integer(1000)), bits: make([]uint64, clockFilterMaxWords), seed: maphash.MakeSeed()}
+	key := func(i int) []byte { return log.MustPackPK(log.Integer(int64(i))) }
+	var written [][]byte
+	for i := 1001; f.n < f.capacity(); i += 2 {
+		f.wrote(key(i))
+		written = append(written, key(i))
+	}
+	for _, k := range written {
+		if f.absent(k) {
+			t.Fatalf("key %x written but called absent", k)
+		}
+	}
+	for i := range 1001 {
+		if f.absent(key(i)) {
+			t.Fatalf("key %d at most hi called absent", i)
+		}
+	}
+	unseen := 0
+	for i := 1002; i < 1002+2*len(written); i += 2 {
+		if f.absent(key(i)) {
+			unseen++
+		}
+	}
+	if unseen < len(written)*9/10 {
+		t.Fatalf("%d of %d keys never written called absent: the filter rules out too few", unseen, len(written))
+	}
+	f.hi = nil // no bound: every key the filter never saw is absent
+	if !f.absent(key(1)) && !f.absent(key(3)) {
+		t.Fatal("keys without a bound: neither called absent")
+	}
 }

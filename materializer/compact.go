@@ -215,8 +215,11 @@ func (m *Materializer) loadClocks(ctx context.Context, t *table, pks [][]byte, c
 
 // scanClocks reads the clock rows of t's rows pks with statements of 64, 16, 4 and 1 keys
 // and calls fn with each row's pk and encoded clock (valid during the call only); rows
-// without a clock are not met. args is scratch for the statements' arguments.
+// without a clock are not met, and those the clock filter knows have none are not read.
+// args is scratch for the statements' arguments. Nothing may be buffered for pks (callers
+// flush first).
 func (m *Materializer) scanClocks(ctx context.Context, t *table, pks [][]byte, args []any, fn func(pk, raw []byte) error) error {
+	pks = m.mayHaveClocks(ctx, t, pks)
 	for i := 0; i < len(pks); {
 		size := 64
 		for size > len(pks)-i {

@@ -470,6 +470,11 @@ func (m *Materializer) loadClock(ctx context.Context, t *table, pk log.PK, rc *r
 			return false, err
 		}
 	}
+	if f := m.clockFilter(ctx, t); f != nil && f.absent(pk) {
+		m.clockSkips.Add(1)
+		*rc = rowClock{Cols: rc.Cols[:0]}
+		return false, nil
+	}
 	s, err := m.w.stmt(ctx, t.sqlClockGet)
 	if err != nil {
 		return false, err

@@ -54,8 +54,13 @@ type Materializer struct {
 	cap    captureSink // the capture events of the running local transaction (capture.go)
 	capID  int64       // cap's key in captureSinks, baked into the capture triggers
 	wb     writeBuf    // the current changeset's row and clock writes (writebuf.go)
+	// scanKeys is scanClocks's scratch for the keys the clock filter cannot rule out.
+	scanKeys [][]byte
 	// clockPreloads counts the rows whose clocks a fold read ahead (fold.go's clockPreload).
 	clockPreloads atomic.Int64
+	// clockSkips counts the clock reads the clock filter saved, clockFilterLoads its loads
+	// (clock.go).
+	clockSkips, clockFilterLoads atomic.Int64
 
 	tablesSnap atomic.Pointer[[]string] // sorted user table names, for Tables()
 	schemaSnap atomic.Pointer[schemaSnapshot]

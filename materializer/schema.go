@@ -65,6 +65,8 @@ type table struct {
 	sqlClockGet, sqlClockPut, sqlDelete, sqlEnsure, sqlReadRow string
 	upserts                                                    map[string]string // by written-column mask (and rows, see upsertRows)
 	masks                                                      map[string]string // interned written-column masks (maskKey)
+
+	filter clockFilter // rows known to have no clock (clock.go); the writer's
 }
 
 func clockTableName(t string) string { return "__patina_clock_" + t }

@@ -136,6 +136,7 @@ func (m *Materializer) flush(ctx context.Context) error {
 			for n >= size {
 				b.scr = b.scr[:0]
 				for _, p := range b.clocks[i : i+size] {
+					p.t.filter.wrote(p.pk) // now, not at addClock: see clockFilter
 					b.scr = append(b.scr, p.pk, p.cl, b.arena[p.start:p.end])
 				}
 				if _, err := m.w.exec(ctx, c.t.clockPutRows(size), b.scr...); err != nil {
