@@ -40,20 +40,20 @@ func isClosed(ch <-chan struct{}) bool {
 // them is published (LastSeq, Contains, Read) nor answered; letting the syncs through
 // answers them with the seqs Results gave, and publishes them.
 func TestAppendAsyncSeqsBeforeDurability(t *testing.T) {
-	g := &gateFS{FS: vfs.NewMem()}
+	g := testutil.NewWALGate(vfs.NewMem())
 	s, err := Open("log", Options{FS: g, CommitDepth: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	defer g.open()
+	defer g.Free()
 	ctx := context.Background()
 	site := SiteID{0xa2}
 	if _, err := s.Append(ctx, crashCS(site, 1)); err != nil {
 		t.Fatal(err)
 	}
 	base := s.LastSeq()
-	g.close()
+	g.Hold()
 	p1, err := s.AppendAsync(ctx, crashCS(site, 2))
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +61,7 @@ func TestAppendAsyncSeqsBeforeDurability(t *testing.T) {
 	if !closedWithin(p1.Written(), 10*time.Second) {
 		t.Fatal("group 1 not written while its sync is held")
 	}
-	testutil.WaitFor(t, 10*time.Second, "group 1's sync to start", func() bool { return g.entered.Load() >= 1 })
+	testutil.WaitFor(t, 10*time.Second, "group 1's sync to start", func() bool { return g.Entered() >= 1 })
 	p2, err := s.AppendAsync(ctx, crashCS(site, 3))
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +97,7 @@ func TestAppendAsyncSeqsBeforeDurability(t *testing.T) {
 	if closedWithin(p3.Written(), 100*time.Millisecond) {
 		t.Fatal("a third group was written with two groups' syncs outstanding (depth 2)")
 	}
-	g.open()
+	g.Free()
 	for i, p := range []*Pending{p1, p2, p3} {
 		res, err := p.Wait()
 		if err != nil {

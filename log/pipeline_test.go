@@ -3,9 +3,7 @@ package log
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,89 +12,19 @@ import (
 	"github.com/patinadb/patina/internal/testutil"
 )
 
-// gateFS holds every sync of a WAL file (Pebble's *.log) while it is closed, so that a
-// test can look at the store while a group's fsync is in progress.
-type gateFS struct {
-	vfs.FS
-	mu      sync.Mutex
-	closed  bool
-	release chan struct{} // one token lets one held sync through
-	entered atomic.Int32  // WAL syncs that reached the gate while it was closed
-}
-
-func (g *gateFS) wrap(f vfs.File, name string, err error) (vfs.File, error) {
-	if err != nil || !strings.HasSuffix(name, ".log") {
-		return f, err
-	}
-	return gateFile{File: f, g: g}, nil
-}
-
-func (g *gateFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := g.FS.Create(name, c)
-	return g.wrap(f, name, err)
-}
-
-func (g *gateFS) ReuseForWrite(old, name string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := g.FS.ReuseForWrite(old, name, c)
-	return g.wrap(f, name, err)
-}
-
-func (g *gateFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
-	f, err := g.FS.OpenReadWrite(name, c, opts...)
-	return g.wrap(f, name, err)
-}
-
-func (g *gateFS) close() {
-	g.mu.Lock()
-	g.closed, g.release = true, make(chan struct{}, 64)
-	g.mu.Unlock()
-}
-
-// open lets every held and later sync through.
-func (g *gateFS) open() {
-	g.mu.Lock()
-	if g.closed {
-		g.closed = false
-		close(g.release)
-	}
-	g.mu.Unlock()
-}
-
-func (g *gateFS) pass() {
-	g.mu.Lock()
-	closed, release := g.closed, g.release
-	g.mu.Unlock()
-	if closed {
-		g.entered.Add(1)
-		<-release
-	}
-}
-
-type gateFile struct {
-	vfs.File
-	g *gateFS
-}
-
-func (f gateFile) Sync() error     { f.g.pass(); return f.File.Sync() }
-func (f gateFile) SyncData() error { f.g.pass(); return f.File.SyncData() }
-func (f gateFile) SyncTo(n int64) (bool, error) {
-	f.g.pass()
-	return f.File.SyncTo(n)
-}
-
 // TestPipelinedCommitAcksAfterSync holds the WAL's fsync: while group 1's sync is held,
 // group 2 is written behind it (the pipeline), and a group 3 that only repeats group 1's
 // version (held by the committer's working vector, not yet durable) queues behind them;
 // none of the callers is answered nor any version published. Letting one sync through
 // answers group 1 alone; group 2 (and 3 behind it) wait for group 2's own sync.
 func TestPipelinedCommitAcksAfterSync(t *testing.T) {
-	g := &gateFS{FS: vfs.NewMem()}
+	g := testutil.NewWALGate(vfs.NewMem())
 	s, err := Open("log", Options{FS: g, CommitDepth: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	defer g.open() // a failed test must not leave Close stuck behind a held sync
+	defer g.Free() // a failed test must not leave Close stuck behind a held sync
 	site := SiteID{0xa1}
 	append1 := func(v Version) chan error {
 		ch := make(chan error, 1)
@@ -117,9 +45,9 @@ func TestPipelinedCommitAcksAfterSync(t *testing.T) {
 			return false
 		}
 	}
-	g.close()
+	g.Hold()
 	a := append1(1)
-	testutil.WaitFor(t, 10*time.Second, "group 1's sync to start", func() bool { return g.entered.Load() >= 1 })
+	testutil.WaitFor(t, 10*time.Second, "group 1's sync to start", func() bool { return g.Entered() >= 1 })
 	b := append1(2)
 	testutil.WaitFor(t, 10*time.Second, "group 2 written behind group 1's sync", func() bool { return len(s.slots) == 2 })
 	c := append1(1)
@@ -127,20 +55,20 @@ func TestPipelinedCommitAcksAfterSync(t *testing.T) {
 	if answered(a) || answered(b) || answered(c) || s.Contains(site, 1) || s.Contains(site, 2) {
 		t.Fatal("a version was answered or published while its group's sync was held")
 	}
-	g.release <- struct{}{}
+	g.Release()
 	var aDone bool
 	testutil.WaitFor(t, 10*time.Second, "group 1 answered after its sync", func() bool {
 		aDone = aDone || answered(a)
 		return aDone
 	})
-	testutil.WaitFor(t, 10*time.Second, "group 2's sync to start", func() bool { return g.entered.Load() >= 2 })
+	testutil.WaitFor(t, 10*time.Second, "group 2's sync to start", func() bool { return g.Entered() >= 2 })
 	if answered(b) || answered(c) || s.Contains(site, 2) {
 		t.Fatal("group 2 was answered or published before its own sync")
 	}
 	if !s.Contains(site, 1) {
 		t.Fatal("group 1 answered but not published")
 	}
-	g.open()
+	g.Free()
 	if err := <-b; err != nil {
 		t.Fatal(err)
 	}

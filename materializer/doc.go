@@ -11,9 +11,19 @@
 //
 // Invariants:
 //   - One writer goroutine owns the write connection and every append the materializer makes
-//     to the log; local transactions reach the log (durably) before their SQLite commit, and
-//     the fold position commits in the same SQLite transaction as the data it covers, so a
-//     crash at any point refolds from the log with exactly-once effect.
+//     to the log; local transactions reach the log (written, seqs given) before their SQLite
+//     commit, and the fold position commits in the same SQLite transaction as the data it
+//     covers, so a crash at any point refolds from the log with exactly-once effect.
+//   - The writer is pipelined with the log's fsync (writer.go's group): a group's SQLite
+//     transaction commits once the log has written its changesets, and the writer goes on
+//     with the next group while that write syncs. Its answers, commit notices, broadcast and
+//     published fold position (FoldPosition) wait for the sync, in commit order (the
+//     completer), so no caller is answered, no peer is sent and nothing outside the writer
+//     sees a fold position before the log holds it durably; the view itself may show a
+//     write up to one fsync before its answer. A view left ahead of its log (a crash in
+//     that window, or a failed WAL sync) is rebuilt from the log: at Open (heal.go's
+//     viewAheadError, found from the fold position and __patina_meta's view_seq) or at
+//     once in the running writer (healAhead), before the refused writes are answered.
 //   - A row exists in a user table exactly when its clock says cl is odd.
 //   - Folding is idempotent and order-independent: the same changesets in any order, with
 //     duplicates, give the same tables and the same clock tables (origins included).

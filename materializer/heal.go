@@ -8,6 +8,8 @@ import (
 	"time"
 
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/patinadb/patina/log"
 )
 
 // A damaged view heals from the log (issue 12, item 7). The view is derived data: every row
@@ -127,7 +129,7 @@ func (m *Materializer) healAtOpen(ctx context.Context, cause error) error {
 		m.met.viewHeals.WithLabelValues("failed").Inc()
 		return fmt.Errorf("views.db is damaged (%v) and rebuilding it from the log failed: %w; stop the node and run patina rebuild", cause, err)
 	}
-	if err := swapDamaged(tmp, m.cfg.Path); err != nil {
+	if err := swapAside(tmp, m.cfg.Path, corruptSuffix); err != nil {
 		return fmt.Errorf("views.db is damaged (%v): %w; stop the node and run patina rebuild", cause, err)
 	}
 	m.met.viewHeals.WithLabelValues("ok").Inc()
@@ -137,19 +139,63 @@ func (m *Materializer) healAtOpen(ctx context.Context, cause error) error {
 }
 
 // swapDamaged moves the damaged view at path aside (path.corrupt, replacing an older one)
-// and the rebuilt file tmp in its place. A crash between the two renames leaves no view: the
-// next start folds the whole log into a new one, which is the same rebuild.
-func swapDamaged(tmp, path string) error {
+// and the rebuilt file tmp in its place.
+func swapDamaged(tmp, path string) error { return swapAside(tmp, path, corruptSuffix) }
+
+// swapAside moves the view at path aside (path+suffix, replacing an older one) and the
+// rebuilt file tmp in its place. A crash between the two renames leaves no view: the next
+// start folds the whole log into a new one, which is the same rebuild.
+func swapAside(tmp, path, suffix string) error {
 	for _, suffix := range []string{"-wal", "-shm"} {
 		if err := os.Remove(path + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("rebuild: %w", err)
 		}
 	}
-	if err := os.Rename(path, path+corruptSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Rename(path, path+suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("rebuild: keep the damaged view: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rebuild: swap: %w", err)
 	}
+	return nil
+}
+
+// A view ahead of its log. The writer commits a group's SQLite transaction as soon as the log
+// has written the group's changesets, before their WAL sync (writer.go), so a crash or a
+// power loss in that window leaves a view holding changesets the log lost. None of them was
+// acknowledged (answers wait for the sync), so losing them is allowed, but the view must not
+// keep them: they were never sent anywhere, and the log gives their versions again to other
+// changesets. Open finds such a view (its fold position, or the highest seq it folded, beyond
+// the log's end) and rebuilds it from the log before serving.
+
+// viewAheadError: the view holds seqs up to view, the log ends at log.
+type viewAheadError struct{ view, log log.Seq }
+
+func (e *viewAheadError) Error() string {
+	return fmt.Sprintf("the view holds changesets up to seq %d but the log ends at %d: the view is newer than the log", e.view, e.log)
+}
+
+// aheadSuffix names the view kept beside the rebuilt one when it was ahead of the log.
+const aheadSuffix = ".ahead"
+
+// healAheadAtOpen replaces a view found ahead of its log at Open with one rebuilt from the
+// log; the old file is kept as views.db.ahead.
+func (m *Materializer) healAheadAtOpen(ctx context.Context, ahead *viewAheadError) error {
+	m.met.viewAheadRebuilds.WithLabelValues("open").Inc()
+	m.logger.Warn("the view is ahead of the log (a crash between a commit and its log sync: those transactions were never acknowledged); rebuilding it from the log",
+		"path", m.cfg.Path, "view_seq", ahead.view, "log_seq", ahead.log)
+	start := time.Now()
+	schema, err := liveSchema(ctx, m.cfg.Path, true)
+	if err != nil {
+		schema = nil
+	}
+	tmp, err := m.buildFresh(ctx, nil, 0, append(schema, m.cfg.Schema...), nil)
+	if err != nil {
+		return fmt.Errorf("%v, and rebuilding it from the log failed: %w; stop the node and run patina rebuild", ahead, err)
+	}
+	if err := swapAside(tmp, m.cfg.Path, aheadSuffix); err != nil {
+		return fmt.Errorf("%v: %w; stop the node and run patina rebuild", ahead, err)
+	}
+	m.logger.Info("view rebuilt from the log", "path", m.cfg.Path, "took", time.Since(start).Round(time.Millisecond), "kept", m.cfg.Path+aheadSuffix)
 	return nil
 }

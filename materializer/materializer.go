@@ -80,8 +80,22 @@ type Materializer struct {
 	inUser atomic.Int32
 
 	foldMu  sync.Mutex
-	foldPos log.Seq
+	foldPos log.Seq       // published: every group up to it is durable in the log
 	foldCh  chan struct{} // closed and replaced when foldPos grows
+	// wpos is the writer's own fold position (writer only): what the view has committed,
+	// ahead of foldPos while groups wait for their log sync (writer.go's group).
+	wpos log.Seq
+
+	// The writer's pipeline: pipe carries committed groups to the completer, a token in
+	// pipeSlots stands for each (the log's commit depth at most), pipeWG counts them.
+	pipe      chan *group
+	pipeSlots chan struct{}
+	pipeWG    sync.WaitGroup
+	// pipeFailed: the log failed a group the view had committed; held are the answers
+	// that wait for the view's rebuild (healAhead).
+	pipeFailed atomic.Pointer[error]
+	heldMu     sync.Mutex
+	held       []*request
 
 	notify notifier
 	commit *commitQueue
@@ -181,7 +195,10 @@ func (m *Materializer) Open(ctx context.Context) error {
 	}
 	m.run, m.cancel = context.WithCancelCause(context.Background())
 	m.opened = true
-	m.wg.Add(2)
+	depth := max(m.store.CommitDepth(), 1)
+	m.pipe, m.pipeSlots = make(chan *group, depth), make(chan struct{}, depth)
+	m.wg.Add(3)
+	go m.completer()
 	go m.writerLoop()
 	go m.watchLog()
 	if c := m.cfg.Compaction; c != nil {
@@ -197,6 +214,13 @@ func (m *Materializer) Open(ctx context.Context) error {
 // SQLite finds damaged is rebuilt from the log first (heal.go).
 func (m *Materializer) openView(ctx context.Context) error {
 	err := m.openWriter(ctx, m.cfg.Path, nil)
+	if ahead := (*viewAheadError)(nil); errors.As(err, &ahead) {
+		m.closeConns()
+		if err := m.healAheadAtOpen(ctx, ahead); err != nil {
+			return err
+		}
+		return m.openWriter(ctx, m.cfg.Path, nil)
+	}
 	if err == nil && !m.cfg.NoOpenCheck {
 		err = m.checkView(ctx)
 	}
@@ -269,8 +293,13 @@ func (m *Materializer) initDB(ctx context.Context, schema []string) error {
 		if err := w.c.QueryRowContext(ctx, "SELECT value FROM "+metaTable+" WHERE key = 'fold_pos'").Scan(&pos); err != nil {
 			return err
 		}
-		if log.Seq(pos) > m.store.LastSeq() {
-			return fmt.Errorf("the view was folded to seq %d but the log ends at %d: the view is newer than the log; rebuild it", pos, m.store.LastSeq())
+		var viewSeq int64 // the highest seq folded, when beyond pos (commitAt)
+		err = w.c.QueryRowContext(ctx, "SELECT value FROM "+metaTable+" WHERE key = 'view_seq'").Scan(&viewSeq)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if held := max(log.Seq(pos), log.Seq(viewSeq)); held > m.store.LastSeq() {
+			return &viewAheadError{view: held, log: m.store.LastSeq()}
 		}
 		m.setFoldPos(log.Seq(pos))
 		return nil
@@ -375,7 +404,17 @@ func (m *Materializer) FoldPosition() log.Seq {
 	return m.foldPos
 }
 
+// setFoldPos moves the writer's and the published fold position together (writer, or
+// Open before it starts, with no group on its way).
 func (m *Materializer) setFoldPos(s log.Seq) {
+	if s > m.wpos || s == 0 {
+		m.wpos = s
+	}
+	m.setPublished(s)
+}
+
+// setPublished moves the published fold position (complete, once the group is durable).
+func (m *Materializer) setPublished(s log.Seq) {
 	m.foldMu.Lock()
 	if s > m.foldPos || s == 0 {
 		m.foldPos = s
@@ -486,8 +525,10 @@ func (m *Materializer) watchLog() {
 }
 
 // Transact runs statements as one local transaction (all or nothing) and appends its
-// changeset to the log durably before the commit becomes visible. A transaction that changes
-// nothing gets Version 0. A failing statement is reported as a *StmtError. When ctx ends
+// changeset to the log; it returns once the changeset is durable. The view commits it as
+// soon as the log has written it, so a concurrent reader may see it up to one log sync
+// before Transact returns (and loses it if that sync fails: see writer.go's group). A
+// transaction that changes nothing gets Version 0. A failing statement is reported as a *StmtError. When ctx ends
 // (deadline, client gone) or the materializer closes, the running statement is interrupted
 // and the transaction rolls back; the error wraps context.Cause(ctx) (or ErrClosed). The
 // other transactions of the writer's group are not affected: they run again if SQLite rolled

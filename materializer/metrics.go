@@ -39,6 +39,9 @@ type metrics struct {
 	viewCorruptions prometheus.Counter
 	viewCorrupt     prometheus.Gauge
 	viewHeals       *prometheus.CounterVec
+	// the writer's pipeline (writer.go)
+	pipeDepth         prometheus.Gauge
+	viewAheadRebuilds *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -95,11 +98,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 while views.db is known damaged and its rebuild from the log has not finished."}),
 		viewHeals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "patina_view_heals_total",
 			Help: "Rebuilds of a damaged view from the log, by result (ok, failed)."}, []string{"result"}),
+		pipeDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "patina_materializer_groups_syncing",
+			Help: "Writer transactions committed to the view whose log append waits for its WAL sync (at most the log's commit depth)."}),
+		viewAheadRebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "patina_view_ahead_rebuilds_total",
+			Help: "Rebuilds of a view that held changesets its log did not make durable (a crash between a commit and its sync: at open; a failed WAL sync: running)."}, []string{"when"}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed, m.compactLag, m.compactPasses, m.compactFull, m.compactWaiting, m.interrupted, m.txRetried, m.txAbandoned,
 			m.schemaChangesets, m.schemaRebuilds, m.schemaTableRebuilds, m.schemaLagging, m.schemaConflicts, m.schemaWaiting,
-			m.viewCorruptions, m.viewCorrupt, m.viewHeals} {
+			m.viewCorruptions, m.viewCorrupt, m.viewHeals, m.pipeDepth, m.viewAheadRebuilds} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -401,7 +401,7 @@ func (m *Materializer) rebuildLive(ctx context.Context, progress func(RebuildPro
 		os.Remove(m.cfg.Path + suffix)
 	}
 	m.foldMu.Lock()
-	m.foldPos = 0
+	m.foldPos, m.wpos = 0, 0
 	m.foldMu.Unlock()
 	clear(m.ahead)
 	if err := m.openWriter(ctx, m.cfg.Path, nil); err != nil {

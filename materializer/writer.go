@@ -68,10 +68,17 @@ func (m *Materializer) writerLoop() {
 	// Work already taken runs to its end on Close: SQLite statements are not interrupted
 	// halfway, and every taken request gets a true answer.
 	work := context.WithoutCancel(ctx)
+	defer func() {
+		// Every group handed to the completer is answered before the writer ends.
+		m.drainPipe()
+		m.answerHeld()
+		close(m.pipe)
+	}()
 	var batch []*request
 	for {
 		batch = batch[:0]
-		if m.store.LastSeq() <= m.FoldPosition() {
+		m.healAhead(work)
+		if m.store.LastSeq() <= m.wpos {
 			select {
 			case <-ctx.Done():
 				m.failQueued()
@@ -79,10 +86,10 @@ func (m *Materializer) writerLoop() {
 			case r := <-m.reqs:
 				batch = append(batch, r)
 			case <-m.wake:
-				backlog := m.store.LastSeq() - m.FoldPosition()
-				if m.store.LastSeq() <= m.FoldPosition() {
-					continue // a stale wake: our own local appends also wake us
+				if m.store.LastSeq() <= m.wpos {
+					continue // a stale wake (our own local appends wake us too), or a heal to do
 				}
+				backlog := m.store.LastSeq() - m.wpos
 				if d := m.cfg.FoldDelay; d > 0 && uint64(backlog) < uint64(m.cfg.FoldBatch) {
 					// A short wait lets concurrent appends join this fold transaction.
 					t := time.NewTimer(d)
@@ -111,7 +118,7 @@ func (m *Materializer) writerLoop() {
 		m.met.queue.Set(float64(len(m.reqs)))
 		// Keep arrival order between transactions and schema work: runs of transactions are
 		// grouped, every other request runs on its own.
-		for len(batch) > 0 || m.store.LastSeq() > m.FoldPosition() {
+		for len(batch) > 0 || m.store.LastSeq() > m.wpos {
 			n := 0
 			for n < len(batch) && batch[n].kind == reqTx {
 				n++
@@ -120,7 +127,7 @@ func (m *Materializer) writerLoop() {
 			if n > 0 {
 				txs = batch[:n]
 			}
-			_, err := m.iterate(work, txs)
+			err := m.iterateAsync(work, txs)
 			if errors.Is(err, errGroupLost) {
 				// Run the group's innocent transactions again, first, in their order.
 				var again []*request
@@ -150,7 +157,14 @@ func (m *Materializer) writerLoop() {
 			if len(batch) > 0 {
 				r := batch[0]
 				batch = batch[1:]
+				// Schema work, replays and rebuilds read and move the published fold
+				// position: nothing may be on its way when they start.
+				m.drainPipe()
+				m.healAhead(work)
 				m.special(work, r)
+			}
+			if m.pipeFailed.Load() != nil {
+				m.healAhead(work)
 			}
 			if ctx.Err() != nil {
 				for _, r := range batch {
@@ -217,13 +231,73 @@ func (m *Materializer) special(ctx context.Context, r *request) {
 // foldCellBudget bounds the cells one writer transaction folds (beyond its first changeset).
 const foldCellBudget = 1 << 16
 
-// iterate runs one SQLite transaction: fold up to FoldBatch changesets of the log backlog,
-// then run txs (each in a savepoint), append their changesets to the log in one durable
-// append, and commit with the new fold position. Every tx request is answered.
+// group is one writer transaction committed to the view on its way to being published:
+// the log append of its local changesets (pend) may still wait for its WAL sync. Its
+// answers, commit notice, broadcast and fold position are given once the append is durable
+// (complete), in the order the groups committed.
+type group struct {
+	pend   *log.Pending // nil: nothing appended
+	pos    log.Seq      // the writer's fold position after the group
+	folded int          // changesets folded from the log
+	cells  int
+	rows   []RowChange
+	locals []*log.Changeset
+	owners []*request // the request of each of locals
+	txs    []*request // every request of the group, answered by complete
+	// foldTimed: the group folded rows of the log (patina_materializer_commit_seconds).
+	foldTimed          bool
+	start, appendStart time.Time
+}
+
+// iterate runs one writer transaction (runGroup) and completes it before it returns:
+// Open's refold and the schema work, which read the published fold position.
 func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int, err error) {
-	answered := false
+	g, err := m.runGroup(ctx, txs)
+	if err != nil {
+		return 0, err
+	}
+	if err := m.complete(g); err != nil {
+		return 0, err
+	}
+	return g.folded, nil
+}
+
+// iterateAsync runs one writer transaction and hands it to the completer, so that the
+// writer goes on with the next group while this one's log append waits for its sync. At
+// most the log's commit depth of groups wait so.
+func (m *Materializer) iterateAsync(ctx context.Context, txs []*request) error {
+	g, err := m.runGroup(ctx, txs)
+	if err != nil {
+		return err
+	}
+	m.pipeSlots <- struct{}{}
+	m.pipeWG.Add(1)
+	m.met.pipeDepth.Set(float64(len(m.pipeSlots)))
+	m.pipe <- g
+	return nil
+}
+
+// completer completes the groups the writer handed over, in order.
+func (m *Materializer) completer() {
+	defer m.wg.Done()
+	for g := range m.pipe {
+		m.complete(g)
+		<-m.pipeSlots
+		m.met.pipeDepth.Set(float64(len(m.pipeSlots)))
+		m.pipeWG.Done()
+	}
+}
+
+// drainPipe waits until every group handed to the completer is complete (writer only).
+func (m *Materializer) drainPipe() { m.pipeWG.Wait() }
+
+// runGroup runs one SQLite transaction: fold up to FoldBatch changesets of the log backlog,
+// then run txs (each in a savepoint), append their changesets to the log, and commit with
+// the new fold position as soon as the log has written them (their seqs are known), before
+// their WAL sync. On an error every tx request is answered; otherwise complete answers them.
+func (m *Materializer) runGroup(ctx context.Context, txs []*request) (_ *group, err error) {
 	defer func() {
-		if answered {
+		if err == nil {
 			return
 		}
 		for _, r := range txs {
@@ -231,25 +305,22 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 				r.retry = true // answered when it runs again
 				continue
 			}
-			if r.err == nil && err != nil {
-				r.err = err
-			}
 			if r.err == nil {
-				r.err = errors.New("materializer: transaction not run")
+				r.err = err
 			}
 			close(r.done)
 		}
 	}()
 	pos, css, err := m.readBacklog(ctx)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	w := m.w
 	if _, err := w.exec(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return 0, fmt.Errorf("begin: %w", err)
+		return nil, fmt.Errorf("begin: %w", err)
 	}
 	rollback := func() { w.c.ExecContext(context.Background(), "ROLLBACK") }
-	start := time.Now()
+	g := &group{txs: txs, start: time.Now()}
 	var st foldState
 	css = foldable(css, m.ahead)
 	if err := m.foldAll(ctx, css, &st, false, func() error {
@@ -258,7 +329,7 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 		return err
 	}); err != nil {
 		rollback()
-		return 0, err
+		return nil, err
 	}
 	for _, cs := range css {
 		delete(m.ahead, cs.Seq)
@@ -268,41 +339,132 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 	locals, owners, err := m.runLocals(ctx, w, txs, &st)
 	if err != nil {
 		rollback()
-		return 0, err
+		return nil, err
 	}
 	var added []log.Seq
-	appendStart := time.Now()
+	viewSeq := pos
+	g.appendStart = time.Now()
 	if len(locals) > 0 {
-		if pos, added, err = m.appendLocals(ctx, locals, owners, pos); err != nil {
+		if g.pend, err = m.store.AppendAsync(ctx, locals...); err != nil {
 			rollback()
-			return 0, err
+			return nil, fmt.Errorf("append local changesets: %w", err)
+		}
+		<-g.pend.Written()
+		if pos, added, viewSeq, err = m.placeLocals(g.pend, locals, owners, pos); err != nil {
+			rollback()
+			return nil, err
 		}
 	}
-	appendEnd := time.Now()
-	if err := commitAt(ctx, w, pos, len(locals) > 0); err != nil {
+	if err := commitAt(ctx, w, pos, viewSeq, len(locals) > 0); err != nil {
 		rollback()
 		for _, s := range added {
 			delete(m.ahead, s)
 		}
-		return 0, err
+		return nil, err
 	}
-	m.setFoldPos(pos)
-	m.met.observeCommit(len(css), len(locals), st.cells, time.Since(start), m.store.LastSeq()-pos)
-	if foldedRows > 0 && len(css) > 0 {
-		m.met.foldLatency.Observe(time.Since(start).Seconds())
+	m.wpos = pos
+	g.pos, g.folded, g.cells, g.rows = pos, len(css), st.cells, st.rows
+	g.locals, g.owners, g.foldTimed = locals, owners, foldedRows > 0 && len(css) > 0
+	return g, nil
+}
+
+// complete waits until the group's log append is durable and then publishes the group: its
+// fold position, its commit notice, the broadcast of its changesets and its answers, in this
+// order (when Transact returns, listeners already have their notices). A group whose append
+// failed (the WAL failed after the view committed it) is not published: its answers are
+// held, with the error, until the writer has rebuilt the view from the log (healAhead).
+func (m *Materializer) complete(g *group) error {
+	var err error
+	if g.pend != nil {
+		if _, err = g.pend.Wait(); err != nil {
+			err = fmt.Errorf("append local changesets: %w", err)
+			m.failPipe(err)
+		}
 	}
-	// Notices first: when Transact returns, listeners already have theirs.
-	if len(st.rows) > 0 {
-		m.notify.publish(Notice{Seq: pos, Rows: st.rows})
+	appendEnd := time.Now()
+	if p := m.pipeFailed.Load(); p != nil {
+		// This group, or one before it, holds changesets the log refused: its fold
+		// position passes them. The heal resets the view.
+		if err == nil {
+			err = *p
+		}
+		if len(g.locals) == 0 && len(g.rows) > 0 {
+			// Folded from the durable log only: true rows.
+			m.notify.publish(Notice{Seq: m.FoldPosition(), Rows: g.rows})
+		}
+		for _, r := range g.owners {
+			r.err = err
+		}
+		m.holdAnswers(g.txs)
+		return err
 	}
-	if len(locals) > 0 {
-		m.commit.push(locals, traceCommitted(owners, start, appendStart, appendEnd))
+	m.setPublished(g.pos)
+	lastSeq := m.store.LastSeq()
+	m.met.observeCommit(g.folded, len(g.locals), g.cells, time.Since(g.start), lastSeq-min(lastSeq, g.pos))
+	if g.foldTimed {
+		m.met.foldLatency.Observe(time.Since(g.start).Seconds())
 	}
-	answered = true
-	for _, r := range txs {
+	if len(g.rows) > 0 {
+		m.notify.publish(Notice{Seq: g.pos, Rows: g.rows})
+	}
+	if len(g.locals) > 0 {
+		m.commit.push(g.locals, traceCommitted(g.owners, g.start, g.appendStart, appendEnd))
+	}
+	for _, r := range g.txs {
 		close(r.done)
 	}
-	return len(css), nil
+	return nil
+}
+
+// failPipe records that the log refused a group the view had committed and wakes the
+// writer, which rebuilds the view (healAhead).
+func (m *Materializer) failPipe(err error) {
+	e := err
+	if m.pipeFailed.CompareAndSwap(nil, &e) {
+		m.logger.Error("the log failed to make durable changesets the view had committed; their transactions fail, and the view is rebuilt from the log", "err", err)
+	}
+	m.poke()
+}
+
+// holdAnswers keeps the answers of requests until healAhead has rebuilt the view.
+func (m *Materializer) holdAnswers(rs []*request) {
+	m.heldMu.Lock()
+	m.held = append(m.held, rs...)
+	m.heldMu.Unlock()
+}
+
+// answerHeld answers the requests holdAnswers kept.
+func (m *Materializer) answerHeld() {
+	m.heldMu.Lock()
+	held := m.held
+	m.held = nil
+	m.heldMu.Unlock()
+	for _, r := range held {
+		close(r.done)
+	}
+}
+
+// healAhead, once the log has refused a group the view had committed (a WAL failure after
+// the view's COMMIT, see complete), rebuilds the view from the log, so that it does not
+// serve rows the log does not have, and then answers the refused groups' transactions with
+// their errors (writer only). The log refuses every write from then on until the node
+// restarts; reads go on, from the rebuilt view.
+func (m *Materializer) healAhead(ctx context.Context) {
+	p := m.pipeFailed.Load()
+	if p == nil {
+		return
+	}
+	m.drainPipe()
+	m.met.viewAheadRebuilds.WithLabelValues("running").Inc()
+	m.logger.Warn("rebuilding the view from the log: it holds changesets the log failed to make durable", "err", *p)
+	start := time.Now()
+	if err := m.rebuildLive(ctx, nil); err != nil {
+		m.logger.Error("rebuilding the view from the log failed; it may hold rows of failed transactions until the node restarts (the start rebuilds it)", "err", err)
+	} else {
+		m.logger.Info("view rebuilt from the log", "took", time.Since(start).Round(time.Millisecond))
+	}
+	m.pipeFailed.Store(nil)
+	m.answerHeld()
 }
 
 // readBacklog reads up to FoldBatch changesets after the fold position. A schema changeset
@@ -313,19 +475,24 @@ func (m *Materializer) readBacklog(ctx context.Context) (log.Seq, []*log.Changes
 	if m.w == nil {
 		return 0, nil, errClosed
 	}
-	pos := m.FoldPosition()
+	pos := m.wpos
 	css, err := m.store.Read(pos, m.cfg.FoldBatch)
 	if err != nil {
 		return 0, nil, fmt.Errorf("read log: %w", err)
 	}
 	for len(css) > 0 && css[0].Kind == log.KindSchema && !m.ahead[css[0].Seq] {
+		// A schema fold publishes its position itself: nothing may be on its way.
+		m.drainPipe()
+		if m.pipeFailed.Load() != nil {
+			return 0, nil, errors.New("materializer: the log refused a group; the view is rebuilt first")
+		}
 		if err := m.foldSchema(ctx, css[0]); err != nil {
 			return 0, nil, err
 		}
 		if m.w == nil {
 			return 0, nil, errClosed
 		}
-		pos = m.FoldPosition()
+		pos = m.wpos
 		if css, err = m.store.Read(pos, m.cfg.FoldBatch); err != nil {
 			return 0, nil, fmt.Errorf("read log: %w", err)
 		}
@@ -397,21 +564,24 @@ func (m *Materializer) runLocals(ctx context.Context, w *dbconn, txs []*request,
 	return locals, owners, nil
 }
 
-// appendLocals appends the group's changesets to the log in one durable append and returns
-// the fold position past them, and the seqs of those that landed after someone else's
-// appends (folded next time, after those; merging is order-independent).
-func (m *Materializer) appendLocals(ctx context.Context, locals []*log.Changeset, owners []*request, pos log.Seq) (log.Seq, []log.Seq, error) {
-	res, err := m.store.Append(ctx, locals...)
+// placeLocals reads the seqs the log gave the group's changesets (written, not yet synced)
+// and returns the fold position past them, the seqs of those that landed after someone
+// else's appends (folded next time, after those; merging is order-independent), and the
+// highest seq the view now holds.
+func (m *Materializer) placeLocals(p *log.Pending, locals []*log.Changeset, owners []*request, pos log.Seq) (log.Seq, []log.Seq, log.Seq, error) {
+	res, err := p.Results()
 	if err != nil {
-		return 0, nil, fmt.Errorf("append local changesets: %w", err)
+		return 0, nil, 0, fmt.Errorf("append local changesets: %w", err)
 	}
 	var added []log.Seq
+	viewSeq := pos
 	for i, ar := range res {
 		if !ar.New || !ar.Complete {
-			return 0, nil, fmt.Errorf("append local version %d: the log already held it", locals[i].Version)
+			return 0, nil, 0, fmt.Errorf("append local version %d: the log already held it", locals[i].Version)
 		}
 		locals[i].Seq = ar.Seq
 		owners[i].tx.Version, owners[i].tx.Seq = locals[i].Version, ar.Seq
+		viewSeq = max(viewSeq, ar.Seq)
 		if ar.Seq == pos+1 {
 			pos = ar.Seq
 		} else {
@@ -423,18 +593,26 @@ func (m *Materializer) appendLocals(ctx context.Context, locals []*log.Changeset
 		delete(m.ahead, pos+1)
 		pos++
 	}
-	return pos, added, nil
+	return pos, added, viewSeq, nil
 }
 
-// commitAt stores the fold position and commits the writer's transaction.
-func commitAt(ctx context.Context, w *dbconn, pos log.Seq, durable bool) error {
+// commitAt stores the fold position, and the highest seq folded when it is beyond (a local
+// changeset folded ahead of a gap: Open compares it with the log, see viewAheadError), and
+// commits the writer's transaction. The local changesets of the group (appended) are
+// written in the log but may not be durable yet.
+func commitAt(ctx context.Context, w *dbconn, pos, viewSeq log.Seq, appended bool) error {
 	if _, err := w.exec(ctx, "UPDATE "+metaTable+" SET value = ? WHERE key = 'fold_pos'", int64(pos)); err != nil {
 		return fmt.Errorf("store fold position: %w", err)
 	}
+	if viewSeq > pos {
+		if _, err := w.exec(ctx, "INSERT OR REPLACE INTO "+metaTable+" (key, value) VALUES ('view_seq', ?)", int64(viewSeq)); err != nil {
+			return fmt.Errorf("store view seq: %w", err)
+		}
+	}
 	if _, err := w.exec(ctx, "COMMIT"); err != nil {
-		if durable {
-			// The changesets are durable in the log: the next iteration folds them.
-			return fmt.Errorf("commit: commit view (the transaction is durable in the log and will be folded): %w", err)
+		if appended {
+			// The changesets are in the log: the next iterations fold them.
+			return fmt.Errorf("commit: commit view (the transaction is in the log and will be folded): %w", err)
 		}
 		return fmt.Errorf("commit: %w", err)
 	}
@@ -451,7 +629,7 @@ func (m *Materializer) replay(ctx context.Context, after log.Seq) error {
 	}
 	clear(m.ahead)
 	m.foldMu.Lock()
-	m.foldPos = after
+	m.foldPos, m.wpos = after, after
 	m.foldMu.Unlock()
 	return nil
 }
