@@ -99,7 +99,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		viewHeals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "patina_view_heals_total",
 			Help: "Rebuilds of a damaged view from the log, by result (ok, failed)."}, []string{"result"}),
 		pipeDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "patina_materializer_groups_syncing",
-			Help: "Writer transactions committed to the view whose log append waits for its WAL sync (at most the log's commit depth)."}),
+			Help: "Writer groups on their way: being built, or committed to the view and waiting for their log sync (at most the log's commit depth)."}),
 		viewAheadRebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "patina_view_ahead_rebuilds_total",
 			Help: "Rebuilds of a view that held changesets its log did not make durable (a crash between a commit and its sync: at open; a failed WAL sync: running)."}, []string{"when"}),
 	}

@@ -119,6 +119,20 @@ func (m *Materializer) writerLoop() {
 		// Keep arrival order between transactions and schema work: runs of transactions are
 		// grouped, every other request runs on its own.
 		for len(batch) > 0 || m.store.LastSeq() > m.wpos {
+			// A group takes its place in the pipeline before it is built, not once
+			// committed: while the groups ahead sync, requests keep queueing, and they join
+			// this group instead of the one after it (fewer, bigger groups per fsync).
+			m.pipeSlots <- struct{}{}
+			m.met.pipeDepth.Set(float64(len(m.pipeSlots)))
+		fill:
+			for len(batch) < m.cfg.MaxGroup {
+				select {
+				case r := <-m.reqs:
+					batch = append(batch, r)
+				default:
+					break fill
+				}
+			}
 			n := 0
 			for n < len(batch) && batch[n].kind == reqTx {
 				n++
@@ -263,16 +277,16 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 }
 
 // iterateAsync runs one writer transaction and hands it to the completer, so that the
-// writer goes on with the next group while this one's log append waits for its sync. At
-// most the log's commit depth of groups wait so.
+// writer goes on with the next group while this one's log append waits for its sync. The
+// caller took the group's token in pipeSlots: at most the log's commit depth of groups are
+// on their way (being built, or waiting for their sync) at once.
 func (m *Materializer) iterateAsync(ctx context.Context, txs []*request) error {
 	g, err := m.runGroup(ctx, txs)
 	if err != nil {
+		<-m.pipeSlots
 		return err
 	}
-	m.pipeSlots <- struct{}{}
 	m.pipeWG.Add(1)
-	m.met.pipeDepth.Set(float64(len(m.pipeSlots)))
 	m.pipe <- g
 	return nil
 }
