@@ -53,6 +53,17 @@ func (e *Engine) loop(ctx context.Context) {
 
 // process applies a batch of notices.
 func (e *Engine) process(ctx context.Context, batch []materializer.Notice) {
+	e.mu.Lock()
+	idle := len(e.byID) == 0 && len(e.recorders) == 0
+	e.mu.Unlock()
+	if idle {
+		// Nothing to bring up to date, and nothing being created to record for: a
+		// subscription registered after this looks (its recorder first, then its initial
+		// query) reads these commits in its query. Without this, a node with no
+		// subscriptions copied every changed key into maps (5% of the bytes the agents
+		// allocated in issue 14's batch runs).
+		return
+	}
 	lagged := false
 	changed := map[string]map[string]log.PK{}
 	for _, n := range batch {
