@@ -20,6 +20,12 @@ type foldState struct {
 	mask  []byte   // scratch of bufferRow
 	args  []any    // scratch of bufferRow
 	pre   clockPreload
+	// Scratch of foldRow, reused row after row (a row's fold uses them only until it
+	// returns: bufferRow copies the values out): they were a quarter of the bytes the
+	// receivers' fold allocated.
+	pkArgs  []any
+	written []bool
+	vals    []log.Value
 }
 
 // foldChangeset merges one complete changeset into the view with the rules R1-R9 and of docs/DESIGN.md section 3
@@ -120,10 +126,15 @@ func (m *Materializer) foldRow(ctx context.Context, cs *log.Changeset, ch []log.
 			"site", cs.Site, "version", cs.Version, "pk", ch[0].PK.String())
 		return false, nil
 	}
-	f := rowFold{m: m, t: t, cs: cs, rc: &st.rc, pkArgs: make([]any, len(pkVals))}
-	for i, v := range pkVals {
-		f.pkArgs[i] = v.SQL()
+	if n := len(t.NonPK); cap(st.written) < n {
+		st.written, st.vals = make([]bool, n), make([]log.Value, n)
 	}
+	f := rowFold{m: m, t: t, cs: cs, rc: &st.rc, pkArgs: st.pkArgs[:0],
+		scratchW: st.written[:len(t.NonPK)], scratchV: st.vals[:len(t.NonPK)]}
+	for _, v := range pkVals {
+		f.pkArgs = append(f.pkArgs, v.SQL())
+	}
+	defer func() { st.pkArgs = f.pkArgs[:0] }()
 	if err := m.rowClock(ctx, t, ch[0].PK, &st.pre, f.rc); err != nil {
 		return false, err
 	}
@@ -166,6 +177,9 @@ type rowFold struct {
 	changed    bool        // the clock moved: store it and notify
 	pending    bool        // a change named a column this node's schema lacks yet
 	cur        []log.Value // the row's stored values, loaded on the first tie
+
+	scratchW []bool      // written and newVals once the row writes a column (foldState's)
+	scratchV []log.Value // (cleared then)
 }
 
 // merge applies one change to the row's clock and pending writes.
@@ -223,8 +237,9 @@ func (f *rowFold) merge(ctx context.Context, c *log.Change) error {
 	}
 	*rc.col(ord) = rec
 	if f.written == nil {
-		f.written = make([]bool, len(f.t.NonPK))
-		f.newVals = make([]log.Value, len(f.t.NonPK))
+		f.written, f.newVals = f.scratchW, f.scratchV
+		clear(f.written)
+		clear(f.newVals)
 	}
 	if !f.written[ord] {
 		f.nwritten++
