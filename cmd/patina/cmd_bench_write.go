@@ -44,10 +44,18 @@ there (go tool pprof DIR/node0.cpu.pprof).`,
 	fs.BoolVar(&noRebuild, "no-rebuild", false, "skip the rebuild")
 	fs.StringVar(&cfg.ProfileDir, "profile-dir", "", "write CPU and allocation profiles of the agents and the rebuild here")
 	fs.StringVar(&cfg.Dir, "data-dir", "", "where the agents keep their data (default: a temp dir, removed after)")
+	agentBin := ""
+	fs.StringVar(&agentBin, "binary", "", "run the agents and the rebuild from this patina binary instead of this one (an A/B of two builds under one harness)")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		exe, err := os.Executable()
 		if err != nil {
 			return fmt.Errorf("find this binary: %w", err)
+		}
+		if agentBin != "" {
+			if _, err := os.Stat(agentBin); err != nil {
+				return &usageError{fmt.Errorf("--binary: %w", err)}
+			}
+			exe = agentBin
 		}
 		cfg.Binary = exe
 		cfg.Rebuild = !noRebuild
