@@ -284,6 +284,7 @@ func TestBenchSimUsage(t *testing.T) {
 		{"bench", "sim", "--nodes", "10", "--regions", "1", "--partition"},
 		{"bench", "membership", "--nodes", "2"},
 		{"bench", "membership", "--rounds", "0"},
+		{"bench", "write", "--binary", "/nonexistent/patina"},
 	} {
 		if _, err := cliErr(t, args...); exitCode(err) != 2 {
 			t.Errorf("patina %v: %v, want exit 2", args, err)
