@@ -66,15 +66,31 @@ func BenchmarkExecHTTP(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer srv.Close()
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 256
-	defer tr.CloseIdleConnections()
-	cl, err := client.New(srv.Addr().String(), client.WithHTTPClient(&http.Client{Transport: tr}))
-	if err != nil {
-		b.Fatal(err)
+	// net/http: the client on a net/http Transport (as with WithHTTPClient); direct: the
+	// client's own pool (directTransport).
+	for _, mode := range []string{"net-http", "direct"} {
+		b.Run(mode, func(b *testing.B) {
+			opt := client.WithMaxIdleConns(256)
+			if mode == "net-http" {
+				tr := http.DefaultTransport.(*http.Transport).Clone()
+				tr.MaxIdleConnsPerHost = 256
+				defer tr.CloseIdleConnections()
+				opt = client.WithHTTPClient(&http.Client{Transport: tr})
+			}
+			cl, err := client.New(srv.Addr().String(), opt)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cl.HTTPClient().CloseIdleConnections()
+			runExecs(b, cl, counted)
+		})
 	}
+}
+
+func runExecs(b *testing.B, cl *client.Client, counted *countingListener) {
 	var id atomic.Int64
 	ctx := context.Background()
+	conns := counted.accepted.Load()
 	b.ReportAllocs()
 	before := cpuTime()
 	b.ResetTimer()
@@ -91,7 +107,7 @@ func BenchmarkExecHTTP(b *testing.B) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(cpuTime()-before)/float64(time.Microsecond)/float64(b.N), "cpu-us/op")
-	b.ReportMetric(float64(counted.accepted.Load()), "conns")
+	b.ReportMetric(float64(counted.accepted.Load()-conns), "conns")
 }
 
 // countingListener counts the connections accepted: a client that keeps its connections

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -272,13 +271,9 @@ func runLoad(ctx context.Context, cfg HTTPConfig, exec func(context.Context, str
 }
 
 func newClient(addr, token string, clients int) (*client.Client, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	// Every client's connection stays in the pool between its requests (DefaultTransport
-	// keeps 100 in all, which more than 50 clients would pass: a new TCP connection per
-	// request costs more than the request).
-	tr.MaxIdleConnsPerHost = clients * 2
-	tr.MaxIdleConns = max(tr.MaxIdleConns, clients*2)
-	opts := []client.Option{client.WithHTTPClient(&http.Client{Transport: tr})}
+	// The client's own pool, with room for every client's connection between its requests
+	// (a new TCP connection per request would cost more than the request).
+	opts := []client.Option{client.WithMaxIdleConns(clients * 2)}
 	if token != "" {
 		opts = append(opts, client.WithToken(token))
 	}

@@ -43,11 +43,12 @@ func StatusOf(err error) int {
 
 // Client talks to one agent's API. It is safe for concurrent use.
 type Client struct {
-	base  *url.URL
-	http  *http.Client
-	token string
-	auth  []string // the Authorization header's value, made once from token
-	tls   *tls.Config
+	base    *url.URL
+	http    *http.Client
+	token   string
+	auth    []string // the Authorization header's value, made once from token
+	maxIdle int
+	tls     *tls.Config
 }
 
 // Option configures a Client.
@@ -58,6 +59,11 @@ func WithToken(token string) Option { return func(c *Client) { c.token = token }
 
 // WithHTTPClient uses hc instead of a client with its own connection pool.
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = hc } }
+
+// WithMaxIdleConns keeps up to n idle connections to the agent (default 128): at least as
+// many as the goroutines that send requests at once, or connections are opened and closed
+// per request. It has no effect with WithHTTPClient.
+func WithMaxIdleConns(n int) Option { return func(c *Client) { c.maxIdle = n } }
 
 // WithTLS uses cfg for https addresses: the CA that signed the agent's certificate (RootCAs)
 // and, when the agent wants client certificates, this client's (Certificates). A "host:port"
@@ -88,13 +94,31 @@ func New(addr string, opts ...Option) (*Client, error) {
 	}
 	if c.http == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = 128
+		tr.MaxIdleConnsPerHost = max(128, c.maxIdle)
+		tr.MaxIdleConns = max(tr.MaxIdleConns, c.maxIdle)
 		if c.tls != nil {
 			tr.TLSClientConfig = c.tls.Clone()
 		}
 		c.http = &http.Client{Transport: tr}
+		if direct(u, tr) {
+			c.http.Transport = newDirectTransport(u.Host, tr, max(128, c.maxIdle))
+		}
 	}
 	return c, nil
+}
+
+// direct reports whether the client's own requests to u may go through directTransport:
+// plain HTTP, and no proxy for u in the environment.
+func direct(u *url.URL, tr *http.Transport) bool {
+	if u.Scheme != "http" {
+		return false
+	}
+	if tr.Proxy != nil {
+		if p, err := tr.Proxy(&http.Request{URL: u}); err != nil || p != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // HTTPClient is the http.Client the client sends with (its TLS settings and pool), for
