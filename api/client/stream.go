@@ -34,9 +34,12 @@ type Rows struct {
 
 // Query runs one read-only statement and streams its rows.
 func (c *Client) Query(ctx context.Context, opts Options, st Statement) (*Rows, error) {
-	b, err := json.Marshal(st)
-	if err != nil {
-		return nil, err
+	b, ok := st.appendJSON(make([]byte, 0, statementsSize([]Statement{st})))
+	if !ok {
+		var err error
+		if b, err = json.Marshal(st); err != nil { // a NaN parameter: encoding/json's error
+			return nil, err
+		}
 	}
 	req, err := c.newRequest(ctx, http.MethodPost, "/v1/queries", opts.query(), bytes.NewReader(b))
 	if err != nil {

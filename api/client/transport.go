@@ -165,12 +165,15 @@ func (b *directBody) Close() error {
 // connection may carry another request and the context did not interrupt it.
 func (b *directBody) done(err error) {
 	b.ended = true
-	b.rc.Close()
 	if b.stop() && err == nil && b.reuse {
+		b.rc.Close() // at its end: nothing left to read
 		b.t.put(b.dc)
 		return
 	}
+	// The connection first: the body's Close reads what is left of the answer, which
+	// never ends for a stream (a subscription).
 	b.dc.c.Close()
+	b.rc.Close()
 }
 
 // get returns an idle connection that is still open, or a new one.

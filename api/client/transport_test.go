@@ -216,32 +216,53 @@ func TestDirectCancel(t *testing.T) {
 	}
 }
 
-// TestDirectBodyClosedEarly: an answer closed before its end closes its connection (its
-// rest would be read as the next answer); the next request gets a new one.
+// TestDirectBodyClosedEarly: an answer closed before its end (a long one, a stream that
+// never ends) closes its connection at once (its rest would be read as the next answer);
+// the next request gets a new one.
 func TestDirectBodyClosedEarly(t *testing.T) {
 	big := strings.Repeat("z", 1<<20)
 	a := newAgentStub(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/big" {
+		switch r.URL.Path {
+		case "/big":
 			w.Write([]byte(big))
-			return
+		case "/stream":
+			for r.Context().Err() == nil {
+				if _, err := w.Write([]byte("event\n")); err != nil {
+					return
+				}
+				http.NewResponseController(w).Flush()
+			}
+		default:
+			w.Write([]byte("ok"))
 		}
-		w.Write([]byte("ok"))
 	})
 	c, _ := newStubClient(t, a)
-	req, _ := c.newRequest(context.Background(), http.MethodGet, "/big", nil, nil)
-	resp, err := c.HTTPClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(resp.Body, make([]byte, 10)); err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if got, err := get(t, c, context.Background(), "/"); err != nil || got != "ok" {
-		t.Fatalf("after an answer closed early: %q, %v", got, err)
-	}
-	if n := a.accepted.Load(); n != 2 {
-		t.Fatalf("%d connections, want 2", n)
+	for i, path := range []string{"/big", "/stream"} {
+		req, _ := c.newRequest(context.Background(), http.MethodGet, path, nil, nil)
+		resp, err := c.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(resp.Body, make([]byte, 10)); err != nil {
+			t.Fatal(err)
+		}
+		closed := make(chan struct{})
+		go func() {
+			resp.Body.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: Close of an answer not read to its end did not return", path)
+		}
+		if got, err := get(t, c, context.Background(), "/"); err != nil || got != "ok" {
+			t.Fatalf("after an answer closed early: %q, %v", got, err)
+		}
+		// The answer's connection is closed; "/" of the round before left one in the pool.
+		if n := a.accepted.Load(); n != int64(i+2) {
+			t.Fatalf("%d connections, want %d", n, i+2)
+		}
 	}
 }
 
