@@ -52,6 +52,10 @@ type HTTPConfig struct {
 	Token string
 	// ReadConns is the in-process node's read pool size (0: the materializer's default).
 	ReadConns int
+	// CommitDepth is the in-process node's log commit depth, which the materializer's
+	// writer pipeline follows (0: the default, 2; 1: each writer group waits for the
+	// previous group's fsync, no overlap).
+	CommitDepth int
 }
 
 // DefaultHTTPConfig is 32 clients writing single-row transactions for 5 s.
@@ -358,7 +362,7 @@ func openNode(ctx context.Context, cfg HTTPConfig) (n *node, err error) {
 		}
 	}()
 	quiet := slog.New(slog.DiscardHandler)
-	if n.store, err = log.Open(filepath.Join(n.dir, "log"), log.Options{Logger: quiet}); err != nil {
+	if n.store, err = log.Open(filepath.Join(n.dir, "log"), log.Options{Logger: quiet, CommitDepth: cfg.CommitDepth}); err != nil {
 		return n, err
 	}
 	mcfg := materializer.DefaultConfig(filepath.Join(n.dir, "views.db"))
