@@ -186,17 +186,27 @@ func changesetFrame(cs *log.Changeset, hops int) ([]byte, error) {
 	if hops > 255 {
 		hops = 255
 	}
-	body, err := log.AppendChangeset([]byte{byte(hops)}, cs)
+	// The body is encoded once into a buffer sized for it, after room for the frame header,
+	// which is then written just before it: encoded from nothing and copied behind its
+	// header, each frame cost two copies and about ten buffers (7% of the bytes a node
+	// allocated under 100-row batches, issue 14).
+	const room = binary.MaxVarintLen64 + 1
+	buf := make([]byte, room, room+1+log.EncodedSizeHint(cs))
+	buf = append(buf, byte(hops))
+	buf, err := log.AppendChangeset(buf, cs)
 	if err != nil {
 		return nil, err
 	}
-	if len(body)+1 > maxFrame {
-		return nil, fmt.Errorf("changeset %v/%d: %d bytes exceeds the frame limit", cs.Site, cs.Version, len(body))
+	body := len(buf) - room
+	if body+1 > maxFrame {
+		return nil, fmt.Errorf("changeset %v/%d: %d bytes exceeds the frame limit", cs.Site, cs.Version, body)
 	}
-	var hdr [binary.MaxVarintLen64 + 1]byte
-	n := binary.PutUvarint(hdr[:], uint64(len(body)+1))
+	var hdr [room]byte
+	n := binary.PutUvarint(hdr[:], uint64(body+1))
 	hdr[n] = frameChangeset
-	return append(hdr[:n+1:n+1], body...), nil
+	start := room - n - 1
+	copy(buf[start:], hdr[:n+1])
+	return buf[start:], nil
 }
 
 func msgFrame(typ byte, v any) ([]byte, error) {

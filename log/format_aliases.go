@@ -84,6 +84,9 @@ func EncodeChangeset(cs *format.Changeset) ([]byte, error) { return format.Encod
 // EncodeVector is format.EncodeVector.
 func EncodeVector(v *format.Vector) ([]byte, error) { return format.EncodeVector(v) }
 
+// EncodedSizeHint is format.EncodedSizeHint.
+func EncodedSizeHint(cs *format.Changeset) int { return format.EncodedSizeHint(cs) }
+
 // FromSQL is format.FromSQL.
 func FromSQL(x any) (format.Value, error) { return format.FromSQL(x) }
 

@@ -48,6 +48,10 @@ func EncodeChangeset(cs *Changeset) ([]byte, error) {
 	return AppendChangeset(make([]byte, 0, encodedSizeHint(cs)), cs)
 }
 
+// EncodedSizeHint bounds the length of cs's binary form from above (tightly): a buffer of
+// that much spare capacity lets AppendChangeset encode without growing it.
+func EncodedSizeHint(cs *Changeset) int { return encodedSizeHint(cs) }
+
 // encodedSizeHint bounds the encoded size of cs from above (tightly: each header and
 // integer at the size msgpack gives it), so that encoding allocates its buffer once. Grown
 // from nothing, the buffer was reallocated and copied about ten times per 100-row changeset:
