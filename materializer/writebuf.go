@@ -117,7 +117,7 @@ func (m *Materializer) flush(ctx context.Context) error {
 				r := b.rows[i]
 				q := r.t.upsertRows(r.mask, size)
 				b.scr = append(b.scr[:0], b.args[r.args:r.args+size*r.narg]...)
-				if _, err := m.w.exec(ctx, q, b.scr...); err != nil {
+				if err := m.w.execRaw(ctx, q, b.scr); err != nil {
 					clear(b.scr)
 					return fmt.Errorf("write rows of %s: %w", r.t.Name, err)
 				}
@@ -139,7 +139,7 @@ func (m *Materializer) flush(ctx context.Context) error {
 					p.t.filter.wrote(p.pk) // now, not at addClock: see clockFilter
 					b.scr = append(b.scr, p.pk, p.cl, b.arena[p.start:p.end])
 				}
-				if _, err := m.w.exec(ctx, c.t.clockPutRows(size), b.scr...); err != nil {
+				if err := m.w.execRaw(ctx, c.t.clockPutRows(size), b.scr); err != nil {
 					clear(b.scr)
 					return fmt.Errorf("write clock of %s: %w", c.t.Name, err)
 				}
