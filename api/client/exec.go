@@ -152,60 +152,29 @@ func decodeExecResult(b []byte) (*ExecResult, error) {
 // false for anything else, leaving out in any state.
 func decodeExecFast(b []byte, out *ExecResult) bool {
 	d := execDecoder{b: b}
-	if !d.consume('{') {
-		return false
-	}
-	var seen [4]bool
-	for first := true; ; first = false {
-		if d.consume('}') {
-			break
-		}
-		if !first && !d.consume(',') {
-			return false
-		}
-		key, ok := d.key()
-		if !ok {
-			return false
-		}
-		k := -1
+	ok := d.object(func(key string) int {
 		switch key {
 		case "results":
-			k = 0
-			if !d.results(out) {
-				return false
-			}
+			return d.check(0, d.results(out))
 		case "time":
-			k = 1
-			if out.Time, ok = d.float(); !ok {
-				return false
-			}
+			var ok bool
+			out.Time, ok = d.float()
+			return d.check(1, ok)
 		case "version":
-			k = 2
 			if d.literal("null") {
-				break
+				return 2
 			}
-			tok := d.number()
-			v, err := strconv.ParseUint(string(tok), 10, 64)
-			if err != nil {
-				return false
-			}
+			v, err := strconv.ParseUint(string(d.number()), 10, 64)
 			out.Version = format.Version(v)
+			return d.check(2, err == nil)
 		case "actor_id":
-			k = 3
 			s, ok := d.str()
-			if !ok || out.ActorID.UnmarshalText(s) != nil {
-				return false
-			}
-		default:
-			return false
+			return d.check(3, ok && out.ActorID.UnmarshalText(s) == nil)
 		}
-		if seen[k] {
-			return false
-		}
-		seen[k] = true
-	}
+		return -1
+	})
 	d.space()
-	return d.i == len(d.b) // only whitespace may follow (the agent writes a newline)
+	return ok && d.i == len(d.b) // only whitespace may follow (the agent writes a newline)
 }
 
 // execDecoder reads the JSON of an ExecResponse (decodeExecFast).
@@ -360,10 +329,33 @@ func (d *execDecoder) results(out *ExecResult) bool {
 
 // result reads one statement's result.
 func (d *execDecoder) result(r *StmtResult) bool {
+	return d.object(func(key string) int {
+		switch key {
+		case "rows_affected":
+			n, err := strconv.ParseInt(string(d.number()), 10, 64)
+			r.RowsAffected = n
+			return d.check(0, err == nil)
+		case "time":
+			var ok bool
+			r.Time, ok = d.float()
+			return d.check(1, ok)
+		case "error":
+			s, ok := d.str()
+			r.Error = string(s)
+			return d.check(2, ok)
+		}
+		return -1
+	})
+}
+
+// object reads an object: for each key, field reads its value and returns the key's number
+// (below 8), or -1 when it does not know the key or could not read the value. A key that
+// comes twice, as encoding/json would take the last, is left to encoding/json too.
+func (d *execDecoder) object(field func(key string) int) bool {
 	if !d.consume('{') {
 		return false
 	}
-	var seen [3]bool
+	var seen uint8
 	for first := true; ; first = false {
 		if d.consume('}') {
 			return true
@@ -375,33 +367,18 @@ func (d *execDecoder) result(r *StmtResult) bool {
 		if !ok {
 			return false
 		}
-		k := -1
-		switch key {
-		case "rows_affected":
-			k = 0
-			n, err := strconv.ParseInt(string(d.number()), 10, 64)
-			if err != nil {
-				return false
-			}
-			r.RowsAffected = n
-		case "time":
-			k = 1
-			if r.Time, ok = d.float(); !ok {
-				return false
-			}
-		case "error":
-			k = 2
-			s, ok := d.str()
-			if !ok {
-				return false
-			}
-			r.Error = string(s)
-		default:
+		k := field(key)
+		if k < 0 || seen&(1<<k) != 0 {
 			return false
 		}
-		if seen[k] {
-			return false
-		}
-		seen[k] = true
+		seen |= 1 << k
 	}
+}
+
+// check returns k when ok, else -1 (object's answer for a value not read).
+func (d *execDecoder) check(k int, ok bool) int {
+	if !ok {
+		return -1
+	}
+	return k
 }
