@@ -64,6 +64,14 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	dc, err := t.get(ctx)
+	if err == nil {
+		// An ended context sends nothing (AfterFunc below would interrupt the exchange only
+		// once its goroutine runs, after a fast one may be over).
+		err = ctx.Err()
+		if err != nil {
+			t.put(dc)
+		}
+	}
 	if err != nil {
 		if req.Body != nil {
 			req.Body.Close()
