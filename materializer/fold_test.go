@@ -63,10 +63,10 @@ func TestFoldPreloadSameResult(t *testing.T) {
 				cuts = append(cuts, n)
 				rest -= n
 			}
-			// fast: clocks read ahead, rows known new skipped by the clock filter, of one word
-			// (4 keys: it loads again and raises its bound often); ahead: read ahead, no
-			// filter; slow: one read per row, every row read.
-			fast := openNode(t, t.TempDir(), log.SiteID{15: 9}, schema, func(c *Config) { c.clockFilterWords = 1 })
+			// fast: clocks read ahead, rows known new skipped by the clock filter, of two words
+			// (8 keys: it loads again, keeps one and raises its bound often); ahead: read
+			// ahead, no filter; slow: one read per row, every row read.
+			fast := openNode(t, t.TempDir(), log.SiteID{15: 9}, schema, func(c *Config) { c.clockFilterWords = 2 })
 			ahead := openNode(t, t.TempDir(), log.SiteID{15: 9}, schema, func(c *Config) { c.noClockFilter = true })
 			slow := openNode(t, t.TempDir(), log.SiteID{15: 9}, schema, func(c *Config) { c.noClockPreload, c.noClockFilter = true, true })
 			// Compared after every Apply: a later changeset could hide an earlier difference.
