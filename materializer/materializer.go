@@ -90,6 +90,7 @@ type Materializer struct {
 	// pipeSlots stands for each (the log's commit depth at most), pipeWG counts them.
 	pipe      chan *group
 	pipeSlots chan struct{}
+	pipeDone  chan struct{} // a group completed (fillGroup's wake-up)
 	pipeWG    sync.WaitGroup
 	// pipeFailed: the log failed a group the view had committed; held are the answers
 	// that wait for the view's rebuild (healAhead).
@@ -196,7 +197,7 @@ func (m *Materializer) Open(ctx context.Context) error {
 	m.run, m.cancel = context.WithCancelCause(context.Background())
 	m.opened = true
 	depth := max(m.store.CommitDepth(), 1)
-	m.pipe, m.pipeSlots = make(chan *group, depth), make(chan struct{}, depth)
+	m.pipe, m.pipeSlots, m.pipeDone = make(chan *group, depth), make(chan struct{}, depth), make(chan struct{}, 1)
 	m.wg.Add(3)
 	go m.completer()
 	go m.writerLoop()

@@ -75,6 +75,7 @@ func (m *Materializer) writerLoop() {
 		close(m.pipe)
 	}()
 	var batch []*request
+	lastGroup := 0 // transactions in the last group built
 	for {
 		batch = batch[:0]
 		m.healAhead(work)
@@ -124,15 +125,7 @@ func (m *Materializer) writerLoop() {
 			// this group instead of the one after it (fewer, bigger groups per fsync).
 			m.pipeSlots <- struct{}{}
 			m.met.pipeDepth.Set(float64(len(m.pipeSlots)))
-		fill:
-			for len(batch) < m.cfg.MaxGroup {
-				select {
-				case r := <-m.reqs:
-					batch = append(batch, r)
-				default:
-					break fill
-				}
-			}
+			batch = m.fillGroup(ctx, batch, lastGroup)
 			n := 0
 			for n < len(batch) && batch[n].kind == reqTx {
 				n++
@@ -141,6 +134,7 @@ func (m *Materializer) writerLoop() {
 			if n > 0 {
 				txs = batch[:n]
 			}
+			lastGroup = n
 			err := m.iterateAsync(work, txs)
 			if errors.Is(err, errGroupLost) {
 				// Run the group's innocent transactions again, first, in their order.
@@ -190,6 +184,55 @@ func (m *Materializer) writerLoop() {
 			}
 		}
 	}
+}
+
+// fillGroup adds queued requests to batch, up to MaxGroup, for the group about to be built
+// (its pipeline slot taken). While a group ahead still waits for its fsync and batch holds
+// fewer transactions than the last group, it waits for more, until that group is complete:
+// with a closed loop of clients, the clients of the group completed last are on their way
+// back, and a group started without them would make every fsync carry fewer transactions
+// (each group costs about 0.4 ms of CPU whatever its size). The wait ends at the latest when
+// the group ahead completes, so the writer never idles past the fsync it overlaps.
+func (m *Materializer) fillGroup(ctx context.Context, batch []*request, want int) []*request {
+	want = min(want, m.cfg.MaxGroup)
+	for len(batch) < m.cfg.MaxGroup {
+		select {
+		case r := <-m.reqs:
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		break
+	}
+	if len(batch) == 0 || len(batch) >= want {
+		return batch
+	}
+	for _, r := range batch {
+		if r.kind != reqTx {
+			return batch // schema work waits for no one
+		}
+	}
+	select { // a stale signal of a completion before this point
+	case <-m.pipeDone:
+	default:
+	}
+	if len(m.pipeSlots) < 2 {
+		return batch // nothing ahead: build at once
+	}
+	for len(batch) < want {
+		select {
+		case r := <-m.reqs:
+			batch = append(batch, r)
+			if r.kind != reqTx {
+				return batch
+			}
+		case <-m.pipeDone:
+			return batch
+		case <-ctx.Done():
+			return batch
+		}
+	}
+	return batch
 }
 
 // callerErr is the cause of the end of the caller's context, or nil while it lasts.
@@ -299,6 +342,10 @@ func (m *Materializer) completer() {
 		<-m.pipeSlots
 		m.met.pipeDepth.Set(float64(len(m.pipeSlots)))
 		m.pipeWG.Done()
+		select { // wakes a writer filling its group (fillGroup)
+		case m.pipeDone <- struct{}{}:
+		default:
+		}
 	}
 }
 
