@@ -74,16 +74,18 @@ func TestTracing(t *testing.T) {
 		_, rows, err := bcl.QueryAll(context.Background(), client.Options{}, client.Stmt("SELECT v FROM t WHERE id = 1"))
 		return err == nil && len(rows) == 1
 	})
-	// B's spans end when its Apply returns, just after the row is visible.
+	// B's spans end when its Apply returns, just after the row is visible; its receive span,
+	// their parent, ends after them.
 	byName := map[string]sdktrace.ReadOnlySpan{}
-	testutil.WaitFor(t, 10*time.Second, "node B's apply span", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "node B's apply and receive spans", func() bool {
 		for _, s := range rec.Ended() {
 			if s.SpanContext().TraceID().String() == traceID {
 				byName[s.Name()] = s
 			}
 		}
-		_, ok := byName["materializer.apply"]
-		return ok
+		_, apply := byName["materializer.apply"]
+		_, receive := byName["gossip.receive"]
+		return apply && receive
 	})
 	for _, name := range []string{"POST /v1/transactions", "materializer.transact", "materializer.commit", "log.append",
 		"gossip.broadcast", "gossip.receive", "materializer.apply", "materializer.fold"} {
