@@ -3,11 +3,11 @@ package client
 import (
 	"bufio"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -102,7 +102,7 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	reuse := !resp.Close && !req.Close
 	body := &directBody{t: t, dc: dc, rc: resp.Body, ctx: ctx, stop: stop, reuse: reuse}
 	if resp.Body == http.NoBody || resp.ContentLength == 0 {
-		body.done(nil)
+		body.done(bodyEOF)
 		resp.Body = http.NoBody
 		return resp, nil
 	}
@@ -127,7 +127,9 @@ func (t *directTransport) takes(req *http.Request) bool {
 // maxDirectBody is the largest request body sent on the direct path.
 const maxDirectBody = 64 << 10
 
-// directBody is an answer's body: at its end the connection goes back to the pool.
+// directBody is an answer's body: at its end the connection goes back to the pool. Close
+// may come from another goroutine while a Read waits (a subscription stopped from outside):
+// it closes the connection, which ends that Read.
 type directBody struct {
 	t     *directTransport
 	dc    *directConn
@@ -135,51 +137,55 @@ type directBody struct {
 	ctx   context.Context
 	stop  func() bool
 	reuse bool
-	mu    sync.Mutex
-	ended bool
+	// state: 0 while the answer is read, then bodyEOF or bodyClosed (set once, by done).
+	state atomic.Int32
 }
 
+const (
+	bodyEOF    = 1
+	bodyClosed = 2
+)
+
 func (b *directBody) Read(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.ended {
+	switch b.state.Load() {
+	case bodyEOF:
 		return 0, io.EOF
+	case bodyClosed:
+		return 0, http.ErrBodyReadAfterClose
 	}
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
-		b.done(nil)
+		b.done(bodyEOF)
 		return n, io.EOF
 	}
 	if err != nil {
 		if cerr := b.ctx.Err(); cerr != nil {
 			err = cerr
 		}
-		b.done(err)
+		b.done(bodyClosed)
 	}
 	return n, err
 }
 
 // Close ends the answer; a connection whose answer was not read to its end is closed.
 func (b *directBody) Close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.ended {
-		b.done(errors.New("closed before its end"))
-	}
+	b.done(bodyClosed)
 	return nil
 }
 
-// done releases the connection: to the pool when the answer ended cleanly (err nil), the
-// connection may carry another request and the context did not interrupt it.
-func (b *directBody) done(err error) {
-	b.ended = true
-	if b.stop() && err == nil && b.reuse {
+// done releases the connection, once: to the pool when the answer was read to its end, the
+// connection may carry another request and the context did not interrupt it; else closed.
+func (b *directBody) done(state int32) {
+	if !b.state.CompareAndSwap(0, state) {
+		return
+	}
+	if b.stop() && state == bodyEOF && b.reuse {
 		b.rc.Close() // at its end: nothing left to read
 		b.t.put(b.dc)
 		return
 	}
-	// The connection first: the body's Close reads what is left of the answer, which
-	// never ends for a stream (a subscription).
+	// The connection first: it ends a Read that waits, and the body's Close reads what is
+	// left of the answer, which never ends for a stream (a subscription).
 	b.dc.c.Close()
 	b.rc.Close()
 }

@@ -310,3 +310,60 @@ func TestDirectOnlyForPlainHTTP(t *testing.T) {
 		t.Error("an https agent uses the direct transport")
 	}
 }
+
+// TestDirectCloseEndsWaitingRead: Close from another goroutine ends a Read that waits for
+// the next event of a stream (a subscription stopped from outside), at once.
+func TestDirectCloseEndsWaitingRead(t *testing.T) {
+	a := newAgentStub(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("first\n"))
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done() // then nothing until the client goes
+	})
+	c, _ := newStubClient(t, a)
+	req, _ := c.newRequest(context.Background(), http.MethodGet, "/stream", nil, nil)
+	resp, err := c.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 6)); err != nil {
+		t.Fatal(err)
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := resp.Body.Read(make([]byte, 10))
+		readErr <- err
+	}()
+	closed := make(chan struct{})
+	go func() {
+		resp.Body.Close()
+		close(closed)
+	}()
+	for _, ch := range []struct {
+		what string
+		done func() bool
+	}{
+		{"Close", func() bool {
+			select {
+			case <-closed:
+				return true
+			case <-time.After(10 * time.Second):
+				return false
+			}
+		}},
+		{"the waiting Read", func() bool {
+			select {
+			case err := <-readErr:
+				return err != nil
+			case <-time.After(10 * time.Second):
+				return false
+			}
+		}},
+	} {
+		if !ch.done() {
+			t.Fatalf("%s did not end with an error within 10 s of Close", ch.what)
+		}
+	}
+	if _, err := resp.Body.Read(make([]byte, 1)); !errors.Is(err, http.ErrBodyReadAfterClose) {
+		t.Fatalf("Read after Close: %v", err)
+	}
+}
