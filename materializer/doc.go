@@ -38,6 +38,10 @@
 //     displaced clock record and every change that loses on arrival marks its version; a
 //     lost mark (restart, rebuild, overflow) costs one full pass, never a kept change for
 //     good. The tests follow every incremental pass with a full one that must drop nothing.
+//   - Every clock row is written by writeBuf.flush on the writer's connection, which records
+//     its key in its table's clock filter (clock.go) as it writes it: the filter may say a
+//     row has no clock (and its read is skipped) only when no write passed it by. A write
+//     that is rolled back only costs a read later.
 //   - Readers use separate read-only connections and never wait for the writer.
 //   - Local writes are captured in the same pass as they run (capture.go): AFTER triggers on
 //     each user table, on only while a local transaction's statements run, pass each row's
