@@ -56,6 +56,9 @@ type HTTPConfig struct {
 	// writer pipeline follows (0: the default, 2; 1: each writer group waits for the
 	// previous group's fsync, no overlap).
 	CommitDepth int
+	// WriterDepth is the in-process node's materializer.Config.WriterDepth (0: 1, no
+	// overlap; 2: the writer builds a group while the previous one's fsync runs).
+	WriterDepth int
 }
 
 // DefaultHTTPConfig is 32 clients writing single-row transactions for 5 s.
@@ -371,6 +374,7 @@ func openNode(ctx context.Context, cfg HTTPConfig) (n *node, err error) {
 	if cfg.ReadConns > 0 {
 		mcfg.ReadConns = cfg.ReadConns
 	}
+	mcfg.WriterDepth = cfg.WriterDepth
 	n.mat = materializer.New(n.store, mcfg)
 	if err := n.mat.Open(ctx); err != nil {
 		n.mat = nil

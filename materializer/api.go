@@ -68,6 +68,12 @@ type Config struct {
 	// MaxGroup is the most queued local transactions committed together (one SQLite commit
 	// and one log sync); 0 means 64.
 	MaxGroup int
+	// WriterDepth is how many writer groups may be on their way at once (writer.go's
+	// group): 0 or 1, one (a group is built once the previous one is durable); 2 or more
+	// build the next group while the previous one's log fsync runs, up to the log's commit
+	// depth. The overlap costs CPU (smaller groups per fsync) and paid off only with idle
+	// CPU (bench/RESULTS.md, round 6), so it is off by default.
+	WriterDepth int
 	// Compaction, when set, runs log compaction in the background (see Compaction); nil
 	// keeps every version (log.retention = forever).
 	Compaction *Compaction

@@ -26,7 +26,7 @@ func (c *Config) Validate() error {
 	if c.Path == "" {
 		return errors.New("materializer config: empty path")
 	}
-	if c.FoldBatch < 0 || c.ReadConns < 0 || c.MaxGroup < 0 || c.FoldDelay < 0 {
+	if c.FoldBatch < 0 || c.ReadConns < 0 || c.MaxGroup < 0 || c.FoldDelay < 0 || c.WriterDepth < 0 {
 		return errors.New("materializer config: negative size or delay")
 	}
 	return nil
@@ -196,7 +196,7 @@ func (m *Materializer) Open(ctx context.Context) error {
 	}
 	m.run, m.cancel = context.WithCancelCause(context.Background())
 	m.opened = true
-	depth := max(m.store.CommitDepth(), 1)
+	depth := max(min(m.cfg.WriterDepth, m.store.CommitDepth()), 1)
 	m.pipe, m.pipeSlots, m.pipeDone = make(chan *group, depth), make(chan struct{}, depth), make(chan struct{}, 1)
 	m.wg.Add(3)
 	go m.completer()

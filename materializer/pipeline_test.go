@@ -55,6 +55,7 @@ func TestWriterOverlapsLogSync(t *testing.T) {
 	gate := testutil.NewWALGate(vfs.Default)
 	var broadcasts atomic.Int32 // data changesets handed to OnCommit
 	n := openNodeOn(t, t.TempDir(), gate, 2, func(c *Config) {
+		c.WriterDepth = 2
 		c.OnCommit = func(css []*log.Changeset) {
 			for _, cs := range css {
 				if cs.Kind == log.KindData {

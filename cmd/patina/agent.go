@@ -132,6 +132,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	mcfg := materializer.DefaultConfig(filepath.Join(a.cfg.DataDir, "views.db"))
 	mcfg.Schema = schema
 	mcfg.FoldBatch, mcfg.ReadConns, mcfg.FoldDelay = a.cfg.DB.FoldBatch, a.cfg.DB.ReadConns, a.cfg.DB.FoldDelay
+	mcfg.WriterDepth = a.cfg.DB.WriterDepth
 	mcfg.NoOpenCheck = !a.cfg.DB.CheckOnStart
 	mcfg.Logger = a.logger
 	mcfg.Registerer = a.reg

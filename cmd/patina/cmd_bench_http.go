@@ -39,7 +39,8 @@ operations/s, rows/s and the latency p50/p99/max each client saw.`,
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the read keys")
 	fs.StringVar(&cfg.Token, "token", "", "bearer token of the agent at --addr")
 	fs.IntVar(&cfg.ReadConns, "read-conns", 0, "read connections of the in-process node (0: the default)")
-	fs.IntVar(&cfg.CommitDepth, "commit-depth", 0, "write groups of the in-process node on their way to disk at once (0: the default, 2; 1: no overlap of a group's SQL with the previous group's fsync)")
+	fs.IntVar(&cfg.CommitDepth, "commit-depth", 0, "the in-process node's log commit depth: append groups on their way to disk at once (0: the default, 2)")
+	fs.IntVar(&cfg.WriterDepth, "writer-depth", 0, "the in-process node's writer groups on their way at once (0 or 1: none overlaps; 2: a group's SQL runs while the previous group's fsync runs)")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		if err := cfg.Validate(); err != nil {
 			return &usageError{err}

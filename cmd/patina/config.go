@@ -120,10 +120,13 @@ type DBConfig struct {
 	// rebuilt from the log before the node serves. Off, damage is found (and the view
 	// rebuilt) by the first statement that meets it.
 	CheckOnStart bool `toml:"check_on_start"`
-	// CommitDepth is how many write groups may be on their way to disk at once (the log's
-	// commit pipeline, which the view's writer follows: it runs a group's SQL while the
-	// previous group's fsync runs); 0 means the default, 2; 1 turns the overlap off.
+	// CommitDepth is how many append groups may be on their way to disk at once (the log's
+	// commit pipeline); 0 means the default, 2; 1 turns the overlap off.
 	CommitDepth int `toml:"commit_depth"`
+	// WriterDepth is how many of the view writer's groups may be on their way at once: 2
+	// runs a group's SQL while the previous group's log fsync runs (more CPU per write);
+	// 0 or 1, none overlaps (the default).
+	WriterDepth int `toml:"writer_depth"`
 }
 
 // LogConfig is the [log] section: how much history the changeset log keeps.
@@ -284,7 +287,8 @@ var coreOptions = []option{
 	{key: "db.fold_delay", usage: "how long the writer, woken by changesets from peers alone, waits for more before folding a small batch (more changesets per SQLite commit, that much more replication latency); 0 folds at once", field: func(c *Config) any { return &c.DB.FoldDelay }, agentOnly: true},
 	{key: "db.check_on_start", usage: "check views.db at start (PRAGMA quick_check reads the whole file) and rebuild a damaged one from the log; off, the first statement that meets damage starts that rebuild", field: func(c *Config) any { return &c.DB.CheckOnStart }, agentOnly: true},
 	{key: "db.read_conns", usage: "read-only SQLite connections", field: func(c *Config) any { return &c.DB.ReadConns }, agentOnly: true},
-	{key: "db.commit_depth", usage: "write groups on their way to disk at once: the writer runs a group's SQL while the previous group's log fsync runs (0: the default, 2; 1: no overlap)", field: func(c *Config) any { return &c.DB.CommitDepth }, agentOnly: true},
+	{key: "db.commit_depth", usage: "log append groups on their way to disk at once: one is built and written while the previous one's fsync runs (0: the default, 2; 1: no overlap)", field: func(c *Config) any { return &c.DB.CommitDepth }, agentOnly: true},
+	{key: "db.writer_depth", usage: "the view writer's groups on their way at once: 2 runs a group's SQL while the previous group's log fsync runs (lower latency, more CPU per write, up to db.commit_depth); 0 or 1: none overlaps", field: func(c *Config) any { return &c.DB.WriterDepth }, agentOnly: true},
 	{key: "log.scrub_interval", usage: "how often a background pass reads the whole log, verifying checksums and digests, and repairs what it finds; 0 turns it off", field: func(c *Config) any { return &c.Log.ScrubInterval }, agentOnly: true},
 	{key: "log.scrub_bytes_per_sec", usage: "read rate of the background scrub, so that it never competes with writes for long", field: func(c *Config) any { return &c.Log.ScrubBytesPerSec }, agentOnly: true},
 	{key: "log.retention", usage: "how long superseded changes stay in the log: a duration (0s: compact at once) or forever", field: func(c *Config) any { return &c.Log.Retention }, agentOnly: true},
@@ -476,6 +480,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DB.CommitDepth < 0 {
 		return usagef("db.commit_depth %d: want 0 (the default, 2) or more", c.DB.CommitDepth)
+	}
+	if c.DB.WriterDepth < 0 {
+		return usagef("db.writer_depth %d: want 0 (the default, 1) or more", c.DB.WriterDepth)
 	}
 	switch c.LogFormat {
 	case "text", "json":
