@@ -120,11 +120,7 @@ func (m *Materializer) healAtOpen(ctx context.Context, cause error) error {
 	m.logger.Error("view corruption found at start: views.db is damaged; rebuilding it from the log",
 		"path", m.cfg.Path, "err", cause)
 	start := time.Now()
-	schema, err := liveSchema(ctx, m.cfg.Path, true)
-	if err != nil {
-		schema = nil
-	}
-	tmp, err := m.buildFresh(ctx, nil, 0, append(schema, m.cfg.Schema...), nil)
+	tmp, err := m.buildFromLog(ctx)
 	if err != nil {
 		m.met.viewHeals.WithLabelValues("failed").Inc()
 		return fmt.Errorf("views.db is damaged (%v) and rebuilding it from the log failed: %w; stop the node and run patina rebuild", cause, err)
@@ -136,6 +132,17 @@ func (m *Materializer) healAtOpen(ctx context.Context, cause error) error {
 	m.logger.Info("view rebuilt from the log after corruption", "path", m.cfg.Path, "took", time.Since(start).Round(time.Millisecond),
 		"kept", m.cfg.Path+corruptSuffix)
 	return nil
+}
+
+// buildFromLog builds a new view file from the log beside the view, with the schema the old
+// file still gives if it can be read (the log's schema changesets and the schema files give
+// it otherwise), and returns its path.
+func (m *Materializer) buildFromLog(ctx context.Context) (string, error) {
+	schema, err := liveSchema(ctx, m.cfg.Path, true)
+	if err != nil {
+		schema = nil
+	}
+	return m.buildFresh(ctx, nil, 0, append(schema, m.cfg.Schema...), nil)
 }
 
 // swapDamaged moves the damaged view at path aside (path.corrupt, replacing an older one)
@@ -185,11 +192,7 @@ func (m *Materializer) healAheadAtOpen(ctx context.Context, ahead *viewAheadErro
 	m.logger.Warn("the view is ahead of the log (a crash between a commit and its log sync: those transactions were never acknowledged); rebuilding it from the log",
 		"path", m.cfg.Path, "view_seq", ahead.view, "log_seq", ahead.log)
 	start := time.Now()
-	schema, err := liveSchema(ctx, m.cfg.Path, true)
-	if err != nil {
-		schema = nil
-	}
-	tmp, err := m.buildFresh(ctx, nil, 0, append(schema, m.cfg.Schema...), nil)
+	tmp, err := m.buildFromLog(ctx)
 	if err != nil {
 		return fmt.Errorf("%v, and rebuilding it from the log failed: %w; stop the node and run patina rebuild", ahead, err)
 	}

@@ -34,7 +34,13 @@ func openNode(tb testing.TB, dir string, site log.SiteID, schema []string, tweak
 // openNodeSync is openNode with a choice of log fsync (crash tests need it).
 func openNodeSync(tb testing.TB, dir string, site log.SiteID, schema []string, tweak func(*Config), sync bool) *node {
 	tb.Helper()
-	st, err := log.Open(filepath.Join(dir, "log"), log.Options{SiteID: site, NoSync: !sync})
+	return openNodeLog(tb, dir, log.Options{SiteID: site, NoSync: !sync}, schema, tweak)
+}
+
+// openNodeLog opens a node in dir whose log opens with opts.
+func openNodeLog(tb testing.TB, dir string, opts log.Options, schema []string, tweak func(*Config)) *node {
+	tb.Helper()
+	st, err := log.Open(filepath.Join(dir, "log"), opts)
 	if err != nil {
 		tb.Fatalf("open log: %v", err)
 	}

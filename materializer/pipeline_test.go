@@ -19,24 +19,13 @@ import (
 // openNodeOn is openNode with the log on fs, at a commit depth, with fsync.
 func openNodeOn(tb testing.TB, dir string, fs vfs.FS, depth int, tweak func(*Config)) *node {
 	tb.Helper()
-	st, err := log.Open(filepath.Join(dir, "log"), log.Options{SiteID: log.SiteID{1}, FS: fs, CommitDepth: depth, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		tb.Fatalf("open log: %v", err)
-	}
-	cfg := DefaultConfig(filepath.Join(dir, "views.db"))
-	cfg.Schema = tSchema
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	m := New(st, cfg)
-	if err := m.Open(context.Background()); err != nil {
-		st.Close()
-		tb.Fatalf("open materializer: %v", err)
-	}
-	n := &node{dir: dir, store: st, m: m, cfg: cfg}
-	tb.Cleanup(n.close)
-	return n
+	opts := log.Options{SiteID: log.SiteID{1}, FS: fs, CommitDepth: depth, Logger: slog.New(slog.DiscardHandler)}
+	return openNodeLog(tb, dir, opts, tSchema, func(c *Config) {
+		c.Logger = slog.New(slog.DiscardHandler)
+		if tweak != nil {
+			tweak(c)
+		}
+	})
 }
 
 // rowCount counts the rows of t the view shows a reader now.
