@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/patinadb/patina/internal/testutil"
 )
 
 // agentStub is an HTTP server on 127.0.0.1 that counts the connections it accepts.
@@ -82,18 +84,6 @@ func get(t *testing.T, c *Client, ctx context.Context, path string) (string, err
 	return string(b), err
 }
 
-// waitFor polls cond until it holds or 10 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestDirectKeepsConnections: sequential requests share one connection, concurrent ones one
 // each, and the answers (fixed length, chunked, empty) arrive whole.
 func TestDirectKeepsConnections(t *testing.T) {
@@ -160,7 +150,7 @@ func TestDirectPeerClosedIdle(t *testing.T) {
 		t.Fatalf("%q, %v", got, err)
 	}
 	a.closeConns()
-	waitFor(t, "the idle connection to show its end", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the idle connection to show its end", func() bool {
 		dt.mu.Lock()
 		defer dt.mu.Unlock()
 		return len(dt.idle) == 1 && !dt.idle[0].open()

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
 
 // WALGate wraps a filesystem so that, while it is closed, every sync of a Pebble WAL file
@@ -22,7 +23,11 @@ type WALGate struct {
 }
 
 // NewWALGate wraps fs, open.
-func NewWALGate(fs vfs.FS) *WALGate { return &WALGate{FS: fs} }
+func NewWALGate(fs vfs.FS) *WALGate {
+	g := &WALGate{}
+	g.FS = errorfs.Wrap(fs, errorfs.InjectorFunc(g.inject))
+	return g
+}
 
 // Entered counts the WAL syncs that reached the gate while it was closed.
 func (g *WALGate) Entered() int { return int(g.entered.Load()) }
@@ -65,37 +70,15 @@ func (g *WALGate) pass() {
 	}
 }
 
-func (g *WALGate) wrap(f vfs.File, name string, err error) (vfs.File, error) {
-	if err != nil || !strings.HasSuffix(name, ".log") {
-		return f, err
+// inject holds the syncs of WAL files (errorfs calls it before every operation of the
+// wrapped filesystem).
+func (g *WALGate) inject(op errorfs.Op) error {
+	if !strings.HasSuffix(op.Path, ".log") {
+		return nil
 	}
-	return gateFile{File: f, g: g}, nil
-}
-
-// Create, ReuseForWrite and OpenReadWrite wrap the WAL files they open.
-func (g *WALGate) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := g.FS.Create(name, c)
-	return g.wrap(f, name, err)
-}
-
-func (g *WALGate) ReuseForWrite(old, name string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := g.FS.ReuseForWrite(old, name, c)
-	return g.wrap(f, name, err)
-}
-
-func (g *WALGate) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
-	f, err := g.FS.OpenReadWrite(name, c, opts...)
-	return g.wrap(f, name, err)
-}
-
-type gateFile struct {
-	vfs.File
-	g *WALGate
-}
-
-func (f gateFile) Sync() error     { f.g.pass(); return f.File.Sync() }
-func (f gateFile) SyncData() error { f.g.pass(); return f.File.SyncData() }
-func (f gateFile) SyncTo(n int64) (bool, error) {
-	f.g.pass()
-	return f.File.SyncTo(n)
+	switch op.Kind {
+	case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+		g.pass()
+	}
+	return nil
 }
