@@ -156,3 +156,139 @@ func TestAppendAsyncWALFailure(t *testing.T) {
 		t.Fatalf("refusal after the failure: %v, want the store's failure %v", err, s.CommitFailure())
 	}
 }
+
+// TestAppendWrittenByIdleCaller: an append that finds the committer idle writes its group
+// on its own goroutine (tryCommit), so its Written is closed when AppendAsync returns; with
+// every pipeline slot taken, an append queues for the committer instead (and is written only
+// once a slot frees).
+func TestAppendWrittenByIdleCaller(t *testing.T) {
+	g := testutil.NewWALGate(vfs.NewMem())
+	s, err := Open("log", Options{FS: g, CommitDepth: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	defer g.Free()
+	ctx := context.Background()
+	site := SiteID{0xa4}
+	g.Hold()
+	p1, err := s.AppendAsync(ctx, crashCS(site, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !isClosed(p1.Written()) {
+		t.Fatal("an append to an idle committer returned before its group was written")
+	}
+	p2, err := s.AppendAsync(ctx, crashCS(site, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if closedWithin(p2.Written(), 100*time.Millisecond) {
+		t.Fatal("a second group was written while the only slot's group waited for its sync (depth 1)")
+	}
+	g.Free()
+	for i, p := range []*Pending{p1, p2} {
+		if _, err := p.Wait(); err != nil {
+			t.Fatalf("append %d: %v", i+1, err)
+		}
+	}
+	if s.LastSeq() != 2 {
+		t.Fatalf("last seq %d, want 2", s.LastSeq())
+	}
+}
+
+// TestLaterWaiterPublishesInOrder: the caller of a later group that waits first publishes
+// every group written before its own, in order, before its own (awaitGroup): its answer never
+// shows a state where an earlier group is missing.
+func TestLaterWaiterPublishesInOrder(t *testing.T) {
+	g := testutil.NewWALGate(vfs.NewMem())
+	s, err := Open("log", Options{FS: g, CommitDepth: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	defer g.Free()
+	ctx := context.Background()
+	site := SiteID{0xa5}
+	g.Hold()
+	p1, err := s.AppendAsync(ctx, crashCS(site, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p1.Written()
+	testutil.WaitFor(t, 10*time.Second, "group 1's sync to start", func() bool { return g.Entered() >= 1 })
+	p2, err := s.AppendAsync(ctx, crashCS(site, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p2.Written()
+	type answer struct {
+		res       []AppendResult
+		err       error
+		lastSeq   Seq
+		has1, p1d bool
+	}
+	got := make(chan answer, 1)
+	go func() {
+		res, err := p2.Wait()
+		got <- answer{res, err, s.LastSeq(), s.Contains(site, 1), isClosed(p1.Done())}
+	}()
+	if closedWithin(p1.Done(), 100*time.Millisecond) {
+		t.Fatal("group 1 answered while its sync was held")
+	}
+	g.Free()
+	a := <-got
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if a.res[0].Seq != 2 || a.lastSeq < 2 || !a.has1 || !a.p1d {
+		t.Fatalf("group 2 answered seq %d with last seq %d, version 1 held %v, group 1 answered %v: want 2, >= 2, true, true",
+			a.res[0].Seq, a.lastSeq, a.has1, a.p1d)
+	}
+	if res, err := p1.Wait(); err != nil || res[0].Seq != 1 {
+		t.Fatalf("group 1: %+v, %v", res, err)
+	}
+}
+
+// TestConcurrentLocalAppendsKeepOrder: local versions are reserved and written in the same
+// order (localMu), whether an append writes its own group or queues for the committer: read
+// back in arrival order, the local versions only grow.
+func TestConcurrentLocalAppendsKeepOrder(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	const writers, each = 8, 100
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			for i := range each {
+				cs := &Changeset{Kind: KindData, Changes: []Change{{Table: "t", PK: MustPackPK(Integer(int64(w)), Integer(int64(i))), CID: "c", Val: Integer(1), ColVersion: 1, CL: 1}}}
+				if _, _, err := s.AppendLocal(ctx, cs); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	css, err := s.Read(0, writers*each+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(css) != writers*each {
+		t.Fatalf("read %d changesets, want %d", len(css), writers*each)
+	}
+	for i, cs := range css {
+		if cs.Version != Version(i+1) {
+			t.Fatalf("arrival %d (seq %d) holds local version %d, want %d", i+1, cs.Seq, cs.Version, i+1)
+		}
+	}
+}

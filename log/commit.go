@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -68,7 +69,7 @@ func (p *Pending) Done() <-chan struct{} { return p.req.done }
 // answer), or the error that refused or failed it. A call whose Results succeeded can still
 // fail here: its WAL sync failed.
 func (p *Pending) Wait() ([]AppendResult, error) {
-	<-p.req.done
+	p.s.await(p.req)
 	if !p.start.IsZero() {
 		p.s.metrics.appendSeconds.Observe(time.Since(p.start).Seconds())
 	}
@@ -199,12 +200,110 @@ func (s *Store) enqueue(ctx context.Context, req *appendReq) error {
 	}
 	defer s.closeMu.RUnlock()
 	s.appends.Add(1)
+	if s.tryCommit(req) {
+		return nil
+	}
+	s.queued.Add(1)
 	select {
 	case s.reqs <- req:
 		return nil
 	case <-ctx.Done():
+		s.queued.Add(-1)
 		return context.Cause(ctx)
 	}
+}
+
+// tryCommit writes req as a group of its own on the caller's goroutine when the committer
+// is idle (nothing queued, nothing being written) and the pipeline has room; it reports
+// whether it did. A caller that then waits for its group (await) makes the whole commit
+// path one goroutine: the committer's hand-offs (queue, written, synced) each cost a turn
+// in the scheduler's run queue, and on a node busy with HTTP requests a turn is about half
+// a millisecond, more than the fsync itself. Appends queued meanwhile, and every append
+// while the committer is busy, group-commit behind it as before. Called with closeMu's read
+// side held, so Close waits for it.
+func (s *Store) tryCommit(req *appendReq) bool {
+	if s.queued.Load() > 0 || !s.commitMu.TryLock() {
+		return false
+	}
+	defer s.commitMu.Unlock()
+	// queued is read again under the lock: an append queued before this one (AppendLocal's
+	// order, localMu) is written first.
+	if s.queued.Load() > 0 {
+		return false
+	}
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		return false // groups ahead are still syncing: queue and join the next group
+	}
+	s.write([]*appendReq{req})
+	return true
+}
+
+// write commits batch as one group and hands it on (commitMu held, a slot taken): to the
+// publishing queue, to syncLoop, and to its callers (written).
+func (s *Store) write(batch []*appendReq) {
+	f := s.commit(batch)
+	s.qMu.Lock()
+	s.pubQ = append(s.pubQ, f)
+	s.qMu.Unlock()
+	for _, r := range batch {
+		r.wErr = r.err // what commit refused; the publisher may set err from now on
+		if r.wErr == nil && f.err != nil {
+			r.wErr = s.failedErr()
+		}
+		r.f = f
+	}
+	s.synced <- f // never blocks: it holds at most the slots' depth
+	for _, r := range batch {
+		close(r.written)
+	}
+}
+
+// await returns once req is answered. A request written in a group publishes that group
+// itself when it gets there first (awaitGroup), rather than wait for syncLoop's turn.
+func (s *Store) await(req *appendReq) {
+	<-req.written
+	if req.f != nil {
+		s.awaitGroup(req.f)
+	}
+	<-req.done
+}
+
+// awaitGroup publishes, in write order, every group up to f, each once durable. Whoever
+// holds pubMu publishes the head of pubQ: syncLoop for every group, or a waiter for its own,
+// whichever comes first; the other finds it published. The caller waiting on the fsync
+// itself is woken by Pebble's flush loop directly, one scheduler hand-off instead of three.
+func (s *Store) awaitGroup(f *inflight) {
+	if f.published.Load() {
+		return
+	}
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	for !f.published.Load() {
+		s.qMu.Lock()
+		head := s.pubQ[0]
+		s.qMu.Unlock()
+		s.finish(head)
+	}
+}
+
+// finish publishes the written group f once it is durable and answers its callers (pubMu
+// held, f the head of pubQ).
+func (s *Store) finish(f *inflight) {
+	if s.publish(f) {
+		s.metrics.commitSeconds.Observe(time.Since(f.start).Seconds())
+		s.metrics.batchAppends.Observe(float64(len(f.reqs)))
+	}
+	s.qMu.Lock()
+	s.pubQ[0] = nil
+	s.pubQ = s.pubQ[1:]
+	s.qMu.Unlock()
+	f.published.Store(true)
+	for _, r := range f.reqs {
+		close(r.done)
+	}
+	<-s.slots
 }
 
 // AppendLocal stores a changeset of this node under the next local version (it sets Site,
@@ -255,7 +354,7 @@ func (s *Store) AppendLocal(ctx context.Context, cs *Changeset) (Version, Seq, e
 	// Reserved only once queued: a refused call leaves no gap in the local versions.
 	s.nextLocal.CompareAndSwap(uint64(ver), uint64(ver)+1)
 	s.localMu.Unlock()
-	<-req.done
+	s.await(req)
 	s.metrics.appendSeconds.Observe(time.Since(start).Seconds())
 	if req.err != nil {
 		return 0, 0, req.err
@@ -284,8 +383,16 @@ const DefaultCommitDepth = 2
 // at most); a group with nothing to write (every item already held by the working vector,
 // or refused) goes through syncLoop too, because "held" there may mean "held by a group not
 // synced yet".
+//
+// Two shortcuts keep a lone appender (the materializer's writer with single-row
+// transactions) off the scheduler's run queue, where each hand-off between goroutines waits
+// behind every runnable HTTP handler: an appender that finds the committer idle writes its
+// own group (tryCommit), and a caller waiting for its group publishes it, and any group
+// written before it, itself (awaitGroup) instead of waiting for syncLoop's turn. Both keep
+// the order: groups are written under commitMu, one at a time, and published under pubMu
+// from the head of pubQ, in the order they were written.
 
-// inflight is one group between commitLoop and syncLoop.
+// inflight is one group written and not yet published.
 type inflight struct {
 	reqs    []*appendReq
 	b       *pebble.Batch // nil: nothing to write
@@ -297,38 +404,46 @@ type inflight struct {
 	changes uint64 // totals after this group
 	bytes   uint64
 	start   time.Time
+	// published: the group is durable and published (or failed) and its callers answered.
+	published atomic.Bool
 }
 
 // commitLoop is the only writer of the db after Open.
 func (s *Store) commitLoop() {
 	defer close(s.done)
 	go s.syncLoop()
-	s.resetWork()
 	lastBatch := 0
 	for {
 		var batch []*appendReq
 		select {
 		case <-s.quit:
+			s.commitMu.Lock()
 			s.flushPipeline()
 			s.drain(ErrClosed)
+			s.commitMu.Unlock()
 			close(s.synced)
 			<-s.syncDone
 			return
 		case req := <-s.reqs:
 			batch = append(make([]*appendReq, 0, 8), req)
 		case cr := <-s.compacts:
+			s.commitMu.Lock()
 			s.flushPipeline()
 			s.commitCompaction(cr)
 			s.resetWork()
+			s.commitMu.Unlock()
 			close(cr.done)
 			continue
 		case rr := <-s.repairs:
+			s.commitMu.Lock()
 			s.flushPipeline()
 			s.commitRepair(rr)
 			s.resetWork()
+			s.commitMu.Unlock()
 			close(rr.done)
 			continue
 		}
+		s.commitMu.Lock()
 		// Wait for room in the pipeline; what queues meanwhile joins this group.
 		s.slots <- struct{}{}
 		n := len(batch[0].items)
@@ -352,15 +467,9 @@ func (s *Store) commitLoop() {
 			}
 		}
 		lastBatch = len(batch)
-		f := s.commit(batch)
-		for _, r := range batch {
-			r.wErr = r.err // what commit refused; syncLoop may set err from now on
-			if r.wErr == nil && f.err != nil {
-				r.wErr = s.failedErr()
-			}
-			close(r.written)
-		}
-		s.synced <- f
+		s.write(batch)
+		s.queued.Add(-int64(len(batch)))
+		s.commitMu.Unlock()
 	}
 }
 
@@ -388,14 +497,7 @@ func (s *Store) resetWork() {
 func (s *Store) syncLoop() {
 	defer close(s.syncDone)
 	for f := range s.synced {
-		if s.publish(f) {
-			s.metrics.commitSeconds.Observe(time.Since(f.start).Seconds())
-			s.metrics.batchAppends.Observe(float64(len(f.reqs)))
-		}
-		for _, r := range f.reqs {
-			close(r.done)
-		}
-		<-s.slots
+		s.awaitGroup(f)
 	}
 }
 
@@ -404,6 +506,7 @@ func (s *Store) drain(err error) {
 	for {
 		select {
 		case req := <-s.reqs:
+			s.queued.Add(-1)
 			req.err, req.wErr = err, err
 			close(req.written)
 			close(req.done)

@@ -114,6 +114,14 @@
 // groups not synced yet) still waits its turn in syncLoop, because "held" may mean "held by
 // a group still on its way". Compaction and repair read and replace the published state, so
 // the committer lets the pipeline drain before running them.
+// Two shortcuts take the hand-offs off a lone appender's path (each hand-off between
+// goroutines is a turn in the scheduler's run queue, about half a millisecond behind a busy
+// node's HTTP handlers): an append that finds the committer idle, nothing queued and a
+// pipeline slot free writes its group itself, on its own goroutine (tryCommit, under the
+// committer's lock commitMu), and a caller waiting for its group publishes the groups up to
+// its own itself, in order, when it gets there before syncLoop (awaitGroup: whoever holds
+// pubMu publishes the head of the queue of written groups). The order invariants above hold
+// through both: one group is written at a time, and groups are published in write order.
 // There is no timer: a lone writer pays one fsync per append and never waits for company.
 // When the last batch was shared, the committer yields the processor once before it stops
 // collecting, so that writers just woken by the last commit can queue their next append for

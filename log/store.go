@@ -135,17 +135,27 @@ type Store struct {
 	localMu   sync.Mutex
 	nextLocal atomic.Uint64
 
-	// Committer-only state: the vector, arrival seq and counters including the groups
-	// written and not yet published (see commitLoop).
+	// Committer state: the vector, arrival seq and counters including the groups written
+	// and not yet published (see commitLoop). commitMu guards it: the committer goroutine
+	// holds it while it builds and writes a group (and around compactions and repairs), and
+	// an appender that finds the committer idle holds it to write its own group
+	// (tryCommit). queued counts appends sent to the committer and not yet written.
+	commitMu         sync.Mutex
+	queued           atomic.Int64
 	work             *Vector
 	wLastSeq         Seq
 	wChanges, wBytes uint64
 
 	// The commit pipeline: a token in slots per group on its way to disk; synced carries
-	// them from commitLoop to syncLoop, which closes syncDone when it ends.
+	// them to syncLoop, which closes syncDone when it ends. pubQ holds the groups written
+	// and not yet published, in the order they were written (qMu guards it); whoever holds
+	// pubMu publishes its head: syncLoop, or a caller waiting for its own group (awaitGroup).
 	slots    chan struct{}
 	synced   chan *inflight
 	syncDone chan struct{}
+	pubMu    sync.Mutex
+	qMu      sync.Mutex
+	pubQ     []*inflight
 
 	// mu guards the published (durable) state below.
 	mu      sync.RWMutex
@@ -182,6 +192,9 @@ type appendReq struct {
 	// request refused; wErr is then the refusal or the write's failure (AppendAsync).
 	written chan struct{}
 	wErr    error
+	// f is the group the request was written in, set before written is closed (nil: answered
+	// without one); its waiter may publish it itself (awaitGroup).
+	f *inflight
 }
 
 // item is one part to store: cs is a part (a view of the caller's changeset), enc its
@@ -282,6 +295,7 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 	if err := writeIdentity(fs, dir, s.site); err != nil {
 		s.logger.Warn("could not write the copy of the site id (recover.go); open goes on", "err", err)
 	}
+	s.resetWork() // before the first append: an appender may write its own group (tryCommit)
 	go s.commitLoop()
 	s.ready.Store(true)
 	if len(s.Damage()) > 0 { // met at open (recover.go): the repair re-writes the log

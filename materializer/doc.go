@@ -19,7 +19,8 @@
 //     changesets (at any depth), and the writer goes on with the next group while that
 //     write syncs. Its answers, commit notices, broadcast and
 //     published fold position (FoldPosition) wait for the sync, in commit order (the
-//     completer), so no caller is answered, no peer is sent and nothing outside the writer
+//     completer; at depth 1 the writer itself, which waits for the sync in the log's
+//     awaitGroup), so no caller is answered, no peer is sent and nothing outside the writer
 //     sees a fold position before the log holds it durably; the view itself may show a
 //     write up to one fsync before its answer. A view left ahead of its log (a crash in
 //     that window, or a failed WAL sync) is rebuilt from the log: at Open (heal.go's

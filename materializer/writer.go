@@ -321,13 +321,23 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 
 // iterateAsync runs one writer transaction and hands it to the completer, so that the
 // writer goes on with the next group while this one's log append waits for its sync. The
-// caller took the group's token in pipeSlots: at most the log's commit depth of groups are
-// on their way (being built, or waiting for their sync) at once.
+// caller took the group's token in pipeSlots: at most the writer's depth of groups are on
+// their way (being built, or waiting for their sync) at once. At depth 1 nothing overlaps,
+// and the writer completes the group itself: it then waits for the fsync in the log's
+// awaitGroup and is woken by Pebble's flush loop directly, where the completer would add
+// two hand-offs (log to completer, completer to writer), each a turn in the scheduler's run
+// queue behind the HTTP handlers.
 func (m *Materializer) iterateAsync(ctx context.Context, txs []*request) error {
 	g, err := m.runGroup(ctx, txs)
 	if err != nil {
 		<-m.pipeSlots
 		return err
+	}
+	if cap(m.pipeSlots) == 1 {
+		m.complete(g)
+		<-m.pipeSlots
+		m.met.pipeDepth.Set(0)
+		return nil
 	}
 	m.pipeWG.Add(1)
 	m.pipe <- g
