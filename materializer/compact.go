@@ -200,8 +200,15 @@ func (m *Materializer) judgeNow(ctx context.Context, css []*log.Changeset) ([][]
 // loadClocks reads the clocks of the rows pks of t into clocks (by table name, NUL, pk;
 // rows without a clock are left nil), with statements of 64, 16, 4 and 1 keys.
 func (m *Materializer) loadClocks(ctx context.Context, t *table, pks [][]byte, clocks map[string]*rowClock) error {
-	if err := m.flush(ctx); err != nil { // nothing is buffered between transactions; cheap
-		return err
+	for _, pk := range pks {
+		if m.wb.pendingKey(t, pk) {
+			// An earlier transaction of the group buffered this row's clock: write the
+			// buffer first (scanClocks reads the table).
+			if err := m.flush(ctx); err != nil {
+				return err
+			}
+			break
+		}
 	}
 	return m.scanClocks(ctx, t, pks, make([]any, 0, 64), func(pk, raw []byte) error {
 		var rc rowClock

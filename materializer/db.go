@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/patinadb/patina/log"
@@ -20,6 +21,12 @@ type dbconn struct {
 	stmts map[string]*sql.Stmt
 	raw   map[string]rawStmt  // execRaw's statements, prepared on the driver connection
 	nv    []driver.NamedValue // execRaw's arguments
+	// rollbacks counts the transactions SQLite rolled back on this connection, explicitly or
+	// by itself (an interrupted write, OR ROLLBACK, a full disk): its rollback hook, set by
+	// hookRollbacks (hooked). runLocal reads it to know whether a failed statement left the
+	// writer transaction whole.
+	rollbacks atomic.Uint64
+	hooked    bool
 }
 
 // rawStmt is a statement prepared on the driver connection (modernc's implements both).
@@ -45,26 +52,93 @@ func (d *dbconn) execRaw(ctx context.Context, q string, args []any) error {
 	}
 	defer clear(d.nv)
 	return d.c.Raw(func(dc any) error {
-		s, ok := d.raw[q]
-		if !ok {
-			p, ok := dc.(driver.ConnPrepareContext)
-			if !ok {
-				return fmt.Errorf("materializer: driver connection %T cannot prepare", dc)
-			}
-			ds, err := p.PrepareContext(ctx, q)
-			if err != nil {
-				return err
-			}
-			if s, ok = ds.(rawStmt); !ok {
-				ds.Close()
-				return fmt.Errorf("materializer: driver statement %T cannot execute with a context", ds)
-			}
-			d.raw[q] = s
+		s, err := d.rawPrepared(ctx, dc, q)
+		if err != nil {
+			return err
 		}
-		_, err := s.ExecContext(ctx, d.nv)
+		_, err = s.ExecContext(ctx, d.nv)
 		return err
 	})
 }
+
+// hookRollbacks sets the connection's rollback hook, which counts rollbacks. Without it
+// (another driver) hooked stays false and every local transaction runs in a savepoint.
+func (d *dbconn) hookRollbacks() error {
+	return d.c.Raw(func(dc any) error {
+		h, ok := dc.(interface {
+			RegisterRollbackHook(sqlite.RollbackHookFn)
+		})
+		if ok {
+			h.RegisterRollbackHook(func() { d.rollbacks.Add(1) })
+			d.hooked = true
+		}
+		return nil
+	})
+}
+
+// run is execRaw for a statement with few arguments (internal statements of the writer).
+func (d *dbconn) run(ctx context.Context, q string, args ...any) error {
+	return d.execRaw(ctx, q, args)
+}
+
+// rawPrepared returns q prepared on the driver connection dc (d.raw caches it).
+func (d *dbconn) rawPrepared(ctx context.Context, dc any, q string) (rawStmt, error) {
+	if s, ok := d.raw[q]; ok {
+		return s, nil
+	}
+	p, ok := dc.(driver.ConnPrepareContext)
+	if !ok {
+		return nil, fmt.Errorf("materializer: driver connection %T cannot prepare", dc)
+	}
+	ds, err := p.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	s, ok := ds.(rawStmt)
+	if !ok {
+		ds.Close()
+		return nil, fmt.Errorf("materializer: driver statement %T cannot execute with a context", ds)
+	}
+	d.raw[q] = s
+	return s, nil
+}
+
+// execUser runs a user statement on the driver connection, as execRaw does (no copy of its
+// arguments per call by database/sql), and returns SQLite's count of the rows it changed.
+// ctx's end interrupts it (the driver watches ctx, as database/sql's path did). Parameters
+// are bound as database/sql would: positional ones by ordinal, named ones by name; a missing
+// one is the driver's error, as before.
+func (d *dbconn) execUser(ctx context.Context, st *Statement) (int64, error) {
+	d.nv = d.nv[:0]
+	if err := eachArg(*st, func(name string, v any) {
+		d.nv = append(d.nv, driver.NamedValue{Name: name, Ordinal: len(d.nv) + 1, Value: v})
+	}); err != nil {
+		return 0, err
+	}
+	defer clear(d.nv)
+	if len(d.raw) > maxRawStmts {
+		// Bound the statement cache; internal statements are re-prepared on demand.
+		d.resetStmts()
+	}
+	var n int64
+	err := d.c.Raw(func(dc any) error {
+		s, err := d.rawPrepared(ctx, dc, st.SQL)
+		if err != nil {
+			return err
+		}
+		r, err := s.ExecContext(ctx, d.nv)
+		if err != nil {
+			return err
+		}
+		n, err = r.RowsAffected()
+		return err
+	})
+	return n, err
+}
+
+// maxRawStmts bounds the statements prepared on the writer's driver connection: users send
+// any number of statement texts.
+const maxRawStmts = 512
 
 func (d *dbconn) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
 	if s, ok := d.stmts[q]; ok {

@@ -37,26 +37,58 @@ type localRow struct {
 	listed      bool        // in localRows.order (preload makes rows before their first touch)
 }
 
-// runLocal runs one local transaction inside a savepoint of the writer's SQLite transaction
-// and turns what the capture triggers saw into a changeset with the rules L1-L8 of docs/DESIGN.md section 3. The
-// changeset (nil when nothing changed) gets version; its clock records are written. The
+// runLocal runs one local transaction and turns what the capture triggers saw into a
+// changeset with the rules L1-L8 of docs/DESIGN.md section 3. The changeset (nil when nothing
+// changed) gets version; its clock records are buffered (runLocals writes the group's). The
 // user's statements run under user, whose end interrupts them (the rest under ctx). When the
-// interrupt made SQLite roll back the whole writer transaction, the error wraps errGroupLost
-// around the statement's error.
+// transaction's failure needs the whole writer transaction rolled back (an interrupt made
+// SQLite do it, or see below), the error wraps errGroupLost around the transaction's error:
+// the group runs again without it.
+//
+// A transaction of several statements runs in a savepoint, so that a failing statement
+// undoes the ones before it. A transaction of one statement (almost all of them: one
+// INSERT per request) runs without one, which saves the SAVEPOINT and RELEASE statements
+// (issue 14: about 4 us of the writer's 31 per single-row transaction). That is exact
+// because of what a statement that fails can leave behind:
+//   - SQLite's statement journal undoes a statement that fails under the default conflict
+//     resolution (ABORT), its triggers' effects included, and the writer transaction goes on.
+//   - Under OR FAIL (or a trigger's RAISE(FAIL)), the rows the statement changed before the
+//     failing one stay changed; under OR ROLLBACK, an interrupt, a full disk or an I/O error,
+//     SQLite rolls back the whole writer transaction.
+//
+// So a failed statement is answered alone only when no capture event arrived (no row of a
+// user table was changed before the failure: every user table has capture triggers) and the
+// rollback hook did not fire (dbconn.rollbacks: the writer transaction is whole). Otherwise
+// the group is lost, and it runs again without this transaction. Once the statement
+// succeeded, anything that fails (captured) loses the group too: the statement's changes
+// cannot be undone alone. Capture events live on the Go side: each transaction starts from
+// an empty sink, and a group that runs again recaptures.
 func (m *Materializer) runLocal(ctx, user context.Context, stmts []Statement, changesRows []bool, version log.Version, st *foldState) (TxResult, *log.Changeset, error) {
 	w := m.w
 	m.cap.reset()
-	if _, err := w.exec(ctx, "SAVEPOINT patina_tx"); err != nil {
-		return TxResult{}, nil, err
+	savepoint := inSavepoint(w, stmts)
+	if savepoint {
+		if err := w.run(ctx, "SAVEPOINT patina_tx"); err != nil {
+			return TxResult{}, nil, err
+		}
 	}
+	rollbacks, mk := w.rollbacks.Load(), m.wb.mark()
 	fail := func(err error) (TxResult, *log.Changeset, error) {
 		m.cap.reset() // the events of statements the rollback undoes
-		if _, rerr := w.c.ExecContext(context.Background(), "ROLLBACK TO patina_tx"); rerr != nil {
+		m.wb.truncate(mk)
+		if !savepoint {
+			return TxResult{}, nil, err
+		}
+		if rerr := w.run(context.Background(), "ROLLBACK TO patina_tx"); rerr != nil {
 			// No savepoint left: SQLite rolled the whole transaction back.
 			return TxResult{}, nil, &groupLost{err}
 		}
-		w.c.ExecContext(context.Background(), "RELEASE patina_tx")
+		w.run(context.Background(), "RELEASE patina_tx")
 		return TxResult{}, nil, err
+	}
+	lost := func(err error) (TxResult, *log.Changeset, error) {
+		m.cap.reset()
+		return TxResult{}, nil, &groupLost{err}
 	}
 	res := TxResult{Results: make([]StmtResult, len(stmts))}
 	for i := range stmts {
@@ -71,7 +103,11 @@ func (m *Materializer) runLocal(ctx, user context.Context, stmts []Statement, ch
 				err = fmt.Errorf("%w: statement interrupted after %v", context.Cause(user), time.Since(start).Round(time.Millisecond))
 				m.met.interrupted.Inc()
 			}
-			return fail(&StmtError{Index: i, Err: m.fault(classify(err))})
+			err = &StmtError{Index: i, Err: m.fault(classify(err))}
+			if !savepoint && (len(m.cap.events) > 0 || w.rollbacks.Load() != rollbacks) {
+				return lost(err)
+			}
+			return fail(err)
 		}
 		if i < len(changesRows) && !changesRows[i] {
 			n = 0 // SQLite's count is an earlier statement's
@@ -80,13 +116,21 @@ func (m *Materializer) runLocal(ctx, user context.Context, stmts []Statement, ch
 	}
 	cs, err := m.captured(ctx, version, st)
 	if err != nil {
+		if !savepoint {
+			return lost(err)
+		}
 		return fail(err)
 	}
-	if _, err := w.exec(ctx, "RELEASE patina_tx"); err != nil {
-		return fail(err)
+	if savepoint {
+		if err := w.run(ctx, "RELEASE patina_tx"); err != nil {
+			return fail(err)
+		}
 	}
 	return res, cs, nil
 }
+
+// inSavepoint says whether runLocal runs stmts in a savepoint (see there).
+func inSavepoint(w *dbconn, stmts []Statement) bool { return len(stmts) != 1 || !w.hooked }
 
 // groupLost wraps the error of a statement whose interrupt rolled back the writer
 // transaction; errors.Unwrap gives the statement's error back.
@@ -97,23 +141,7 @@ func (e *groupLost) Unwrap() error        { return e.err }
 func (e *groupLost) Is(target error) bool { return target == errGroupLost }
 
 func (m *Materializer) execUser(ctx context.Context, st *Statement) (int64, error) {
-	args, err := bindArgs(*st)
-	if err != nil {
-		return 0, err
-	}
-	if len(m.w.stmts) > 512 {
-		// Bound the statement cache; internal statements are re-prepared on demand.
-		m.w.resetStmts()
-	}
-	s, err := m.w.stmt(ctx, st.SQL)
-	if err != nil {
-		return 0, err
-	}
-	r, err := s.ExecContext(ctx, args...)
-	if err != nil {
-		return 0, err
-	}
-	return r.RowsAffected()
+	return m.w.execUser(ctx, st)
 }
 
 // captured takes the capture events of the transaction just run, applies L1-L8 in capture
@@ -432,13 +460,14 @@ func moveKey(ro, rn *localRow, oldV, newV []log.Value) {
 
 // localChangeset turns the touched rows into the transaction's changeset (sentinel first,
 // then touched columns, per row in first-touch order), stamps the clocks with their new
-// (site, version, ordinal) and writes them. It returns nil when no row changed.
+// (site, version, ordinal) and buffers them; runLocals writes the group's clocks once all
+// its transactions have run (writeBuf). It returns nil when no row changed.
 func (m *Materializer) localChangeset(ctx context.Context, version log.Version, order []*localRow, st *foldState) (_ *log.Changeset, err error) {
+	mk := m.wb.mark()
 	defer func() {
-		if err == nil {
-			err = m.flush(ctx) // the clocks, buffered by storeClock
+		if err != nil {
+			m.wb.truncate(mk)
 		}
-		m.wb.reset()
 	}()
 	cs := &log.Changeset{Site: m.site, Version: version, TS: m.hlc.Now(), Kind: log.KindData}
 	// The changes counted first (the loop below takes the same ones): one allocation, where

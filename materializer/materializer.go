@@ -251,6 +251,9 @@ func (m *Materializer) openWriter(ctx context.Context, path string, schema []str
 		return fmt.Errorf("open view %s: %w", path, err)
 	}
 	m.wdb, m.w = db, newDBConn(c)
+	if err := m.w.hookRollbacks(); err != nil {
+		return fmt.Errorf("open view %s: %w", path, err)
+	}
 	if err := m.initDB(ctx, schema); err != nil {
 		return fmt.Errorf("open view %s: %w", path, err)
 	}

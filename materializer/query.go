@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/patinadb/patina/log"
 	"github.com/patinadb/patina/materializer/internal/sqltok"
@@ -58,23 +60,41 @@ func QueryDB(ctx context.Context, db *sql.DB, st Statement) (Rows, error) {
 // bindArgs turns st's parameters into database/sql arguments, refusing invalid values and
 // a mix of positional and named parameters.
 func bindArgs(st Statement) ([]any, error) {
-	if len(st.Params) > 0 && len(st.Named) > 0 {
-		return nil, fmt.Errorf("%w: positional and named parameters together", ErrBadStatement)
-	}
 	args := make([]any, 0, len(st.Params)+len(st.Named))
+	err := eachArg(st, func(name string, v any) {
+		if name == "" {
+			args = append(args, v)
+		} else {
+			args = append(args, sql.Named(name, v))
+		}
+	})
+	return args, err
+}
+
+// eachArg calls fn with each of st's parameters as a driver value, positional ones in order
+// (name ""), then named ones (name without its prefix), refusing invalid values.
+func eachArg(st Statement, fn func(name string, v any)) error {
+	if len(st.Params) > 0 && len(st.Named) > 0 {
+		return fmt.Errorf("%w: positional and named parameters together", ErrBadStatement)
+	}
 	for _, v := range st.Params {
 		if err := v.Validate(); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBadStatement, err)
+			return fmt.Errorf("%w: %w", ErrBadStatement, err)
 		}
-		args = append(args, v.SQL())
+		fn("", v.SQL())
 	}
 	for k, v := range st.Named {
 		if err := v.Validate(); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBadStatement, err)
+			return fmt.Errorf("%w: %w", ErrBadStatement, err)
 		}
-		args = append(args, sql.Named(strings.TrimLeft(k, ":@$"), v.SQL()))
+		name := strings.TrimLeft(k, ":@$")
+		if r, _ := utf8.DecodeRuneInString(name); name != "" && !unicode.IsLetter(r) {
+			// database/sql's rule, kept for the writer's driver-level path (execUser).
+			return fmt.Errorf("%w: parameter name %q does not begin with a letter", ErrBadStatement, name)
+		}
+		fn(name, v.SQL())
 	}
-	return args, nil
+	return nil
 }
 
 // newRows wraps the result of QueryContext as Rows; m (nil for a plain database) hears of

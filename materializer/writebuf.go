@@ -21,8 +21,13 @@ import (
 //     any write that is not buffered (a delete, a bare insert) flushes first.
 //   - a row's clock or values are never read while a write of that row is buffered:
 //     loadClock flushes first when the key is pending (pendingKey).
-//   - the buffer is empty between changesets: foldChangeset and localChangeset flush it when
-//     they succeed and drop it when they fail, so a savepoint or a rollback never sees it.
+//   - the buffer is empty between folded changesets: foldChangeset flushes it when it
+//     succeeds and drops it when it fails, so a savepoint or a rollback never sees it.
+//   - the clocks of a group's local transactions are written once, when the last of them has
+//     run (runLocals), not one statement per transaction: a transaction that fails drops its
+//     own (truncate), and one that runs in a savepoint flushes the others' first, so that
+//     rolling its savepoint back cannot undo them (runLocal). runLocals drops the buffer when
+//     the group fails.
 type writeBuf struct {
 	rows   []pendRow
 	clocks []pendClock
@@ -84,6 +89,24 @@ func (b *writeBuf) addClock(t *table, pk []byte, cl int64, enc []byte) {
 	start := len(b.arena)
 	b.arena = append(b.arena, enc...)
 	b.clocks = append(b.clocks, pendClock{t: t, pk: pk, cl: cl, start: start, end: len(b.arena)})
+}
+
+// bufMark is how much a writeBuf held at some point (mark), to drop what was added since
+// (truncate).
+type bufMark struct{ rows, clocks, args, arena int }
+
+func (b *writeBuf) mark() bufMark {
+	return bufMark{len(b.rows), len(b.clocks), len(b.args), len(b.arena)}
+}
+
+// truncate drops what was buffered since mk (a local transaction that failed after earlier
+// ones of its group buffered their clocks). Their keys stay in keys: a key too many only
+// costs an early flush.
+func (b *writeBuf) truncate(mk bufMark) {
+	clear(b.rows[mk.rows:])
+	clear(b.clocks[mk.clocks:])
+	clear(b.args[mk.args:])
+	b.rows, b.clocks, b.args, b.arena = b.rows[:mk.rows], b.clocks[:mk.clocks], b.args[:mk.args], b.arena[:mk.arena]
 }
 
 // reset drops what is buffered (the changeset failed, or it was written).

@@ -387,10 +387,10 @@ func (m *Materializer) runGroup(ctx context.Context, txs []*request) (_ *group, 
 		return nil, err
 	}
 	w := m.w
-	if _, err := w.exec(ctx, "BEGIN IMMEDIATE"); err != nil {
+	if err := w.run(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	rollback := func() { w.c.ExecContext(context.Background(), "ROLLBACK") }
+	rollback := func() { w.run(context.Background(), "ROLLBACK") }
 	g := &group{txs: txs, start: time.Now()}
 	var st foldState
 	css = foldable(css, m.ahead)
@@ -598,9 +598,16 @@ func (m *Materializer) runLocals(ctx context.Context, w *dbconn, txs []*request,
 	}
 	// Capture is on for the whole group; the flag lives in the SQLite transaction, so a
 	// rollback turns capture off again. Each transaction takes its own events (runLocal).
-	if _, err := w.exec(ctx, "UPDATE "+captureOn+" SET v = 1"); err != nil {
+	if err := w.run(ctx, "UPDATE "+captureOn+" SET v = 1"); err != nil {
 		return nil, nil, err
 	}
+	// The transactions' clocks are buffered and written once, after the last of them
+	// (writeBuf); a group that fails drops them.
+	defer func() {
+		if err != nil {
+			m.wb.reset()
+		}
+	}()
 	base := m.store.NextLocalVersion()
 	for _, r := range txs {
 		if r.state.Load() != reqTaken && !r.state.CompareAndSwap(reqQueued, reqTaken) {
@@ -610,6 +617,13 @@ func (m *Materializer) runLocals(ctx context.Context, w *dbconn, txs []*request,
 		if err := r.callerErr(); err != nil {
 			r.err = fmt.Errorf("%w (the transaction waited for the writer and did not run)", err)
 			continue
+		}
+		if inSavepoint(w, r.stmts) {
+			// It runs in a savepoint: rolling that back must not undo the clocks of the
+			// transactions before it.
+			if err := m.flush(ctx); err != nil {
+				return nil, nil, err
+			}
 		}
 		uctx, done := r.userContext(m.run)
 		res, cs, err := m.runLocal(ctx, uctx, r.stmts, r.changesRows, base+log.Version(len(locals)), st)
@@ -629,7 +643,10 @@ func (m *Materializer) runLocals(ctx context.Context, w *dbconn, txs []*request,
 			owners = append(owners, r)
 		}
 	}
-	if _, err := w.exec(ctx, "UPDATE "+captureOn+" SET v = 0"); err != nil {
+	if err := m.flush(ctx); err != nil {
+		return nil, nil, err
+	}
+	if err := w.run(ctx, "UPDATE "+captureOn+" SET v = 0"); err != nil {
 		return nil, nil, err
 	}
 	return locals, owners, nil
@@ -672,15 +689,15 @@ func (m *Materializer) placeLocals(p *log.Pending, locals []*log.Changeset, owne
 // commits the writer's transaction. The local changesets of the group (appended) are
 // written in the log but may not be durable yet.
 func commitAt(ctx context.Context, w *dbconn, pos, viewSeq log.Seq, appended bool) error {
-	if _, err := w.exec(ctx, "UPDATE "+metaTable+" SET value = ? WHERE key = 'fold_pos'", int64(pos)); err != nil {
+	if err := w.run(ctx, "UPDATE "+metaTable+" SET value = ? WHERE key = 'fold_pos'", int64(pos)); err != nil {
 		return fmt.Errorf("store fold position: %w", err)
 	}
 	if viewSeq > pos {
-		if _, err := w.exec(ctx, "INSERT OR REPLACE INTO "+metaTable+" (key, value) VALUES ('view_seq', ?)", int64(viewSeq)); err != nil {
+		if err := w.run(ctx, "INSERT OR REPLACE INTO "+metaTable+" (key, value) VALUES ('view_seq', ?)", int64(viewSeq)); err != nil {
 			return fmt.Errorf("store view seq: %w", err)
 		}
 	}
-	if _, err := w.exec(ctx, "COMMIT"); err != nil {
+	if err := w.run(ctx, "COMMIT"); err != nil {
 		if appended {
 			// The changesets are in the log: the next iterations fold them.
 			return fmt.Errorf("commit: commit view (the transaction is in the log and will be folded): %w", err)
