@@ -153,7 +153,8 @@ func (m *Materializer) captured(ctx context.Context, version log.Version, st *fo
 	if len(events) == 0 {
 		return nil, nil
 	}
-	rows := &localRows{m: m, byKey: map[string]*localRow{}}
+	rows := &m.lr
+	rows.reset(m)
 	if err := rows.preload(ctx, events); err != nil {
 		return nil, err
 	}
@@ -190,6 +191,35 @@ type localRows struct {
 	bools []bool
 	vals  []log.Value
 	cells []cellClock
+}
+
+// reset empties lr for a new transaction, keeping its map and slabs (up to maxLocalSlab
+// elements each) for it: a single-row transaction then allocates nothing here.
+func (lr *localRows) reset(m *Materializer) {
+	lr.m = m
+	if lr.byKey == nil || len(lr.byKey) > maxLocalSlab {
+		lr.byKey = map[string]*localRow{}
+	} else {
+		clear(lr.byKey)
+	}
+	lr.order = resetSlab(lr.order)
+	lr.rows = resetSlab(lr.rows)
+	lr.bools = resetSlab(lr.bools)
+	lr.vals = resetSlab(lr.vals)
+	lr.cells = resetSlab(lr.cells)
+}
+
+// maxLocalSlab bounds what an idle localRows keeps.
+const maxLocalSlab = 4096
+
+// resetSlab empties s for reuse (nil when it grew past maxLocalSlab): cleared, so that it
+// keeps nothing of the last transaction alive.
+func resetSlab[T any](s []T) []T {
+	if cap(s) > maxLocalSlab {
+		return nil
+	}
+	clear(s)
+	return s[:0]
 }
 
 // carve returns n zero elements of slab (len n, or len 0 and room for n when empty),
@@ -312,10 +342,11 @@ func (lr *localRows) get(ctx context.Context, t *table, rowVals []log.Value) (*l
 	r, ok := lr.byKey[string(lr.key)]
 	if !ok {
 		r = lr.newRow(t, pk)
+		// The clock is decoded into (and its columns then set in) room carved for them.
+		r.rc.Cols = carve(&lr.cells, len(t.NonPK), lr.hint*len(t.NonPK), true)
 		if _, err := lr.m.loadClock(ctx, t, pk, &r.rc); err != nil {
 			return nil, err
 		}
-		r.rc = r.rc.clone()
 		if lr.m.sup.on.Load() {
 			r.orig = r.rc.clone()
 		}

@@ -56,6 +56,9 @@ type Materializer struct {
 	wb     writeBuf    // the current changeset's row and clock writes (writebuf.go)
 	// scanKeys is scanClocks's scratch for the keys the clock filter cannot rule out.
 	scanKeys [][]byte
+	// lr is the rows of the local transaction being captured, reused by the next one
+	// (captured).
+	lr localRows
 	// clockPreloads counts the rows whose clocks a fold read ahead (fold.go's clockPreload).
 	clockPreloads atomic.Int64
 	// clockSkips counts the clock reads the clock filter saved, clockFilterLoads its loads

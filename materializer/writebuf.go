@@ -155,7 +155,9 @@ func (m *Materializer) flush(ctx context.Context) error {
 			j++
 		}
 		n := j - i
-		for _, size := range []int{64, 16, 4, 1} {
+		// The clocks of a group of single-row local transactions are a run of about ten:
+		// sizes 8 and 2 write one of 11 in three statements instead of five.
+		for _, size := range []int{64, 16, 8, 4, 2, 1} {
 			for n >= size {
 				b.scr = b.scr[:0]
 				for _, p := range b.clocks[i : i+size] {
