@@ -244,18 +244,53 @@ func (r *request) callerErr() error {
 }
 
 // userContext is the context a transaction's own statements run under: it ends with the
-// caller's (deadline, client gone) and when the materializer closes, and its end interrupts
-// the running statement, so that a runaway statement cannot hold the single writer.
-// Call done once the statements have run.
-func (r *request) userContext(run context.Context) (ctx context.Context, done func()) {
+// caller's (deadline, client gone) and when the materializer closes (closing), and its end
+// interrupts the running statement, so that a runaway statement cannot hold the single
+// writer. Call done once the statements have run.
+func (r *request) userContext(closing *closeWatch) (ctx context.Context, done func()) {
 	parent := r.ctx
 	if parent == nil {
 		parent = context.Background()
 	}
 	ctx, cancel := context.WithCancelCause(parent)
-	stop := context.AfterFunc(run, func() { cancel(ErrClosed) })
-	return ctx, func() { stop(); cancel(nil) }
+	closing.watch(cancel)
+	return ctx, func() { closing.watch(nil); cancel(nil) }
 }
+
+// closeWatch ends the context of the transaction running when the materializer closes:
+// one context.AfterFunc on the materializer's run context per group, instead of one per
+// transaction (each registers with and later leaves run's list of children, under its lock).
+type closeWatch struct {
+	run  context.Context
+	cur  atomic.Pointer[context.CancelCauseFunc]
+	stop func() bool
+}
+
+// watchClose starts watching run for a group; end stops it.
+func watchClose(run context.Context) *closeWatch {
+	w := &closeWatch{run: run}
+	w.stop = context.AfterFunc(run, func() {
+		if c := w.cur.Load(); c != nil {
+			(*c)(ErrClosed)
+		}
+	})
+	return w
+}
+
+// watch makes cancel (nil: none) the one to call when run ends, and calls it now if run
+// has ended already (the AfterFunc may have looked before it was set).
+func (w *closeWatch) watch(cancel context.CancelCauseFunc) {
+	if cancel == nil {
+		w.cur.Store(nil)
+		return
+	}
+	w.cur.Store(&cancel)
+	if w.run.Err() != nil {
+		cancel(ErrClosed)
+	}
+}
+
+func (w *closeWatch) end() { w.stop() }
 
 func (m *Materializer) failQueued() {
 	for {
@@ -609,6 +644,8 @@ func (m *Materializer) runLocals(ctx context.Context, w *dbconn, txs []*request,
 		}
 	}()
 	base := m.store.NextLocalVersion()
+	closing := watchClose(m.run)
+	defer closing.end()
 	for _, r := range txs {
 		if r.state.Load() != reqTaken && !r.state.CompareAndSwap(reqQueued, reqTaken) {
 			r.err = context.Cause(r.ctx) // abandoned: nobody waits for this answer
@@ -625,7 +662,7 @@ func (m *Materializer) runLocals(ctx context.Context, w *dbconn, txs []*request,
 				return nil, nil, err
 			}
 		}
-		uctx, done := r.userContext(m.run)
+		uctx, done := r.userContext(closing)
 		res, cs, err := m.runLocal(ctx, uctx, r.stmts, r.changesRows, base+log.Version(len(locals)), st)
 		done()
 		if errors.Is(err, errGroupLost) {
