@@ -62,7 +62,9 @@ func (p *Pending) Results() ([]AppendResult, error) {
 	return p.req.res, nil
 }
 
-// Done is closed once the call is answered: durable and published, or failed (Wait).
+// Done is closed once the call is answered: durable and published, or failed. Its group is
+// published by a caller waiting for it or for a later group (Wait), or at Close: a caller of
+// AppendAsync must call Wait.
 func (p *Pending) Done() <-chan struct{} { return p.req.done }
 
 // Wait waits until the append is durable and published and returns its results (Append's
@@ -216,8 +218,8 @@ func (s *Store) enqueue(ctx context.Context, req *appendReq) error {
 // tryCommit writes req as a group of its own on the caller's goroutine when the committer
 // is idle (nothing queued, nothing being written) and the pipeline has room; it reports
 // whether it did. A caller that then waits for its group (await) makes the whole commit
-// path one goroutine: the committer's hand-offs (queue, written, synced) each cost a turn
-// in the scheduler's run queue, and on a node busy with HTTP requests a turn is about half
+// path one goroutine: the committer's hand-offs (queue, written) each cost a turn in the
+// scheduler's run queue, and on a node busy with HTTP requests a turn is about half
 // a millisecond, more than the fsync itself. Appends queued meanwhile, and every append
 // while the committer is busy, group-commit behind it as before. Called with closeMu's read
 // side held, so Close waits for it.
@@ -241,27 +243,26 @@ func (s *Store) tryCommit(req *appendReq) bool {
 }
 
 // write commits batch as one group and hands it on (commitMu held, a slot taken): to the
-// publishing queue, to syncLoop, and to its callers (written).
+// publishing queue and to its callers (written).
 func (s *Store) write(batch []*appendReq) {
 	f := s.commit(batch)
-	s.qMu.Lock()
-	s.pubQ = append(s.pubQ, f)
-	s.qMu.Unlock()
 	for _, r := range batch {
-		r.wErr = r.err // what commit refused; the publisher may set err from now on
+		r.wErr = r.err // what commit refused; once f is queued its publisher may set err
 		if r.wErr == nil && f.err != nil {
 			r.wErr = s.failedErr()
 		}
 		r.f = f
 	}
-	s.synced <- f // never blocks: it holds at most the slots' depth
+	s.qMu.Lock()
+	s.pubQ = append(s.pubQ, f)
+	s.qMu.Unlock()
 	for _, r := range batch {
 		close(r.written)
 	}
 }
 
-// await returns once req is answered. A request written in a group publishes that group
-// itself when it gets there first (awaitGroup), rather than wait for syncLoop's turn.
+// await returns once req is answered: a request written in a group publishes the groups up
+// to its own, unless a caller of a later group already did (awaitGroup).
 func (s *Store) await(req *appendReq) {
 	<-req.written
 	if req.f != nil {
@@ -271,9 +272,11 @@ func (s *Store) await(req *appendReq) {
 }
 
 // awaitGroup publishes, in write order, every group up to f, each once durable. Whoever
-// holds pubMu publishes the head of pubQ: syncLoop for every group, or a waiter for its own,
-// whichever comes first; the other finds it published. The caller waiting on the fsync
-// itself is woken by Pebble's flush loop directly, one scheduler hand-off instead of three.
+// holds pubMu publishes the head of pubQ; a caller whose group a later group's caller
+// published finds it done. The caller waiting on the fsync itself is woken by Pebble's flush
+// loop directly: one scheduler hand-off, where a goroutine of the log's own that published
+// and then answered would add two more, and readying it would also push the flush loop back
+// in the run queue, delaying the fsync.
 func (s *Store) awaitGroup(f *inflight) {
 	if f.published.Load() {
 		return
@@ -374,25 +377,24 @@ const DefaultCommitDepth = 2
 
 // The commit pipeline. commitLoop collects a group of queued appends, builds its Pebble
 // batch on the working vector and writes it to the WAL and memtable without waiting for the
-// sync (ApplyNoSyncWait); syncLoop then waits for each group's sync in the order the groups
-// were written and only then publishes it (vector, last seq, counters) and answers its
-// callers. So an answer never precedes the durability of what it answers, and Pebble's WAL
+// sync (ApplyNoSyncWait); the groups' callers then wait for each group's sync in the order
+// the groups were written (awaitGroup) and only then publish it (vector, last seq, counters)
+// and answer its callers. So an answer never precedes the durability of what it answers, and Pebble's WAL
 // being one ordered file means a group is durable only once every earlier one is. While
 // group N's fsync runs, group N+1 is collected, built and written behind it, and its sync
 // starts as soon as N's ends. A token in slots stands for a group on its way (CommitDepth
 // at most); a group with nothing to write (every item already held by the working vector,
-// or refused) goes through syncLoop too, because "held" there may mean "held by a group not
-// synced yet".
+// or refused) is published in its turn too, because "held" there may mean "held by a group
+// not synced yet".
 //
 // Two shortcuts keep a lone appender (the materializer's writer with single-row
 // transactions) off the scheduler's run queue, where each hand-off between goroutines waits
 // behind every runnable HTTP handler: an appender that finds the committer idle writes its
 // own group (tryCommit), and a caller waiting for its group publishes it, and any group
-// written before it, itself (awaitGroup) instead of waiting for syncLoop's turn. Both keep
-// the order: groups are written under commitMu, one at a time, and published under pubMu
+// written before it, itself (awaitGroup). Both keep the order: groups are written under commitMu, one at a time, and published under pubMu
 // from the head of pubQ, in the order they were written.
 
-// inflight is one group written and not yet published.
+// inflight is one group written and not yet published (pubQ).
 type inflight struct {
 	reqs    []*appendReq
 	b       *pebble.Batch // nil: nothing to write
@@ -411,7 +413,6 @@ type inflight struct {
 // commitLoop is the only writer of the db after Open.
 func (s *Store) commitLoop() {
 	defer close(s.done)
-	go s.syncLoop()
 	lastBatch := 0
 	for {
 		var batch []*appendReq
@@ -421,8 +422,6 @@ func (s *Store) commitLoop() {
 			s.flushPipeline()
 			s.drain(ErrClosed)
 			s.commitMu.Unlock()
-			close(s.synced)
-			<-s.syncDone
 			return
 		case req := <-s.reqs:
 			batch = append(make([]*appendReq, 0, 8), req)
@@ -473,14 +472,18 @@ func (s *Store) commitLoop() {
 	}
 }
 
-// flushPipeline waits until every group written has been synced and published (committer
-// only): compaction and repair read and replace the published state.
+// flushPipeline publishes every group written (commitMu held, so that none is being
+// written): compaction and repair read and replace the published state, and Close answers
+// every caller. Every group has a caller that waits for it, but one may not have come yet.
 func (s *Store) flushPipeline() {
-	for range cap(s.slots) {
-		s.slots <- struct{}{}
+	s.qMu.Lock()
+	var last *inflight
+	if n := len(s.pubQ); n > 0 {
+		last = s.pubQ[n-1]
 	}
-	for range cap(s.slots) {
-		<-s.slots
+	s.qMu.Unlock()
+	if last != nil {
+		s.awaitGroup(last)
 	}
 }
 
@@ -490,15 +493,6 @@ func (s *Store) resetWork() {
 	s.mu.RLock()
 	s.wLastSeq, s.wChanges, s.wBytes = s.lastSeq, s.changes, s.bytes
 	s.mu.RUnlock()
-}
-
-// syncLoop publishes the groups commitLoop wrote, in order, each once it is durable, and
-// answers their callers.
-func (s *Store) syncLoop() {
-	defer close(s.syncDone)
-	for f := range s.synced {
-		s.awaitGroup(f)
-	}
 }
 
 // drain fails every queued request; Close holds closeMu so no more can arrive.
@@ -526,7 +520,7 @@ type pubOp struct {
 }
 
 // commit builds one group of requests into one Pebble batch on the working vector and
-// writes it without waiting for its sync (committer only); syncLoop publishes it.
+// writes it without waiting for its sync (commitMu held); its callers publish it.
 func (s *Store) commit(reqs []*appendReq) *inflight {
 	f := &inflight{reqs: reqs, start: time.Now()}
 	s.mu.RLock()
@@ -563,7 +557,7 @@ func (s *Store) commit(reqs []*appendReq) *inflight {
 		f.err = f.b.Commit(s.wopts)
 	}
 	if f.err != nil {
-		// Fail the store now, not when syncLoop reaches this group: the next group is
+		// Fail the store now, not when this group is published: the next group is
 		// built on this one's working vector and must not reach the WAL without it.
 		s.mu.Lock()
 		s.failLocked(f.err)
@@ -589,7 +583,7 @@ func (s *Store) failLocked(err error) {
 	}
 }
 
-// publish waits for a written group's sync and publishes it (syncLoop only); it reports
+// publish waits for a written group's sync and publishes it (pubMu held); it reports
 // whether the group wrote (and synced) anything.
 func (s *Store) publish(f *inflight) bool {
 	if f.b == nil {

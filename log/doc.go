@@ -94,34 +94,37 @@
 //
 // # Group commit
 //
-// One committer goroutine is the only writer after Open. Append validates, cuts large
-// changesets into parts of at most Options.MaxPartChanges changes and encodes them in the
-// caller's goroutine, then queues one request and waits. The committer takes the first
-// queued request and every other one already waiting (up to maxBatchItems parts), decides
-// against its working vector what is new, writes it all into one Pebble batch and hands it
-// to Pebble without waiting for the WAL's fsync (ApplyNoSyncWait). A second goroutine
-// (syncLoop) takes the groups in the order they were written, waits for each one's fsync and
-// only then publishes it to the read side (vector, LastSeq, counters, under a short lock),
-// wakes tails and answers its callers. The commit is pipelined: while group N's fsync runs,
-// the committer collects group N+1, builds it and writes it behind N, so its fsync starts as
-// soon as N's ends, instead of the disk waiting for the committer between two groups.
-// Options.CommitDepth (default 2) bounds the groups on their way; 1 is the serial committer.
+// Groups are written one at a time, under the committer's lock (commitMu). Append
+// validates, cuts large changesets into parts of at most Options.MaxPartChanges changes and
+// encodes them in the caller's goroutine. An append that finds the committer idle (nothing
+// queued, nothing being written, a pipeline slot free) then writes its own group, on its
+// own goroutine (tryCommit); otherwise it queues one request for the committer goroutine,
+// which takes the first queued request and every other one already waiting (up to
+// maxBatchItems parts). Either way the group is decided against the working vector (what
+// is new), written into one Pebble batch and handed to Pebble without waiting for the WAL's
+// fsync (ApplyNoSyncWait), and queued, in write order, for publication (pubQ). The callers
+// then wait: whoever holds pubMu takes the head of that queue, waits for its fsync, and only
+// then publishes it to the read side (vector, LastSeq, counters, under a short lock), wakes
+// tails and answers its callers; a caller publishes the groups up to its own, so it is woken
+// by Pebble's flush loop directly. (A goroutine of the log's own that published and
+// answered would add two hand-offs per group, each a turn in the scheduler's run queue,
+// about half a millisecond behind a busy node's HTTP handlers; so would the committer's
+// queue for a lone appender.) The commit is pipelined: while group N's fsync runs, group
+// N+1 is collected, built and written behind it, so its fsync starts as soon as N's ends,
+// instead of the disk waiting between two groups. Options.CommitDepth (default 2) bounds the
+// groups on their way; 1 is the serial committer.
 // Invariants: an answer never precedes the fsync of what it answers
 // (TestPipelinedCommitAcksAfterSync holds the fsync; TestAckedAppendsSurvivePowerLoss checks
 // every answered append against copies of a filesystem that forgets unsynced data); the WAL is one ordered
-// file, so a group is durable only once every earlier one is, and syncLoop publishes in that
-// order; a group with nothing new (its items held by the working vector, which includes
-// groups not synced yet) still waits its turn in syncLoop, because "held" may mean "held by
-// a group still on its way". Compaction and repair read and replace the published state, so
-// the committer lets the pipeline drain before running them.
-// Two shortcuts take the hand-offs off a lone appender's path (each hand-off between
-// goroutines is a turn in the scheduler's run queue, about half a millisecond behind a busy
-// node's HTTP handlers): an append that finds the committer idle, nothing queued and a
-// pipeline slot free writes its group itself, on its own goroutine (tryCommit, under the
-// committer's lock commitMu), and a caller waiting for its group publishes the groups up to
-// its own itself, in order, when it gets there before syncLoop (awaitGroup: whoever holds
-// pubMu publishes the head of the queue of written groups). The order invariants above hold
-// through both: one group is written at a time, and groups are published in write order.
+// file, so a group is durable only once every earlier one is, and groups are published in
+// write order (TestLaterWaiterPublishesInOrder); a group with nothing new (its items held by
+// the working vector, which includes groups not synced yet) still waits its turn, because
+// "held" may mean "held by a group still on its way"; every group written has a caller that
+// waits for it (AppendAsync's callers must Wait), and Close publishes any left. Local
+// versions are written in the order they were reserved (TestConcurrentLocalAppendsKeepOrder:
+// an idle appender writes its own group only when nothing is queued ahead of it).
+// Compaction and repair read and replace the published state, so the committer publishes
+// every group written before running them.
 // There is no timer: a lone writer pays one fsync per append and never waits for company.
 // When the last batch was shared, the committer yields the processor once before it stops
 // collecting, so that writers just woken by the last commit can queue their next append for

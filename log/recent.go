@@ -57,7 +57,7 @@ func newRecentCache(maxChanges int) *recentCache {
 	return &recentCache{max: maxChanges, byseq: map[Seq]recentEntry{}}
 }
 
-// add keeps the decoded form of versions a group commit completed (syncLoop only, before
+// add keeps the decoded form of versions a group commit completed (the publisher, pubMu held, before
 // their seqs are published).
 func (c *recentCache) add(ents []recentEntry) {
 	if c.max <= 0 || len(ents) == 0 {

@@ -97,9 +97,10 @@ type Stats struct {
 }
 
 // Store is the append-only log of changesets on Pebble. All methods are safe for concurrent
-// use. Writes go through one committer goroutine that group-commits whatever callers queued
-// while the previous group was being written, and one goroutine that waits for each group's
-// sync and answers its callers (commitLoop).
+// use. Writes are group-committed one group at a time: by an appender that finds the
+// committer idle, or by the committer goroutine for whatever callers queued while the
+// previous group was being written; callers publish the groups, in order, once synced
+// (commitLoop, awaitGroup).
 type Store struct {
 	fs      vfs.FS
 	dir     string
@@ -146,16 +147,14 @@ type Store struct {
 	wLastSeq         Seq
 	wChanges, wBytes uint64
 
-	// The commit pipeline: a token in slots per group on its way to disk; synced carries
-	// them to syncLoop, which closes syncDone when it ends. pubQ holds the groups written
-	// and not yet published, in the order they were written (qMu guards it); whoever holds
-	// pubMu publishes its head: syncLoop, or a caller waiting for its own group (awaitGroup).
-	slots    chan struct{}
-	synced   chan *inflight
-	syncDone chan struct{}
-	pubMu    sync.Mutex
-	qMu      sync.Mutex
-	pubQ     []*inflight
+	// The commit pipeline: a token in slots per group on its way to disk. pubQ holds the
+	// groups written and not yet published, in the order they were written (qMu guards
+	// it); whoever holds pubMu publishes its head: a caller waiting for its own group or a
+	// later one (awaitGroup), or the committer before a compaction, a repair or Close.
+	slots chan struct{}
+	pubMu sync.Mutex
+	qMu   sync.Mutex
+	pubQ  []*inflight
 
 	// mu guards the published (durable) state below.
 	mu      sync.RWMutex
@@ -269,7 +268,7 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 	if depth <= 0 {
 		depth = DefaultCommitDepth
 	}
-	s.slots, s.synced, s.syncDone = make(chan struct{}, depth), make(chan *inflight, depth), make(chan struct{})
+	s.slots = make(chan struct{}, depth)
 	if s.maxPart <= 0 {
 		s.maxPart = DefaultMaxPartChanges
 	}
