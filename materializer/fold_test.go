@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/patinadb/patina/log"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestFoldPreloadSameResult: folding with the clocks of each changeset read ahead
@@ -141,4 +142,23 @@ func randomRemoteCS(r *rand.Rand, tables []*table, v log.Version) *log.Changeset
 	cs.LastOrd = uint64(len(cs.Changes) - 1)
 	cs.Span = log.OrdRange{First: 0, Last: cs.LastOrd}
 	return cs
+}
+
+// TestClockFilterMetrics: the clock filter's savings and loads reach the registry, as the
+// counters the fold keeps.
+func TestClockFilterMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	n := openNode(t, t.TempDir(), log.SiteID{0x31}, tSchema, func(c *Config) { c.Registerer = reg })
+	defer n.close()
+	for i := range 50 {
+		n.exec(t, "INSERT INTO t (id, x) VALUES (?, 'v')", log.Integer(int64(i+1)))
+	}
+	skipped := registryValue(t, reg, "patina_materializer_clock_reads_skipped_total")
+	loads := registryValue(t, reg, "patina_materializer_clock_filter_loads_total")
+	if skipped == 0 || loads == 0 {
+		t.Fatalf("growing keys: %v clock reads skipped, %v filter loads; want both > 0", skipped, loads)
+	}
+	if skipped != float64(n.m.clockSkips.Load()) || loads != float64(n.m.clockFilterLoads.Load()) {
+		t.Fatalf("registry says %v skipped and %v loads, the fold counted %d and %d", skipped, loads, n.m.clockSkips.Load(), n.m.clockFilterLoads.Load())
+	}
 }

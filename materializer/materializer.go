@@ -156,6 +156,9 @@ func (m *Materializer) Open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("materializer metrics: %w", err)
 	}
+	if err := m.registerClockFilterMetrics(m.cfg.Registerer); err != nil {
+		return fmt.Errorf("materializer metrics: %w", err)
+	}
 	m.met = met
 	if _, err := fsmode.Dir(filepath.Dir(m.cfg.Path)); err != nil {
 		return fmt.Errorf("open view: %w", err)

@@ -126,3 +126,24 @@ func (m *metrics) observeCommit(folded, local, cells int, _ time.Duration, lag l
 	m.cells.Add(float64(cells))
 	m.foldLag.Set(float64(lag))
 }
+
+// registerClockFilterMetrics exports the clock filter's counters (clock.go). They are plain
+// atomics on the fold's path, read only when the registry is scraped.
+func (m *Materializer) registerClockFilterMetrics(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "patina_materializer_clock_reads_skipped_total",
+			Help: "Clock lookups of new rows the per-table clock filter proved unnecessary (keys above every stored clock row, never written above it); a random-key workload skips few."},
+			func() float64 { return float64(m.clockSkips.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "patina_materializer_clock_filter_loads_total",
+			Help: "Loads of a table's clock filter from the view's clock table (first use, after a rebuild or a migration, or when it filled up)."},
+			func() float64 { return float64(m.clockFilterLoads.Load()) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
