@@ -298,3 +298,51 @@ func TestGroupedSameAsAlone(t *testing.T) {
 
 // discardLogger keeps the tests' output to failures.
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// A transaction whose capture fails once its statements have run (a read of the view
+// failing, say: nothing a statement can cause, so a test fault) is answered with the error
+// and leaves nothing. Without a savepoint its statement cannot be undone alone: the group
+// runs again without it. In a savepoint, the clocks that the transactions before it buffered
+// and that its own reads wrote out (the row it touches is theirs) survive its rollback.
+func TestCapturedFailureInAGroup(t *testing.T) {
+	g := openGroupNode(t)
+	b := openNode(t, t.TempDir(), log.SiteID{1}, groupSchema, func(c *Config) { c.Logger = discardLogger() })
+	errFault := errors.New("test fault")
+	g.m.capturedFault = func(events []captureEvent) error {
+		for _, ev := range events {
+			n := len(ev.t.Cols)
+			if ev.t.Name == "t" && ev.op == opInsert && ev.vals[n].Int >= 60 {
+				return errFault // the rows 60 and up
+			}
+		}
+		return nil
+	}
+	setup := [][]Statement{one("INSERT INTO t (id, x) VALUES (1, 1), (2, 2)")}
+	sameAnswers(t, setup, g.group(t, setup), alone(t, b, 1, setup))
+	for i, c := range []struct {
+		name string
+		tx   []Statement
+		lost bool
+	}{
+		{"one statement", one("INSERT INTO t (id, x) VALUES (60, 1)"), true},
+		{"in a savepoint, reading a row whose clock is buffered", []Statement{
+			stmt("UPDATE t SET x = x + 100 WHERE id = 1"), stmt("INSERT INTO t (id, x) VALUES (61, 1)")}, false},
+	} {
+		before := [][]Statement{one("UPDATE t SET x = x + 1 WHERE id = 1"), one("INSERT INTO t (id, x) VALUES (?, 1)", int64(10+i))}
+		after := [][]Statement{one("UPDATE t SET x = x + 10 WHERE id IN (1, 2)")}
+		txs := append(append(append([][]Statement{}, before...), c.tx), after...)
+		retried := counterValue(g.m.met.txRetried)
+		ga := g.group(t, txs)
+		if !errors.Is(ga[len(before)].err, errFault) {
+			t.Fatalf("%s: answered %v, want the fault", c.name, ga[len(before)].err)
+		}
+		if again := counterValue(g.m.met.txRetried) > retried; again != c.lost {
+			t.Fatalf("%s: the group ran again: %v, want %v", c.name, again, c.lost)
+		}
+		// The lone node runs the others only: the failed one left nothing.
+		others := append(append([][]Statement{}, before...), after...)
+		ba := alone(t, b, int64(i+2), others)
+		sameAnswers(t, others, append(append([]txAnswer{}, ga[:len(before)]...), ga[len(before)+1:]...), ba)
+		sameState(t, g.node, b)
+	}
+}

@@ -163,7 +163,11 @@ func (m *Materializer) captured(ctx context.Context, version log.Version, st *fo
 			return nil, err
 		}
 	}
-	return m.localChangeset(ctx, version, rows.order, st)
+	cs, err := m.localChangeset(ctx, version, rows.order, st)
+	if err == nil && m.capturedFault != nil {
+		err = m.capturedFault(events) // tests: a failure after the clocks are buffered
+	}
+	return cs, err
 }
 
 // captureEvent is one row change the capture triggers saw: an insert, update or delete of a

@@ -81,6 +81,10 @@ type Materializer struct {
 	closed atomic.Bool
 	// inUser is 1 while the writer runs a statement of a local transaction (tests wait on it).
 	inUser atomic.Int32
+	// capturedFault, set by tests before any transaction, makes captured fail after its
+	// work (the transaction's rows read and its clocks buffered): the failure paths of
+	// runLocal that no statement can reach.
+	capturedFault func([]captureEvent) error
 
 	foldMu  sync.Mutex
 	foldPos log.Seq       // published: every group up to it is durable in the log
