@@ -4,8 +4,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
+	"github.com/patinadb/patina/internal/jsonscan"
 	"github.com/patinadb/patina/log"
 	"github.com/patinadb/patina/materializer"
 )
@@ -25,123 +25,24 @@ import (
 // statements, down to nil against empty parameter lists (FuzzFastStatements checks this on
 // every input, and that the general path accepts whatever the fast one does).
 
-// fastDecoder reads JSON from b at i.
-type fastDecoder struct {
-	b []byte
-	i int
-}
-
-func (d *fastDecoder) ws() {
-	for d.i < len(d.b) {
-		switch d.b[d.i] {
-		case ' ', '\t', '\n', '\r':
-			d.i++
-		default:
-			return
-		}
-	}
-}
-
-// peek returns the next byte after white space (0 at the end).
-func (d *fastDecoder) peek() byte {
-	d.ws()
-	if d.i < len(d.b) {
-		return d.b[d.i]
-	}
-	return 0
-}
-
-// eat consumes c after white space.
-func (d *fastDecoder) eat(c byte) bool {
-	if d.peek() == c {
-		d.i++
-		return true
-	}
-	return false
-}
+// fastDecoder reads statements from its scanner's bytes.
+type fastDecoder struct{ jsonscan.Scanner }
 
 // str reads a string without escapes (or fails): its bytes must be valid UTF-8 without
 // control characters, so that the string is exactly what encoding/json would decode.
 func (d *fastDecoder) str() (string, bool) {
-	if !d.eat('"') {
-		return "", false
-	}
-	start, ascii := d.i, true
-	for d.i < len(d.b) {
-		c := d.b[d.i]
-		switch {
-		case c == '"':
-			s := d.b[start:d.i]
-			d.i++
-			if !ascii && !utf8.Valid(s) {
-				return "", false // encoding/json replaces invalid bytes: the general path does it
-			}
-			return string(s), true
-		case c == '\\' || c < 0x20:
-			return "", false
-		case c >= 0x80:
-			ascii = false
-		}
-		d.i++
-	}
-	return "", false
+	b, ok := d.Str(true)
+	return string(b), ok
 }
-
-// lit reads the literal word.
-func (d *fastDecoder) lit(word string) bool {
-	if len(d.b)-d.i >= len(word) && string(d.b[d.i:d.i+len(word)]) == word {
-		d.i += len(word)
-		return true
-	}
-	return false
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // number reads a JSON number and converts it as log.ParseJSONValue does: an integer
 // without '.', 'e' or 'E' (failing outside 64 bits), else a real (infinite past the range).
 func (d *fastDecoder) number() (log.Value, bool) {
-	b, start := d.b, d.i
-	i := d.i
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
-	default:
+	tok, real := d.Number()
+	if tok == nil {
 		return log.Value{}, false
 	}
-	real := false
-	if i < len(b) && b[i] == '.' {
-		real = true
-		i++
-		if i >= len(b) || !isDigit(b[i]) {
-			return log.Value{}, false
-		}
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		real = true
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i >= len(b) || !isDigit(b[i]) {
-			return log.Value{}, false
-		}
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
-	}
-	s := string(b[start:i])
-	d.i = i
+	s := string(tok)
 	if !real {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
@@ -158,16 +59,16 @@ func (d *fastDecoder) number() (log.Value, bool) {
 
 // param reads one parameter of the kinds the fast path takes.
 func (d *fastDecoder) param() (log.Value, bool) {
-	switch d.peek() {
+	switch d.Peek() {
 	case '"':
 		s, ok := d.str()
 		return log.Text(s), ok
 	case 'n':
-		return log.Null(), d.lit("null")
+		return log.Null(), d.Lit("null")
 	case 't':
-		return log.Integer(1), d.lit("true")
+		return log.Integer(1), d.Lit("true")
 	case 'f':
-		return log.Integer(0), d.lit("false")
+		return log.Integer(0), d.Lit("false")
 	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
 		return d.number()
 	}
@@ -180,7 +81,7 @@ func (d *fastDecoder) param() (log.Value, bool) {
 // doubled what a 100-row INSERT's decoding allocated). A wrong count costs only an append.
 func (d *fastDecoder) count() int {
 	n, inStr := 1, false
-	for _, c := range d.b[d.i:] {
+	for _, c := range d.B[d.I:] {
 		switch {
 		case inStr:
 			if c == '"' {
@@ -201,11 +102,11 @@ func (d *fastDecoder) count() int {
 
 // params reads a positional parameter array (never nil, as the general path's).
 func (d *fastDecoder) params() ([]log.Value, bool) {
-	if !d.eat('[') {
+	if !d.Eat('[') {
 		return nil, false
 	}
 	vals := make([]log.Value, 0, d.count())
-	if d.eat(']') {
+	if d.Eat(']') {
 		return vals, true
 	}
 	for {
@@ -214,10 +115,10 @@ func (d *fastDecoder) params() ([]log.Value, bool) {
 			return nil, false
 		}
 		vals = append(vals, v)
-		if d.eat(']') {
+		if d.Eat(']') {
 			return vals, true
 		}
-		if !d.eat(',') {
+		if !d.Eat(',') {
 			return nil, false
 		}
 	}
@@ -225,32 +126,32 @@ func (d *fastDecoder) params() ([]log.Value, bool) {
 
 // statement reads one statement in a form the fast path takes.
 func (d *fastDecoder) statement() (st materializer.Statement, ok bool) {
-	switch d.peek() {
+	switch d.Peek() {
 	case '"':
 		st.SQL, ok = d.str()
 	case '[':
-		d.i++
+		d.I++
 		if st.SQL, ok = d.str(); !ok {
 			return st, false
 		}
-		if d.eat(',') {
+		if d.Eat(',') {
 			if st.Params, ok = d.params(); !ok {
 				return st, false
 			}
 		}
-		ok = d.eat(']')
+		ok = d.Eat(']')
 	case '{':
-		d.i++
+		d.I++
 		var haveQuery, haveParams bool
 		for first := true; ; first = false {
-			if d.eat('}') {
+			if d.Eat('}') {
 				break
 			}
-			if !first && !d.eat(',') {
+			if !first && !d.Eat(',') {
 				return st, false
 			}
 			key, kok := d.str()
-			if !kok || !d.eat(':') {
+			if !kok || !d.Eat(':') {
 				return st, false
 			}
 			switch {
@@ -261,8 +162,8 @@ func (d *fastDecoder) statement() (st materializer.Statement, ok bool) {
 				}
 			case key == "params" && !haveParams:
 				haveParams = true
-				if d.peek() == 'n' {
-					if !d.lit("null") {
+				if d.Peek() == 'n' {
+					if !d.Lit("null") {
 						return st, false
 					}
 				} else if st.Params, ok = d.params(); !ok {
@@ -282,9 +183,9 @@ func (d *fastDecoder) statement() (st materializer.Statement, ok bool) {
 
 // fastStatement is parseStatement's fast path: raw is exactly one statement.
 func fastStatement(raw []byte) (materializer.Statement, bool) {
-	d := fastDecoder{b: raw}
+	d := fastDecoder{jsonscan.Scanner{B: raw}}
 	st, ok := d.statement()
-	if !ok || d.peek() != 0 || d.i != len(raw) {
+	if !ok || d.Peek() != 0 || d.I != len(raw) {
 		return materializer.Statement{}, false
 	}
 	return st, true
@@ -292,8 +193,8 @@ func fastStatement(raw []byte) (materializer.Statement, bool) {
 
 // fastStatements is decodeStatements' fast path: body is a JSON array of statements.
 func fastStatements(body []byte) ([]materializer.Statement, bool) {
-	d := fastDecoder{b: body}
-	if !d.eat('[') || d.eat(']') {
+	d := fastDecoder{jsonscan.Scanner{B: body}}
+	if !d.Eat('[') || d.Eat(']') {
 		return nil, false
 	}
 	var stmts []materializer.Statement
@@ -303,14 +204,14 @@ func fastStatements(body []byte) ([]materializer.Statement, bool) {
 			return nil, false
 		}
 		stmts = append(stmts, st)
-		if d.eat(']') {
+		if d.Eat(']') {
 			break
 		}
-		if !d.eat(',') {
+		if !d.Eat(',') {
 			return nil, false
 		}
 	}
-	if d.peek() != 0 || d.i != len(body) {
+	if d.Peek() != 0 || d.I != len(body) {
 		return nil, false
 	}
 	return stmts, true

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/patinadb/patina/internal/jsonscan"
 	"github.com/patinadb/patina/log/format"
 )
 
@@ -151,7 +152,7 @@ func decodeExecResult(b []byte) (*ExecResult, error) {
 // most once, with strings without escapes, integers and numbers strconv reads. It reports
 // false for anything else, leaving out in any state.
 func decodeExecFast(b []byte, out *ExecResult) bool {
-	d := execDecoder{b: b}
+	d := execDecoder{jsonscan.Scanner{B: b}}
 	ok := d.object(func(key string) int {
 		switch key {
 		case "results":
@@ -173,71 +174,27 @@ func decodeExecFast(b []byte, out *ExecResult) bool {
 		}
 		return -1
 	})
-	d.space()
-	return ok && d.i == len(d.b) // only whitespace may follow (the agent writes a newline)
+	d.Space()
+	return ok && d.I == len(d.B) // only whitespace may follow (the agent writes a newline)
 }
 
 // execDecoder reads the JSON of an ExecResponse (decodeExecFast).
-type execDecoder struct {
-	b []byte
-	i int
-}
+type execDecoder struct{ jsonscan.Scanner }
 
-func (d *execDecoder) space() {
-	for d.i < len(d.b) {
-		switch d.b[d.i] {
-		case ' ', '\t', '\n', '\r':
-			d.i++
-		default:
-			return
-		}
-	}
-}
+// str reads a string without escapes, control characters or non-ASCII (invalid UTF-8
+// becomes U+FFFD in encoding/json, which reads those), and returns its bytes (in B).
+func (d *execDecoder) str() ([]byte, bool) { return d.Str(false) }
 
-// consume skips whitespace and c, if c comes next.
-func (d *execDecoder) consume(c byte) bool {
-	d.space()
-	if d.i < len(d.b) && d.b[d.i] == c {
-		d.i++
-		return true
-	}
-	return false
-}
-
-func (d *execDecoder) literal(s string) bool {
-	d.space()
-	if bytes.HasPrefix(d.b[d.i:], []byte(s)) {
-		d.i += len(s)
-		return true
-	}
-	return false
-}
-
-// str reads a string without escapes or control characters, and returns its bytes (in b).
-func (d *execDecoder) str() ([]byte, bool) {
-	if !d.consume('"') {
-		return nil, false
-	}
-	start := d.i
-	for ; d.i < len(d.b); d.i++ {
-		switch c := d.b[d.i]; {
-		case c == '"':
-			s := d.b[start:d.i]
-			d.i++
-			return s, true
-		case c == '\\' || c < 0x20 || c >= 0x80:
-			// Escapes and non-ASCII (invalid UTF-8 becomes U+FFFD in encoding/json) are
-			// encoding/json's.
-			return nil, false
-		}
-	}
-	return nil, false
+// literal reads word after white space.
+func (d *execDecoder) literal(word string) bool {
+	d.Space()
+	return d.Lit(word)
 }
 
 // key reads an object key and its colon.
 func (d *execDecoder) key() (string, bool) {
 	s, ok := d.str()
-	if !ok || !d.consume(':') {
+	if !ok || !d.Eat(':') {
 		return "", false
 	}
 	switch string(s) { // the keys known, without allocating
@@ -257,44 +214,10 @@ func (d *execDecoder) key() (string, bool) {
 	return "", false
 }
 
-// number reads a number token as JSON's grammar has it; nil when none comes next.
+// number reads a number token; nil when none comes next.
 func (d *execDecoder) number() []byte {
-	d.space()
-	start, i := d.i, d.i
-	digits := func() int {
-		n := 0
-		for i < len(d.b) && d.b[i] >= '0' && d.b[i] <= '9' {
-			i++
-			n++
-		}
-		return n
-	}
-	if i < len(d.b) && d.b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(d.b) && d.b[i] == '0':
-		i++
-	case digits() == 0:
-		return nil
-	}
-	if i < len(d.b) && d.b[i] == '.' {
-		i++
-		if digits() == 0 {
-			return nil
-		}
-	}
-	if i < len(d.b) && (d.b[i] == 'e' || d.b[i] == 'E') {
-		i++
-		if i < len(d.b) && (d.b[i] == '+' || d.b[i] == '-') {
-			i++
-		}
-		if digits() == 0 {
-			return nil
-		}
-	}
-	d.i = i
-	return d.b[start:i]
+	tok, _ := d.Number()
+	return tok
 }
 
 func (d *execDecoder) float() (float64, bool) {
@@ -308,15 +231,15 @@ func (d *execDecoder) float() (float64, bool) {
 
 // results reads the results array.
 func (d *execDecoder) results(out *ExecResult) bool {
-	if !d.consume('[') {
+	if !d.Eat('[') {
 		return false
 	}
 	out.Results = []StmtResult{}
 	for first := true; ; first = false {
-		if d.consume(']') {
+		if d.Eat(']') {
 			return true
 		}
-		if !first && !d.consume(',') {
+		if !first && !d.Eat(',') {
 			return false
 		}
 		var r StmtResult
@@ -352,15 +275,15 @@ func (d *execDecoder) result(r *StmtResult) bool {
 // (below 8), or -1 when it does not know the key or could not read the value. A key that
 // comes twice, as encoding/json would take the last, is left to encoding/json too.
 func (d *execDecoder) object(field func(key string) int) bool {
-	if !d.consume('{') {
+	if !d.Eat('{') {
 		return false
 	}
 	var seen uint8
 	for first := true; ; first = false {
-		if d.consume('}') {
+		if d.Eat('}') {
 			return true
 		}
-		if !first && !d.consume(',') {
+		if !first && !d.Eat(',') {
 			return false
 		}
 		key, ok := d.key()
