@@ -4,15 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -207,7 +209,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 		return err
 	}
 	a.logger.Info("agent ready", "site", a.store.SiteID().String(), "api", a.srv.Addr().String(),
-		"data_dir", a.cfg.DataDir, "tables", len(a.mat.Tables()))
+		"data_dir", a.cfg.DataDir, "tables", len(a.mat.Tables()), "procs", runtime.GOMAXPROCS(0))
 	return nil
 }
 

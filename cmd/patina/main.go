@@ -24,6 +24,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "patina: second signal, exiting at once")
 		os.Exit(1)
 	}()
+	setProcs(os.Getenv)
 	m := &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
 	stopProfiles := startProfiles(os.Getenv)
 	err := m.Run(ctx, os.Args[1:])
