@@ -40,13 +40,7 @@ func isClosed(ch <-chan struct{}) bool {
 // them is published (LastSeq, Contains, Read) nor answered; letting the syncs through
 // answers them with the seqs Results gave, and publishes them.
 func TestAppendAsyncSeqsBeforeDurability(t *testing.T) {
-	g := testutil.NewWALGate(vfs.NewMem())
-	s, err := Open("log", Options{FS: g, CommitDepth: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	defer g.Free()
+	s, g := openGated(t, 2)
 	ctx := context.Background()
 	site := SiteID{0xa2}
 	if _, err := s.Append(ctx, crashCS(site, 1)); err != nil {
@@ -162,13 +156,7 @@ func TestAppendAsyncWALFailure(t *testing.T) {
 // every pipeline slot taken, an append queues for the committer instead (and is written only
 // once a slot frees).
 func TestAppendWrittenByIdleCaller(t *testing.T) {
-	g := testutil.NewWALGate(vfs.NewMem())
-	s, err := Open("log", Options{FS: g, CommitDepth: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	defer g.Free()
+	s, g := openGated(t, 1)
 	ctx := context.Background()
 	site := SiteID{0xa4}
 	g.Hold()
@@ -201,13 +189,7 @@ func TestAppendWrittenByIdleCaller(t *testing.T) {
 // every group written before its own, in order, before its own (awaitGroup): its answer never
 // shows a state where an earlier group is missing.
 func TestLaterWaiterPublishesInOrder(t *testing.T) {
-	g := testutil.NewWALGate(vfs.NewMem())
-	s, err := Open("log", Options{FS: g, CommitDepth: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	defer g.Free()
+	s, g := openGated(t, 2)
 	ctx := context.Background()
 	site := SiteID{0xa5}
 	g.Hold()

@@ -12,19 +12,30 @@ import (
 	"github.com/patinadb/patina/internal/testutil"
 )
 
+// openGated opens a log on an in-memory file system whose WAL syncs g can hold, with depth
+// groups on their way at most; its cleanup frees the gate first, so that a failed test
+// does not leave Close stuck behind a held sync.
+func openGated(t *testing.T, depth int) (*Store, *testutil.WALGate) {
+	t.Helper()
+	g := testutil.NewWALGate(vfs.NewMem())
+	s, err := Open("log", Options{FS: g, CommitDepth: depth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		g.Free()
+		s.Close()
+	})
+	return s, g
+}
+
 // TestPipelinedCommitAcksAfterSync holds the WAL's fsync: while group 1's sync is held,
 // group 2 is written behind it (the pipeline), and a group 3 that only repeats group 1's
 // version (held by the committer's working vector, not yet durable) queues behind them;
 // none of the callers is answered nor any version published. Letting one sync through
 // answers group 1 alone; group 2 (and 3 behind it) wait for group 2's own sync.
 func TestPipelinedCommitAcksAfterSync(t *testing.T) {
-	g := testutil.NewWALGate(vfs.NewMem())
-	s, err := Open("log", Options{FS: g, CommitDepth: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	defer g.Free() // a failed test must not leave Close stuck behind a held sync
+	s, g := openGated(t, 3)
 	site := SiteID{0xa1}
 	append1 := func(v Version) chan error {
 		ch := make(chan error, 1)
