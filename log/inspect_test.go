@@ -317,6 +317,19 @@ func TestCollector(t *testing.T) {
 	if got["patina_log_bytes"] == 0 || got["patina_log_disk_bytes"] == 0 {
 		t.Errorf("bytes %v, disk bytes %v", got["patina_log_bytes"], got["patina_log_disk_bytes"])
 	}
+	// Every synced group fsynced the WAL at least once (Pebble's own histogram, in seconds).
+	if n := got["patina_log_wal_fsync_seconds_count"]; n < 3 {
+		t.Errorf("WAL fsyncs counted: %v, want at least the 3 synced groups", n)
+	}
+	for _, f := range fams {
+		if f.GetName() != "patina_log_wal_fsync_seconds" {
+			continue
+		}
+		h := f.GetMetric()[0].GetHistogram()
+		if mean := h.GetSampleSum() / float64(h.GetSampleCount()); mean <= 0 || mean > 10 {
+			t.Errorf("WAL fsync mean %v s: not in seconds?", mean)
+		}
+	}
 }
 
 // TestInspectDamaged: persisted state that does not decode makes Open fail with a

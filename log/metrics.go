@@ -2,6 +2,7 @@ package log
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // storeMetrics are recorded by every Store; Collector exposes them. Histograms are kept
@@ -67,6 +68,7 @@ var (
 	descRepairedOut = prometheus.NewDesc("patina_log_repair_removed_versions_total", "Unreadable versions repairs removed from the log.", nil, nil)
 	descRepairWait  = prometheus.NewDesc("patina_log_repair_pending_versions", "Versions a repair removed that are not held again yet (sync fetches them from peers).", nil, nil)
 	descFreeBytes   = prometheus.NewDesc("patina_log_disk_free_bytes", "Free bytes of the log's disk at the last check (0 before the first write).", nil, nil)
+	descWALFsync    = prometheus.NewDesc("patina_log_wal_fsync_seconds", "Duration of the WAL's fsyncs, as Pebble measures them: the disk's part of every group commit (on a busy machine it includes the wait for a CPU to finish the sync).", nil, nil)
 	descRecentReads = prometheus.NewDesc("patina_log_recent_reads_total", "Versions Read returned, by whether the recent cache held them decoded (hit) or they were read and decoded from Pebble (miss).", []string{"result"}, nil)
 )
 
@@ -79,7 +81,7 @@ func (s *Store) Collector() prometheus.Collector { return storeCollector{s} }
 
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueue, descInflight, descLastSeq, descVersions, descChanges, descBytes, descDisk, descSites, descAppends, descSyncs, descWaiting, descCleared, descHorizon, descHorizTS,
-		descCorruptions, descDamaged, descDiskFull, descRefused, descFreeBytes, descRepairs, descRepairedOut, descRepairWait, descRecentReads} {
+		descCorruptions, descDamaged, descDiskFull, descRefused, descFreeBytes, descRepairs, descRepairedOut, descRepairWait, descRecentReads, descWALFsync} {
 		ch <- d
 	}
 	c.s.describeScrub(ch)
@@ -131,6 +133,9 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	hits, misses := c.s.recent.counts()
 	ch <- prometheus.MustNewConstMetric(descRecentReads, prometheus.CounterValue, float64(hits), "hit")
 	ch <- prometheus.MustNewConstMetric(descRecentReads, prometheus.CounterValue, float64(misses), "miss")
+	if m := c.s.walFsyncMetric(); m != nil {
+		ch <- m
+	}
 	c.s.collectScrub(ch)
 	c.s.metrics.appendSeconds.Collect(ch)
 	c.s.metrics.commitSeconds.Collect(ch)
@@ -141,4 +146,30 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	c.s.metrics.compactJudged.Collect(ch)
 	c.s.metrics.forged.Collect(ch)
 	c.s.metrics.collisions.Collect(ch)
+}
+
+// walFsyncMetric is Pebble's histogram of WAL fsync latencies in seconds (Pebble keeps it in
+// nanoseconds, unnamed), or nil when the store is closed or Pebble has none (read-only).
+func (s *Store) walFsyncMetric() prometheus.Metric {
+	if err := s.rlock(); err != nil {
+		return nil
+	}
+	defer s.closeMu.RUnlock()
+	h := s.db.Metrics().LogWriter.FsyncLatency
+	if h == nil {
+		return nil
+	}
+	var pb dto.Metric
+	if err := h.Write(&pb); err != nil || pb.Histogram == nil {
+		return nil
+	}
+	buckets := make(map[float64]uint64, len(pb.Histogram.Bucket))
+	for _, b := range pb.Histogram.Bucket {
+		buckets[b.GetUpperBound()/1e9] = b.GetCumulativeCount()
+	}
+	m, err := prometheus.NewConstHistogram(descWALFsync, pb.Histogram.GetSampleCount(), pb.Histogram.GetSampleSum()/1e9, buckets)
+	if err != nil {
+		return nil
+	}
+	return m
 }
