@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -12,46 +13,19 @@ import (
 // writes them: PATINA_CPUPROFILE=file records CPU samples for the whole run,
 // PATINA_MEMPROFILE=file writes the allocation profile (every allocation since start) when
 // the command ends, PATINA_TRACE=file records the runtime's execution trace (`go tool trace`:
-// which goroutine waited for what, and how long a woken goroutine waited for a processor). They are how `patina bench write --profile-dir` profiles the agents of a
-// real cluster; a profile that cannot be written is reported on stderr, never fatal.
+// which goroutine waited for what, and how long a woken goroutine waited for a processor).
+// They are how `patina bench write --profile-dir` profiles the agents of a real cluster; a
+// profile that cannot be written is reported on stderr, never fatal.
 func startProfiles(getenv func(string) string) (stop func()) {
-	cpu, mem := getenv("PATINA_CPUPROFILE"), getenv("PATINA_MEMPROFILE")
-	var cpuFile *os.File
-	if cpu != "" {
-		f, err := os.Create(cpu)
-		if err == nil {
-			err = pprof.StartCPUProfile(f)
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "patina: cpu profile: %v\n", err)
-		} else {
-			cpuFile = f
-		}
-	}
+	mem := getenv("PATINA_MEMPROFILE")
+	stopCPU := record(getenv("PATINA_CPUPROFILE"), "cpu profile", pprof.StartCPUProfile, pprof.StopCPUProfile)
 	if mem != "" {
 		runtime.MemProfileRate = 64 << 10
 	}
-	var traceFile *os.File
-	if tr := getenv("PATINA_TRACE"); tr != "" {
-		f, err := os.Create(tr)
-		if err == nil {
-			err = trace.Start(f)
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "patina: execution trace: %v\n", err)
-		} else {
-			traceFile = f
-		}
-	}
+	stopTrace := record(getenv("PATINA_TRACE"), "execution trace", trace.Start, trace.Stop)
 	return func() {
-		if traceFile != nil {
-			trace.Stop()
-			traceFile.Close()
-		}
-		if cpuFile != nil {
-			pprof.StopCPUProfile()
-			cpuFile.Close()
-		}
+		stopTrace()
+		stopCPU()
 		if mem != "" {
 			f, err := os.Create(mem)
 			if err == nil {
@@ -62,5 +36,28 @@ func startProfiles(getenv func(string) string) (stop func()) {
 				fmt.Fprintf(os.Stderr, "patina: allocation profile: %v\n", err)
 			}
 		}
+	}
+}
+
+// record starts a recording (the CPU profile, the execution trace) into the file path when
+// it is set, and returns what stops it and closes the file; a recording that cannot start is
+// reported on stderr as what, and its file closed.
+func record(path, what string, start func(io.Writer) error, stop func()) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		if err = start(f); err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "patina: %s: %v\n", what, err)
+		return func() {}
+	}
+	return func() {
+		stop()
+		f.Close()
 	}
 }
