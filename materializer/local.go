@@ -94,7 +94,7 @@ func (m *Materializer) runLocal(ctx, user context.Context, stmts []Statement, ch
 	for i := range stmts {
 		start := time.Now()
 		m.inUser.Store(1)
-		n, err := m.execUser(user, &stmts[i])
+		n, err := m.w.execUser(user, &stmts[i])
 		m.inUser.Store(0)
 		if err != nil {
 			if user.Err() != nil {
@@ -139,10 +139,6 @@ type groupLost struct{ err error }
 func (e *groupLost) Error() string        { return e.err.Error() }
 func (e *groupLost) Unwrap() error        { return e.err }
 func (e *groupLost) Is(target error) bool { return target == errGroupLost }
-
-func (m *Materializer) execUser(ctx context.Context, st *Statement) (int64, error) {
-	return m.w.execUser(ctx, st)
-}
 
 // captured takes the capture events of the transaction just run, applies L1-L8 in capture
 // order and returns the changeset (nil when nothing changed), with the rows' clocks

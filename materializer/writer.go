@@ -365,13 +365,12 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 func (m *Materializer) iterateAsync(ctx context.Context, txs []*request) error {
 	g, err := m.runGroup(ctx, txs)
 	if err != nil {
-		<-m.pipeSlots
+		m.leavePipe()
 		return err
 	}
 	if cap(m.pipeSlots) == 1 {
 		m.complete(g)
-		<-m.pipeSlots
-		m.met.pipeDepth.Set(0)
+		m.leavePipe()
 		return nil
 	}
 	m.pipeWG.Add(1)
@@ -384,13 +383,19 @@ func (m *Materializer) completer() {
 	defer m.wg.Done()
 	for g := range m.pipe {
 		m.complete(g)
-		<-m.pipeSlots
-		m.met.pipeDepth.Set(float64(len(m.pipeSlots)))
+		m.leavePipe()
 		m.pipeWG.Done()
-		select { // wakes a writer filling its group (fillGroup)
-		case m.pipeDone <- struct{}{}:
-		default:
-		}
+	}
+}
+
+// leavePipe ends a group's turn in the pipeline, completed or failed: it frees the group's
+// slot and wakes a writer filling its group (fillGroup).
+func (m *Materializer) leavePipe() {
+	<-m.pipeSlots
+	m.met.pipeDepth.Set(float64(len(m.pipeSlots)))
+	select {
+	case m.pipeDone <- struct{}{}:
+	default:
 	}
 }
 
