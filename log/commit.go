@@ -375,24 +375,18 @@ const maxBatchItems = 8192
 // built and written behind it.
 const DefaultCommitDepth = 2
 
-// The commit pipeline. commitLoop collects a group of queued appends, builds its Pebble
-// batch on the working vector and writes it to the WAL and memtable without waiting for the
-// sync (ApplyNoSyncWait); the groups' callers then wait for each group's sync in the order
-// the groups were written (awaitGroup) and only then publish it (vector, last seq, counters)
-// and answer its callers. So an answer never precedes the durability of what it answers, and Pebble's WAL
-// being one ordered file means a group is durable only once every earlier one is. While
-// group N's fsync runs, group N+1 is collected, built and written behind it, and its sync
-// starts as soon as N's ends. A token in slots stands for a group on its way (CommitDepth
-// at most); a group with nothing to write (every item already held by the working vector,
-// or refused) is published in its turn too, because "held" there may mean "held by a group
-// not synced yet".
-//
-// Two shortcuts keep a lone appender (the materializer's writer with single-row
-// transactions) off the scheduler's run queue, where each hand-off between goroutines waits
-// behind every runnable HTTP handler: an appender that finds the committer idle writes its
-// own group (tryCommit), and a caller waiting for its group publishes it, and any group
-// written before it, itself (awaitGroup). Both keep the order: groups are written under commitMu, one at a time, and published under pubMu
-// from the head of pubQ, in the order they were written.
+// The commit pipeline. A group of appends (one idle appender's, or what queued for
+// commitLoop) is built into one Pebble batch on the working vector and written to the WAL
+// and memtable without waiting for the sync (ApplyNoSyncWait); the groups' callers then wait
+// for each group's sync in the order the groups were written and only then publish it
+// (vector, last seq, counters) and answer its callers (awaitGroup). So an answer never
+// precedes the durability of what it answers, and Pebble's WAL being one ordered file means a
+// group is durable only once every earlier one is. While group N's fsync runs, group N+1 is
+// built and written behind it, and its sync starts as soon as N's ends. A token in slots
+// stands for a group on its way (CommitDepth at most); a group with nothing to write (every
+// item already held by the working vector, or refused) is published in its turn too,
+// because "held" there may mean "held by a group not synced yet". Why an appender writes and
+// publishes its own group, and the order both keep: doc.go, "Group commit".
 
 // inflight is one group written and not yet published (pubQ).
 type inflight struct {
