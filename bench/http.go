@@ -59,11 +59,16 @@ type HTTPConfig struct {
 	// WriterDepth is the in-process node's materializer.Config.WriterDepth (0: 1, no
 	// overlap; 2: the writer builds a group while the previous one's fsync runs).
 	WriterDepth int
+	// Floor serves the writes without a node: an HTTP server in this process answers each
+	// one at the next tick of a FloorWait clock, without a database (floor.go). The same
+	// clients against it show what the HTTP exchange alone costs.
+	Floor     bool
+	FloorWait time.Duration
 }
 
 // DefaultHTTPConfig is 32 clients writing single-row transactions for 5 s.
 func DefaultHTTPConfig() HTTPConfig {
-	return HTTPConfig{Clients: 32, Rows: 1, Preload: 10_000, Duration: 5 * time.Second, Warmup: time.Second, Seed: 1}
+	return HTTPConfig{Clients: 32, Rows: 1, Preload: 10_000, Duration: 5 * time.Second, Warmup: time.Second, Seed: 1, FloorWait: time.Millisecond}
 }
 
 // Validate checks the config.
@@ -79,6 +84,10 @@ func (c *HTTPConfig) Validate() error {
 		return fmt.Errorf("warmup %v: want >= 0", c.Warmup)
 	case c.Direct && c.Addr != "":
 		return errors.New("direct runs an in-process node: not with an address")
+	case c.Floor && (c.Addr != "" || c.Direct || c.Reads):
+		return errors.New("floor serves writes in this process: not with an address, direct or reads")
+	case c.FloorWait < 0:
+		return fmt.Errorf("floor wait %v: want >= 0", c.FloorWait)
 	case c.Reads && c.Preload <= 0:
 		return fmt.Errorf("preload %d: reads need rows to read", c.Preload)
 	}
@@ -87,7 +96,7 @@ func (c *HTTPConfig) Validate() error {
 
 // HTTPResult is what a run measured.
 type HTTPResult struct {
-	Mode       string // "http" or "direct"
+	Mode       string // "http", "direct" or "floor"
 	Ops        int    // transactions or reads completed in the measured window
 	Rows       int    // rows written or read
 	Errors     int
@@ -96,12 +105,16 @@ type HTTPResult struct {
 	RowsPerSec float64
 	P50, P99   time.Duration // per operation, as the client saw it
 	Max        time.Duration
+	// CPU is this process's CPU time (user and system) per operation in the measured
+	// window: the clients and, without an address, the node or floor server.
+	CPU time.Duration
 }
 
 func (r HTTPResult) String() string {
-	return fmt.Sprintf("%s: %d ops in %v: %.0f ops/s, %.0f rows/s, p50 %v, p99 %v, max %v, %d errors",
+	return fmt.Sprintf("%s: %d ops in %v: %.0f ops/s, %.0f rows/s, p50 %v, p99 %v, max %v, %d errors, cpu %.0f us/op",
 		r.Mode, r.Ops, r.Elapsed.Round(time.Millisecond), r.OpsPerSec, r.RowsPerSec,
-		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond), r.Errors)
+		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond), r.Errors,
+		float64(r.CPU.Nanoseconds())/1e3)
 }
 
 // benchSchema is the workload's table.
@@ -127,6 +140,18 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (HTTPResult, error) {
 		}
 		exec, read = clientOps(cl)
 		close = func() error { return nil }
+	} else if cfg.Floor {
+		f, err := openFloor(cfg.FloorWait)
+		if err != nil {
+			return HTTPResult{}, err
+		}
+		close = f.close
+		cl, err := newClient(f.addr(), "", cfg.Clients)
+		if err != nil {
+			f.close()
+			return HTTPResult{}, err
+		}
+		exec, read = clientOps(cl)
 	} else {
 		n, err := openNode(ctx, cfg)
 		if err != nil {
@@ -154,8 +179,11 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (HTTPResult, error) {
 // runLoad drives the clients: warmup, then the measured window.
 func runLoad(ctx context.Context, cfg HTTPConfig, exec func(context.Context, string, []log.Value) error, read func(context.Context, int64) error) (HTTPResult, error) {
 	res := HTTPResult{Mode: "http"}
-	if cfg.Direct {
+	switch {
+	case cfg.Direct:
 		res.Mode = "direct"
+	case cfg.Floor:
+		res.Mode = "floor"
 	}
 	// Ids are unique across runs on the same table: start above what is there.
 	var nextID atomic.Int64
@@ -247,11 +275,13 @@ func runLoad(ctx context.Context, cfg HTTPConfig, exec func(context.Context, str
 	ok := timer(cfg.Warmup)
 	measuring.Store(true)
 	start := time.Now()
+	cpu0, cpuErr := selfCPU()
 	if ok {
 		timer(cfg.Duration)
 	}
 	measuring.Store(false)
 	res.Elapsed = time.Since(start)
+	cpu1, err := selfCPU()
 	stop.Store(true)
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -264,6 +294,9 @@ func runLoad(ctx context.Context, cfg HTTPConfig, exec func(context.Context, str
 		res.Rows = res.Ops * cfg.Rows
 	}
 	res.OpsPerSec = float64(res.Ops) / res.Elapsed.Seconds()
+	if cpuErr == nil && err == nil && res.Ops > 0 {
+		res.CPU = (cpu1 - cpu0) / time.Duration(res.Ops)
+	}
 	res.RowsPerSec = float64(res.Rows) / res.Elapsed.Seconds()
 	if len(lats) > 0 {
 		slices.Sort(lats)

@@ -59,13 +59,44 @@ func TestHTTPWorkload(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Ops == 0 || res.Errors != 0 || res.P99 < res.P50 || res.P50 <= 0 {
+		if res.Ops == 0 || res.Errors != 0 || res.P99 < res.P50 || res.P50 <= 0 || res.CPU <= 0 {
 			t.Errorf("reads=%v: implausible result %v", reads, res)
+		}
+	}
+	// The floor: no node, each write answered at the next tick of its clock, so that no
+	// write is answered sooner than a tick (at once without one).
+	for _, wait := range []time.Duration{0, 20 * time.Millisecond} {
+		cfg := DefaultHTTPConfig()
+		cfg.Clients, cfg.Floor, cfg.FloorWait = 4, true, wait
+		cfg.Duration, cfg.Warmup = 300*time.Millisecond, 0
+		res, err := RunHTTP(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Mode != "floor" || res.Ops == 0 || res.Errors != 0 || res.CPU <= 0 {
+			t.Errorf("floor wait %v: implausible result %v", wait, res)
+		}
+		// Each client waits for a tick per write: at most one write per client per tick
+		// (and one more for the tick that ends the window).
+		if most := 4 * (int(cfg.Duration/max(wait, time.Nanosecond)) + 1); wait > 0 && res.Ops > most {
+			t.Errorf("floor wait %v: %d writes in %v, want at most %d", wait, res.Ops, cfg.Duration, most)
 		}
 	}
 	bad := DefaultHTTPConfig()
 	bad.Clients = 0
 	if _, err := RunHTTP(t.Context(), bad); err == nil {
 		t.Error("0 clients accepted")
+	}
+	for name, mend := range map[string]func(*HTTPConfig){
+		"floor with direct": func(c *HTTPConfig) { c.Floor, c.Direct = true, true },
+		"floor with reads":  func(c *HTTPConfig) { c.Floor, c.Reads = true, true },
+		"floor with addr":   func(c *HTTPConfig) { c.Floor, c.Addr = true, "127.0.0.1:1" },
+		"negative wait":     func(c *HTTPConfig) { c.Floor, c.FloorWait = true, -time.Millisecond },
+	} {
+		cfg := DefaultHTTPConfig()
+		mend(&cfg)
+		if _, err := RunHTTP(t.Context(), cfg); err == nil {
+			t.Errorf("%s accepted", name)
+		}
 	}
 }

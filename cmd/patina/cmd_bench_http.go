@@ -18,10 +18,14 @@ func newBenchHTTPCmd(m *Main) *cobra.Command {
 		Long: `Measure the HTTP API: --clients concurrent clients write transactions of --rows rows
 (one INSERT each), or with --reads read single rows by primary key, for --duration after a
 --warmup. Without --addr it starts a node in this process (log and view in a temp dir, API
-on 127.0.0.1); --direct calls that node's materializer without HTTP, for comparison. Prints
-operations/s, rows/s and the latency p50/p99/max each client saw.`,
+on 127.0.0.1); --direct calls that node's materializer without HTTP, for comparison; --floor
+answers the writes without a node or a database, each at the next tick of a --floor-wait
+clock (a stand-in for a group commit), to show what the HTTP exchange alone costs. Prints
+operations/s, rows/s, the latency p50/p99/max each client saw and this process's CPU time
+per operation (the clients and, without --addr, the node).`,
 		Example: `  patina bench http --clients 32 --rows 1 --duration 10s
   patina bench http --clients 32 --rows 1 --duration 10s --direct
+  patina bench http --clients 32 --rows 1 --duration 10s --floor --floor-wait 1ms
   patina bench http --clients 1 --reads --duration 10s
   patina bench http --addr 127.0.0.1:8080 --clients 8`,
 		Args: noArgs,
@@ -34,6 +38,8 @@ operations/s, rows/s and the latency p50/p99/max each client saw.`,
 	fs.BoolVar(&cfg.Reads, "reads", false, "point reads instead of writes")
 	fs.IntVar(&cfg.Preload, "preload", cfg.Preload, "rows written before a read run")
 	fs.BoolVar(&cfg.Direct, "direct", false, "call the materializer in-process instead of HTTP")
+	fs.BoolVar(&cfg.Floor, "floor", false, "answer the writes in-process without a node or database (the HTTP exchange alone)")
+	fs.DurationVar(&cfg.FloorWait, "floor-wait", cfg.FloorWait, "with --floor, answer the waiting writes together at every tick of this clock (0: at once)")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured time")
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured time first")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the read keys")

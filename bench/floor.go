@@ -1,0 +1,107 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// floorServer serves the HTTP exchange of a write without a database (HTTPConfig.Floor): a
+// net/http server on 127.0.0.1 with the API server's connection settings, whose
+// POST /v1/transactions reads the request, waits for the next tick of a clock with period
+// wait and answers what a one-statement transaction answers. The tick stands in for a group
+// commit (every waiting request is answered at once), so that connections park and wake as
+// they do against a node. Run with the same clients and load loop as an HTTP run, it gives
+// what the exchange alone costs on this machine; the difference to a real run is the node's
+// database path.
+type floorServer struct {
+	srv  *http.Server
+	ln   net.Listener
+	stop chan struct{}
+	done chan struct{}
+
+	mu   sync.Mutex
+	tick chan struct{} // closed at the next tick
+}
+
+// floorAnswer is a one-statement transaction's answer as the API writes it.
+var floorAnswer = []byte(`{"results":[{"rows_affected":1,"time":0.000021}],"time":0.000021,"version":1,"actor_id":"00000000000000000000000000000000"}`)
+
+func openFloor(wait time.Duration) (*floorServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	f := &floorServer{ln: ln, stop: make(chan struct{}), done: make(chan struct{}), tick: make(chan struct{})}
+	f.srv = &http.Server{Handler: http.HandlerFunc(f.serve), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go f.clock(wait)
+	go f.srv.Serve(ln)
+	return f, nil
+}
+
+func (f *floorServer) addr() string { return f.ln.Addr().String() }
+
+// clock answers every waiting request once per period; with no period, requests do not wait.
+func (f *floorServer) clock(period time.Duration) {
+	defer close(f.done)
+	if period <= 0 {
+		f.mu.Lock()
+		close(f.tick)
+		f.mu.Unlock()
+		<-f.stop
+		return
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C:
+		}
+		f.mu.Lock()
+		close(f.tick)
+		f.tick = make(chan struct{})
+		f.mu.Unlock()
+	}
+}
+
+func (f *floorServer) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.URL.Path != "/v1/transactions" {
+		http.Error(w, `{"error":"the floor server answers POST /v1/transactions only"}`, http.StatusNotFound)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil || !bytes.HasPrefix(bytes.TrimSpace(body), []byte("[")) {
+		http.Error(w, `{"error":"want a JSON array of statements"}`, http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	tick := f.tick
+	f.mu.Unlock()
+	select {
+	case <-tick:
+	case <-r.Context().Done():
+		return
+	}
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(floorAnswer))}
+	w.Write(floorAnswer)
+}
+
+func (f *floorServer) close() error {
+	close(f.stop)
+	<-f.done
+	err := f.srv.Shutdown(context.Background())
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
