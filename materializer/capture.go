@@ -18,8 +18,14 @@ import (
 // back with a query after every transaction (issue 14: the read-back was about 4 us of the
 // origin's CPU per row, the temp table's insert as much again). The triggers, and so the
 // rows they see, are the same as before: AFTER INSERT, UPDATE and DELETE on each user table,
-// only while temp.__patina_on is set (a local transaction's statements, never a fold), and
-// none for the implicit delete of INSERT OR REPLACE (rule L5).
+// only while the sink is on (a local transaction's statements, never a fold), and none for
+// the implicit delete of INSERT OR REPLACE (rule L5).
+//
+// Whether the sink is on is asked of Go, through the SQL function __patina_capturing in each
+// trigger's WHEN, not read from a temp table's row: the read opened the temp database for
+// every row written, a fold's rows too, and a single-row INSERT cost about 20% more with it
+// (BenchmarkCaptureWhen). The flag is the writer's (captureSink.on): runLocals sets it for a
+// group's local transactions and clears it on every way out; nothing else writes it.
 //
 // The function exists only on the writer's connections (captureDriver); readers and every
 // other connection do not know it, and write statements cannot name it
@@ -31,6 +37,9 @@ import (
 // are dropped with it: each transaction starts from an empty sink.
 const captureFunc = "__patina_capture"
 
+// capturingFunc is __patina_capturing(sink): 1 while the sink is on, else 0.
+const capturingFunc = "__patina_capturing"
+
 // captureChunk bounds the row values of one call: SQLite allows 1,000 arguments, and a
 // table is allowed up to 2,000 columns (an UPDATE passes twice as many values), so wide
 // tables' triggers call the function once per chunk of values.
@@ -39,6 +48,7 @@ const captureChunk = 960
 // captureSink receives the capture events of one materializer's writer connection. Only the
 // writer goroutine touches it (the function runs inside the writer's statements).
 type captureSink struct {
+	on     bool     // the triggers hand rows to capture (runLocals)
 	tables []*table // by the index baked into the triggers; replaced with them
 	events []captureEvent
 	// arena holds the events' values back to back, reused by the next transaction: one
@@ -106,6 +116,10 @@ var captureDriver = func() *sqlite.Driver {
 	if err := d.RegisterFunction(captureFunc, &sqlite.FunctionImpl{NArgs: -1, Scalar: capture, VolatileArgs: true}); err != nil {
 		panic(err) // only a second registration of the name fails
 	}
+	// Not deterministic: SQLite must ask again for every row.
+	if err := d.RegisterFunction(capturingFunc, &sqlite.FunctionImpl{NArgs: 1, Scalar: capturing}); err != nil {
+		panic(err)
+	}
 	return d
 }()
 
@@ -120,6 +134,27 @@ func (c captureConnector) Driver() driver.Driver { return captureDriver }
 // connections).
 func openWriterDB(dsn string) *sql.DB { return sql.OpenDB(captureConnector{dsn}) }
 
+// sinkOf returns the sink whose id is the SQL value id.
+func sinkOf(id driver.Value) *captureSink {
+	n, _ := id.(int64)
+	captureSinks.RLock()
+	s := captureSinks.m[n]
+	captureSinks.RUnlock()
+	return s
+}
+
+// capturing is __patina_capturing(sink): whether the triggers hand rows to the sink now.
+func capturing(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+	s := sinkOf(args[0])
+	if s == nil {
+		return nil, fmt.Errorf("%s: no capture for sink %v", capturingFunc, args[0])
+	}
+	if s.on {
+		return int64(1), nil
+	}
+	return int64(0), nil
+}
+
 // capture is __patina_capture(sink, table, op, part, values...): part 0 starts an event of
 // op on the sink's table (the old values then the new ones, NULL where the op has none) and
 // fills it from the first value on; part k fills the k-th chunk of the op's values.
@@ -127,15 +162,12 @@ func capture(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, erro
 	if len(args) < 4 {
 		return nil, fmt.Errorf("%s: %d arguments", captureFunc, len(args))
 	}
-	id, _ := args[0].(int64)
 	ti, _ := args[1].(int64)
 	op, _ := args[2].(int64)
 	part, _ := args[3].(int64)
-	captureSinks.RLock()
-	s := captureSinks.m[id]
-	captureSinks.RUnlock()
+	s := sinkOf(args[0])
 	if s == nil || ti < 0 || ti >= int64(len(s.tables)) {
-		return nil, fmt.Errorf("%s: no capture for sink %d table %d", captureFunc, id, ti)
+		return nil, fmt.Errorf("%s: no capture for sink %v table %d", captureFunc, args[0], ti)
 	}
 	t := s.tables[ti]
 	n := len(t.Cols)
@@ -185,8 +217,8 @@ func captureValue(a driver.Value) (log.Value, error) {
 }
 
 // setupCapture (re)creates the capture triggers on the writer connection, feeding the
-// materializer's sink. Triggers fire only while temp.__patina_on says so, that is while a
-// local transaction's statements run, never during a fold.
+// materializer's sink. Triggers fire only while the sink is on, that is while a local
+// transaction's statements run, never during a fold.
 func (m *Materializer) setupCapture(ctx context.Context, q querier, tables map[string]*table) error {
 	if err := dropCapture(ctx, q); err != nil {
 		return err
@@ -195,11 +227,9 @@ func (m *Materializer) setupCapture(ctx context.Context, q querier, tables map[s
 		m.capID = registerSink(&m.cap)
 	}
 	m.cap.reset()
+	m.cap.on = false
 	m.cap.tables = m.cap.tables[:0]
 	stmts := []string{
-		"CREATE TEMP TABLE IF NOT EXISTS __patina_on (v INTEGER NOT NULL)",
-		"DELETE FROM " + captureOn,
-		"INSERT INTO " + captureOn + " VALUES (0)",
 		"CREATE TEMP TABLE IF NOT EXISTS __patina_aff (t TEXT, n NUMERIC, r REAL)",
 		"DELETE FROM temp.__patina_aff",
 		"INSERT INTO temp.__patina_aff VALUES (NULL, NULL, NULL)",
@@ -225,7 +255,8 @@ func (m *Materializer) closeCapture() {
 	m.cap = captureSink{}
 }
 
-// dropCapture drops the capture triggers (and the temp capture table of older versions).
+// dropCapture drops the capture triggers (and the temp tables of older versions: the capture
+// table and the flag).
 func dropCapture(ctx context.Context, q querier) error {
 	rows, err := q.QueryContext(ctx, "SELECT name FROM temp.sqlite_master WHERE type = 'trigger'")
 	if err != nil {
@@ -246,8 +277,12 @@ func dropCapture(ctx context.Context, q querier) error {
 			return err
 		}
 	}
-	_, err = q.ExecContext(ctx, "DROP TABLE IF EXISTS temp.__patina_cap")
-	return err
+	for _, old := range []string{"temp.__patina_cap", "temp.__patina_on"} {
+		if _, err := q.ExecContext(ctx, "DROP TABLE IF EXISTS "+old); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 const (
@@ -280,8 +315,8 @@ func captureTriggers(t *table, id int64, ti int) []string {
 		return b.String()
 	}
 	mk := func(kind, event string, op int, vals []string) string {
-		return fmt.Sprintf("CREATE TEMP TRIGGER %s AFTER %s ON main.%s WHEN (SELECT v FROM %s) BEGIN %sEND",
-			quoteIdent("__patina_"+kind+"_"+t.Name), event, t.quoted, captureOn, calls(op, vals))
+		return fmt.Sprintf("CREATE TEMP TRIGGER %s AFTER %s ON main.%s WHEN %s(%d) BEGIN %sEND",
+			quoteIdent("__patina_"+kind+"_"+t.Name), event, t.quoted, capturingFunc, id, calls(op, vals))
 	}
 	return []string{
 		mk("ins", "INSERT", opInsert, ref("NEW.")),

@@ -15,8 +15,9 @@ import (
 
 // refCaptureTriggers are the capture triggers as they were before capture went through
 // __patina_capture: each row change inserted into a temp table, which the writer read back
-// after the transaction. TestCaptureEqualsReadBack runs both side by side.
-func refCaptureTriggers(t *table) []string {
+// after the transaction. TestCaptureEqualsReadBack runs both side by side. They fire when
+// the sink id's capture triggers do.
+func refCaptureTriggers(t *table, id int64) []string {
 	n := len(t.Cols)
 	cols := make([]string, 2*n)
 	for i := range cols {
@@ -41,8 +42,8 @@ func refCaptureTriggers(t *table) []string {
 		return strings.Join(parts, ", ")
 	}
 	mk := func(kind, event string, op int, old, new bool) string {
-		return fmt.Sprintf("CREATE TEMP TRIGGER %s AFTER %s ON main.%s WHEN (SELECT v FROM %s) BEGIN INSERT INTO temp.ref_cap (tbl, op, %s) VALUES (%s, %d, %s); END",
-			quoteIdent("ref_"+kind+"_"+t.Name), event, t.quoted, captureOn, strings.Join(cols, ", "), sqlQuote(t.Name), op, vals(old, new))
+		return fmt.Sprintf("CREATE TEMP TRIGGER %s AFTER %s ON main.%s WHEN %s(%d) BEGIN INSERT INTO temp.ref_cap (tbl, op, %s) VALUES (%s, %d, %s); END",
+			quoteIdent("ref_"+kind+"_"+t.Name), event, t.quoted, capturingFunc, id, strings.Join(cols, ", "), sqlQuote(t.Name), op, vals(old, new))
 	}
 	return []string{
 		mk("ins", "INSERT", opInsert, false, true),
@@ -138,14 +139,14 @@ func TestCaptureEqualsReadBack(t *testing.T) {
 		return strings.Join(cs, ", ")
 	}() + ")"}
 	for _, tb := range tables {
-		setup = append(setup, refCaptureTriggers(tb)...)
+		setup = append(setup, refCaptureTriggers(tb, m.capID)...)
 	}
-	setup = append(setup, "UPDATE "+captureOn+" SET v = 1")
 	for _, q := range setup {
 		if _, err := c.ExecContext(ctx, q); err != nil {
 			t.Fatal(err)
 		}
 	}
+	m.cap.on = true
 
 	rng := rand.New(rand.NewSource(14))
 	value := func() any {
@@ -255,4 +256,132 @@ func TestCaptureEqualsReadBack(t *testing.T) {
 		t.Fatalf("%d events, %d failed statements: the statements do not cover enough", len(m.cap.events), fails)
 	}
 	t.Logf("%d events, %d failed statements", len(m.cap.events), fails)
+}
+
+// TestCaptureOnlyWhileOn checks that the triggers ask the sink's flag at every statement:
+// rows written while it is off (a fold) reach nobody, rows written while it is on are
+// captured, and rows written after it is turned off again reach nobody.
+func TestCaptureOnlyWhileOn(t *testing.T) {
+	ctx := context.Background()
+	db := openWriterDB(dsn(filepath.Join(t.TempDir(), "v.db"), false))
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	c, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	tables, err := loadTables(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Materializer{}
+	defer m.closeCapture()
+	if err := m.setupCapture(ctx, c, tables); err != nil {
+		t.Fatal(err)
+	}
+	exec := func(q string) {
+		t.Helper()
+		if _, err := c.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec("INSERT INTO t VALUES (1, 'folded'), (2, 'folded')")
+	if n := len(m.cap.events); n != 0 || m.cap.on {
+		t.Fatalf("capture off after setup: %d events, on %v", n, m.cap.on)
+	}
+	m.cap.on = true
+	exec("INSERT INTO t VALUES (3, 'local'), (4, 'local')")
+	exec("UPDATE t SET a = 'changed' WHERE id IN (1, 3)")
+	exec("DELETE FROM t WHERE id = 2")
+	var ops []int64
+	for _, ev := range m.cap.events {
+		ops = append(ops, ev.op)
+	}
+	if want := []int64{opInsert, opInsert, opUpdate, opUpdate, opDelete}; fmt.Sprint(ops) != fmt.Sprint(want) {
+		t.Fatalf("capture on: ops %v, want %v", ops, want)
+	}
+	m.cap.on = false
+	exec("UPDATE t SET a = 'folded again'")
+	exec("INSERT INTO t VALUES (5, 'folded')")
+	if n := len(m.cap.events); n != len(ops) {
+		t.Fatalf("capture off again: %d events, want the %d of before", n, len(ops))
+	}
+}
+
+// BenchmarkCaptureWhen measures one single-row INSERT on the writer's connection with the
+// capture triggers asking the Go flag (func), with the same triggers reading a temp table's
+// flag instead as they did before (table), capture on (a local write) and off (a fold's
+// write), and without triggers (none):
+// go test ./materializer -run '^$' -bench CaptureWhen.
+func BenchmarkCaptureWhen(b *testing.B) {
+	for _, when := range []string{"none", "table", "func"} {
+		for _, on := range []bool{true, false} {
+			if when == "none" && !on {
+				continue
+			}
+			b.Run(fmt.Sprintf("%s/on=%v", when, on), func(b *testing.B) {
+				ctx := context.Background()
+				db := openWriterDB(dsn(filepath.Join(b.TempDir(), "v.db"), false))
+				defer db.Close()
+				db.SetMaxOpenConns(1)
+				c, err := db.Conn(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				exec := func(q string, args ...any) {
+					if _, err := c.ExecContext(ctx, q, args...); err != nil {
+						b.Fatal(q, err)
+					}
+				}
+				exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT, b INTEGER)")
+				m := &Materializer{}
+				defer m.closeCapture()
+				if when != "none" {
+					tables, err := loadTables(ctx, c)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := m.setupCapture(ctx, c, tables); err != nil {
+						b.Fatal(err)
+					}
+					m.cap.on = on
+				}
+				if when == "table" {
+					flag := 0
+					if on {
+						flag = 1
+					}
+					exec("CREATE TEMP TABLE flag (v INTEGER NOT NULL)")
+					exec("INSERT INTO temp.flag VALUES (?)", flag)
+					for _, tr := range captureTriggers(m.cap.tables[0], m.capID, 0) {
+						name := tr[len("CREATE TEMP TRIGGER "):strings.Index(tr, " AFTER ")]
+						exec("DROP TRIGGER temp." + name)
+						exec(strings.Replace(tr, fmt.Sprintf("WHEN %s(%d)", capturingFunc, m.capID), "WHEN (SELECT v FROM temp.flag)", 1))
+					}
+					m.cap.on = true // the table's flag decides
+				}
+				exec("BEGIN")
+				i := 0
+				b.ReportAllocs()
+				for b.Loop() {
+					i++
+					exec("INSERT INTO t (id, a, b) VALUES (?, ?, ?)", i, "value of some length", i%1000)
+					if i%100 == 0 {
+						m.cap.reset()
+						exec("COMMIT")
+						exec("BEGIN")
+					}
+				}
+				exec("COMMIT")
+				if n := len(m.cap.events); on != (n > 0) && when != "none" && i%100 != 0 {
+					b.Fatalf("on %v: %d events", on, n)
+				}
+			})
+		}
+	}
 }

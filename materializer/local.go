@@ -13,7 +13,6 @@ const (
 	metaTable    = "__patina_meta"
 	pendingTable = "__patina_pending"
 	failedTable  = "__patina_failed"
-	captureOn    = "temp.__patina_on"
 )
 
 var internalDDL = []string{

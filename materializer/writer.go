@@ -636,11 +636,10 @@ func (m *Materializer) runLocals(ctx context.Context, w *dbconn, txs []*request,
 	if len(txs) == 0 {
 		return nil, nil, nil
 	}
-	// Capture is on for the whole group; the flag lives in the SQLite transaction, so a
-	// rollback turns capture off again. Each transaction takes its own events (runLocal).
-	if err := w.run(ctx, "UPDATE "+captureOn+" SET v = 1"); err != nil {
-		return nil, nil, err
-	}
+	// Capture is on for the group's transactions and off again on every way out, before a
+	// rollback or a fold. Each transaction takes its own events (runLocal).
+	m.cap.on = true
+	defer func() { m.cap.on = false }()
 	// The transactions' clocks are buffered and written once, after the last of them
 	// (writeBuf); a group that fails drops them.
 	defer func() {
@@ -686,9 +685,6 @@ func (m *Materializer) runLocals(ctx context.Context, w *dbconn, txs []*request,
 		}
 	}
 	if err := m.flush(ctx); err != nil {
-		return nil, nil, err
-	}
-	if err := w.run(ctx, "UPDATE "+captureOn+" SET v = 0"); err != nil {
 		return nil, nil, err
 	}
 	return locals, owners, nil
