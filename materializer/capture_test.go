@@ -312,76 +312,85 @@ func TestCaptureOnlyWhileOn(t *testing.T) {
 	}
 }
 
-// BenchmarkCaptureWhen measures one single-row INSERT on the writer's connection with the
-// capture triggers asking the Go flag (func), with the same triggers reading a temp table's
-// flag instead as they did before (table), capture on (a local write) and off (a fold's
-// write), and without triggers (none):
+// BenchmarkCaptureWhen measures an INSERT of 1 or 10 rows on the writer's connection with
+// the capture triggers asking the Go flag (func), with the same triggers reading a temp
+// table's flag instead as they did before (table), capture on (a local write) and off (a
+// fold's write), and without triggers (none):
 // go test ./materializer -run '^$' -bench CaptureWhen.
 func BenchmarkCaptureWhen(b *testing.B) {
-	for _, when := range []string{"none", "table", "func"} {
-		for _, on := range []bool{true, false} {
-			if when == "none" && !on {
-				continue
+	for _, rows := range []int{1, 10} {
+		for _, when := range []string{"none", "table", "func"} {
+			for _, on := range []bool{true, false} {
+				if when == "none" && !on {
+					continue
+				}
+				b.Run(fmt.Sprintf("rows=%d/%s/on=%v", rows, when, on), func(b *testing.B) { benchCaptureWhen(b, rows, when, on) })
 			}
-			b.Run(fmt.Sprintf("%s/on=%v", when, on), func(b *testing.B) {
-				ctx := context.Background()
-				db := openWriterDB(dsn(filepath.Join(b.TempDir(), "v.db"), false))
-				defer db.Close()
-				db.SetMaxOpenConns(1)
-				c, err := db.Conn(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer c.Close()
-				exec := func(q string, args ...any) {
-					if _, err := c.ExecContext(ctx, q, args...); err != nil {
-						b.Fatal(q, err)
-					}
-				}
-				exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT, b INTEGER)")
-				m := &Materializer{}
-				defer m.closeCapture()
-				if when != "none" {
-					tables, err := loadTables(ctx, c)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if err := m.setupCapture(ctx, c, tables); err != nil {
-						b.Fatal(err)
-					}
-					m.cap.on = on
-				}
-				if when == "table" {
-					flag := 0
-					if on {
-						flag = 1
-					}
-					exec("CREATE TEMP TABLE flag (v INTEGER NOT NULL)")
-					exec("INSERT INTO temp.flag VALUES (?)", flag)
-					for _, tr := range captureTriggers(m.cap.tables[0], m.capID, 0) {
-						name := tr[len("CREATE TEMP TRIGGER "):strings.Index(tr, " AFTER ")]
-						exec("DROP TRIGGER temp." + name)
-						exec(strings.Replace(tr, fmt.Sprintf("WHEN %s(%d)", capturingFunc, m.capID), "WHEN (SELECT v FROM temp.flag)", 1))
-					}
-					m.cap.on = true // the table's flag decides
-				}
-				exec("BEGIN")
-				i := 0
-				b.ReportAllocs()
-				for b.Loop() {
-					i++
-					exec("INSERT INTO t (id, a, b) VALUES (?, ?, ?)", i, "value of some length", i%1000)
-					if i%100 == 0 {
-						m.cap.reset()
-						exec("COMMIT")
-						exec("BEGIN")
-					}
-				}
-				exec("COMMIT")
-				if n := len(m.cap.events); on != (n > 0) && when != "none" && i%100 != 0 {
-					b.Fatalf("on %v: %d events", on, n)
-				}
-			})
 		}
+	}
+}
+
+func benchCaptureWhen(b *testing.B, rows int, when string, on bool) {
+	ctx := context.Background()
+	db := openWriterDB(dsn(filepath.Join(b.TempDir(), "v.db"), false))
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	c, err := db.Conn(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	exec := func(q string, args ...any) {
+		if _, err := c.ExecContext(ctx, q, args...); err != nil {
+			b.Fatal(q, err)
+		}
+	}
+	exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT, b INTEGER)")
+	m := &Materializer{}
+	defer m.closeCapture()
+	if when != "none" {
+		tables, err := loadTables(ctx, c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := m.setupCapture(ctx, c, tables); err != nil {
+			b.Fatal(err)
+		}
+		m.cap.on = on
+	}
+	if when == "table" {
+		flag := 0
+		if on {
+			flag = 1
+		}
+		exec("CREATE TEMP TABLE flag (v INTEGER NOT NULL)")
+		exec("INSERT INTO temp.flag VALUES (?)", flag)
+		for _, tr := range captureTriggers(m.cap.tables[0], m.capID, 0) {
+			name := tr[len("CREATE TEMP TRIGGER "):strings.Index(tr, " AFTER ")]
+			exec("DROP TRIGGER temp." + name)
+			exec(strings.Replace(tr, fmt.Sprintf("WHEN %s(%d)", capturingFunc, m.capID), "WHEN (SELECT v FROM temp.flag)", 1))
+		}
+		m.cap.on = true // the table's flag decides
+	}
+	insert := "INSERT INTO t (id, a, b) VALUES (?, ?, ?)" + strings.Repeat(", (?, ?, ?)", rows-1)
+	args := make([]any, 3*rows)
+	exec("BEGIN")
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		for r := range rows {
+			args[3*r], args[3*r+1], args[3*r+2] = rows*i+r, "value of some length", i%1000
+		}
+		exec(insert, args...)
+		if i%100 == 0 {
+			m.cap.reset()
+			exec("COMMIT")
+			exec("BEGIN")
+		}
+	}
+	exec("COMMIT")
+	if n := len(m.cap.events); on != (n > 0) && when != "none" && i%100 != 0 {
+		b.Fatalf("on %v: %d events", on, n)
 	}
 }
