@@ -52,6 +52,46 @@ func refCaptureTriggers(t *table, id int64) []string {
 	}
 }
 
+// writerConn opens a view in a temp dir through the writer's driver (the capture functions
+// on it) and returns its one connection, closed with the test.
+func writerConn(tb testing.TB) *sql.Conn {
+	tb.Helper()
+	db := openWriterDB(dsn(filepath.Join(tb.TempDir(), "v.db"), false))
+	db.SetMaxOpenConns(1)
+	c, err := db.Conn(context.Background())
+	if err != nil {
+		db.Close()
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		c.Close()
+		db.Close()
+	})
+	return c
+}
+
+// setupCaptureOn creates the tables of ddl on c and the capture triggers of a materializer
+// whose sink is forgotten with the test, and returns it with c's tables; capture is off.
+func setupCaptureOn(tb testing.TB, c *sql.Conn, ddl ...string) (*Materializer, map[string]*table) {
+	tb.Helper()
+	ctx := context.Background()
+	for _, q := range ddl {
+		if _, err := c.ExecContext(ctx, q); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	tables, err := loadTables(ctx, c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m := &Materializer{}
+	tb.Cleanup(m.closeCapture)
+	if err := m.setupCapture(ctx, c, tables); err != nil {
+		tb.Fatal(err)
+	}
+	return m, tables
+}
+
 func sqlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // readRefCapture reads the reference capture table, as readCapture did.
@@ -98,14 +138,7 @@ func readRefCapture(t *testing.T, c *sql.Conn, tables map[string]*table) []captu
 // wide enough that its triggers split the values over several calls.
 func TestCaptureEqualsReadBack(t *testing.T) {
 	ctx := context.Background()
-	db := openWriterDB(dsn(filepath.Join(t.TempDir(), "v.db"), false))
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	c, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := writerConn(t)
 	const wide = 520 // 2 x 520 values: an UPDATE's trigger makes two calls
 	wideCols := make([]string, wide)
 	for i := range wideCols {
@@ -117,20 +150,7 @@ func TestCaptureEqualsReadBack(t *testing.T) {
 		"CREATE TABLE t3 (k INTEGER PRIMARY KEY)",
 		"CREATE TABLE t4 (id INTEGER PRIMARY KEY, " + strings.Join(wideCols, ", ") + ")",
 	}
-	for _, q := range ddl {
-		if _, err := c.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tables, err := loadTables(ctx, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &Materializer{}
-	defer m.closeCapture()
-	if err := m.setupCapture(ctx, c, tables); err != nil {
-		t.Fatal(err)
-	}
+	m, tables := setupCaptureOn(t, c, ddl...)
 	setup := []string{"CREATE TEMP TABLE ref_cap (id INTEGER PRIMARY KEY, tbl TEXT, op INTEGER, " + func() string {
 		cs := make([]string, 2*(wide+1))
 		for i := range cs {
@@ -263,26 +283,8 @@ func TestCaptureEqualsReadBack(t *testing.T) {
 // captured, and rows written after it is turned off again reach nobody.
 func TestCaptureOnlyWhileOn(t *testing.T) {
 	ctx := context.Background()
-	db := openWriterDB(dsn(filepath.Join(t.TempDir(), "v.db"), false))
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	c, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.ExecContext(ctx, "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)"); err != nil {
-		t.Fatal(err)
-	}
-	tables, err := loadTables(ctx, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &Materializer{}
-	defer m.closeCapture()
-	if err := m.setupCapture(ctx, c, tables); err != nil {
-		t.Fatal(err)
-	}
+	c := writerConn(t)
+	m, _ := setupCaptureOn(t, c, "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)")
 	exec := func(q string) {
 		t.Helper()
 		if _, err := c.ExecContext(ctx, q); err != nil {
@@ -332,30 +334,18 @@ func BenchmarkCaptureWhen(b *testing.B) {
 
 func benchCaptureWhen(b *testing.B, rows int, when string, on bool) {
 	ctx := context.Background()
-	db := openWriterDB(dsn(filepath.Join(b.TempDir(), "v.db"), false))
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	c, err := db.Conn(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := writerConn(b)
 	exec := func(q string, args ...any) {
 		if _, err := c.ExecContext(ctx, q, args...); err != nil {
 			b.Fatal(q, err)
 		}
 	}
-	exec("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT, b INTEGER)")
+	const ddl = "CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, a TEXT, b INTEGER)"
 	m := &Materializer{}
-	defer m.closeCapture()
-	if when != "none" {
-		tables, err := loadTables(ctx, c)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := m.setupCapture(ctx, c, tables); err != nil {
-			b.Fatal(err)
-		}
+	if when == "none" {
+		exec(ddl)
+	} else {
+		m, _ = setupCaptureOn(b, c, ddl)
 		m.cap.on = on
 	}
 	if when == "table" {
