@@ -43,6 +43,7 @@ func BenchmarkHTTP(b *testing.B) {
 				b.ReportMetric(res.RowsPerSec, "rows/s")
 				b.ReportMetric(float64(res.P50.Microseconds())/1e3, "p50-ms")
 				b.ReportMetric(float64(res.P99.Microseconds())/1e3, "p99-ms")
+				b.ReportMetric(float64(res.CPU.Nanoseconds())/1e3, "cpu-us/op")
 			})
 		}
 	}
