@@ -24,8 +24,9 @@ import (
 // Whether the sink is on is asked of Go, through the SQL function __patina_capturing in each
 // trigger's WHEN, not read from a temp table's row for every row written, a fold's rows
 // too: that read cost a single-row INSERT on the writer about 3-4 us (a quarter of it) and
-// each row of a 10-row INSERT about 0.7 us (BenchmarkCaptureWhen). The flag is the writer's (captureSink.on): runLocals sets it for a
-// group's local transactions and clears it on every way out; nothing else writes it.
+// each row of a 10-row INSERT about 0.7 us (BenchmarkCaptureWhen). The flag is the
+// writer's (captureSink.on): runLocals sets it for a group's local transactions and clears
+// it on every way out; nothing else writes it.
 //
 // The function exists only on the writer's connections (captureDriver); readers and every
 // other connection do not know it, and write statements cannot name it
@@ -255,8 +256,7 @@ func (m *Materializer) closeCapture() {
 	m.cap = captureSink{}
 }
 
-// dropCapture drops the capture triggers (and the temp tables of older versions: the capture
-// table and the flag).
+// dropCapture drops the capture triggers (and the temp capture table of older versions).
 func dropCapture(ctx context.Context, q querier) error {
 	rows, err := q.QueryContext(ctx, "SELECT name FROM temp.sqlite_master WHERE type = 'trigger'")
 	if err != nil {
@@ -277,12 +277,8 @@ func dropCapture(ctx context.Context, q querier) error {
 			return err
 		}
 	}
-	for _, old := range []string{"temp.__patina_cap", "temp.__patina_on"} {
-		if _, err := q.ExecContext(ctx, "DROP TABLE IF EXISTS "+old); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err = q.ExecContext(ctx, "DROP TABLE IF EXISTS temp.__patina_cap")
+	return err
 }
 
 const (
