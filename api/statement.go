@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/patinadb/patina/internal/jsonscan"
 	"github.com/patinadb/patina/log"
 	"github.com/patinadb/patina/materializer"
 )
@@ -37,7 +38,7 @@ func parseStatement(raw json.RawMessage) (materializer.Statement, error) {
 
 // parseStatementJSON is parseStatement's general path (stmtfast.go has the fast one).
 func parseStatementJSON(raw json.RawMessage) (materializer.Statement, error) {
-	raw = bytes.TrimSpace(raw)
+	raw = jsonscan.TrimSpace(raw)
 	if len(raw) == 0 {
 		return materializer.Statement{}, badRequestf("empty statement")
 	}
@@ -283,7 +284,7 @@ func decodeStatements(body []byte) ([]materializer.Statement, error) {
 
 // decodeStatementsJSON is decodeStatements' general path (stmtfast.go has the fast one).
 func decodeStatementsJSON(body []byte) ([]materializer.Statement, error) {
-	body = bytes.TrimSpace(body)
+	body = jsonscan.TrimSpace(body)
 	if len(body) == 0 || body[0] != '[' {
 		return nil, badRequestf("body: want a JSON array of statements")
 	}

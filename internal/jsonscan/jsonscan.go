@@ -20,6 +20,25 @@ func (s *Scanner) Space() {
 	}
 }
 
+// TrimSpace returns b without JSON's white space (space, tab, newline, carriage return) at
+// either end. bytes.TrimSpace also trims what JSON does not allow between tokens (a vertical
+// tab, a form feed, Unicode spaces), so a body trimmed with it could parse alone and not
+// inside an array.
+func TrimSpace(b []byte) []byte {
+	s := Scanner{B: b}
+	s.Space()
+	b = b[s.I:]
+	for len(b) > 0 {
+		switch b[len(b)-1] {
+		case ' ', '\t', '\n', '\r':
+			b = b[:len(b)-1]
+			continue
+		}
+		break
+	}
+	return b
+}
+
 // Peek returns the next byte after white space (0 at the end).
 func (s *Scanner) Peek() byte {
 	s.Space()

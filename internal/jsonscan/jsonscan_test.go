@@ -96,3 +96,19 @@ func TestEatPeekLit(t *testing.T) {
 		t.Fatalf("at %d after the trailing space, want %d", s.I, len(s.B))
 	}
 }
+
+func TestTrimSpace(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                  "",
+		" \t\r\n":           "",
+		" [1] \n":           "[1]",
+		"\v[1]":             "\v[1]", // not JSON's white space: left for the parser to refuse
+		"[1]\f":             "[1]\f",
+		"\u00a0\"x\"\u00a0": "\u00a0\"x\"\u00a0",
+		"\t\"a b\"\r\n":     "\"a b\"",
+	} {
+		if got := string(TrimSpace([]byte(in))); got != want {
+			t.Errorf("TrimSpace(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
