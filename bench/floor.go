@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/patinadb/patina/api"
 )
 
 // floorServer serves the HTTP exchange of a write without a database (HTTPConfig.Floor): a
@@ -37,7 +39,9 @@ func openFloor(wait time.Duration) (*floorServer, error) {
 		return nil, err
 	}
 	f := &floorServer{ln: ln, stop: make(chan struct{}), done: make(chan struct{}), tick: make(chan struct{})}
-	f.srv = &http.Server{Handler: http.HandlerFunc(f.serve), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// The API server's keep-alive settings: its idle timeout decides when a client's pooled
+	// connection is closed under it.
+	f.srv = &http.Server{Handler: http.HandlerFunc(f.serve), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: api.DefaultConfig().IdleTimeout}
 	go f.clock(wait)
 	go f.srv.Serve(ln)
 	return f, nil

@@ -97,6 +97,8 @@ func TestEatPeekLit(t *testing.T) {
 	}
 }
 
+// TestTrimSpace: only JSON's four white-space bytes are trimmed, at both ends; anything else
+// stays for the parser to refuse.
 func TestTrimSpace(t *testing.T) {
 	for in, want := range map[string]string{
 		"":                  "",
