@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -23,6 +25,7 @@ import (
 type floorServer struct {
 	srv  *http.Server
 	ln   net.Listener
+	dir  string // the Unix socket's temp dir, or ""
 	stop chan struct{}
 	done chan struct{}
 
@@ -33,21 +36,43 @@ type floorServer struct {
 // floorAnswer is a one-statement transaction's answer as the API writes it.
 var floorAnswer = []byte(`{"results":[{"rows_affected":1,"time":0.000021}],"time":0.000021,"version":1,"actor_id":"00000000000000000000000000000000"}`)
 
-func openFloor(wait time.Duration) (*floorServer, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// openFloor listens on 127.0.0.1, or with socket on a Unix socket in a temp dir.
+func openFloor(wait time.Duration, socket bool) (*floorServer, error) {
+	f := &floorServer{stop: make(chan struct{}), done: make(chan struct{}), tick: make(chan struct{})}
+	var err error
+	if socket {
+		if f.dir, err = os.MkdirTemp("", "patina-bench-floor-"); err != nil {
+			return nil, err
+		}
+		f.ln, err = net.Listen("unix", filepath.Join(f.dir, "api.sock"))
+	} else {
+		f.ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
 	if err != nil {
+		f.removeDir()
 		return nil, err
 	}
-	f := &floorServer{ln: ln, stop: make(chan struct{}), done: make(chan struct{}), tick: make(chan struct{})}
 	// The API server's keep-alive settings: its idle timeout decides when a client's pooled
 	// connection is closed under it.
 	f.srv = &http.Server{Handler: http.HandlerFunc(f.serve), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: api.DefaultConfig().IdleTimeout}
 	go f.clock(wait)
-	go f.srv.Serve(ln)
+	go f.srv.Serve(f.ln)
 	return f, nil
 }
 
-func (f *floorServer) addr() string { return f.ln.Addr().String() }
+// addr is the client's address of the server.
+func (f *floorServer) addr() string {
+	if f.dir != "" {
+		return "unix://" + f.ln.Addr().String()
+	}
+	return f.ln.Addr().String()
+}
+
+func (f *floorServer) removeDir() {
+	if f.dir != "" {
+		os.RemoveAll(f.dir)
+	}
+}
 
 // clock answers every waiting request once per period; with no period, requests do not wait.
 func (f *floorServer) clock(period time.Duration) {
@@ -104,5 +129,6 @@ func (f *floorServer) close() error {
 	err := f.srv.Close()
 	close(f.stop)
 	<-f.done
+	f.removeDir()
 	return err
 }

@@ -64,6 +64,9 @@ type HTTPConfig struct {
 	// clients against it show what the HTTP exchange alone costs.
 	Floor     bool
 	FloorWait time.Duration
+	// Socket makes the clients reach the in-process node (or floor server) through a Unix
+	// socket in a temp dir (api.Config.Socket) instead of TCP on 127.0.0.1.
+	Socket bool
 }
 
 // DefaultHTTPConfig is 32 clients writing single-row transactions for 5 s.
@@ -86,6 +89,8 @@ func (c *HTTPConfig) Validate() error {
 		return errors.New("direct runs an in-process node: not with an address")
 	case c.Floor && (c.Addr != "" || c.Direct || c.Reads):
 		return errors.New("floor serves writes in this process: not with an address, direct or reads")
+	case c.Socket && (c.Addr != "" || c.Direct):
+		return errors.New("socket serves the in-process node on a Unix socket: not with an address (give it as unix:///path) or direct")
 	case c.FloorWait < 0:
 		return fmt.Errorf("floor wait %v: want >= 0", c.FloorWait)
 	case c.Reads && c.Preload <= 0:
@@ -141,7 +146,7 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (HTTPResult, error) {
 		exec, read = clientOps(cl)
 		close = func() error { return nil }
 	} else if cfg.Floor {
-		f, err := openFloor(cfg.FloorWait)
+		f, err := openFloor(cfg.FloorWait, cfg.Socket)
 		if err != nil {
 			return HTTPResult{}, err
 		}
@@ -161,7 +166,11 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (HTTPResult, error) {
 		if cfg.Direct {
 			exec, read = directOps(n.mat)
 		} else {
-			cl, err := newClient(n.srv.Addr().String(), "", cfg.Clients)
+			addr := n.srv.Addr().String()
+			if cfg.Socket {
+				addr = "unix://" + n.srv.SocketPath()
+			}
+			cl, err := newClient(addr, "", cfg.Clients)
 			if err != nil {
 				n.close()
 				return HTTPResult{}, err
@@ -418,6 +427,9 @@ func openNode(ctx context.Context, cfg HTTPConfig) (n *node, err error) {
 	acfg.View, acfg.Log = n.mat, n.store
 	acfg.MaxConcurrency = max(acfg.MaxConcurrency, 2*cfg.Clients)
 	acfg.Logger = quiet
+	if cfg.Socket {
+		acfg.Socket = filepath.Join(n.dir, "api.sock")
+	}
 	n.srv = api.New(acfg)
 	if err := n.srv.Open(ctx); err != nil {
 		n.srv = nil

@@ -83,16 +83,32 @@ func TestHTTPWorkload(t *testing.T) {
 			t.Errorf("floor wait %v: %d writes in %v, want at most %d", wait, res.Ops, cfg.Duration, most)
 		}
 	}
+	// Through a Unix socket: the node's (its SocketPath, which is empty, and so no client
+	// address, if the node did not serve one) and the floor's.
+	for _, floor := range []bool{false, true} {
+		cfg := DefaultHTTPConfig()
+		cfg.Clients, cfg.Socket, cfg.Floor, cfg.FloorWait = 4, true, floor, 0
+		cfg.Duration, cfg.Warmup = 300*time.Millisecond, 0
+		res, err := RunHTTP(t.Context(), cfg)
+		if err != nil {
+			t.Fatalf("socket, floor %v: %v", floor, err)
+		}
+		if res.Ops == 0 || res.Errors != 0 || res.CPU <= 0 {
+			t.Errorf("socket, floor %v: implausible result %v", floor, res)
+		}
+	}
 	bad := DefaultHTTPConfig()
 	bad.Clients = 0
 	if _, err := RunHTTP(t.Context(), bad); err == nil {
 		t.Error("0 clients accepted")
 	}
 	for name, mend := range map[string]func(*HTTPConfig){
-		"floor with direct": func(c *HTTPConfig) { c.Floor, c.Direct = true, true },
-		"floor with reads":  func(c *HTTPConfig) { c.Floor, c.Reads = true, true },
-		"floor with addr":   func(c *HTTPConfig) { c.Floor, c.Addr = true, "127.0.0.1:1" },
-		"negative wait":     func(c *HTTPConfig) { c.Floor, c.FloorWait = true, -time.Millisecond },
+		"floor with direct":  func(c *HTTPConfig) { c.Floor, c.Direct = true, true },
+		"floor with reads":   func(c *HTTPConfig) { c.Floor, c.Reads = true, true },
+		"floor with addr":    func(c *HTTPConfig) { c.Floor, c.Addr = true, "127.0.0.1:1" },
+		"negative wait":      func(c *HTTPConfig) { c.Floor, c.FloorWait = true, -time.Millisecond },
+		"socket with addr":   func(c *HTTPConfig) { c.Socket, c.Addr = true, "127.0.0.1:1" },
+		"socket with direct": func(c *HTTPConfig) { c.Socket, c.Direct = true, true },
 	} {
 		cfg := DefaultHTTPConfig()
 		mend(&cfg)

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -49,6 +50,8 @@ type Client struct {
 	auth    []string // the Authorization header's value, made once from token
 	maxIdle int
 	tls     *tls.Config
+	addr    string // as given to New, for messages
+	socket  string // the agent's Unix socket path ("unix://" addresses), or ""
 }
 
 // Option configures a Client.
@@ -70,11 +73,20 @@ func WithMaxIdleConns(n int) Option { return func(c *Client) { c.maxIdle = n } }
 // address without a scheme is then https. It has no effect with WithHTTPClient.
 func WithTLS(cfg *tls.Config) Option { return func(c *Client) { c.tls = cfg } }
 
-// New returns a client of the agent at addr: "host:port" or an http(s) URL.
+// New returns a client of the agent at addr: "host:port", an http(s) URL, or
+// "unix:///path/to/api.sock" for an agent's Unix socket on this host (the agent's
+// api.socket).
 func New(addr string, opts ...Option) (*Client, error) {
-	c := &Client{}
+	c := &Client{addr: addr}
 	for _, o := range opts {
 		o(c)
+	}
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		if path == "" || path[0] != '/' {
+			return nil, fmt.Errorf("api address %q: want unix:///absolute/path/to/socket", addr)
+		}
+		// Requests name a placeholder host; every connection goes to the socket.
+		c.socket, addr = path, "http://"+socketHost
 	}
 	if !strings.Contains(addr, "://") {
 		if c.tls != nil {
@@ -99,9 +111,21 @@ func New(addr string, opts ...Option) (*Client, error) {
 		if c.tls != nil {
 			tr.TLSClientConfig = c.tls.Clone()
 		}
+		dial := net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+		network, dialAddr := "tcp", u.Host
+		if c.socket != "" {
+			network, dialAddr = "unix", c.socket
+			tr.Proxy = nil // the socket is on this host: no proxy reaches it
+			tr.DialContext = func(ctx context.Context, n, a string) (net.Conn, error) {
+				if a == socketHost+":80" {
+					return dial.DialContext(ctx, "unix", c.socket)
+				}
+				return dial.DialContext(ctx, n, a)
+			}
+		}
 		c.http = &http.Client{Transport: tr}
 		if direct(u, tr) {
-			c.http.Transport = newDirectTransport(u.Host, tr, max(128, c.maxIdle))
+			c.http.Transport = newDirectTransport(u.Host, network, dialAddr, tr, max(128, c.maxIdle))
 		}
 	}
 	return c, nil
@@ -125,8 +149,23 @@ func direct(u *url.URL, tr *http.Transport) bool {
 // requests the client has no method for.
 func (c *Client) HTTPClient() *http.Client { return c.http }
 
-// URL returns the agent's base URL.
+// URL returns the agent's base URL, the one requests are made to (for a Unix socket, a
+// placeholder host that the client's own transport dials as the socket).
 func (c *Client) URL() string { return c.base.String() }
+
+// Addr returns the agent's address as given to New.
+func (c *Client) Addr() string { return c.addr }
+
+// String names the agent for messages: its URL, or its socket's unix:// address.
+func (c *Client) String() string {
+	if c.socket != "" {
+		return "unix://" + c.socket
+	}
+	return c.URL()
+}
+
+// socketHost is the host of a socket client's requests.
+const socketHost = "localhost"
 
 func (c *Client) newRequest(ctx context.Context, method, path string, q url.Values, body io.Reader) (*http.Request, error) {
 	u := *c.base

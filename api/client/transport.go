@@ -26,7 +26,9 @@ import (
 // applied), as net/http does not resend a POST; an idle connection is checked before reuse
 // (a peek that does not block), so that one the agent closed (IdleTimeout) is not used.
 type directTransport struct {
-	host     string // the agent's host:port; requests elsewhere go to fallback
+	host     string // the agent's host:port in requests; requests elsewhere go to fallback
+	network  string // how the agent is dialled: "tcp" to host, or "unix" to a socket path
+	dialAddr string
 	fallback *http.Transport
 	dialer   net.Dialer
 	maxIdle  int
@@ -45,9 +47,11 @@ type directConn struct {
 	since time.Time // when it went idle
 }
 
-func newDirectTransport(host string, fallback *http.Transport, maxIdle int) *directTransport {
+func newDirectTransport(host, network, dialAddr string, fallback *http.Transport, maxIdle int) *directTransport {
 	return &directTransport{
 		host:     host,
+		network:  network,
+		dialAddr: dialAddr,
 		fallback: fallback,
 		dialer:   net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second},
 		maxIdle:  maxIdle,
@@ -209,7 +213,7 @@ func (t *directTransport) get(ctx context.Context) (*directConn, error) {
 		}
 		dc.c.Close()
 	}
-	c, err := t.dialer.DialContext(ctx, "tcp", t.host)
+	c, err := t.dialer.DialContext(ctx, t.network, t.dialAddr)
 	if err != nil {
 		return nil, err
 	}

@@ -187,6 +187,13 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	acfg.Tokens, _ = a.cfg.API.apiTokens() // checked by Validate
 	acfg.GuardPublic = a.cfg.API.Authz.GuardPublic
 	acfg.EndpointName = a.cfg.API.EndpointName
+	if a.cfg.API.Socket != "" {
+		// Absolute, so that the log says where clients find it (unix:///path).
+		if acfg.Socket, err = filepath.Abs(a.cfg.API.Socket); err != nil {
+			ln.Close()
+			return &usageError{fmt.Errorf("api.socket: %w", err)}
+		}
+	}
 	if acfg.TLS, err = a.cfg.API.TLS.serverTLS(); err != nil {
 		ln.Close()
 		return err

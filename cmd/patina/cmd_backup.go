@@ -144,9 +144,9 @@ func (m *Main) onlineBackup(c *cobra.Command, f *clientFlags, out string, quiet,
 	}
 	bar.done()
 	if err != nil {
-		return fmt.Errorf("backup of %s (nothing written to %s): %w", cl.URL(), out, err)
+		return fmt.Errorf("backup of %s (nothing written to %s): %w", cl, out, err)
 	}
-	fmt.Fprintf(m.Stderr, "backed up %d changesets of site %s (up to seq %d) from %s to %s\n", n, b.SiteID, b.LastSeq, cl.URL(), out)
+	fmt.Fprintf(m.Stderr, "backed up %d changesets of site %s (up to seq %d) from %s to %s\n", n, b.SiteID, b.LastSeq, cl, out)
 	return nil
 }
 
@@ -414,7 +414,7 @@ func (m *Main) checkSiteDown(c *cobra.Command, f *clientFlags, site log.SiteID) 
 	defer cancel()
 	members, err := cl.Members(ctx)
 	if err != nil {
-		return 0, usagef("restore --site-id %s: cannot ask the cluster whether that site is alive (%s: %v); give --api-addr of a live node, or --no-cluster-check if the whole cluster is down", site, cl.URL(), err)
+		return 0, usagef("restore --site-id %s: cannot ask the cluster whether that site is alive (%s: %v); give --api-addr of a live node, or --no-cluster-check if the whole cluster is down", site, cl, err)
 	}
 	for _, mb := range members {
 		if mb.SiteID == site && (mb.State == "alive" || mb.State == "suspect") {
@@ -423,7 +423,7 @@ func (m *Main) checkSiteDown(c *cobra.Command, f *clientFlags, site log.SiteID) 
 	}
 	st, err := cl.SyncState(ctx)
 	if err != nil {
-		return 0, usagef("restore --site-id %s: cannot ask %s for the cluster's versions of that site: %v", site, cl.URL(), err)
+		return 0, usagef("restore --site-id %s: cannot ask %s for the cluster's versions of that site: %v", site, cl, err)
 	}
 	return st.Heads[site], nil
 }

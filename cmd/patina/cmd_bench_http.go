@@ -39,6 +39,7 @@ per operation (the clients and, without --addr, the node).`,
 	fs.IntVar(&cfg.Preload, "preload", cfg.Preload, "rows written before a read run")
 	fs.BoolVar(&cfg.Direct, "direct", false, "call the materializer in-process instead of HTTP")
 	fs.BoolVar(&cfg.Floor, "floor", false, "answer the writes in-process without a node or database (the HTTP exchange alone)")
+	fs.BoolVar(&cfg.Socket, "socket", false, "reach the in-process node (or --floor) through a Unix socket instead of TCP on 127.0.0.1")
 	fs.DurationVar(&cfg.FloorWait, "floor-wait", cfg.FloorWait, "with --floor, answer the waiting writes together at every tick of this clock (0: at once)")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured time")
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured time first")

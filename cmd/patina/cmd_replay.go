@@ -140,9 +140,9 @@ func (m *Main) onlineReplay(c *cobra.Command, f *clientFlags, until, out string,
 	if err != nil {
 		if client.StatusOf(err) == http.StatusGone {
 			// Not bad input: the history asked for is gone (exit 1).
-			return fmt.Errorf("replay on %s: %s", cl.URL(), err.Error())
+			return fmt.Errorf("replay on %s: %s", cl, err.Error())
 		}
-		return fmt.Errorf("replay on %s: %w", cl.URL(), err)
+		return fmt.Errorf("replay on %s: %w", cl, err)
 	}
 	defer r.Close()
 	w, commit, abort, err := createOutput(out, m.Stdout, force)
@@ -159,9 +159,9 @@ func (m *Main) onlineReplay(c *cobra.Command, f *clientFlags, until, out string,
 		abort()
 	}
 	if err != nil {
-		return fmt.Errorf("replay on %s (nothing written to %s): %w", cl.URL(), out, err)
+		return fmt.Errorf("replay on %s (nothing written to %s): %w", cl, out, err)
 	}
 	fmt.Fprintf(m.Stderr, "replayed %s until seq %d: %d changesets, %d bytes in %v into %s\n",
-		cl.URL(), r.Seq, r.Changesets, n, time.Since(start).Round(time.Millisecond), out)
+		cl, r.Seq, r.Changesets, n, time.Since(start).Round(time.Millisecond), out)
 	return nil
 }

@@ -79,6 +79,8 @@ type APIConfig struct {
 	TxTimeout time.Duration `toml:"tx_timeout"`
 	// EndpointName is Corrosion's api.endpoint_name (api.Config's EndpointName).
 	EndpointName string `toml:"endpoint_name"`
+	// Socket is a Unix socket path the API is also served on (api.Config's Socket).
+	Socket string `toml:"socket"`
 }
 
 // TokenConfig is one [[api.authz.tokens]] entry: what `patina token` prints.
@@ -274,6 +276,7 @@ var coreOptions = []option{
 	{key: "api.tls.cert_file", usage: "agent: HTTPS certificate (PEM); client: certificate to present", field: func(c *Config) any { return &c.API.TLS.CertFile }},
 	{key: "api.tls.key_file", usage: "private key (PEM) of api.tls.cert_file", field: func(c *Config) any { return &c.API.TLS.KeyFile }},
 	{key: "api.tls.ca_file", usage: "agent: require client certificates of this CA; client: CA the agent's certificate chains to", field: func(c *Config) any { return &c.API.TLS.CAFile }},
+	{key: "api.socket", usage: "also serve the API on this Unix socket (mode 0660), for clients on this host: --api-addr unix:///path", field: func(c *Config) any { return &c.API.Socket }, agentOnly: true},
 	{key: "api.max_concurrency", usage: "data requests served at once; more wait in the admission queue", field: func(c *Config) any { return &c.API.MaxConcurrency }, agentOnly: true},
 	{key: "api.queue_depth", usage: "data requests that may wait for a slot; more are refused with 503 (-1: no queue)", field: func(c *Config) any { return &c.API.QueueDepth }, agentOnly: true},
 	{key: "api.queue_timeout", usage: "longest a data request waits for a slot before 503; an expected wait past it is refused at once", field: func(c *Config) any { return &c.API.QueueTimeout }, agentOnly: true},
