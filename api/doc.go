@@ -27,5 +27,8 @@
 //     QueueDepth more wait in arrival order for at most QueueTimeout (admission.go); a
 //     request is answered 503 with Retry-After only when the queue is full, its expected
 //     wait passes the timeout, or the timeout passes. Past MaxStreams streams the answer is
-//     503 at once.
+//     503 at once;
+//   - the Unix socket (Config.Socket), when there is one, is served by the same http.Server
+//     as the TCP listener: one route table, one set of limits and tokens, one shutdown; a
+//     file that is not a socket is never removed (TestSocketFile).
 package api
