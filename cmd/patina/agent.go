@@ -59,6 +59,9 @@ type Agent struct {
 	pg      *pg.Server // agent_pg.go; nil when pg.addr is not set
 	// stopTemplates stops the [[template]] runner (agent_template.go); nil when none runs.
 	stopTemplates func()
+	// selfToken is the token the agent's own client of its API sends (agent_template.go's
+	// selfAuth); empty when the API wants none.
+	selfToken string
 
 	// broadcaster is the cluster the materializer's OnCommit hands local changesets to; it
 	// is set once gossip is open (no local write can happen before the API opens after it).
@@ -185,6 +188,10 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	acfg.BearerToken = a.cfg.API.Authz.BearerToken
 	acfg.Tracing = tracing
 	acfg.Tokens, _ = a.cfg.API.apiTokens() // checked by Validate
+	if err := a.selfAuth(&acfg); err != nil {
+		ln.Close()
+		return err
+	}
 	acfg.GuardPublic = a.cfg.API.Authz.GuardPublic
 	acfg.EndpointName = a.cfg.API.EndpointName
 	if a.cfg.API.Socket != "" {

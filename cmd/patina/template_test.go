@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/patinadb/patina/api"
 	"github.com/patinadb/patina/api/client"
 	"github.com/patinadb/patina/internal/testutil"
 	"github.com/patinadb/patina/template"
@@ -127,29 +131,129 @@ func TestTemplateCommand(t *testing.T) {
 	}
 }
 
-// TestTemplateAgentConfig: the agent renders its [[template]] entries and keeps them current.
+// TestTemplateAgentConfig: the agent renders its [[template]] entries and keeps them current,
+// whatever guards its API: none, a Unix socket, HTTPS (its CA not configured, and bound to
+// 0.0.0.0, which its certificate does not name), mutual TLS, or hashed tokens only (which
+// give the agent no token to send).
 func TestTemplateAgentConfig(t *testing.T) {
+	certs := t.TempDir()
+	cli(t, "tls", "ca", "--out-dir", certs)
+	ca, caKey := filepath.Join(certs, "ca.pem"), filepath.Join(certs, "ca-key.pem")
+	cli(t, "tls", "server", "--out-dir", certs, "--ca", ca, "--ca-key", caKey, "--host", "127.0.0.1")
+	cli(t, "tls", "client", "--out-dir", certs, "--ca", ca, "--ca-key", caKey)
+	pool := x509.NewCertPool()
+	if b, err := os.ReadFile(ca); err != nil || !pool.AppendCertsFromPEM(b) {
+		t.Fatalf("read the CA: %v", err)
+	}
+	clientCert, err := tls.LoadX509KeyPair(filepath.Join(certs, "client.pem"), filepath.Join(certs, "client-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminToken, err := api.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverTLS := func(c *Config) {
+		c.API.TLS.CertFile, c.API.TLS.KeyFile = filepath.Join(certs, "server.pem"), filepath.Join(certs, "server-key.pem")
+	}
+	for _, tc := range []struct {
+		name string
+		mod  func(c *Config, dir string)
+		// addr and opts make the test's own client (the writes, the metrics).
+		addr func(a *testAgent) string
+		opts []client.Option
+	}{
+		{name: "plain"},
+		{name: "socket", mod: func(c *Config, dir string) { c.API.Socket = filepath.Join(dir, "api.sock") },
+			addr: func(a *testAgent) string { return "unix://" + a.srv.SocketPath() }},
+		{name: "https", mod: func(c *Config, _ string) { serverTLS(c); c.APIAddr = "0.0.0.0:0" },
+			addr: func(a *testAgent) string { return "127.0.0.1:" + portOf(t, a.APIAddr()) },
+			opts: []client.Option{client.WithTLS(&tls.Config{RootCAs: pool})}},
+		{name: "mutual tls", mod: func(c *Config, _ string) { serverTLS(c); c.API.TLS.CAFile = ca },
+			opts: []client.Option{client.WithTLS(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{clientCert}})}},
+		{name: "hashed tokens", mod: func(c *Config, _ string) {
+			c.API.Authz.Tokens = []TokenConfig{{Name: "ops", Scope: "admin", Hash: api.HashToken(adminToken)}}
+			c.API.Authz.GuardPublic = true
+		}, opts: []client.Option{client.WithToken(adminToken)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			src, dest := filepath.Join(dir, "kv.tmpl"), filepath.Join(dir, "kv.out")
+			os.WriteFile(src, []byte(`{{ range query "SELECT k FROM kv ORDER BY k" }}{{ .k }} {{ end }}`), 0o644)
+			schema := filepath.Join(dir, "schema.sql")
+			os.WriteFile(schema, []byte("CREATE TABLE kv (k TEXT PRIMARY KEY NOT NULL, v);\n"), 0o644)
+			cfgFile := filepath.Join(dir, "patina.toml")
+			os.WriteFile(cfgFile, []byte("[[template]]\nsource = \""+src+"\"\ndest = \""+dest+"\"\n"), 0o644)
+			var cfg Config = DefaultConfig()
+			if err := loadFile(cfgFile, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			a := startTestAgent(t, func(c *Config) {
+				c.Templates, c.Schema = cfg.Templates, []string{schema}
+				if tc.mod != nil {
+					tc.mod(c, dir)
+				}
+			})
+			addr := a.APIAddr()
+			if tc.addr != nil {
+				addr = tc.addr(a)
+			}
+			cl, err := client.New(addr, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			read := func() string { b, _ := os.ReadFile(dest); return string(b) }
+			testutil.WaitFor(t, 10*time.Second, "the first render", func() bool { _, err := os.Stat(dest); return err == nil })
+			// The runner subscribes to the render's query after the render: write once the
+			// subscription exists, so the write is a change event of it.
+			testutil.WaitFor(t, 10*time.Second, "the template's subscription", func() bool {
+				return metricValue(cl, "patina_subscriptions") == 1
+			})
+			if _, err := cl.Exec(context.Background(), client.Options{}, client.Stmt("INSERT INTO kv (k) VALUES ('a'), ('b')")); err != nil {
+				t.Fatal(err)
+			}
+			testutil.WaitFor(t, 10*time.Second, "DEST to follow the write", func() bool { return read() == "a b " })
+			if n := metricValue(cl, `patina_template_renders_total{result="error"}`); n != 0 {
+				t.Errorf("%v failed renders", n)
+			}
+		})
+	}
+}
+
+// TestOwnTLS: the agent's own client accepts its own certificate and no other, even one
+// its CA signed.
+func TestOwnTLS(t *testing.T) {
 	dir := t.TempDir()
-	src, dest := filepath.Join(dir, "kv.tmpl"), filepath.Join(dir, "kv.out")
-	os.WriteFile(src, []byte(`{{ range query "SELECT k FROM kv ORDER BY k" }}{{ .k }} {{ end }}`), 0o644)
-	schema := filepath.Join(dir, "schema.sql")
-	os.WriteFile(schema, []byte("CREATE TABLE kv (k TEXT PRIMARY KEY NOT NULL, v);\n"), 0o644)
-	cfgFile := filepath.Join(dir, "patina.toml")
-	os.WriteFile(cfgFile, []byte("[[template]]\nsource = \""+src+"\"\ndest = \""+dest+"\"\n"), 0o644)
-	var cfg Config = DefaultConfig()
-	if err := loadFile(cfgFile, &cfg); err != nil {
-		t.Fatal(err)
+	cli(t, "tls", "ca", "--out-dir", dir)
+	ca, caKey := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+	cli(t, "tls", "server", "--out-dir", dir, "--ca", ca, "--ca-key", caKey, "--host", "127.0.0.1")
+	cli(t, "tls", "client", "--out-dir", dir, "--ca", ca, "--ca-key", caKey)
+	load := func(base string) tls.Certificate {
+		c, err := tls.LoadX509KeyPair(filepath.Join(dir, base+".pem"), filepath.Join(dir, base+"-key.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
 	}
-	a := startTestAgent(t, func(c *Config) { c.Templates, c.Schema = cfg.Templates, []string{schema} })
-	read := func() string { b, _ := os.ReadFile(dest); return string(b) }
-	testutil.WaitFor(t, 10*time.Second, "the first render", func() bool { _, err := os.Stat(dest); return err == nil })
-	// The runner subscribes to the render's query after the render: write once the
-	// subscription exists, so the write is a change event of it.
-	testutil.WaitFor(t, 10*time.Second, "the template's subscription", func() bool {
-		return metricValue(a.client(t), "patina_subscriptions") == 1
-	})
-	if _, err := a.client(t).Exec(context.Background(), client.Options{}, client.Stmt("INSERT INTO kv (k) VALUES ('a'), ('b')")); err != nil {
-		t.Fatal(err)
+	server, other := load("server"), load("client")
+	verify := ownTLS(server).VerifyPeerCertificate
+	if err := verify(server.Certificate, nil); err != nil {
+		t.Errorf("own certificate refused: %v", err)
 	}
-	testutil.WaitFor(t, 10*time.Second, "DEST to follow the write", func() bool { return read() == "a b " })
+	if err := verify(other.Certificate, nil); err == nil {
+		t.Error("another certificate of the same CA accepted")
+	}
+	if err := verify(nil, nil); err == nil {
+		t.Error("no certificate accepted")
+	}
+}
+
+// portOf is the port of a host:port address.
+func portOf(tb testing.TB, addr string) string {
+	tb.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return port
 }
