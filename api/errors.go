@@ -73,7 +73,7 @@ func statusOf(err error) int {
 		return http.StatusOK
 	case errors.As(err, &maxBytes), errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, log.ErrDiskFull):
+	case materializer.IsDiskFull(err):
 		return http.StatusInsufficientStorage
 	case errors.Is(err, errUnauthorized):
 		return http.StatusUnauthorized

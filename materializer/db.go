@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/patinadb/patina/log"
@@ -246,6 +247,14 @@ func sqliteCode(err error) int {
 		return se.Code() & 0xff
 	}
 	return 0
+}
+
+// IsDiskFull reports whether err is the disk's lack of space: the log's refusal
+// (log.ErrDiskFull), SQLite's SQLITE_FULL from any of the node's SQLite files (the view, the
+// subscriptions' store), or ENOSPC. The API answers all of them 507, not 500: the node is not
+// at fault, its disk is.
+func IsDiskFull(err error) bool {
+	return err != nil && (errors.Is(err, log.ErrDiskFull) || errors.Is(err, syscall.ENOSPC) || sqliteCode(err) == sqlite3.SQLITE_FULL)
 }
 
 // classify wraps a SQLite error from a user statement in the matching sentinel.
