@@ -357,3 +357,34 @@ func TestDirectCloseEndsWaitingRead(t *testing.T) {
 		t.Fatalf("Read after Close: %v", err)
 	}
 }
+
+// TestDirectErrorsReadAsHTTPClients: the client's own transport, sent through without
+// http.Client, fails as http.Client would: a *url.Error naming the method and the URL, with a
+// password in the address redacted, and the cause (here a refused connection) kept in the chain.
+func TestDirectErrorsReadAsHTTPClients(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	c, err := New("http://ops:s3cret@" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.HTTPClient().Transport.(*directTransport); !ok {
+		t.Fatalf("the client uses %T, not its direct transport", c.HTTPClient().Transport)
+	}
+	_, err = c.Exec(context.Background(), Options{}, Statement{SQL: "INSERT INTO t VALUES (1)"})
+	var ue *url.Error
+	if !errors.As(err, &ue) || ue.Op != "Post" || !strings.HasPrefix(ue.URL, "http://ops:xxxxx@"+addr+"/v1/transactions") {
+		t.Fatalf("error %v (%T), want a *url.Error for Post http://ops:xxxxx@%s/v1/transactions", err, err, addr)
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("the password is in the error: %v", err)
+	}
+	var oe *net.OpError
+	if !errors.As(err, &oe) {
+		t.Errorf("the dial error is not in the chain: %v", err)
+	}
+}
