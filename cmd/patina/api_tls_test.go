@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -13,13 +12,10 @@ import (
 // and are refused without the CA (unknown authority), without a client certificate, and over
 // plain HTTP.
 func TestAPITLS(t *testing.T) {
-	dir := t.TempDir()
-	cli(t, "tls", "ca", "--out-dir", dir)
-	ca, caKey := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
-	cli(t, "tls", "server", "--out-dir", dir, "--ca", ca, "--ca-key", caKey, "--host", "127.0.0.1")
-	cli(t, "tls", "client", "--out-dir", dir, "--ca", ca, "--ca-key", caKey)
-	srvCert, srvKey := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
-	cliCert, cliKey := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
+	certs := makeTestCerts(t)
+	ca := certs.CA
+	srvCert, srvKey := certs.ServerCert, certs.ServerKey
+	cliCert, cliKey := certs.ClientCert, certs.ClientKey
 
 	t.Run("server TLS", func(t *testing.T) {
 		a := startTestAgent(t, func(c *Config) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"testing"
 
 	"github.com/patinadb/patina/api/client"
@@ -46,4 +47,22 @@ func (a *testAgent) client(tb testing.TB) *client.Client {
 		tb.Fatal(err)
 	}
 	return cl
+}
+
+// testCerts are the files `patina tls` makes for a test: a CA, a server certificate for
+// 127.0.0.1 and a client certificate, all in Dir.
+type testCerts struct {
+	Dir, CA, CAKey, ServerCert, ServerKey, ClientCert, ClientKey string
+}
+
+func makeTestCerts(t *testing.T) testCerts {
+	t.Helper()
+	dir := t.TempDir()
+	c := testCerts{Dir: dir, CA: filepath.Join(dir, "ca.pem"), CAKey: filepath.Join(dir, "ca-key.pem"),
+		ServerCert: filepath.Join(dir, "server.pem"), ServerKey: filepath.Join(dir, "server-key.pem"),
+		ClientCert: filepath.Join(dir, "client.pem"), ClientKey: filepath.Join(dir, "client-key.pem")}
+	cli(t, "tls", "ca", "--out-dir", dir)
+	cli(t, "tls", "server", "--out-dir", dir, "--ca", c.CA, "--ca-key", c.CAKey, "--host", "127.0.0.1")
+	cli(t, "tls", "client", "--out-dir", dir, "--ca", c.CA, "--ca-key", c.CAKey)
+	return c
 }

@@ -136,16 +136,13 @@ func TestTemplateCommand(t *testing.T) {
 // 0.0.0.0, which its certificate does not name), mutual TLS, or hashed tokens only (which
 // give the agent no token to send).
 func TestTemplateAgentConfig(t *testing.T) {
-	certs := t.TempDir()
-	cli(t, "tls", "ca", "--out-dir", certs)
-	ca, caKey := filepath.Join(certs, "ca.pem"), filepath.Join(certs, "ca-key.pem")
-	cli(t, "tls", "server", "--out-dir", certs, "--ca", ca, "--ca-key", caKey, "--host", "127.0.0.1")
-	cli(t, "tls", "client", "--out-dir", certs, "--ca", ca, "--ca-key", caKey)
+	certs := makeTestCerts(t)
+	ca := certs.CA
 	pool := x509.NewCertPool()
 	if b, err := os.ReadFile(ca); err != nil || !pool.AppendCertsFromPEM(b) {
 		t.Fatalf("read the CA: %v", err)
 	}
-	clientCert, err := tls.LoadX509KeyPair(filepath.Join(certs, "client.pem"), filepath.Join(certs, "client-key.pem"))
+	clientCert, err := tls.LoadX509KeyPair(certs.ClientCert, certs.ClientKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +151,7 @@ func TestTemplateAgentConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	serverTLS := func(c *Config) {
-		c.API.TLS.CertFile, c.API.TLS.KeyFile = filepath.Join(certs, "server.pem"), filepath.Join(certs, "server-key.pem")
+		c.API.TLS.CertFile, c.API.TLS.KeyFile = certs.ServerCert, certs.ServerKey
 	}
 	for _, tc := range []struct {
 		name string
@@ -223,19 +220,15 @@ func TestTemplateAgentConfig(t *testing.T) {
 // TestOwnTLS: the agent's own client accepts its own certificate and no other, even one
 // its CA signed.
 func TestOwnTLS(t *testing.T) {
-	dir := t.TempDir()
-	cli(t, "tls", "ca", "--out-dir", dir)
-	ca, caKey := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
-	cli(t, "tls", "server", "--out-dir", dir, "--ca", ca, "--ca-key", caKey, "--host", "127.0.0.1")
-	cli(t, "tls", "client", "--out-dir", dir, "--ca", ca, "--ca-key", caKey)
-	load := func(base string) tls.Certificate {
-		c, err := tls.LoadX509KeyPair(filepath.Join(dir, base+".pem"), filepath.Join(dir, base+"-key.pem"))
+	certs := makeTestCerts(t)
+	load := func(cert, key string) tls.Certificate {
+		c, err := tls.LoadX509KeyPair(cert, key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return c
 	}
-	server, other := load("server"), load("client")
+	server, other := load(certs.ServerCert, certs.ServerKey), load(certs.ClientCert, certs.ClientKey)
 	verify := ownTLS(server).VerifyPeerCertificate
 	if err := verify(server.Certificate, nil); err != nil {
 		t.Errorf("own certificate refused: %v", err)
