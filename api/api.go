@@ -115,8 +115,8 @@ type Config struct {
 
 	// Socket, when set, is the path of a Unix socket on which the API is served too, for
 	// clients on the same host (client.New("unix:///path")): the same routes, tokens and
-	// limits, plain HTTP without TLS, at about a sixth less CPU per request than TCP on
-	// loopback (bench/RESULTS.md, issue 14 round 9). The file is made with mode 0660, so the agent's
+	// limits, plain HTTP without TLS, and less CPU per request than TCP on loopback
+	// (bench/RESULTS.md, issue 14 round 9). The file is made with mode 0660, so the agent's
 	// user and group may connect; a stale socket left by a crash is replaced, a live one (a
 	// running agent) or another kind of file is an error. Close removes it.
 	Socket string

@@ -78,7 +78,8 @@ func WithTLS(cfg *tls.Config) Option { return func(c *Client) { c.tls = cfg } }
 
 // New returns a client of the agent at addr: "host:port", an http(s) URL, or
 // "unix:///path/to/api.sock" for an agent's Unix socket on this host (the agent's
-// api.socket).
+// api.socket). A socket's requests are made to http://localhost: with WithHTTPClient, that
+// client must dial the socket itself.
 func New(addr string, opts ...Option) (*Client, error) {
 	c := &Client{addr: addr}
 	for _, o := range opts {
@@ -199,8 +200,8 @@ var jsonContentType = []string{"application/json"}
 // do sends req and returns the response when its status is 2xx, else the API's error. A
 // client with its own pool sends through its transport itself: http.Client.Do would first
 // copy the request's headers, to follow redirects the API never sends (with the URL's
-// print-and-parse, a third of the client's allocations for a single-row write). Its errors
-// read as http.Client's: `Post "http://...": cause`.
+// print-and-parse, about a third of the bytes the client allocated for a single-row write).
+// Its errors read as http.Client's: `Post "http://...": cause`.
 func (c *Client) do(req *http.Request) (*http.Response, error) {
 	var resp *http.Response
 	var err error
