@@ -188,7 +188,7 @@ func TestDeployFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Type=notify", "WatchdogSec=", "NoNewPrivileges=yes", "ProtectSystem=strict", "User=patina"} {
+	for _, want := range []string{"Type=notify", "WatchdogSec=", "NoNewPrivileges=yes", "ProtectSystem=strict", "User=patina", "RuntimeDirectory=patina"} {
 		if !strings.Contains(string(unit), "\n"+want) {
 			t.Errorf("deploy/patina.service lacks %s", want)
 		}
