@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -214,6 +216,30 @@ func mountTmpfs(t *testing.T, size int64) string {
 	return dir
 }
 
+// largestFiles lists the n largest files under dir with their sizes in bytes (what a disk
+// full test prints when the disk filled more than it should have).
+func largestFiles(dir string, n int) string {
+	type file struct {
+		path string
+		size int64
+	}
+	var files []file
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				files = append(files, file{path, fi.Size()})
+			}
+		}
+		return nil
+	})
+	slices.SortFunc(files, func(a, b file) int { return cmp.Compare(b.size, a.size) })
+	var sb strings.Builder
+	for _, f := range files[:min(n, len(files))] {
+		fmt.Fprintf(&sb, "%12d %s\n", f.size, f.path)
+	}
+	return sb.String()
+}
+
 // freeBytes is what statfs says is available on dir's file system.
 func freeBytes(tb testing.TB, dir string) int64 {
 	tb.Helper()
@@ -300,7 +326,10 @@ func TestDiskFullOnTmpfs(t *testing.T) {
 	}
 	sub2, err := cl.Subscribe(ctx, client.Stmt("SELECT count(*) FROM kv"), false)
 	if err != nil {
-		t.Fatalf("subscribe on a full disk: %v", err)
+		// Seen once under heavy load (round 9 of issue 14): the tmpfs was really full
+		// although the log refused writes with 32 MiB left. Say what filled it.
+		t.Fatalf("subscribe on a full disk: %v (free %d bytes, %d writes acknowledged); largest files:\n%s",
+			err, freeBytes(t, mnt), len(acked), largestFiles(mnt, 12))
 	}
 	for sub2.Next() && sub2.Event().EOQ == nil {
 	}
