@@ -50,7 +50,6 @@ type Client struct {
 	auth    []string // the Authorization header's value, made once from token
 	maxIdle int
 	tls     *tls.Config
-	addr    string // as given to New, for messages
 	socket  string // the agent's Unix socket path ("unix://" addresses), or ""
 	// direct is the client's own transport when New made one (no WithHTTPClient); do sends
 	// through it without http.Client (see do).
@@ -81,7 +80,7 @@ func WithTLS(cfg *tls.Config) Option { return func(c *Client) { c.tls = cfg } }
 // api.socket). A socket's requests are made to http://localhost: with WithHTTPClient, that
 // client must dial the socket itself.
 func New(addr string, opts ...Option) (*Client, error) {
-	c := &Client{addr: addr}
+	c := &Client{}
 	for _, o := range opts {
 		o(c)
 	}
@@ -115,16 +114,15 @@ func New(addr string, opts ...Option) (*Client, error) {
 		if c.tls != nil {
 			tr.TLSClientConfig = c.tls.Clone()
 		}
-		dial := net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 		network, dialAddr := "tcp", u.Host
 		if c.socket != "" {
 			network, dialAddr = "unix", c.socket
 			tr.Proxy = nil // the socket is on this host: no proxy reaches it
 			tr.DialContext = func(ctx context.Context, n, a string) (net.Conn, error) {
 				if a == socketHost+":80" {
-					return dial.DialContext(ctx, "unix", c.socket)
+					return agentDialer.DialContext(ctx, "unix", c.socket)
 				}
-				return dial.DialContext(ctx, n, a)
+				return agentDialer.DialContext(ctx, n, a)
 			}
 		}
 		c.http = &http.Client{Transport: tr}
@@ -157,9 +155,6 @@ func (c *Client) HTTPClient() *http.Client { return c.http }
 // URL returns the agent's base URL, the one requests are made to (for a Unix socket, a
 // placeholder host that the client's own transport dials as the socket).
 func (c *Client) URL() string { return c.base.String() }
-
-// Addr returns the agent's address as given to New.
-func (c *Client) Addr() string { return c.addr }
 
 // String names the agent for messages: its URL, or its socket's unix:// address.
 func (c *Client) String() string {

@@ -53,13 +53,17 @@ func newDirectTransport(host, network, dialAddr string, fallback *http.Transport
 		network:  network,
 		dialAddr: dialAddr,
 		fallback: fallback,
-		dialer:   net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second},
+		dialer:   agentDialer,
 		maxIdle:  maxIdle,
 		// Below the agent's default IdleTimeout (2 minutes), so that the peek rarely has a
 		// closed connection to find.
 		idleFor: 60 * time.Second,
 	}
 }
+
+// agentDialer dials the agent, over TCP or its Unix socket, with net/http's default
+// transport's timeouts; the direct transport and, for a socket, the fallback share it.
+var agentDialer = net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 
 // RoundTrip implements http.RoundTripper.
 func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {

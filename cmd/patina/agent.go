@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,9 @@ type Agent struct {
 	// selfToken is the token the agent's own client of its API sends (agent_template.go's
 	// selfAuth); empty when the API wants none.
 	selfToken string
+	// apiCert is the certificate the API serves (api.tls), which the agent's own client
+	// trusts; nil without TLS.
+	apiCert *tls.Certificate
 
 	// broadcaster is the cluster the materializer's OnCommit hands local changesets to; it
 	// is set once gossip is open (no local write can happen before the API opens after it).
@@ -204,6 +208,9 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	if acfg.TLS, err = a.cfg.API.TLS.serverTLS(); err != nil {
 		ln.Close()
 		return err
+	}
+	if acfg.TLS != nil {
+		a.apiCert = &acfg.TLS.Certificates[0]
 	}
 	acfg.MaxConcurrency, acfg.MaxStreams, acfg.MaxBodyBytes = a.cfg.API.MaxConcurrency, a.cfg.API.MaxStreams, a.cfg.API.MaxBodyBytes
 	acfg.BodyReadTimeout, acfg.TxTimeout = a.cfg.API.BodyTimeout, a.cfg.API.TxTimeout

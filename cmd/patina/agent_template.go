@@ -63,7 +63,8 @@ func (a *Agent) selfAuth(acfg *api.Config) error {
 
 // selfClient returns the agent's client of its own API: through the Unix socket when there
 // is one (nothing to verify), else at its TCP address, over TLS when the API serves it. That
-// TLS trusts exactly the certificate the agent serves, compared byte for byte (the API may
+// TLS trusts exactly the certificate the agent serves (the one it loaded, not the files read
+// again), compared byte for byte (the API may
 // listen on 0.0.0.0, which no certificate names, and its CA need not be configured), and
 // presents the same certificate where the API asks for a client's (mutual TLS: it must then
 // allow client authentication, as patina tls server's do).
@@ -75,12 +76,8 @@ func (a *Agent) selfClient() (*client.Client, error) {
 	if p := a.srv.SocketPath(); p != "" {
 		return client.New("unix://"+p, opts...)
 	}
-	if c := a.cfg.API.TLS; c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, usagef("api.tls: %v", err)
-		}
-		opts = append(opts, client.WithTLS(ownTLS(cert)))
+	if a.apiCert != nil {
+		opts = append(opts, client.WithTLS(ownTLS(*a.apiCert)))
 	}
 	return client.New(a.APIAddr(), opts...)
 }

@@ -1,6 +1,9 @@
 package jsonscan
 
-import "unicode/utf8"
+import (
+	"bytes"
+	"unicode/utf8"
+)
 
 // Scanner reads JSON from B, at I.
 type Scanner struct {
@@ -24,20 +27,7 @@ func (s *Scanner) Space() {
 // either end. bytes.TrimSpace also trims what JSON does not allow between tokens (a vertical
 // tab, a form feed, Unicode spaces), so a body trimmed with it could parse alone and not
 // inside an array.
-func TrimSpace(b []byte) []byte {
-	s := Scanner{B: b}
-	s.Space()
-	b = b[s.I:]
-	for len(b) > 0 {
-		switch b[len(b)-1] {
-		case ' ', '\t', '\n', '\r':
-			b = b[:len(b)-1]
-			continue
-		}
-		break
-	}
-	return b
-}
+func TrimSpace(b []byte) []byte { return bytes.Trim(b, " \t\n\r") }
 
 // Peek returns the next byte after white space (0 at the end).
 func (s *Scanner) Peek() byte {
