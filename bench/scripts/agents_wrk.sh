@@ -1,0 +1,49 @@
+#!/bin/bash
+# Usage: bench/scripts/agents_wrk.sh ROUNDS BASE NEW [SECONDS]
+#   BASE, NEW: two patina binaries (go build -o /tmp/patina-base ./cmd/patina at each commit).
+# Issue 14, round 10 (bench/RESULTS.md, "the agent alone, loaded by wrk"): the agent in its
+# own process, loaded by wrk (a C load generator, 2 threads, 32 connections, one single-row
+# INSERT per request, wrk_post.lua), so that the figures are the agent's alone: no Go client
+# shares its CPU, and both binaries meet the same client. Alternates BASE and NEW ROUNDS
+# times, each on a fresh data dir after a 1 s warm-up; prints transactions a second, wrk's
+# latency p50/p99, and the agent's CPU (user + system, from /proc) per transaction.
+# Needs wrk (apt-get install wrk) and curl; uses ports 18090-18092 on 127.0.0.1.
+set -euo pipefail
+rounds=${1:?rounds}; base=${2:?base binary}; new=${3:?new binary}; secs=${4:-5}
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d /tmp/patina-agents-wrk.XXXXXX)
+trap 'pkill -f -- "--data-dir $work/" 2>/dev/null || true; rm -rf "$work"' EXIT
+echo "CREATE TABLE bench_http (id INTEGER PRIMARY KEY NOT NULL, a TEXT, b INTEGER);" >"$work/schema.sql"
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # clock ticks
+tick=$(getconf CLK_TCK)
+run() { # name, binary
+	local dir="$work/$1.$RANDOM" pid out c0 c1 n rps
+	"$2" agent --data-dir "$dir/" --api-addr 127.0.0.1:18090 --gossip-addr 127.0.0.1:18091 \
+		--quic-addr 127.0.0.1:18092 --schema "$work/schema.sql" >"$dir.log" 2>&1 &
+	pid=$!
+	for _ in $(seq 1 100); do
+		curl -sf 127.0.0.1:18090/v1/health >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	BASE=$(($(date +%s%N) / 1000 % 100000000000 * 100)) \
+		wrk -t2 -c32 -d1s -s "$here/wrk_post.lua" http://127.0.0.1:18090 >/dev/null
+	c0=$(cpu $pid)
+	out=$(BASE=$(($(date +%s%N) / 1000 % 100000000000 * 100 + 50000000)) \
+		wrk -t2 -c32 -d"${secs}s" --latency -s "$here/wrk_post.lua" http://127.0.0.1:18090)
+	c1=$(cpu $pid)
+	kill $pid
+	wait $pid 2>/dev/null || true
+	rm -rf "$dir"
+	n=$(awk '/requests in/{print $1}' <<<"$out")
+	rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
+	echo "$1 $rps tx/s p50 $(awk '/ 50%/{print $2}' <<<"$out") p99 $(awk '/ 99%/{print $2}' <<<"$out")" \
+		"agent cpu $(python3 -c "print(round(($c1 - $c0) / $tick * 1e6 / $n, 1))") us/tx" \
+		"refused $(grep -c '^refused' <<<"$out" || true)"
+}
+for r in $(seq 1 "$rounds"); do
+	b=$(run base "$base")
+	n=$(run new "$new")
+	echo "round $r: NEW/BASE $(python3 -c "print(round($(awk '{print $2}' <<<"$n") / $(awk '{print $2}' <<<"$b"), 2))")x"
+	echo "  $b"
+	echo "  $n"
+done
