@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,13 +114,42 @@ type HTTPResult struct {
 	// CPU is this process's CPU time (user and system) per operation in the measured
 	// window: the clients and, without an address, the node or floor server.
 	CPU time.Duration
+	// AgentCPU, with an address, is the agent's CPU time per operation in the measured
+	// window, from its /metrics (process_cpu_seconds_total, which the kernel counts in 10 ms
+	// ticks): what the agent alone spent, apart from the clients. 0 when the agent's metrics
+	// could not be read; AgentCPUErr says why.
+	AgentCPU    time.Duration
+	AgentCPUErr error
 }
 
 func (r HTTPResult) String() string {
-	return fmt.Sprintf("%s: %d ops in %v: %.0f ops/s, %.0f rows/s, p50 %v, p99 %v, max %v, %d errors, cpu %.0f us/op",
+	s := fmt.Sprintf("%s: %d ops in %v: %.0f ops/s, %.0f rows/s, p50 %v, p99 %v, max %v, %d errors, cpu %.0f us/op",
 		r.Mode, r.Ops, r.Elapsed.Round(time.Millisecond), r.OpsPerSec, r.RowsPerSec,
 		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond), r.Errors,
 		float64(r.CPU.Nanoseconds())/1e3)
+	if r.AgentCPU > 0 {
+		s += fmt.Sprintf(", agent cpu %.0f us/op", float64(r.AgentCPU.Nanoseconds())/1e3)
+	}
+	return s
+}
+
+// agentCPU reads an agent's CPU time so far (user and system) from its /metrics.
+func agentCPU(ctx context.Context, cl *client.Client) (time.Duration, error) {
+	text, err := cl.Metrics(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("the agent's metrics: %w", err)
+	}
+	const name = "process_cpu_seconds_total "
+	for line := range strings.Lines(text) {
+		if v, ok := strings.CutPrefix(line, name); ok {
+			secs, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || secs < 0 {
+				return 0, fmt.Errorf("the agent's metrics: %s%q is not a CPU time", name, strings.TrimSpace(v))
+			}
+			return time.Duration(secs * float64(time.Second)), nil
+		}
+	}
+	return 0, errors.New("the agent's metrics have no process_cpu_seconds_total")
 }
 
 // benchSchema is the workload's table.
@@ -134,6 +164,8 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (HTTPResult, error) {
 		exec  func(ctx context.Context, sql string, params []log.Value) error
 		read  func(ctx context.Context, id int64) error
 		close func() error
+		// remoteCPU reads the loaded agent's CPU time, when it runs in another process.
+		remoteCPU func(ctx context.Context) (time.Duration, error)
 	)
 	if cfg.Addr != "" {
 		cl, err := newClient(cfg.Addr, cfg.Token, cfg.Clients)
@@ -144,6 +176,7 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (HTTPResult, error) {
 			return HTTPResult{}, fmt.Errorf("create the bench table: %w", err)
 		}
 		exec, read = clientOps(cl)
+		remoteCPU = func(ctx context.Context) (time.Duration, error) { return agentCPU(ctx, cl) }
 		close = func() error { return nil }
 	} else if cfg.Floor {
 		f, err := openFloor(cfg.FloorWait, cfg.Socket)
@@ -178,7 +211,7 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (HTTPResult, error) {
 			exec, read = clientOps(cl)
 		}
 	}
-	res, err := runLoad(ctx, cfg, exec, read)
+	res, err := runLoad(ctx, cfg, exec, read, remoteCPU)
 	if cerr := close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -186,7 +219,8 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (HTTPResult, error) {
 }
 
 // runLoad drives the clients: warmup, then the measured window.
-func runLoad(ctx context.Context, cfg HTTPConfig, exec func(context.Context, string, []log.Value) error, read func(context.Context, int64) error) (HTTPResult, error) {
+func runLoad(ctx context.Context, cfg HTTPConfig, exec func(context.Context, string, []log.Value) error, read func(context.Context, int64) error,
+	remoteCPU func(context.Context) (time.Duration, error)) (HTTPResult, error) {
 	res := HTTPResult{Mode: "http"}
 	switch {
 	case cfg.Direct:
@@ -282,6 +316,11 @@ func runLoad(ctx context.Context, cfg HTTPConfig, exec func(context.Context, str
 		}
 	}
 	ok := timer(cfg.Warmup)
+	var agent0 time.Duration
+	if remoteCPU != nil {
+		// Read before the window opens: the read is a request of its own.
+		agent0, res.AgentCPUErr = remoteCPU(ctx)
+	}
 	measuring.Store(true)
 	start := time.Now()
 	cpu0, cpuErr := selfCPU()
@@ -291,6 +330,10 @@ func runLoad(ctx context.Context, cfg HTTPConfig, exec func(context.Context, str
 	measuring.Store(false)
 	res.Elapsed = time.Since(start)
 	cpu1, err := selfCPU()
+	var agent1 time.Duration
+	if remoteCPU != nil && res.AgentCPUErr == nil {
+		agent1, res.AgentCPUErr = remoteCPU(ctx)
+	}
 	stop.Store(true)
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -305,6 +348,9 @@ func runLoad(ctx context.Context, cfg HTTPConfig, exec func(context.Context, str
 	res.OpsPerSec = float64(res.Ops) / res.Elapsed.Seconds()
 	if cpuErr == nil && err == nil && res.Ops > 0 {
 		res.CPU = (cpu1 - cpu0) / time.Duration(res.Ops)
+	}
+	if remoteCPU != nil && res.AgentCPUErr == nil && res.Ops > 0 {
+		res.AgentCPU = (agent1 - agent0) / time.Duration(res.Ops)
 	}
 	res.RowsPerSec = float64(res.Rows) / res.Elapsed.Seconds()
 	if len(lats) > 0 {

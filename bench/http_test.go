@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -115,5 +116,32 @@ func TestHTTPWorkload(t *testing.T) {
 		if _, err := RunHTTP(t.Context(), cfg); err == nil {
 			t.Errorf("%s accepted", name)
 		}
+	}
+}
+
+// TestHTTPAgentCPUNeedsMetrics: against an agent whose /metrics has no process CPU (the
+// bench's own node serves the API without the process collector), a run still measures,
+// with no agent CPU figure and an error that says why. The figure itself is checked against
+// a real agent in cmd/patina (TestBenchHTTPAgentCPU).
+func TestHTTPAgentCPUNeedsMetrics(t *testing.T) {
+	cfg := DefaultHTTPConfig()
+	cfg.Dir = t.TempDir()
+	n, err := openNode(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.close()
+	cfg.Addr, cfg.Dir = n.srv.Addr().String(), ""
+	cfg.Clients, cfg.Duration, cfg.Warmup = 2, 200*time.Millisecond, 0
+	res, err := RunHTTP(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Ops == 0 || res.AgentCPU != 0 || res.AgentCPUErr == nil ||
+		!strings.Contains(res.AgentCPUErr.Error(), "process_cpu_seconds_total") {
+		t.Fatalf("ops %d, agent cpu %v, error %v; want ops, no agent cpu and an error naming the metric", res.Ops, res.AgentCPU, res.AgentCPUErr)
+	}
+	if strings.Contains(res.String(), "agent cpu") {
+		t.Errorf("result prints an agent cpu it does not have: %s", res)
 	}
 }

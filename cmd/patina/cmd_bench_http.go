@@ -22,7 +22,8 @@ on 127.0.0.1); --direct calls that node's materializer without HTTP, for compari
 answers the writes without a node or a database, each at the next tick of a --floor-wait
 clock (a stand-in for a group commit), to show what the HTTP exchange alone costs. Prints
 operations/s, rows/s, the latency p50/p99/max each client saw and this process's CPU time
-per operation (the clients and, without --addr, the node).`,
+per operation (the clients and, without --addr, the node); with --addr also the agent's own
+CPU time per operation, read from its /metrics before and after the measured window.`,
 		Example: `  patina bench http --clients 32 --rows 1 --duration 10s
   patina bench http --clients 32 --rows 1 --duration 10s --direct
   patina bench http --clients 32 --rows 1 --duration 10s --floor --floor-wait 1ms
@@ -62,6 +63,9 @@ per operation (the clients and, without --addr, the node).`,
 			return err
 		}
 		fmt.Fprintln(m.Stdout, res)
+		if res.AgentCPUErr != nil {
+			fmt.Fprintf(m.Stderr, "bench http: no agent CPU figure: %v\n", res.AgentCPUErr)
+		}
 		return nil
 	}
 	return c
