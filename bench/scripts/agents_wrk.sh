@@ -21,10 +21,17 @@ run() { # name, binary
 	"$2" agent --data-dir "$dir/" --api-addr 127.0.0.1:18090 --gossip-addr 127.0.0.1:18091 \
 		--quic-addr 127.0.0.1:18092 --schema "$work/schema.sql" >"$dir.log" 2>&1 &
 	pid=$!
+	local up=false
 	for _ in $(seq 1 100); do
-		curl -sf 127.0.0.1:18090/v1/health >/dev/null 2>&1 && break
+		if curl -sf 127.0.0.1:18090/v1/health >/dev/null 2>&1; then up=true; break; fi
 		sleep 0.1
 	done
+	if ! $up; then
+		echo "agents_wrk: $2 did not answer /v1/health within 10 s; its log:" >&2
+		cat "$dir.log" >&2
+		kill $pid 2>/dev/null || true
+		exit 1
+	fi
 	BASE=$(($(date +%s%N) / 1000 % 100000000000 * 100)) \
 		wrk -t2 -c32 -d1s -s "$here/wrk_post.lua" http://127.0.0.1:18090 >/dev/null
 	c0=$(cpu $pid)
