@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -142,8 +141,8 @@ func readBackup(ctx context.Context, cl *client.Client) {
 // waitRepair waits until the node's log says it repaired itself.
 func waitRepair(ctx context.Context, cl *client.Client, d time.Duration) bool {
 	err := poll(ctx, d, 50*time.Millisecond, func() (bool, error) {
-		text, err := cl.Metrics(ctx)
-		return err == nil && metricValue(text, "patina_log_repairs_total") >= 1, nil
+		repairs, err := metricSum(ctx, cl, "patina_log_repairs_total")
+		return err == nil && repairs >= 1, nil
 	})
 	return err == nil
 }
@@ -157,18 +156,4 @@ func waitDiskFull(ctx context.Context, cl *client.Client, d time.Duration) bool 
 		return h.DiskFull, nil
 	})
 	return err == nil
-}
-
-// metricValue sums the samples of one metric in a /metrics page.
-func metricValue(text, name string) float64 {
-	var sum float64
-	for _, line := range strings.Split(text, "\n") {
-		if strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
-			f := strings.Fields(line)
-			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-				sum += v
-			}
-		}
-	}
-	return sum
 }

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,17 +138,16 @@ func agentCPU(ctx context.Context, cl *client.Client) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("the agent's metrics: %w", err)
 	}
-	const name = "process_cpu_seconds_total "
-	for line := range strings.Lines(text) {
-		if v, ok := strings.CutPrefix(line, name); ok {
-			secs, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil || secs < 0 {
-				return 0, fmt.Errorf("the agent's metrics: %s%q is not a CPU time", name, strings.TrimSpace(v))
-			}
-			return time.Duration(secs * float64(time.Second)), nil
-		}
+	secs, n, err := metricSamples(text, "process_cpu_seconds_total")
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("the agent's metrics: %w", err)
+	case n == 0:
+		return 0, errors.New("the agent's metrics have no process_cpu_seconds_total")
+	case secs < 0:
+		return 0, fmt.Errorf("the agent's metrics: process_cpu_seconds_total %v is not a CPU time", secs)
 	}
-	return 0, errors.New("the agent's metrics have no process_cpu_seconds_total")
+	return time.Duration(secs * float64(time.Second)), nil
 }
 
 // benchSchema is the workload's table.

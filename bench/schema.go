@@ -227,21 +227,29 @@ func countRows(ctx context.Context, a *benchAgent, q string) (int64, error) {
 // metricSum sums every sample of one metric on an agent's /metrics page. A name with a
 // brace (`name{label="x"`) sums the samples whose first labels are those.
 func metricSum(ctx context.Context, cl *client.Client, name string) (float64, error) {
-	prefix := strings.Contains(name, "{")
 	text, err := cl.Metrics(ctx)
 	if err != nil {
 		return 0, err
 	}
-	var sum float64
+	sum, _, err := metricSamples(text, name)
+	return sum, err
+}
+
+// metricSamples sums the samples of one metric in a /metrics page (a name with a brace as
+// in metricSum) and counts them, so that a caller can tell a metric at 0 from one the page
+// does not have.
+func metricSamples(text, name string) (sum float64, n int, err error) {
+	prefix := strings.Contains(name, "{")
 	for _, line := range strings.Split(text, "\n") {
 		if (prefix && strings.HasPrefix(line, name)) || strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
 			f := strings.Fields(line)
 			v, err := strconv.ParseFloat(f[len(f)-1], 64)
 			if err != nil {
-				return 0, fmt.Errorf("metric %s: %w", name, err)
+				return 0, 0, fmt.Errorf("metric %s: %w", name, err)
 			}
 			sum += v
+			n++
 		}
 	}
-	return sum, nil
+	return sum, n, nil
 }
