@@ -121,6 +121,13 @@ type Config struct {
 	// running agent) or another kind of file is an error. Close removes it.
 	Socket string
 
+	// WriteAddr, when set, is a second listen address that serves POST /v1/transactions
+	// alone, through a leaner HTTP/1.1 server than the API's (writelistener.go): the same
+	// guards, tokens, limits, answers and metrics, and the API's TLS when it has one, at
+	// less CPU per write. Clients send their writes there (client.WithWriteAddr) and
+	// everything else to Addr.
+	WriteAddr string
+
 	// TLS, when set, serves HTTPS: it must hold the server's certificate (Certificates or
 	// GetCertificate); ClientAuth and ClientCAs ask for client certificates. The server
 	// speaks HTTP/1.1 only over it, as it does without TLS (see Open).
@@ -270,7 +277,8 @@ type Server struct {
 
 	srv  *http.Server
 	ln   net.Listener
-	sock net.Listener // the Unix socket's listener (Config.Socket), or nil
+	wl   *writeListener // Config.WriteAddr's server, or nil
+	sock net.Listener   // the Unix socket's listener (Config.Socket), or nil
 	// fresh holds the connections accepted but not yet used for a request (http.StateNew).
 	// http.Server.Shutdown waits up to 5 s for such a connection before it counts as idle,
 	// so one silent client (a pre-connecting pool, a TCP health check) would hold a graceful
@@ -359,15 +367,7 @@ func (s *Server) Open(ctx context.Context) error {
 	}
 	scheme := "http"
 	if s.cfg.TLS != nil {
-		tc := s.cfg.TLS.Clone()
-		if tc.MinVersion == 0 {
-			tc.MinVersion = tls.VersionTLS12
-		}
-		// HTTP/1.1 only, as without TLS: one connection per request in flight keeps the
-		// server's limits (MaxConcurrency, MaxStreams) and the client's pool behaving the
-		// same whatever the transport, instead of HTTP/2's cap of streams per connection.
-		tc.NextProtos = []string{"http/1.1"}
-		ln = tls.NewListener(ln, tc)
+		ln = newTLSListener(ln, s.cfg.TLS)
 		scheme = "https"
 	}
 	s.ln = ln
@@ -376,6 +376,15 @@ func (s *Server) Open(ctx context.Context) error {
 		if s.sock, err = listenSocket(ctx, s.cfg.Socket); err != nil {
 			ln.Close()
 			return fmt.Errorf("listen api socket: %w", err)
+		}
+	}
+	if s.cfg.WriteAddr != "" {
+		if err := s.openWriteListener(ctx); err != nil {
+			ln.Close()
+			if s.sock != nil {
+				s.sock.Close()
+			}
+			return err
 		}
 	}
 	s.srv = &http.Server{
@@ -404,6 +413,9 @@ func (s *Server) Open(ctx context.Context) error {
 	if s.sock != nil {
 		serve(s.sock)
 	}
+	if s.wl != nil {
+		serving.Go(func() { s.wl.serve(s) })
+	}
 	go func() {
 		serving.Wait()
 		close(s.serveDone)
@@ -412,7 +424,23 @@ func (s *Server) Open(ctx context.Context) error {
 	if s.sock != nil {
 		s.logger.Info("api listening on a unix socket", "path", s.cfg.Socket)
 	}
+	if s.wl != nil {
+		s.logger.Info("api write listener listening", attrAddr, s.wl.ln.Addr().String(), "scheme", scheme)
+	}
 	return nil
+}
+
+// newTLSListener serves HTTPS on ln with cfg: TLS 1.2 at least, and HTTP/1.1 only, as
+// without TLS: one connection per request in flight keeps the server's limits
+// (MaxConcurrency, MaxStreams) and the client's pool behaving the same whatever the
+// transport, instead of HTTP/2's cap of streams per connection.
+func newTLSListener(ln net.Listener, cfg *tls.Config) net.Listener {
+	tc := cfg.Clone()
+	if tc.MinVersion == 0 {
+		tc.MinVersion = tls.VersionTLS12
+	}
+	tc.NextProtos = []string{"http/1.1"}
+	return tls.NewListener(ln, tc)
 }
 
 // serverProtocols: HTTP/1.1, and HTTP/2 without TLS by prior knowledge (h2c), which is
@@ -443,6 +471,15 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
+// WriteAddr is the address the write listener listens on (Config.WriteAddr); nil without
+// one or before Open.
+func (s *Server) WriteAddr() net.Addr {
+	if s.wl == nil {
+		return nil
+	}
+	return s.wl.ln.Addr()
+}
+
 // Close stops accepting requests, ends streams, waits up to ShutdownTimeout for requests in
 // flight (a transaction in flight completes and is answered), then closes the rest.
 // Idempotent.
@@ -455,9 +492,19 @@ func (s *Server) Close() error {
 			s.closeFresh()
 			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 			defer cancel()
+			// Both servers wind down at once, under the same deadline.
+			var wlErr error
+			var wg sync.WaitGroup
+			if s.wl != nil {
+				wg.Go(func() { wlErr = s.wl.shutdown(ctx) })
+			}
 			if err := s.srv.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("shutdown api: %w", err))
 				s.srv.Close()
+			}
+			wg.Wait()
+			if wlErr != nil {
+				errs = append(errs, wlErr)
 			}
 			<-s.serveDone
 		}

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 )
 
@@ -162,14 +161,14 @@ var (
 	errForbidden = errors.New("forbidden")
 )
 
-// authorize checks r's bearer token against the scope a route needs: errUnauthorized (401)
-// when the header is missing, malformed or names no known token, errForbidden (403) when
-// the token is known but its scope is below need.
-func (a *authority) authorize(r *http.Request, need Scope) (Token, error) {
+// authorize checks the bearer token of a request's headers h against the scope a route
+// needs: errUnauthorized (401) when the header is missing, malformed or names no known
+// token, errForbidden (403) when the token is known but its scope is below need.
+func (a *authority) authorize(h requestHeaders, need Scope) (Token, error) {
 	if a.bad != nil {
 		return Token{}, fmt.Errorf("%w: token configuration: %v", errUnauthorized, a.bad)
 	}
-	tok, err := bearerToken(r.Header)
+	tok, err := bearerToken(h)
 	if err != nil {
 		return Token{}, err
 	}
@@ -247,7 +246,7 @@ func (e *scopeError) Is(target error) bool { return target == errForbidden }
 // Patina accepts one canonical form so that a proxy or a script that mangles the header is
 // told at once rather than passing by accident, and so that no whitespace is ever part of
 // what is compared.
-func bearerToken(h http.Header) (string, error) {
+func bearerToken(h requestHeaders) (string, error) {
 	vals := h.Values("Authorization")
 	switch len(vals) {
 	case 0:

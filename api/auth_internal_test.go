@@ -147,7 +147,7 @@ func BenchmarkAuthorize(b *testing.B) {
 			cfg.Tokens = append(cfg.Tokens, Token{Name: "mine", Scope: ScopeWrite, Hash: HashToken(tok)})
 			a := newAuthority(cfg)
 			for b.Loop() {
-				if _, err := a.authorize(req, ScopeRead); err != nil {
+				if _, err := a.authorize(req.Header, ScopeRead); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -144,20 +144,26 @@ func (s *Server) execError(msg string, elapsed time.Duration) txResponse {
 
 // errorStatus returns err's status and sets the headers that go with it.
 func (s *Server) errorStatus(w http.ResponseWriter, r *http.Request, err error) int {
+	return s.errorHeaders(w.Header(), r.URL.Path, err)
+}
+
+// errorHeaders is errorStatus for either HTTP stack: h are the answer's headers, path the
+// request's.
+func (s *Server) errorHeaders(h answerHeaders, path string, err error) int {
 	status := statusOf(err)
 	if status == http.StatusInternalServerError {
-		s.logger.Error("internal error", attrPath, r.URL.Path, attrErr, err)
+		s.logger.Error("internal error", attrPath, path, attrErr, err)
 	}
 	if status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="patina"`)
+		h.Set("WWW-Authenticate", `Bearer realm="patina"`)
 	}
 	var se *scopeError
 	if errors.As(err, &se) {
 		// RFC 6750 section 3.1: the scope the request would have needed.
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="patina", error="insufficient_scope", scope="%s"`, se.need))
+		h.Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="patina", error="insufficient_scope", scope="%s"`, se.need))
 	}
 	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
+		h.Set("Retry-After", "1")
 	}
 	return status
 }
@@ -170,6 +176,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		b, _ = json.Marshal(errorBody{Error: "encode answer: " + err.Error()})
 	}
 	writeJSONBytes(w, status, append(b, '\n'))
+}
+
+// appendJSON appends v as JSON and its newline to b, for answers whose status is already
+// decided (v is one of this package's answer types, which always encode).
+func appendJSON(b []byte, v any) []byte {
+	enc, err := json.Marshal(v)
+	if err != nil {
+		enc, _ = json.Marshal(errorBody{Error: "encode answer: " + err.Error()})
+	}
+	b = append(b, enc...)
+	return append(b, '\n')
 }
 
 // writeJSONBytes answers b, JSON and its newline, with status. The headers are assigned, not

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -97,24 +98,13 @@ func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, need 
 	}
 	label := strings.ReplaceAll(path, "{", "")
 	label = strings.ReplaceAll(label, "}", "")
-	reqs := s.metrics.requests.MustCurryWith(map[string]string{"route": method + " " + label})
-	reqsOK := reqs.WithLabelValues(strconv.Itoa(http.StatusOK)) // most answers: no label lookup
-	dur := s.metrics.requestDuration.WithLabelValues(method + " " + label)
-	inFlight := s.metrics.inFlight.WithLabelValues(method + " " + label)
+	m := s.routeMetrics(method + " " + label)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
-		inFlight.Inc()
-		defer func() {
-			inFlight.Dec()
-			if code := sw.status(); code == http.StatusOK {
-				reqsOK.Inc()
-			} else {
-				reqs.WithLabelValues(strconv.Itoa(code)).Inc()
-			}
-			dur.Observe(time.Since(start).Seconds())
-		}()
-		if err := s.guard(r, kind, need); err != nil {
+		m.inFlight.Inc()
+		defer func() { m.done(sw.status(), start) }()
+		if err := s.guard(r.Header, path, kind, need); err != nil {
 			writeErr(sw, r, err)
 			return
 		}
@@ -145,15 +135,56 @@ func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, need 
 	})
 }
 
+// routeMetrics are one route's request metrics, looked up once.
+type routeMetrics struct {
+	reqs     *prometheus.CounterVec // curried with the route: by code
+	ok       prometheus.Counter     // most answers: no label lookup
+	dur      prometheus.Observer
+	inFlight prometheus.Gauge
+}
+
+// routeMetrics returns the metrics of the route name ("METHOD /path"). The write listener
+// (writelistener.go) counts its writes in the same series as POST /v1/transactions.
+func (s *Server) routeMetrics(name string) routeMetrics {
+	reqs := s.metrics.requests.MustCurryWith(map[string]string{"route": name})
+	return routeMetrics{
+		reqs:     reqs,
+		ok:       reqs.WithLabelValues(strconv.Itoa(http.StatusOK)),
+		dur:      s.metrics.requestDuration.WithLabelValues(name),
+		inFlight: s.metrics.inFlight.WithLabelValues(name),
+	}
+}
+
+// done counts a request that inFlight.Inc() counted in when it started at start, answered
+// with code.
+func (m routeMetrics) done(code int, start time.Time) {
+	m.inFlight.Dec()
+	if code == http.StatusOK {
+		m.ok.Inc()
+	} else {
+		m.reqs.WithLabelValues(strconv.Itoa(code)).Inc()
+	}
+	m.dur.Observe(time.Since(start).Seconds())
+}
+
 // execShaped lists the paths whose errors are also shaped as Corrosion's ExecResponse.
 var execShaped = map[string]bool{"/v1/transactions": true, "/v1/migrations": true}
 
-// guard checks shutdown and the bearer token's scope.
-func (s *Server) guard(r *http.Request, kind routeKind, need Scope) error {
+// requestHeaders is what the guards read of a request's headers, whichever HTTP stack parsed
+// them: http.Header is one, fastHeaders (writelistener.go) the other.
+type requestHeaders interface{ Values(key string) []string }
+
+// answerHeaders is what errorStatus sets on an answer: http.Header and fasthttp's
+// *ResponseHeader both are.
+type answerHeaders interface{ Set(key, value string) }
+
+// guard checks the endpoint name, shutdown and the bearer token's scope of a request to
+// path with headers h.
+func (s *Server) guard(h requestHeaders, path string, kind routeKind, need Scope) error {
 	if name := s.cfg.EndpointName; name != "" && kind != kindPage {
 		// Before the token, as Corrosion checks it.
-		if asked := r.Header.Values(headerEndpointName); len(asked) > 0 && asked[0] != name {
-			s.logger.Warn("request meant for another endpoint refused", "endpoint", name, "requested", asked[0], attrPath, r.URL.Path)
+		if asked := h.Values(headerEndpointName); len(asked) > 0 && asked[0] != name {
+			s.logger.Warn("request meant for another endpoint refused", "endpoint", name, "requested", asked[0], attrPath, path)
 			return fmt.Errorf("%w: this is endpoint %q; the request is for %q", errMisdirected, name, asked[0])
 		}
 	}
@@ -166,11 +197,11 @@ func (s *Server) guard(r *http.Request, kind routeKind, need Scope) error {
 	if !s.auth.enabled() {
 		return nil
 	}
-	tok, err := s.auth.authorize(r, need)
+	tok, err := s.auth.authorize(h, need)
 	if err != nil {
 		s.metrics.authFailures.WithLabelValues(strconv.Itoa(statusOf(err))).Inc()
 		if tok.Name != "" {
-			s.logger.Debug("token lacks scope", attrPath, r.URL.Path, "token", tok.Name, "scope", tok.Scope.String(), "need", need.String())
+			s.logger.Debug("token lacks scope", attrPath, path, "token", tok.Name, "scope", tok.Scope.String(), "need", need.String())
 		}
 		return err
 	}

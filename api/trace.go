@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"net/http"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -18,14 +17,15 @@ import (
 
 const tracerName = "github.com/patinadb/patina/api"
 
-// traceRequest starts the server span of r when tracing is on; end records err and ends it.
-func (s *Server) traceRequest(ctx context.Context, r *http.Request, name string) (context.Context, func(err error)) {
+// traceRequest starts the server span of a request (method, path, its headers as carrier)
+// when tracing is on; end records err and ends it.
+func (s *Server) traceRequest(ctx context.Context, carrier propagation.TextMapCarrier, method, path string) (context.Context, func(err error)) {
 	if !s.cfg.Tracing {
 		return ctx, func(error) {}
 	}
-	ctx = propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(r.Header))
-	ctx, span := otel.Tracer(tracerName).Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+	ctx = propagation.TraceContext{}.Extract(ctx, carrier)
+	ctx, span := otel.Tracer(tracerName).Start(ctx, method+" "+path, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", method), attribute.String("url.path", path)))
 	return ctx, func(err error) {
 		if err != nil {
 			span.RecordError(err)

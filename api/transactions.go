@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/patinadb/patina/log"
 	"github.com/patinadb/patina/materializer"
 )
@@ -37,27 +39,44 @@ func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	buf := answerBufs.Get().(*[]byte)
+	defer putAnswerBuf(buf)
+	// r's context ends when the client goes away.
+	status, b, err := s.transact(r.Context(), body, timeout, propagation.HeaderCarrier(r.Header), w.Header(), (*buf)[:0])
+	if err != nil {
+		return err // route writes it in the ExecResponse shape (execShaped)
+	}
+	*buf = b
+	writeJSONBytes(w, status, b)
+	return nil
+}
+
+// transact runs POST /v1/transactions for either HTTP stack (handleTransactions, and
+// serveWrite of the write listener): body is the request's body, timeout its ?timeout (0:
+// none), carrier its headers for tracing, h the answer's headers. It appends the answer to
+// b, JSON and its newline, and returns it with its status, a statement's error included;
+// err is a malformed body, which the caller answers as a guard's error.
+func (s *Server) transact(ctx context.Context, body []byte, timeout time.Duration, carrier propagation.TextMapCarrier, h answerHeaders, b []byte) (int, []byte, error) {
 	if lim := s.cfg.TxTimeout; lim > 0 && (timeout == 0 || timeout > lim) {
 		// The server's limit caps the request's: the materializer interrupts the statements
 		// at the deadline and the transaction rolls back (408).
 		timeout = lim
 	}
-	ctx := r.Context() // ended when the client goes away
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	body, err := s.readBody(w, r)
-	if err != nil {
-		return err
-	}
 	stmts, err := decodeStatements(body)
 	if err != nil {
-		return err // route writes it in the ExecResponse shape (execShaped)
+		return 0, b, err
 	}
 	start := time.Now()
-	tctx, endTrace := s.traceRequest(ctx, r, "POST /v1/transactions")
+	tctx, endTrace := s.traceRequest(ctx, carrier, http.MethodPost, txPath)
 	res, err := s.cfg.View.Transact(tctx, stmts)
 	endTrace(err)
 	elapsed := time.Since(start)
@@ -71,8 +90,8 @@ func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) erro
 		}
 		// Corrosion's shape: the failing statement's result carries the error; nothing was
 		// written, so the statements before it have no result to show.
-		writeJSON(w, s.errorStatus(w, r, err), s.execError(msg, elapsed))
-		return nil
+		status := s.errorHeaders(h, txPath, err)
+		return status, appendJSON(b, s.execError(msg, elapsed)), nil
 	}
 	s.metrics.txOK.Inc()
 	s.metrics.txDuration.Observe(elapsed.Seconds())
@@ -81,14 +100,12 @@ func (s *Server) handleTransactions(w http.ResponseWriter, r *http.Request) erro
 		rows += sr.RowsAffected
 	}
 	s.metrics.rowsWritten.Add(float64(rows))
-	buf := answerBufs.Get().(*[]byte)
-	defer putAnswerBuf(buf)
-	b := appendTxAnswer((*buf)[:0], res, elapsed, s.siteJSON(s.cfg.Log.SiteID()))
-	b = append(b, '\n')
-	*buf = b
-	writeJSONBytes(w, http.StatusOK, b)
-	return nil
+	b = appendTxAnswer(b, res, elapsed, s.siteJSON(s.cfg.Log.SiteID()))
+	return http.StatusOK, append(b, '\n'), nil
 }
+
+// txPath is the path of writes.
+const txPath = "/v1/transactions"
 
 // appendTxAnswer appends the ExecResponse of a committed transaction as encoding/json writes
 // a txResponse (TestTxAnswerEqualsMarshal), without reflection and without a value per
@@ -186,8 +203,13 @@ func requestLimit(r *http.Request, def time.Duration) (time.Duration, error) {
 	if r.URL.RawQuery == "" {
 		return def, nil // most requests: no query to parse into a map
 	}
+	return parseTimeout(r.URL.Query().Get("timeout"), def)
+}
+
+// parseTimeout reads a ?timeout value, raw ("" when the parameter is absent: def).
+func parseTimeout(raw string, def time.Duration) (time.Duration, error) {
 	timeout := def
-	if raw := r.URL.Query().Get("timeout"); raw != "" {
+	if raw != "" {
 		secs, perr := strconv.ParseFloat(raw, 64)
 		if perr != nil || secs < 0 || secs > 1e6 || secs != secs {
 			return 0, badRequestf("timeout=%q: want a number of seconds >= 0 (0: no limit)", raw)

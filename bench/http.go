@@ -67,6 +67,11 @@ type HTTPConfig struct {
 	// Socket makes the clients reach the in-process node (or floor server) through a Unix
 	// socket in a temp dir (api.Config.Socket) instead of TCP on 127.0.0.1.
 	Socket bool
+	// WriteListener opens the in-process node's write listener (api.Config.WriteAddr) and
+	// sends the writes there (client.WithWriteAddr); WriteAddr does the same for the agent
+	// at Addr, naming its api.write_addr.
+	WriteListener bool
+	WriteAddr     string
 }
 
 // DefaultHTTPConfig is 32 clients writing single-row transactions for 5 s.
@@ -91,6 +96,10 @@ func (c *HTTPConfig) Validate() error {
 		return errors.New("floor serves writes in this process: not with an address, direct or reads")
 	case c.Socket && (c.Addr != "" || c.Direct):
 		return errors.New("socket serves the in-process node on a Unix socket: not with an address (give it as unix:///path) or direct")
+	case c.WriteListener && (c.Addr != "" || c.Direct || c.Floor || c.Socket):
+		return errors.New("write listener serves the in-process node's writes: not with an address (give its --write-addr), direct, floor or socket")
+	case c.WriteAddr != "" && c.Addr == "":
+		return errors.New("write address is the loaded agent's: give its API address too")
 	case c.FloorWait < 0:
 		return fmt.Errorf("floor wait %v: want >= 0", c.FloorWait)
 	case c.Reads && c.Preload <= 0:
@@ -101,7 +110,7 @@ func (c *HTTPConfig) Validate() error {
 
 // HTTPResult is what a run measured.
 type HTTPResult struct {
-	Mode       string // "http", "direct" or "floor"
+	Mode       string // "http", "http write listener", "direct" or "floor"
 	Ops        int    // transactions or reads completed in the measured window
 	Rows       int    // rows written or read
 	Errors     int
@@ -166,7 +175,7 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (HTTPResult, error) {
 		remoteCPU func(ctx context.Context) (time.Duration, error)
 	)
 	if cfg.Addr != "" {
-		cl, err := newClient(cfg.Addr, cfg.Token, cfg.Clients)
+		cl, err := newClient(cfg.Addr, cfg.WriteAddr, cfg.Token, cfg.Clients)
 		if err != nil {
 			return HTTPResult{}, err
 		}
@@ -182,7 +191,7 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (HTTPResult, error) {
 			return HTTPResult{}, err
 		}
 		close = f.close
-		cl, err := newClient(f.addr(), "", cfg.Clients)
+		cl, err := newClient(f.addr(), "", "", cfg.Clients)
 		if err != nil {
 			f.close()
 			return HTTPResult{}, err
@@ -197,11 +206,14 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (HTTPResult, error) {
 		if cfg.Direct {
 			exec, read = directOps(n.mat)
 		} else {
-			addr := n.srv.Addr().String()
+			addr, writeAddr := n.srv.Addr().String(), ""
 			if cfg.Socket {
 				addr = "unix://" + n.srv.SocketPath()
 			}
-			cl, err := newClient(addr, "", cfg.Clients)
+			if cfg.WriteListener {
+				writeAddr = n.srv.WriteAddr().String()
+			}
+			cl, err := newClient(addr, writeAddr, "", cfg.Clients)
 			if err != nil {
 				n.close()
 				return HTTPResult{}, err
@@ -225,6 +237,8 @@ func runLoad(ctx context.Context, cfg HTTPConfig, exec func(context.Context, str
 		res.Mode = "direct"
 	case cfg.Floor:
 		res.Mode = "floor"
+	case cfg.WriteListener || cfg.WriteAddr != "":
+		res.Mode = "http write listener"
 	}
 	// Ids are unique across runs on the same table: start above what is there.
 	var nextID atomic.Int64
@@ -363,12 +377,15 @@ func runLoad(ctx context.Context, cfg HTTPConfig, exec func(context.Context, str
 	return res, nil
 }
 
-func newClient(addr, token string, clients int) (*client.Client, error) {
+func newClient(addr, writeAddr, token string, clients int) (*client.Client, error) {
 	// The client's own pool, with room for every client's connection between its requests
 	// (a new TCP connection per request would cost more than the request).
 	opts := []client.Option{client.WithMaxIdleConns(clients * 2)}
 	if token != "" {
 		opts = append(opts, client.WithToken(token))
+	}
+	if writeAddr != "" {
+		opts = append(opts, client.WithWriteAddr(writeAddr))
 	}
 	return client.New(addr, opts...)
 }
@@ -473,6 +490,9 @@ func openNode(ctx context.Context, cfg HTTPConfig) (n *node, err error) {
 	acfg.Logger = quiet
 	if cfg.Socket {
 		acfg.Socket = filepath.Join(n.dir, "api.sock")
+	}
+	if cfg.WriteListener {
+		acfg.WriteAddr = "127.0.0.1:0"
 	}
 	n.srv = api.New(acfg)
 	if err := n.srv.Open(ctx); err != nil {

@@ -98,18 +98,33 @@ func TestHTTPWorkload(t *testing.T) {
 			t.Errorf("socket, floor %v: implausible result %v", floor, res)
 		}
 	}
+	// Through the node's write listener.
+	cfg := DefaultHTTPConfig()
+	cfg.Clients, cfg.WriteListener = 4, true
+	cfg.Duration, cfg.Warmup = 300*time.Millisecond, 0
+	res, err := RunHTTP(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("write listener: %v", err)
+	}
+	if res.Mode != "http write listener" || res.Ops == 0 || res.Errors != 0 || res.CPU <= 0 {
+		t.Errorf("write listener: implausible result %v", res)
+	}
 	bad := DefaultHTTPConfig()
 	bad.Clients = 0
 	if _, err := RunHTTP(t.Context(), bad); err == nil {
 		t.Error("0 clients accepted")
 	}
 	for name, mend := range map[string]func(*HTTPConfig){
-		"floor with direct":  func(c *HTTPConfig) { c.Floor, c.Direct = true, true },
-		"floor with reads":   func(c *HTTPConfig) { c.Floor, c.Reads = true, true },
-		"floor with addr":    func(c *HTTPConfig) { c.Floor, c.Addr = true, "127.0.0.1:1" },
-		"negative wait":      func(c *HTTPConfig) { c.Floor, c.FloorWait = true, -time.Millisecond },
-		"socket with addr":   func(c *HTTPConfig) { c.Socket, c.Addr = true, "127.0.0.1:1" },
-		"socket with direct": func(c *HTTPConfig) { c.Socket, c.Direct = true, true },
+		"floor with direct":          func(c *HTTPConfig) { c.Floor, c.Direct = true, true },
+		"floor with reads":           func(c *HTTPConfig) { c.Floor, c.Reads = true, true },
+		"floor with addr":            func(c *HTTPConfig) { c.Floor, c.Addr = true, "127.0.0.1:1" },
+		"negative wait":              func(c *HTTPConfig) { c.Floor, c.FloorWait = true, -time.Millisecond },
+		"socket with addr":           func(c *HTTPConfig) { c.Socket, c.Addr = true, "127.0.0.1:1" },
+		"socket with direct":         func(c *HTTPConfig) { c.Socket, c.Direct = true, true },
+		"write listener with addr":   func(c *HTTPConfig) { c.WriteListener, c.Addr = true, "127.0.0.1:1" },
+		"write listener with direct": func(c *HTTPConfig) { c.WriteListener, c.Direct = true, true },
+		"write listener with socket": func(c *HTTPConfig) { c.WriteListener, c.Socket = true, true },
+		"write addr without addr":    func(c *HTTPConfig) { c.WriteAddr = "127.0.0.1:1" },
 	} {
 		cfg := DefaultHTTPConfig()
 		mend(&cfg)

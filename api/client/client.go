@@ -54,6 +54,10 @@ type Client struct {
 	// direct is the client's own transport when New made one (no WithHTTPClient); do sends
 	// through it without http.Client (see do).
 	direct *directTransport
+	// writeAddr is WithWriteAddr's address; writer the client of it, which Exec sends
+	// through (nil without one).
+	writeAddr string
+	writer    *Client
 }
 
 // Option configures a Client.
@@ -75,14 +79,35 @@ func WithMaxIdleConns(n int) Option { return func(c *Client) { c.maxIdle = n } }
 // address without a scheme is then https. It has no effect with WithHTTPClient.
 func WithTLS(cfg *tls.Config) Option { return func(c *Client) { c.tls = cfg } }
 
+// WithWriteAddr sends Exec's transactions to the agent's write listener at addr (its
+// api.write_addr: "host:port" or an http(s) URL, with the same token and TLS settings)
+// and every other request to the address given to New. The write listener serves writes
+// with less CPU than the API's address.
+func WithWriteAddr(addr string) Option { return func(c *Client) { c.writeAddr = addr } }
+
 // New returns a client of the agent at addr: "host:port", an http(s) URL, or
 // "unix:///path/to/api.sock" for an agent's Unix socket on this host (the agent's
 // api.socket). A socket's requests are made to http://localhost: with WithHTTPClient, that
 // client must dial the socket itself.
 func New(addr string, opts ...Option) (*Client, error) {
+	return newClient(addr, false, opts)
+}
+
+// newClient is New; writer makes the client of a write address, which has none of its own.
+func newClient(addr string, writer bool, opts []Option) (*Client, error) {
 	c := &Client{}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.writeAddr != "" && !writer {
+		if strings.HasPrefix(c.writeAddr, "unix://") {
+			return nil, fmt.Errorf("write address %q: the write listener is TCP (host:port), not a Unix socket", c.writeAddr)
+		}
+		w, err := newClient(c.writeAddr, true, opts)
+		if err != nil {
+			return nil, fmt.Errorf("write address: %w", err)
+		}
+		c.writer = w
 	}
 	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
 		if path == "" || path[0] != '/' {

@@ -22,8 +22,12 @@ import (
 // (TestAppendStatementsEqualsMarshal, FuzzDecodeExecResult); whatever the fast decoder does not
 // know (escapes, unknown keys, nulls, numbers out of range) goes to encoding/json.
 
-// Exec runs statements as one transaction (all or nothing).
+// Exec runs statements as one transaction (all or nothing), through the write listener when
+// the client has one (WithWriteAddr).
 func (c *Client) Exec(ctx context.Context, opts Options, stmts ...Statement) (*ExecResult, error) {
+	if c.writer != nil {
+		return c.writer.Exec(ctx, opts, stmts...)
+	}
 	body, ok := appendStatements(make([]byte, 0, statementsSize(stmts)), stmts)
 	if !ok {
 		var err error

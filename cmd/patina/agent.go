@@ -198,6 +198,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	}
 	acfg.GuardPublic = a.cfg.API.Authz.GuardPublic
 	acfg.EndpointName = a.cfg.API.EndpointName
+	acfg.WriteAddr = a.cfg.API.WriteAddr
 	if a.cfg.API.Socket != "" {
 		// Absolute, so that the log says where clients find it (unix:///path).
 		if acfg.Socket, err = filepath.Abs(a.cfg.API.Socket); err != nil {
@@ -336,6 +337,14 @@ func (a *Agent) APIAddr() string {
 		return ""
 	}
 	return a.srv.Addr().String()
+}
+
+// WriteAddr is the address of the API's write listener (api.write_addr); "" without one.
+func (a *Agent) WriteAddr() string {
+	if a.srv == nil || a.srv.WriteAddr() == nil {
+		return ""
+	}
+	return a.srv.WriteAddr().String()
 }
 
 // SiteID is this node's site id (after Open).

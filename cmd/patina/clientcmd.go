@@ -68,6 +68,9 @@ func (m *Main) client(c *cobra.Command, f *clientFlags) (*client.Client, error) 
 	if tc != nil {
 		opts = append(opts, client.WithTLS(tc))
 	}
+	if cfg.API.WriteAddr != "" {
+		opts = append(opts, client.WithWriteAddr(cfg.API.WriteAddr))
+	}
 	cl, err := client.New(cfg.APIAddr, opts...)
 	if err != nil {
 		return nil, &usageError{err}

@@ -25,6 +25,7 @@ operations/s, rows/s, the latency p50/p99/max each client saw and this process's
 per operation (the clients and, without --addr, the node); with --addr also the agent's own
 CPU time per operation, read from its /metrics before and after the measured window.`,
 		Example: `  patina bench http --clients 32 --rows 1 --duration 10s
+  patina bench http --clients 32 --rows 1 --duration 10s --write-listener
   patina bench http --clients 32 --rows 1 --duration 10s --direct
   patina bench http --clients 32 --rows 1 --duration 10s --floor --floor-wait 1ms
   patina bench http --clients 1 --reads --duration 10s
@@ -41,6 +42,8 @@ CPU time per operation, read from its /metrics before and after the measured win
 	fs.BoolVar(&cfg.Direct, "direct", false, "call the materializer in-process instead of HTTP")
 	fs.BoolVar(&cfg.Floor, "floor", false, "answer the writes in-process without a node or database (the HTTP exchange alone)")
 	fs.BoolVar(&cfg.Socket, "socket", false, "reach the in-process node (or --floor) through a Unix socket instead of TCP on 127.0.0.1")
+	fs.BoolVar(&cfg.WriteListener, "write-listener", false, "send the writes to the in-process node's write listener (api.write_addr) instead of its API address")
+	fs.StringVar(&cfg.WriteAddr, "write-addr", "", "with --addr, send the writes to this write listener of the agent (its api.write_addr)")
 	fs.DurationVar(&cfg.FloorWait, "floor-wait", cfg.FloorWait, "with --floor, answer the waiting writes together at every tick of this clock (0: at once)")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured time")
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured time first")

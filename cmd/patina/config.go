@@ -81,6 +81,9 @@ type APIConfig struct {
 	EndpointName string `toml:"endpoint_name"`
 	// Socket is a Unix socket path the API is also served on (api.Config's Socket).
 	Socket string `toml:"socket"`
+	// WriteAddr is the agent's write listener (api.Config's WriteAddr); client commands send
+	// their writes there.
+	WriteAddr string `toml:"write_addr"`
 }
 
 // TokenConfig is one [[api.authz.tokens]] entry: what `patina token` prints.
@@ -277,6 +280,7 @@ var coreOptions = []option{
 	{key: "api.tls.key_file", usage: "private key (PEM) of api.tls.cert_file", field: func(c *Config) any { return &c.API.TLS.KeyFile }},
 	{key: "api.tls.ca_file", usage: "agent: require client certificates of this CA; client: CA the agent's certificate chains to", field: func(c *Config) any { return &c.API.TLS.CAFile }},
 	{key: "api.socket", usage: "also serve the API on this Unix socket (mode 0660), for clients on this host: --api-addr unix:///path", field: func(c *Config) any { return &c.API.Socket }, agentOnly: true},
+	{key: "api.write_addr", usage: "agent: also serve writes (POST /v1/transactions alone) on this host:port, through a leaner HTTP/1.1 server (less CPU per write); client: send writes there", field: func(c *Config) any { return &c.API.WriteAddr }},
 	{key: "api.max_concurrency", usage: "data requests served at once; more wait in the admission queue", field: func(c *Config) any { return &c.API.MaxConcurrency }, agentOnly: true},
 	{key: "api.queue_depth", usage: "data requests that may wait for a slot; more are refused with 503 (-1: no queue)", field: func(c *Config) any { return &c.API.QueueDepth }, agentOnly: true},
 	{key: "api.queue_timeout", usage: "longest a data request waits for a slot before 503; an expected wait past it is refused at once", field: func(c *Config) any { return &c.API.QueueTimeout }, agentOnly: true},
