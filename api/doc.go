@@ -30,5 +30,11 @@
 //     503 at once;
 //   - the Unix socket (Config.Socket), when there is one, is served by the same http.Server
 //     as the TCP listener: one route table, one set of limits and tokens, one shutdown; a
-//     file that is not a socket is never removed (TestSocketFile).
+//     file that is not a socket is never removed (TestSocketFile);
+//   - the write listener (Config.WriteAddr, writelistener.go) is a second door to POST
+//     /v1/transactions alone, served by fasthttp: it passes the same guards (guard,
+//     errorHeaders, parseTimeout, the admission queue) and the same transact as the net/http
+//     route, so that both doors give the same answer to the same request
+//     (TestWriteListenerAnswersAsTheAPI). A guard added to the route must be added there too.
+//     Every other route stays on net/http, which alone speaks HTTP/2.
 package api

@@ -62,6 +62,7 @@ func (s *Server) openWriteListener(ctx context.Context) error {
 	if s.cfg.TLS != nil {
 		ln = newTLSListener(ln, s.cfg.TLS)
 	}
+	ln = watchedListener{ln}
 	wl := &writeListener{ln: ln, m: s.routeMetrics(http.MethodPost + " " + txPath), conns: map[net.Conn]struct{}{}}
 	wl.srv = &fasthttp.Server{
 		Handler:      s.serveWrite,
@@ -184,18 +185,27 @@ func (s *Server) fastExecError(ctx *fasthttp.RequestCtx, err error) {
 
 // writeReadError answers a request fasthttp could not read: too big a body (413), too slow
 // (408), headers past writeReadBuffer (431), or malformed (400); fasthttp closes the
-// connection after it.
+// connection after it. A connection that sent no request in time is closed without one.
 func (s *Server) writeReadError(ctx *fasthttp.RequestCtx, err error) {
+	if c, ok := ctx.Conn().(*watchedConn); ok && !c.read {
+		// Not a byte of a request came (a pool's spare connection past ReadTimeout, a
+		// failed TLS handshake): close without an answer, as net/http does. An answer
+		// nobody asked for could be read as the answer to a request the client sends at
+		// that moment. (fasthttp itself closes a kept-alive connection that goes quiet.)
+		c.Close()
+		return
+	}
+	var nerr net.Error
+	timeout := errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout())
 	// Counted as the API's address counts the same refusals (route's guards and readBody).
 	m := s.wl.m
 	m.inFlight.Inc()
 	defer func(start time.Time) { m.done(ctx.Response.StatusCode(), start) }(time.Now())
 	var small *fasthttp.ErrSmallBuffer
-	var nerr net.Error
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		err = fmt.Errorf("%w: more than %d bytes", errTooLarge, s.cfg.MaxBodyBytes)
-	case errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()):
+	case timeout:
 		s.metrics.slowBodies.Inc()
 		err = fmt.Errorf("%w: the request took longer than %v", errBodyTimeout, s.cfg.BodyReadTimeout)
 	case errors.As(err, &small):
@@ -263,4 +273,31 @@ type fastLogger struct{ s *Server }
 
 func (l fastLogger) Printf(format string, args ...any) {
 	l.s.logger.Debug("write listener: " + fmt.Sprintf(format, args...))
+}
+
+// watchedListener's connections note whether a byte of a request has come on them (above
+// TLS, so the handshake does not count), so that writeReadError can tell a connection that
+// never sent a request from one whose request was cut short. fasthttp reads a connection
+// and calls its ErrorHandler on the same goroutine: read needs no lock.
+type watchedListener struct{ net.Listener }
+
+func (l watchedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &watchedConn{Conn: c}, nil
+}
+
+type watchedConn struct {
+	net.Conn
+	read bool
+}
+
+func (c *watchedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.read = true
+	}
+	return n, err
 }

@@ -252,6 +252,21 @@ func TestWriteListenerSlowBody(t *testing.T) {
 	if a.status != http.StatusOK {
 		t.Fatalf("after a slow body: %d %s", a.status, a.body)
 	}
+	// A connection that sends nothing is closed after the timeout without an answer, which
+	// its client could take for the answer to a request it sends at that moment.
+	silent, err := net.Dial("tcp", n.srv.WriteAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	silent.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var buf [64]byte
+	if k, err := silent.Read(buf[:]); k != 0 || err == nil {
+		t.Fatalf("a silent connection got %q (%v); want it closed without a byte", buf[:k], err)
+	}
+	if !metricIs(n, "patina_request_body_timeouts_total", "1") {
+		t.Error("a silent connection counted as a slow body")
+	}
 }
 
 // TestWriteListenerClose: Close does not wait for a client's idle keep-alive connection to

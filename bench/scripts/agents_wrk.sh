@@ -7,19 +7,26 @@
 # shares its CPU, and both binaries meet the same client. Alternates BASE and NEW ROUNDS
 # times, each on a fresh data dir after a 1 s warm-up; prints transactions a second, wrk's
 # latency p50/p99, and the agent's CPU (user + system, from /proc) per transaction.
-# Needs wrk (apt-get install wrk) and curl; uses ports 18090-18092 on 127.0.0.1.
+# With NEW_WRITE_ADDR=1, NEW serves its writes on a write listener (api.write_addr,
+# 127.0.0.1:18093) and wrk loads that port (issue 14, round 11).
+# Needs wrk (apt-get install wrk) and curl; uses ports 18090-18093 on 127.0.0.1.
 set -euo pipefail
 rounds=${1:?rounds}; base=${2:?base binary}; new=${3:?new binary}; secs=${4:-5}
+new_write=${NEW_WRITE_ADDR:-}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d /tmp/patina-agents-wrk.XXXXXX)
 trap 'pkill -f -- "--data-dir $work/" 2>/dev/null || true; rm -rf "$work"' EXIT
 echo "CREATE TABLE bench_http (id INTEGER PRIMARY KEY NOT NULL, a TEXT, b INTEGER);" >"$work/schema.sql"
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # clock ticks
 tick=$(getconf CLK_TCK)
-run() { # name, binary
-	local dir="$work/$1.$RANDOM" pid out c0 c1 n rps
+run() { # name, binary, write listener (1 or empty)
+	local dir="$work/$1.$RANDOM" pid out c0 c1 n rps target=http://127.0.0.1:18090 extra=()
+	if [ -n "${3:-}" ]; then
+		extra=(--api-write-addr 127.0.0.1:18093)
+		target=http://127.0.0.1:18093
+	fi
 	"$2" agent --data-dir "$dir/" --api-addr 127.0.0.1:18090 --gossip-addr 127.0.0.1:18091 \
-		--quic-addr 127.0.0.1:18092 --schema "$work/schema.sql" >"$dir.log" 2>&1 &
+		--quic-addr 127.0.0.1:18092 --schema "$work/schema.sql" "${extra[@]}" >"$dir.log" 2>&1 &
 	pid=$!
 	local up=false
 	for _ in $(seq 1 100); do
@@ -33,10 +40,10 @@ run() { # name, binary
 		exit 1
 	fi
 	BASE=$(($(date +%s%N) / 1000 % 100000000000 * 100)) \
-		wrk -t2 -c32 -d1s -s "$here/wrk_post.lua" http://127.0.0.1:18090 >/dev/null
+		wrk -t2 -c32 -d1s -s "$here/wrk_post.lua" "$target" >/dev/null
 	c0=$(cpu $pid)
 	out=$(BASE=$(($(date +%s%N) / 1000 % 100000000000 * 100 + 50000000)) \
-		wrk -t2 -c32 -d"${secs}s" --latency -s "$here/wrk_post.lua" http://127.0.0.1:18090)
+		wrk -t2 -c32 -d"${secs}s" --latency -s "$here/wrk_post.lua" "$target")
 	c1=$(cpu $pid)
 	kill $pid
 	wait $pid 2>/dev/null || true
@@ -49,7 +56,7 @@ run() { # name, binary
 }
 for r in $(seq 1 "$rounds"); do
 	b=$(run base "$base")
-	n=$(run new "$new")
+	n=$(run new "$new" "$new_write")
 	echo "round $r: NEW/BASE $(python3 -c "print(round($(awk '{print $2}' <<<"$n") / $(awk '{print $2}' <<<"$b"), 2))")x"
 	echo "  $b"
 	echo "  $n"

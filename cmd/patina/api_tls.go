@@ -90,18 +90,25 @@ func readCAPool(path string) (*x509.CertPool, error) {
 }
 
 // securityWarnings lists what makes this agent unsafe off a private loopback: a non-loopback
-// API without TLS or without tokens, non-loopback gossip without mutual TLS or without the
+// API (or write listener) without TLS or without tokens, non-loopback gossip without mutual TLS or without the
 // memberlist key. The agent logs each at WARN at start, loudly, but still starts: a lab or a
 // container network may be trusted, and refusing would only push people to bind 0.0.0.0
 // with the checks off.
 func securityWarnings(c *Config) []string {
 	var out []string
-	if !isLoopbackBind(c.APIAddr) {
+	apiDoors := []struct{ what, addr, can string }{{"the HTTP API", c.APIAddr, "read, write and migrate"}}
+	if c.API.WriteAddr != "" {
+		apiDoors = append(apiDoors, struct{ what, addr, can string }{"the API's write listener (api.write_addr)", c.API.WriteAddr, "write"})
+	}
+	for _, d := range apiDoors {
+		if isLoopbackBind(d.addr) {
+			continue
+		}
 		if c.API.TLS.CertFile == "" {
-			out = append(out, fmt.Sprintf("INSECURE: the HTTP API listens on %s, beyond loopback, without TLS: tokens and data cross the network in clear text (set api.tls.cert_file and key_file)", c.APIAddr))
+			out = append(out, fmt.Sprintf("INSECURE: %s listens on %s, beyond loopback, without TLS: tokens and data cross the network in clear text (set api.tls.cert_file and key_file)", d.what, d.addr))
 		}
 		if c.API.Authz.BearerToken == "" && len(c.API.Authz.Tokens) == 0 {
-			out = append(out, fmt.Sprintf("INSECURE: the HTTP API listens on %s, beyond loopback, without any token: anyone who reaches it can read, write and migrate (add [[api.authz.tokens]], see patina token)", c.APIAddr))
+			out = append(out, fmt.Sprintf("INSECURE: %s listens on %s, beyond loopback, without any token: anyone who reaches it can %s (add [[api.authz.tokens]], see patina token)", d.what, d.addr, d.can))
 		}
 	}
 	// An empty address is a node without gossip (in-process tests).

@@ -100,9 +100,12 @@ func TestSecurityWarnings(t *testing.T) {
 			c.APIAddr = "10.0.0.5:8080"
 			c.API.TLS = APITLSConfig{CertFile: "c", KeyFile: "k"}
 		}, []string{"without any token"}},
+		{"write listener on all interfaces", func(c *Config) { c.API.WriteAddr = "0.0.0.0:8081" }, []string{"write listener (api.write_addr) listens on 0.0.0.0:8081, beyond loopback, without TLS", "write listener (api.write_addr) listens on 0.0.0.0:8081, beyond loopback, without any token"}},
+		{"write listener on loopback", func(c *Config) { c.API.WriteAddr = "127.0.0.1:8081" }, nil},
 		{"gossip beyond loopback", func(c *Config) { c.GossipAddr = "10.0.0.5:8787" }, []string{"without mutual TLS", "without gossip.secret_key"}},
 		{"all secured", func(c *Config) {
 			c.APIAddr, c.GossipAddr, c.QUICAddr = "0.0.0.0:8080", "[::]:8787", "10.0.0.5:8788"
+			c.API.WriteAddr = "0.0.0.0:8081"
 			secure(c)
 		}, nil},
 	}
