@@ -328,3 +328,46 @@ func TestWriteListenerPanic(t *testing.T) {
 		return strings.Contains(string(a.body), `patina_http_requests_total{code="500",route="POST /v1/transactions"} 2`)
 	})
 }
+
+// TestWriteListenerMalformed: what is not HTTP/1.1 (garbage, HTTP/2's preface, headers past
+// the read buffer) gets a 4xx in JSON and a closed connection, never a crash, and the
+// listener goes on serving.
+func TestWriteListenerMalformed(t *testing.T) {
+	n := newNode(t, withWriteListener())
+	for name, tc := range map[string]struct {
+		raw  string
+		want int
+	}{
+		"garbage":         {"\x00\x01GARBAGE\r\n\r\n", http.StatusBadRequest},
+		"bad content len": {"POST /v1/transactions HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", http.StatusBadRequest},
+		"huge headers":    {"POST /v1/transactions HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\n\r\n", http.StatusRequestHeaderFieldsTooLarge},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", n.srv.WriteAddr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write([]byte(tc.raw)); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			defer resp.Body.Close()
+			var body struct{ Error string }
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != tc.want || body.Error == "" {
+				t.Fatalf("%d %q (%v); want %d with a JSON error", resp.StatusCode, body.Error, err, tc.want)
+			}
+			if !resp.Close {
+				t.Error("the connection stays open after a malformed request")
+			}
+		})
+	}
+	a := n.doAt(t, n.writeURL(t), "POST", "/v1/transactions", `["INSERT INTO kv (k, v) VALUES ('after', 1)"]`)
+	if a.status != http.StatusOK {
+		t.Fatalf("after malformed requests: %d %s", a.status, a.body)
+	}
+}
