@@ -226,23 +226,11 @@ func TestWriteListenerClient(t *testing.T) {
 // answered 408 in JSON and its connection closed, and the write listener goes on serving.
 func TestWriteListenerSlowBody(t *testing.T) {
 	n := newNode(t, withWriteListener(), func(c *api.Config, _ *log.Options) { c.BodyReadTimeout = 300 * time.Millisecond })
-	c, err := net.Dial("tcp", n.srv.WriteAddr().String())
-	if err != nil {
-		t.Fatal(err)
+	status, msg, closed := rawExchange(t, n.srv.WriteAddr().String(), "POST /v1/transactions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[\"SEL")
+	if status != http.StatusRequestTimeout || !strings.Contains(msg, "took longer") {
+		t.Fatalf("slow body: %d %q; want 408 in JSON", status, msg)
 	}
-	defer c.Close()
-	fmt.Fprintf(c, "POST /v1/transactions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[\"SEL")
-	c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("no answer to a slow body: %v", err)
-	}
-	defer resp.Body.Close()
-	var body struct{ Error string }
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(body.Error, "took longer") {
-		t.Fatalf("slow body: %d %q (%v); want 408 in JSON", resp.StatusCode, body.Error, err)
-	}
-	if !resp.Close {
+	if !closed {
 		t.Error("the connection of a slow body stays open")
 	}
 	if !metricIs(n, "patina_request_body_timeouts_total", "1") {
@@ -343,25 +331,11 @@ func TestWriteListenerMalformed(t *testing.T) {
 		"huge headers":    {"POST /v1/transactions HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\n\r\n", http.StatusRequestHeaderFieldsTooLarge},
 	} {
 		t.Run(name, func(t *testing.T) {
-			c, err := net.Dial("tcp", n.srv.WriteAddr().String())
-			if err != nil {
-				t.Fatal(err)
+			status, msg, closed := rawExchange(t, n.srv.WriteAddr().String(), tc.raw)
+			if status != tc.want || msg == "" {
+				t.Fatalf("%d %q; want %d with a JSON error", status, msg, tc.want)
 			}
-			defer c.Close()
-			if _, err := c.Write([]byte(tc.raw)); err != nil {
-				t.Fatal(err)
-			}
-			c.SetReadDeadline(time.Now().Add(20 * time.Second))
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				t.Fatalf("no answer: %v", err)
-			}
-			defer resp.Body.Close()
-			var body struct{ Error string }
-			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != tc.want || body.Error == "" {
-				t.Fatalf("%d %q (%v); want %d with a JSON error", resp.StatusCode, body.Error, err, tc.want)
-			}
-			if !resp.Close {
+			if !closed {
 				t.Error("the connection stays open after a malformed request")
 			}
 		})
@@ -370,4 +344,29 @@ func TestWriteListenerMalformed(t *testing.T) {
 	if a.status != http.StatusOK {
 		t.Fatalf("after malformed requests: %d %s", a.status, a.body)
 	}
+}
+
+// rawExchange sends raw bytes on a new connection to addr and reads one answer: its status,
+// its JSON "error", and whether the server closes the connection after it.
+func rawExchange(t *testing.T, addr, raw string) (status int, msg string, closed bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to %.40q: %v", raw, err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Error string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("answer %d to %.40q is not JSON: %v", resp.StatusCode, raw, err)
+	}
+	return resp.StatusCode, body.Error, resp.Close
 }
