@@ -30,6 +30,7 @@ type metrics struct {
 	queueWait       prometheus.Histogram
 	slowBodies      prometheus.Counter
 	authFailures    *prometheus.CounterVec // code: 401 or 403
+	writeConns      prometheus.Gauge       // the write listener's open connections
 	state           prometheus.Collector
 }
 
@@ -100,6 +101,9 @@ func newMetrics(s *Server) *metrics {
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patina_http_auth_failures_total", Help: "Requests refused by the token check: 401 (no or unknown token, malformed header) or 403 (scope too small).",
 		}, []string{"code"}),
+		writeConns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "patina_write_listener_connections", Help: "Connections open on the write listener (api.write_addr): how many clients write through it; its requests count in patina_http_requests_total{route=\"POST /v1/transactions\"} with the API's.",
+		}),
 		state: &stateCollector{s: s},
 	}
 	m.txOK, m.txError = m.transactions.WithLabelValues("ok"), m.transactions.WithLabelValues("error")
@@ -111,7 +115,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{
 		m.requests, m.requestDuration, m.inFlight, m.transactions, m.txDuration, m.rowsWritten, m.queries,
 		m.queryDuration, m.rowsRead, m.ingested, m.applyDuration, m.streamed, m.backupStreamed, m.streamsOpen,
-		m.shed, m.queued, m.queueWait, m.slowBodies, m.authFailures, m.state,
+		m.shed, m.queued, m.queueWait, m.slowBodies, m.authFailures, m.writeConns, m.state,
 	} {
 		errs = append(errs, reg.Register(c))
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
 
@@ -50,6 +51,7 @@ type writeListener struct {
 	// ShutdownTimeout (fasthttp leaves them running then).
 	connsMu sync.Mutex
 	conns   map[net.Conn]struct{}
+	gauge   prometheus.Gauge // len(conns), patina_write_listener_connections
 }
 
 // openWriteListener listens on Config.WriteAddr, with the API's TLS when it has one.
@@ -63,7 +65,7 @@ func (s *Server) openWriteListener(ctx context.Context) error {
 		ln = newTLSListener(ln, s.cfg.TLS)
 	}
 	ln = watchedListener{ln}
-	wl := &writeListener{ln: ln, m: s.routeMetrics(http.MethodPost + " " + txPath), conns: map[net.Conn]struct{}{}}
+	wl := &writeListener{ln: ln, m: s.routeMetrics(http.MethodPost + " " + txPath), conns: map[net.Conn]struct{}{}, gauge: s.metrics.writeConns}
 	wl.srv = &fasthttp.Server{
 		Handler:      s.serveWrite,
 		ErrorHandler: s.writeReadError,
@@ -83,17 +85,19 @@ func (s *Server) openWriteListener(ctx context.Context) error {
 	return nil
 }
 
-// track keeps the set of open connections. Requests pass here twice (active, idle) without
-// the lock.
+// track keeps the set of open connections and their gauge. Requests pass here twice
+// (active, idle) without the lock.
 func (wl *writeListener) track(c net.Conn, st fasthttp.ConnState) {
 	switch st {
 	case fasthttp.StateNew:
 		wl.connsMu.Lock()
 		wl.conns[c] = struct{}{}
+		wl.gauge.Set(float64(len(wl.conns)))
 		wl.connsMu.Unlock()
 	case fasthttp.StateClosed, fasthttp.StateHijacked:
 		wl.connsMu.Lock()
 		delete(wl.conns, c)
+		wl.gauge.Set(float64(len(wl.conns)))
 		wl.connsMu.Unlock()
 	}
 }

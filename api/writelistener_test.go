@@ -233,6 +233,7 @@ func TestWriteListenerSlowBody(t *testing.T) {
 	if !closed {
 		t.Error("the connection of a slow body stays open")
 	}
+
 	if !metricIs(n, "patina_request_body_timeouts_total", "1") {
 		t.Error("the slow body is not counted")
 	}
@@ -255,6 +256,27 @@ func TestWriteListenerSlowBody(t *testing.T) {
 	if !metricIs(n, "patina_request_body_timeouts_total", "1") {
 		t.Error("a silent connection counted as a slow body")
 	}
+}
+
+// TestWriteListenerConnections: patina_write_listener_connections counts a client's
+// connection while it is open and no more once it is closed.
+func TestWriteListenerConnections(t *testing.T) {
+	n := newNode(t, withWriteListener())
+	if !metricIs(n, "patina_write_listener_connections", "0") {
+		t.Fatal("connections before any client: want 0")
+	}
+	c, err := net.Dial("tcp", n.srv.WriteAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	testutil.WaitFor(t, 10*time.Second, "the connection counted", func() bool {
+		return metricIs(n, "patina_write_listener_connections", "1")
+	})
+	c.Close()
+	testutil.WaitFor(t, 10*time.Second, "the closed connection uncounted", func() bool {
+		return metricIs(n, "patina_write_listener_connections", "0")
+	})
 }
 
 // TestWriteListenerClose: Close does not wait for a client's idle keep-alive connection to
