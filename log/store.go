@@ -25,6 +25,9 @@ type Options struct {
 	// Read follow arrival order, which jumps between sites in the data key space, so a cache
 	// much smaller than the recent log makes every read decompress blocks again.
 	CacheBytes int64
+	// MemTableBytes is the most a Pebble memtable grows to before it is flushed; 0 means
+	// DefaultMemTableBytes. Up to two may be held at once (one flushing).
+	MemTableBytes int64
 	// NoSync skips fsync (benchmarks of the CPU path only; never in production).
 	NoSync bool
 	// ReadOnly opens an existing log for reading only (inspection, rebuild, backup of a
@@ -60,6 +63,16 @@ type Options struct {
 
 // DefaultCacheBytes is the default Options.CacheBytes.
 const DefaultCacheBytes = 64 << 20
+
+// DefaultMemTableBytes is the default Options.MemTableBytes: eight times Pebble's own 4 MB.
+// Every flush of the log's memtable is an L0 table whose key range spans the arrival index
+// and the keys each commit rewrites (the stats, the vector), so every L0 compaction rewrites
+// the arrival index below it and the tails of the sites' data: with 4 MB memtables,
+// compactions wrote 7.3 bytes for every byte flushed over 600,000 single-row appends of one
+// site, and cost a single-row write 11.5 us of CPU in a 30 s run. With 32 MB, 1.6 bytes
+// (bench/RESULTS.md, issue 14 round 11). Pebble starts a memtable at 256 KB and doubles it up
+// to this, so an idle log holds little.
+const DefaultMemTableBytes = 32 << 20
 
 // DefaultMaxPartChanges is the default Options.MaxPartChanges.
 const DefaultMaxPartChanges = 4096
@@ -242,6 +255,10 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 	popts.EventListener = &pebble.EventListener{DataCorruption: s.onCorruption}
 	if popts.CacheSize <= 0 {
 		popts.CacheSize = DefaultCacheBytes
+	}
+	popts.MemTableSize = DefaultMemTableBytes
+	if opts.MemTableBytes > 0 {
+		popts.MemTableSize = uint64(opts.MemTableBytes)
 	}
 	if opts.ReadOnly {
 		// Without this check Pebble reports a missing directory in its own words.

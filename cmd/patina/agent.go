@@ -121,7 +121,8 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 		site, _ = parseSiteID(a.cfg.SiteID) // checked by Validate
 	}
 	a.store, err = log.Open(filepath.Join(a.cfg.DataDir, "log"), log.Options{SiteID: site, Logger: a.logger, MinFreeBytes: a.cfg.DB.MinFreeBytes,
-		ScrubInterval: a.cfg.Log.ScrubInterval, ScrubBytesPerSec: a.cfg.Log.ScrubBytesPerSec, CommitDepth: a.cfg.DB.CommitDepth})
+		ScrubInterval: a.cfg.Log.ScrubInterval, ScrubBytesPerSec: a.cfg.Log.ScrubBytesPerSec, CommitDepth: a.cfg.DB.CommitDepth,
+		MemTableBytes: a.cfg.DB.LogMemtableBytes})
 	if err != nil {
 		if errors.Is(err, log.ErrSiteMismatch) {
 			return usagef("--site-id %s: the data dir %s belongs to another site (%v)", a.cfg.SiteID, a.cfg.DataDir, err)

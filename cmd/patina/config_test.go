@@ -137,6 +137,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad log format", []string{"agent", "--log-format", "xml", "--data-dir", dir}, nil, "log_format"},
 		{"bad log retention", []string{"agent", "--log-retention", "a while", "--data-dir", dir}, nil, "log.retention"},
 		{"negative fold delay", []string{"agent", "--data-dir", dir, "--db-fold-delay", "-1ms"}, nil, "db.fold_delay"},
+		{"tiny log memtable", []string{"agent", "--data-dir", dir, "--db-log-memtable-bytes", "4096"}, nil, "db.log_memtable_bytes"},
 		{"negative scrub interval", []string{"agent", "--log-scrub-interval", "-1h", "--data-dir", dir}, nil, "log.scrub_interval"},
 		{"negative log retention", []string{"agent", "--data-dir", dir}, map[string]string{"PATINA_LOG_RETENTION": "-1h"}, "log.retention"},
 		{"bad tracing sample ratio", []string{"agent", "--data-dir", dir, "--tracing-sample-ratio", "1.5"}, nil, "tracing.sample_ratio"},
