@@ -26,7 +26,8 @@ type Options struct {
 	// much smaller than the recent log makes every read decompress blocks again.
 	CacheBytes int64
 	// MemTableBytes is the most a Pebble memtable grows to before it is flushed; 0 means
-	// DefaultMemTableBytes. Up to two may be held at once (one flushing).
+	// DefaultMemTableBytes. Up to two may be held at once (one flushing). Bigger means far
+	// less compaction and bigger steps of disk use (see DefaultMemTableBytes).
 	MemTableBytes int64
 	// NoSync skips fsync (benchmarks of the CPU path only; never in production).
 	NoSync bool
@@ -64,15 +65,16 @@ type Options struct {
 // DefaultCacheBytes is the default Options.CacheBytes.
 const DefaultCacheBytes = 64 << 20
 
-// DefaultMemTableBytes is the default Options.MemTableBytes: eight times Pebble's own 4 MB.
-// Every flush of the log's memtable is an L0 table whose key range spans the arrival index
-// and the keys each commit rewrites (the stats, the vector), so every L0 compaction rewrites
-// the arrival index below it and the tails of the sites' data: with 4 MB memtables,
-// compactions wrote 7.3 bytes for every byte flushed over 600,000 single-row appends of one
-// site, and cost a single-row write 11.5 us of CPU in a 30 s run. With 32 MB, 1.6 bytes
-// (bench/RESULTS.md, issue 14 round 11). Pebble starts a memtable at 256 KB and doubles it up
-// to this, so an idle log holds little.
-const DefaultMemTableBytes = 32 << 20
+// DefaultMemTableBytes is the default Options.MemTableBytes: Pebble's own 4 MB. Every flush
+// of the log's memtable is an L0 table whose key range spans the arrival index and the keys
+// each commit rewrites (the stats, the vector), so every L0 compaction rewrites the arrival
+// index below it and the tails of the sites' data: with 4 MB memtables, compactions wrote
+// 7.3 bytes for every byte flushed over 600,000 single-row appends of one site, with 32 MiB
+// 1.6 (bench/RESULTS.md, issue 14 round 11). The default stays small because the disk use
+// moves by about twice the memtable at once (Pebble preallocates each WAL file at 110% of
+// it, and a flush writes a table as big), and MinFreeBytes must cover such a step for the
+// disk-full refusal to come before Pebble meets a full disk.
+const DefaultMemTableBytes = 4 << 20
 
 // DefaultMaxPartChanges is the default Options.MaxPartChanges.
 const DefaultMaxPartChanges = 4096

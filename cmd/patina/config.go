@@ -133,7 +133,7 @@ type DBConfig struct {
 	// 0 or 1, none overlaps (the default).
 	WriterDepth int `toml:"writer_depth"`
 	// LogMemtableBytes is the most the log's Pebble memtable grows to (log.Options'
-	// MemTableBytes); 0 means the default, 32 MiB.
+	// MemTableBytes); 0 means the default, 4 MiB.
 	LogMemtableBytes int64 `toml:"log_memtable_bytes"`
 }
 
@@ -298,7 +298,7 @@ var coreOptions = []option{
 	{key: "db.check_on_start", usage: "check views.db at start (PRAGMA quick_check reads the whole file) and rebuild a damaged one from the log; off, the first statement that meets damage starts that rebuild", field: func(c *Config) any { return &c.DB.CheckOnStart }, agentOnly: true},
 	{key: "db.read_conns", usage: "read-only SQLite connections", field: func(c *Config) any { return &c.DB.ReadConns }, agentOnly: true},
 	{key: "db.commit_depth", usage: "log append groups on their way to disk at once: one is built and written while the previous one's fsync runs (0: the default, 2; 1: no overlap)", field: func(c *Config) any { return &c.DB.CommitDepth }, agentOnly: true},
-	{key: "db.log_memtable_bytes", usage: "the most the log's memtable grows to before it is flushed (up to two held at once); bigger: fewer flushes and far less compaction of the log (0: the default, 32 MiB)", field: func(c *Config) any { return &c.DB.LogMemtableBytes }, agentOnly: true},
+	{key: "db.log_memtable_bytes", usage: "the most the log's memtable grows to before it is flushed (up to two held at once); bigger: far less compaction of the log, bigger steps of disk use (needs db.min_free_bytes of 2.5 times it) (0: the default, 4 MiB)", field: func(c *Config) any { return &c.DB.LogMemtableBytes }, agentOnly: true},
 	{key: "db.writer_depth", usage: "the view writer's groups on their way at once: 2 runs a group's SQL while the previous group's log fsync runs (lower latency, more CPU per write, up to db.commit_depth); 0 or 1: none overlaps", field: func(c *Config) any { return &c.DB.WriterDepth }, agentOnly: true},
 	{key: "log.scrub_interval", usage: "how often a background pass reads the whole log, verifying checksums and digests, and repairs what it finds; 0 turns it off", field: func(c *Config) any { return &c.Log.ScrubInterval }, agentOnly: true},
 	{key: "log.scrub_bytes_per_sec", usage: "read rate of the background scrub, so that it never competes with writes for long", field: func(c *Config) any { return &c.Log.ScrubBytesPerSec }, agentOnly: true},
@@ -490,7 +490,19 @@ func (c *Config) Validate() error {
 		return usagef("db.fold_delay %v: want 0 or more", c.DB.FoldDelay)
 	}
 	if c.DB.LogMemtableBytes < 0 || (c.DB.LogMemtableBytes > 0 && c.DB.LogMemtableBytes < 1<<20) || c.DB.LogMemtableBytes > 1<<30 {
-		return usagef("db.log_memtable_bytes %d: want 0 (the default, 32 MiB) or 1 MiB to 1 GiB", c.DB.LogMemtableBytes)
+		return usagef("db.log_memtable_bytes %d: want 0 (the default, 4 MiB) or 1 MiB to 1 GiB", c.DB.LogMemtableBytes)
+	}
+	// The disk use moves by about twice the memtable at once (a WAL file preallocated at
+	// 110% of it, a flushed table as big): the free-space margin must cover such a step, or
+	// Pebble meets a full disk before writes are refused.
+	if mt := c.DB.LogMemtableBytes; mt > 0 && c.DB.MinFreeBytes >= 0 {
+		minFree := c.DB.MinFreeBytes
+		if minFree == 0 {
+			minFree = log.DefaultMinFreeBytes
+		}
+		if need := mt * 5 / 2; minFree < need {
+			return usagef("db.log_memtable_bytes %d needs db.min_free_bytes of at least %d (2.5 times it: a new log WAL file preallocates 110%% of it and a flush writes as much), not %d", mt, need, minFree)
+		}
 	}
 	if c.DB.CommitDepth < 0 {
 		return usagef("db.commit_depth %d: want 0 (the default, 2) or more", c.DB.CommitDepth)
