@@ -104,7 +104,7 @@ func (s *Server) route(mux *http.ServeMux, pattern string, kind routeKind, need 
 		sw := &statusWriter{ResponseWriter: w}
 		m.inFlight.Inc()
 		defer func() { m.done(sw.status(), start) }()
-		if err := s.guard(r.Header, path, kind, need); err != nil {
+		if err := s.guard(r.Header, r.URL.Path, kind, need); err != nil {
 			writeErr(sw, r, err)
 			return
 		}

@@ -213,7 +213,6 @@ func (s *Server) writeReadError(ctx *fasthttp.RequestCtx, err error) {
 		s.metrics.slowBodies.Inc()
 		err = fmt.Errorf("%w: the request took longer than %v", errBodyTimeout, s.cfg.BodyReadTimeout)
 	case errors.As(err, &small):
-		ctx.Response.Header.Set("Connection", "close")
 		fastAnswer(ctx, http.StatusRequestHeaderFieldsTooLarge, appendJSON(nil, s.execError(fmt.Sprintf("request headers larger than %d bytes", writeReadBuffer), 0)))
 		return
 	default:

@@ -96,9 +96,10 @@ func readCAPool(path string) (*x509.CertPool, error) {
 // with the checks off.
 func securityWarnings(c *Config) []string {
 	var out []string
-	apiDoors := []struct{ what, addr, can string }{{"the HTTP API", c.APIAddr, "read, write and migrate"}}
+	type door struct{ what, addr, can string }
+	apiDoors := []door{{"the HTTP API", c.APIAddr, "read, write and migrate"}}
 	if c.API.WriteAddr != "" {
-		apiDoors = append(apiDoors, struct{ what, addr, can string }{"the API's write listener (api.write_addr)", c.API.WriteAddr, "write"})
+		apiDoors = append(apiDoors, door{"the API's write listener (api.write_addr)", c.API.WriteAddr, "write"})
 	}
 	for _, d := range apiDoors {
 		if isLoopbackBind(d.addr) {
