@@ -3,6 +3,8 @@ package log
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +82,40 @@ func TestDiskFullRefusesWrites(t *testing.T) {
 	})
 	if s.DiskFull() {
 		t.Fatal("DiskFull() still true")
+	}
+}
+
+// Near MinFreeBytes every append asks the file system: the appended bytes do not measure
+// what a write takes on disk (the log compresses, the view stores values as they are), so
+// a budget of them let the view fill the disk between two checks (TestDiskFullOnTmpfs). On
+// a real tmpfs: another file takes the headroom right after an append, and the very next
+// append is refused; CheckFree reports the full disk without an append.
+func TestDiskFullNearTheThreshold(t *testing.T) {
+	mnt := testutil.MountTmpfs(t, 64<<20)
+	const minFree = 16 << 20
+	s := openStore(t, filepath.Join(mnt, "log"), Options{SiteID: siteA, MinFreeBytes: minFree})
+	mustAppend(t, s, makeCS(siteB, 1, 2))
+	if s.DiskFull() {
+		t.Fatal("DiskFull() on an empty tmpfs")
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "other"), make([]byte, testutil.FreeBytes(t, mnt)-minFree+1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(context.Background(), makeCS(siteB, 2, 2)); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("append with %d bytes free: %v, want ErrDiskFull", testutil.FreeBytes(t, mnt), err)
+	}
+	if err := os.Remove(filepath.Join(mnt, "other")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckFree(); err != nil || s.DiskFull() {
+		t.Fatalf("CheckFree after space was freed: %v (DiskFull %v)", err, s.DiskFull())
+	}
+	mustAppend(t, s, makeCS(siteB, 2, 2))
+	if err := os.WriteFile(filepath.Join(mnt, "other"), make([]byte, testutil.FreeBytes(t, mnt)-minFree+1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckFree(); !errors.Is(err, ErrDiskFull) || !s.DiskFull() {
+		t.Fatalf("CheckFree with %d bytes free: %v (DiskFull %v), want ErrDiskFull", testutil.FreeBytes(t, mnt), err, s.DiskFull())
 	}
 }
 

@@ -50,13 +50,21 @@ type faults struct {
 	diskFull   atomic.Bool
 }
 
-// freeEvery bounds how often the free space is asked of the file system.
+// freeEvery bounds how often the free space is asked of the file system while the headroom
+// (the free space above MinFreeBytes) is at least freeNear.
 const freeEvery = 250 * time.Millisecond
 
-// freeBudgetShare: between two checks, appends may write at most this share of the headroom
-// seen at the last check (the free space above MinFreeBytes). Each appended byte costs
-// several on disk (the WAL, the table it is flushed to, the view and its WAL), so a fast
-// writer must not be able to spend the headroom within one freeEvery.
+// freeNear: below this headroom every append asks the file system (a statfs costs about
+// 1.5 us, one per append call, not per changeset). The appended bytes are a poor measure
+// of the disk a write takes: the log stores changesets encoded and compressed, the view
+// stores the values as they are, in the table, its primary key index and the clock table,
+// and a subscription may keep them once more. 64 KiB of repeated bytes cost some hundred
+// bytes in the log and 650 KB on disk in TestDiskFullOnTmpfs, which outran a budget of
+// appended bytes by 30 MiB.
+const freeNear = 1 << 30
+
+// freeBudgetShare: above freeNear, appends may also write at most this share of the
+// headroom between two checks, so a fast writer of big changesets asks again sooner.
 const freeBudgetShare = 8
 
 // onCorruption is Pebble's DataCorruption listener: it records the damage and logs it once
@@ -101,6 +109,17 @@ func (s *Store) SetMinFreeBytes(n int64) {
 	s.faults.freeAt = time.Time{}
 }
 
+// CheckFree asks the file system for the free space now, not at the next append: the
+// view's SQLite files share the disk and may find it full first (SQLITE_FULL), and then
+// DiskFull, the health answer and the refusal of the next append must say so at once.
+// It returns ErrDiskFull (wrapped) when the disk has less than MinFreeBytes free.
+func (s *Store) CheckFree() error {
+	s.faults.freeMu.Lock()
+	s.faults.freeAt = time.Time{}
+	s.faults.freeMu.Unlock()
+	return s.checkFree()
+}
+
 // DiskFull reports whether the last free-space check found less than MinFreeBytes.
 func (s *Store) DiskFull() bool { return s.faults.diskFull.Load() }
 
@@ -123,7 +142,7 @@ func (s *Store) checkFree() error {
 	f.freeMu.Lock()
 	defer f.freeMu.Unlock()
 	appended := f.appended.Load()
-	if time.Since(f.freeAt) < freeEvery && (f.freeErr != nil || appended-f.bytesAt < f.freeBudget) {
+	if time.Since(f.freeAt) < freeEvery && f.freeBudget > 0 && (f.freeErr != nil || appended-f.bytesAt < f.freeBudget) {
 		if f.freeErr != nil {
 			f.refused.Add(1)
 		}
@@ -137,7 +156,8 @@ func (s *Store) checkFree() error {
 	}
 	was := f.diskFull.Load()
 	f.freeBytes.Store(du.AvailBytes)
-	if du.AvailBytes >= minFree {
+	f.freeBudget = 0 // near: the next append asks again
+	if du.AvailBytes >= minFree+freeNear {
 		f.freeBudget = (du.AvailBytes - minFree) / freeBudgetShare
 	}
 	if du.AvailBytes < minFree {

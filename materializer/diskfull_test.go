@@ -1,15 +1,19 @@
 package materializer
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/patinadb/patina/internal/testutil"
 	"github.com/patinadb/patina/log"
 )
 
@@ -50,5 +54,62 @@ func TestIsDiskFull(t *testing.T) {
 		if got := IsDiskFull(c.err); got != c.want {
 			t.Errorf("IsDiskFull(%v) = %v, want %v", c.err, got, c.want)
 		}
+	}
+}
+
+// The view's disk fills while the log's does not. A transaction whose rows fit in SQLite's
+// page cache runs, the log takes its changeset, and the view's COMMIT fails writing its
+// WAL (SQLITE_FULL). The log is the source of truth: the transaction is committed, so its
+// answer must be success, and the view folds it from the log once space is freed. Before
+// the fix it answered "disk full" while the log kept the changeset and the view folded it
+// later: a write its client was told had failed.
+func TestViewCommitFailsAfterTheLogTookIt(t *testing.T) {
+	mnt := testutil.MountTmpfs(t, 4<<20)
+	n := openNode(t, t.TempDir(), log.SiteID{1}, []string{"CREATE TABLE kv (k TEXT PRIMARY KEY NOT NULL, v BLOB)"}, func(c *Config) {
+		c.Path = filepath.Join(mnt, "views.db")
+	})
+	n.exec(t, "INSERT INTO kv (k, v) VALUES ('before', 1)")
+
+	ballast := filepath.Join(mnt, "ballast")
+	f, err := os.Create(ballast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	f.Close()
+
+	// 256 KiB of new pages: the WAL must grow at COMMIT, and there is no room.
+	res, err := n.m.Transact(context.Background(), []Statement{{SQL: "INSERT INTO kv (k, v) VALUES ('big', ?)", Params: []log.Value{log.Blob(make([]byte, 256<<10))}}})
+	if got := counterValue(n.m.met.txViewDeferred); got != 1 {
+		t.Fatalf("the view's commit did not fail after the append (tx_view_deferred %v; transact: %v): the test no longer reaches the case it is about", got, err)
+	}
+	if err != nil {
+		t.Fatalf("transact: %v, but the log holds its changeset (contains version 2: %v): the client would be told a committed write failed",
+			err, n.store.Contains(log.SiteID{1}, 2))
+	}
+	if res.Version == 0 || !n.store.Contains(log.SiteID{1}, res.Version) {
+		t.Fatalf("answered version %d, which the log does not hold", res.Version)
+	}
+	if n.store.DiskFull() {
+		t.Fatal("the log's disk is not full, yet DiskFull says so")
+	}
+
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 30*time.Second, "the view to fold the transaction from the log", func() bool {
+		return n.query(t, "SELECT count(*) FROM kv WHERE k = 'big'")[0][0].Int == 1
+	})
+	n.exec(t, "INSERT INTO kv (k, v) VALUES ('after', 1)")
+	if rows := n.query(t, "SELECT count(*) FROM kv"); rows[0][0].Int != 3 {
+		t.Fatalf("%d rows, want 3", rows[0][0].Int)
 	}
 }

@@ -26,6 +26,10 @@
 //     that window, or a failed WAL sync) is rebuilt from the log: at Open (heal.go's
 //     viewAheadError, found from the fold position and __patina_meta's view_seq) or at
 //     once in the running writer (healAhead), before the refused writes are answered.
+//   - The answer of a local transaction is the log's: once the log has taken its changeset
+//     it is committed even if the view's commit then fails (a full disk); it is answered
+//     once durable, and the writer folds it from the log like any backlog (viewLost). A
+//     failure of the view never turns a committed write into an error answer.
 //   - A row exists in a user table exactly when its clock says cl is odd.
 //   - Folding is idempotent and order-independent: the same changesets in any order, with
 //     duplicates, give the same tables and the same clock tables (origins included).

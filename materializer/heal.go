@@ -45,9 +45,17 @@ func (m *Materializer) ViewCorruption() error {
 }
 
 // fault turns SQLite's corruption errors into ErrViewCorrupt, and the first of them starts a
-// rebuild from the log; other errors pass unchanged (and all of them on a nil m).
+// rebuild from the log; other errors pass unchanged (and all of them on a nil m). A view
+// that found the disk full (SQLITE_FULL, ENOSPC) makes the log ask for the free space at
+// once, so that health says disk_full and the next writes are refused before they run.
 func (m *Materializer) fault(err error) error {
-	if m == nil || err == nil || !isCorrupt(err) || errors.Is(err, ErrViewCorrupt) {
+	if m == nil || err == nil {
+		return err
+	}
+	if m.store != nil && IsDiskFull(err) && !errors.Is(err, log.ErrDiskFull) {
+		m.store.CheckFree()
+	}
+	if !isCorrupt(err) || errors.Is(err, ErrViewCorrupt) {
 		return err
 	}
 	m.met.viewCorruptions.Inc()

@@ -541,7 +541,9 @@ func (m *Materializer) watchLog() {
 // Transact runs statements as one local transaction (all or nothing) and appends its
 // changeset to the log; it returns once the changeset is durable. The view commits it as
 // soon as the log has written it, so a concurrent reader may see it up to one log sync
-// before Transact returns (and loses it if that sync fails: see writer.go's group). A
+// before Transact returns (and loses it if that sync fails: see writer.go's group). If the
+// view's commit fails once the log has the changeset (a full disk), the transaction is still
+// committed and Transact says so; the view folds it from the log later (viewLost). A
 // transaction that changes nothing gets Version 0. A failing statement is reported as a *StmtError. When ctx ends
 // (deadline, client gone) or the materializer closes, the running statement is interrupted
 // and the transaction rolls back; the error wraps context.Cause(ctx) (or ErrClosed). The

@@ -26,6 +26,8 @@ type metrics struct {
 	interrupted prometheus.Counter
 	txRetried   prometheus.Counter
 	txAbandoned prometheus.Counter
+	// txViewDeferred: transactions the log took after the view failed to commit them.
+	txViewDeferred prometheus.Counter
 
 	schemaChangesets prometheus.Counter
 	schemaRebuilds   prometheus.Counter
@@ -78,6 +80,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Local transactions run again because an interrupted statement of their group rolled the writer transaction back."}),
 		txAbandoned: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_materializer_tx_abandoned_total",
 			Help: "Local transactions whose caller's deadline passed (or who left) while they waited for the writer; they never ran."}),
+		txViewDeferred: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_materializer_tx_view_deferred_total",
+			Help: "Local transactions committed in the log whose view commit failed (a full disk, an I/O error); the view folds them from the log once it can commit again."}),
 
 		schemaChangesets: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_schema_changesets_total",
 			Help: "Schema changesets folded into the view (local and remote)."}),
@@ -104,7 +108,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Rebuilds of a view that held changesets its log did not make durable (a crash between a commit and its sync: at open; a failed WAL sync: running)."}, []string{"when"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed, m.compactLag, m.compactPasses, m.compactFull, m.compactWaiting, m.interrupted, m.txRetried, m.txAbandoned,
+		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed, m.compactLag, m.compactPasses, m.compactFull, m.compactWaiting, m.interrupted, m.txRetried, m.txAbandoned, m.txViewDeferred,
 			m.schemaChangesets, m.schemaRebuilds, m.schemaTableRebuilds, m.schemaLagging, m.schemaConflicts, m.schemaWaiting,
 			m.viewCorruptions, m.viewCorrupt, m.viewHeals, m.pipeDepth, m.viewAheadRebuilds} {
 			if err := reg.Register(c); err != nil {

@@ -44,7 +44,10 @@ type request struct {
 	// retry: the writer transaction was rolled back under this request through no fault of
 	// its own (another statement of its group was interrupted); it runs again, unanswered.
 	retry bool
-	done  chan struct{}
+	// logged: the log took this transaction's changeset but the view's commit failed; the
+	// completer answers it by the log's outcome (see viewLost), not runGroup by the view's.
+	logged bool
+	done   chan struct{}
 }
 
 // States of a queued transaction: the writer takes it to run it, or its caller abandons it
@@ -339,6 +342,9 @@ type group struct {
 	// foldTimed: the group folded rows of the log (patina_materializer_commit_seconds).
 	foldTimed          bool
 	start, appendStart time.Time
+	// viewErr: the view's commit failed after the log had taken the group's changesets
+	// (viewLost); nothing of the group is in the view.
+	viewErr error
 }
 
 // iterate runs one writer transaction (runGroup) and completes it before it returns:
@@ -346,6 +352,9 @@ type group struct {
 func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int, err error) {
 	g, err := m.runGroup(ctx, txs)
 	if err != nil {
+		if g != nil {
+			m.complete(g)
+		}
 		return 0, err
 	}
 	if err := m.complete(g); err != nil {
@@ -364,18 +373,18 @@ func (m *Materializer) iterate(ctx context.Context, txs []*request) (folded int,
 // queue behind the HTTP handlers.
 func (m *Materializer) iterateAsync(ctx context.Context, txs []*request) error {
 	g, err := m.runGroup(ctx, txs)
-	if err != nil {
+	if err != nil && g == nil {
 		m.leavePipe()
 		return err
 	}
 	if cap(m.pipeSlots) == 1 {
 		m.complete(g)
 		m.leavePipe()
-		return nil
+		return err
 	}
 	m.pipeWG.Add(1)
 	m.pipe <- g
-	return nil
+	return err
 }
 
 // completer completes the groups the writer handed over, in order.
@@ -405,13 +414,17 @@ func (m *Materializer) drainPipe() { m.pipeWG.Wait() }
 // runGroup runs one SQLite transaction: fold up to FoldBatch changesets of the log backlog,
 // then run txs (each in a savepoint), append their changesets to the log, and commit with
 // the new fold position as soon as the log has written them (their seqs are known), before
-// their WAL sync. On an error every tx request is answered; otherwise complete answers them.
+// their WAL sync. On an error every tx request is answered, but for those viewLost leaves
+// to complete (the group it returns with the error); otherwise complete answers them.
 func (m *Materializer) runGroup(ctx context.Context, txs []*request) (_ *group, err error) {
 	defer func() {
 		if err == nil {
 			return
 		}
 		for _, r := range txs {
+			if r.logged {
+				continue
+			}
 			if errors.Is(err, errGroupLost) && r.err == nil {
 				r.retry = true // answered when it runs again
 				continue
@@ -471,6 +484,9 @@ func (m *Materializer) runGroup(ctx context.Context, txs []*request) (_ *group, 
 		for _, s := range added {
 			delete(m.ahead, s)
 		}
+		if g.pend != nil {
+			return m.viewLost(g, locals, owners, err), err
+		}
 		return nil, err
 	}
 	m.wpos = pos
@@ -479,12 +495,55 @@ func (m *Materializer) runGroup(ctx context.Context, txs []*request) (_ *group, 
 	return g, nil
 }
 
+// viewLost handles a view commit that failed (a full disk, an I/O error) after the log had
+// taken the group's changesets. The log is the source of truth: those transactions are
+// committed once their append is durable, whatever the view does, and the writer folds
+// them from the log as soon as the view can commit again (the fold position did not move
+// past them). So their answers are the log's, given by complete; answering them with the
+// view's error would tell a client its write failed while every node will apply it. The
+// group's other requests changed nothing and get the view's error from runGroup.
+func (m *Materializer) viewLost(g *group, locals []*log.Changeset, owners []*request, err error) *group {
+	for _, r := range owners {
+		r.logged = true
+	}
+	g.locals, g.owners, g.txs, g.viewErr = locals, owners, owners, err
+	g.pos = m.wpos
+	return g
+}
+
+// completeViewLost answers a viewLost group's transactions once the log has synced their
+// changesets, and hands the changesets to broadcast as any local commit: the view lacks
+// them for now, so no fold position and no row notice is published (the fold of the
+// backlog publishes them later).
+func (m *Materializer) completeViewLost(g *group) error {
+	_, err := g.pend.Wait()
+	if err != nil {
+		// Not durable: the view does not hold them either (its transaction rolled back).
+		err = fmt.Errorf("append local changesets: %w", err)
+		for _, r := range g.owners {
+			r.err = err
+		}
+	} else {
+		m.met.txViewDeferred.Add(float64(len(g.owners)))
+		m.logger.Warn("the view failed to commit transactions the log had taken: they are committed, and the view folds them from the log once it can commit again",
+			"transactions", len(g.owners), "err", g.viewErr)
+		m.commit.push(g.locals, traceCommitted(g.owners, g.start, g.appendStart, time.Now()))
+	}
+	for _, r := range g.owners {
+		close(r.done)
+	}
+	return err
+}
+
 // complete waits until the group's log append is durable and then publishes the group: its
 // fold position, its commit notice, the broadcast of its changesets and its answers, in this
 // order (when Transact returns, listeners already have their notices). A group whose append
 // failed (the WAL failed after the view committed it) is not published: its answers are
 // held, with the error, until the writer has rebuilt the view from the log (healAhead).
 func (m *Materializer) complete(g *group) error {
+	if g.viewErr != nil {
+		return m.completeViewLost(g)
+	}
 	var err error
 	if g.pend != nil {
 		if _, err = g.pend.Wait(); err != nil {

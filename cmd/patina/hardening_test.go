@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -193,29 +192,6 @@ func TestOfflineToolsReportDamagedLog(t *testing.T) {
 	}
 }
 
-// mountTmpfs mounts a tmpfs of size bytes on a new directory and unmounts it when the test
-// ends (after everything registered later, such as the agent on it, is closed). It skips the
-// test when not root or when the mount is refused (a container without CAP_SYS_ADMIN).
-func mountTmpfs(t *testing.T, size int64) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipped: mounting a small tmpfs to fill needs root (run go test as root to include it)")
-	}
-	dir := filepath.Join(t.TempDir(), "tmpfs")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("skipped: mount tmpfs refused (needs CAP_SYS_ADMIN): %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
 // largestFiles lists the n largest files under dir with their sizes in bytes (what a disk
 // full test prints when the disk filled more than it should have).
 func largestFiles(dir string, n int) string {
@@ -240,16 +216,6 @@ func largestFiles(dir string, n int) string {
 	return sb.String()
 }
 
-// freeBytes is what statfs says is available on dir's file system.
-func freeBytes(tb testing.TB, dir string) int64 {
-	tb.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		tb.Fatal(err)
-	}
-	return int64(st.Bavail) * int64(st.Bsize)
-}
-
 // Issue 12, item 3, on a real full disk (a small tmpfs): writes are refused with 507 once the
 // free space falls under db.min_free_bytes, never a crash; every acknowledged write is
 // readable; reads, health (503, disk_full), metrics and subscriptions (open ones and new
@@ -260,7 +226,7 @@ func freeBytes(tb testing.TB, dir string) int64 {
 // met ENOSPC; README says to keep db.min_free_bytes at 32 MiB or more.
 func TestDiskFullOnTmpfs(t *testing.T) {
 	const minFree = 32 << 20
-	mnt := mountTmpfs(t, 128<<20)
+	mnt := testutil.MountTmpfs(t, 128<<20)
 	schema := writeSchema(t)
 	a := startTestAgent(t, func(c *Config) {
 		c.DataDir, c.Schema, c.DB.MinFreeBytes = filepath.Join(mnt, "data"), []string{schema}, minFree
@@ -282,7 +248,7 @@ func TestDiskFullOnTmpfs(t *testing.T) {
 
 	// Ballast leaves about 6 MiB above the threshold, then writes fill it.
 	ballast := filepath.Join(mnt, "ballast")
-	if err := os.WriteFile(ballast, make([]byte, freeBytes(t, mnt)-minFree-6<<20), 0o600); err != nil {
+	if err := os.WriteFile(ballast, make([]byte, testutil.FreeBytes(t, mnt)-minFree-6<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	value := strings.Repeat("z", 64<<10)
@@ -300,7 +266,7 @@ func TestDiskFullOnTmpfs(t *testing.T) {
 		}
 	}
 	if refused == nil || len(acked) == 0 {
-		t.Fatalf("after %d writes: no 507 (free %d bytes)", len(acked), freeBytes(t, mnt))
+		t.Fatalf("after %d writes: no 507 (free %d bytes)", len(acked), testutil.FreeBytes(t, mnt))
 	}
 	count := func() int64 {
 		_, rows, err := cl.QueryAll(ctx, client.Options{}, client.Stmt("SELECT count(*) FROM kv"))
@@ -329,7 +295,7 @@ func TestDiskFullOnTmpfs(t *testing.T) {
 		// Seen once under heavy load (round 9 of issue 14): the tmpfs was really full
 		// although the log refused writes with 32 MiB left. Say what filled it.
 		t.Fatalf("subscribe on a full disk: %v (free %d bytes, %d writes acknowledged); largest files:\n%s",
-			err, freeBytes(t, mnt), len(acked), largestFiles(mnt, 12))
+			err, testutil.FreeBytes(t, mnt), len(acked), largestFiles(mnt, 12))
 	}
 	for sub2.Next() && sub2.Event().EOQ == nil {
 	}
