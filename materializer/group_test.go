@@ -56,14 +56,14 @@ type txAnswer struct {
 // requests of a group are queued in order.
 func submit(t *testing.T, m *Materializer, stmts []Statement) *request {
 	t.Helper()
-	changesRows := make([]bool, len(stmts))
+	checks := make([]writeCheck, len(stmts))
 	for i := range stmts {
 		var err error
-		if changesRows[i], err = checkWriteStatement(stmts[i].SQL); err != nil {
+		if checks[i], err = checkWrite(stmts[i].SQL); err != nil {
 			t.Fatalf("statement %q: %v", stmts[i].SQL, err)
 		}
 	}
-	r := &request{ctx: context.Background(), kind: reqTx, stmts: stmts, changesRows: changesRows, done: make(chan struct{})}
+	r := &request{ctx: context.Background(), kind: reqTx, stmts: stmts, checks: checks, done: make(chan struct{})}
 	if err := m.send(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,8 @@ func TestRunawayStatementIsInterrupted(t *testing.T) {
 	for _, sql := range []string{
 		runaway,
 		"UPDATE t SET v = (" + runaway + ") WHERE id = 1",
+		// An INSERT is watched as soon as it holds a SELECT (checkWrite's bounded).
+		"INSERT INTO t (id, v) VALUES (2, (" + runaway + "))",
 	} {
 		var wg sync.WaitGroup
 		errs := make([]error, 8)
@@ -75,10 +77,11 @@ func TestRunawayStatementIsInterrupted(t *testing.T) {
 		}
 		t.Logf("%s: %d transactions answered in %v (retried %v)", sql[:10], len(errs), time.Since(start), counterValue(n.m.met.txRetried))
 	}
-	// The innocents' writes are there, twice (once per round); the runaway UPDATE left v alone.
+	// The innocents' writes are there, three times (once per round); the runaway UPDATE
+	// left v alone and the runaway INSERT added no row.
 	got := n.query(t, "SELECT count(*) || ',' || sum(v) FROM t WHERE id >= 100")
-	if got[0][0].Quote() != "'4,8'" {
-		t.Fatalf("innocent rows: count, sum = %v, want 4, 8", got[0])
+	if got[0][0].Quote() != "'4,12'" {
+		t.Fatalf("innocent rows: count, sum = %v, want 4, 12", got[0])
 	}
 	if got := n.query(t, "SELECT v FROM t WHERE id = 1"); got[0][0].Quote() != "0" {
 		t.Fatalf("row 1 after the interrupted update: v = %v, want 0", got[0][0])

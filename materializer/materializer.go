@@ -559,14 +559,14 @@ func (m *Materializer) Transact(ctx context.Context, stmts []Statement) (_ TxRes
 	if len(stmts) == 0 {
 		return TxResult{}, fmt.Errorf("%w: no statements", ErrBadStatement)
 	}
-	changesRows := make([]bool, len(stmts))
+	checks := make([]writeCheck, len(stmts))
 	for i := range stmts {
 		var err error
-		if changesRows[i], err = checkWriteStatement(stmts[i].SQL); err != nil {
+		if checks[i], err = checkWrite(stmts[i].SQL); err != nil {
 			return TxResult{}, &StmtError{Index: i, Err: err}
 		}
 	}
-	r := &request{ctx: ctx, kind: reqTx, stmts: stmts, changesRows: changesRows, done: make(chan struct{})}
+	r := &request{ctx: ctx, kind: reqTx, stmts: stmts, checks: checks, done: make(chan struct{})}
 	if err := m.send(ctx, r); err != nil {
 		return TxResult{}, err
 	}

@@ -171,14 +171,14 @@ func oneStatement(q string) ([]sqltok.Token, error) {
 	return sqltok.Tokenize(parts[0])
 }
 
-// checkedWrites remembers statements checkWriteStatement let through: a client sends the
+// checkedWrites remembers statements checkWrite let through: a client sends the
 // same statement texts over and over (a 100-row INSERT is 500 placeholders), and tokenizing
 // them twice per request was 14% of the agents' allocated bytes in issue 14's profiles. The
 // verdict depends on the text alone. Bounded: cleared when full.
 var checkedWrites = struct {
 	sync.Mutex
-	ok map[string]bool // the statement's changesRows
-}{ok: map[string]bool{}}
+	ok map[string]writeCheck
+}{ok: map[string]writeCheck{}}
 
 // checkedWritesMax bounds the remembered statements (and so their texts' memory, with
 // checkedWriteMaxLen).
@@ -187,48 +187,71 @@ const (
 	checkedWriteMaxLen = 64 << 10
 )
 
-// checkWriteStatement lets through the statements a local transaction may run: DML (and
-// SELECT) on user tables. Schema changes go through Migrate; internal tables are never
-// written by users. changesRows says whether the statement is an INSERT, REPLACE, UPDATE or
-// DELETE (after any WITH clause): only those have a row count of their own.
+// writeCheck is what checkWrite learns of a statement a local transaction may run.
+type writeCheck struct {
+	// changesRows: an INSERT, REPLACE, UPDATE or DELETE (after any WITH clause): only those
+	// have a row count of their own.
+	changesRows bool
+	// bounded: an INSERT or REPLACE whose rows are VALUES lists (or DEFAULT VALUES), with no
+	// SELECT or WITH anywhere in it: its work is bounded by its text and its rows, so it
+	// cannot run away, and it runs without the driver watching its context (see
+	// dbconn.execUser).
+	bounded bool
+}
+
+// checkWriteStatement is checkWrite's changesRows.
 func checkWriteStatement(q string) (changesRows bool, err error) {
+	c, err := checkWrite(q)
+	return c.changesRows, err
+}
+
+// checkWrite lets through the statements a local transaction may run: DML (and SELECT) on
+// user tables. Schema changes go through Migrate; internal tables are never written by
+// users.
+func checkWrite(q string) (writeCheck, error) {
 	checkedWrites.Lock()
-	changesRows, ok := checkedWrites.ok[q]
+	c, ok := checkedWrites.ok[q]
 	checkedWrites.Unlock()
 	if ok {
-		return changesRows, nil
+		return c, nil
 	}
-	changesRows, err = checkWriteStatementText(q)
+	c, err := checkWriteStatementText(q)
 	if err == nil && len(q) <= checkedWriteMaxLen {
 		checkedWrites.Lock()
 		if len(checkedWrites.ok) >= checkedWritesMax {
 			clear(checkedWrites.ok)
 		}
-		checkedWrites.ok[q] = changesRows
+		checkedWrites.ok[q] = c
 		checkedWrites.Unlock()
 	}
-	return changesRows, err
+	return c, err
 }
 
-func checkWriteStatementText(q string) (changesRows bool, err error) {
+func checkWriteStatementText(q string) (writeCheck, error) {
 	toks, err := oneStatement(q)
 	if err != nil {
-		return false, err
+		return writeCheck{}, err
 	}
+	bounded := true
 	for _, t := range toks {
 		if (t.Kind == sqltok.Word || t.Kind == sqltok.Quoted) && isInternalName(t.Ident()) {
-			return false, fmt.Errorf("%w: %q", ErrInternalTable, t.Ident())
+			return writeCheck{}, fmt.Errorf("%w: %q", ErrInternalTable, t.Ident())
+		}
+		if t.Is("SELECT") || t.Is("WITH") {
+			bounded = false
 		}
 	}
 	switch first := toks[0]; {
-	case first.Is("INSERT"), first.Is("REPLACE"), first.Is("UPDATE"), first.Is("DELETE"):
-		return true, nil
+	case first.Is("INSERT"), first.Is("REPLACE"):
+		return writeCheck{changesRows: true, bounded: bounded}, nil
+	case first.Is("UPDATE"), first.Is("DELETE"):
+		return writeCheck{changesRows: true}, nil
 	case first.Is("WITH"), first.Is("SELECT"), first.Is("VALUES"):
-		return mainVerbChangesRows(toks), nil
+		return writeCheck{changesRows: mainVerbChangesRows(toks)}, nil
 	case first.Is("CREATE"), first.Is("DROP"), first.Is("ALTER"):
-		return false, fmt.Errorf("%w: schema changes go through migrations, not transactions", ErrBadStatement)
+		return writeCheck{}, fmt.Errorf("%w: schema changes go through migrations, not transactions", ErrBadStatement)
 	default:
-		return false, fmt.Errorf("%w: %s statements are not allowed in a transaction", ErrBadStatement, strings.ToUpper(first.Text))
+		return writeCheck{}, fmt.Errorf("%w: %s statements are not allowed in a transaction", ErrBadStatement, strings.ToUpper(first.Text))
 	}
 }
 

@@ -112,6 +112,36 @@ func TestStatementChangesRows(t *testing.T) {
 	}
 }
 
+// TestCheckWriteBounded: only an INSERT or REPLACE without SELECT or WITH runs unwatched
+// (see runLocal): anything that can read a table, or recurse, stays interruptible.
+func TestCheckWriteBounded(t *testing.T) {
+	for q, want := range map[string]bool{
+		"INSERT INTO t (a, b) VALUES (?, ?)":                                                            true,
+		"insert into t values (1), (2), (3)":                                                            true,
+		"REPLACE INTO t VALUES (1)":                                                                     true,
+		"INSERT OR REPLACE INTO t VALUES (1)":                                                           true,
+		"INSERT INTO t DEFAULT VALUES":                                                                  true,
+		"INSERT INTO t VALUES (1) ON CONFLICT (a) DO UPDATE SET b = excluded.b + 1":                     true,
+		"INSERT INTO t VALUES ('SELECT')":                                                               true, // a string, not the keyword
+		"INSERT INTO t VALUES (1) RETURNING a":                                                          true,
+		"INSERT INTO t SELECT * FROM u":                                                                 false,
+		"INSERT INTO t VALUES ((SELECT count(*) FROM u))":                                               false,
+		"INSERT INTO t VALUES (1) ON CONFLICT (a) DO UPDATE SET b = (SELECT max(b) FROM t)":             false,
+		"WITH d AS (SELECT 1) INSERT INTO t SELECT * FROM d":                                            false,
+		"WITH RECURSIVE d(x) AS (VALUES (1) UNION ALL SELECT x+1 FROM d) INSERT INTO t SELECT x FROM d": false,
+		"UPDATE t SET a = 1 WHERE id = ?":                                                               false,
+		"DELETE FROM t":                                                                                 false,
+		"SELECT 1":                                                                                      false,
+	} {
+		for range 2 { // parsed, then from the cache
+			got, err := checkWrite(q)
+			if err != nil || got.bounded != want {
+				t.Errorf("%s: bounded %v, %v; want %v", q, got.bounded, err, want)
+			}
+		}
+	}
+}
+
 // TestCheckWriteStatementCached: the verdict of a statement is the same the second time
 // (from the cache), refusals are never remembered as allowed, and a full cache starts over.
 func TestCheckWriteStatementCached(t *testing.T) {

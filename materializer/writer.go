@@ -28,14 +28,14 @@ type request struct {
 	state atomic.Int32 // reqQueued, reqTaken or reqAbandoned (transactions only)
 	kind  reqKind
 	stmts []Statement
-	// changesRows[i]: stmts[i] is DML, whose row count SQLite reports (see
-	// mainVerbChangesRows); the others affect 0 rows.
-	changesRows []bool
-	schema      []string
-	seq         log.Seq
-	progress    func(RebuildProgress)
-	judge       []*log.Changeset
-	verdicts    [][]log.Dominator
+	// checks[i]: what checkWrite learnt of stmts[i]: whether SQLite's row count is its own
+	// (DML; the others affect 0 rows), and whether it may run unwatched (bounded).
+	checks   []writeCheck
+	schema   []string
+	seq      log.Seq
+	progress func(RebuildProgress)
+	judge    []*log.Changeset
+	verdicts [][]log.Dominator
 
 	tx      TxResult
 	migrate MigrateResult
@@ -244,6 +244,17 @@ func (r *request) callerErr() error {
 		return nil
 	}
 	return context.Cause(r.ctx)
+}
+
+// allBounded: every statement of the transaction may run unwatched (checkWrite), so its
+// statements need no context of their own (userContext).
+func (r *request) allBounded() bool {
+	for _, c := range r.checks {
+		if !c.bounded {
+			return false
+		}
+	}
+	return len(r.checks) == len(r.stmts)
 }
 
 // userContext is the context a transaction's own statements run under: it ends with the
@@ -725,8 +736,11 @@ func (m *Materializer) runLocals(ctx context.Context, w *dbconn, txs []*request,
 				return nil, nil, err
 			}
 		}
-		uctx, done := r.userContext(closing)
-		res, cs, err := m.runLocal(ctx, uctx, r.stmts, r.changesRows, base+log.Version(len(locals)), st)
+		uctx, done := ctx, func() {}
+		if !r.allBounded() {
+			uctx, done = r.userContext(closing)
+		}
+		res, cs, err := m.runLocal(ctx, uctx, r.stmts, r.checks, base+log.Version(len(locals)), st)
 		done()
 		if errors.Is(err, errGroupLost) {
 			r.err = errors.Unwrap(err)
