@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/patinadb/patina/api"
 )
 
@@ -22,8 +24,12 @@ import (
 // they do against a node. Run with the same clients and load loop as an HTTP run, it gives
 // what the exchange alone costs on this machine; the difference to a real run is the node's
 // database path.
+//
+// With fast, the server is fasthttp's, as the node's write listener (api.write_addr) uses:
+// then the floor is the exchange of a write sent there.
 type floorServer struct {
 	srv  *http.Server
+	fast *fasthttp.Server // instead of srv, with fast
 	ln   net.Listener
 	dir  string // the Unix socket's temp dir, or ""
 	stop chan struct{}
@@ -36,8 +42,9 @@ type floorServer struct {
 // floorAnswer is a one-statement transaction's answer as the API writes it.
 var floorAnswer = []byte(`{"results":[{"rows_affected":1,"time":0.000021}],"time":0.000021,"version":1,"actor_id":"00000000000000000000000000000000"}`)
 
-// openFloor listens on 127.0.0.1, or with socket on a Unix socket in a temp dir.
-func openFloor(wait time.Duration, socket bool) (*floorServer, error) {
+// openFloor listens on 127.0.0.1, or with socket on a Unix socket in a temp dir; fast
+// serves with fasthttp instead of net/http.
+func openFloor(wait time.Duration, socket, fast bool) (*floorServer, error) {
 	f := &floorServer{stop: make(chan struct{}), done: make(chan struct{}), tick: make(chan struct{})}
 	var err error
 	if socket {
@@ -54,10 +61,38 @@ func openFloor(wait time.Duration, socket bool) (*floorServer, error) {
 	}
 	// The API server's keep-alive settings: its idle timeout decides when a client's pooled
 	// connection is closed under it.
-	f.srv = &http.Server{Handler: http.HandlerFunc(f.serve), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: api.DefaultConfig().IdleTimeout}
 	go f.clock(wait)
+	if fast {
+		f.fast = &fasthttp.Server{Handler: f.serveFast, NoDefaultServerHeader: true, NoDefaultContentType: true,
+			DisablePreParseMultipartForm: true, IdleTimeout: api.DefaultConfig().IdleTimeout, MaxRequestBodySize: 1 << 20, CloseOnShutdown: true}
+		go f.fast.Serve(f.ln)
+		return f, nil
+	}
+	f.srv = &http.Server{Handler: http.HandlerFunc(f.serve), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: api.DefaultConfig().IdleTimeout}
 	go f.srv.Serve(f.ln)
 	return f, nil
+}
+
+// serveFast is serve under fasthttp.
+func (f *floorServer) serveFast(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsPost() || string(ctx.Path()) != "/v1/transactions" {
+		ctx.Error(`{"error":"the floor server answers POST /v1/transactions only"}`, http.StatusNotFound)
+		return
+	}
+	if !bytes.HasPrefix(bytes.TrimSpace(ctx.PostBody()), []byte("[")) {
+		ctx.Error(`{"error":"want a JSON array of statements"}`, http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	tick := f.tick
+	f.mu.Unlock()
+	select {
+	case <-tick:
+	case <-f.stop:
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(floorAnswer)
 }
 
 // addr is the client's address of the server.
@@ -126,7 +161,15 @@ func (f *floorServer) serve(w http.ResponseWriter, r *http.Request) {
 // close closes the server and its connections first, which ends any handler still waiting
 // for a tick (a run cancelled mid-request), then stops the clock.
 func (f *floorServer) close() error {
-	err := f.srv.Close()
+	var err error
+	if f.fast != nil {
+		close(f.stop) // ends the handlers waiting for a tick, which Shutdown waits for
+		err = f.fast.Shutdown()
+		<-f.done
+		f.removeDir()
+		return err
+	}
+	err = f.srv.Close()
 	close(f.stop)
 	<-f.done
 	f.removeDir()

@@ -96,8 +96,8 @@ func (c *HTTPConfig) Validate() error {
 		return errors.New("floor serves writes in this process: not with an address, direct or reads")
 	case c.Socket && (c.Addr != "" || c.Direct):
 		return errors.New("socket serves the in-process node on a Unix socket: not with an address (give it as unix:///path) or direct")
-	case c.WriteListener && (c.Addr != "" || c.Direct || c.Floor || c.Socket):
-		return errors.New("write listener serves the in-process node's writes: not with an address (give its --write-addr), direct, floor or socket")
+	case c.WriteListener && (c.Addr != "" || c.Direct || c.Socket):
+		return errors.New("write listener serves the in-process node's writes: not with an address (give its --write-addr), direct or socket")
 	case c.WriteAddr != "" && c.Addr == "":
 		return errors.New("write address is the loaded agent's: give its API address too")
 	case c.FloorWait < 0:
@@ -186,7 +186,7 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (HTTPResult, error) {
 		remoteCPU = func(ctx context.Context) (time.Duration, error) { return agentCPU(ctx, cl) }
 		close = func() error { return nil }
 	} else if cfg.Floor {
-		f, err := openFloor(cfg.FloorWait, cfg.Socket)
+		f, err := openFloor(cfg.FloorWait, cfg.Socket, cfg.WriteListener)
 		if err != nil {
 			return HTTPResult{}, err
 		}
@@ -235,6 +235,8 @@ func runLoad(ctx context.Context, cfg HTTPConfig, exec func(context.Context, str
 	switch {
 	case cfg.Direct:
 		res.Mode = "direct"
+	case cfg.Floor && cfg.WriteListener:
+		res.Mode = "floor write listener"
 	case cfg.Floor:
 		res.Mode = "floor"
 	case cfg.WriteListener || cfg.WriteAddr != "":

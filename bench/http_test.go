@@ -66,22 +66,26 @@ func TestHTTPWorkload(t *testing.T) {
 		}
 	}
 	// The floor: no node, each write answered at the next tick of its clock, so that no
-	// write is answered sooner than a tick (at once without one).
-	for _, wait := range []time.Duration{0, 20 * time.Millisecond} {
-		cfg := DefaultHTTPConfig()
-		cfg.Clients, cfg.Floor, cfg.FloorWait = 4, true, wait
-		cfg.Duration, cfg.Warmup = 300*time.Millisecond, 0
-		res, err := RunHTTP(t.Context(), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.Mode != "floor" || res.Ops == 0 || res.Errors != 0 || res.CPU <= 0 {
-			t.Errorf("floor wait %v: implausible result %v", wait, res)
-		}
-		// Each client waits for a tick per write: at most one write per client per tick
-		// (and one more for the tick that ends the window).
-		if most := 4 * (int(cfg.Duration/max(wait, time.Nanosecond)) + 1); wait > 0 && res.Ops > most {
-			t.Errorf("floor wait %v: %d writes in %v, want at most %d", wait, res.Ops, cfg.Duration, most)
+	// write is answered sooner than a tick (at once without one); served by net/http, and
+	// with WriteListener by fasthttp as the node's write listener.
+	for _, fast := range []bool{false, true} {
+		for _, wait := range []time.Duration{0, 20 * time.Millisecond} {
+			cfg := DefaultHTTPConfig()
+			cfg.Clients, cfg.Floor, cfg.FloorWait, cfg.WriteListener = 4, true, wait, fast
+			cfg.Duration, cfg.Warmup = 300*time.Millisecond, 0
+			res, err := RunHTTP(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mode := map[bool]string{false: "floor", true: "floor write listener"}[fast]
+			if res.Mode != mode || res.Ops == 0 || res.Errors != 0 || res.CPU <= 0 {
+				t.Errorf("floor wait %v, fasthttp %v: implausible result %v", wait, fast, res)
+			}
+			// Each client waits for a tick per write: at most one write per client per tick
+			// (and one more for the tick that ends the window).
+			if most := 4 * (int(cfg.Duration/max(wait, time.Nanosecond)) + 1); wait > 0 && res.Ops > most {
+				t.Errorf("floor wait %v, fasthttp %v: %d writes in %v, want at most %d", wait, fast, res.Ops, cfg.Duration, most)
+			}
 		}
 	}
 	// Through a Unix socket: the node's (its SocketPath, which is empty, and so no client
