@@ -83,12 +83,7 @@ func (f *floorServer) serveFast(ctx *fasthttp.RequestCtx) {
 		ctx.Error(`{"error":"want a JSON array of statements"}`, http.StatusBadRequest)
 		return
 	}
-	f.mu.Lock()
-	tick := f.tick
-	f.mu.Unlock()
-	select {
-	case <-tick:
-	case <-f.stop:
+	if !f.waitTick(f.stop) {
 		return
 	}
 	ctx.SetContentType("application/json")
@@ -144,18 +139,26 @@ func (f *floorServer) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"want a JSON array of statements"}`, http.StatusBadRequest)
 		return
 	}
-	f.mu.Lock()
-	tick := f.tick
-	f.mu.Unlock()
-	select {
-	case <-tick:
-	case <-r.Context().Done():
+	if !f.waitTick(r.Context().Done()) {
 		return
 	}
 	h := w.Header()
 	h["Content-Type"] = []string{"application/json"}
 	h["Content-Length"] = []string{strconv.Itoa(len(floorAnswer))}
 	w.Write(floorAnswer)
+}
+
+// waitTick waits for the clock's next tick; false when abort comes first.
+func (f *floorServer) waitTick(abort <-chan struct{}) bool {
+	f.mu.Lock()
+	tick := f.tick
+	f.mu.Unlock()
+	select {
+	case <-tick:
+		return true
+	case <-abort:
+		return false
+	}
 }
 
 // close closes the server and its connections first, which ends any handler still waiting
