@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,8 +66,10 @@ func TestIsDiskFull(t *testing.T) {
 // later: a write its client was told had failed.
 func TestViewCommitFailsAfterTheLogTookIt(t *testing.T) {
 	mnt := testutil.MountTmpfs(t, 4<<20)
+	var logs testutil.LockedBuffer
 	n := openNode(t, t.TempDir(), log.SiteID{1}, []string{"CREATE TABLE kv (k TEXT PRIMARY KEY NOT NULL, v BLOB)"}, func(c *Config) {
 		c.Path = filepath.Join(mnt, "views.db")
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
 	n.exec(t, "INSERT INTO kv (k, v) VALUES ('before', 1)")
 
@@ -100,6 +103,12 @@ func TestViewCommitFailsAfterTheLogTookIt(t *testing.T) {
 	}
 	if n.store.DiskFull() {
 		t.Fatal("the log's disk is not full, yet DiskFull says so")
+	}
+	// The writer retries the fold every 100 ms and fails while the disk stays full: every
+	// failure is counted, and one line says so (then one per failLogEvery).
+	testutil.WaitFor(t, 10*time.Second, "the writer's retries to fail", func() bool { return counterValue(n.m.met.writerFailures) >= 3 })
+	if k := strings.Count(logs.String(), "writer iteration failed"); k != 1 {
+		t.Errorf("%d lines about the failing writer for %v failures, want 1:\n%s", k, counterValue(n.m.met.writerFailures), logs.String())
 	}
 
 	if err := os.Remove(ballast); err != nil {

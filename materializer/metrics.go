@@ -28,6 +28,7 @@ type metrics struct {
 	txAbandoned prometheus.Counter
 	// txViewDeferred: transactions the log took after the view failed to commit them.
 	txViewDeferred prometheus.Counter
+	writerFailures prometheus.Counter
 
 	schemaChangesets prometheus.Counter
 	schemaRebuilds   prometheus.Counter
@@ -80,6 +81,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Local transactions run again because an interrupted statement of their group rolled the writer transaction back."}),
 		txAbandoned: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_materializer_tx_abandoned_total",
 			Help: "Local transactions whose caller's deadline passed (or who left) while they waited for the writer; they never ran."}),
+		writerFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_materializer_writer_failures_total",
+			Help: "Writer iterations that failed (a full disk, an I/O error, a damaged view); the writer retries every 100 ms, and logs one line per 10 s."}),
 		txViewDeferred: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_materializer_tx_view_deferred_total",
 			Help: "Local transactions committed in the log whose view commit failed (a full disk, an I/O error); the view folds them from the log once it can commit again."}),
 
@@ -108,7 +111,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Rebuilds of a view that held changesets its log did not make durable (a crash between a commit and its sync: at open; a failed WAL sync: running)."}, []string{"when"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed, m.compactLag, m.compactPasses, m.compactFull, m.compactWaiting, m.interrupted, m.txRetried, m.txAbandoned, m.txViewDeferred,
+		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed, m.compactLag, m.compactPasses, m.compactFull, m.compactWaiting, m.interrupted, m.txRetried, m.txAbandoned, m.txViewDeferred, m.writerFailures,
 			m.schemaChangesets, m.schemaRebuilds, m.schemaTableRebuilds, m.schemaLagging, m.schemaConflicts, m.schemaWaiting,
 			m.viewCorruptions, m.viewCorrupt, m.viewHeals, m.pipeDepth, m.viewAheadRebuilds} {
 			if err := reg.Register(c); err != nil {

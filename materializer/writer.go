@@ -58,6 +58,10 @@ const (
 	reqAbandoned
 )
 
+// failLogEvery spaces the writer's lines about a failing iteration (a full disk fails
+// every retry, 100 ms apart); patina_materializer_writer_failures_total counts them all.
+const failLogEvery = 10 * time.Second
+
 // errGroupLost: an interrupted statement made SQLite roll back the whole writer transaction,
 // not just its own savepoint (SQLite does that for an interrupted write statement), so the
 // other transactions and the folds of the group must run again.
@@ -79,6 +83,8 @@ func (m *Materializer) writerLoop() {
 	}()
 	var batch []*request
 	lastGroup := 0 // transactions in the last group built
+	var failLogged time.Time
+	failQuiet := 0
 	for {
 		batch = batch[:0]
 		m.healAhead(work)
@@ -154,7 +160,15 @@ func (m *Materializer) writerLoop() {
 			}
 			if err != nil {
 				err = m.fault(err) // damage in the view starts its rebuild from the log
-				m.logger.Error("writer iteration failed", "err", err)
+				m.met.writerFailures.Inc()
+				// A persistent fault fails every try, ten a second: say it once per
+				// failLogEvery, with how many tries failed unsaid in between.
+				if now := time.Now(); now.Sub(failLogged) >= failLogEvery {
+					m.logger.Error("writer iteration failed", "err", err, "failures_since_last_line", failQuiet)
+					failLogged, failQuiet = now, 0
+				} else {
+					failQuiet++
+				}
 				// A persistent fault (disk full, I/O error) must not spin the loop: back off
 				// before trying the backlog again.
 				t := time.NewTimer(100 * time.Millisecond)
