@@ -195,7 +195,7 @@ type writeCheck struct {
 	// bounded: an INSERT or REPLACE whose rows are VALUES lists (or DEFAULT VALUES), with no
 	// SELECT or WITH anywhere in it: its work is bounded by its text and its rows, so it
 	// cannot run away, and it runs without the driver watching its context (see
-	// dbconn.execUser).
+	// runLocal).
 	bounded bool
 }
 
