@@ -168,25 +168,31 @@ func (s *Server) errorHeaders(h answerHeaders, path string, err error) int {
 	return status
 }
 
-// writeJSON answers v as JSON with status.
+// writeJSON answers v as JSON with status (500 if v does not encode).
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	b, err := encodeJSON(nil, v)
 	if err != nil {
 		status = http.StatusInternalServerError
-		b, _ = json.Marshal(errorBody{Error: "encode answer: " + err.Error()})
 	}
-	writeJSONBytes(w, status, append(b, '\n'))
+	writeJSONBytes(w, status, b)
 }
 
 // appendJSON appends v as JSON and its newline to b, for answers whose status is already
 // decided (v is one of this package's answer types, which always encode).
 func appendJSON(b []byte, v any) []byte {
+	b, _ = encodeJSON(b, v)
+	return b
+}
+
+// encodeJSON appends v as JSON and its newline to b; when v does not encode, it appends an
+// errorBody saying why and returns the error.
+func encodeJSON(b []byte, v any) ([]byte, error) {
 	enc, err := json.Marshal(v)
 	if err != nil {
 		enc, _ = json.Marshal(errorBody{Error: "encode answer: " + err.Error()})
 	}
 	b = append(b, enc...)
-	return append(b, '\n')
+	return append(b, '\n'), err
 }
 
 // writeJSONBytes answers b, JSON and its newline, with status. The headers are assigned, not

@@ -30,7 +30,7 @@ import (
 //
 // The function exists only on the writer's connections (captureDriver); readers and every
 // other connection do not know it, and write statements cannot name it
-// (checkWriteStatement refuses every __patina identifier). Its first argument picks the
+// (checkWrite refuses every __patina identifier). Its first argument picks the
 // materializer (captureSinks), the second the table, by its index in the sink.
 //
 // Events arrive in trigger order, which is statement order. A statement that fails fails

@@ -21,8 +21,20 @@ func FuzzStatementChecks(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		_, werr := checkWriteStatement(s)
+		wc, werr := checkWrite(s)
 		rerr := checkReadStatement(s)
+		if werr == nil && wc.bounded {
+			// Unwatched (runLocal) only an INSERT or REPLACE with no SELECT or WITH.
+			toks, _ := oneStatement(s)
+			if !toks[0].Is("INSERT") && !toks[0].Is("REPLACE") {
+				t.Fatalf("%q bounded, but it is no INSERT or REPLACE", s)
+			}
+			for _, tk := range toks {
+				if tk.Is("SELECT") || tk.Is("WITH") {
+					t.Fatalf("%q bounded, but it holds %s", s, tk.Text)
+				}
+			}
+		}
 		if werr == nil && rerr == nil {
 			// Both accept only when the first word is SELECT, WITH or VALUES.
 			toks, _ := oneStatement(s)

@@ -199,12 +199,6 @@ type writeCheck struct {
 	bounded bool
 }
 
-// checkWriteStatement is checkWrite's changesRows.
-func checkWriteStatement(q string) (changesRows bool, err error) {
-	c, err := checkWrite(q)
-	return c.changesRows, err
-}
-
 // checkWrite lets through the statements a local transaction may run: DML (and SELECT) on
 // user tables. Schema changes go through Migrate; internal tables are never written by
 // users.
@@ -215,7 +209,7 @@ func checkWrite(q string) (writeCheck, error) {
 	if ok {
 		return c, nil
 	}
-	c, err := checkWriteStatementText(q)
+	c, err := checkWriteText(q)
 	if err == nil && len(q) <= checkedWriteMaxLen {
 		checkedWrites.Lock()
 		if len(checkedWrites.ok) >= checkedWritesMax {
@@ -227,7 +221,7 @@ func checkWrite(q string) (writeCheck, error) {
 	return c, err
 }
 
-func checkWriteStatementText(q string) (writeCheck, error) {
+func checkWriteText(q string) (writeCheck, error) {
 	toks, err := oneStatement(q)
 	if err != nil {
 		return writeCheck{}, err

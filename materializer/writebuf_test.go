@@ -105,8 +105,8 @@ func TestStatementChangesRows(t *testing.T) {
 		"WITH d AS (SELECT 1) SELECT * FROM d":             false,
 		"WITH d AS NOT MATERIALIZED (SELECT 1) VALUES (2)": false,
 	} {
-		got, err := checkWriteStatement(q)
-		if err != nil || got != want {
+		c, err := checkWrite(q)
+		if got := c.changesRows; err != nil || got != want {
 			t.Errorf("%s: changesRows %v, %v; want %v", q, got, err, want)
 		}
 	}
@@ -146,18 +146,18 @@ func TestCheckWriteBounded(t *testing.T) {
 // (from the cache), refusals are never remembered as allowed, and a full cache starts over.
 func TestCheckWriteStatementCached(t *testing.T) {
 	for range 2 {
-		if dml, err := checkWriteStatement("INSERT INTO t VALUES (?)"); err != nil || !dml {
-			t.Fatal(dml, err)
+		if c, err := checkWrite("INSERT INTO t VALUES (?)"); err != nil || !c.changesRows {
+			t.Fatal(c, err)
 		}
-		if _, err := checkWriteStatement("INSERT INTO __patina_meta VALUES (1, 2)"); err == nil {
+		if _, err := checkWrite("INSERT INTO __patina_meta VALUES (1, 2)"); err == nil {
 			t.Fatal("a write of an internal table was let through")
 		}
-		if _, err := checkWriteStatement("CREATE TABLE x (a)"); err == nil {
+		if _, err := checkWrite("CREATE TABLE x (a)"); err == nil {
 			t.Fatal("a schema change was let through")
 		}
 	}
 	for i := range checkedWritesMax + 10 {
-		if _, err := checkWriteStatement("UPDATE t SET a = " + string(rune('0'+i%10)) + " WHERE id = ?" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676))); err != nil {
+		if _, err := checkWrite("UPDATE t SET a = " + string(rune('0'+i%10)) + " WHERE id = ?" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676))); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -44,10 +45,7 @@ type request struct {
 	// retry: the writer transaction was rolled back under this request through no fault of
 	// its own (another statement of its group was interrupted); it runs again, unanswered.
 	retry bool
-	// logged: the log took this transaction's changeset but the view's commit failed; the
-	// completer answers it by the log's outcome (see viewLost), not runGroup by the view's.
-	logged bool
-	done   chan struct{}
+	done  chan struct{}
 }
 
 // States of a queued transaction: the writer takes it to run it, or its caller abandons it
@@ -439,16 +437,17 @@ func (m *Materializer) drainPipe() { m.pipeWG.Wait() }
 // runGroup runs one SQLite transaction: fold up to FoldBatch changesets of the log backlog,
 // then run txs (each in a savepoint), append their changesets to the log, and commit with
 // the new fold position as soon as the log has written them (their seqs are known), before
-// their WAL sync. On an error every tx request is answered, but for those viewLost leaves
-// to complete (the group it returns with the error); otherwise complete answers them.
-func (m *Materializer) runGroup(ctx context.Context, txs []*request) (_ *group, err error) {
+// their WAL sync. On an error every tx request is answered, but for the owners of the
+// group viewLost returns with the error, which complete answers; otherwise complete answers
+// them all.
+func (m *Materializer) runGroup(ctx context.Context, txs []*request) (out *group, err error) {
 	defer func() {
 		if err == nil {
 			return
 		}
 		for _, r := range txs {
-			if r.logged {
-				continue
+			if out != nil && slices.Contains(out.owners, r) {
+				continue // in the log: answered by complete (viewLost)
 			}
 			if errors.Is(err, errGroupLost) && r.err == nil {
 				r.retry = true // answered when it runs again
@@ -528,11 +527,7 @@ func (m *Materializer) runGroup(ctx context.Context, txs []*request) (_ *group, 
 // view's error would tell a client its write failed while every node will apply it. The
 // group's other requests changed nothing and get the view's error from runGroup.
 func (m *Materializer) viewLost(g *group, locals []*log.Changeset, owners []*request, err error) *group {
-	for _, r := range owners {
-		r.logged = true
-	}
-	g.locals, g.owners, g.txs, g.viewErr = locals, owners, owners, err
-	g.pos = m.wpos
+	g.locals, g.owners, g.viewErr = locals, owners, err
 	return g
 }
 
