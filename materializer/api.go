@@ -81,6 +81,11 @@ type Config struct {
 	// file). A damaged view is then found by the first statement that meets the damage, and
 	// rebuilt from the log then. For views so large that the check delays start too much.
 	NoOpenCheck bool
+	// CheckpointInterval: a checkpointer checkpoints the view's WAL beside the writer, at
+	// most this often while commits come (checkpoint.go); 0 means
+	// DefaultCheckpointInterval, negative leaves checkpoints to SQLite's automatic one in
+	// the writer's commits (every 1000 pages).
+	CheckpointInterval time.Duration
 
 	// noClockPreload folds without reading a changeset's clocks ahead (fold.go): the tests
 	// fold with and without it and compare.

@@ -213,6 +213,14 @@ func dsn(path string, readOnly bool) string {
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 
+// checkpointDSN is the checkpointer's connection (checkpoint.go): read-write, since a
+// checkpoint writes the database file, and with no pragma that would write anything else.
+func checkpointDSN(path string) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
 // scanValues reads the current row into type-exact values. The caller must select
 // expressions (e.g. +"col") rather than bare columns declared DATE, DATETIME or TIMESTAMP,
 // which the driver would turn into time.Time.

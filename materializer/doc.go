@@ -49,6 +49,10 @@
 //     row has no clock (and its read is skipped) only when no write passed it by. A write
 //     that is rolled back only costs a read later.
 //   - Readers use separate read-only connections and never wait for the writer.
+//   - The view's WAL is checkpointed beside the writer (checkpoint.go): a PASSIVE checkpoint,
+//     on a connection opened for it under rmu (shared), so that it never blocks the writer
+//     or a reader and never outlives a rebuild's swap of the file. The writer's own
+//     automatic checkpoint stays as a safety net (10,000 pages).
 //   - Local writes are captured in the same pass as they run (capture.go): AFTER triggers on
 //     each user table, on only while a local transaction's statements run, pass each row's
 //     old and new values to the SQL function __patina_capture, which exists only on the

@@ -70,6 +70,8 @@ type Materializer struct {
 
 	rmu sync.RWMutex // guards rdb against a swap by Rebuild
 	rdb *sql.DB
+	// ckptWake wakes the checkpointer after a commit (checkpoint.go); nil when it is off.
+	ckptWake chan struct{}
 
 	sendMu sync.RWMutex // held shared while enqueueing; Close takes it to drain for good
 	reqs   chan *request
@@ -212,6 +214,11 @@ func (m *Materializer) Open(ctx context.Context) error {
 	go m.completer()
 	go m.writerLoop()
 	go m.watchLog()
+	if every := m.cfg.checkpointInterval(); every > 0 {
+		m.ckptWake = make(chan struct{}, 1)
+		m.wg.Add(1)
+		go m.checkpointLoop(every)
+	}
 	if c := m.cfg.Compaction; c != nil {
 		m.sup.enable(m.store.LastSeq())
 		m.wg.Add(1)
@@ -262,6 +269,9 @@ func (m *Materializer) openWriter(ctx context.Context, path string, schema []str
 	}
 	m.wdb, m.w = db, newDBConn(c)
 	if err := m.w.hookRollbacks(); err != nil {
+		return fmt.Errorf("open view %s: %w", path, err)
+	}
+	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", m.cfg.writerAutocheckpoint())); err != nil {
 		return fmt.Errorf("open view %s: %w", path, err)
 	}
 	if err := m.initDB(ctx, schema); err != nil {

@@ -45,6 +45,12 @@ type metrics struct {
 	// the writer's pipeline (writer.go)
 	pipeDepth         prometheus.Gauge
 	viewAheadRebuilds *prometheus.CounterVec
+	// the view's WAL checkpoints (checkpoint.go)
+	checkpoints        prometheus.Counter
+	checkpointFailures prometheus.Counter
+	checkpointSeconds  prometheus.Histogram
+	walFrames          prometheus.Gauge
+	walBehind          prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -109,11 +115,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Writer groups on their way: being built, or committed to the view and waiting for their log sync (at most the log's commit depth)."}),
 		viewAheadRebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "patina_view_ahead_rebuilds_total",
 			Help: "Rebuilds of a view that held changesets its log did not make durable (a crash between a commit and its sync: at open; a failed WAL sync: running)."}, []string{"when"}),
+		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_view_checkpoints_total",
+			Help: "PASSIVE checkpoints of views.db's WAL run by the checkpointer, beside the writer."}),
+		checkpointFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "patina_view_checkpoint_failures_total",
+			Help: "Checkpointer runs that failed (the writer then checkpoints itself past its safety threshold)."}),
+		checkpointSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "patina_view_checkpoint_seconds",
+			Help: "Time of one checkpointer run: copying the WAL's new pages into views.db and syncing both.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		walFrames: prometheus.NewGauge(prometheus.GaugeOpts{Name: "patina_view_wal_frames",
+			Help: "Frames in views.db's WAL at the last checkpoint (the WAL restarts from its start after a complete one)."}),
+		walBehind: prometheus.NewGauge(prometheus.GaugeOpts{Name: "patina_view_wal_frames_not_checkpointed",
+			Help: "Frames the last checkpoint could not copy: a reader's snapshot still needs them. Growing: a long read holds the WAL."}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.foldLag, m.queue, m.foldBatch, m.txGroup, m.txLatency, m.foldLatency, m.cells, m.commits, m.failed, m.compactLag, m.compactPasses, m.compactFull, m.compactWaiting, m.interrupted, m.txRetried, m.txAbandoned, m.txViewDeferred, m.writerFailures,
 			m.schemaChangesets, m.schemaRebuilds, m.schemaTableRebuilds, m.schemaLagging, m.schemaConflicts, m.schemaWaiting,
-			m.viewCorruptions, m.viewCorrupt, m.viewHeals, m.pipeDepth, m.viewAheadRebuilds} {
+			m.viewCorruptions, m.viewCorrupt, m.viewHeals, m.pipeDepth, m.viewAheadRebuilds,
+			m.checkpoints, m.checkpointFailures, m.checkpointSeconds, m.walFrames, m.walBehind} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -132,6 +132,10 @@ type DBConfig struct {
 	// runs a group's SQL while the previous group's log fsync runs (more CPU per write);
 	// 0 or 1, none overlaps (the default).
 	WriterDepth int `toml:"writer_depth"`
+	// CheckpointInterval: a checkpointer copies views.db's WAL into the file beside the
+	// writer at most this often while writes come; 0 leaves it to SQLite's automatic
+	// checkpoint inside the writer's commits.
+	CheckpointInterval time.Duration `toml:"checkpoint_interval"`
 	// LogMemtableBytes is the most the log's Pebble memtable grows to (log.Options'
 	// MemTableBytes); 0 means the default, 4 MiB.
 	LogMemtableBytes int64 `toml:"log_memtable_bytes"`
@@ -234,6 +238,7 @@ func DefaultConfig() Config {
 	c.DB.FoldBatch, c.DB.ReadConns, c.DB.FoldDelay = m.FoldBatch, m.ReadConns, DefaultFoldDelay
 	c.DB.MinFreeBytes = log.DefaultMinFreeBytes
 	c.DB.CheckOnStart = true
+	c.DB.CheckpointInterval = materializer.DefaultCheckpointInterval
 	// gossip.DefaultConfig's values; agent_gossip.go starts from it and lays these over.
 	c.Gossip.Fanout, c.Gossip.SyncInterval = 3, time.Second
 	c.Tracing.SampleRatio = 1
@@ -299,6 +304,7 @@ var coreOptions = []option{
 	{key: "db.read_conns", usage: "read-only SQLite connections", field: func(c *Config) any { return &c.DB.ReadConns }, agentOnly: true},
 	{key: "db.commit_depth", usage: "log append groups on their way to disk at once: one is built and written while the previous one's fsync runs (0: the default, 2; 1: no overlap)", field: func(c *Config) any { return &c.DB.CommitDepth }, agentOnly: true},
 	{key: "db.log_memtable_bytes", usage: "the most the log's memtable grows to before it is flushed (up to two held at once); bigger: far less compaction of the log, bigger steps of disk use (needs db.min_free_bytes of 2.5 times it) (0: the default, 4 MiB)", field: func(c *Config) any { return &c.DB.LogMemtableBytes }, agentOnly: true},
+	{key: "db.checkpoint_interval", usage: "a checkpointer copies views.db's WAL into the file beside the writer at most this often while writes come; 0: SQLite's automatic checkpoint, inside the writer's commits (every 1000 pages)", field: func(c *Config) any { return &c.DB.CheckpointInterval }, agentOnly: true},
 	{key: "db.writer_depth", usage: "the view writer's groups on their way at once: 2 runs a group's SQL while the previous group's log fsync runs (lower latency, more CPU per write, up to db.commit_depth); 0 or 1: none overlaps", field: func(c *Config) any { return &c.DB.WriterDepth }, agentOnly: true},
 	{key: "log.scrub_interval", usage: "how often a background pass reads the whole log, verifying checksums and digests, and repairs what it finds; 0 turns it off", field: func(c *Config) any { return &c.Log.ScrubInterval }, agentOnly: true},
 	{key: "log.scrub_bytes_per_sec", usage: "read rate of the background scrub, so that it never competes with writes for long", field: func(c *Config) any { return &c.Log.ScrubBytesPerSec }, agentOnly: true},
@@ -488,6 +494,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DB.FoldDelay < 0 {
 		return usagef("db.fold_delay %v: want 0 or more", c.DB.FoldDelay)
+	}
+	if c.DB.CheckpointInterval < 0 {
+		return usagef("db.checkpoint_interval %v: want 0 (no checkpointer) or more", c.DB.CheckpointInterval)
 	}
 	if c.DB.LogMemtableBytes < 0 || (c.DB.LogMemtableBytes > 0 && c.DB.LogMemtableBytes < 1<<20) || c.DB.LogMemtableBytes > 1<<30 {
 		return usagef("db.log_memtable_bytes %d: want 0 (the default, 4 MiB) or 1 MiB to 1 GiB", c.DB.LogMemtableBytes)

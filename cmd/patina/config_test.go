@@ -30,6 +30,7 @@ sync_interval = "250ms"
 
 [db]
 fold_delay = "3ms"
+checkpoint_interval = "1s"
 
 [gossip.fault]
 enabled = true
@@ -57,7 +58,7 @@ delay = "3ms"
 		}},
 		{"file", []string{"-c", file}, nil, func(t *testing.T, c Config) {
 			if c.DataDir != "/from/file" || c.APIAddr != "127.0.0.1:1111" || c.LogLevel != "warn" ||
-				c.API.Authz.BearerToken != "file-token" || c.Gossip.SyncInterval != 250*time.Millisecond || c.DB.FoldDelay != 3*time.Millisecond ||
+				c.API.Authz.BearerToken != "file-token" || c.Gossip.SyncInterval != 250*time.Millisecond || c.DB.FoldDelay != 3*time.Millisecond || c.DB.CheckpointInterval != time.Second ||
 				!reflect.DeepEqual(c.Bootstrap, []string{"10.0.0.1:8787", "10.0.0.2:8787"}) {
 				t.Errorf("file not applied: %+v", c)
 			}
@@ -137,6 +138,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad log format", []string{"agent", "--log-format", "xml", "--data-dir", dir}, nil, "log_format"},
 		{"bad log retention", []string{"agent", "--log-retention", "a while", "--data-dir", dir}, nil, "log.retention"},
 		{"negative fold delay", []string{"agent", "--data-dir", dir, "--db-fold-delay", "-1ms"}, nil, "db.fold_delay"},
+		{"negative checkpoint interval", []string{"agent", "--data-dir", dir, "--db-checkpoint-interval", "-1s"}, nil, "db.checkpoint_interval"},
 		{"tiny log memtable", []string{"agent", "--data-dir", dir, "--db-log-memtable-bytes", "4096"}, nil, "db.log_memtable_bytes"},
 		{"log memtable beyond the free-space margin", []string{"agent", "--data-dir", dir, "--db-log-memtable-bytes", "33554432"}, nil, "db.min_free_bytes of at least 83886080"},
 		{"negative scrub interval", []string{"agent", "--log-scrub-interval", "-1h", "--data-dir", dir}, nil, "log.scrub_interval"},
