@@ -1,7 +1,7 @@
 package materializer
 
 // The API below is the contract the api package, the agent and the subscription engine code
-// against; the bodies live in materializer.go, writer.go, fold.go and local.go.
+// against; the bodies live in materializer.go, writer.go, group.go, fold.go and local.go.
 
 import (
 	"context"
@@ -68,7 +68,7 @@ type Config struct {
 	// MaxGroup is the most queued local transactions committed together (one SQLite commit
 	// and one log sync); 0 means 64.
 	MaxGroup int
-	// WriterDepth is how many writer groups may be on their way at once (writer.go's
+	// WriterDepth is how many writer groups may be on their way at once (group.go's
 	// group): 0 or 1, one (a group is built once the previous one is durable); 2 or more
 	// build the next group while the previous one's log fsync runs, up to the log's commit
 	// depth. The overlap costs CPU (smaller groups per fsync) and paid off only with idle

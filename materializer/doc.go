@@ -14,7 +14,7 @@
 //     to the log; local transactions reach the log (written, seqs given) before their SQLite
 //     commit, and the fold position commits in the same SQLite transaction as the data it
 //     covers, so a crash at any point refolds from the log with exactly-once effect.
-//   - The writer may be pipelined with the log's fsync (writer.go's group; Config.WriterDepth
+//   - The writer may be pipelined with the log's fsync (group.go's group; Config.WriterDepth
 //     2, off by default): a group's SQLite transaction commits once the log has written its
 //     changesets (at any depth), and the writer goes on with the next group while that
 //     write syncs. Its answers, commit notices, broadcast and

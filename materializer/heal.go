@@ -176,7 +176,7 @@ func swapAside(tmp, path, suffix string) error {
 }
 
 // A view ahead of its log. The writer commits a group's SQLite transaction as soon as the log
-// has written the group's changesets, before their WAL sync (writer.go), so a crash or a
+// has written the group's changesets, before their WAL sync (group.go), so a crash or a
 // power loss in that window leaves a view holding changesets the log lost. None of them was
 // acknowledged (answers wait for the sync), so losing them is allowed, but the view must not
 // keep them: they were never sent anywhere, and the log gives their versions again to other

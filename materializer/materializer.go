@@ -92,7 +92,7 @@ type Materializer struct {
 	foldPos log.Seq       // published: every group up to it is durable in the log
 	foldCh  chan struct{} // closed and replaced when foldPos grows
 	// wpos is the writer's own fold position (writer only): what the view has committed,
-	// ahead of foldPos while groups wait for their log sync (writer.go's group).
+	// ahead of foldPos while groups wait for their log sync (group.go's group).
 	wpos log.Seq
 
 	// The writer's pipeline: pipe carries committed groups to the completer, a token in
@@ -551,7 +551,7 @@ func (m *Materializer) watchLog() {
 // Transact runs statements as one local transaction (all or nothing) and appends its
 // changeset to the log; it returns once the changeset is durable. The view commits it as
 // soon as the log has written it, so a concurrent reader may see it up to one log sync
-// before Transact returns (and loses it if that sync fails: see writer.go's group). If the
+// before Transact returns (and loses it if that sync fails: see group.go's group). If the
 // view's commit fails once the log has the changeset (a full disk), the transaction is still
 // committed and Transact says so; the view folds it from the log later (viewLost). A
 // transaction that changes nothing gets Version 0. A failing statement is reported as a *StmtError. When ctx ends

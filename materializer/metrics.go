@@ -42,7 +42,7 @@ type metrics struct {
 	viewCorruptions prometheus.Counter
 	viewCorrupt     prometheus.Gauge
 	viewHeals       *prometheus.CounterVec
-	// the writer's pipeline (writer.go)
+	// the writer's pipeline (group.go)
 	pipeDepth         prometheus.Gauge
 	viewAheadRebuilds *prometheus.CounterVec
 	// the view's WAL checkpoints (checkpoint.go)
