@@ -667,46 +667,67 @@ func TestInMemoryFS(t *testing.T) {
 	}
 }
 
-// TestMemTableBytes: Options.MemTableBytes reaches Pebble, and a bigger memtable compacts
-// the log far less. Every flushed table spans the arrival index and the keys each commit
-// rewrites, so with the default 4 MB memtables the compactions of 100,000 one-site appends
-// wrote about 2 bytes per byte flushed (7.3 by 600,000 appends), with 32 MiB none
-// (bench/RESULTS.md, issue 14 round 11).
-func TestMemTableBytes(t *testing.T) {
-	run := func(memtable int64) (flushed, compacted uint64) {
-		s, err := Open(t.TempDir(), Options{NoSync: true, MemTableBytes: memtable})
-		if err != nil {
+// compactionRun appends n one-site changesets in appends of 50 (no fsync) to a log opened
+// with opts and returns Pebble's bytes flushed and compacted.
+func compactionRun(t *testing.T, opts Options, n int) (flushed, compacted uint64) {
+	t.Helper()
+	opts.NoSync = true
+	s, err := Open(t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	site := SiteID{0xbe, 1}
+	ctx := context.Background()
+	for v := Version(1); v <= Version(n); v += 50 {
+		css := make([]*Changeset, 50)
+		for i := range css {
+			css[i] = benchCS(site, v+Version(i))
+		}
+		if _, err := s.Append(ctx, css...); err != nil {
 			t.Fatal(err)
 		}
-		defer s.Close()
-		site := SiteID{0xbe, 1}
-		const n = 100_000
-		ctx := context.Background()
-		for v := Version(1); v <= n; v += 50 {
-			css := make([]*Changeset, 50)
-			for i := range css {
-				css[i] = benchCS(site, v+Version(i))
-			}
-			if _, err := s.Append(ctx, css...); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, l := range s.db.Metrics().Levels {
-			flushed += l.TableBytesFlushed
-			compacted += l.TableBytesCompacted
-		}
-		if flushed == 0 {
-			t.Fatalf("memtable %d: %d appends flushed nothing: the run is too small to show compaction", memtable, n)
-		}
-		return flushed, compacted
 	}
-	smallF, smallC := run(0)
-	bigF, bigC := run(32 << 20)
+	for _, l := range s.db.Metrics().Levels {
+		flushed += l.TableBytesFlushed
+		compacted += l.TableBytesCompacted
+	}
+	if flushed == 0 {
+		t.Fatalf("%d appends flushed nothing: the run is too small to show compaction", n)
+	}
+	return flushed, compacted
+}
+
+// TestMemTableBytes: Options.MemTableBytes reaches Pebble, and a bigger memtable compacts
+// the log far less. With Pebble's own table sizes every flushed table spans the arrival index
+// and the keys each commit rewrites, so with the default 4 MB memtables the compactions of
+// 100,000 one-site appends wrote about 2 bytes per byte flushed (7.3 by 600,000 appends),
+// with 32 MiB none (bench/RESULTS.md, issue 14 round 11).
+func TestMemTableBytes(t *testing.T) {
+	smallF, smallC := compactionRun(t, Options{stockTables: true}, 100_000)
+	bigF, bigC := compactionRun(t, Options{stockTables: true, MemTableBytes: 32 << 20}, 100_000)
 	t.Logf("4 MB: %d flushed, %d compacted; 32 MiB: %d flushed, %d compacted", smallF, smallC, bigF, bigC)
 	if smallC <= smallF {
 		t.Errorf("with the default memtable compactions wrote %d bytes for %d flushed: the run no longer shows the rewrite it measures", smallC, smallF)
 	}
 	if bigC > bigF || bigC*2 > smallC {
 		t.Errorf("with 32 MiB memtables compactions wrote %d bytes for %d flushed (default: %d): the option does not reach Pebble", bigC, bigF, smallC)
+	}
+}
+
+// TestSmallTablesCompactLess: the log's table sizes (smallTables) reach Pebble and cut what
+// its compactions rewrite: new tables end where the log's growing tails end and reach the
+// bottom by moves.
+func TestSmallTablesCompactLess(t *testing.T) {
+	const n = 300_000
+	stockF, stockC := compactionRun(t, Options{stockTables: true}, n)
+	smallF, smallC := compactionRun(t, Options{}, n)
+	t.Logf("Pebble's table sizes: %d flushed, %d compacted (%.2f); the log's: %d flushed, %d compacted (%.2f)",
+		stockF, stockC, float64(stockC)/float64(stockF), smallF, smallC, float64(smallC)/float64(smallF))
+	if stockC <= stockF {
+		t.Fatalf("with Pebble's table sizes compactions wrote %d bytes for %d flushed: the run no longer shows the rewrite it measures", stockC, stockF)
+	}
+	if smallC*2 > stockC {
+		t.Errorf("with the log's table sizes compactions wrote %d bytes against %d with Pebble's: smallTables does not reach Pebble, or no longer cuts the rewrite", smallC, stockC)
 	}
 }
