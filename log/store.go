@@ -73,8 +73,9 @@ type Options struct {
 // between them: with Pebble's sizes every compaction rewrote the arrival index and the data
 // tables beside it, 5.5-5.9 bytes compacted per byte flushed at 20,000 changesets a second.
 // Small tables end where a tail ends, so most new tables reach the bottom by a move, not a
-// rewrite: about 1.0 byte per byte in the same run, with L0 holding up to Pebble's 500-file
-// threshold in one sublevel (its files overlap nothing), and point and range reads no slower
+// rewrite: about 2 bytes per byte once steady, with L0 holding up to Pebble's 500-file
+// threshold in one sublevel (its files overlap nothing) and range reads no slower. The cost
+// is about four times as many tables: past Pebble's table cache a random Get opens its table
 // (bench/RESULTS.md, issue 14 round 13).
 func smallTables(o *pebble.Options) {
 	o.FlushSplitBytes = 16 << 10
