@@ -75,12 +75,8 @@ func openFloor(wait time.Duration, socket, fast bool) (*floorServer, error) {
 
 // serveFast is serve under fasthttp.
 func (f *floorServer) serveFast(ctx *fasthttp.RequestCtx) {
-	if !ctx.IsPost() || string(ctx.Path()) != "/v1/transactions" {
-		ctx.Error(`{"error":"the floor server answers POST /v1/transactions only"}`, http.StatusNotFound)
-		return
-	}
-	if !bytes.HasPrefix(bytes.TrimSpace(ctx.PostBody()), []byte("[")) {
-		ctx.Error(`{"error":"want a JSON array of statements"}`, http.StatusBadRequest)
+	if status, msg := floorRefusal(ctx.IsPost(), string(ctx.Path()), ctx.PostBody()); status != 0 {
+		ctx.Error(msg, status)
 		return
 	}
 	if !f.waitTick(f.stop) {
@@ -130,13 +126,12 @@ func (f *floorServer) clock(period time.Duration) {
 }
 
 func (f *floorServer) serve(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost || r.URL.Path != "/v1/transactions" {
-		http.Error(w, `{"error":"the floor server answers POST /v1/transactions only"}`, http.StatusNotFound)
-		return
-	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil || !bytes.HasPrefix(bytes.TrimSpace(body), []byte("[")) {
-		http.Error(w, `{"error":"want a JSON array of statements"}`, http.StatusBadRequest)
+	if err != nil {
+		body = nil // refused below as not a JSON array
+	}
+	if status, msg := floorRefusal(r.Method == http.MethodPost, r.URL.Path, body); status != 0 {
+		http.Error(w, msg, status)
 		return
 	}
 	if !f.waitTick(r.Context().Done()) {
@@ -146,6 +141,18 @@ func (f *floorServer) serve(w http.ResponseWriter, r *http.Request) {
 	h["Content-Type"] = []string{"application/json"}
 	h["Content-Length"] = []string{strconv.Itoa(len(floorAnswer))}
 	w.Write(floorAnswer)
+}
+
+// floorRefusal is the error status and body the floor answers a request with, 0 when it
+// takes it: a POST to /v1/transactions whose body is a JSON array.
+func floorRefusal(post bool, path string, body []byte) (int, string) {
+	if !post || path != "/v1/transactions" {
+		return http.StatusNotFound, `{"error":"the floor server answers POST /v1/transactions only"}`
+	}
+	if !bytes.HasPrefix(bytes.TrimSpace(body), []byte("[")) {
+		return http.StatusBadRequest, `{"error":"want a JSON array of statements"}`
+	}
+	return 0, ""
 }
 
 // waitTick waits for the clock's next tick; false when abort comes first.
@@ -168,12 +175,10 @@ func (f *floorServer) close() error {
 	if f.fast != nil {
 		close(f.stop) // ends the handlers waiting for a tick, which Shutdown waits for
 		err = f.fast.Shutdown()
-		<-f.done
-		f.removeDir()
-		return err
+	} else {
+		err = f.srv.Close()
+		close(f.stop)
 	}
-	err = f.srv.Close()
-	close(f.stop)
 	<-f.done
 	f.removeDir()
 	return err

@@ -82,9 +82,9 @@ type Config struct {
 	// rebuilt from the log then. For views so large that the check delays start too much.
 	NoOpenCheck bool
 	// CheckpointInterval: a checkpointer checkpoints the view's WAL beside the writer, at
-	// most this often while commits come (checkpoint.go); 0 means
-	// DefaultCheckpointInterval, negative leaves checkpoints to SQLite's automatic one in
-	// the writer's commits (every 1000 pages).
+	// most this often while commits come (checkpoint.go); 0 leaves checkpoints to SQLite's
+	// automatic one in the writer's commits (every 1000 pages). DefaultConfig sets
+	// DefaultCheckpointInterval.
 	CheckpointInterval time.Duration
 
 	// noClockPreload folds without reading a changeset's clocks ahead (fold.go): the tests
@@ -99,7 +99,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults for path.
 func DefaultConfig(path string) Config {
-	return Config{Path: path, FoldBatch: 512, ReadConns: 4}
+	return Config{Path: path, FoldBatch: 512, ReadConns: 4, CheckpointInterval: DefaultCheckpointInterval}
 }
 
 // Statement is one SQL statement with positional or named parameters (not both).

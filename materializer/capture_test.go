@@ -56,7 +56,7 @@ func refCaptureTriggers(t *table, id int64) []string {
 // on it) and returns its one connection, closed with the test.
 func writerConn(tb testing.TB) *sql.Conn {
 	tb.Helper()
-	db := openWriterDB(dsn(filepath.Join(tb.TempDir(), "v.db"), false))
+	db := openWriterDB(dsn(filepath.Join(tb.TempDir(), "v.db"), false, 0))
 	db.SetMaxOpenConns(1)
 	c, err := db.Conn(context.Background())
 	if err != nil {

@@ -22,7 +22,7 @@ import (
 // after a complete one restarts the WAL from its start, as the automatic one does.
 
 const (
-	// DefaultCheckpointInterval is Config.CheckpointInterval's default: at the write rates
+	// DefaultCheckpointInterval is Config.CheckpointInterval's (DefaultConfig): at the write rates
 	// of bench http (4-6k WAL frames a second) the WAL holds about the 1000 pages SQLite's
 	// own threshold would let it.
 	DefaultCheckpointInterval = 200 * time.Millisecond
@@ -32,27 +32,17 @@ const (
 	checkpointSafetyPages = 10000
 )
 
-// checkpointInterval is the configured interval; 0 means the checkpointer is off.
-func (c *Config) checkpointInterval() time.Duration {
-	switch {
-	case c.CheckpointInterval < 0:
-		return 0
-	case c.CheckpointInterval == 0:
-		return DefaultCheckpointInterval
-	}
-	return c.CheckpointInterval
-}
-
-// writerAutocheckpoint is the writer connection's wal_autocheckpoint: SQLite's default
-// when no checkpointer runs.
+// writerAutocheckpoint is the writer connection's wal_autocheckpoint: 0 (SQLite's own) when
+// no checkpointer runs.
 func (c *Config) writerAutocheckpoint() int {
-	if c.checkpointInterval() == 0 {
-		return 1000
+	if c.CheckpointInterval == 0 {
+		return 0
 	}
 	return checkpointSafetyPages
 }
 
-// wakeCheckpointer tells the checkpointer the view committed (writer, after a commit).
+// wakeCheckpointer tells the checkpointer the view committed (writer, after a commit); with
+// no checkpointer (ckptWake nil) the send is never ready and it does nothing.
 func (m *Materializer) wakeCheckpointer() {
 	select {
 	case m.ckptWake <- struct{}{}:

@@ -81,8 +81,8 @@ func TestCheckpointerCheckpointsBesideTheWriter(t *testing.T) {
 		t.Fatalf("checkpoint failures after the rebuild: %v", got)
 	}
 
-	off := openNode(t, t.TempDir(), log.SiteID{2}, tSchema, func(c *Config) { c.CheckpointInterval = -1 })
-	if got := walAutocheckpoint(t, off.m); got != 1000 {
+	off := openNode(t, t.TempDir(), log.SiteID{2}, tSchema, func(c *Config) { c.CheckpointInterval = 0 })
+	if got := walAutocheckpoint(t, off.m); got != 1000 { // SQLite's default
 		t.Fatalf("writer's wal_autocheckpoint with the checkpointer off: %d, want SQLite's 1000", got)
 	}
 	if off.m.ckptWake != nil {

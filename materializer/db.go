@@ -188,8 +188,11 @@ func (d *dbconn) close() error {
 	return err
 }
 
-// dsn builds a modernc DSN for path with pragmas.
-func dsn(path string, readOnly bool) string {
+// dsn builds a modernc DSN for path with pragmas: a reader's, or (not readOnly) the writer's,
+// whose automatic WAL checkpoint runs past autocheckpoint pages (0: SQLite's 1000; the
+// checkpointer's safety net, checkpoint.go). In the DSN, not run once on the connection,
+// so that a connection database/sql opens again has them too.
+func dsn(path string, readOnly bool, autocheckpoint int) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	if readOnly {
@@ -209,16 +212,22 @@ func dsn(path string, readOnly bool) string {
 		// A 32 MB page cache (2 MB by default) keeps the clock tables' upper B-tree levels
 		// and the recently written leaves in memory across commits.
 		q.Add("_pragma", "cache_size(-32768)")
+		if autocheckpoint > 0 {
+			q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", autocheckpoint))
+		}
 	}
+	return fileURI(path, q)
+}
+
+// fileURI is the URI of the file at path with the query q.
+func fileURI(path string, q url.Values) string {
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 
 // checkpointDSN is the checkpointer's connection (checkpoint.go): read-write, since a
 // checkpoint writes the database file, and with no pragma that would write anything else.
 func checkpointDSN(path string) string {
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
-	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+	return fileURI(path, url.Values{"_pragma": {"busy_timeout(10000)"}})
 }
 
 // scanValues reads the current row into type-exact values. The caller must select

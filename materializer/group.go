@@ -184,9 +184,7 @@ func (m *Materializer) runGroup(ctx context.Context, txs []*request) (out *group
 		return nil, err
 	}
 	m.wpos = pos
-	if m.ckptWake != nil {
-		m.wakeCheckpointer()
-	}
+	m.wakeCheckpointer()
 	g.pos, g.folded, g.cells, g.rows = pos, len(css), st.cells, st.rows
 	g.locals, g.owners, g.foldTimed = locals, owners, foldedRows > 0 && len(css) > 0
 	return g, nil

@@ -26,7 +26,7 @@ func (c *Config) Validate() error {
 	if c.Path == "" {
 		return errors.New("materializer config: empty path")
 	}
-	if c.FoldBatch < 0 || c.ReadConns < 0 || c.MaxGroup < 0 || c.FoldDelay < 0 || c.WriterDepth < 0 {
+	if c.FoldBatch < 0 || c.ReadConns < 0 || c.MaxGroup < 0 || c.FoldDelay < 0 || c.WriterDepth < 0 || c.CheckpointInterval < 0 {
 		return errors.New("materializer config: negative size or delay")
 	}
 	return nil
@@ -214,7 +214,7 @@ func (m *Materializer) Open(ctx context.Context) error {
 	go m.completer()
 	go m.writerLoop()
 	go m.watchLog()
-	if every := m.cfg.checkpointInterval(); every > 0 {
+	if every := m.cfg.CheckpointInterval; every > 0 {
 		m.ckptWake = make(chan struct{}, 1)
 		m.wg.Add(1)
 		go m.checkpointLoop(every)
@@ -258,7 +258,7 @@ func (m *Materializer) openWriter(ctx context.Context, path string, schema []str
 	if err := m.privateFiles(path); err != nil {
 		return fmt.Errorf("open view %s: %w", path, err)
 	}
-	db := openWriterDB(dsn(path, false))
+	db := openWriterDB(dsn(path, false, m.cfg.writerAutocheckpoint()))
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
@@ -269,9 +269,6 @@ func (m *Materializer) openWriter(ctx context.Context, path string, schema []str
 	}
 	m.wdb, m.w = db, newDBConn(c)
 	if err := m.w.hookRollbacks(); err != nil {
-		return fmt.Errorf("open view %s: %w", path, err)
-	}
-	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", m.cfg.writerAutocheckpoint())); err != nil {
 		return fmt.Errorf("open view %s: %w", path, err)
 	}
 	if err := m.initDB(ctx, schema); err != nil {
@@ -360,7 +357,7 @@ func (m *Materializer) reloadSchema(ctx context.Context) error {
 }
 
 func (m *Materializer) openReaders(path string) error {
-	db, err := sql.Open("sqlite", dsn(path, true))
+	db, err := sql.Open("sqlite", dsn(path, true, 0))
 	if err != nil {
 		return fmt.Errorf("open view readers: %w", err)
 	}

@@ -160,7 +160,7 @@ func TestViewAheadOfLogHealsAtOpen(t *testing.T) {
 		n.exec(t, "INSERT INTO t (id, x) VALUES (1, 'kept')")
 		last := n.store.LastSeq()
 		n.close()
-		db, err := sql.Open("sqlite", dsn(filepath.Join(dir, "views.db"), false))
+		db, err := sql.Open("sqlite", dsn(filepath.Join(dir, "views.db"), false, 0))
 		if err != nil {
 			t.Fatal(err)
 		}

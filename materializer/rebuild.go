@@ -68,7 +68,7 @@ func liveSchema(ctx context.Context, path string, mayBeMissing bool) ([]string, 
 		}
 		return nil, fmt.Errorf("rebuild: %w", err)
 	}
-	db, err := sql.Open("sqlite", dsn(path, true))
+	db, err := sql.Open("sqlite", dsn(path, true, 0))
 	if err != nil {
 		return nil, fmt.Errorf("rebuild: read schema: %w", err)
 	}
@@ -105,7 +105,7 @@ func viewElements(ctx context.Context, path string) ([]element, log.Seq, error) 
 		}
 		return nil, 0, err
 	}
-	db, err := sql.Open("sqlite", dsn(path, true))
+	db, err := sql.Open("sqlite", dsn(path, true, 0))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -410,7 +410,7 @@ func (m *Materializer) rebuildLive(ctx context.Context, progress func(RebuildPro
 	if err := m.loadSchema(ctx); err != nil {
 		return fmt.Errorf("rebuild: %w", err)
 	}
-	db, err := sql.Open("sqlite", dsn(m.cfg.Path, true))
+	db, err := sql.Open("sqlite", dsn(m.cfg.Path, true, 0))
 	if err != nil {
 		return fmt.Errorf("rebuild: reopen readers: %w", err)
 	}

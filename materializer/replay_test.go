@@ -16,7 +16,7 @@ import (
 // at path, read through its own read-only connection.
 func dumpView(tb testing.TB, path string) string {
 	tb.Helper()
-	db, err := sql.Open("sqlite", dsn(path, true))
+	db, err := sql.Open("sqlite", dsn(path, true, 0))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -144,9 +144,6 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	mcfg.FoldBatch, mcfg.ReadConns, mcfg.FoldDelay = a.cfg.DB.FoldBatch, a.cfg.DB.ReadConns, a.cfg.DB.FoldDelay
 	mcfg.WriterDepth = a.cfg.DB.WriterDepth
 	mcfg.CheckpointInterval = a.cfg.DB.CheckpointInterval
-	if mcfg.CheckpointInterval == 0 {
-		mcfg.CheckpointInterval = -1 // off: SQLite's own, in the writer's commits
-	}
 	mcfg.NoOpenCheck = !a.cfg.DB.CheckOnStart
 	mcfg.Logger = a.logger
 	mcfg.Registerer = a.reg
