@@ -1,6 +1,7 @@
 package log
 
 import (
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -69,6 +70,9 @@ var (
 	descRepairWait  = prometheus.NewDesc("patina_log_repair_pending_versions", "Versions a repair removed that are not held again yet (sync fetches them from peers).", nil, nil)
 	descFreeBytes   = prometheus.NewDesc("patina_log_disk_free_bytes", "Free bytes of the log's disk at the last check (0 before the first write).", nil, nil)
 	descWALFsync    = prometheus.NewDesc("patina_log_wal_fsync_seconds", "Duration of the WAL's fsyncs, as Pebble measures them: the disk's part of every group commit (on a busy machine it includes the wait for a CPU to finish the sync).", nil, nil)
+	descTables      = prometheus.NewDesc("patina_log_tables", "Pebble tables (sstables) of the log.", nil, nil)
+	descOpenTables  = prometheus.NewDesc("patina_log_open_tables", "Tables Pebble holds open in its table cache (at most log.max_open_files less a few for its own files).", nil, nil)
+	descTableOpens  = prometheus.NewDesc("patina_log_table_cache_lookups_total", "Reads of a table, by whether the table cache held it open (hit) or the read opened it first (miss: its footer and index read again).", []string{"result"}, nil)
 	descRecentReads = prometheus.NewDesc("patina_log_recent_reads_total", "Versions Read returned, by whether the recent cache held them decoded (hit) or they were read and decoded from Pebble (miss).", []string{"result"}, nil)
 )
 
@@ -81,7 +85,7 @@ func (s *Store) Collector() prometheus.Collector { return storeCollector{s} }
 
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueue, descInflight, descLastSeq, descVersions, descChanges, descBytes, descDisk, descSites, descAppends, descSyncs, descWaiting, descCleared, descHorizon, descHorizTS,
-		descCorruptions, descDamaged, descDiskFull, descRefused, descFreeBytes, descRepairs, descRepairedOut, descRepairWait, descRecentReads, descWALFsync} {
+		descCorruptions, descDamaged, descDiskFull, descRefused, descFreeBytes, descRepairs, descRepairedOut, descRepairWait, descRecentReads, descWALFsync, descTables, descOpenTables, descTableOpens} {
 		ch <- d
 	}
 	c.s.describeScrub(ch)
@@ -133,9 +137,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	hits, misses := c.s.recent.counts()
 	ch <- prometheus.MustNewConstMetric(descRecentReads, prometheus.CounterValue, float64(hits), "hit")
 	ch <- prometheus.MustNewConstMetric(descRecentReads, prometheus.CounterValue, float64(misses), "miss")
-	if m := c.s.walFsyncMetric(); m != nil {
-		ch <- m
-	}
+	c.s.collectPebble(ch)
 	c.s.collectScrub(ch)
 	c.s.metrics.appendSeconds.Collect(ch)
 	c.s.metrics.commitSeconds.Collect(ch)
@@ -148,14 +150,27 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	c.s.metrics.collisions.Collect(ch)
 }
 
-// walFsyncMetric is Pebble's histogram of WAL fsync latencies in seconds (Pebble keeps it in
-// nanoseconds, unnamed), or nil when the store is closed or Pebble has none (read-only).
-func (s *Store) walFsyncMetric() prometheus.Metric {
+// collectPebble sends what Pebble's metrics say of the log's tables and its WAL, from one
+// read of them (nothing once the store is closed).
+func (s *Store) collectPebble(ch chan<- prometheus.Metric) {
 	if err := s.rlock(); err != nil {
-		return nil
+		return
 	}
 	defer s.closeMu.RUnlock()
-	h := s.db.Metrics().LogWriter.FsyncLatency
+	pm := s.db.Metrics()
+	ch <- prometheus.MustNewConstMetric(descTables, prometheus.GaugeValue, float64(pm.Total().TablesCount))
+	ch <- prometheus.MustNewConstMetric(descOpenTables, prometheus.GaugeValue, float64(pm.FileCache.TableCount))
+	ch <- prometheus.MustNewConstMetric(descTableOpens, prometheus.CounterValue, float64(pm.FileCache.Hits), "hit")
+	ch <- prometheus.MustNewConstMetric(descTableOpens, prometheus.CounterValue, float64(pm.FileCache.Misses), "miss")
+	if m := walFsyncMetric(pm); m != nil {
+		ch <- m
+	}
+}
+
+// walFsyncMetric is Pebble's histogram of WAL fsync latencies in seconds (Pebble keeps it in
+// nanoseconds, unnamed), or nil when Pebble has none (read-only).
+func walFsyncMetric(pm *pebble.Metrics) prometheus.Metric {
+	h := pm.LogWriter.FsyncLatency
 	if h == nil {
 		return nil
 	}

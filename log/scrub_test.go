@@ -230,7 +230,8 @@ func TestScrubPaceAndClose(t *testing.T) {
 	}
 }
 
-// gatherLog collects the store's metrics by name.
+// gatherLog collects the store's metrics by name, and those with labels also by
+// name{value,...}.
 func gatherLog(tb testing.TB, s *Store) map[string]float64 {
 	tb.Helper()
 	reg := prometheus.NewPedanticRegistry()
@@ -242,7 +243,15 @@ func gatherLog(tb testing.TB, s *Store) map[string]float64 {
 	got := map[string]float64{}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
-			got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			got[mf.GetName()] = v
+			if ls := m.GetLabel(); len(ls) > 0 {
+				vals := make([]string, len(ls))
+				for i, l := range ls {
+					vals[i] = l.GetValue()
+				}
+				got[mf.GetName()+"{"+strings.Join(vals, ",")+"}"] = v
+			}
 		}
 	}
 	return got

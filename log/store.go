@@ -29,6 +29,10 @@ type Options struct {
 	// DefaultMemTableBytes. Up to two may be held at once (one flushing). Bigger means far
 	// less compaction and bigger steps of disk use (see DefaultMemTableBytes).
 	MemTableBytes int64
+	// MaxOpenFiles bounds the tables Pebble keeps open (its table cache); 0 means
+	// DefaultMaxOpenFiles. A Get whose table is not open opens it first: several reads of
+	// its footer and index.
+	MaxOpenFiles int
 	// NoSync skips fsync (benchmarks of the CPU path only; never in production).
 	NoSync bool
 	// ReadOnly opens an existing log for reading only (inspection, rebuild, backup of a
@@ -64,6 +68,9 @@ type Options struct {
 	// stockTables opens Pebble with its own table sizes instead of smallTables' (the tests
 	// compare the two).
 	stockTables bool
+	// tableBytes, when set, is the size of every table Pebble writes (tests that need many
+	// tables from little data).
+	tableBytes int64
 }
 
 // smallTables sets the sizes of the tables Pebble writes: 1 MiB at every level (Pebble: 2 MB
@@ -281,8 +288,17 @@ func open(dir string, opts Options, lenient bool) (*Store, error) {
 		popts.CacheSize = DefaultCacheBytes
 	}
 	popts.MemTableSize = DefaultMemTableBytes
+	popts.MaxOpenFiles = opts.MaxOpenFiles
+	if popts.MaxOpenFiles <= 0 {
+		popts.MaxOpenFiles = DefaultMaxOpenFiles()
+	}
 	if !opts.stockTables {
 		smallTables(popts)
+	}
+	if opts.tableBytes > 0 {
+		for i := range popts.TargetFileSizes {
+			popts.TargetFileSizes[i] = opts.tableBytes
+		}
 	}
 	if opts.MemTableBytes > 0 {
 		popts.MemTableSize = uint64(opts.MemTableBytes)

@@ -122,7 +122,7 @@ func (a *Agent) Open(ctx context.Context) (err error) {
 	}
 	a.store, err = log.Open(filepath.Join(a.cfg.DataDir, "log"), log.Options{SiteID: site, Logger: a.logger, MinFreeBytes: a.cfg.DB.MinFreeBytes,
 		ScrubInterval: a.cfg.Log.ScrubInterval, ScrubBytesPerSec: a.cfg.Log.ScrubBytesPerSec, CommitDepth: a.cfg.DB.CommitDepth,
-		MemTableBytes: a.cfg.DB.LogMemtableBytes})
+		MemTableBytes: a.cfg.DB.LogMemtableBytes, MaxOpenFiles: a.cfg.DB.LogMaxOpenFiles})
 	if err != nil {
 		if errors.Is(err, log.ErrSiteMismatch) {
 			return usagef("--site-id %s: the data dir %s belongs to another site (%v)", a.cfg.SiteID, a.cfg.DataDir, err)

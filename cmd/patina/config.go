@@ -139,6 +139,9 @@ type DBConfig struct {
 	// LogMemtableBytes is the most the log's Pebble memtable grows to (log.Options'
 	// MemTableBytes); 0 means the default, 4 MiB.
 	LogMemtableBytes int64 `toml:"log_memtable_bytes"`
+	// LogMaxOpenFiles bounds the log's table cache (log.Options' MaxOpenFiles); 0 means half
+	// the process's open-file limit, 100 to 16384.
+	LogMaxOpenFiles int `toml:"log_max_open_files"`
 }
 
 // LogConfig is the [log] section: how much history the changeset log keeps.
@@ -304,6 +307,7 @@ var coreOptions = []option{
 	{key: "db.read_conns", usage: "read-only SQLite connections", field: func(c *Config) any { return &c.DB.ReadConns }, agentOnly: true},
 	{key: "db.commit_depth", usage: "log append groups on their way to disk at once: one is built and written while the previous one's fsync runs (0: the default, 2; 1: no overlap)", field: func(c *Config) any { return &c.DB.CommitDepth }, agentOnly: true},
 	{key: "db.log_memtable_bytes", usage: "the most the log's memtable grows to before it is flushed (up to two held at once); bigger: far less compaction of the log, bigger steps of disk use (needs db.min_free_bytes of 2.5 times it) (0: the default, 4 MiB)", field: func(c *Config) any { return &c.DB.LogMemtableBytes }, agentOnly: true},
+	{key: "db.log_max_open_files", usage: "the most tables of the log Pebble keeps open (its table cache); a read of a table not open opens it first (0: half the process's open-file limit, 100 to 16384)", field: func(c *Config) any { return &c.DB.LogMaxOpenFiles }, agentOnly: true},
 	{key: "db.checkpoint_interval", usage: "a checkpointer copies views.db's WAL into the file beside the writer at most this often while writes come; 0: SQLite's automatic checkpoint, inside the writer's commits (every 1000 pages)", field: func(c *Config) any { return &c.DB.CheckpointInterval }, agentOnly: true},
 	{key: "db.writer_depth", usage: "the view writer's groups on their way at once: 2 runs a group's SQL while the previous group's log fsync runs (lower latency, more CPU per write, up to db.commit_depth); 0 or 1: none overlaps", field: func(c *Config) any { return &c.DB.WriterDepth }, agentOnly: true},
 	{key: "log.scrub_interval", usage: "how often a background pass reads the whole log, verifying checksums and digests, and repairs what it finds; 0 turns it off", field: func(c *Config) any { return &c.Log.ScrubInterval }, agentOnly: true},
@@ -512,6 +516,9 @@ func (c *Config) Validate() error {
 		if need := mt * 5 / 2; minFree < need {
 			return usagef("db.log_memtable_bytes %d needs db.min_free_bytes of at least %d (2.5 times it: a new log WAL file preallocates 110%% of it and a flush writes as much), not %d", mt, need, minFree)
 		}
+	}
+	if c.DB.LogMaxOpenFiles < 0 || (c.DB.LogMaxOpenFiles > 0 && c.DB.LogMaxOpenFiles < 100) {
+		return usagef("db.log_max_open_files %d: want 0 (half the open-file limit, at most 16384) or at least 100", c.DB.LogMaxOpenFiles)
 	}
 	if c.DB.CommitDepth < 0 {
 		return usagef("db.commit_depth %d: want 0 (the default, 2) or more", c.DB.CommitDepth)
