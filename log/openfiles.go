@@ -1,17 +1,16 @@
 package log
 
-import "syscall"
-
 // DefaultMaxOpenFiles is the default Options.MaxOpenFiles: half the process's limit on open
 // files (RLIMIT_NOFILE, which Go raises to its hard limit at start), at most
 // maxOpenFilesCap and at least minOpenFiles. The other half is for the node's sockets, the
-// view's SQLite files and Pebble's own WAL and manifest.
+// view's SQLite files and Pebble's own WAL and manifest. Where the limit cannot be read it
+// is Pebble's own default, 1000.
 func DefaultMaxOpenFiles() int {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return minOpenFiles
+	limit, ok := openFileLimit()
+	if !ok {
+		return 1000
 	}
-	return openFilesFor(lim.Cur)
+	return openFilesFor(limit)
 }
 
 const (

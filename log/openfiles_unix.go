@@ -1,0 +1,14 @@
+//go:build unix
+
+package log
+
+import "syscall"
+
+// openFileLimit is the process's soft RLIMIT_NOFILE.
+func openFileLimit() (uint64, bool) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur <= 0 {
+		return 0, false
+	}
+	return uint64(lim.Cur), true // int64 on some systems
+}
