@@ -6,7 +6,7 @@ package log
 // view's SQLite files and Pebble's own WAL and manifest. Where the limit cannot be read it
 // is Pebble's own default, 1000.
 func DefaultMaxOpenFiles() int {
-	limit, ok := openFileLimit()
+	limit, ok := OpenFileLimit()
 	if !ok {
 		return 1000
 	}
@@ -22,3 +22,7 @@ const (
 func openFilesFor(limit uint64) int {
 	return int(max(min(limit/2, maxOpenFilesCap), minOpenFiles))
 }
+
+// OpenFileLimit is the process's limit on open files (the soft RLIMIT_NOFILE), where the
+// system has one.
+func OpenFileLimit() (uint64, bool) { return openFileLimit() }

@@ -520,6 +520,11 @@ func (c *Config) Validate() error {
 	if c.DB.LogMaxOpenFiles < 0 || (c.DB.LogMaxOpenFiles > 0 && c.DB.LogMaxOpenFiles < 100) {
 		return usagef("db.log_max_open_files %d: want 0 (half the open-file limit, at most 16384) or at least 100", c.DB.LogMaxOpenFiles)
 	}
+	if lim, ok := log.OpenFileLimit(); ok && c.DB.LogMaxOpenFiles > 0 && uint64(c.DB.LogMaxOpenFiles) > lim {
+		// Pebble would run the process out of descriptors (sockets, the view) before its
+		// table cache filled.
+		return usagef("db.log_max_open_files %d is more than this process may open (its open-file limit is %d): lower it, or 0 for half the limit", c.DB.LogMaxOpenFiles, lim)
+	}
 	if c.DB.CommitDepth < 0 {
 		return usagef("db.commit_depth %d: want 0 (the default, 2) or more", c.DB.CommitDepth)
 	}

@@ -142,6 +142,7 @@ func TestUsageErrors(t *testing.T) {
 		{"tiny log memtable", []string{"agent", "--data-dir", dir, "--db-log-memtable-bytes", "4096"}, nil, "db.log_memtable_bytes"},
 		{"log memtable beyond the free-space margin", []string{"agent", "--data-dir", dir, "--db-log-memtable-bytes", "33554432"}, nil, "db.min_free_bytes of at least 83886080"},
 		{"tiny log table cache", []string{"agent", "--data-dir", dir, "--db-log-max-open-files", "10"}, nil, "db.log_max_open_files 10: want 0"},
+		{"log table cache past the open-file limit", []string{"agent", "--data-dir", dir, "--db-log-max-open-files", "2000000000"}, nil, "is more than this process may open"},
 		{"negative scrub interval", []string{"agent", "--log-scrub-interval", "-1h", "--data-dir", dir}, nil, "log.scrub_interval"},
 		{"negative log retention", []string{"agent", "--data-dir", dir}, map[string]string{"PATINA_LOG_RETENTION": "-1h"}, "log.retention"},
 		{"bad tracing sample ratio", []string{"agent", "--data-dir", dir, "--tracing-sample-ratio", "1.5"}, nil, "tracing.sample_ratio"},
