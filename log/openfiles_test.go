@@ -27,9 +27,9 @@ func TestOpenFilesFor(t *testing.T) {
 // tiny tables read at random through a cache of 100 keeps at most that many open and opens
 // tables again on every pass; a cache bigger than the log opens each table once.
 func TestMaxOpenFiles(t *testing.T) {
-	const versions = 6000
+	const versions = 3000
 	run := func(maxOpen int) (tables, open, secondPassMisses float64) {
-		s := openStore(t, "", Options{SiteID: siteA, NoSync: true, MaxOpenFiles: maxOpen, tableBytes: 4 << 10})
+		s := openStore(t, "", Options{SiteID: siteA, NoSync: true, MaxOpenFiles: maxOpen, tableBytes: 2 << 10})
 		for v := Version(1); v <= versions; v += 100 {
 			css := make([]*Changeset, 100)
 			for i := range css {
