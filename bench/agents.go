@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -207,6 +208,23 @@ func (a *benchAgent) output() string {
 		s = s[len(s)-2048:]
 	}
 	return s
+}
+
+// lines returns the lines of the agent's kept output (Write keeps up to 1 MiB) that contain any of
+// words, the last 20 of them.
+func (a *benchAgent) lines(words ...string) []string {
+	a.outMu.Lock()
+	defer a.outMu.Unlock()
+	var out []string
+	for _, l := range strings.Split(a.out.String(), "\n") {
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return out[max(len(out)-20, 0):]
 }
 
 func (a *benchAgent) start(ctx context.Context) error {

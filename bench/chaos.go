@@ -468,7 +468,14 @@ func RunChaos(ctx context.Context, cfg ChaosConfig) (res ChaosResult, err error)
 		}
 	}
 	if err != nil {
-		return res, fmt.Errorf("no convergence within %v after the faults: %s (%w)", cfg.Converge, last, err)
+		// What the agents said of damage and repairs tells why a node stayed unhealthy.
+		var said strings.Builder
+		for j, a := range agents {
+			for _, l := range a.lines("corrupt", "repair") {
+				fmt.Fprintf(&said, "\n  node %d: %s", j, l)
+			}
+		}
+		return res, fmt.Errorf("no convergence within %v after the faults: %s (%w)%s", cfg.Converge, last, err, said.String())
 	}
 
 	// Every acknowledged write, on every node.
