@@ -72,8 +72,7 @@ func (r RepairResult) RemovedCount() uint64 {
 // repairState is the store's side of repairs: one at a time, started by the first damage
 // seen (onCorruption) or by Repair.
 type repairState struct {
-	running atomic.Bool
-	again   atomic.Bool
+	runs    coalescer     // the repair goroutine: one at a time, no request lost
 	done    atomic.Uint64 // repairs completed
 	removed atomic.Uint64 // versions removed by them
 	// pending are the removed versions not held again yet: a copy that arrives for one of
@@ -147,21 +146,15 @@ func (s *Store) repairSoon() {
 	if s.readOnly || s.lenient || s.noRepair || !s.ready.Load() {
 		return
 	}
-	s.rep.again.Store(true)
-	if !s.rep.running.CompareAndSwap(false, true) {
-		return
-	}
-	go func() {
-		defer s.rep.running.Store(false)
-		for s.rep.again.Swap(false) {
-			if _, err := s.Repair(context.Background()); err != nil {
-				if !errors.Is(err, ErrClosed) {
-					s.logger.Error("log repair failed; the damaged range stays unserved (restore this node from a peer: patina backup on a healthy node, patina restore here)", "err", err)
-				}
-				return
+	s.rep.runs.request(func() bool {
+		if _, err := s.Repair(context.Background()); err != nil {
+			if !errors.Is(err, ErrClosed) {
+				s.logger.Error("log repair failed; the damaged range stays unserved (restore this node from a peer: patina backup on a healthy node, patina restore here)", "err", err)
 			}
+			return false
 		}
-	}()
+		return true
+	})
 }
 
 // Repair removes every damaged file from the log, with the versions it made unreadable,
