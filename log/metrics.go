@@ -71,7 +71,7 @@ var (
 	descFreeBytes   = prometheus.NewDesc("patina_log_disk_free_bytes", "Free bytes of the log's disk at the last check (0 before the first write).", nil, nil)
 	descWALFsync    = prometheus.NewDesc("patina_log_wal_fsync_seconds", "Duration of the WAL's fsyncs, as Pebble measures them: the disk's part of every group commit (on a busy machine it includes the wait for a CPU to finish the sync).", nil, nil)
 	descTables      = prometheus.NewDesc("patina_log_tables", "Pebble tables (sstables) of the log.", nil, nil)
-	descOpenTables  = prometheus.NewDesc("patina_log_open_tables", "Tables Pebble holds open in its table cache (at most log.max_open_files less a few for its own files).", nil, nil)
+	descOpenTables  = prometheus.NewDesc("patina_log_open_tables", "Tables Pebble holds open in its table cache (at most db.log_max_open_files less a few for its own files).", nil, nil)
 	descTableOpens  = prometheus.NewDesc("patina_log_table_cache_lookups_total", "Reads of a table, by whether the table cache held it open (hit) or the read opened it first (miss: its footer and index read again).", []string{"result"}, nil)
 	descRecentReads = prometheus.NewDesc("patina_log_recent_reads_total", "Versions Read returned, by whether the recent cache held them decoded (hit) or they were read and decoded from Pebble (miss).", []string{"result"}, nil)
 )

@@ -2,5 +2,5 @@
 
 package log
 
-// openFileLimit: no RLIMIT_NOFILE here.
-func openFileLimit() (uint64, bool) { return 0, false }
+// OpenFileLimit: no RLIMIT_NOFILE here.
+func OpenFileLimit() (uint64, bool) { return 0, false }

@@ -13,12 +13,12 @@ func TestOpenFilesFor(t *testing.T) {
 	for _, c := range []struct {
 		limit uint64
 		want  int
-	}{{0, minOpenFiles}, {150, minOpenFiles}, {1024, 512}, {20000, 10000}, {65536, maxOpenFilesCap}, {1 << 40, maxOpenFilesCap}} {
+	}{{0, MinOpenFiles}, {150, MinOpenFiles}, {1024, 512}, {20000, 10000}, {65536, maxOpenFilesCap}, {1 << 40, maxOpenFilesCap}} {
 		if got := openFilesFor(c.limit); got != c.want {
 			t.Errorf("openFilesFor(%d) = %d, want %d", c.limit, got, c.want)
 		}
 	}
-	if got := DefaultMaxOpenFiles(); got < minOpenFiles || got > maxOpenFilesCap {
+	if got := DefaultMaxOpenFiles(); got < MinOpenFiles || got > maxOpenFilesCap {
 		t.Errorf("DefaultMaxOpenFiles() = %d, out of bounds", got)
 	}
 }
@@ -61,15 +61,15 @@ func TestMaxOpenFiles(t *testing.T) {
 		got := gatherLog(t, s)
 		return got["patina_log_tables"], got["patina_log_open_tables"], got["patina_log_table_cache_lookups_total{miss}"] - before
 	}
-	tables, open, misses := run(minOpenFiles)
-	if tables < 3*minOpenFiles {
-		t.Fatalf("the log has %v tables: too few to test a cache of %d", tables, minOpenFiles)
+	tables, open, misses := run(MinOpenFiles)
+	if tables < 3*MinOpenFiles {
+		t.Fatalf("the log has %v tables: too few to test a cache of %d", tables, MinOpenFiles)
 	}
-	if open > minOpenFiles || misses == 0 {
-		t.Errorf("cache of %d: %v tables open, %v opened again on the second pass; want at most %d open and some opened again", minOpenFiles, open, misses, minOpenFiles)
+	if open > MinOpenFiles || misses == 0 {
+		t.Errorf("cache of %d: %v tables open, %v opened again on the second pass; want at most %d open and some opened again", MinOpenFiles, open, misses, MinOpenFiles)
 	}
 	tables, open, misses = run(100_000)
-	if open <= minOpenFiles || misses != 0 {
-		t.Errorf("cache bigger than the log: %v of %v tables open, %v opened again on the second pass; want more than %d open (every table a Get read), none again", open, tables, misses, minOpenFiles)
+	if open <= MinOpenFiles || misses != 0 {
+		t.Errorf("cache bigger than the log: %v of %v tables open, %v opened again on the second pass; want more than %d open (every table a Get read), none again", open, tables, misses, MinOpenFiles)
 	}
 }

@@ -4,8 +4,8 @@ package log
 
 import "syscall"
 
-// openFileLimit is the process's soft RLIMIT_NOFILE.
-func openFileLimit() (uint64, bool) {
+// OpenFileLimit is the process's limit on open files (the soft RLIMIT_NOFILE).
+func OpenFileLimit() (uint64, bool) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur <= 0 {
 		return 0, false

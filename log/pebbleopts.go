@@ -42,12 +42,11 @@ func pebbleOptions(opts Options, fs vfs.FS, logger *slog.Logger, onCorruption fu
 // The log's keys grow at several tails at once (each site's data, the arrival index, the
 // vectors and stats each commit rewrites), and a table that holds two tails spans every key
 // between them: with Pebble's sizes every compaction rewrote the arrival index and the data
-// tables beside it, 5.5-5.9 bytes compacted per byte flushed at 20,000 changesets a second.
-// Small tables end where a tail ends, so most new tables reach the bottom by a move, not a
-// rewrite: about 2 bytes per byte once steady, with L0 holding up to Pebble's 500-file
-// threshold in one sublevel (its files overlap nothing) and range reads no slower. The cost
-// is about four times as many tables, which the table cache (DefaultMaxOpenFiles) must hold
-// for a random Get not to open its table first (bench/RESULTS.md, issue 14 rounds 13 and 14).
+// tables beside it. Small tables end where a tail ends, so most new tables reach the bottom
+// by a move, not a rewrite, with L0 holding up to Pebble's 500-file threshold in one sublevel
+// (its files overlap nothing) and range reads no slower. The cost is several times as many
+// tables, which the table cache (DefaultMaxOpenFiles) must hold for a random Get not to open
+// its table first. The figures are in bench/RESULTS.md, issue 14 rounds 13 and 14.
 func smallTables(o *pebble.Options) {
 	o.FlushSplitBytes = 16 << 10
 	for i := range o.TargetFileSizes {
@@ -61,9 +60,8 @@ const DefaultCacheBytes = 64 << 20
 // DefaultMemTableBytes is the default Options.MemTableBytes: Pebble's own 4 MB. Every flush
 // of the log's memtable is an L0 table whose key range spans the arrival index and the keys
 // each commit rewrites (the stats, the vector), so every L0 compaction rewrites the arrival
-// index below it and the tails of the sites' data: with 4 MB memtables, compactions wrote
-// 7.3 bytes for every byte flushed over 600,000 single-row appends of one site, with 32 MiB
-// 1.6 (bench/RESULTS.md, issue 14 round 11). The default stays small because the disk use
+// index below it and the tails of the sites' data; a bigger memtable rewrites it less often
+// (bench/RESULTS.md, issue 14 round 11). The default stays small because the disk use
 // moves by about twice the memtable at once (Pebble preallocates each WAL file at 110% of
 // it, and a flush writes a table as big), and MinFreeBytes must cover such a step for the
 // disk-full refusal to come before Pebble meets a full disk.

@@ -205,8 +205,8 @@ func (m *Materializer) writerLoop() {
 // fewer transactions than the last group, it waits for more, until that group is complete:
 // with a closed loop of clients, the clients of the group completed last are on their way
 // back, and a group started without them would make every fsync carry fewer transactions
-// (each group costs about 0.18 ms of CPU whatever its size: BEGIN, COMMIT and the log's
-// WAL write and fsync; bench/RESULTS.md, round 14). The wait ends at the latest when
+// (each group has a fixed CPU cost whatever its size, BEGIN, COMMIT and the log's WAL write
+// and fsync, several times a single row's: bench/RESULTS.md, issue 14 round 14). The wait ends at the latest when
 // the group ahead completes, so the writer never idles past the fsync it overlaps.
 func (m *Materializer) fillGroup(ctx context.Context, batch []*request, want int) []*request {
 	want = min(want, m.cfg.MaxGroup)

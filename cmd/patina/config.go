@@ -517,8 +517,8 @@ func (c *Config) Validate() error {
 			return usagef("db.log_memtable_bytes %d needs db.min_free_bytes of at least %d (2.5 times it: a new log WAL file preallocates 110%% of it and a flush writes as much), not %d", mt, need, minFree)
 		}
 	}
-	if c.DB.LogMaxOpenFiles < 0 || (c.DB.LogMaxOpenFiles > 0 && c.DB.LogMaxOpenFiles < 100) {
-		return usagef("db.log_max_open_files %d: want 0 (half the open-file limit, at most 16384) or at least 100", c.DB.LogMaxOpenFiles)
+	if c.DB.LogMaxOpenFiles < 0 || (c.DB.LogMaxOpenFiles > 0 && c.DB.LogMaxOpenFiles < log.MinOpenFiles) {
+		return usagef("db.log_max_open_files %d: want 0 (half the open-file limit, at most 16384) or at least %d", c.DB.LogMaxOpenFiles, log.MinOpenFiles)
 	}
 	if lim, ok := log.OpenFileLimit(); ok && c.DB.LogMaxOpenFiles > 0 && uint64(c.DB.LogMaxOpenFiles) > lim {
 		// Pebble would run the process out of descriptors (sockets, the view) before its
